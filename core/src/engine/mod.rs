@@ -1,0 +1,681 @@
+//! The engine: applications, streams, one publisher per stream, players, auth,
+//! idle reaping and statistics.
+//!
+//! Every protocol session asks the engine, with a [`Request`], to publish or to
+//! play; the engine consults the [`StreamAuthenticator`] and answers with a
+//! [`Publisher`] or a [`Player`], or refuses with an [`EngineError`]. Because
+//! this is the only way onto a bus, authorization holds for every protocol.
+//!
+//! Each publish gets a fresh [`SessionId`]; ending a stream names the session,
+//! so a stale session (one that was replaced or reaped) can never end a newer
+//! one. The engine keeps no globals: make as many as you like.
+//!
+//! The stream table sits behind a mutex, taken on publish, play, unpublish and
+//! reaping only; frames never touch it.
+
+mod auth;
+mod observer;
+mod qos;
+
+#[cfg(feature = "auth-hmac")]
+pub use auth::HmacTokenAuthenticator;
+pub use auth::{AllowAll, AuthError, AuthRequest, StreamAuthenticator};
+pub use observer::{EngineEvent, NoopObserver, Observer};
+pub use qos::StreamStats;
+
+use crate::bus::{self, Bus, BusConfig, CloseReason, Sender, Subscription};
+use crate::frame::{MediaFrame, TrackSet};
+use crate::time::Instant;
+use core::fmt;
+use core::time::Duration;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+/// The longest app or stream name accepted.
+pub const MAX_NAME_LEN: usize = 256;
+
+/// Publish or play.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Send media into a stream.
+    Publish,
+    /// Receive media from a stream.
+    Play,
+}
+
+impl Action {
+    /// `"publish"` or `"play"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Action::Publish => "publish",
+            Action::Play => "play",
+        }
+    }
+}
+
+/// A stream's name: the application and the stream id within it
+/// (`rtmp://host/APP/STREAM`, `http://host/APP/STREAM/index.m3u8`).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamKey {
+    app: Arc<str>,
+    stream: Arc<str>,
+}
+
+/// A stream key was not acceptable.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid stream name {0:?}: names are 1 to 256 printable characters without '/', '\\' or '..'"
+)]
+pub struct InvalidKey(pub String);
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_NAME_LEN
+        && s != "."
+        && s != ".."
+        && s.chars().all(|c| !c.is_control() && c != '/' && c != '\\')
+}
+
+impl StreamKey {
+    /// A key; names that could escape a path or a URL segment are refused.
+    pub fn new(app: &str, stream: &str) -> Result<Self, InvalidKey> {
+        if !valid_name(app) {
+            return Err(InvalidKey(app.into()));
+        }
+        if !valid_name(stream) {
+            return Err(InvalidKey(stream.into()));
+        }
+        Ok(StreamKey {
+            app: app.into(),
+            stream: stream.into(),
+        })
+    }
+
+    /// The application.
+    pub fn app(&self) -> &str {
+        &self.app
+    }
+
+    /// The stream id within the application.
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+}
+
+impl fmt::Display for StreamKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.app, self.stream)
+    }
+}
+
+impl fmt::Debug for StreamKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StreamKey({self})")
+    }
+}
+
+/// The identity of one publish or play session, unique within an engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SessionId(pub u64);
+
+/// The settings of one application.
+#[derive(Clone, Debug)]
+pub struct AppSpec {
+    /// The application's name (the first path segment).
+    pub name: String,
+    /// Ring, GOP cache and lag settings of its streams.
+    pub bus: BusConfig,
+    /// A stream whose publisher sends nothing for this long is closed.
+    pub idle_timeout: Duration,
+    /// Whether publishing is allowed at all.
+    pub allow_publish: bool,
+    /// Whether playing is allowed at all.
+    pub allow_play: bool,
+}
+
+impl AppSpec {
+    /// An application with the default settings.
+    pub fn new(name: impl Into<String>) -> Self {
+        AppSpec {
+            name: name.into(),
+            bus: BusConfig::default(),
+            idle_timeout: Duration::from_secs(30),
+            allow_publish: true,
+            allow_play: true,
+        }
+    }
+
+    /// Turns the GOP cache on or off.
+    pub fn gop_cache(mut self, on: bool) -> Self {
+        self.bus.gop_cache = on;
+        self
+    }
+
+    /// Frames held by each stream's ring.
+    pub fn ring_capacity(mut self, frames: usize) -> Self {
+        self.bus.capacity = frames;
+        self
+    }
+
+    /// Frames a subscriber may fall behind before it is evicted.
+    pub fn lag_limit(mut self, frames: u64) -> Self {
+        self.bus.lag_limit = frames;
+        self
+    }
+
+    /// Idle time after which a silent publisher's stream is closed.
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.idle_timeout = d;
+        self
+    }
+}
+
+/// A publish or play request, as a protocol session makes it.
+#[derive(Clone, Debug)]
+pub struct Request<'a> {
+    /// The stream.
+    pub key: StreamKey,
+    /// Credentials (`?token=` on RTMP and HLS URLs).
+    pub token: Option<&'a str>,
+    /// The protocol asking.
+    pub protocol: &'a str,
+    /// The peer, for logs.
+    pub peer: Option<&'a str>,
+    /// Wall-clock Unix seconds, for token expiry.
+    pub unix_time: u64,
+}
+
+impl<'a> Request<'a> {
+    /// A request with no credentials and no peer.
+    pub fn new(key: StreamKey, protocol: &'a str) -> Self {
+        Request {
+            key,
+            token: None,
+            protocol,
+            peer: None,
+            unix_time: 0,
+        }
+    }
+}
+
+/// Why the engine refused a request.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// No such application, or it does not allow the action.
+    #[error("application {app:?} does not allow {action:?}")]
+    AppNotAllowed {
+        /// The application.
+        app: String,
+        /// What was asked.
+        action: Action,
+    },
+    /// The authenticator refused.
+    #[error("unauthorized: {0}")]
+    Unauthorized(#[from] AuthError),
+    /// Someone is already publishing this stream.
+    #[error("stream {0} is already being published")]
+    AlreadyPublishing(StreamKey),
+    /// Nothing is published under this key.
+    #[error("stream {0} not found")]
+    NotFound(StreamKey),
+    /// The stream has its maximum number of players.
+    #[error("stream {0} has reached its player limit")]
+    TooManyPlayers(StreamKey),
+    /// The engine is shutting down.
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+}
+
+struct StreamEntry {
+    session: SessionId,
+    bus: Bus,
+    stats: Arc<StreamStats>,
+    tracks: Arc<Mutex<Arc<TrackSet>>>,
+    idle_timeout: Duration,
+    protocol: String,
+    peer: Option<String>,
+}
+
+struct Inner {
+    apps: HashMap<String, AppSpec>,
+    default_app: Option<AppSpec>,
+    auth: Arc<dyn StreamAuthenticator>,
+    observer: Arc<dyn Observer>,
+    streams: Mutex<HashMap<StreamKey, StreamEntry>>,
+    next_session: AtomicU64,
+    shutting_down: std::sync::atomic::AtomicBool,
+}
+
+impl Inner {
+    fn table(&self) -> MutexGuard<'_, HashMap<StreamKey, StreamEntry>> {
+        // A panic while holding the table cannot leave it inconsistent (every
+        // update is a single insert or remove), so a poisoned lock is usable.
+        self.streams.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn session(&self) -> SessionId {
+        SessionId(self.next_session.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    fn unpublish(&self, key: &StreamKey, session: SessionId, reason: CloseReason) {
+        let removed = {
+            let mut t = self.table();
+            match t.get(key) {
+                Some(e) if e.session == session => t.remove(key),
+                _ => None,
+            }
+        };
+        if let Some(e) = removed {
+            e.bus.close(reason);
+            self.observer.on_event(&EngineEvent::Unpublished {
+                key: key.clone(),
+                session,
+                reason,
+            });
+        }
+    }
+}
+
+/// Builds an [`Engine`].
+pub struct EngineBuilder {
+    apps: HashMap<String, AppSpec>,
+    default_app: Option<AppSpec>,
+    auth: Arc<dyn StreamAuthenticator>,
+    observer: Arc<dyn Observer>,
+}
+
+impl EngineBuilder {
+    /// Adds an application.
+    pub fn app(mut self, spec: AppSpec) -> Self {
+        self.apps.insert(spec.name.clone(), spec);
+        self
+    }
+
+    /// The settings used for application names that were not added with
+    /// [`app`](Self::app); `None` refuses unknown applications. The default
+    /// is `AppSpec::new("*")`, so any application name works.
+    pub fn default_app(mut self, spec: Option<AppSpec>) -> Self {
+        self.default_app = spec;
+        self
+    }
+
+    /// The authenticator consulted on every request.
+    pub fn authenticator(mut self, auth: Arc<dyn StreamAuthenticator>) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// The observer told about every lifecycle event.
+    pub fn observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = observer;
+        self
+    }
+
+    /// The engine.
+    pub fn build(self) -> Engine {
+        Engine {
+            inner: Arc::new(Inner {
+                apps: self.apps,
+                default_app: self.default_app,
+                auth: self.auth,
+                observer: self.observer,
+                streams: Mutex::new(HashMap::new()),
+                next_session: AtomicU64::new(0),
+                shutting_down: std::sync::atomic::AtomicBool::new(false),
+            }),
+        }
+    }
+}
+
+/// A snapshot of one stream, for the stats API.
+#[derive(Clone, Debug)]
+pub struct StreamSnapshot {
+    /// The stream.
+    pub key: StreamKey,
+    /// The publishing session.
+    pub session: SessionId,
+    /// The publisher's protocol.
+    pub protocol: String,
+    /// The publisher's address.
+    pub peer: Option<String>,
+    /// Its tracks.
+    pub tracks: Arc<TrackSet>,
+    /// Its counters.
+    pub stats: Arc<StreamStats>,
+    /// Players attached.
+    pub subscribers: usize,
+}
+
+/// Apps, streams, sessions. Cloning is a reference count.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("streams", &self.inner.table().len())
+            .finish()
+    }
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Engine::builder().build()
+    }
+}
+
+impl Engine {
+    /// A builder with the defaults: any application name, allow-all auth.
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder {
+            apps: HashMap::new(),
+            default_app: Some(AppSpec::new("*")),
+            auth: Arc::new(AllowAll),
+            observer: Arc::new(NoopObserver),
+        }
+    }
+
+    fn app(&self, name: &str) -> Option<&AppSpec> {
+        self.inner
+            .apps
+            .get(name)
+            .or(self.inner.default_app.as_ref())
+    }
+
+    fn reject(&self, req: &Request<'_>, action: Action, err: EngineError) -> EngineError {
+        self.inner.observer.on_event(&EngineEvent::Rejected {
+            key: req.key.clone(),
+            action,
+            reason: err.to_string(),
+        });
+        err
+    }
+
+    /// Checks a request against the application and the authenticator
+    /// without creating anything.
+    pub fn authorize(&self, req: &Request<'_>, action: Action) -> Result<&AppSpec, EngineError> {
+        if self.inner.shutting_down.load(Ordering::Acquire) {
+            return Err(EngineError::ShuttingDown);
+        }
+        let app = self
+            .app(req.key.app())
+            .filter(|a| match action {
+                Action::Publish => a.allow_publish,
+                Action::Play => a.allow_play,
+            })
+            .ok_or_else(|| {
+                self.reject(
+                    req,
+                    action,
+                    EngineError::AppNotAllowed {
+                        app: req.key.app().into(),
+                        action,
+                    },
+                )
+            })?;
+        let auth = AuthRequest {
+            action,
+            key: &req.key,
+            token: req.token,
+            protocol: req.protocol,
+            peer: req.peer,
+            unix_time: req.unix_time,
+        };
+        self.inner
+            .auth
+            .authorize(&auth)
+            .map_err(|e| self.reject(req, action, e.into()))?;
+        Ok(app)
+    }
+
+    /// Starts publishing `req.key`: authorizes, then claims the key.
+    pub fn publish(&self, req: &Request<'_>, now: Instant) -> Result<Publisher, EngineError> {
+        let app = self.authorize(req, Action::Publish)?;
+        let (idle_timeout, cfg) = (app.idle_timeout, app.bus.clone());
+        let session = self.inner.session();
+        let (sender, bus) = bus::channel(cfg);
+        let stats = Arc::new(StreamStats::default());
+        stats.started_at.store(now.as_micros(), Ordering::Relaxed);
+        stats
+            .last_frame_at
+            .store(now.as_micros(), Ordering::Relaxed);
+        let tracks = Arc::new(Mutex::new(Arc::new(TrackSet::new())));
+        {
+            let mut t = self.inner.table();
+            if t.contains_key(&req.key) {
+                drop(t);
+                return Err(self.reject(
+                    req,
+                    Action::Publish,
+                    EngineError::AlreadyPublishing(req.key.clone()),
+                ));
+            }
+            t.insert(
+                req.key.clone(),
+                StreamEntry {
+                    session,
+                    bus,
+                    stats: stats.clone(),
+                    tracks: tracks.clone(),
+                    idle_timeout,
+                    protocol: req.protocol.into(),
+                    peer: req.peer.map(Into::into),
+                },
+            );
+        }
+        self.inner.observer.on_event(&EngineEvent::Published {
+            key: req.key.clone(),
+            session,
+            protocol: req.protocol.into(),
+            peer: req.peer.map(Into::into),
+        });
+        Ok(Publisher {
+            engine: Arc::downgrade(&self.inner),
+            key: req.key.clone(),
+            session,
+            sender: Some(sender),
+            stats,
+            tracks,
+            meter: qos::QosMeter::default(),
+        })
+    }
+
+    /// Starts playing `req.key`: authorizes, then subscribes, starting from
+    /// the GOP cache.
+    pub fn play(&self, req: &Request<'_>) -> Result<Player, EngineError> {
+        self.authorize(req, Action::Play)?;
+        let bus = {
+            let t = self.inner.table();
+            t.get(&req.key).map(|e| e.bus.clone())
+        };
+        let bus = bus.ok_or_else(|| {
+            self.reject(req, Action::Play, EngineError::NotFound(req.key.clone()))
+        })?;
+        let subscription = bus.subscribe().map_err(|_| {
+            self.reject(
+                req,
+                Action::Play,
+                EngineError::TooManyPlayers(req.key.clone()),
+            )
+        })?;
+        let session = self.inner.session();
+        self.inner.observer.on_event(&EngineEvent::Played {
+            key: req.key.clone(),
+            session,
+            protocol: req.protocol.into(),
+        });
+        Ok(Player {
+            key: req.key.clone(),
+            session,
+            subscription,
+        })
+    }
+
+    /// Closes streams whose publisher has been silent for longer than its
+    /// application's idle timeout. Returns how many were closed.
+    pub fn reap_idle(&self, now: Instant) -> usize {
+        let idle: Vec<(StreamKey, SessionId)> = self
+            .inner
+            .table()
+            .iter()
+            .filter(|(_, e)| {
+                let last = Instant::from_micros(e.stats.last_frame_at.load(Ordering::Relaxed));
+                now - last > e.idle_timeout
+            })
+            .map(|(k, e)| (k.clone(), e.session))
+            .collect();
+        for (key, session) in &idle {
+            self.inner.unpublish(key, *session, CloseReason::Idle);
+        }
+        idle.len()
+    }
+
+    /// The stream published under `key`, if any.
+    pub fn stream(&self, key: &StreamKey) -> Option<StreamSnapshot> {
+        let t = self.inner.table();
+        t.get(key).map(|e| snapshot(key, e))
+    }
+
+    /// Every published stream.
+    pub fn streams(&self) -> Vec<StreamSnapshot> {
+        let t = self.inner.table();
+        let mut v: Vec<_> = t.iter().map(|(k, e)| snapshot(k, e)).collect();
+        v.sort_by(|a, b| a.key.cmp(&b.key));
+        v
+    }
+
+    /// Refuses new requests and closes every stream.
+    pub fn shutdown(&self) {
+        self.inner.shutting_down.store(true, Ordering::Release);
+        let all: Vec<(StreamKey, SessionId)> = self
+            .inner
+            .table()
+            .iter()
+            .map(|(k, e)| (k.clone(), e.session))
+            .collect();
+        for (key, session) in all {
+            self.inner.unpublish(&key, session, CloseReason::Shutdown);
+        }
+    }
+}
+
+fn snapshot(key: &StreamKey, e: &StreamEntry) -> StreamSnapshot {
+    StreamSnapshot {
+        key: key.clone(),
+        session: e.session,
+        protocol: e.protocol.clone(),
+        peer: e.peer.clone(),
+        tracks: e.tracks.lock().map(|t| t.clone()).unwrap_or_default(),
+        stats: e.stats.clone(),
+        subscribers: e.bus.stats().subscribers.load(Ordering::Relaxed),
+    }
+}
+
+/// The right to publish one stream, held by one session. Dropping it ends the
+/// stream, unless a newer session has taken the key since.
+pub struct Publisher {
+    engine: Weak<Inner>,
+    key: StreamKey,
+    session: SessionId,
+    sender: Option<Sender>,
+    stats: Arc<StreamStats>,
+    tracks: Arc<Mutex<Arc<TrackSet>>>,
+    meter: qos::QosMeter,
+}
+
+impl fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Publisher")
+            .field("key", &self.key)
+            .field("session", &self.session)
+            .finish()
+    }
+}
+
+impl Publisher {
+    /// The stream.
+    pub fn key(&self) -> &StreamKey {
+        &self.key
+    }
+
+    /// This publish session.
+    pub fn session(&self) -> SessionId {
+        self.session
+    }
+
+    /// The stream's counters.
+    pub fn stats(&self) -> &Arc<StreamStats> {
+        &self.stats
+    }
+
+    /// Sets the track configuration every player receives before the frames
+    /// that follow.
+    pub fn set_tracks(&mut self, tracks: TrackSet) {
+        if let Some(s) = self.sender.as_mut() {
+            s.set_tracks(tracks);
+            if let Ok(mut t) = self.tracks.lock() {
+                *t = s.tracks().clone();
+            }
+        }
+    }
+
+    /// The track configuration in force.
+    pub fn tracks(&self) -> Option<&Arc<TrackSet>> {
+        self.sender.as_ref().map(|s| s.tracks())
+    }
+
+    /// Publishes a frame; `Err` once the stream was closed under this
+    /// publisher (idle reaping, shutdown).
+    pub fn publish(&mut self, now: Instant, frame: MediaFrame) -> Result<(), bus::Closed> {
+        let sender = self
+            .sender
+            .as_mut()
+            .ok_or(bus::Closed(CloseReason::PublisherEnded))?;
+        self.meter.record(&self.stats, now, &frame);
+        sender.publish(frame).map(|_| ())
+    }
+
+    /// A bus handle, to subscribe without going through auth (for packagers
+    /// and recorders the host runs itself).
+    pub fn bus(&self) -> Option<Bus> {
+        self.sender.as_ref().map(Sender::bus)
+    }
+
+    /// Ends the stream now, with a reason.
+    pub fn end(mut self, reason: CloseReason) {
+        self.finish(reason);
+    }
+
+    fn finish(&mut self, reason: CloseReason) {
+        if let Some(sender) = self.sender.take() {
+            if let Some(engine) = self.engine.upgrade() {
+                engine.unpublish(&self.key, self.session, reason);
+            }
+            sender.close(reason);
+        }
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.finish(CloseReason::PublisherEnded);
+    }
+}
+
+/// One player's subscription to a stream.
+#[derive(Debug)]
+pub struct Player {
+    /// The stream.
+    pub key: StreamKey,
+    /// This play session.
+    pub session: SessionId,
+    /// The subscription; receive from it.
+    pub subscription: Subscription,
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,40 @@
+//! arcly-core: the sans-IO kernel of arcly-stream.
+//!
+//! Nothing in this crate performs IO, reads a clock, spawns, or sleeps: time
+//! comes in as [`time::Instant`] from the host, bytes and frames come in
+//! through method calls, and results come out as return values. The
+//! executor adapters (`arcly-tokio`, `arcly-smol`, `arcly-blocking`) own the
+//! sockets, timers and tasks.
+//!
+//! * [`time`]: host time and media time, 32/33-bit clock extension, rescaling.
+//! * [`frame`]: [`MediaFrame`](frame::MediaFrame), tracks and their
+//!   configuration, and the canonical payload form of each codec.
+//! * `bus` (feature `std`): the lock-free fan-out ring with its GOP cache.
+//! * `engine` (feature `std`): apps, streams, auth, sessions, QoS.
+//!
+//! With `default-features = false` the crate is `#![no_std]` + `alloc` and
+//! offers the time and frame model (and, as they arrive, the media plane's
+//! parsers and muxers); the bus and the engine need `std` for threads and the
+//! epoch collector.
+
+#![cfg_attr(not(feature = "std"), no_std)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+pub mod frame;
+pub mod time;
+
+#[cfg(feature = "std")]
+pub mod bus;
+#[cfg(feature = "std")]
+pub mod engine;
+
+pub use bytes::{Bytes, BytesMut};
+pub use frame::{CodecId, FrameKind, MediaFrame, TrackId, TrackInfo, TrackSet};
+pub use time::{Instant, MediaTime, Timescale};
+
+#[cfg(feature = "std")]
+pub use bus::{Delivery, RecvError, Subscription};
+#[cfg(feature = "std")]
+pub use engine::{AppSpec, Engine, Publisher, Request, StreamKey};

@@ -1,0 +1,1 @@
+//! Cross-crate tests of arcly-stream; the tests live in `tests/tests/`.
