@@ -1,3 +1,4 @@
+#![allow(missing_docs)]
 //! Fan-out: lossless delivery of 4 KiB frames to 1, 16, 256 and 4096
 //! subscribers, for arcly-core, the published arcly-stream 0.1.5 and
 //! tokio::sync::broadcast, in one harness:

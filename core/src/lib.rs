@@ -11,6 +11,9 @@
 //!   configuration, and the canonical payload form of each codec.
 //! * `bus` (feature `std`): the lock-free fan-out ring with its GOP cache.
 //! * `engine` (feature `std`): apps, streams, auth, sessions, QoS.
+//! * `session` (feature `std`): the session contract every protocol
+//!   implements, and the `Conductor` that connects a session to the engine.
+//! * [`media`]: the media plane (codec parsers, containers, playlists).
 //!
 //! With `default-features = false` the crate is `#![no_std]` + `alloc` and
 //! offers the time and frame model (and, as they arrive, the media plane's
@@ -29,6 +32,9 @@ pub mod time;
 pub mod bus;
 #[cfg(feature = "std")]
 pub mod engine;
+pub mod media;
+#[cfg(feature = "std")]
+pub mod session;
 
 pub use bytes::{Bytes, BytesMut};
 pub use frame::{CodecId, FrameKind, MediaFrame, TrackId, TrackInfo, TrackSet};

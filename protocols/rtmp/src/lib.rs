@@ -1,0 +1,1 @@
+//! arcly-rtmp: RTMP server and client sessions as sans-IO state machines.
