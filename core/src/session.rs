@@ -27,6 +27,7 @@ use core::task::{Context, Poll};
 use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
+use core::time::Duration;
 
 use crate::bus::{CloseReason, DeliveryRef, RecvError};
 use crate::engine::{Action, Engine, EngineError, Player, Publisher, Request, StreamKey};
@@ -195,14 +196,35 @@ pub trait Session {
     fn is_closed(&self) -> bool;
 }
 
-/// How the host reached this connection.
-#[derive(Clone, Debug, Default)]
+/// How the host reached this connection, and its time limits.
+#[derive(Clone, Debug)]
 pub struct ConnContext {
     /// The peer's address as text.
     pub peer: Option<String>,
     /// Wall-clock Unix seconds at `Instant::ZERO`, so token expiry can be
     /// checked from `now` alone.
     pub unix_base: u64,
+    /// When the connection was accepted.
+    pub started: Instant,
+    /// A connection that has neither published nor played by
+    /// `started + handshake_timeout` is closed (`None` for protocols that
+    /// never publish or play through the engine, like HTTP).
+    pub handshake_timeout: Option<Duration>,
+    /// A connection that is not playing and sends nothing for this long is
+    /// closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for ConnContext {
+    fn default() -> Self {
+        ConnContext {
+            peer: None,
+            unix_base: 0,
+            started: Instant::ZERO,
+            handshake_timeout: Some(Duration::from_secs(10)),
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 /// Deliveries handed to a playing session per
@@ -217,6 +239,9 @@ pub struct Conductor<S> {
     publisher: Option<Publisher>,
     player: Option<Player>,
     closed: Option<SessionEnd>,
+    /// Whether the connection ever published or played.
+    engaged: bool,
+    last_input: Instant,
     /// Human-readable log lines for the adapter to print.
     log: VecDeque<String>,
 }
@@ -239,6 +264,7 @@ impl<S: Session> core::fmt::Debug for Conductor<S> {
 impl<S: Session> Conductor<S> {
     /// A conductor for a new connection.
     pub fn new(engine: Engine, session: S, ctx: ConnContext) -> Self {
+        let last_input = ctx.started;
         Conductor {
             engine,
             session,
@@ -246,6 +272,8 @@ impl<S: Session> Conductor<S> {
             publisher: None,
             player: None,
             closed: None,
+            engaged: false,
+            last_input,
             log: VecDeque::new(),
         }
     }
@@ -262,14 +290,43 @@ impl<S: Session> Conductor<S> {
 
     /// Input from the socket.
     pub fn handle_input(&mut self, now: Instant, input: Input) {
+        self.last_input = now;
         self.session.handle_input(now, input);
         self.process(now);
     }
 
-    /// Timer expiry.
+    /// Timer expiry: the session's own timers, then the connection's
+    /// handshake and idle limits.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.session.handle_timeout(now);
-        self.process(now);
+        if self.session.poll_timeout().is_some_and(|t| t <= now) {
+            self.session.handle_timeout(now);
+            self.process(now);
+        }
+        if self.closed.is_none() && self.conn_deadline().is_some_and(|t| t <= now) {
+            let what = if self.engaged { "idle" } else { "handshake" };
+            self.log.push_back(format!(
+                "closing {} connection from {}: {what} timeout",
+                self.session.protocol(),
+                self.ctx.peer.as_deref().unwrap_or("?")
+            ));
+            self.publisher = None;
+            self.player = None;
+            self.closed = Some(SessionEnd::Timeout);
+        }
+    }
+
+    /// The connection's own deadline: the handshake limit until it publishes
+    /// or plays, then the idle limit while it is not playing.
+    fn conn_deadline(&self) -> Option<Instant> {
+        match self.ctx.handshake_timeout {
+            Some(limit) if !self.engaged => return Some(self.ctx.started + limit),
+            _ => {}
+        }
+        if self.player.is_none() {
+            Some(self.last_input + self.ctx.idle_timeout)
+        } else {
+            None
+        }
     }
 
     /// Host shutdown: the session says goodbye; streams end.
@@ -325,7 +382,13 @@ impl<S: Session> Conductor<S> {
     /// When to call [`handle_timeout`](Self::handle_timeout).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.session.poll_timeout()
+        if self.is_closed() {
+            return None;
+        }
+        match (self.session.poll_timeout(), self.conn_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// A line for the log, in a person's words.
@@ -439,6 +502,7 @@ impl<S: Session> Conductor<S> {
         };
         match result {
             Ok(()) => {
+                self.engaged = true;
                 let verb = match r.action {
                     Action::Publish => "publishing",
                     Action::Play => "playing",
@@ -449,5 +513,204 @@ impl<S: Session> Conductor<S> {
             }
             Err(why) => self.session.reject(now, r.id, why),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{CodecId, TrackId};
+    use crate::time::MediaTime;
+
+    /// A toy protocol: the peer sends lines `publish NAME`, `play NAME`,
+    /// `frame`; the session answers `ok`/`no`, and writes `F<pts>` per frame
+    /// it plays.
+    #[derive(Default)]
+    struct Lines {
+        buf: Vec<u8>,
+        next_id: u32,
+        out: VecDeque<Transmit>,
+        events: VecDeque<SessionEvent>,
+        closed: bool,
+        t: i64,
+    }
+
+    impl Session for Lines {
+        fn protocol(&self) -> &'static str {
+            "lines"
+        }
+        fn handle_input(&mut self, _now: Instant, input: Input) {
+            let Input::Stream(b) = input else {
+                self.events
+                    .push_back(SessionEvent::Closed(SessionEnd::Normal));
+                return;
+            };
+            self.buf.extend_from_slice(&b);
+            while let Some(i) = self.buf.iter().position(|&c| c == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=i).collect();
+                let line = String::from_utf8_lossy(&line[..i]).to_string();
+                let (verb, arg) = line.split_once(' ').unwrap_or((&line, ""));
+                let (stream, token) = match arg.split_once("?token=") {
+                    Some((s, t)) => (s.to_string(), Some(t.to_string())),
+                    None => (arg.to_string(), None),
+                };
+                let action = match verb {
+                    "publish" => Action::Publish,
+                    "play" => Action::Play,
+                    "frame" => {
+                        self.t += 1;
+                        self.events.push_back(SessionEvent::Frame(MediaFrame::video(
+                            TrackId(0),
+                            CodecId::H264,
+                            true,
+                            MediaTime::from_millis(self.t),
+                            Bytes::new(),
+                        )));
+                        continue;
+                    }
+                    _ => {
+                        self.events
+                            .push_back(SessionEvent::Closed(SessionEnd::ProtocolError(line)));
+                        continue;
+                    }
+                };
+                self.next_id += 1;
+                self.events.push_back(SessionEvent::Request(StreamRequest {
+                    id: RequestId(self.next_id),
+                    action,
+                    app: "live".into(),
+                    stream,
+                    token,
+                }));
+            }
+        }
+        fn handle_delivery(&mut self, _now: Instant, d: DeliveryRef<'_>) {
+            if let DeliveryRef::Frame(f) = d {
+                self.out
+                    .push_back(Transmit::stream(Bytes::from(format!("F{}\n", f.pts.ticks))));
+            }
+        }
+        fn handle_stream_end(&mut self, _now: Instant, _why: RecvError) {
+            self.out
+                .push_back(Transmit::stream(Bytes::from_static(b"end\n")));
+        }
+        fn handle_timeout(&mut self, _now: Instant) {}
+        fn accept(&mut self, _now: Instant, _id: RequestId) {
+            self.out
+                .push_back(Transmit::stream(Bytes::from_static(b"ok\n")));
+        }
+        fn reject(&mut self, _now: Instant, _id: RequestId, why: Rejection) {
+            self.out
+                .push_back(Transmit::stream(Bytes::from(format!("no {why:?}\n"))));
+        }
+        fn close(&mut self, _now: Instant, _why: CloseReason) {
+            self.closed = true;
+        }
+        fn poll_transmit(&mut self) -> Option<Transmit> {
+            self.out.pop_front()
+        }
+        fn poll_event(&mut self) -> Option<SessionEvent> {
+            self.events.pop_front()
+        }
+        fn poll_timeout(&self) -> Option<Instant> {
+            None
+        }
+        fn is_closed(&self) -> bool {
+            self.closed
+        }
+    }
+
+    fn input(s: &str) -> Input {
+        Input::Stream(BytesMut::from(s.as_bytes()))
+    }
+
+    fn sent(c: &mut Conductor<Lines>) -> String {
+        let mut s = String::new();
+        while let Some(t) = c.poll_transmit() {
+            s.push_str(&String::from_utf8_lossy(&t.data));
+        }
+        s
+    }
+
+    fn noop_cx() -> Context<'static> {
+        Context::from_waker(std::task::Waker::noop())
+    }
+
+    #[test]
+    fn publish_and_play_through_the_engine() {
+        let engine = Engine::default();
+        let mut publisher =
+            Conductor::new(engine.clone(), Lines::default(), ConnContext::default());
+        let mut player = Conductor::new(engine.clone(), Lines::default(), ConnContext::default());
+        publisher.handle_input(Instant::ZERO, input("publish cam\nframe\n"));
+        assert_eq!(sent(&mut publisher), "ok\n");
+        player.handle_input(Instant::ZERO, input("play nope\nplay cam\n"));
+        assert_eq!(sent(&mut player), "no NotFound\nok\n");
+        assert!(player.is_playing());
+        publisher.handle_input(Instant::ZERO, input("frame\n"));
+        assert!(player
+            .poll_deliveries(&mut noop_cx(), Instant::ZERO)
+            .is_ready());
+        // GOP cache: frame 1 (a key frame) then frame 2.
+        assert_eq!(sent(&mut player), "F1\nF2\n");
+        publisher.handle_input(Instant::ZERO, input("publish other\n"));
+        assert_eq!(sent(&mut publisher), "no Forbidden\n");
+        publisher.handle_input(Instant::ZERO, Input::Eof);
+        assert!(publisher.is_closed());
+        assert!(player
+            .poll_deliveries(&mut noop_cx(), Instant::ZERO)
+            .is_ready());
+        assert_eq!(sent(&mut player), "end\n");
+        assert!(!player.is_playing());
+        let logs: Vec<String> = std::iter::from_fn(|| publisher.poll_log()).collect();
+        assert!(
+            logs.iter()
+                .any(|l| l.contains("publishing live/cam over lines")),
+            "{logs:?}"
+        );
+    }
+
+    #[cfg(feature = "auth-hmac")]
+    #[test]
+    fn auth_applies_to_every_session() {
+        use crate::engine::HmacTokenAuthenticator;
+        let auth = std::sync::Arc::new(HmacTokenAuthenticator::new("k"));
+        let engine = Engine::builder().authenticator(auth.clone()).build();
+        let ctx = ConnContext {
+            unix_base: 1_000,
+            ..ConnContext::default()
+        };
+        let key = StreamKey::new("live", "cam").unwrap();
+        let token = auth.mint(Action::Publish, &key, 1_010);
+        let mut c = Conductor::new(engine, Lines::default(), ctx);
+        c.handle_input(Instant::ZERO, input("publish cam\n"));
+        assert_eq!(sent(&mut c), "no Unauthorized\n");
+        // Valid at t = 5 s (unix 1005), expired at t = 11 s (unix 1011).
+        c.handle_input(
+            Instant::from_millis(11_000),
+            input(&format!("publish cam?token={token}\n")),
+        );
+        assert_eq!(sent(&mut c), "no Unauthorized\n");
+        c.handle_input(
+            Instant::from_millis(5_000),
+            input(&format!("publish cam?token={token}\n")),
+        );
+        assert_eq!(sent(&mut c), "ok\n");
+    }
+
+    #[test]
+    fn handshake_and_idle_timeouts() {
+        let engine = Engine::default();
+        let mut silent = Conductor::new(engine.clone(), Lines::default(), ConnContext::default());
+        assert_eq!(silent.poll_timeout(), Some(Instant::from_millis(10_000)));
+        silent.handle_timeout(Instant::from_millis(9_999));
+        assert!(!silent.is_closed());
+        silent.handle_timeout(Instant::from_millis(10_000));
+        assert_eq!(silent.end(), Some(&SessionEnd::Timeout));
+        let mut p = Conductor::new(engine, Lines::default(), ConnContext::default());
+        p.handle_input(Instant::from_millis(1_000), input("publish x\n"));
+        assert_eq!(p.poll_timeout(), Some(Instant::from_millis(31_000)));
+        p.handle_timeout(Instant::from_millis(31_000));
+        assert!(p.is_closed());
     }
 }
