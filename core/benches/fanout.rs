@@ -48,6 +48,12 @@ static GLOBAL: Counting = Counting;
 const FRAMES: usize = 512;
 const SUBSCRIBERS: [usize; 4] = [1, 16, 256, 4096];
 
+/// One 4 KiB payload per frame, as an ingest produces them: every frame has
+/// its own buffer (and its own reference count).
+fn payloads() -> Vec<Bytes> {
+    (0..FRAMES).map(|i| Bytes::from(vec![i as u8; 4096])).collect()
+}
+
 fn payload() -> Bytes {
     Bytes::from(vec![0x5a; 4096])
 }
@@ -91,7 +97,7 @@ fn arcly_cfg(subs: usize) -> BusConfig {
 /// One measured round: subscribers are attached and parked before the clock
 /// starts; the clock stops when the last one has counted every frame.
 async fn round_arcly(subs: usize, borrowed: bool) -> Duration {
-    let p = payload();
+    let p = payloads();
     let (mut tx, bus) = bus::channel(arcly_cfg(subs));
     let mut tasks = Vec::with_capacity(subs);
     for _ in 0..subs {
@@ -131,7 +137,7 @@ async fn round_arcly(subs: usize, borrowed: bool) -> Duration {
     let start = Instant::now();
     let publisher = tokio::spawn(async move {
         for i in 0..FRAMES {
-            tx.publish(frame(&p, i)).expect("open");
+            tx.publish(frame(&p[i], i)).expect("open");
             if i % 64 == 63 {
                 tokio::task::yield_now().await;
             }
@@ -149,7 +155,7 @@ async fn round_arcly(subs: usize, borrowed: bool) -> Duration {
 }
 
 async fn round_seed(subs: usize) -> Duration {
-    let p = payload();
+    let p = payloads();
     let handle = arcly_stream::bus::StreamHandle::new("live".into(), "bench".into(), FRAMES * 2);
     let mut tasks = Vec::with_capacity(subs);
     for _ in 0..subs {
@@ -169,7 +175,7 @@ async fn round_seed(subs: usize) -> Duration {
     let start = Instant::now();
     let publisher = tokio::spawn(async move {
         for i in 0..FRAMES {
-            handle.publish_frame(seed_frame(&p, i)).expect("open");
+            handle.publish_frame(seed_frame(&p[i], i)).expect("open");
             if i % 64 == 63 {
                 tokio::task::yield_now().await;
             }
@@ -187,7 +193,7 @@ async fn round_seed(subs: usize) -> Duration {
 }
 
 async fn round_broadcast(subs: usize) -> Duration {
-    let p = payload();
+    let p = payloads();
     let (tx, _) = tokio::sync::broadcast::channel::<MediaFrame>(FRAMES * 2);
     let mut tasks = Vec::with_capacity(subs);
     for _ in 0..subs {
@@ -207,7 +213,7 @@ async fn round_broadcast(subs: usize) -> Duration {
     let start = Instant::now();
     let publisher = tokio::spawn(async move {
         for i in 0..FRAMES {
-            tx.send(frame(&p, i)).expect("receivers");
+            tx.send(frame(&p[i], i)).expect("receivers");
             if i % 64 == 63 {
                 tokio::task::yield_now().await;
             }

@@ -2,6 +2,7 @@
 //! every publish and play request from every protocol.
 
 use super::{Action, StreamKey};
+#[cfg(feature = "auth-hmac")]
 use std::fmt;
 
 /// What a protocol session asks for, with the credentials it brought.

@@ -1,0 +1,501 @@
+//! The acceptor and the fixed pool of worker threads.
+
+use arcly_core::bus::CloseReason;
+use arcly_core::engine::Engine;
+use arcly_core::session::{Conductor, ConnContext, Input, Session};
+use arcly_core::time::Instant;
+use bytes::{Buf, Bytes, BytesMut};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker as MioWaker};
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Wake, Waker};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const WAKE: Token = Token(usize::MAX);
+const LISTENER: Token = Token(usize::MAX - 1);
+/// Reads per connection per turn, so one flooding peer cannot starve the
+/// others on its worker.
+const READS_PER_TURN: usize = 16;
+const READ_CHUNK: usize = 16 * 1024;
+
+/// The host clock: microseconds since it was made.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    origin: std::time::Instant,
+    unix_base: u64,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new()
+    }
+}
+
+impl Clock {
+    /// A clock whose origin is now.
+    pub fn new() -> Self {
+        Clock {
+            origin: std::time::Instant::now(),
+            unix_base: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        }
+    }
+
+    /// Now, as the kernel counts.
+    pub fn now(&self) -> Instant {
+        Instant::from_micros(u64::try_from(self.origin.elapsed().as_micros()).unwrap_or(u64::MAX))
+    }
+
+    /// Wall-clock Unix seconds at the origin.
+    pub fn unix_base(&self) -> u64 {
+        self.unix_base
+    }
+}
+
+/// Limits of one listener.
+#[derive(Clone, Debug)]
+pub struct ListenerConfig {
+    /// Worker threads (fixed for the life of the listener).
+    pub workers: usize,
+    /// Connections held at once; more are accepted and closed at once.
+    pub max_connections: usize,
+    /// A connection must publish or play within this time (`None`: no limit).
+    pub handshake_timeout: Option<Duration>,
+    /// A connection that is not playing and sends nothing for this long is
+    /// closed.
+    pub idle_timeout: Duration,
+    /// How long live connections get after shutdown before they are dropped.
+    pub shutdown_deadline: Duration,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        ListenerConfig {
+            workers: 2,
+            max_connections: 10_000,
+            handshake_timeout: Some(Duration::from_secs(10)),
+            idle_timeout: Duration::from_secs(30),
+            shutdown_deadline: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A log sink shared by connections.
+pub type Log = Arc<dyn Fn(String) + Send + Sync>;
+
+/// Triggers shutdown of a [`serve`] call from any thread.
+#[derive(Clone, Default)]
+pub struct ShutdownHandle {
+    inner: Arc<ShutdownInner>,
+}
+
+#[derive(Default)]
+struct ShutdownInner {
+    fired: AtomicBool,
+    wakers: Mutex<Vec<Arc<MioWaker>>>,
+}
+
+impl std::fmt::Debug for ShutdownHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShutdownHandle")
+            .field("fired", &self.is_triggered())
+            .finish()
+    }
+}
+
+impl ShutdownHandle {
+    /// A handle that has not fired.
+    pub fn new() -> Self {
+        ShutdownHandle::default()
+    }
+
+    /// Fires: `serve` stops accepting, closes its connections, and returns.
+    pub fn trigger(&self) {
+        self.inner.fired.store(true, Ordering::SeqCst);
+        for w in self
+            .inner
+            .wakers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = w.wake();
+        }
+    }
+
+    /// Whether it has fired.
+    pub fn is_triggered(&self) -> bool {
+        self.inner.fired.load(Ordering::SeqCst)
+    }
+
+    fn watch(&self, w: Arc<MioWaker>) {
+        self.inner
+            .wakers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(w.clone());
+        if self.is_triggered() {
+            let _ = w.wake();
+        }
+    }
+}
+
+/// Sets a connection's flag and wakes its worker when the bus has data.
+struct BusWake {
+    flag: Arc<AtomicBool>,
+    poller: Arc<MioWaker>,
+}
+
+impl Wake for BusWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        if !self.flag.swap(true, Ordering::AcqRel) {
+            let _ = self.poller.wake();
+        }
+    }
+}
+
+struct Conn<S> {
+    sock: TcpStream,
+    conductor: Conductor<S>,
+    out: VecDeque<Bytes>,
+    woken: Arc<AtomicBool>,
+    waker: Waker,
+    eof: bool,
+    writable_interest: bool,
+}
+
+struct Worker {
+    inbox: Mutex<Vec<(TcpStream, String)>>,
+    waker: Arc<MioWaker>,
+}
+
+/// Accepts on `listener` and serves each connection with a session made by
+/// `make`, on `cfg.workers` threads, until `shutdown` fires. Blocks the
+/// caller; when it returns, every worker thread has been joined.
+pub fn serve<S, F>(
+    listener: std::net::TcpListener,
+    engine: Engine,
+    make: F,
+    cfg: ListenerConfig,
+    clock: Clock,
+    shutdown: ShutdownHandle,
+    log: Log,
+) -> io::Result<()>
+where
+    S: Session + Send + 'static,
+    F: Fn(Instant) -> S + Send + Sync + 'static,
+{
+    listener.set_nonblocking(true)?;
+    let mut listener = TcpListener::from_std(listener);
+    let mut poll = Poll::new()?;
+    poll.registry()
+        .register(&mut listener, LISTENER, Interest::READABLE)?;
+    let accept_waker = Arc::new(MioWaker::new(poll.registry(), WAKE)?);
+    shutdown.watch(accept_waker);
+    let make = Arc::new(make);
+    let live = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    let mut threads = Vec::new();
+    for i in 0..cfg.workers.max(1) {
+        let wpoll = Poll::new()?;
+        let waker = Arc::new(MioWaker::new(wpoll.registry(), WAKE)?);
+        shutdown.watch(waker.clone());
+        let worker = Arc::new(Worker {
+            inbox: Mutex::new(Vec::new()),
+            waker,
+        });
+        workers.push(worker.clone());
+        let (engine, make, cfg, shutdown, log, live) = (
+            engine.clone(),
+            make.clone(),
+            cfg.clone(),
+            shutdown.clone(),
+            log.clone(),
+            live.clone(),
+        );
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("arcly-worker-{i}"))
+                .spawn(move || {
+                    run_worker(
+                        wpoll, worker, engine, &*make, cfg, clock, shutdown, log, live,
+                    )
+                })?,
+        );
+    }
+    let mut events = Events::with_capacity(64);
+    let mut next = 0usize;
+    while !shutdown.is_triggered() {
+        if let Err(e) = poll.poll(&mut events, Some(Duration::from_secs(1))) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                log(format!("poll failed: {e}"));
+            }
+        }
+        loop {
+            match listener.accept() {
+                Ok((sock, peer)) => {
+                    if live.load(Ordering::Acquire) >= cfg.max_connections {
+                        continue;
+                    }
+                    live.fetch_add(1, Ordering::AcqRel);
+                    let w = &workers[next % workers.len()];
+                    next = next.wrapping_add(1);
+                    w.inbox
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((sock, peer.to_string()));
+                    let _ = w.waker.wake();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    log(format!("accept failed: {e}"));
+                    std::thread::sleep(Duration::from_millis(50));
+                    break;
+                }
+            }
+        }
+    }
+    drop(listener);
+    for t in threads {
+        let _ = t.join();
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_worker<S, F>(
+    mut poll: Poll,
+    me: Arc<Worker>,
+    engine: Engine,
+    make: &F,
+    cfg: ListenerConfig,
+    clock: Clock,
+    shutdown: ShutdownHandle,
+    log: Log,
+    live: Arc<std::sync::atomic::AtomicUsize>,
+) where
+    S: Session,
+    F: Fn(Instant) -> S,
+{
+    let mut conns: HashMap<usize, Conn<S>> = HashMap::new();
+    let mut next_key = 0usize;
+    let mut events = Events::with_capacity(256);
+    let mut shutdown_at: Option<std::time::Instant> = None;
+    let mut rbuf = BytesMut::new();
+    loop {
+        let now = clock.now();
+        let deadline = conns
+            .values()
+            .filter_map(|c| c.conductor.poll_timeout())
+            .min();
+        let timeout = match deadline {
+            Some(d) => Duration::from_micros(d.as_micros().saturating_sub(now.as_micros())),
+            None => Duration::from_secs(1),
+        }
+        .min(Duration::from_secs(1));
+        if let Err(e) = poll.poll(&mut events, Some(timeout)) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                log(format!("poll failed: {e}"));
+            }
+        }
+        let mut ready: Vec<usize> = events
+            .iter()
+            .filter(|e| e.token() != WAKE)
+            .map(|e| e.token().0)
+            .collect();
+        // New connections.
+        let arrivals: Vec<_> =
+            std::mem::take(&mut *me.inbox.lock().unwrap_or_else(|p| p.into_inner()));
+        for (mut sock, peer) in arrivals {
+            let key = next_key;
+            next_key = next_key.wrapping_add(1) % (usize::MAX - 2);
+            if poll
+                .registry()
+                .register(&mut sock, Token(key), Interest::READABLE)
+                .is_err()
+            {
+                live.fetch_sub(1, Ordering::AcqRel);
+                continue;
+            }
+            let _ = sock.set_nodelay(true);
+            let now = clock.now();
+            let ctx = ConnContext {
+                peer: Some(peer),
+                unix_base: clock.unix_base(),
+                started: now,
+                handshake_timeout: cfg.handshake_timeout,
+                idle_timeout: cfg.idle_timeout,
+            };
+            let woken = Arc::new(AtomicBool::new(false));
+            let waker = Waker::from(Arc::new(BusWake {
+                flag: woken.clone(),
+                poller: me.waker.clone(),
+            }));
+            conns.insert(
+                key,
+                Conn {
+                    sock,
+                    conductor: Conductor::new(engine.clone(), make(now), ctx),
+                    out: VecDeque::new(),
+                    woken,
+                    waker,
+                    eof: false,
+                    writable_interest: false,
+                },
+            );
+            ready.push(key);
+        }
+        if shutdown.is_triggered() && shutdown_at.is_none() {
+            shutdown_at = Some(std::time::Instant::now() + cfg.shutdown_deadline);
+            let now = clock.now();
+            for c in conns.values_mut() {
+                c.conductor.close(now, CloseReason::Shutdown);
+            }
+            ready.extend(conns.keys().copied());
+        }
+        let now = clock.now();
+        for (key, c) in conns.iter_mut() {
+            let due = c.conductor.poll_timeout().is_some_and(|t| t <= now);
+            if due || c.woken.swap(false, Ordering::AcqRel) {
+                ready.push(*key);
+            }
+        }
+        ready.sort_unstable();
+        ready.dedup();
+        let mut gone = Vec::new();
+        for key in ready {
+            let Some(c) = conns.get_mut(&key) else {
+                continue;
+            };
+            if turn(c, &clock, &mut rbuf, &log) {
+                gone.push(key);
+            } else {
+                let want_write = !c.out.is_empty();
+                if want_write != c.writable_interest {
+                    let interest = if want_write {
+                        Interest::READABLE | Interest::WRITABLE
+                    } else {
+                        Interest::READABLE
+                    };
+                    let _ = poll
+                        .registry()
+                        .reregister(&mut c.sock, Token(key), interest);
+                    c.writable_interest = want_write;
+                }
+            }
+        }
+        for key in gone {
+            if let Some(mut c) = conns.remove(&key) {
+                let _ = poll.registry().deregister(&mut c.sock);
+                let _ = c.sock.shutdown(std::net::Shutdown::Both);
+                live.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        if let Some(at) = shutdown_at {
+            if conns.is_empty() || std::time::Instant::now() >= at {
+                live.fetch_sub(conns.len(), Ordering::AcqRel);
+                return;
+            }
+        }
+    }
+}
+
+/// One turn of one connection. Returns whether it is finished.
+fn turn<S: Session>(c: &mut Conn<S>, clock: &Clock, rbuf: &mut BytesMut, log: &Log) -> bool {
+    if flush(c).is_err() {
+        return true;
+    }
+    // Read what is there (edge-triggered: until it would block, or a turn's
+    // worth, after which the connection is revisited).
+    if !c.eof {
+        for i in 0..=READS_PER_TURN {
+            if i == READS_PER_TURN {
+                c.woken.store(true, Ordering::Release);
+                break;
+            }
+            let start = rbuf.len();
+            rbuf.resize(start + READ_CHUNK, 0);
+            let r = c.sock.read(&mut rbuf[start..]);
+            rbuf.truncate(start + *r.as_ref().unwrap_or(&0));
+            match r {
+                Ok(0) => {
+                    c.eof = true;
+                    c.conductor.handle_input(clock.now(), Input::Eof);
+                    break;
+                }
+                Ok(_) => {
+                    let data = rbuf.split();
+                    c.conductor.handle_input(clock.now(), Input::Stream(data));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    c.eof = true;
+                    c.conductor.handle_input(clock.now(), Input::Eof);
+                    break;
+                }
+            }
+            queue(c);
+        }
+    }
+    let now = clock.now();
+    if c.conductor.poll_timeout().is_some_and(|t| t <= now) {
+        c.conductor.handle_timeout(now);
+    }
+    queue(c);
+    // Deliveries only when the previous ones were written.
+    let waker = c.waker.clone();
+    let mut cx = Context::from_waker(&waker);
+    while c.out.is_empty() && c.conductor.is_playing() {
+        if c.conductor
+            .poll_deliveries(&mut cx, clock.now())
+            .is_pending()
+        {
+            break;
+        }
+        queue(c);
+        if flush(c).is_err() {
+            return true;
+        }
+    }
+    queue(c);
+    while let Some(line) = c.conductor.poll_log() {
+        log(line);
+    }
+    if flush(c).is_err() {
+        return true;
+    }
+    (c.conductor.is_closed() || (c.eof && !c.conductor.is_playing())) && c.out.is_empty()
+}
+
+fn queue<S: Session>(c: &mut Conn<S>) {
+    while let Some(t) = c.conductor.poll_transmit() {
+        c.out.push_back(t.data);
+    }
+}
+
+fn flush<S: Session>(c: &mut Conn<S>) -> io::Result<()> {
+    while let Some(front) = c.out.front_mut() {
+        match c.sock.write(front) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                front.advance(n);
+                if front.is_empty() {
+                    c.out.pop_front();
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,182 @@
+//! The stream-transport driver on async-io.
+
+use crate::ShutdownSignal;
+use arcly_core::bus::CloseReason;
+use arcly_core::session::{Conductor, Input, Session};
+use arcly_core::time::Instant;
+use async_io::{Async, Timer};
+use bytes::BytesMut;
+use futures::AsyncWriteExt;
+use std::future::{poll_fn, Future};
+use std::io::{self, Read};
+use std::net::TcpStream;
+use std::pin::pin;
+use std::task::Poll;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The host clock: microseconds since the clock was made.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    origin: std::time::Instant,
+    unix_base: u64,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new()
+    }
+}
+
+impl Clock {
+    /// A clock whose origin is now.
+    pub fn new() -> Self {
+        Clock {
+            origin: std::time::Instant::now(),
+            unix_base: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        }
+    }
+
+    /// Now, as the kernel counts.
+    pub fn now(&self) -> Instant {
+        Instant::from_micros(u64::try_from(self.origin.elapsed().as_micros()).unwrap_or(u64::MAX))
+    }
+
+    /// Wall-clock Unix seconds at the origin.
+    pub fn unix_base(&self) -> u64 {
+        self.unix_base
+    }
+
+    /// The std instant of a kernel instant.
+    pub fn to_std(&self, t: Instant) -> std::time::Instant {
+        self.origin + Duration::from_micros(t.as_micros())
+    }
+}
+
+/// Driver settings.
+#[derive(Clone, Debug)]
+pub struct DriverConfig {
+    /// Bytes read per system call at most.
+    pub read_chunk: usize,
+    /// How long a shut-down connection may take to send its goodbye.
+    pub close_grace: Duration,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        DriverConfig {
+            read_chunk: 16 * 1024,
+            close_grace: Duration::from_secs(2),
+        }
+    }
+}
+
+enum Wake {
+    Read(io::Result<usize>),
+    Delivered,
+    Timeout,
+    Shutdown,
+}
+
+/// Runs `conductor` over `sock` until the session closes, the peer goes
+/// away, or `shutdown` fires. Same contract as `arcly_tokio::drive_stream`:
+/// writes complete before more deliveries are taken, so a slow reader lags
+/// on the bus instead of growing a buffer.
+pub async fn drive_stream<S: Session>(
+    mut sock: Async<TcpStream>,
+    mut conductor: Conductor<S>,
+    clock: Clock,
+    shutdown: ShutdownSignal,
+    cfg: DriverConfig,
+    log: &(dyn Fn(String) + Send + Sync),
+) -> io::Result<()> {
+    sock.get_ref().set_nodelay(true)?;
+    let mut rbuf = BytesMut::new();
+    let mut shutdown = pin!(shutdown.wait());
+    let mut timer = Timer::never();
+    let mut eof = false;
+    loop {
+        while let Some(t) = conductor.poll_transmit() {
+            sock.write_all(&t.data).await?;
+        }
+        while let Some(line) = conductor.poll_log() {
+            log(line);
+        }
+        if conductor.is_closed() || (eof && !conductor.is_playing()) {
+            let _ = sock.get_ref().shutdown(std::net::Shutdown::Both);
+            return Ok(());
+        }
+        let deadline = conductor.poll_timeout();
+        match deadline {
+            Some(t) => timer.set_at(clock.to_std(t)),
+            None => timer = Timer::never(),
+        }
+        let wake = poll_fn(|cx| {
+            if shutdown.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Wake::Shutdown);
+            }
+            if conductor.is_playing() && conductor.poll_deliveries(cx, clock.now()).is_ready() {
+                return Poll::Ready(Wake::Delivered);
+            }
+            if !eof {
+                while sock.poll_readable(cx).is_ready() {
+                    let start = rbuf.len();
+                    rbuf.resize(start + cfg.read_chunk, 0);
+                    let r = sock.get_ref().read(&mut rbuf[start..]);
+                    rbuf.truncate(start + *r.as_ref().unwrap_or(&0));
+                    match r {
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                        r => return Poll::Ready(Wake::Read(r)),
+                    }
+                }
+            }
+            if Pin::new(&mut timer).poll(cx).is_ready() {
+                return Poll::Ready(Wake::Timeout);
+            }
+            Poll::Pending
+        })
+        .await;
+        match wake {
+            Wake::Read(Ok(0)) => {
+                eof = true;
+                conductor.handle_input(clock.now(), Input::Eof);
+            }
+            Wake::Read(Ok(_)) => {
+                let data = rbuf.split();
+                conductor.handle_input(clock.now(), Input::Stream(data));
+            }
+            Wake::Read(Err(e)) => {
+                conductor.handle_input(clock.now(), Input::Eof);
+                while let Some(line) = conductor.poll_log() {
+                    log(line);
+                }
+                return Err(e);
+            }
+            Wake::Delivered => {}
+            Wake::Timeout => conductor.handle_timeout(clock.now()),
+            Wake::Shutdown => {
+                conductor.close(clock.now(), CloseReason::Shutdown);
+                let goodbye = async {
+                    while let Some(t) = conductor.poll_transmit() {
+                        sock.write_all(&t.data).await?;
+                    }
+                    io::Result::Ok(())
+                };
+                let grace = async {
+                    Timer::after(cfg.close_grace).await;
+                    io::Result::Ok(())
+                };
+                let _ = futures::future::select(pin!(goodbye), pin!(grace)).await;
+                let _ = sock.get_ref().shutdown(std::net::Shutdown::Both);
+                while let Some(line) = conductor.poll_log() {
+                    log(line);
+                }
+                return Ok(());
+            }
+        }
+    }
+}
+
+use std::pin::Pin;

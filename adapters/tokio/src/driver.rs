@@ -1,0 +1,132 @@
+//! The stream-transport driver: one TCP socket, one conductor.
+
+use crate::{Clock, ShutdownSignal};
+use arcly_core::bus::CloseReason;
+use arcly_core::session::{Conductor, Input, Session};
+use bytes::BytesMut;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::pin;
+use std::task::Poll;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// Buffer sizes and limits of the driver.
+#[derive(Clone, Debug)]
+pub struct DriverConfig {
+    /// Bytes read per system call at most.
+    pub read_chunk: usize,
+    /// How long a shut-down connection may take to send its goodbye.
+    pub close_grace: std::time::Duration,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        DriverConfig {
+            read_chunk: 64 * 1024,
+            close_grace: std::time::Duration::from_secs(2),
+        }
+    }
+}
+
+enum Wake {
+    Read(io::Result<usize>),
+    Delivered,
+    Timeout,
+    Shutdown,
+}
+
+/// Runs `conductor` over `sock` until the session closes, the peer goes
+/// away, or `shutdown` fires. Log lines are handed to `log`.
+///
+/// Writes are awaited in full before anything else happens on this
+/// connection, and bus deliveries are taken only when the previous ones were
+/// written: a slow reader lags on the bus (and resumes at a key frame)
+/// instead of growing a buffer, and never slows another connection.
+pub async fn drive_stream<S: Session>(
+    mut sock: TcpStream,
+    mut conductor: Conductor<S>,
+    clock: Clock,
+    shutdown: ShutdownSignal,
+    cfg: DriverConfig,
+    log: &(dyn Fn(String) + Send + Sync),
+) -> io::Result<()> {
+    sock.set_nodelay(true)?;
+    let mut rbuf = BytesMut::with_capacity(cfg.read_chunk);
+    let mut shutdown = pin!(shutdown.wait());
+    let mut sleep = pin!(tokio::time::sleep(std::time::Duration::from_secs(3600)));
+    let mut eof = false;
+    loop {
+        while let Some(t) = conductor.poll_transmit() {
+            sock.write_all(&t.data).await?;
+        }
+        while let Some(line) = conductor.poll_log() {
+            log(line);
+        }
+        if conductor.is_closed() || (eof && !conductor.is_playing()) {
+            let _ = sock.shutdown().await;
+            return Ok(());
+        }
+        let deadline = conductor.poll_timeout();
+        if let Some(t) = deadline {
+            sleep.as_mut().reset(clock.to_tokio(t));
+        }
+        let wake = poll_fn(|cx| {
+            if shutdown.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Wake::Shutdown);
+            }
+            if conductor.is_playing() && conductor.poll_deliveries(cx, clock.now()).is_ready() {
+                return Poll::Ready(Wake::Delivered);
+            }
+            if !eof {
+                while sock.poll_read_ready(cx).is_ready() {
+                    if rbuf.capacity() - rbuf.len() < cfg.read_chunk / 4 {
+                        rbuf.reserve(cfg.read_chunk);
+                    }
+                    match sock.try_read_buf(&mut rbuf) {
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                        r => return Poll::Ready(Wake::Read(r)),
+                    }
+                }
+            }
+            if deadline.is_some() && sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Wake::Timeout);
+            }
+            Poll::Pending
+        })
+        .await;
+        match wake {
+            Wake::Read(Ok(0)) => {
+                eof = true;
+                conductor.handle_input(clock.now(), Input::Eof);
+            }
+            Wake::Read(Ok(_)) => {
+                let data = rbuf.split();
+                conductor.handle_input(clock.now(), Input::Stream(data));
+            }
+            Wake::Read(Err(e)) => {
+                conductor.handle_input(clock.now(), Input::Eof);
+                while let Some(line) = conductor.poll_log() {
+                    log(line);
+                }
+                return Err(e);
+            }
+            Wake::Delivered => {}
+            Wake::Timeout => conductor.handle_timeout(clock.now()),
+            Wake::Shutdown => {
+                conductor.close(clock.now(), CloseReason::Shutdown);
+                let goodbye = async {
+                    while let Some(t) = conductor.poll_transmit() {
+                        sock.write_all(&t.data).await?;
+                    }
+                    sock.shutdown().await
+                };
+                let _ = tokio::time::timeout(cfg.close_grace, goodbye).await;
+                while let Some(line) = conductor.poll_log() {
+                    log(line);
+                }
+                return Ok(());
+            }
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! arcly-tokio: runs arcly-stream's sans-IO sessions on tokio.
+//!
+//! This crate owns sockets, timers and tasks and nothing else: every decision
+//! is made by a [`Conductor`](arcly_core::session::Conductor) and the session
+//! inside it. [`drive_stream`] moves bytes between a TCP socket and a
+//! conductor; [`serve`] accepts connections with a limit and shuts them down
+//! gracefully; [`FsStorage`] stores objects atomically under a root; the
+//! traits [`MediaSource`], [`MediaSink`], [`StorageBackend`] and
+//! [`InboundProtocol`] are the extension points in tokio's terms, and
+//! [`SubscriptionStream`] makes a bus subscription a `futures::Stream`.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod clock;
+mod driver;
+mod listener;
+mod shutdown;
+mod storage;
+mod traits;
+
+pub use clock::Clock;
+pub use driver::{drive_stream, DriverConfig};
+pub use listener::{serve, ListenerConfig};
+pub use shutdown::{Shutdown, ShutdownSignal};
+pub use storage::FsStorage;
+pub use traits::{InboundProtocol, MediaSink, MediaSource, StorageBackend, SubscriptionStream};

@@ -1,0 +1,111 @@
+//! Listeners: accept with a connection limit, drive each connection, shut
+//! down gracefully.
+
+use crate::{drive_stream, Clock, DriverConfig, ShutdownSignal};
+use arcly_core::engine::Engine;
+use arcly_core::session::{Conductor, ConnContext, Session};
+use arcly_core::time::Instant;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+/// Limits of one listener.
+#[derive(Clone, Debug)]
+pub struct ListenerConfig {
+    /// Connections held at once; more are accepted and closed at once.
+    pub max_connections: usize,
+    /// A connection must publish or play within this time (`None`: no limit,
+    /// for protocols such as HTTP).
+    pub handshake_timeout: Option<Duration>,
+    /// A connection that is not playing and sends nothing for this long is
+    /// closed.
+    pub idle_timeout: Duration,
+    /// How long live connections get to finish after shutdown before they are
+    /// dropped.
+    pub shutdown_deadline: Duration,
+    /// The per-connection driver's settings.
+    pub driver: DriverConfig,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        ListenerConfig {
+            max_connections: 10_000,
+            handshake_timeout: Some(Duration::from_secs(10)),
+            idle_timeout: Duration::from_secs(30),
+            shutdown_deadline: Duration::from_secs(5),
+            driver: DriverConfig::default(),
+        }
+    }
+}
+
+/// A log sink shared by connections.
+pub type Log = Arc<dyn Fn(String) + Send + Sync>;
+
+/// Accepts connections on `listener` and runs a session made by `make` on
+/// each, until `shutdown` fires; then stops accepting, lets live connections
+/// say goodbye within the deadline, drops the rest, and returns. No task
+/// outlives the call.
+pub async fn serve<S, F>(
+    listener: TcpListener,
+    engine: Engine,
+    make: F,
+    cfg: ListenerConfig,
+    clock: Clock,
+    shutdown: ShutdownSignal,
+    log: Log,
+) -> io::Result<()>
+where
+    S: Session + Send + 'static,
+    F: Fn(Instant) -> S + Send + Sync + 'static,
+{
+    let make = Arc::new(make);
+    let mut conns = JoinSet::new();
+    let stop = shutdown.clone().wait();
+    tokio::pin!(stop);
+    loop {
+        while conns.try_join_next().is_some() {}
+        let (sock, peer) = tokio::select! {
+            _ = &mut stop => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                // Out of descriptors or a connection reset before accept:
+                // back off briefly and go on.
+                Err(e) => {
+                    log(format!("accept failed: {e}"));
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        if conns.len() >= cfg.max_connections {
+            drop(sock);
+            continue;
+        }
+        let now = clock.now();
+        let ctx = ConnContext {
+            peer: Some(peer.to_string()),
+            unix_base: clock.unix_base(),
+            started: now,
+            handshake_timeout: cfg.handshake_timeout,
+            idle_timeout: cfg.idle_timeout,
+        };
+        let conductor = Conductor::new(engine.clone(), make(now), ctx);
+        let (signal, driver, log) = (shutdown.clone(), cfg.driver.clone(), log.clone());
+        conns.spawn(async move {
+            let _ = drive_stream(sock, conductor, clock, signal, driver, &*log).await;
+        });
+    }
+    drop(listener);
+    let drain = async { while conns.join_next().await.is_some() {} };
+    if tokio::time::timeout(cfg.shutdown_deadline, drain)
+        .await
+        .is_err()
+    {
+        conns.abort_all();
+        while conns.join_next().await.is_some() {}
+    }
+    Ok(())
+}

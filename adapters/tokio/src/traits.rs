@@ -1,0 +1,99 @@
+//! The extension points, in tokio's terms (native `async fn` in traits; no
+//! async-trait).
+
+use arcly_core::bus::{Delivery, RecvError, Subscription};
+use arcly_core::frame::MediaFrame;
+use bytes::Bytes;
+use std::future::Future;
+use std::io;
+use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+/// Produces frames (a file reader, a capture device, a relay's pull).
+pub trait MediaSource: Send {
+    /// The next frame; `Ok(None)` at the end.
+    fn next_frame(&mut self) -> impl Future<Output = io::Result<Option<MediaFrame>>> + Send;
+}
+
+/// Consumes frames (a recorder, a relay's push, a transcoder input).
+pub trait MediaSink: Send {
+    /// Takes one frame.
+    fn send_frame(&mut self, frame: MediaFrame) -> impl Future<Output = io::Result<()>> + Send;
+    /// Flushes buffered output and marks the end.
+    fn flush(&mut self) -> impl Future<Output = io::Result<()>> + Send {
+        async { Ok(()) }
+    }
+}
+
+/// Object storage for recordings and HLS segments.
+pub trait StorageBackend: Send + Sync {
+    /// Writes `data` at `key`, replacing what was there, atomically.
+    fn put(&self, key: &str, data: Bytes) -> impl Future<Output = io::Result<()>> + Send;
+    /// Reads the object at `key`.
+    fn get(&self, key: &str) -> impl Future<Output = io::Result<Bytes>> + Send;
+    /// Removes the object at `key` (absent is fine).
+    fn delete(&self, key: &str) -> impl Future<Output = io::Result<()>> + Send;
+    /// Every key starting with `prefix`, sorted.
+    fn list(&self, prefix: &str) -> impl Future<Output = io::Result<Vec<String>>> + Send;
+    /// Moves the file at `path` to `key`.
+    fn put_file(&self, key: &str, path: &Path) -> impl Future<Output = io::Result<()>> + Send;
+}
+
+/// A protocol listener that serves until shut down.
+pub trait InboundProtocol: Send + Sync {
+    /// The protocol's name, for logs.
+    fn name(&self) -> &'static str;
+    /// Serves until `shutdown` fires, then returns after its connections end.
+    fn serve(&self, shutdown: crate::ShutdownSignal)
+        -> impl Future<Output = io::Result<()>> + Send;
+}
+
+/// A bus subscription as a `futures::Stream` of deliveries; ends after the
+/// stream closes or the subscriber is evicted (the reason is kept).
+#[derive(Debug)]
+pub struct SubscriptionStream {
+    inner: Subscription,
+    end: Option<RecvError>,
+}
+
+impl SubscriptionStream {
+    /// Wraps a subscription.
+    pub fn new(inner: Subscription) -> Self {
+        SubscriptionStream { inner, end: None }
+    }
+
+    /// Why the stream ended, once it has.
+    pub fn end_reason(&self) -> Option<RecvError> {
+        self.end
+    }
+}
+
+impl futures::Stream for SubscriptionStream {
+    type Item = Delivery;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Delivery>> {
+        if self.end.is_some() {
+            return Poll::Ready(None);
+        }
+        match self.inner.poll_recv(cx) {
+            Poll::Ready(Ok(d)) => Poll::Ready(Some(d)),
+            Poll::Ready(Err(e)) => {
+                self.end = Some(e);
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl MediaSource for SubscriptionStream {
+    async fn next_frame(&mut self) -> io::Result<Option<MediaFrame>> {
+        use futures::StreamExt;
+        while let Some(d) = self.next().await {
+            if let Delivery::Frame(f) = d {
+                return Ok(Some(f));
+            }
+        }
+        Ok(None)
+    }
+}
