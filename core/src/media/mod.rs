@@ -1,3 +1,4 @@
 //! The media plane: codec parsers, containers (MPEG-TS, fMP4/CMAF, FLV) and
 //! playlists (HLS, LL-HLS), each a state machine: frames in, bytes,
 //! segments and playlist updates out.
+pub mod codec;

@@ -1,0 +1,110 @@
+//! Codec bitstream parsers and the configuration records built from them.
+//!
+//! * [`bits`]: bit reader and writer, exp-Golomb, emulation prevention.
+//! * [`nal`]: Annex-B byte streams and length-prefixed NAL units.
+//! * [`h264`], [`h265`]: parameter sets, `avcC`/`hvcC`, RFC 6381 strings.
+//! * [`av1`]: OBUs, the sequence header, `av1C`.
+//! * [`vp9`]: the uncompressed frame header, `vpcC`.
+//! * [`aac`]: AudioSpecificConfig, ADTS, `esds`.
+//! * [`opus`]: `OpusHead`, `dOps`, packet durations.
+//! * [`mp3`]: MPEG audio frame headers.
+//!
+//! Every parser takes untrusted bytes and returns a [`CodecError`] instead
+//! of panicking.
+
+pub mod aac;
+pub mod av1;
+pub mod bits;
+pub mod h264;
+pub mod h265;
+pub mod mp3;
+pub mod nal;
+pub mod opus;
+pub mod vp9;
+
+use crate::frame::{CodecId, TrackParams};
+use bytes::Bytes;
+
+/// What went wrong while reading a codec bitstream or record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CodecError {
+    /// The data ended inside the named structure.
+    #[error("truncated {0}")]
+    Truncated(&'static str),
+    /// A field holds a value the specification forbids.
+    #[error("invalid {0}")]
+    Invalid(&'static str),
+    /// Valid, but a feature this implementation does not handle.
+    #[error("unsupported {0}")]
+    Unsupported(&'static str),
+}
+
+/// Appends `s` to a bounded codec string, ignoring what does not fit (no
+/// codec string this module builds is longer than 32 bytes).
+pub(crate) fn push_str(out: &mut heapless::String<32>, s: &str) {
+    for c in s.chars() {
+        if out.push(c).is_err() {
+            return;
+        }
+    }
+}
+
+/// Appends `v` in lower-case hex with exactly `digits` digits.
+pub(crate) fn push_hex(out: &mut heapless::String<32>, v: u64, digits: u32) {
+    for i in (0..digits).rev() {
+        let d = ((v >> (i * 4)) & 0xF) as u8;
+        let c = if d < 10 { b'0' + d } else { b'a' + d - 10 };
+        let _ = out.push(c as char);
+    }
+}
+
+/// Appends `v` in upper-case hex without leading zeros.
+pub(crate) fn push_hex_upper_min(out: &mut heapless::String<32>, v: u64) {
+    let digits = (64 - v.leading_zeros()).div_ceil(4).max(1);
+    for i in (0..digits).rev() {
+        let d = ((v >> (i * 4)) & 0xF) as u8;
+        let c = if d < 10 { b'0' + d } else { b'A' + d - 10 };
+        let _ = out.push(c as char);
+    }
+}
+
+/// Appends `v` in decimal, zero-padded to at least `width` digits.
+pub(crate) fn push_dec(out: &mut heapless::String<32>, v: u64, width: usize) {
+    let mut buf = [0u8; 20];
+    let mut n = 0;
+    let mut x = v;
+    loop {
+        buf[n] = b'0' + (x % 10) as u8;
+        n += 1;
+        x /= 10;
+        if x == 0 {
+            break;
+        }
+    }
+    for _ in n..width {
+        let _ = out.push('0');
+    }
+    for i in (0..n).rev() {
+        let _ = out.push(buf[i] as char);
+    }
+}
+
+/// Parses a track's decoder configuration record and returns what it says
+/// about the track (resolution, frame rate, sample rate, channels, RFC 6381
+/// codec string).
+pub fn track_params(codec: CodecId, config: &Bytes) -> Result<TrackParams, CodecError> {
+    match codec {
+        CodecId::H264 => h264::AvcConfig::parse(config)?.params(),
+        CodecId::H265 => h265::HevcConfig::parse(config)?.params(),
+        CodecId::Av1 => av1::Av1Config::parse(config)?.params(),
+        CodecId::Vp9 => Ok(vp9::VpcConfig::parse(config)?.params(0, 0)),
+        CodecId::Aac => Ok(aac::AudioSpecificConfig::parse(config)?.params()),
+        CodecId::Opus => Ok(opus::OpusHead::parse(config)?.params()),
+        CodecId::Mp3 => {
+            let mut p = TrackParams::default();
+            push_str(&mut p.codec_string, "mp4a.40.34");
+            Ok(p)
+        }
+    }
+}
