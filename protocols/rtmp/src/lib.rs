@@ -1,1 +1,40 @@
 //! arcly-rtmp: RTMP server and client sessions as sans-IO state machines.
+//!
+//! * [`handshake`]: C0/C1/C2 and S0/S1/S2, plain and digest (HMAC-SHA256).
+//! * [`chunk`]: chunk streams, all four header types, extended timestamps.
+//! * [`message`]: protocol control, user control, media, data, commands.
+//! * [`amf0`], [`amf3`]: the value encodings of commands and metadata.
+//! * [`flv`]: FLV audio/video tag bodies, legacy and enhanced RTMP.
+//! * [`ingest`] / [`egress`]: tags to the kernel's frames and back.
+//! * [`server`]: [`ServerSession`], the server side as an
+//!   [`arcly_core::session::Session`].
+//! * [`client`]: [`ClientSession`], a publishing or playing client with the
+//!   same contract, for relays and load tools.
+//!
+//! Nothing here performs IO, reads a clock or a random source, or spawns:
+//! time and the handshake's seed are inputs.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod amf0;
+pub mod amf3;
+pub mod chunk;
+pub mod client;
+pub mod command;
+pub mod config;
+pub mod connection;
+pub mod egress;
+pub mod error;
+pub mod flv;
+pub mod handshake;
+pub mod ingest;
+pub mod message;
+pub mod server;
+
+pub use amf0::Amf0Value;
+pub use client::{ClientMode, ClientSession, ClientTarget};
+pub use config::RtmpConfig;
+pub use error::RtmpError;
+pub use flv::FlvTag;
+pub use server::ServerSession;

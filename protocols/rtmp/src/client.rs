@@ -1,0 +1,380 @@
+//! The client side of an RTMP connection, publishing (push to another
+//! server) or playing (pull from one), with the same contract as the server
+//! session so a host drives both alike.
+//!
+//! * A publishing client takes the stream to send through
+//!   [`handle_delivery`](Session::handle_delivery), exactly as a playing
+//!   server session does; deliveries that arrive before the server has
+//!   answered `publish` are queued (bounded by
+//!   [`RtmpConfig::max_queued_frames`]) and sent once it has.
+//! * A playing client reports what it receives as
+//!   [`SessionEvent::Tracks`] / [`SessionEvent::Frame`] /
+//!   [`SessionEvent::Metadata`], as a publishing server session does.
+//!
+//! A refusal by the server ends the session with
+//! `SessionEnd::ProtocolError` naming the `onStatus` code.
+
+use crate::amf0::{self, Amf0Value};
+use crate::command::{self, code, Command};
+use crate::config::RtmpConfig;
+use crate::connection::{Connection, CSID_COMMAND, CSID_CONTROL, CSID_STREAM};
+use crate::egress::Egress;
+use crate::error::Result;
+use crate::handshake::Handshake;
+use crate::ingest::Ingest;
+use crate::message::{RtmpMessage, UserControl};
+use arcly_core::bus::{CloseReason, Delivery, DeliveryRef, RecvError};
+use arcly_core::session::{Input, Rejection, RequestId, Session, SessionEnd, SessionEvent, Transmit};
+use arcly_core::time::Instant;
+use std::collections::VecDeque;
+
+/// What the client does once connected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientMode {
+    /// Send a stream.
+    Publish,
+    /// Receive a stream.
+    Play,
+}
+
+/// Where the client connects: `rtmp://host/APP/STREAM`.
+#[derive(Clone, Debug)]
+pub struct ClientTarget {
+    /// The application (may carry `?token=`).
+    pub app: String,
+    /// The stream name (may carry `?token=`).
+    pub stream: String,
+    /// The `tcUrl` of `connect`.
+    pub tc_url: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Handshaking,
+    Connecting,
+    CreatingStream,
+    Starting,
+    Streaming,
+    Done,
+}
+
+const TXN_CONNECT: f64 = 1.0;
+const TXN_CREATE: f64 = 4.0;
+
+/// One RTMP connection, client side.
+#[derive(Debug)]
+pub struct ClientSession {
+    conn: Connection,
+    mode: ClientMode,
+    target: ClientTarget,
+    state: State,
+    stream_id: u32,
+    events: VecDeque<SessionEvent>,
+    ingest: Ingest,
+    egress: Egress,
+    queued: VecDeque<Delivery>,
+    last_input: Instant,
+    closed: bool,
+}
+
+impl ClientSession {
+    /// A client that will `mode` the stream at `target`; C0+C1 are ready to
+    /// send at once.
+    pub fn new(cfg: RtmpConfig, mode: ClientMode, target: ClientTarget, now: Instant) -> Self {
+        let hs = Handshake::client(cfg.seed, cfg.digest_handshake);
+        let max_jump = cfg.max_timestamp_jump_ms;
+        let mut conn = Connection::new(cfg, hs);
+        conn.start_handshake();
+        ClientSession {
+            conn,
+            mode,
+            target,
+            state: State::Handshaking,
+            stream_id: 0,
+            events: VecDeque::new(),
+            ingest: Ingest::new(max_jump),
+            egress: Egress::default(),
+            queued: VecDeque::new(),
+            last_input: now,
+            closed: false,
+        }
+    }
+
+    /// Whether the server has started the stream (publishing or playing).
+    pub fn is_streaming(&self) -> bool {
+        self.state == State::Streaming
+    }
+
+    /// Frames sent (publishing client).
+    pub fn frames_sent(&self) -> u64 {
+        self.egress.frames
+    }
+
+    fn fail(&mut self, what: String) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        self.state = State::Done;
+        self.conn.discard_input();
+        self.events
+            .push_back(SessionEvent::Closed(SessionEnd::ProtocolError(what)));
+    }
+
+    fn process(&mut self) {
+        while !self.closed {
+            let was_handshaking = !self.conn.handshake_done();
+            let r = self.conn.next_message();
+            if was_handshaking && self.conn.handshake_done() && self.state == State::Handshaking {
+                self.send_connect();
+            }
+            match r {
+                Ok(Some(m)) => {
+                    if let Err(e) = self.on_message(m) {
+                        self.fail(e.to_string());
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => self.fail(e.to_string()),
+            }
+        }
+    }
+
+    fn send_connect(&mut self) {
+        self.state = State::Connecting;
+        self.conn.announce_chunk_size();
+        let obj = amf0::object([
+            ("app", amf0::string(&self.target.app)),
+            ("type", amf0::string("nonprivate")),
+            ("flashVer", amf0::string("FMLE/3.0 (compatible; arcly)")),
+            ("tcUrl", amf0::string(&self.target.tc_url)),
+        ]);
+        self.conn
+            .send_command(CSID_COMMAND, 0, command::call("connect", TXN_CONNECT, obj, vec![]));
+    }
+
+    fn on_message(&mut self, raw: crate::chunk::RawMessage) -> Result<()> {
+        let msg = RtmpMessage::decode(&raw, self.conn.cfg.max_amf_depth)?;
+        if self.conn.control(&msg)? {
+            return Ok(());
+        }
+        let h = raw.header;
+        let playing = self.mode == ClientMode::Play && self.state == State::Streaming;
+        match msg {
+            RtmpMessage::Video(b) if playing => self.ingest.video(h.timestamp, &b, &mut self.events)?,
+            RtmpMessage::Audio(b) if playing => self.ingest.audio(h.timestamp, &b, &mut self.events)?,
+            RtmpMessage::Data(values) if playing => {
+                let mut it = values.into_iter();
+                if it.next().as_ref().and_then(Amf0Value::as_str) == Some("onMetaData") {
+                    if let Some(meta) = it.next() {
+                        let pairs = self.ingest.metadata(&meta);
+                        self.events.push_back(SessionEvent::Metadata(pairs));
+                    }
+                }
+            }
+            RtmpMessage::Command(values) => {
+                if let Some(c) = Command::from_values(values) {
+                    self.on_command(c);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn on_command(&mut self, c: Command) {
+        match (c.name.as_str(), self.state) {
+            ("_result", State::Connecting) if c.transaction == TXN_CONNECT => {
+                let name = self.target.stream.clone();
+                if self.mode == ClientMode::Publish {
+                    self.conn.send_command(
+                        CSID_COMMAND,
+                        0,
+                        command::call("releaseStream", 2.0, Amf0Value::Null, vec![amf0::string(&name)]),
+                    );
+                    self.conn.send_command(
+                        CSID_COMMAND,
+                        0,
+                        command::call("FCPublish", 3.0, Amf0Value::Null, vec![amf0::string(&name)]),
+                    );
+                }
+                self.conn.send_command(
+                    CSID_COMMAND,
+                    0,
+                    command::call("createStream", TXN_CREATE, Amf0Value::Null, vec![]),
+                );
+                self.state = State::CreatingStream;
+            }
+            ("_result", State::CreatingStream) if c.transaction == TXN_CREATE => {
+                self.stream_id = c.arg_num(0).map_or(1, |n| n as u32);
+                let name = amf0::string(&self.target.stream);
+                let call = match self.mode {
+                    ClientMode::Publish => {
+                        command::call("publish", 5.0, Amf0Value::Null, vec![name, amf0::string("live")])
+                    }
+                    ClientMode::Play => {
+                        self.conn.send(
+                            CSID_CONTROL,
+                            0,
+                            0,
+                            &RtmpMessage::UserControl(UserControl::SetBufferLength {
+                                stream_id: self.stream_id,
+                                millis: 3000,
+                            }),
+                        );
+                        command::call("play", 5.0, Amf0Value::Null, vec![name, Amf0Value::Number(-2.0)])
+                    }
+                };
+                self.conn.send_command(CSID_STREAM, self.stream_id, call);
+                self.state = State::Starting;
+            }
+            ("_error", _) => {
+                let code = status_code(&c);
+                self.fail(format!("server refused {:?}: {code}", self.state));
+            }
+            ("onStatus", _) => {
+                let code = status_code(&c);
+                let level = c.args.first().and_then(|o| o.get("level")).and_then(Amf0Value::as_str);
+                if level == Some("error") || code == code::CONNECT_REJECTED {
+                    self.fail(format!("server refused: {code}"));
+                    return;
+                }
+                match code.as_str() {
+                    code::PUBLISH_START | code::PLAY_START if self.state == State::Starting => {
+                        self.state = State::Streaming;
+                        self.flush_queue();
+                    }
+                    code::PLAY_UNPUBLISH_NOTIFY | code::PLAY_STOP => {
+                        self.events.push_back(SessionEvent::PublishStopped);
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn flush_queue(&mut self) {
+        while let Some(d) = self.queued.pop_front() {
+            match &d {
+                Delivery::Tracks(t) => self.egress.tracks(t, &mut self.conn, self.stream_id, true),
+                Delivery::Frame(f) => self.egress.frame(f, &mut self.conn, self.stream_id),
+                Delivery::Lagged { .. } => {}
+            }
+        }
+    }
+}
+
+fn status_code(c: &Command) -> String {
+    c.args
+        .first()
+        .and_then(|o| o.get("code"))
+        .and_then(Amf0Value::as_str)
+        .unwrap_or("")
+        .to_owned()
+}
+
+impl Session for ClientSession {
+    fn protocol(&self) -> &'static str {
+        "rtmp"
+    }
+
+    fn handle_input(&mut self, now: Instant, input: Input) {
+        if self.closed {
+            return;
+        }
+        self.last_input = now;
+        match input {
+            Input::Stream(data) | Input::Datagram { data, .. } => {
+                self.conn.feed(data);
+                self.process();
+            }
+            Input::Eof => {
+                self.closed = true;
+                self.state = State::Done;
+                self.events.push_back(SessionEvent::Closed(SessionEnd::Normal));
+            }
+        }
+    }
+
+    fn handle_delivery(&mut self, _now: Instant, delivery: DeliveryRef<'_>) {
+        if self.mode != ClientMode::Publish || self.closed {
+            return;
+        }
+        if self.state != State::Streaming {
+            if self.queued.len() < self.conn.cfg.max_queued_frames {
+                self.queued.push_back(delivery.to_owned());
+            } else if let DeliveryRef::Tracks(_) = delivery {
+                self.queued.clear();
+                self.queued.push_back(delivery.to_owned());
+            }
+            return;
+        }
+        match delivery {
+            DeliveryRef::Tracks(t) => self.egress.tracks(t, &mut self.conn, self.stream_id, true),
+            DeliveryRef::Frame(f) => self.egress.frame(f, &mut self.conn, self.stream_id),
+            DeliveryRef::Lagged { .. } => {}
+        }
+    }
+
+    fn handle_stream_end(&mut self, _now: Instant, _why: RecvError) {
+        if self.mode == ClientMode::Publish && self.state == State::Streaming {
+            let name = amf0::string(&self.target.stream);
+            self.conn.send_command(
+                CSID_COMMAND,
+                0,
+                command::call("FCUnpublish", 6.0, Amf0Value::Null, vec![name]),
+            );
+            self.conn.send_command(
+                CSID_COMMAND,
+                0,
+                command::call(
+                    "deleteStream",
+                    7.0,
+                    Amf0Value::Null,
+                    vec![Amf0Value::Number(f64::from(self.stream_id))],
+                ),
+            );
+            self.state = State::Done;
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        if !self.closed && now.saturating_duration_since(self.last_input) >= self.conn.cfg.idle_timeout {
+            self.closed = true;
+            self.events.push_back(SessionEvent::Closed(SessionEnd::Timeout));
+        }
+    }
+
+    fn accept(&mut self, _now: Instant, _id: RequestId) {}
+
+    fn reject(&mut self, _now: Instant, _id: RequestId, _why: Rejection) {}
+
+    fn close(&mut self, now: Instant, _why: CloseReason) {
+        self.handle_stream_end(now, RecvError::Closed(CloseReason::Shutdown));
+        if !self.closed {
+            self.closed = true;
+            self.events.push_back(SessionEvent::Closed(SessionEnd::Host));
+        }
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.conn.take_output().map(Transmit::stream)
+    }
+
+    fn poll_event(&mut self) -> Option<SessionEvent> {
+        self.events.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        if self.closed {
+            None
+        } else {
+            Some(self.last_input + self.conn.cfg.idle_timeout)
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed && !self.conn.has_output()
+    }
+}

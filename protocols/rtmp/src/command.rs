@@ -1,0 +1,191 @@
+//! NetConnection and NetStream commands as real clients send them, the
+//! answers they expect (`_result` for connect with fmsVer, capabilities and
+//! objectEncoding; `onStatus` codes), and stream-name query strings.
+
+use crate::amf0::{self, Amf0Value};
+use arcly_core::session::Rejection;
+
+/// `onStatus` codes.
+pub mod code {
+    /// connect succeeded.
+    pub const CONNECT_SUCCESS: &str = "NetConnection.Connect.Success";
+    /// connect refused.
+    pub const CONNECT_REJECTED: &str = "NetConnection.Connect.Rejected";
+    /// Publishing started.
+    pub const PUBLISH_START: &str = "NetStream.Publish.Start";
+    /// The name is invalid or already published.
+    pub const PUBLISH_BAD_NAME: &str = "NetStream.Publish.BadName";
+    /// Not allowed.
+    pub const PUBLISH_DENIED: &str = "NetStream.Publish.Denied";
+    /// Credentials missing or wrong.
+    pub const PUBLISH_UNAUTHORIZED: &str = "NetStream.Publish.Unauthorized";
+    /// Publishing ended.
+    pub const UNPUBLISH_SUCCESS: &str = "NetStream.Unpublish.Success";
+    /// Playlist reset.
+    pub const PLAY_RESET: &str = "NetStream.Play.Reset";
+    /// Playing started.
+    pub const PLAY_START: &str = "NetStream.Play.Start";
+    /// Nothing to play.
+    pub const PLAY_NOT_FOUND: &str = "NetStream.Play.StreamNotFound";
+    /// Playing failed.
+    pub const PLAY_FAILED: &str = "NetStream.Play.Failed";
+    /// Credentials missing or wrong.
+    pub const PLAY_UNAUTHORIZED: &str = "NetStream.Play.Unauthorized";
+    /// The publisher went away.
+    pub const PLAY_UNPUBLISH_NOTIFY: &str = "NetStream.Play.UnpublishNotify";
+    /// Playing stopped.
+    pub const PLAY_STOP: &str = "NetStream.Play.Stop";
+    /// Paused.
+    pub const PAUSE_NOTIFY: &str = "NetStream.Pause.Notify";
+    /// Resumed.
+    pub const UNPAUSE_NOTIFY: &str = "NetStream.Unpause.Notify";
+}
+
+/// A command as received: name, transaction id, command object, arguments.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Command {
+    /// The command name.
+    pub name: String,
+    /// The transaction id (0 when none is expected).
+    pub transaction: f64,
+    /// The command object (`Null` for most stream commands).
+    pub object: Amf0Value,
+    /// The remaining arguments.
+    pub args: Vec<Amf0Value>,
+}
+
+impl Command {
+    /// Splits decoded values into a command; `None` when the first value is
+    /// not a name.
+    pub fn from_values(values: Vec<Amf0Value>) -> Option<Command> {
+        let mut it = values.into_iter();
+        let name = match it.next()? {
+            Amf0Value::String(s) => s,
+            _ => return None,
+        };
+        let transaction = it.next().and_then(|v| v.as_number()).unwrap_or(0.0);
+        let object = it.next().unwrap_or(Amf0Value::Null);
+        Some(Command {
+            name,
+            transaction,
+            object,
+            args: it.collect(),
+        })
+    }
+
+    /// The `i`-th argument as a string.
+    pub fn arg_str(&self, i: usize) -> Option<&str> {
+        self.args.get(i).and_then(Amf0Value::as_str)
+    }
+
+    /// The `i`-th argument as a number.
+    pub fn arg_num(&self, i: usize) -> Option<f64> {
+        self.args.get(i).and_then(Amf0Value::as_number)
+    }
+}
+
+/// A name split from its query string, and the query's `token`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NameQuery {
+    /// The name without the query.
+    pub name: String,
+    /// The `token` parameter, if any.
+    pub token: Option<String>,
+}
+
+/// Splits `name?a=b&token=t` into the name and the token.
+pub fn split_query(s: &str) -> NameQuery {
+    let (name, query) = match s.split_once('?') {
+        Some((n, q)) => (n, Some(q)),
+        None => (s, None),
+    };
+    let token = query.and_then(|q| {
+        q.split('&').find_map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (k == "token").then(|| v.to_owned())
+        })
+    });
+    NameQuery {
+        name: name.to_owned(),
+        token,
+    }
+}
+
+/// The `_result` of `connect`.
+pub fn connect_result(transaction: f64, object_encoding: f64) -> Vec<Amf0Value> {
+    vec![
+        amf0::string("_result"),
+        Amf0Value::Number(transaction),
+        amf0::object([
+            ("fmsVer", amf0::string("FMS/3,0,1,123")),
+            ("capabilities", Amf0Value::Number(31.0)),
+        ]),
+        amf0::object([
+            ("level", amf0::string("status")),
+            ("code", amf0::string(code::CONNECT_SUCCESS)),
+            ("description", amf0::string("Connection succeeded.")),
+            ("objectEncoding", Amf0Value::Number(object_encoding)),
+        ]),
+    ]
+}
+
+/// A `_result` with a null command object and one value.
+pub fn result(transaction: f64, value: Amf0Value) -> Vec<Amf0Value> {
+    vec![
+        amf0::string("_result"),
+        Amf0Value::Number(transaction),
+        Amf0Value::Null,
+        value,
+    ]
+}
+
+/// An `onStatus` (or `onFCPublish` ...) info object.
+pub fn status(name: &str, level: &str, code: &str, description: &str) -> Vec<Amf0Value> {
+    vec![
+        amf0::string(name),
+        Amf0Value::Number(0.0),
+        Amf0Value::Null,
+        amf0::object([
+            ("level", amf0::string(level)),
+            ("code", amf0::string(code)),
+            ("description", amf0::string(description)),
+        ]),
+    ]
+}
+
+/// The `onStatus` code for a refused publish or play.
+pub fn rejection_code(publish: bool, why: &Rejection) -> &'static str {
+    match (publish, why) {
+        (true, Rejection::BadName | Rejection::AlreadyPublishing) => code::PUBLISH_BAD_NAME,
+        (true, Rejection::Unauthorized) => code::PUBLISH_UNAUTHORIZED,
+        (true, _) => code::PUBLISH_DENIED,
+        (false, Rejection::NotFound | Rejection::BadName) => code::PLAY_NOT_FOUND,
+        (false, Rejection::Unauthorized) => code::PLAY_UNAUTHORIZED,
+        (false, _) => code::PLAY_FAILED,
+    }
+}
+
+/// A command to send: name, transaction, command object, arguments.
+pub fn call(name: &str, transaction: f64, object: Amf0Value, args: Vec<Amf0Value>) -> Vec<Amf0Value> {
+    let mut v = vec![amf0::string(name), Amf0Value::Number(transaction), object];
+    v.extend(args);
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_tokens() {
+        assert_eq!(
+            split_query("cam1?user=a&token=s3cret"),
+            NameQuery {
+                name: "cam1".into(),
+                token: Some("s3cret".into())
+            }
+        );
+        assert_eq!(split_query("cam1").token, None);
+        assert_eq!(split_query("cam1?x=1").name, "cam1");
+    }
+}

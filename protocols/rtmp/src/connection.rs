@@ -1,0 +1,194 @@
+//! What server and client sessions share: the handshake, the chunk decoder
+//! and encoder, protocol control messages (chunk size, abort, window and
+//! acknowledgements, ping), and the output buffer.
+
+use crate::amf0::Amf0Value;
+use crate::chunk::{ChunkDecoder, ChunkEncoder, RawMessage};
+use crate::config::RtmpConfig;
+use crate::error::{Result, RtmpError};
+use crate::handshake::Handshake;
+use crate::message::{type_id, RtmpMessage, UserControl};
+use bytes::{Bytes, BytesMut};
+
+/// Chunk stream for protocol control messages.
+pub const CSID_CONTROL: u32 = 2;
+/// Chunk stream for NetConnection commands.
+pub const CSID_COMMAND: u32 = 3;
+/// Chunk stream for audio.
+pub const CSID_AUDIO: u32 = 4;
+/// Chunk stream for NetStream commands and data.
+pub const CSID_STREAM: u32 = 5;
+/// Chunk stream for video.
+pub const CSID_VIDEO: u32 = 6;
+
+/// The chunk-level state of one RTMP connection.
+#[derive(Debug)]
+pub struct Connection {
+    /// The configuration.
+    pub cfg: RtmpConfig,
+    handshake: Handshake,
+    decoder: ChunkDecoder,
+    encoder: ChunkEncoder,
+    input: BytesMut,
+    output: BytesMut,
+    received: u64,
+    acked: u64,
+    peer_window: u32,
+}
+
+impl Connection {
+    /// A connection with the given handshake side.
+    pub fn new(cfg: RtmpConfig, handshake: Handshake) -> Self {
+        let decoder = ChunkDecoder::new(cfg.max_message_size, cfg.max_chunk_streams);
+        Connection {
+            cfg,
+            handshake,
+            decoder,
+            encoder: ChunkEncoder::new(),
+            input: BytesMut::new(),
+            output: BytesMut::new(),
+            received: 0,
+            acked: 0,
+            peer_window: 0,
+        }
+    }
+
+    /// Client: produce C0+C1.
+    pub fn start_handshake(&mut self) {
+        self.handshake.start(&mut self.output);
+    }
+
+    /// Whether the handshake is over.
+    pub fn handshake_done(&self) -> bool {
+        self.handshake.is_done()
+    }
+
+    /// The handshake.
+    pub fn handshake(&self) -> &Handshake {
+        &self.handshake
+    }
+
+    /// Appends bytes from the socket. The first buffer is kept as is, so
+    /// payloads are cut from it without a copy.
+    pub fn feed(&mut self, data: BytesMut) {
+        if self.input.is_empty() {
+            self.input = data;
+        } else {
+            self.input.extend_from_slice(&data);
+        }
+    }
+
+    /// Bytes received and not yet parsed.
+    pub fn buffered(&self) -> usize {
+        self.input.len()
+    }
+
+    /// Runs the handshake and returns the next complete message, handling
+    /// protocol control messages on the way (they are returned too, for
+    /// callers that care). `Ok(None)`: need more bytes.
+    pub fn next_message(&mut self) -> Result<Option<RawMessage>> {
+        let before = self.input.len();
+        let r = self.next_inner();
+        self.received += (before - self.input.len()) as u64;
+        if self.peer_window > 0 && self.received - self.acked >= u64::from(self.peer_window) {
+            self.acked = self.received;
+            // The sequence number wraps at 2^32 as the specification says.
+            self.send(
+                CSID_CONTROL,
+                0,
+                0,
+                &RtmpMessage::Acknowledgement(self.received as u32),
+            );
+        }
+        r
+    }
+
+    fn next_inner(&mut self) -> Result<Option<RawMessage>> {
+        if !self.handshake.is_done() && !self.handshake.read(&mut self.input, &mut self.output)? {
+            return Ok(None);
+        }
+        self.decoder.read(&mut self.input)
+    }
+
+    /// Applies a protocol control message. Returns `true` if `m` was one.
+    pub fn control(&mut self, m: &RtmpMessage) -> Result<bool> {
+        match m {
+            RtmpMessage::SetChunkSize(n) => self.decoder.set_chunk_size(*n)?,
+            RtmpMessage::Abort(csid) => self.decoder.abort(*csid),
+            RtmpMessage::WindowAckSize(n) => self.peer_window = *n,
+            RtmpMessage::Acknowledgement(_) | RtmpMessage::SetPeerBandwidth { .. } => {}
+            RtmpMessage::UserControl(UserControl::PingRequest(t)) => self.send(
+                CSID_CONTROL,
+                0,
+                0,
+                &RtmpMessage::UserControl(UserControl::PingResponse(*t)),
+            ),
+            RtmpMessage::UserControl(_) => {}
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Queues a message.
+    pub fn send(&mut self, csid: u32, stream_id: u32, timestamp: u32, m: &RtmpMessage) {
+        let (t, body) = m.encode();
+        self.encoder
+            .write(&mut self.output, csid, stream_id, timestamp, t, &[&body]);
+    }
+
+    /// Queues a command (AMF0).
+    pub fn send_command(&mut self, csid: u32, stream_id: u32, values: Vec<Amf0Value>) {
+        self.send(csid, stream_id, 0, &RtmpMessage::Command(values));
+    }
+
+    /// Queues a data message (AMF0).
+    pub fn send_data(&mut self, stream_id: u32, timestamp: u32, values: Vec<Amf0Value>) {
+        self.send(CSID_STREAM, stream_id, timestamp, &RtmpMessage::Data(values));
+    }
+
+    /// Queues an audio or video message whose body is `head` + `payload`.
+    pub fn send_media(&mut self, video: bool, stream_id: u32, ts: u32, head: &[u8], payload: &[u8]) {
+        let (csid, t) = if video {
+            (CSID_VIDEO, type_id::VIDEO)
+        } else {
+            (CSID_AUDIO, type_id::AUDIO)
+        };
+        self.encoder
+            .write(&mut self.output, csid, stream_id, ts, t, &[head, payload]);
+    }
+
+    /// Sends Set Chunk Size with the configured size and starts using it.
+    pub fn announce_chunk_size(&mut self) {
+        let size = self.cfg.chunk_size.clamp(1, crate::chunk::MAX_CHUNK_SIZE);
+        self.send(CSID_CONTROL, 0, 0, &RtmpMessage::SetChunkSize(size));
+        self.encoder.set_chunk_size(size);
+    }
+
+    /// Takes everything queued for the socket.
+    pub fn take_output(&mut self) -> Option<Bytes> {
+        if self.output.is_empty() {
+            None
+        } else {
+            Some(self.output.split().freeze())
+        }
+    }
+
+    /// Whether output is queued.
+    pub fn has_output(&self) -> bool {
+        !self.output.is_empty()
+    }
+
+    /// Drops unparsed input (after a fatal error).
+    pub fn discard_input(&mut self) {
+        self.input = BytesMut::new();
+    }
+
+    /// The error for a backlog over the limit, if it is.
+    pub fn check_backlog(&self) -> Result<()> {
+        if self.input.len() > self.cfg.max_backlog {
+            Err(RtmpError::InputBacklog(self.input.len()))
+        } else {
+            Ok(())
+        }
+    }
+}

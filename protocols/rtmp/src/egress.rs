@@ -1,0 +1,110 @@
+//! From the kernel's tracks and frames to FLV tags on a message stream: what
+//! a playing server session and a publishing client session send.
+//!
+//! Tracks become `onMetaData` and sequence headers (always before frames);
+//! frames become legacy tags for H.264, AAC and MP3 and enhanced tags for
+//! the rest. Timestamps are rebased so each receiver starts near 0.
+
+use crate::amf0::{self, Amf0Value};
+use crate::connection::Connection;
+use crate::flv;
+use arcly_core::frame::{CodecId, MediaFrame, TrackSet};
+
+/// The muxing state of one outgoing stream.
+#[derive(Debug, Default)]
+pub struct Egress {
+    base: Option<i64>,
+    last_ts: u32,
+    tracks: Option<TrackSet>,
+    /// After a pause: skip video until a key frame.
+    pub need_key: bool,
+    /// Frames sent.
+    pub frames: u64,
+}
+
+/// The `videocodecid` / `audiocodecid` metadata value of a codec: the FLV id
+/// for legacy codecs, the FourCC as a number for enhanced ones.
+fn codec_number(c: CodecId) -> f64 {
+    match c {
+        CodecId::H264 => 7.0,
+        CodecId::Aac => 10.0,
+        CodecId::Mp3 => 2.0,
+        c => f64::from(u32::from_be_bytes(*flv::fourcc(c))),
+    }
+}
+
+/// `onMetaData` describing a track set.
+pub fn metadata_for(tracks: &TrackSet) -> Amf0Value {
+    let mut props = Vec::new();
+    if let Some(v) = tracks.video() {
+        if v.params.width > 0 {
+            props.push(("width".to_owned(), Amf0Value::Number(f64::from(v.params.width))));
+            props.push(("height".to_owned(), Amf0Value::Number(f64::from(v.params.height))));
+        }
+        props.push(("videocodecid".to_owned(), Amf0Value::Number(codec_number(v.codec))));
+    }
+    if let Some(a) = tracks.audio() {
+        props.push(("audiocodecid".to_owned(), Amf0Value::Number(codec_number(a.codec))));
+        if a.params.sample_rate > 0 {
+            props.push((
+                "audiosamplerate".to_owned(),
+                Amf0Value::Number(f64::from(a.params.sample_rate)),
+            ));
+        }
+        if a.params.channels > 0 {
+            props.push((
+                "audiochannels".to_owned(),
+                Amf0Value::Number(f64::from(a.params.channels)),
+            ));
+        }
+    }
+    Amf0Value::EcmaArray(props)
+}
+
+impl Egress {
+    /// Sends metadata and sequence headers for `tracks`. `set_data_frame`
+    /// prefixes the metadata with `@setDataFrame` (what a publisher sends).
+    pub fn tracks(
+        &mut self,
+        tracks: &TrackSet,
+        conn: &mut Connection,
+        stream_id: u32,
+        set_data_frame: bool,
+    ) {
+        let mut data = Vec::with_capacity(3);
+        if set_data_frame {
+            data.push(amf0::string("@setDataFrame"));
+        }
+        data.push(amf0::string("onMetaData"));
+        data.push(metadata_for(tracks));
+        conn.send_data(stream_id, self.last_ts, data);
+        for t in tracks.iter() {
+            if let Some(head) = flv::sequence_header(t) {
+                conn.send_media(t.codec.is_video(), stream_id, self.last_ts, &head, &t.config);
+            }
+        }
+        self.tracks = Some(tracks.clone());
+    }
+
+    /// Sends a frame.
+    pub fn frame(&mut self, f: &MediaFrame, conn: &mut Connection, stream_id: u32) {
+        if self.tracks.is_none() {
+            return;
+        }
+        if self.need_key && f.codec.is_video() {
+            if !f.is_key() {
+                return;
+            }
+            self.need_key = false;
+        }
+        let dts = f.dts.as_millis();
+        let base = *self.base.get_or_insert(dts);
+        // RTMP's clock is 32 bits and wraps; truncation is the wire's rule.
+        let ts = (dts - base).max(0) as u32;
+        let cts = i32::try_from(f.pts.as_millis() - dts).unwrap_or(0);
+        let head = flv::frame_head(f, cts);
+        conn.send_media(f.codec.is_video(), stream_id, ts, &head, &f.payload);
+        self.last_ts = ts;
+        self.frames += 1;
+    }
+}
