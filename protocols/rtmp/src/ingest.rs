@@ -112,7 +112,8 @@ impl Ingest {
         }
         // Two tracks per stream never exceed MAX_TRACKS.
         let _ = self.tracks.upsert(t);
-        out.push_back(SessionEvent::Tracks(self.tracks.clone()));
+        // `.into()` fits the event whether it holds the set or a box of it.
+        out.push_back(SessionEvent::Tracks(self.tracks.clone().into()));
     }
 
     /// Handles a video message body at RTMP time `ts`.
@@ -184,9 +185,19 @@ fn legacy_rate(flags: u8) -> u32 {
     [5512, 11025, 22050, 44100][usize::from((flags >> 2) & 3)]
 }
 
-/// Fills what is cheap to read from a configuration record.
+/// Fills the track's parameters from its configuration record: the
+/// kernel's parsers first (SPS size, frame rate, codec string), then the
+/// few fields this crate reads itself when those refuse the record.
 fn fill_params(t: &mut TrackInfo) {
     use core::fmt::Write;
+    if let Ok(p) = arcly_core::media::codec::track_params(t.codec, &t.config) {
+        let rate = t.params.sample_rate;
+        t.params = p;
+        if t.params.sample_rate == 0 {
+            t.params.sample_rate = rate;
+        }
+        return;
+    }
     let c = &t.config[..];
     match t.codec {
         CodecId::H264 if c.len() >= 4 => {
