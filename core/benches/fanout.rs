@@ -51,7 +51,9 @@ const SUBSCRIBERS: [usize; 4] = [1, 16, 256, 4096];
 /// One 4 KiB payload per frame, as an ingest produces them: every frame has
 /// its own buffer (and its own reference count).
 fn payloads() -> Vec<Bytes> {
-    (0..FRAMES).map(|i| Bytes::from(vec![i as u8; 4096])).collect()
+    (0..FRAMES)
+        .map(|i| Bytes::from(vec![i as u8; 4096]))
+        .collect()
 }
 
 fn payload() -> Bytes {
@@ -136,8 +138,8 @@ async fn round_arcly(subs: usize, borrowed: bool) -> Duration {
     tokio::task::yield_now().await;
     let start = Instant::now();
     let publisher = tokio::spawn(async move {
-        for i in 0..FRAMES {
-            tx.publish(frame(&p[i], i)).expect("open");
+        for (i, payload) in p.iter().enumerate() {
+            tx.publish(frame(payload, i)).expect("open");
             if i % 64 == 63 {
                 tokio::task::yield_now().await;
             }
@@ -174,8 +176,8 @@ async fn round_seed(subs: usize) -> Duration {
     tokio::task::yield_now().await;
     let start = Instant::now();
     let publisher = tokio::spawn(async move {
-        for i in 0..FRAMES {
-            handle.publish_frame(seed_frame(&p[i], i)).expect("open");
+        for (i, payload) in p.iter().enumerate() {
+            handle.publish_frame(seed_frame(payload, i)).expect("open");
             if i % 64 == 63 {
                 tokio::task::yield_now().await;
             }
@@ -212,8 +214,8 @@ async fn round_broadcast(subs: usize) -> Duration {
     tokio::task::yield_now().await;
     let start = Instant::now();
     let publisher = tokio::spawn(async move {
-        for i in 0..FRAMES {
-            tx.send(frame(&p[i], i)).expect("receivers");
+        for (i, payload) in p.iter().enumerate() {
+            tx.send(frame(payload, i)).expect("receivers");
             if i % 64 == 63 {
                 tokio::task::yield_now().await;
             }

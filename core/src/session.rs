@@ -123,8 +123,9 @@ pub enum SessionEvent {
     /// The peer asks to publish or play; answer with `accept` or `reject`.
     Request(StreamRequest),
     /// The publishing peer's track configuration (sent before the frames it
-    /// applies to, and again when it changes).
-    Tracks(TrackSet),
+    /// applies to, and again when it changes). Boxed: it is rare, and frames
+    /// share this enum.
+    Tracks(Box<TrackSet>),
     /// A frame from the publishing peer.
     Frame(MediaFrame),
     /// Stream metadata from the publisher (e.g. RTMP `onMetaData`), as
@@ -194,6 +195,16 @@ pub trait Session {
 
     /// Whether the session is over (after its last transmit is sent).
     fn is_closed(&self) -> bool;
+
+    /// For sessions that wait on something other than the bus or a timer
+    /// (an HTTP request held open until an LL-HLS part exists): `Ready` when
+    /// that something happened, after which the host drains `poll_transmit`
+    /// and `poll_event`; `Pending` registers `cx`'s waker. The default waits
+    /// on nothing.
+    fn poll_ready(&mut self, now: Instant, cx: &mut Context<'_>) -> Poll<()> {
+        let _ = (now, cx);
+        Poll::Pending
+    }
 }
 
 /// How the host reached this connection, and its time limits.
@@ -373,6 +384,17 @@ impl<S: Session> Conductor<S> {
         Poll::Ready(())
     }
 
+    /// Polls what the session itself waits on (see [`Session::poll_ready`]);
+    /// the adapter calls it with every wake-up, next to
+    /// [`poll_deliveries`](Self::poll_deliveries).
+    pub fn poll_session(&mut self, cx: &mut Context<'_>, now: Instant) -> Poll<()> {
+        if self.session.poll_ready(now, cx).is_ready() {
+            self.process(now);
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+
     /// The next bytes to write.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -421,7 +443,7 @@ impl<S: Session> Conductor<S> {
                         let codecs: Vec<&str> = t.iter().map(|t| t.codec.name()).collect();
                         self.log
                             .push_back(format!("{} tracks: {}", p.key(), codecs.join(", ")));
-                        p.set_tracks(t);
+                        p.set_tracks(*t);
                     }
                 }
                 SessionEvent::Frame(f) => {

@@ -451,9 +451,12 @@ fn turn<S: Session>(c: &mut Conn<S>, clock: &Clock, rbuf: &mut BytesMut, log: &L
         c.conductor.handle_timeout(now);
     }
     queue(c);
-    // Deliveries only when the previous ones were written.
     let waker = c.waker.clone();
     let mut cx = Context::from_waker(&waker);
+    if c.conductor.poll_session(&mut cx, clock.now()).is_ready() {
+        queue(c);
+    }
+    // Deliveries only when the previous ones were written.
     while c.out.is_empty() && c.conductor.is_playing() {
         if c.conductor
             .poll_deliveries(&mut cx, clock.now())

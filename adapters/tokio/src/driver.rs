@@ -75,6 +75,9 @@ pub async fn drive_stream<S: Session>(
             if shutdown.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Wake::Shutdown);
             }
+            if conductor.poll_session(cx, clock.now()).is_ready() {
+                return Poll::Ready(Wake::Delivered);
+            }
             if conductor.is_playing() && conductor.poll_deliveries(cx, clock.now()).is_ready() {
                 return Poll::Ready(Wake::Delivered);
             }

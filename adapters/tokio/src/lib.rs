@@ -21,7 +21,7 @@ mod traits;
 
 pub use clock::Clock;
 pub use driver::{drive_stream, DriverConfig};
-pub use listener::{serve, ListenerConfig};
+pub use listener::{serve, ListenerConfig, Log};
 pub use shutdown::{Shutdown, ShutdownSignal};
 pub use storage::FsStorage;
 pub use traits::{InboundProtocol, MediaSink, MediaSource, StorageBackend, SubscriptionStream};

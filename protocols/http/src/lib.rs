@@ -1,0 +1,20 @@
+//! arcly-http: a sans-IO HTTP/1.1 server session for arcly-stream.
+//!
+//! [`HttpSession`] implements the kernel's session contract: bytes in,
+//! responses out, keep-alive and pipelining in order, request size and time
+//! limits, CORS for browsers, `HEAD`, `ETag`/`If-None-Match`, and requests a
+//! [`Handler`] holds open until it can answer them (LL-HLS blocking
+//! reloads). [`stats`] renders `/api/streams` and `/metrics` from an engine.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod message;
+mod server;
+pub mod stats;
+
+pub use message::{Method, ParseError, Request, Response};
+pub use server::{Handler, HttpConfig, HttpSession};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,366 @@
+//! Requests and responses (RFC 9112), with the limits that keep a server
+//! safe: header bytes, header count, body size.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// Most header fields in one request.
+pub const MAX_HEADERS: usize = 64;
+
+/// The request methods this server knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// GET.
+    Get,
+    /// HEAD: a GET whose answer has no body.
+    Head,
+    /// POST.
+    Post,
+    /// PATCH.
+    Patch,
+    /// DELETE.
+    Delete,
+    /// OPTIONS (CORS preflight).
+    Options,
+    /// Anything else; answered with 405.
+    Other,
+}
+
+impl Method {
+    fn parse(s: &str) -> Method {
+        match s {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "PATCH" => Method::Patch,
+            "DELETE" => Method::Delete,
+            "OPTIONS" => Method::Options,
+            _ => Method::Other,
+        }
+    }
+}
+
+/// A parsed request head and its body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// The method.
+    pub method: Method,
+    /// The path, percent-decoded, without the query.
+    pub path: String,
+    /// The raw query string (after `?`), empty when there is none.
+    pub query: String,
+    /// Header fields, names in lower case.
+    pub headers: Vec<(String, String)>,
+    /// Whether the connection stays open after the answer.
+    pub keep_alive: bool,
+    /// The body (`Content-Length` bytes).
+    pub body: Bytes,
+}
+
+impl Request {
+    /// The first value of a header (name in lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The value of query parameter `name` (first occurrence, not decoded).
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        self.query.split('&').find_map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (k == name).then_some(v)
+        })
+    }
+}
+
+/// Why a request could not be read; each maps to the status the server
+/// answers with before it closes the connection.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseError {
+    /// Malformed request line or headers (400).
+    #[error("malformed request: {0}")]
+    Malformed(String),
+    /// Header section larger than allowed (431).
+    #[error("request header too large")]
+    HeaderTooLarge,
+    /// Body larger than allowed (413).
+    #[error("request body too large")]
+    BodyTooLarge,
+    /// A body framing this server does not take (chunked uploads) (411).
+    #[error("length required")]
+    LengthRequired,
+}
+
+impl ParseError {
+    /// The status code to answer with.
+    pub fn status(&self) -> u16 {
+        match self {
+            ParseError::Malformed(_) => 400,
+            ParseError::HeaderTooLarge => 431,
+            ParseError::BodyTooLarge => 413,
+            ParseError::LengthRequired => 411,
+        }
+    }
+}
+
+/// Decodes `%XX` escapes; `None` for a bad escape or a result that is not
+/// UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Tries to parse one request from the front of `buf`. `Ok(None)`: need more
+/// bytes (not an error). On success the request's bytes are removed from
+/// `buf`.
+pub fn parse_request(
+    buf: &mut BytesMut,
+    max_header: usize,
+    max_body: usize,
+) -> Result<Option<Request>, ParseError> {
+    let parsed = {
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut slots);
+        let head_len = match req.parse(buf) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => {
+                if buf.len() > max_header {
+                    return Err(ParseError::HeaderTooLarge);
+                }
+                return Ok(None);
+            }
+            Err(httparse::Error::TooManyHeaders) => return Err(ParseError::HeaderTooLarge),
+            Err(e) => return Err(ParseError::Malformed(e.to_string())),
+        };
+        if head_len > max_header {
+            return Err(ParseError::HeaderTooLarge);
+        }
+        let method = Method::parse(req.method.unwrap_or(""));
+        let target = req.path.unwrap_or("/");
+        let minor = req.version.unwrap_or(1);
+        let (raw_path, query) = target.split_once('?').unwrap_or((target, ""));
+        if !raw_path.starts_with('/') {
+            return Err(ParseError::Malformed(format!("request target {target:?}")));
+        }
+        let path = percent_decode(raw_path)
+            .ok_or_else(|| ParseError::Malformed(format!("bad escape in {raw_path:?}")))?;
+        let mut headers = Vec::with_capacity(req.headers.len());
+        let mut content_length = 0usize;
+        let mut keep_alive = minor == 1;
+        for h in req.headers.iter() {
+            let name = h.name.to_ascii_lowercase();
+            let value = String::from_utf8_lossy(h.value).trim().to_string();
+            match name.as_str() {
+                "content-length" => {
+                    content_length = value
+                        .parse()
+                        .map_err(|_| ParseError::Malformed(format!("content-length {value:?}")))?;
+                }
+                "transfer-encoding" => return Err(ParseError::LengthRequired),
+                "connection" => {
+                    let v = value.to_ascii_lowercase();
+                    if v.contains("close") {
+                        keep_alive = false;
+                    } else if v.contains("keep-alive") {
+                        keep_alive = true;
+                    }
+                }
+                _ => {}
+            }
+            headers.push((name, value));
+        }
+        (
+            head_len,
+            method,
+            path,
+            query.to_string(),
+            headers,
+            keep_alive,
+            content_length,
+        )
+    };
+    let (head_len, method, path, query, headers, keep_alive, content_length) = parsed;
+    if content_length > max_body {
+        return Err(ParseError::BodyTooLarge);
+    }
+    if buf.len() < head_len + content_length {
+        return Ok(None);
+    }
+    let _ = buf.split_to(head_len);
+    let body = buf.split_to(content_length).freeze();
+    Ok(Some(Request {
+        method,
+        path,
+        query,
+        headers,
+        keep_alive,
+        body,
+    }))
+}
+
+/// A response: status, headers, body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// Header fields (besides Content-Length and Connection, which the
+    /// session writes).
+    pub headers: Vec<(&'static str, String)>,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl Response {
+    /// A response with a body and a content type.
+    pub fn new(status: u16, content_type: &str, body: impl Into<Bytes>) -> Self {
+        Response {
+            status,
+            headers: vec![("Content-Type", content_type.to_string())],
+            body: body.into(),
+        }
+    }
+
+    /// A plain-text response, for errors: the text says what went wrong.
+    pub fn text(status: u16, text: &str) -> Self {
+        let mut body = text.to_string();
+        body.push('\n');
+        Response::new(status, "text/plain; charset=utf-8", body)
+    }
+
+    /// Adds a header field.
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// The status line, the headers and the blank line.
+    pub fn encode_head(&self, keep_alive: bool) -> Bytes {
+        let mut b = BytesMut::with_capacity(256);
+        b.put_slice(format!("HTTP/1.1 {} {}\r\n", self.status, reason(self.status)).as_bytes());
+        for (n, v) in &self.headers {
+            b.put_slice(n.as_bytes());
+            b.put_slice(b": ");
+            b.put_slice(v.as_bytes());
+            b.put_slice(b"\r\n");
+        }
+        b.put_slice(format!("Content-Length: {}\r\n", self.body.len()).as_bytes());
+        b.put_slice(if keep_alive {
+            b"Connection: keep-alive\r\n\r\n".as_slice()
+        } else {
+            b"Connection: close\r\n\r\n".as_slice()
+        });
+        b.freeze()
+    }
+}
+
+/// The reason phrase of a status code.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn buf(s: &str) -> BytesMut {
+        BytesMut::from(s.as_bytes())
+    }
+
+    #[test]
+    fn parses_pipelined_requests_one_at_a_time() {
+        let mut b = buf("GET /live/a/index.m3u8?_HLS_msn=5&_HLS_part=1 HTTP/1.1\r\nHost: x\r\n\r\nHEAD /x%20y HTTP/1.0\r\n\r\nGET /partial");
+        let r = parse_request(&mut b, 8192, 0).unwrap().unwrap();
+        assert_eq!(r.method, Method::Get);
+        assert_eq!(r.path, "/live/a/index.m3u8");
+        assert_eq!(r.query_param("_HLS_msn"), Some("5"));
+        assert_eq!(r.query_param("_HLS_part"), Some("1"));
+        assert_eq!(r.header("host"), Some("x"));
+        assert!(r.keep_alive);
+        let r = parse_request(&mut b, 8192, 0).unwrap().unwrap();
+        assert_eq!(r.method, Method::Head);
+        assert_eq!(r.path, "/x y");
+        assert!(!r.keep_alive);
+        assert_eq!(parse_request(&mut b, 8192, 0).unwrap(), None);
+    }
+
+    #[test]
+    fn bodies_and_limits() {
+        let mut b = buf("POST /whip HTTP/1.1\r\nContent-Length: 5\r\n\r\nhel");
+        assert_eq!(parse_request(&mut b, 8192, 100).unwrap(), None);
+        b.extend_from_slice(b"lo");
+        assert_eq!(
+            &parse_request(&mut b, 8192, 100).unwrap().unwrap().body[..],
+            b"hello"
+        );
+        let mut b = buf("POST / HTTP/1.1\r\nContent-Length: 101\r\n\r\n");
+        assert_eq!(
+            parse_request(&mut b, 8192, 100),
+            Err(ParseError::BodyTooLarge)
+        );
+        let mut b = buf(&format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(9000)));
+        assert_eq!(
+            parse_request(&mut b, 8192, 0),
+            Err(ParseError::HeaderTooLarge)
+        );
+        let mut b = buf("GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!(
+            parse_request(&mut b, 8192, 0),
+            Err(ParseError::LengthRequired)
+        );
+        let mut b = buf("GET nope HTTP/1.1\r\n\r\n");
+        assert!(matches!(
+            parse_request(&mut b, 8192, 0),
+            Err(ParseError::Malformed(_))
+        ));
+        let mut b = buf("GET /%zz HTTP/1.1\r\n\r\n");
+        assert!(matches!(
+            parse_request(&mut b, 8192, 0),
+            Err(ParseError::Malformed(_))
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_and_never_grows_past_the_limit(data in proptest::collection::vec(any::<u8>(), 0..4096)) {
+            let mut b = BytesMut::from(&data[..]);
+            match parse_request(&mut b, 1024, 1024) {
+                Ok(Some(r)) => prop_assert!(r.body.len() <= 1024),
+                Ok(None) => prop_assert!(b.len() <= 2048),
+                Err(e) => prop_assert!(e.status() >= 400),
+            }
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! The HTTP/1.1 server session: one connection, requests answered in order.
+//!
+//! Requests are read incrementally and answered one at a time, so pipelined
+//! requests get their answers in order. A [`Handler`] answers each request at
+//! once or holds it (LL-HLS blocking playlist reloads): a held request is
+//! polled again when the handler wakes the connection, with no polling loop
+//! and no thread per request. Limits: header bytes, body bytes, the time a
+//! request may take to arrive (a slowloris peer gets 408 and a close), and
+//! how long a request may be held.
+
+use crate::message::{parse_request, Method, ParseError, Request, Response};
+use arcly_core::bus::{CloseReason, DeliveryRef, RecvError};
+use arcly_core::session::{
+    Input, Rejection, RequestId, Session, SessionEnd, SessionEvent, Transmit,
+};
+use arcly_core::time::Instant;
+use bytes::BytesMut;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+/// Answers requests. Implemented by the host (the gateway's router).
+pub trait Handler: Send + Sync {
+    /// The answer to `req`, or `Pending` after arranging for `cx`'s waker to
+    /// be woken when it may be ready (the session polls again then).
+    fn poll_response(&self, now: Instant, req: &Request, cx: &mut Context<'_>) -> Poll<Response>;
+}
+
+/// Limits of an HTTP session.
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    /// Most bytes in a request's header section.
+    pub max_header: usize,
+    /// Most bytes in a request body.
+    pub max_body: usize,
+    /// A request must arrive whole within this time of its first byte.
+    pub request_timeout: Duration,
+    /// A held request is answered 503 after this long.
+    pub hold_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_header: 16 * 1024,
+            max_body: 1 << 20,
+            request_timeout: Duration::from_secs(10),
+            hold_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One HTTP connection as a sans-IO [`Session`].
+pub struct HttpSession<H> {
+    cfg: HttpConfig,
+    handler: Arc<H>,
+    buf: BytesMut,
+    /// When the first byte of the request being read arrived.
+    request_started: Option<Instant>,
+    /// A request the handler is holding, and since when.
+    held: Option<(Request, Instant)>,
+    out: VecDeque<Transmit>,
+    events: VecDeque<SessionEvent>,
+    /// No more requests: answer what is queued, then close.
+    closing: bool,
+    closed: bool,
+}
+
+impl<H: Handler> HttpSession<H> {
+    /// A session for a new connection.
+    pub fn new(cfg: HttpConfig, handler: Arc<H>) -> Self {
+        HttpSession {
+            cfg,
+            handler,
+            buf: BytesMut::new(),
+            request_started: None,
+            held: None,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            closing: false,
+            closed: false,
+        }
+    }
+
+    fn send(&mut self, req: Option<&Request>, mut resp: Response, keep_alive: bool) {
+        resp.headers
+            .push(("Access-Control-Allow-Origin", "*".into()));
+        if let Some(req) = req {
+            let etag = resp
+                .headers
+                .iter()
+                .find(|(n, _)| *n == "ETag")
+                .map(|(_, v)| v.clone());
+            if let (Some(tag), Some(inm)) = (etag, req.header("if-none-match")) {
+                if resp.status == 200 && inm.split(',').any(|t| t.trim() == tag) {
+                    resp.status = 304;
+                    resp.body = bytes::Bytes::new();
+                }
+            }
+        }
+        let head_only = req.is_some_and(|r| r.method == Method::Head);
+        self.out
+            .push_back(Transmit::stream(resp.encode_head(keep_alive)));
+        if !head_only && !resp.body.is_empty() {
+            // The body goes out as its own buffer: a segment is never copied.
+            self.out.push_back(Transmit::stream(resp.body));
+        }
+        if !keep_alive {
+            self.closing = true;
+        }
+    }
+
+    fn fail(&mut self, status: u16, text: &str) {
+        self.send(None, Response::text(status, text), false);
+        self.buf.clear();
+        self.events
+            .push_back(SessionEvent::Closed(SessionEnd::ProtocolError(format!(
+                "{status} {text}"
+            ))));
+    }
+
+    /// Answers complete requests until one is held or the bytes run out.
+    fn advance(&mut self, now: Instant) {
+        while self.held.is_none() && !self.closing {
+            match parse_request(&mut self.buf, self.cfg.max_header, self.cfg.max_body) {
+                Ok(Some(req)) => {
+                    self.request_started = (!self.buf.is_empty()).then_some(now);
+                    self.answer(now, req);
+                }
+                Ok(None) => {
+                    if self.buf.is_empty() {
+                        self.request_started = None;
+                    } else if self.request_started.is_none() {
+                        self.request_started = Some(now);
+                    }
+                    return;
+                }
+                Err(e) => {
+                    let status = e.status();
+                    let text = match &e {
+                        ParseError::Malformed(_) => e.to_string(),
+                        _ => e.to_string(),
+                    };
+                    self.fail(status, &text);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn answer(&mut self, now: Instant, req: Request) {
+        match req.method {
+            Method::Options => {
+                let resp = Response::new(204, "text/plain", bytes::Bytes::new())
+                    .with_header(
+                        "Access-Control-Allow-Methods",
+                        "GET, HEAD, POST, PATCH, DELETE, OPTIONS",
+                    )
+                    .with_header("Access-Control-Allow-Headers", "*")
+                    .with_header("Access-Control-Max-Age", "86400");
+                let keep = req.keep_alive;
+                self.send(Some(&req), resp, keep);
+                return;
+            }
+            Method::Other => {
+                let keep = req.keep_alive;
+                let resp = Response::text(405, "method not allowed")
+                    .with_header("Allow", "GET, HEAD, POST, PATCH, DELETE, OPTIONS");
+                self.send(Some(&req), resp, keep);
+                return;
+            }
+            _ => {}
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.handler.poll_response(now, &req, &mut cx) {
+            Poll::Ready(resp) => {
+                let keep = req.keep_alive;
+                self.send(Some(&req), resp, keep);
+            }
+            Poll::Pending => self.held = Some((req, now)),
+        }
+    }
+}
+
+impl<H: Handler> Session for HttpSession<H> {
+    fn protocol(&self) -> &'static str {
+        "http"
+    }
+
+    fn handle_input(&mut self, now: Instant, input: Input) {
+        match input {
+            Input::Stream(data) => {
+                if self.closing || self.closed {
+                    return;
+                }
+                if self.buf.len() + data.len() > self.cfg.max_header + self.cfg.max_body {
+                    self.fail(413, "request too large");
+                    return;
+                }
+                if self.buf.is_empty() {
+                    self.buf = data;
+                } else {
+                    self.buf.extend_from_slice(&data);
+                }
+                self.advance(now);
+            }
+            Input::Eof | Input::Datagram { .. } => {
+                self.closed = true;
+                self.events
+                    .push_back(SessionEvent::Closed(SessionEnd::Normal));
+            }
+        }
+    }
+
+    fn handle_delivery(&mut self, _now: Instant, _delivery: DeliveryRef<'_>) {}
+
+    fn handle_stream_end(&mut self, _now: Instant, _why: RecvError) {}
+
+    fn handle_timeout(&mut self, now: Instant) {
+        if let Some(started) = self.request_started {
+            if now - started >= self.cfg.request_timeout && self.held.is_none() {
+                self.fail(408, "request not received in time");
+                return;
+            }
+        }
+        if let Some((req, since)) = self.held.take() {
+            if now - since >= self.cfg.hold_timeout {
+                let keep = req.keep_alive;
+                self.send(Some(&req), Response::text(503, "not available yet"), keep);
+                self.advance(now);
+            } else {
+                self.held = Some((req, since));
+            }
+        }
+    }
+
+    fn accept(&mut self, _now: Instant, _id: RequestId) {}
+
+    fn reject(&mut self, _now: Instant, _id: RequestId, _why: Rejection) {}
+
+    fn close(&mut self, _now: Instant, _why: CloseReason) {
+        if let Some((req, _)) = self.held.take() {
+            self.send(
+                Some(&req),
+                Response::text(503, "server shutting down"),
+                false,
+            );
+        }
+        self.closing = true;
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        let t = self.out.pop_front();
+        if t.is_none() && self.closing && !self.closed {
+            self.closed = true;
+        }
+        t
+    }
+
+    fn poll_event(&mut self) -> Option<SessionEvent> {
+        self.events.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        let read = self.request_started.map(|t| t + self.cfg.request_timeout);
+        let held = self.held.as_ref().map(|(_, t)| *t + self.cfg.hold_timeout);
+        match (read, held) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed && self.out.is_empty()
+    }
+
+    fn poll_ready(&mut self, now: Instant, cx: &mut Context<'_>) -> Poll<()> {
+        let Some((req, since)) = self.held.take() else {
+            return Poll::Pending;
+        };
+        match self.handler.poll_response(now, &req, cx) {
+            Poll::Ready(resp) => {
+                let keep = req.keep_alive;
+                self.send(Some(&req), resp, keep);
+                self.advance(now);
+                Poll::Ready(())
+            }
+            Poll::Pending => {
+                self.held = Some((req, since));
+                Poll::Pending
+            }
+        }
+    }
+}

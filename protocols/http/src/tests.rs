@@ -1,0 +1,183 @@
+use super::*;
+use arcly_core::session::{Input, Session, SessionEnd, SessionEvent};
+use arcly_core::time::Instant;
+use bytes::BytesMut;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+#[derive(Default)]
+struct Toy {
+    ready: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Handler for Toy {
+    fn poll_response(&self, _now: Instant, req: &Request, cx: &mut Context<'_>) -> Poll<Response> {
+        match req.path.as_str() {
+            "/a" => Poll::Ready(Response::new(200, "text/plain", "A")),
+            "/seg" => Poll::Ready(
+                Response::new(200, "video/mp4", "SEGMENT").with_header("ETag", "\"s1\""),
+            ),
+            "/held" => {
+                if self.ready.load(Ordering::SeqCst) {
+                    Poll::Ready(Response::new(200, "text/plain", "late"))
+                } else {
+                    *self.waker.lock().unwrap() = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+            _ => Poll::Ready(Response::text(404, "no such thing")),
+        }
+    }
+}
+
+fn session() -> (HttpSession<Toy>, Arc<Toy>) {
+    let h = Arc::new(Toy::default());
+    (HttpSession::new(HttpConfig::default(), h.clone()), h)
+}
+
+fn feed(s: &mut HttpSession<Toy>, t: u64, data: &str) {
+    s.handle_input(
+        Instant::from_millis(t),
+        Input::Stream(BytesMut::from(data.as_bytes())),
+    );
+}
+
+fn out(s: &mut HttpSession<Toy>) -> String {
+    let mut o = String::new();
+    while let Some(t) = s.poll_transmit() {
+        o.push_str(&String::from_utf8_lossy(&t.data));
+    }
+    o
+}
+
+#[test]
+fn pipelined_answers_in_order_with_cors_head_and_404() {
+    let (mut s, _) = session();
+    feed(
+        &mut s,
+        0,
+        "GET /a HTTP/1.1\r\n\r\nHEAD /a HTTP/1.1\r\n\r\nGET /zzz HTTP/1.1\r\n\r\n",
+    );
+    let o = out(&mut s);
+    let statuses: Vec<&str> = o
+        .match_indices("HTTP/1.1 ")
+        .map(|(i, _)| &o[i + 9..i + 12])
+        .collect();
+    assert_eq!(statuses, ["200", "200", "404"]);
+    assert!(o.contains("Access-Control-Allow-Origin: *"));
+    // The GET has a body "A", the HEAD has Content-Length 1 and no body.
+    assert_eq!(o.matches("Content-Length: 1\r\n").count(), 2);
+    assert_eq!(o.matches("\r\n\r\nA").count(), 1);
+    assert!(!s.is_closed());
+}
+
+#[test]
+fn conditional_get_options_and_405() {
+    let (mut s, _) = session();
+    feed(&mut s, 0, "GET /seg HTTP/1.1\r\nIf-None-Match: \"s1\"\r\n\r\nOPTIONS /seg HTTP/1.1\r\n\r\nBREW /pot HTTP/1.1\r\n\r\n");
+    let o = out(&mut s);
+    assert!(o.starts_with("HTTP/1.1 304 Not Modified"));
+    assert!(!o.contains("SEGMENT"));
+    assert!(o.contains("HTTP/1.1 204 No Content"));
+    assert!(o.contains("Access-Control-Allow-Methods"));
+    assert!(o.contains("HTTP/1.1 405 Method Not Allowed"));
+}
+
+#[test]
+fn held_request_answers_when_woken_and_blocks_the_pipeline_behind_it() {
+    let (mut s, h) = session();
+    feed(
+        &mut s,
+        0,
+        "GET /held HTTP/1.1\r\n\r\nGET /a HTTP/1.1\r\n\r\n",
+    );
+    assert_eq!(out(&mut s), "");
+    assert_eq!(s.poll_timeout(), Some(Instant::from_millis(10_000)));
+    let woken = Arc::new(AtomicBool::new(false));
+    struct Flag(Arc<AtomicBool>);
+    impl std::task::Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let waker = Waker::from(Arc::new(Flag(woken.clone())));
+    let mut cx = Context::from_waker(&waker);
+    assert!(s.poll_ready(Instant::from_millis(5), &mut cx).is_pending());
+    h.ready.store(true, Ordering::SeqCst);
+    h.waker.lock().unwrap().take().unwrap().wake();
+    assert!(woken.load(Ordering::SeqCst));
+    assert!(s.poll_ready(Instant::from_millis(6), &mut cx).is_ready());
+    let o = out(&mut s);
+    let late = o.find("late").unwrap();
+    let a = o.rfind("\r\n\r\nA").unwrap();
+    assert!(late < a, "answers out of order: {o}");
+}
+
+#[test]
+fn held_request_times_out_with_503() {
+    let (mut s, _) = session();
+    feed(&mut s, 0, "GET /held HTTP/1.1\r\n\r\n");
+    s.handle_timeout(Instant::from_millis(10_000));
+    assert!(out(&mut s).starts_with("HTTP/1.1 503"));
+}
+
+#[test]
+fn slowloris_gets_408_and_close() {
+    let (mut s, _) = session();
+    feed(&mut s, 0, "GET /a HT");
+    feed(&mut s, 5_000, "TP/1.1\r\nX: y");
+    assert_eq!(s.poll_timeout(), Some(Instant::from_millis(10_000)));
+    s.handle_timeout(Instant::from_millis(10_000));
+    assert!(out(&mut s).starts_with("HTTP/1.1 408"));
+    assert!(s.is_closed());
+    assert!(matches!(
+        s.poll_event(),
+        Some(SessionEvent::Closed(SessionEnd::ProtocolError(_)))
+    ));
+}
+
+#[test]
+fn oversized_headers_get_431_and_close() {
+    let (mut s, _) = session();
+    feed(
+        &mut s,
+        0,
+        &format!("GET /a HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(20_000)),
+    );
+    assert!(out(&mut s).starts_with("HTTP/1.1 431"));
+    assert!(s.is_closed());
+}
+
+#[test]
+fn connection_close_is_honoured() {
+    let (mut s, _) = session();
+    feed(
+        &mut s,
+        0,
+        "GET /a HTTP/1.1\r\nConnection: close\r\n\r\nGET /a HTTP/1.1\r\n\r\n",
+    );
+    let o = out(&mut s);
+    assert_eq!(o.matches("HTTP/1.1 200").count(), 1);
+    assert!(o.contains("Connection: close"));
+    assert!(s.is_closed());
+}
+
+#[test]
+fn stats_render_streams_and_metrics() {
+    use arcly_core::engine::{Engine, Request as EReq, StreamKey};
+    let engine = Engine::default();
+    let _p = engine
+        .publish(
+            &EReq::new(StreamKey::new("live", "a\"b").unwrap(), "rtmp"),
+            Instant::ZERO,
+        )
+        .unwrap();
+    let j = stats::streams_json(&engine, Instant::from_millis(3_000));
+    assert!(j.contains("\"stream\":\"a\\\"b\""), "{j}");
+    assert!(j.contains("\"uptime_secs\":3"));
+    let m = stats::metrics(&engine);
+    assert!(m.contains("arcly_streams 1"));
+    assert!(m.contains("arcly_stream_frames_total{app=\"live\",stream=\"a\\\"b\"} 0"));
+}
