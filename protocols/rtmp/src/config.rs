@@ -41,7 +41,7 @@ impl Default for RtmpConfig {
         RtmpConfig {
             seed: 0x5EED_0F_A4C1_u64,
             chunk_size: 4096,
-            max_message_size: 16 << 20,
+            max_message_size: 8 << 20,
             max_chunk_streams: 64,
             max_amf_depth: crate::amf0::DEFAULT_MAX_DEPTH,
             window_ack_size: 2_500_000,

@@ -1,0 +1,219 @@
+//! A client session and a server session wired together over a simulated
+//! link and clock: the client publishes (or plays) the frames of a real
+//! capture, and what arrives on the other side must be the same frames,
+//! byte for byte, with any chunk size from 1 to 65536.
+
+use arcly_core::bus::{CloseReason, DeliveryRef, RecvError};
+use arcly_core::frame::{MediaFrame, TrackSet};
+use arcly_core::session::{Input, Session, SessionEnd, SessionEvent};
+use arcly_core::time::Instant;
+use arcly_rtmp::{ClientMode, ClientSession, ClientTarget, RtmpConfig, ServerSession};
+use bytes::BytesMut;
+use proptest::prelude::*;
+use std::borrow::Borrow;
+use std::sync::Arc;
+
+const FFMPEG5_H264_AAC: &[u8] = include_bytes!("../testdata/ffmpeg5_h264_aac_publish.c2s");
+const FFMPEG9_HEVC_AAC: &[u8] = include_bytes!("../testdata/ffmpeg9_hevc_aac_publish.c2s");
+const FFMPEG9_AV1_OPUS: &[u8] = include_bytes!("../testdata/ffmpeg9_av1_opus_publish.c2s");
+
+#[derive(Default, Debug)]
+struct Received {
+    tracks: Option<TrackSet>,
+    frames: Vec<MediaFrame>,
+    requests: usize,
+    closed: Option<SessionEnd>,
+}
+
+impl Received {
+    fn take(&mut self, e: SessionEvent) -> Option<arcly_core::session::StreamRequest> {
+        match e {
+            SessionEvent::Request(r) => {
+                self.requests += 1;
+                return Some(r);
+            }
+            SessionEvent::Tracks(t) => self.tracks = Some(Borrow::<TrackSet>::borrow(&t).clone()),
+            SessionEvent::Frame(f) => self.frames.push(f),
+            SessionEvent::Closed(c) => self.closed = Some(c),
+            _ => {}
+        }
+        None
+    }
+}
+
+/// The stream of a capture, as a publishing server session reports it.
+fn stream_of(capture: &[u8]) -> (TrackSet, Vec<MediaFrame>) {
+    let mut s = ServerSession::new(RtmpConfig::default(), Instant::ZERO);
+    s.handle_input(Instant::ZERO, Input::Stream(BytesMut::from(capture)));
+    let mut r = Received::default();
+    loop {
+        while s.poll_transmit().is_some() {}
+        match s.poll_event() {
+            Some(e) => {
+                if let Some(req) = r.take(e) {
+                    s.accept(Instant::ZERO, req.id);
+                }
+            }
+            None => break,
+        }
+    }
+    (r.tracks.unwrap(), r.frames)
+}
+
+/// Moves bytes both ways until both sides are quiet; the server accepts
+/// every request.
+fn pump(
+    now: Instant,
+    client: &mut ClientSession,
+    server: &mut ServerSession,
+    at_client: &mut Received,
+    at_server: &mut Received,
+    wire_bytes: &mut usize,
+) {
+    loop {
+        let mut moved = false;
+        while let Some(t) = client.poll_transmit() {
+            *wire_bytes += t.data.len();
+            server.handle_input(now, Input::Stream(BytesMut::from(&t.data[..])));
+            moved = true;
+        }
+        while let Some(e) = server.poll_event() {
+            if let Some(req) = at_server.take(e) {
+                server.accept(now, req.id);
+            }
+            moved = true;
+        }
+        while let Some(t) = server.poll_transmit() {
+            *wire_bytes += t.data.len();
+            client.handle_input(now, Input::Stream(BytesMut::from(&t.data[..])));
+            moved = true;
+        }
+        while let Some(e) = client.poll_event() {
+            at_client.take(e);
+            moved = true;
+        }
+        if !moved {
+            break;
+        }
+    }
+}
+
+fn target(name: &str) -> ClientTarget {
+    ClientTarget {
+        app: "live".into(),
+        stream: format!("{name}?token=t0k"),
+        tc_url: "rtmp://127.0.0.1/live".into(),
+    }
+}
+
+fn assert_same(sent: &[MediaFrame], got: &[MediaFrame]) {
+    assert_eq!(got.len(), sent.len());
+    let base_sent = sent[0].dts.as_millis();
+    let base_got = got[0].dts.as_millis();
+    for (s, g) in sent.iter().zip(got) {
+        assert_eq!(g.codec, s.codec);
+        assert_eq!(g.kind, s.kind);
+        assert_eq!(g.track, s.track);
+        assert_eq!(g.payload, s.payload);
+        assert_eq!(g.dts.as_millis() - base_got, s.dts.as_millis() - base_sent);
+        assert_eq!(g.composition_offset(), s.composition_offset());
+        assert!(!g.discontinuity);
+    }
+}
+
+fn assert_same_tracks(sent: &TrackSet, got: &TrackSet) {
+    assert_eq!(got.len(), sent.len());
+    for (s, g) in sent.iter().zip(got.iter()) {
+        assert_eq!((g.id, g.codec, &g.config), (s.id, s.codec, &s.config));
+    }
+}
+
+/// Publishes through a client into a server; returns what the server got
+/// and the bytes on the wire.
+fn publish(tracks: &TrackSet, frames: &[MediaFrame], chunk: u32, digest: bool) -> (Received, usize) {
+    let cfg = RtmpConfig {
+        chunk_size: chunk,
+        digest_handshake: digest,
+        seed: u64::from(chunk),
+        ..RtmpConfig::default()
+    };
+    let mut now = Instant::from_millis(1_000);
+    let mut server = ServerSession::new(cfg.clone(), now);
+    let mut client = ClientSession::new(cfg, ClientMode::Publish, target("relay"), now);
+    let (mut at_c, mut at_s, mut wire) = (Received::default(), Received::default(), 0);
+    let tracks = Arc::new(tracks.clone());
+    client.handle_delivery(now, DeliveryRef::Tracks(&tracks));
+    pump(now, &mut client, &mut server, &mut at_c, &mut at_s, &mut wire);
+    assert!(client.is_streaming());
+    let t0 = frames[0].dts.as_millis();
+    for f in frames {
+        // The simulated clock follows the media.
+        now = Instant::from_millis(1_000 + (f.dts.as_millis() - t0).max(0) as u64);
+        client.handle_delivery(now, DeliveryRef::Frame(f));
+        pump(now, &mut client, &mut server, &mut at_c, &mut at_s, &mut wire);
+    }
+    client.handle_stream_end(now, RecvError::Closed(CloseReason::PublisherEnded));
+    pump(now, &mut client, &mut server, &mut at_c, &mut at_s, &mut wire);
+    assert!(at_c.closed.is_none(), "{:?}", at_c.closed);
+    assert!(at_s.closed.is_none(), "{:?}", at_s.closed);
+    (at_s, wire)
+}
+
+/// Plays from a server (fed by the bus) into a client.
+fn play(tracks: &TrackSet, frames: &[MediaFrame], chunk: u32) -> Received {
+    let cfg = RtmpConfig {
+        chunk_size: chunk,
+        ..RtmpConfig::default()
+    };
+    let now = Instant::from_millis(5);
+    let mut server = ServerSession::new(cfg.clone(), now);
+    let mut client = ClientSession::new(cfg, ClientMode::Play, target("relay"), now);
+    let (mut at_c, mut at_s, mut wire) = (Received::default(), Received::default(), 0);
+    pump(now, &mut client, &mut server, &mut at_c, &mut at_s, &mut wire);
+    assert_eq!(at_s.requests, 1);
+    assert!(client.is_streaming());
+    let tracks = Arc::new(tracks.clone());
+    server.handle_delivery(now, DeliveryRef::Tracks(&tracks));
+    for f in frames {
+        server.handle_delivery(now, DeliveryRef::Frame(f));
+        pump(now, &mut client, &mut server, &mut at_c, &mut at_s, &mut wire);
+    }
+    server.handle_stream_end(now, RecvError::Closed(CloseReason::PublisherEnded));
+    pump(now, &mut client, &mut server, &mut at_c, &mut at_s, &mut wire);
+    at_c
+}
+
+#[test]
+fn publish_and_play_every_codec_losslessly() {
+    for capture in [FFMPEG5_H264_AAC, FFMPEG9_HEVC_AAC, FFMPEG9_AV1_OPUS] {
+        let (tracks, frames) = stream_of(capture);
+        for digest in [false, true] {
+            let (got, _) = publish(&tracks, &frames, 4096, digest);
+            assert_eq!(got.requests, 1);
+            assert_same_tracks(&tracks, got.tracks.as_ref().unwrap());
+            assert_same(&frames, &got.frames);
+        }
+        let got = play(&tracks, &frames, 4096);
+        assert_same_tracks(&tracks, got.tracks.as_ref().unwrap());
+        assert_same(&frames, &got.frames);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+
+    #[test]
+    fn lossless_with_any_chunk_size(
+        chunk in prop_oneof![1u32..=300, 300u32..=65_536, Just(65_536u32)],
+        which in 0usize..3,
+        n in 10usize..80,
+    ) {
+        let capture = [FFMPEG5_H264_AAC, FFMPEG9_HEVC_AAC, FFMPEG9_AV1_OPUS][which];
+        let (tracks, frames) = stream_of(capture);
+        let frames = &frames[..n.min(frames.len())];
+        let (got, _) = publish(&tracks, frames, chunk, chunk % 2 == 0);
+        assert_same(frames, &got.frames);
+        let got = play(&tracks, frames, chunk);
+        assert_same(frames, &got.frames);
+    }
+}
