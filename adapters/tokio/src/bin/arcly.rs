@@ -1,1 +1,396 @@
-fn main() {}
+//! `arcly`: the arcly-stream gateway.
+//!
+//! With no flags it serves RTMP publish and play on port 1935. Run
+//! `arcly --help` for every flag.
+
+use arcly_core::engine::{
+    Action, AppSpec, Engine, EngineEvent, HmacTokenAuthenticator, Observer, StreamKey,
+};
+use arcly_tokio::{serve, Clock, ListenerConfig, Shutdown};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const HELP: &str = "\
+arcly: a live-media streaming gateway (RTMP in, RTMP out)
+
+USAGE:
+    arcly [FLAGS]
+    arcly token --secret SECRET --action publish|play --key APP/STREAM [--ttl SECONDS]
+
+Publish with:   ffmpeg -re -i IN -c copy -f flv rtmp://127.0.0.1:1935/live/STREAM
+Play with:      ffplay rtmp://127.0.0.1:1935/live/STREAM
+
+FLAGS:
+    --rtmp ADDR|off         RTMP listen address [default: 0.0.0.0:1935]
+    --gop-cache on|off      start new players at the last key frame [default: on]
+    --ring FRAMES           frames each stream's ring holds [default: 1024]
+    --lag-limit FRAMES      evict a player this many frames behind [default: 4096]
+    --idle-timeout SECS     close a stream whose publisher is silent this long [default: 30]
+    --max-connections N     connections held per listener [default: 10000]
+    --auth-secret SECRET    require HMAC tokens (?token=...) to publish
+    --protect-play          require tokens to play too (with --auth-secret)
+    --workers N             runtime worker threads [default: number of cores]
+    --log LEVEL             error, warn, info or debug [default: info]
+    -h, --help              this text
+";
+
+#[derive(Clone, Copy, PartialEq, PartialOrd)]
+enum Level {
+    Error = 0,
+    Warn = 1,
+    Info = 2,
+    Debug = 3,
+}
+
+static LEVEL: AtomicU8 = AtomicU8::new(Level::Info as u8);
+
+/// Civil UTC time from Unix seconds (Howard Hinnant's days-from-civil,
+/// inverted), for log stamps without a time-zone crate.
+fn utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+fn log(level: Level, msg: &str) {
+    if level as u8 <= LEVEL.load(Ordering::Relaxed) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let tag = match level {
+            Level::Error => "ERROR",
+            Level::Warn => "WARN ",
+            Level::Info => "INFO ",
+            Level::Debug => "DEBUG",
+        };
+        eprintln!("{} {tag} {msg}", utc(now));
+    }
+}
+
+struct LogObserver;
+
+impl Observer for LogObserver {
+    fn on_event(&self, e: &EngineEvent) {
+        match e {
+            EngineEvent::Unpublished { key, reason, .. } => {
+                log(Level::Info, &format!("stream {key} ended ({reason:?})"))
+            }
+            EngineEvent::Rejected {
+                key,
+                action,
+                reason,
+            } => log(
+                Level::Warn,
+                &format!("refused to {} {key}: {reason}", action.as_str()),
+            ),
+            EngineEvent::Published { .. } | EngineEvent::Played { .. } => {}
+            other => log(Level::Debug, &format!("{other:?}")),
+        }
+    }
+}
+
+struct Options {
+    rtmp: Option<SocketAddr>,
+    gop_cache: bool,
+    ring: usize,
+    lag_limit: u64,
+    idle_timeout: u64,
+    max_connections: usize,
+    auth_secret: Option<String>,
+    protect_play: bool,
+    workers: Option<usize>,
+}
+
+fn parse_addr(v: &str) -> Result<Option<SocketAddr>, String> {
+    if v == "off" {
+        return Ok(None);
+    }
+    v.parse()
+        .map(Some)
+        .map_err(|_| format!("not an address: {v} (expected IP:PORT or off)"))
+}
+
+fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
+    v.parse()
+        .map_err(|_| format!("{flag} takes a number, not {v:?}"))
+}
+
+fn parse(args: &[String]) -> Result<Options, String> {
+    let mut o = Options {
+        rtmp: Some(SocketAddr::from(([0, 0, 0, 0], 1935))),
+        gop_cache: true,
+        ring: 1024,
+        lag_limit: 4096,
+        idle_timeout: 30,
+        max_connections: 10_000,
+        auth_secret: None,
+        protect_play: false,
+        workers: None,
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "--rtmp" => o.rtmp = parse_addr(&value()?)?,
+            "--gop-cache" => {
+                o.gop_cache = match value()?.as_str() {
+                    "on" => true,
+                    "off" => false,
+                    v => return Err(format!("--gop-cache takes on or off, not {v:?}")),
+                }
+            }
+            "--ring" => o.ring = number(flag, &value()?)?,
+            "--lag-limit" => o.lag_limit = number(flag, &value()?)?,
+            "--idle-timeout" => o.idle_timeout = number(flag, &value()?)?,
+            "--max-connections" => o.max_connections = number(flag, &value()?)?,
+            "--auth-secret" => o.auth_secret = Some(value()?),
+            "--protect-play" => o.protect_play = true,
+            "--workers" => o.workers = Some(number(flag, &value()?)?),
+            "--log" => {
+                let l = match value()?.as_str() {
+                    "error" => Level::Error,
+                    "warn" => Level::Warn,
+                    "info" => Level::Info,
+                    "debug" => Level::Debug,
+                    v => return Err(format!("--log takes error, warn, info or debug, not {v:?}")),
+                };
+                LEVEL.store(l as u8, Ordering::Relaxed);
+            }
+            other => return Err(format!("unknown flag {other:?} (see --help)")),
+        }
+    }
+    Ok(o)
+}
+
+fn token(args: &[String]) -> Result<String, String> {
+    let (mut secret, mut action, mut key, mut ttl) = (None, None, None, 3600u64);
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let v = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--secret" => secret = Some(v.clone()),
+            "--action" => {
+                action = Some(match v.as_str() {
+                    "publish" => Action::Publish,
+                    "play" => Action::Play,
+                    _ => return Err(format!("--action takes publish or play, not {v:?}")),
+                })
+            }
+            "--key" => {
+                let (app, stream) = v
+                    .split_once('/')
+                    .ok_or_else(|| format!("--key takes APP/STREAM, not {v:?}"))?;
+                key = Some(StreamKey::new(app, stream).map_err(|e| e.to_string())?);
+            }
+            "--ttl" => ttl = number(flag, v)?,
+            other => return Err(format!("unknown flag {other:?}")),
+        }
+    }
+    let secret = secret.ok_or("--secret is required")?;
+    let action = action.ok_or("--action is required")?;
+    let key = key.ok_or("--key is required")?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    Ok(HmacTokenAuthenticator::new(secret).mint(action, &key, now + ttl))
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        print!("{HELP}");
+        return ExitCode::SUCCESS;
+    }
+    if args.first().map(String::as_str) == Some("token") {
+        return match token(&args[1..]) {
+            Ok(t) => {
+                println!("{t}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("arcly token: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let opts = match parse(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("arcly: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    if let Some(n) = opts.workers {
+        rt.worker_threads(n.max(1));
+    }
+    let rt = match rt.build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("arcly: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(opts)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log(Level::Error, &e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(o: Options) -> Result<(), String> {
+    let app = AppSpec::new("*")
+        .gop_cache(o.gop_cache)
+        .ring_capacity(o.ring)
+        .lag_limit(o.lag_limit)
+        .idle_timeout(Duration::from_secs(o.idle_timeout));
+    let mut builder = Engine::builder()
+        .default_app(Some(app))
+        .observer(Arc::new(LogObserver));
+    if let Some(secret) = &o.auth_secret {
+        let mut auth = HmacTokenAuthenticator::new(secret.as_bytes());
+        auth.protect_play = o.protect_play;
+        builder = builder.authenticator(Arc::new(auth));
+        log(
+            Level::Info,
+            &format!(
+                "tokens required to publish{}",
+                if o.protect_play { " and to play" } else { "" }
+            ),
+        );
+    }
+    let engine = builder.build();
+    let clock = Clock::new();
+    let shutdown = Shutdown::new();
+    let conn_log: arcly_tokio::Log = Arc::new(|line: String| log(Level::Info, &line));
+    let cfg = ListenerConfig {
+        max_connections: o.max_connections,
+        ..ListenerConfig::default()
+    };
+    let mut servers = tokio::task::JoinSet::new();
+    if let Some(addr) = o.rtmp {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen for RTMP on {addr}: {e}"))?;
+        log(
+            Level::Info,
+            &format!(
+                "RTMP listening on {}",
+                listener.local_addr().unwrap_or(addr)
+            ),
+        );
+        let rtmp_cfg = arcly_rtmp::RtmpConfig::default();
+        let seq = std::sync::atomic::AtomicU64::new(clock.unix_base());
+        servers.spawn(serve(
+            listener,
+            engine.clone(),
+            move |now| {
+                // The handshake's random bytes: distinct per connection.
+                let n = seq.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+                let cfg = arcly_rtmp::RtmpConfig {
+                    seed: n ^ now.as_micros(),
+                    ..rtmp_cfg.clone()
+                };
+                arcly_rtmp::ServerSession::new(cfg, now)
+            },
+            cfg.clone(),
+            clock,
+            shutdown.signal(),
+            conn_log.clone(),
+        ));
+    }
+    if servers.is_empty() {
+        return Err("every listener is off: nothing to serve".into());
+    }
+    // Idle reaping from the host clock.
+    let reaper_engine = engine.clone();
+    let reaper_stop = shutdown.signal();
+    servers.spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let stop = reaper_stop.wait();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return Ok(()),
+                _ = tick.tick() => { reaper_engine.reap_idle(clock.now()); }
+            }
+        }
+    });
+    wait_for_signal().await;
+    log(Level::Info, "shutting down");
+    engine.shutdown();
+    shutdown.trigger();
+    while let Some(r) = servers.join_next().await {
+        if let Ok(Err(e)) = r {
+            log(Level::Warn, &format!("listener ended with an error: {e}"));
+        }
+    }
+    log(Level::Info, "stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_formats_known_instants() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc(1_795_000_000), "2026-11-18T11:06:40Z");
+    }
+
+    #[test]
+    fn flags_parse_and_refuse_nonsense() {
+        let args = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+        let o = parse(&args("--rtmp 127.0.0.1:1936 --gop-cache off --ring 64")).unwrap();
+        assert_eq!(o.rtmp, Some("127.0.0.1:1936".parse().unwrap()));
+        assert!(!o.gop_cache);
+        assert_eq!(o.ring, 64);
+        assert!(parse(&args("--rtmp off")).unwrap().rtmp.is_none());
+        assert!(parse(&args("--ring many")).is_err());
+        assert!(parse(&args("--bogus")).is_err());
+        assert!(parse(&args("--rtmp")).is_err());
+    }
+}
