@@ -2,3 +2,4 @@
 //! playlists (HLS, LL-HLS), each a state machine: frames in, bytes,
 //! segments and playlist updates out.
 pub mod codec;
+pub mod ts;

@@ -12,13 +12,16 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 /// The sample rates of `samplingFrequencyIndex` 0..=12 (Table 1.18).
 pub const SAMPLE_RATES: [u32; 13] = [
-    96_000, 88_200, 64_000, 48_000, 44_100, 32_000, 24_000, 22_050, 16_000, 12_000, 11_025,
-    8_000, 7_350,
+    96_000, 88_200, 64_000, 48_000, 44_100, 32_000, 24_000, 22_050, 16_000, 12_000, 11_025, 8_000,
+    7_350,
 ];
 
 /// The index of a sample rate in [`SAMPLE_RATES`].
 pub fn sample_rate_index(rate: u32) -> Option<u8> {
-    SAMPLE_RATES.iter().position(|&r| r == rate).map(|i| i as u8)
+    SAMPLE_RATES
+        .iter()
+        .position(|&r| r == rate)
+        .map(|i| i as u8)
 }
 
 /// What an `AudioSpecificConfig` says.
@@ -171,7 +174,10 @@ impl AudioSpecificConfig {
         write_sr(&mut w, self.sample_rate);
         w.write_bits(4, u64::from(self.channel_config));
         if self.object_type == 5 || self.object_type == 29 {
-            write_sr(&mut w, self.extension_sample_rate.unwrap_or(self.sample_rate * 2));
+            write_sr(
+                &mut w,
+                self.extension_sample_rate.unwrap_or(self.sample_rate * 2),
+            );
             write_ot(&mut w, self.core_object_type);
         }
         w.write_flag(self.frame_length_960);
@@ -255,7 +261,9 @@ impl AdtsHeader {
             sample_rate_index: (d[2] >> 2) & 0xF,
             channel_config: ((d[2] & 1) << 2) | (d[3] >> 6),
             header_len,
-            frame_len: (usize::from(d[3] & 3) << 11) | (usize::from(d[4]) << 3) | usize::from(d[5] >> 5),
+            frame_len: (usize::from(d[3] & 3) << 11)
+                | (usize::from(d[4]) << 3)
+                | usize::from(d[5] >> 5),
         };
         if usize::from(h.sample_rate_index) >= SAMPLE_RATES.len() {
             return Err(CodecError::Invalid("ADTS sampling_frequency_index"));
@@ -264,15 +272,20 @@ impl AdtsHeader {
             return Err(CodecError::Invalid("ADTS aac_frame_length"));
         }
         if d[6] & 3 != 0 {
-            return Err(CodecError::Unsupported("ADTS frame with several raw data blocks"));
+            return Err(CodecError::Unsupported(
+                "ADTS frame with several raw data blocks",
+            ));
         }
         Ok(h)
     }
 
     /// The `AudioSpecificConfig` equivalent to this header.
     pub fn config(&self) -> AudioSpecificConfig {
-        AudioSpecificConfig::lc(SAMPLE_RATES[usize::from(self.sample_rate_index)], self.channel_config)
-            .with_object_type(self.object_type)
+        AudioSpecificConfig::lc(
+            SAMPLE_RATES[usize::from(self.sample_rate_index)],
+            self.channel_config,
+        )
+        .with_object_type(self.object_type)
     }
 
     /// A header for a raw access unit of `payload_len` bytes under `asc`
@@ -281,8 +294,8 @@ impl AdtsHeader {
         if !(1..=4).contains(&asc.core_object_type) {
             return Err(CodecError::Unsupported("object type in ADTS"));
         }
-        let sample_rate_index =
-            sample_rate_index(asc.sample_rate).ok_or(CodecError::Unsupported("sample rate in ADTS"))?;
+        let sample_rate_index = sample_rate_index(asc.sample_rate)
+            .ok_or(CodecError::Unsupported("sample rate in ADTS"))?;
         if asc.channel_config > 7 {
             return Err(CodecError::Unsupported("channel configuration in ADTS"));
         }
@@ -304,7 +317,11 @@ impl AdtsHeader {
         let len = self.frame_len;
         out.put_u8(0xFF);
         out.put_u8(0xF1); // MPEG-4, layer 0, protection absent
-        out.put_u8(((self.object_type - 1) << 6) | (self.sample_rate_index << 2) | ((self.channel_config >> 2) & 1));
+        out.put_u8(
+            ((self.object_type - 1) << 6)
+                | (self.sample_rate_index << 2)
+                | ((self.channel_config >> 2) & 1),
+        );
         out.put_u8(((self.channel_config & 3) << 6) | ((len >> 11) & 3) as u8);
         out.put_u8((len >> 3) as u8);
         out.put_u8((((len & 7) as u8) << 5) | 0x1F); // buffer fullness 0x7FF: VBR
@@ -324,7 +341,11 @@ impl AudioSpecificConfig {
 /// ES_Descriptor holding a DecoderConfigDescriptor (`objectTypeIndication`
 /// 0x40 for MPEG-4 audio, 0x6B for MPEG-1 audio) with the decoder specific
 /// info, and an SLConfigDescriptor (ISO/IEC 14496-1 §7.2.6.5, §7.2.6.6).
-pub fn esds_payload(object_type_indication: u8, decoder_specific: &[u8], avg_bitrate: u32) -> Bytes {
+pub fn esds_payload(
+    object_type_indication: u8,
+    decoder_specific: &[u8],
+    avg_bitrate: u32,
+) -> Bytes {
     fn put_descriptor(out: &mut BytesMut, tag: u8, body: &[u8]) {
         out.put_u8(tag);
         // The 4-byte size form, as most writers use; sizes here are small.
@@ -361,10 +382,16 @@ mod tests {
     #[test]
     fn lc_48k_stereo() {
         let c = AudioSpecificConfig::parse(&[0x11, 0x90]).unwrap();
-        assert_eq!((c.object_type, c.sample_rate, c.channel_config), (2, 48_000, 2));
+        assert_eq!(
+            (c.object_type, c.sample_rate, c.channel_config),
+            (2, 48_000, 2)
+        );
         assert!(!c.sbr);
         assert_eq!(c.codec_string().as_str(), "mp4a.40.2");
-        assert_eq!(&AudioSpecificConfig::lc(48_000, 2).to_bytes()[..], &[0x11, 0x90]);
+        assert_eq!(
+            &AudioSpecificConfig::lc(48_000, 2).to_bytes()[..],
+            &[0x11, 0x90]
+        );
     }
 
     #[test]

@@ -260,7 +260,11 @@ impl SequenceHeader {
         } else {
             8
         };
-        self.monochrome = if self.profile == 1 { false } else { r.read_flag()? };
+        self.monochrome = if self.profile == 1 {
+            false
+        } else {
+            r.read_flag()?
+        };
         self.color = if r.read_flag()? {
             (r.read_u8(8)?, r.read_u8(8)?, r.read_u8(8)?)
         } else {
@@ -470,7 +474,9 @@ mod tests {
 
     #[test]
     fn parses_svt_sequence_header() {
-        let obus: alloc::vec::Vec<_> = Obus::new(Bytes::from_static(START)).collect::<Result<_, _>>().unwrap();
+        let obus: alloc::vec::Vec<_> = Obus::new(Bytes::from_static(START))
+            .collect::<Result<_, _>>()
+            .unwrap();
         assert_eq!(obus[0].obu_type, OBU_TEMPORAL_DELIMITER);
         let c = Av1Config::from_sequence_header_obu(obus[1].raw.clone()).unwrap();
         assert_eq!((c.seq.width, c.seq.height), (320, 240));
@@ -538,7 +544,10 @@ mod tests {
 
     #[test]
     fn splits_real_stream_into_key_temporal_units() {
-        let tus = split_temporal_units(Bytes::from_static(include_bytes!("../../../testdata/av1.obu"))).unwrap();
+        let tus = split_temporal_units(Bytes::from_static(include_bytes!(
+            "../../../testdata/av1.obu"
+        )))
+        .unwrap();
         assert_eq!(tus.len(), 15);
         let c = Av1Config::from_temporal_unit(&tus[0]).unwrap().unwrap();
         assert!(is_key_frame(&tus[0], &c.seq).unwrap());

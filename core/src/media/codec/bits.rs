@@ -71,7 +71,11 @@ impl<'a> BitReader<'a> {
             let avail = 8 - offset;
             let take = avail.min(left);
             let chunk = (u64::from(byte) >> (avail - take)) & ((1u64 << take) - 1);
-            v = if take == 64 { chunk } else { (v << take) | chunk };
+            v = if take == 64 {
+                chunk
+            } else {
+                (v << take) | chunk
+            };
             left -= take;
             self.pos += take as usize;
         }

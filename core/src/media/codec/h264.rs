@@ -358,7 +358,11 @@ impl AvcConfig {
 
     /// Parses the first SPS.
     pub fn first_sps(&self) -> Result<Sps, CodecError> {
-        Sps::parse(self.sps.first().ok_or(CodecError::Invalid("avcC without SPS"))?)
+        Sps::parse(
+            self.sps
+                .first()
+                .ok_or(CodecError::Invalid("avcC without SPS"))?,
+        )
     }
 
     /// The track parameters of the first SPS.
@@ -391,8 +395,8 @@ mod tests {
 
     /// x264's SPS for 320x240 High@1.3 (from core/testdata/h264_aac.ts).
     pub(crate) const SPS_320X240_HIGH: &[u8] = &[
-        0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03,
-        0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x42, 0x99, 0x60,
+        0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00,
+        0x10, 0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x42, 0x99, 0x60,
     ];
 
     #[test]
@@ -440,7 +444,8 @@ mod tests {
     fn avcc_round_trip() {
         let sps = Bytes::from_static(SPS_320X240_HIGH);
         let pps = Bytes::from_static(&[0x68, 0xeb, 0xe0, 0xe4, 0xb2, 0x2c]);
-        let c = AvcConfig::from_parameter_sets(alloc::vec![sps.clone()], alloc::vec![pps.clone()]).unwrap();
+        let c = AvcConfig::from_parameter_sets(alloc::vec![sps.clone()], alloc::vec![pps.clone()])
+            .unwrap();
         let b = c.to_bytes();
         assert_eq!(&b[..6], &[1, 0x64, 0x00, 0x0d, 0xFF, 0xE1]);
         let back = AvcConfig::parse(&b).unwrap();

@@ -46,7 +46,9 @@ impl FrameHeader {
         let br_idx = usize::from(d[2] >> 4);
         let sr_idx = usize::from((d[2] >> 2) & 3);
         if br_idx == 0 || br_idx == 15 {
-            return Err(CodecError::Unsupported("free-format or invalid MPEG audio bitrate"));
+            return Err(CodecError::Unsupported(
+                "free-format or invalid MPEG audio bitrate",
+            ));
         }
         if sr_idx == 3 {
             return Err(CodecError::Invalid("MPEG audio sample rate"));
@@ -54,12 +56,20 @@ impl FrameHeader {
         let padding = u32::from((d[2] >> 1) & 1);
         let channels = if d[3] >> 6 == 3 { 1 } else { 2 };
         const BR_V1: [[u32; 15]; 3] = [
-            [0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448],
-            [0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384],
-            [0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320],
+            [
+                0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448,
+            ],
+            [
+                0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384,
+            ],
+            [
+                0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320,
+            ],
         ];
         const BR_V2: [[u32; 15]; 2] = [
-            [0, 32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256],
+            [
+                0, 32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256,
+            ],
             [0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160],
         ];
         let bitrate = 1000
@@ -99,7 +109,10 @@ mod tests {
     #[test]
     fn mpeg1_layer3_128k() {
         let h = FrameHeader::parse(&[0xFF, 0xFB, 0x90, 0x64]).unwrap();
-        assert_eq!((h.version, h.layer, h.bitrate, h.sample_rate), (1, 3, 128_000, 44_100));
+        assert_eq!(
+            (h.version, h.layer, h.bitrate, h.sample_rate),
+            (1, 3, 128_000, 44_100)
+        );
         assert_eq!(h.frame_len, 417);
         assert_eq!(h.channels, 2);
         assert!(FrameHeader::parse(&[0xFF, 0xFB, 0xF0, 0]).is_err());

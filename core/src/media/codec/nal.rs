@@ -135,7 +135,9 @@ mod tests {
 
     #[test]
     fn splits_three_and_four_byte_start_codes() {
-        let data = Bytes::from_static(&[9, 0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 0, 1, 0x65, 0, 0, 3, 1]);
+        let data = Bytes::from_static(&[
+            9, 0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 0, 1, 0x65, 0, 0, 3, 1,
+        ]);
         let nals: alloc::vec::Vec<_> = AnnexBNals::new(data.clone()).collect();
         assert_eq!(nals, [&[0x67, 1, 2][..], &[0x68, 3], &[0x65, 0, 0, 3, 1]]);
         let lp = annex_b_to_length_prefixed(data);

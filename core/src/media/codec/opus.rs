@@ -67,7 +67,9 @@ impl OpusHead {
             let _ = table.extend_from_slice(&d[21..21 + n]);
             h.mapping = Some((d[19], d[20], table));
         } else if h.channels > 2 {
-            return Err(CodecError::Invalid("OpusHead family 0 with more than 2 channels"));
+            return Err(CodecError::Invalid(
+                "OpusHead family 0 with more than 2 channels",
+            ));
         }
         Ok(h)
     }
@@ -133,7 +135,12 @@ pub fn packet_samples(packet: &[u8]) -> Result<u32, CodecError> {
     let count = match toc & 3 {
         0 => 1,
         1 | 2 => 2,
-        _ => u32::from(*packet.get(1).ok_or(CodecError::Truncated("Opus frame count"))? & 0x3F),
+        _ => u32::from(
+            *packet
+                .get(1)
+                .ok_or(CodecError::Truncated("Opus frame count"))?
+                & 0x3F,
+        ),
     };
     let total = frame * count;
     if total > 5760 {
@@ -152,7 +159,10 @@ mod tests {
         let b = h.to_bytes();
         assert_eq!(b.len(), 19);
         assert_eq!(OpusHead::parse(&b).unwrap(), h);
-        assert_eq!(&h.to_dops()[..], &[0, 2, 0x01, 0x38, 0, 0, 0xBB, 0x80, 0, 0, 0]);
+        assert_eq!(
+            &h.to_dops()[..],
+            &[0, 2, 0x01, 0x38, 0, 0, 0xBB, 0x80, 0, 0, 0]
+        );
         assert_eq!(h.params().codec_string.as_str(), "opus");
         assert!(OpusHead::parse(b"OpusHead\x01\x03\0\0\0\0\0\0\0\0\0").is_err());
     }

@@ -149,7 +149,9 @@ pub struct VpcConfig {
 impl VpcConfig {
     /// The record for a key frame's header.
     pub fn from_key_frame(h: &FrameHeader) -> Result<Self, CodecError> {
-        let k = h.key_info.ok_or(CodecError::Invalid("VP9 config from a non-key frame"))?;
+        let k = h
+            .key_info
+            .ok_or(CodecError::Invalid("VP9 config from a non-key frame"))?;
         let chroma_subsampling = match (k.subsampling_x, k.subsampling_y) {
             (true, true) => 1,
             (true, false) => 2,
@@ -189,7 +191,11 @@ impl VpcConfig {
         let mut b = BytesMut::with_capacity(8);
         b.put_u8(self.profile);
         b.put_u8(self.level);
-        b.put_u8((self.bit_depth << 4) | ((self.chroma_subsampling & 7) << 1) | u8::from(self.full_range));
+        b.put_u8(
+            (self.bit_depth << 4)
+                | ((self.chroma_subsampling & 7) << 1)
+                | u8::from(self.full_range),
+        );
         b.put_u8(self.colour_primaries);
         b.put_u8(self.transfer);
         b.put_u8(self.matrix);
@@ -230,7 +236,8 @@ pub fn ivf_frames(data: &Bytes) -> Result<alloc::vec::Vec<(u64, Bytes)>, CodecEr
     let mut pos = hlen;
     let mut out = alloc::vec::Vec::new();
     while pos + 12 <= data.len() {
-        let size = u32::from_le_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]) as usize;
+        let size =
+            u32::from_le_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]) as usize;
         let mut ts = [0u8; 8];
         ts.copy_from_slice(&data[pos + 4..pos + 12]);
         pos += 12;
@@ -249,7 +256,10 @@ mod tests {
 
     #[test]
     fn parses_libvpx_key_frame() {
-        let frames = ivf_frames(&Bytes::from_static(include_bytes!("../../../testdata/vp9.ivf"))).unwrap();
+        let frames = ivf_frames(&Bytes::from_static(include_bytes!(
+            "../../../testdata/vp9.ivf"
+        )))
+        .unwrap();
         assert_eq!(frames.len(), 15);
         let h = FrameHeader::parse(&frames[0].1).unwrap();
         assert!(h.key);
