@@ -2,4 +2,5 @@
 //! playlists (HLS, LL-HLS), each a state machine: frames in, bytes,
 //! segments and playlist updates out.
 pub mod codec;
+pub mod fmp4;
 pub mod ts;

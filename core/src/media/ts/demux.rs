@@ -845,4 +845,4 @@ impl SyncExt for Option<&u8> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
