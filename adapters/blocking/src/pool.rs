@@ -456,6 +456,10 @@ fn turn<S: Session>(c: &mut Conn<S>, clock: &Clock, rbuf: &mut BytesMut, log: &L
     if c.conductor.poll_session(&mut cx, clock.now()).is_ready() {
         queue(c);
     }
+    queue(c);
+    if flush(c).is_err() {
+        return true;
+    }
     // Deliveries only when the previous ones were written.
     while c.out.is_empty() && c.conductor.is_playing() {
         if c.conductor
