@@ -69,6 +69,9 @@ pub struct ChunkDecoder {
     max_message: u32,
     max_streams: usize,
     streams: heapless::Vec<ChunkStream, MAX_CHUNK_STREAMS>,
+    /// After `read` returned `None`: bytes known to be missing from the
+    /// next chunk (at least 1).
+    need: usize,
 }
 
 impl ChunkDecoder {
@@ -80,6 +83,7 @@ impl ChunkDecoder {
             max_message,
             max_streams: max_streams.min(MAX_CHUNK_STREAMS),
             streams: heapless::Vec::new(),
+            need: 1,
         }
     }
 
@@ -105,12 +109,23 @@ impl ChunkDecoder {
         }
     }
 
+    /// After [`read`](Self::read) returned `None`: how many more bytes the
+    /// next chunk needs at least (a lower bound while its header is
+    /// incomplete). A host holding the rest of the stream in another buffer
+    /// moves that many bytes over instead of appending everything.
+    pub fn needed(&self) -> usize {
+        self.need
+    }
+
     /// Consumes chunks from `buf` until a message is complete (`Some`), or
     /// until the next chunk is not all there (`None`: need more bytes).
     pub fn read(&mut self, buf: &mut BytesMut) -> Result<Option<RawMessage>> {
         loop {
             match self.read_chunk(buf)? {
-                Step::Partial => return Ok(None),
+                Step::Partial(need) => {
+                    self.need = need.max(1);
+                    return Ok(None);
+                }
                 Step::Consumed => continue,
                 Step::Message(m) => return Ok(Some(m)),
             }
@@ -120,23 +135,23 @@ impl ChunkDecoder {
     fn read_chunk(&mut self, buf: &mut BytesMut) -> Result<Step> {
         let b = &buf[..];
         let Some(&b0) = b.first() else {
-            return Ok(Step::Partial);
+            return Ok(Step::Partial(1));
         };
         let fmt = b0 >> 6;
         let (csid, mut pos) = match b0 & 0x3F {
             0 => match b.get(1) {
                 Some(&x) => (64 + u32::from(x), 2),
-                None => return Ok(Step::Partial),
+                None => return Ok(Step::Partial(2 - b.len())),
             },
             1 => match (b.get(1), b.get(2)) {
                 (Some(&x), Some(&y)) => (64 + u32::from(x) + (u32::from(y) << 8), 3),
-                _ => return Ok(Step::Partial),
+                _ => return Ok(Step::Partial(3 - b.len())),
             },
             c => (u32::from(c), 1),
         };
         let mh_len = [11usize, 7, 3, 0][usize::from(fmt)];
         if b.len() < pos + mh_len {
-            return Ok(Step::Partial);
+            return Ok(Step::Partial(pos + mh_len - b.len()));
         }
         let idx = self.streams.iter().position(|s| s.csid == csid);
         let prev = idx.map(|i| &self.streams[i]);
@@ -173,7 +188,7 @@ impl ChunkDecoder {
         let mut ext_value = None;
         if extended {
             if b.len() < pos + 4 {
-                return Ok(Step::Partial);
+                return Ok(Step::Partial(pos + 4 - b.len()));
             }
             let v = u32::from_be_bytes([b[pos], b[pos + 1], b[pos + 2], b[pos + 3]]);
             let prev_field = prev.map_or(0, |s| s.ts_field);
@@ -203,7 +218,7 @@ impl ChunkDecoder {
         };
         let n = remaining.min(self.chunk_size) as usize;
         if b.len() < pos + n {
-            return Ok(Step::Partial);
+            return Ok(Step::Partial(pos + n - b.len()));
         }
 
         // The whole chunk is here: commit.
@@ -292,7 +307,8 @@ impl ChunkDecoder {
 }
 
 enum Step {
-    Partial,
+    /// The next chunk lacks at least this many bytes.
+    Partial(usize),
     Consumed,
     Message(RawMessage),
 }

@@ -29,7 +29,12 @@ pub struct Connection {
     handshake: Handshake,
     decoder: ChunkDecoder,
     encoder: ChunkEncoder,
+    /// Where parsing happens: the front of the stream.
     input: BytesMut,
+    /// The newest read, when `input` still held a partial chunk: bytes are
+    /// moved from here only as far as that chunk needs, then this buffer
+    /// becomes `input` without a copy.
+    next: BytesMut,
     output: BytesMut,
     received: u64,
     acked: u64,
@@ -46,6 +51,7 @@ impl Connection {
             decoder,
             encoder: ChunkEncoder::new(),
             input: BytesMut::new(),
+            next: BytesMut::new(),
             output: BytesMut::new(),
             received: 0,
             acked: 0,
@@ -71,25 +77,27 @@ impl Connection {
     /// Appends bytes from the socket. The first buffer is kept as is, so
     /// payloads are cut from it without a copy.
     pub fn feed(&mut self, data: BytesMut) {
-        if self.input.is_empty() {
+        if self.input.is_empty() && self.next.is_empty() {
             self.input = data;
+        } else if self.next.is_empty() {
+            self.next = data;
         } else {
-            self.input.extend_from_slice(&data);
+            self.next.extend_from_slice(&data);
         }
     }
 
     /// Bytes received and not yet parsed.
     pub fn buffered(&self) -> usize {
-        self.input.len()
+        self.input.len() + self.next.len()
     }
 
     /// Runs the handshake and returns the next complete message, handling
     /// protocol control messages on the way (they are returned too, for
     /// callers that care). `Ok(None)`: need more bytes.
     pub fn next_message(&mut self) -> Result<Option<RawMessage>> {
-        let before = self.input.len();
+        let before = self.buffered();
         let r = self.next_inner();
-        self.received += (before - self.input.len()) as u64;
+        self.received += (before - self.buffered()) as u64;
         if self.peer_window > 0 && self.received - self.acked >= u64::from(self.peer_window) {
             self.acked = self.received;
             // The sequence number wraps at 2^32 as the specification says.
@@ -104,10 +112,31 @@ impl Connection {
     }
 
     fn next_inner(&mut self) -> Result<Option<RawMessage>> {
-        if !self.handshake.is_done() && !self.handshake.read(&mut self.input, &mut self.output)? {
-            return Ok(None);
+        if !self.handshake.is_done() {
+            if !self.next.is_empty() {
+                let next = core::mem::take(&mut self.next);
+                self.input.extend_from_slice(&next);
+            }
+            if !self.handshake.read(&mut self.input, &mut self.output)? {
+                return Ok(None);
+            }
         }
-        self.decoder.read(&mut self.input)
+        loop {
+            if self.input.is_empty() {
+                self.input = core::mem::take(&mut self.next);
+            }
+            if let Some(m) = self.decoder.read(&mut self.input)? {
+                return Ok(Some(m));
+            }
+            if self.next.is_empty() {
+                return Ok(None);
+            }
+            // Complete the partial chunk from the newer buffer, copying only
+            // what it lacks.
+            let n = self.decoder.needed().min(self.next.len());
+            let head = self.next.split_to(n);
+            self.input.extend_from_slice(&head);
+        }
     }
 
     /// Applies a protocol control message. Returns `true` if `m` was one.
@@ -181,12 +210,13 @@ impl Connection {
     /// Drops unparsed input (after a fatal error).
     pub fn discard_input(&mut self) {
         self.input = BytesMut::new();
+        self.next = BytesMut::new();
     }
 
     /// The error for a backlog over the limit, if it is.
     pub fn check_backlog(&self) -> Result<()> {
-        if self.input.len() > self.cfg.max_backlog {
-            Err(RtmpError::InputBacklog(self.input.len()))
+        if self.buffered() > self.cfg.max_backlog {
+            Err(RtmpError::InputBacklog(self.buffered()))
         } else {
             Ok(())
         }

@@ -1,0 +1,155 @@
+//! Parse throughput of a recorded publish session: 10 s of 1080p H.264 +
+//! AAC as ffmpeg 5.1 sent it (`testdata/ffmpeg5_1080p_publish.c2s`, made by
+//! `testdata/capture.sh`), fed in 64 KiB reads to a server session that
+//! accepts the publish, through to frames. The baseline in the same run is
+//! `rml_rtmp`'s handshake + `ServerSession` on the same bytes and reads.
+
+// criterion_group! makes an undocumented function.
+#![allow(missing_docs)]
+
+use arcly_core::session::{Input, Session, SessionEvent};
+use arcly_core::time::Instant;
+use arcly_rtmp::{RtmpConfig, ServerSession};
+use bytes::BytesMut;
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+use rml_rtmp::sessions::{
+    ServerSession as RmlSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult,
+};
+use std::hint::black_box;
+
+const CAPTURE: &[u8] = include_bytes!("../testdata/ffmpeg5_1080p_publish.c2s");
+const READ: usize = 64 << 10;
+
+/// The capture as the socket reads hand it over: 64 KiB buffers.
+fn reads(bytes: &[u8]) -> Vec<BytesMut> {
+    bytes.chunks(READ).map(BytesMut::from).collect()
+}
+
+/// Frames delivered by arcly-rtmp.
+fn arcly(reads: Vec<BytesMut>) -> usize {
+    let mut s = ServerSession::new(RtmpConfig::default(), Instant::ZERO);
+    let mut frames = 0;
+    for piece in reads {
+        s.handle_input(Instant::ZERO, Input::Stream(piece));
+        loop {
+            while let Some(t) = s.poll_transmit() {
+                black_box(t);
+            }
+            match s.poll_event() {
+                Some(SessionEvent::Request(r)) => s.accept(Instant::ZERO, r.id),
+                Some(SessionEvent::Frame(f)) => {
+                    black_box(&f);
+                    frames += 1;
+                }
+                Some(e) => {
+                    black_box(e);
+                }
+                None => break,
+            }
+        }
+    }
+    frames
+}
+
+/// Answers rml_rtmp's requests and counts its media messages; returns
+/// whether the publish has been accepted.
+#[allow(clippy::expect_used)]
+fn rml_results(s: &mut RmlSession, results: Vec<ServerSessionResult>, frames: &mut usize) -> bool {
+    let mut publishing = false;
+    let mut queue = results;
+    while !queue.is_empty() {
+        let mut next = Vec::new();
+        for r in queue {
+            match r {
+                ServerSessionResult::RaisedEvent(ServerSessionEvent::ConnectionRequested {
+                    request_id,
+                    ..
+                }) => next.extend(s.accept_request(request_id).expect("rml accept")),
+                ServerSessionResult::RaisedEvent(ServerSessionEvent::PublishStreamRequested {
+                    request_id,
+                    ..
+                }) => {
+                    publishing = true;
+                    next.extend(s.accept_request(request_id).expect("rml accept"));
+                }
+                ServerSessionResult::RaisedEvent(
+                    ServerSessionEvent::VideoDataReceived { data, .. }
+                    | ServerSessionEvent::AudioDataReceived { data, .. },
+                ) => {
+                    black_box(&data);
+                    *frames += 1;
+                }
+                other => {
+                    black_box(other);
+                }
+            }
+        }
+        queue = next;
+    }
+    publishing
+}
+
+/// Media messages delivered by rml_rtmp. rml_rtmp drops media that arrives
+/// before its publish is accepted in the same call, which a live client
+/// never sends; so, like a live connection, it reads small pieces until the
+/// publish is accepted, then 64 KiB reads.
+#[allow(clippy::expect_used)]
+fn rml(bytes: &[u8]) -> usize {
+    let mut hs = Handshake::new(PeerType::Server);
+    let (mut s, initial) = RmlSession::new(ServerSessionConfig::new()).expect("rml session");
+    let mut frames = 0;
+    rml_results(&mut s, initial, &mut frames);
+    let mut pos = 0;
+    let mut handshaken = false;
+    let mut publishing = false;
+    while pos < bytes.len() {
+        let n = if publishing { READ } else { 64 }.min(bytes.len() - pos);
+        let piece = &bytes[pos..pos + n];
+        pos += n;
+        let rest: Vec<u8>;
+        let input = if handshaken {
+            piece
+        } else {
+            match hs.process_bytes(piece).expect("rml handshake") {
+                HandshakeProcessResult::InProgress { response_bytes } => {
+                    black_box(response_bytes);
+                    continue;
+                }
+                HandshakeProcessResult::Completed {
+                    response_bytes,
+                    remaining_bytes,
+                } => {
+                    black_box(response_bytes);
+                    handshaken = true;
+                    rest = remaining_bytes;
+                    &rest[..]
+                }
+            }
+        };
+        let results = s.handle_input(input).expect("rml input");
+        publishing |= rml_results(&mut s, results, &mut frames);
+    }
+    frames
+}
+
+fn parse(c: &mut Criterion) {
+    let a = arcly(reads(CAPTURE));
+    let r = rml(CAPTURE);
+    // Both see every audio and video message (rml counts sequence headers
+    // as data too).
+    assert!(a > 700 && r >= a, "arcly {a} frames, rml {r} messages");
+    let mut g = c.benchmark_group("parse_publish_1080p");
+    g.throughput(Throughput::Bytes(CAPTURE.len() as u64));
+    g.sample_size(20);
+    // The reads are made outside the timing: filling a buffer is the
+    // socket's work, and rml_rtmp is handed borrowed slices.
+    g.bench_function("arcly-rtmp", |b| {
+        b.iter_batched(|| reads(CAPTURE), arcly, BatchSize::LargeInput)
+    });
+    g.bench_function("rml_rtmp", |b| b.iter(|| rml(black_box(CAPTURE))));
+    g.finish();
+}
+
+criterion_group!(benches, parse);
+criterion_main!(benches);
