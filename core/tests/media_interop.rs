@@ -357,3 +357,84 @@ fn vp9_to_fmp4() {
     assert_eq!(packet_counts(&mp4), ["vp9,15"]);
     let _ = std::fs::remove_file(mp4);
 }
+
+fn hls_to_dir(name: &str, config: arcly_core::media::hls::HlsConfig) -> PathBuf {
+    use arcly_core::media::hls::{HlsEvent, HlsSegmenter};
+    let d = demux(&testdata(name));
+    let dir = std::env::temp_dir().join(format!(
+        "arcly-media-{}-hls-{name}-{:?}",
+        std::process::id(),
+        config.format
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut s = HlsSegmenter::new(&d.tracks, config).unwrap();
+    let write = |s: &mut HlsSegmenter| {
+        while let Some(e) = s.poll_event() {
+            match e {
+                HlsEvent::Init { uri, data }
+                | HlsEvent::Part { uri, data }
+                | HlsEvent::Segment { uri, data } => {
+                    std::fs::write(dir.join(uri), &data).unwrap();
+                }
+                _ => {}
+            }
+        }
+        std::fs::write(dir.join("live.m3u8"), s.playlist().render()).unwrap();
+    };
+    for f in &d.frames {
+        s.push(f).unwrap();
+        write(&mut s);
+    }
+    s.finish();
+    write(&mut s);
+    dir
+}
+
+#[test]
+fn hls_ts_playlist_plays_in_ffmpeg() {
+    use arcly_core::media::hls::{HlsConfig, SegmentFormat};
+    for name in ["h264_opus.ts", "h264_aac.ts"] {
+        let want = packet_counts(&temp_file(name, &testdata(name)));
+        let dir = hls_to_dir(
+            name,
+            HlsConfig {
+                format: SegmentFormat::Ts,
+                target_duration: 1,
+                window: 100,
+                ..HlsConfig::default()
+            },
+        );
+        let m3u8 = dir.join("live.m3u8");
+        strict_decode(&m3u8);
+        assert_eq!(packet_counts(&m3u8), want, "{name} as HLS/TS");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+#[test]
+fn ll_hls_fmp4_playlist_plays_in_ffmpeg() {
+    use arcly_core::media::hls::{HlsConfig, SegmentFormat};
+    for name in ["h264_opus.ts", "h265_aac.ts"] {
+        let want = packet_counts(&temp_file(name, &testdata(name)));
+        let dir = hls_to_dir(
+            name,
+            HlsConfig {
+                format: SegmentFormat::Fmp4,
+                target_duration: 1,
+                part_duration_us: Some(333_333),
+                window: 100,
+                ..HlsConfig::default()
+            },
+        );
+        let m3u8 = dir.join("live.m3u8");
+        let text = std::fs::read_to_string(&m3u8).unwrap();
+        assert!(
+            text.contains("#EXT-X-PART:") && text.contains("#EXT-X-MAP:URI=\"init.mp4\""),
+            "{text}"
+        );
+        strict_decode(&m3u8);
+        assert_eq!(packet_counts(&m3u8), want, "{name} as LL-HLS/fMP4");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

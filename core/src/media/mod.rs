@@ -3,4 +3,5 @@
 //! segments and playlist updates out.
 pub mod codec;
 pub mod fmp4;
+pub mod hls;
 pub mod ts;

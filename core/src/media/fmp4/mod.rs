@@ -34,6 +34,10 @@ pub fn mp4_timescale(t: &TrackInfo) -> Timescale {
 
 /// The track's parameters: those it carries, or else parsed from its
 /// configuration.
+pub fn params_of_track(t: &TrackInfo) -> TrackParams {
+    params_of(t)
+}
+
 pub(crate) fn params_of(t: &TrackInfo) -> TrackParams {
     let known = if t.codec.is_video() {
         t.params.width != 0

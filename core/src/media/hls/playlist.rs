@@ -1,0 +1,471 @@
+//! The media playlist (RFC 8216bis §4.4.3-4.4.5): `EXT-X-TARGETDURATION`,
+//! `EXT-X-MEDIA-SEQUENCE`, `EXT-X-DISCONTINUITY-SEQUENCE`, `EXT-X-MAP`,
+//! `EXTINF`, `EXT-X-DISCONTINUITY`, `EXT-X-ENDLIST`; for Low-Latency HLS
+//! `EXT-X-SERVER-CONTROL` (§4.4.3.8), `EXT-X-PART-INF` (§4.4.3.7),
+//! `EXT-X-PART` (§4.4.4.9), `EXT-X-PRELOAD-HINT` (§4.4.5.3) and delta
+//! updates with `EXT-X-SKIP` (§4.4.5.2); and the answer to a blocking
+//! playlist reload with `_HLS_msn`/`_HLS_part`/`_HLS_skip` (§6.2.5.2).
+
+use alloc::collections::VecDeque;
+use alloc::string::String;
+use core::fmt::Write;
+
+/// A partial segment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlaylistPart {
+    /// Its URI.
+    pub uri: String,
+    /// Its duration in seconds.
+    pub duration: f64,
+    /// It starts with an independent frame.
+    pub independent: bool,
+}
+
+/// A complete media segment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlaylistSegment {
+    /// Its media sequence number.
+    pub msn: u64,
+    /// Its URI.
+    pub uri: String,
+    /// Its duration in seconds.
+    pub duration: f64,
+    /// A discontinuity comes before it.
+    pub discontinuity: bool,
+    /// Its parts (LL-HLS), kept while the segment is recent.
+    pub parts: alloc::vec::Vec<PlaylistPart>,
+}
+
+/// How a blocking playlist request is answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlockingAnswer {
+    /// The playlist holds what was asked for: send it.
+    Ready(String),
+    /// Not yet: hold the request and ask again when the playlist changes
+    /// (answer 503 if it has not after three target durations).
+    Wait,
+    /// The request is malformed or asks too far ahead: answer 400.
+    BadRequest,
+}
+
+/// A live media playlist with a sliding window.
+#[derive(Clone, Debug)]
+pub struct MediaPlaylist {
+    /// The configured target duration in whole seconds (raised if a
+    /// segment's rounded duration is longer).
+    pub target_duration: u32,
+    /// Segments kept in the playlist.
+    pub window: usize,
+    /// `PART-TARGET` in seconds for LL-HLS.
+    pub part_target: Option<f64>,
+    /// The `EXT-X-MAP` URI for fMP4.
+    pub map_uri: Option<String>,
+    segments: VecDeque<PlaylistSegment>,
+    next_msn: u64,
+    discontinuity_sequence: u64,
+    open_parts: alloc::vec::Vec<PlaylistPart>,
+    open_uri: String,
+    preload_hint: Option<String>,
+    ended: bool,
+    longest: f64,
+    pending_discontinuity: bool,
+}
+
+/// How many of the newest segments keep their parts listed (RFC 8216bis
+/// §4.4.4.9: parts of segments more than three target durations from the
+/// end may be removed).
+const SEGMENTS_WITH_PARTS: usize = 4;
+
+impl MediaPlaylist {
+    /// An empty playlist.
+    pub fn new(target_duration: u32, window: usize) -> Self {
+        MediaPlaylist {
+            target_duration: target_duration.max(1),
+            window: window.max(1),
+            part_target: None,
+            map_uri: None,
+            segments: VecDeque::new(),
+            next_msn: 0,
+            discontinuity_sequence: 0,
+            open_parts: alloc::vec::Vec::new(),
+            open_uri: String::new(),
+            preload_hint: None,
+            ended: false,
+            longest: 0.0,
+            pending_discontinuity: false,
+        }
+    }
+
+    /// `EXT-X-TARGETDURATION`: the configured value or the longest segment
+    /// rounded to the nearest second, whichever is larger (§4.4.3.1).
+    pub fn target_duration(&self) -> u32 {
+        let longest = libm_round(self.longest) as u32;
+        self.target_duration.max(longest)
+    }
+
+    /// The media sequence number of the first segment listed.
+    pub fn media_sequence(&self) -> u64 {
+        self.segments.front().map_or(self.next_msn, |s| s.msn)
+    }
+
+    /// The media sequence number the next completed segment will have (the
+    /// one in progress).
+    pub fn next_msn(&self) -> u64 {
+        self.next_msn
+    }
+
+    /// The segments listed.
+    pub fn segments(&self) -> impl Iterator<Item = &PlaylistSegment> {
+        self.segments.iter()
+    }
+
+    /// The parts of the segment in progress.
+    pub fn open_parts(&self) -> &[PlaylistPart] {
+        &self.open_parts
+    }
+
+    /// Marks a discontinuity before the next segment.
+    pub fn mark_discontinuity(&mut self) {
+        self.pending_discontinuity = true;
+    }
+
+    /// Adds a part to the segment in progress (`segment_uri` names that
+    /// segment) and sets the next preload hint.
+    pub fn push_part(&mut self, segment_uri: &str, part: PlaylistPart, next_hint: Option<String>) {
+        if self.open_parts.is_empty() {
+            self.open_uri = String::from(segment_uri);
+        }
+        self.open_parts.push(part);
+        self.preload_hint = next_hint;
+    }
+
+    /// Completes the segment in progress; returns the URIs of segments that
+    /// fell out of the window (their media can be deleted).
+    pub fn push_segment(&mut self, uri: String, duration: f64) -> alloc::vec::Vec<String> {
+        let seg = PlaylistSegment {
+            msn: self.next_msn,
+            uri,
+            duration,
+            discontinuity: core::mem::take(&mut self.pending_discontinuity),
+            parts: core::mem::take(&mut self.open_parts),
+        };
+        self.next_msn += 1;
+        if duration > self.longest {
+            self.longest = duration;
+        }
+        self.segments.push_back(seg);
+        let n = self.segments.len();
+        for s in self
+            .segments
+            .iter_mut()
+            .take(n.saturating_sub(SEGMENTS_WITH_PARTS))
+        {
+            s.parts.clear();
+        }
+        let mut removed = alloc::vec::Vec::new();
+        while self.segments.len() > self.window {
+            if let Some(old) = self.segments.pop_front() {
+                if old.discontinuity {
+                    self.discontinuity_sequence += 1;
+                }
+                removed.push(old.uri);
+            }
+        }
+        removed
+    }
+
+    /// Sets the preload hint (the next part's URI) without adding a part.
+    pub fn set_preload_hint(&mut self, uri: Option<String>) {
+        self.preload_hint = uri;
+    }
+
+    /// Ends the stream (`EXT-X-ENDLIST`).
+    pub fn end(&mut self) {
+        self.ended = true;
+        self.preload_hint = None;
+    }
+
+    /// Whether the stream has ended.
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    fn version(&self) -> u32 {
+        if self.part_target.is_some() {
+            9
+        } else if self.map_uri.is_some() {
+            6
+        } else {
+            3
+        }
+    }
+
+    /// `CAN-SKIP-UNTIL`: six target durations (§4.4.3.8).
+    fn skip_until(&self) -> f64 {
+        6.0 * f64::from(self.target_duration())
+    }
+
+    /// Renders the full playlist.
+    pub fn render(&self) -> String {
+        self.render_inner(false)
+    }
+
+    /// Renders a delta update (`_HLS_skip=YES`): segments older than
+    /// `CAN-SKIP-UNTIL` from the end are replaced by `EXT-X-SKIP`.
+    pub fn render_delta(&self) -> String {
+        self.render_inner(true)
+    }
+
+    fn render_inner(&self, delta: bool) -> String {
+        let mut s = String::with_capacity(256 + 64 * self.segments.len());
+        let _ = writeln!(s, "#EXTM3U");
+        let _ = writeln!(s, "#EXT-X-VERSION:{}", self.version());
+        let _ = writeln!(s, "#EXT-X-TARGETDURATION:{}", self.target_duration());
+        if let Some(part) = self.part_target {
+            let _ = writeln!(
+                s,
+                "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL={:.1},PART-HOLD-BACK={:.3}",
+                self.skip_until(),
+                3.0 * part
+            );
+            let _ = writeln!(s, "#EXT-X-PART-INF:PART-TARGET={part:.3}");
+        }
+        let _ = writeln!(s, "#EXT-X-MEDIA-SEQUENCE:{}", self.media_sequence());
+        if self.discontinuity_sequence > 0 {
+            let _ = writeln!(
+                s,
+                "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
+                self.discontinuity_sequence
+            );
+        }
+        if let Some(map) = &self.map_uri {
+            let _ = writeln!(s, "#EXT-X-MAP:URI=\"{map}\"");
+        }
+        // Delta update: skip the segments wholly older than the skip boundary.
+        let mut skip = 0usize;
+        if delta && self.part_target.is_some() {
+            let total: f64 = self.segments.iter().map(|x| x.duration).sum();
+            let mut from_start = 0.0;
+            for seg in &self.segments {
+                if total - from_start - seg.duration < self.skip_until() {
+                    break;
+                }
+                if seg.discontinuity {
+                    break; // EXT-X-SKIP cannot cover a discontinuity tag here
+                }
+                from_start += seg.duration;
+                skip += 1;
+            }
+            if skip > 0 {
+                let _ = writeln!(s, "#EXT-X-SKIP:SKIPPED-SEGMENTS={skip}");
+            }
+        }
+        for seg in self.segments.iter().skip(skip) {
+            if seg.discontinuity {
+                let _ = writeln!(s, "#EXT-X-DISCONTINUITY");
+            }
+            for p in &seg.parts {
+                write_part(&mut s, p);
+            }
+            let _ = writeln!(s, "#EXTINF:{:.5},", seg.duration);
+            let _ = writeln!(s, "{}", seg.uri);
+        }
+        if !self.ended {
+            if self.pending_discontinuity && !self.open_parts.is_empty() {
+                let _ = writeln!(s, "#EXT-X-DISCONTINUITY");
+            }
+            for p in &self.open_parts {
+                write_part(&mut s, p);
+            }
+            if let Some(h) = &self.preload_hint {
+                let _ = writeln!(s, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{h}\"");
+            }
+        } else {
+            let _ = writeln!(s, "#EXT-X-ENDLIST");
+        }
+        s
+    }
+
+    /// Answers a playlist request with the LL-HLS delivery directives
+    /// `_HLS_msn`, `_HLS_part` and `_HLS_skip` (§6.2.5.2).
+    pub fn blocking_request(
+        &self,
+        msn: Option<u64>,
+        part: Option<u64>,
+        skip: bool,
+    ) -> BlockingAnswer {
+        let render = |p: &Self| {
+            if skip {
+                p.render_delta()
+            } else {
+                p.render()
+            }
+        };
+        let Some(msn) = msn else {
+            return if part.is_some() {
+                BlockingAnswer::BadRequest
+            } else {
+                BlockingAnswer::Ready(render(self))
+            };
+        };
+        if self.ended {
+            return BlockingAnswer::Ready(render(self));
+        }
+        // More than two segments ahead of the last one listed: 400.
+        let last = self.next_msn.checked_sub(1);
+        if msn > last.map_or(0, |l| l + 2) {
+            return BlockingAnswer::BadRequest;
+        }
+        let ready = match part {
+            None => msn < self.next_msn,
+            Some(p) => {
+                msn < self.next_msn
+                    || (msn == self.next_msn && (p as usize) < self.open_parts.len())
+            }
+        };
+        if ready {
+            BlockingAnswer::Ready(render(self))
+        } else {
+            BlockingAnswer::Wait
+        }
+    }
+}
+
+fn write_part(s: &mut String, p: &PlaylistPart) {
+    let _ = write!(
+        s,
+        "#EXT-X-PART:DURATION={:.5},URI=\"{}\"",
+        p.duration, p.uri
+    );
+    if p.independent {
+        let _ = write!(s, ",INDEPENDENT=YES");
+    }
+    let _ = writeln!(s);
+}
+
+/// Rounds to the nearest integer without `std` (ties away from zero).
+fn libm_round(x: f64) -> f64 {
+    let t = x as i64 as f64;
+    if x - t >= 0.5 {
+        t + 1.0
+    } else {
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::format;
+
+    fn part(uri: &str, independent: bool) -> PlaylistPart {
+        PlaylistPart {
+            uri: uri.into(),
+            duration: 0.5,
+            independent,
+        }
+    }
+
+    #[test]
+    fn sliding_window_and_target_duration() {
+        let mut p = MediaPlaylist::new(2, 3);
+        for i in 0..5 {
+            let removed = p.push_segment(format!("seg{i}.ts"), if i == 2 { 2.6 } else { 2.0 });
+            assert_eq!(removed.len(), usize::from(i >= 3));
+        }
+        let s = p.render();
+        assert!(s.contains("#EXT-X-TARGETDURATION:3\n"), "{s}");
+        assert!(s.contains("#EXT-X-MEDIA-SEQUENCE:2\n"));
+        assert!(!s.contains("seg1.ts") && s.contains("seg4.ts"));
+        assert!(s.contains("#EXTINF:2.60000,\nseg2.ts"));
+        p.end();
+        assert!(p.render().ends_with("#EXT-X-ENDLIST\n"));
+    }
+
+    #[test]
+    fn discontinuity_sequence_counts_removed_discontinuities() {
+        let mut p = MediaPlaylist::new(2, 2);
+        p.push_segment("a".into(), 2.0);
+        p.mark_discontinuity();
+        p.push_segment("b".into(), 2.0);
+        assert!(p
+            .render()
+            .contains("#EXT-X-DISCONTINUITY\n#EXTINF:2.00000,\nb\n"));
+        p.push_segment("c".into(), 2.0);
+        p.push_segment("d".into(), 2.0);
+        assert!(p.render().contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"));
+    }
+
+    #[test]
+    fn ll_hls_parts_hints_and_blocking() {
+        let mut p = MediaPlaylist::new(2, 10);
+        p.part_target = Some(0.5);
+        p.map_uri = Some("init.mp4".into());
+        assert_eq!(
+            p.blocking_request(Some(0), None, false),
+            BlockingAnswer::Wait
+        );
+        assert_eq!(
+            p.blocking_request(Some(3), None, false),
+            BlockingAnswer::BadRequest
+        );
+        assert_eq!(
+            p.blocking_request(None, Some(1), false),
+            BlockingAnswer::BadRequest
+        );
+        p.push_part(
+            "seg0.m4s",
+            part("seg0.0.m4s", true),
+            Some("seg0.1.m4s".into()),
+        );
+        assert!(matches!(
+            p.blocking_request(Some(0), Some(0), false),
+            BlockingAnswer::Ready(_)
+        ));
+        assert_eq!(
+            p.blocking_request(Some(0), Some(1), false),
+            BlockingAnswer::Wait
+        );
+        let s = p.render();
+        assert!(s.contains("#EXT-X-VERSION:9\n"));
+        assert!(s.contains(
+            "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=12.0,PART-HOLD-BACK=1.500\n"
+        ));
+        assert!(s.contains("#EXT-X-PART-INF:PART-TARGET=0.500\n"));
+        assert!(s.contains("#EXT-X-MAP:URI=\"init.mp4\"\n"));
+        assert!(s.contains("#EXT-X-PART:DURATION=0.50000,URI=\"seg0.0.m4s\",INDEPENDENT=YES\n"));
+        assert!(s.ends_with("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"seg0.1.m4s\"\n"));
+        p.push_part(
+            "seg0.m4s",
+            part("seg0.1.m4s", false),
+            Some("seg1.0.m4s".into()),
+        );
+        p.push_segment("seg0.m4s".into(), 1.0);
+        assert!(matches!(
+            p.blocking_request(Some(0), None, false),
+            BlockingAnswer::Ready(_)
+        ));
+        assert!(matches!(
+            p.blocking_request(Some(0), Some(7), false),
+            BlockingAnswer::Ready(_)
+        ));
+        assert_eq!(
+            p.blocking_request(Some(1), Some(0), false),
+            BlockingAnswer::Wait
+        );
+    }
+
+    #[test]
+    fn delta_update_skips_old_segments() {
+        let mut p = MediaPlaylist::new(2, 20);
+        p.part_target = Some(0.5);
+        for i in 0..10 {
+            p.push_segment(format!("s{i}.m4s"), 2.0);
+        }
+        // 20 s listed, skip boundary 12 s: the first 4 segments go.
+        let d = p.render_delta();
+        assert!(d.contains("#EXT-X-SKIP:SKIPPED-SEGMENTS=4\n"), "{d}");
+        assert!(!d.contains("s3.m4s") && d.contains("s4.m4s"));
+        assert!(d.contains("#EXT-X-MEDIA-SEQUENCE:0\n"));
+    }
+}

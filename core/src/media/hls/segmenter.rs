@@ -1,0 +1,509 @@
+//! The HLS segmenter: frames in; init segment, parts, segments and playlist
+//! updates out (RFC 8216bis §3 segment formats, §4.4.3.1 target duration,
+//! §6.2.1 live playlists; LL-HLS parts §4.4.4.9).
+//!
+//! Segments are cut at key frames of the lead track (the first video track;
+//! for audio-only streams any frame) once the target duration has passed,
+//! and at a timestamp discontinuity (which the playlist marks). MPEG-TS
+//! segments start with PAT/PMT; fMP4 segments start with `styp` and share
+//! one init segment. With a part duration (fMP4 only) every fragment is also
+//! published as an LL-HLS part as soon as it is cut.
+//!
+//! Names: `init.mp4`, `seg<msn>.ts` / `seg<msn>.m4s`, parts
+//! `seg<msn>.<part>.m4s`.
+
+use super::playlist::{MediaPlaylist, PlaylistPart};
+use crate::frame::{FrameKind, MediaFrame, TrackId, TrackSet};
+use crate::media::fmp4::{Fmp4Config, Fmp4Error, Fmp4Muxer, Fragment};
+use crate::media::ts::mux::TsMuxError;
+use crate::media::ts::{TsMuxer, TsMuxerConfig};
+use crate::time::MediaTime;
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::format;
+use alloc::string::String;
+use bytes::{Bytes, BytesMut};
+
+/// The container of the segments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SegmentFormat {
+    /// MPEG-2 transport stream segments.
+    Ts,
+    /// Fragmented MP4 (CMAF) segments with an init segment.
+    Fmp4,
+}
+
+/// Segmenter settings.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HlsConfig {
+    /// TS or fMP4.
+    pub format: SegmentFormat,
+    /// The target segment duration in seconds: a key frame after this much
+    /// starts a new segment.
+    pub target_duration: u32,
+    /// LL-HLS part duration in microseconds (fMP4 only).
+    pub part_duration_us: Option<u64>,
+    /// Segments kept in the playlist.
+    pub window: usize,
+    /// The largest segment in bytes before a cut is forced.
+    pub max_segment_bytes: usize,
+}
+
+impl Default for HlsConfig {
+    fn default() -> Self {
+        HlsConfig {
+            format: SegmentFormat::Fmp4,
+            target_duration: 2,
+            part_duration_us: None,
+            window: 6,
+            max_segment_bytes: 64 << 20,
+        }
+    }
+}
+
+/// What the segmenter produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HlsEvent {
+    /// The fMP4 init segment (once, before any part or segment).
+    Init {
+        /// Its URI.
+        uri: String,
+        /// Its bytes.
+        data: Bytes,
+    },
+    /// An LL-HLS part was published.
+    Part {
+        /// Its URI.
+        uri: String,
+        /// Its bytes.
+        data: Bytes,
+    },
+    /// A segment was completed and listed.
+    Segment {
+        /// Its URI.
+        uri: String,
+        /// Its bytes.
+        data: Bytes,
+    },
+    /// A segment (and its parts, `<segment>.<0..parts>`) left the window.
+    Removed {
+        /// The segment's URI.
+        uri: String,
+        /// How many parts it had.
+        parts: u32,
+    },
+    /// The playlist changed: answer waiting blocking requests again.
+    PlaylistUpdated,
+}
+
+/// Why a frame could not be segmented.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HlsError {
+    /// From the TS muxer.
+    #[error(transparent)]
+    Ts(#[from] TsMuxError),
+    /// From the fMP4 muxer.
+    #[error(transparent)]
+    Fmp4(#[from] Fmp4Error),
+}
+
+#[derive(Debug)]
+enum Muxer {
+    Ts(Box<TsMuxer>),
+    Fmp4(Box<Fmp4Muxer>),
+}
+
+/// The segmenter. Push frames in decode order, drain
+/// [`poll_event`](HlsSegmenter::poll_event), serve
+/// [`playlist`](HlsSegmenter::playlist).
+#[derive(Debug)]
+pub struct HlsSegmenter {
+    config: HlsConfig,
+    tracks: TrackSet,
+    muxer: Muxer,
+    playlist: MediaPlaylist,
+    lead: TrackId,
+    audio_only: bool,
+    open: BytesMut,
+    open_start: Option<MediaTime>,
+    open_duration: f64,
+    open_parts: u32,
+    last_lead: Option<(MediaTime, i64)>,
+    parts_of: VecDeque<(String, u32)>,
+    events: VecDeque<HlsEvent>,
+    peak_bps: u64,
+    total_bits: u64,
+    total_secs: f64,
+}
+
+impl HlsSegmenter {
+    /// A segmenter for these tracks.
+    pub fn new(tracks: &TrackSet, config: HlsConfig) -> Result<Self, HlsError> {
+        let mut playlist = MediaPlaylist::new(config.target_duration, config.window);
+        let mut events = VecDeque::new();
+        let muxer = match config.format {
+            SegmentFormat::Ts => {
+                Muxer::Ts(Box::new(TsMuxer::new(tracks, TsMuxerConfig::default())?))
+            }
+            SegmentFormat::Fmp4 => {
+                let m = Fmp4Muxer::new(
+                    tracks,
+                    Fmp4Config {
+                        segment_duration_us: u64::from(config.target_duration) * 1_000_000,
+                        part_duration_us: config.part_duration_us,
+                        max_fragment_bytes: config.max_segment_bytes,
+                    },
+                )?;
+                playlist.map_uri = Some(String::from("init.mp4"));
+                playlist.part_target = config.part_duration_us.map(|us| us as f64 / 1e6);
+                if config.part_duration_us.is_some() {
+                    playlist.set_preload_hint(Some(String::from("seg0.0.m4s")));
+                }
+                events.push_back(HlsEvent::Init {
+                    uri: String::from("init.mp4"),
+                    data: m.init_segment(),
+                });
+                Muxer::Fmp4(Box::new(m))
+            }
+        };
+        let lead = tracks
+            .video()
+            .or_else(|| tracks.audio())
+            .map_or(TrackId(0), |t| t.id);
+        Ok(HlsSegmenter {
+            config,
+            tracks: tracks.clone(),
+            muxer,
+            playlist,
+            lead,
+            audio_only: !tracks.has_video(),
+            open: BytesMut::new(),
+            open_start: None,
+            open_duration: 0.0,
+            open_parts: 0,
+            last_lead: None,
+            parts_of: VecDeque::new(),
+            events,
+            peak_bps: 0,
+            total_bits: 0,
+            total_secs: 0.0,
+        })
+    }
+
+    /// The media playlist (render it, or answer blocking requests with it).
+    pub fn playlist(&self) -> &MediaPlaylist {
+        &self.playlist
+    }
+
+    /// The tracks being segmented.
+    pub fn tracks(&self) -> &TrackSet {
+        &self.tracks
+    }
+
+    /// Peak segment bit rate so far (bits per second), for `BANDWIDTH`.
+    pub fn peak_bandwidth(&self) -> u64 {
+        self.peak_bps
+    }
+
+    /// Average bit rate so far, for `AVERAGE-BANDWIDTH`.
+    pub fn average_bandwidth(&self) -> u64 {
+        if self.total_secs > 0.0 {
+            (self.total_bits as f64 / self.total_secs) as u64
+        } else {
+            0
+        }
+    }
+
+    /// The next event.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<HlsEvent> {
+        self.events.pop_front()
+    }
+
+    fn segment_uri(&self, msn: u64) -> String {
+        match self.config.format {
+            SegmentFormat::Ts => format!("seg{msn}.ts"),
+            SegmentFormat::Fmp4 => format!("seg{msn}.m4s"),
+        }
+    }
+
+    /// Takes one frame.
+    pub fn push(&mut self, frame: &MediaFrame) -> Result<(), HlsError> {
+        if frame.track == self.lead {
+            if frame.discontinuity && self.open_start.is_some() {
+                self.finish_open_segment();
+                self.playlist.mark_discontinuity();
+                if let Muxer::Fmp4(m) = &mut self.muxer {
+                    // Fragments already cut were taken; force the rest out.
+                    m.flush();
+                    self.take_fragments();
+                    self.finish_open_segment();
+                }
+            }
+            if let Some((last, _)) = self.last_lead {
+                let d = frame.dts.ticks_since(last);
+                self.last_lead = Some((frame.dts, d));
+            } else {
+                self.last_lead = Some((frame.dts, 0));
+            }
+        }
+        if let Muxer::Ts(_) = self.muxer {
+            let cut_point =
+                frame.track == self.lead && (frame.kind == FrameKind::Key || self.audio_only);
+            if let (true, Some(start)) = (cut_point, self.open_start) {
+                let elapsed =
+                    frame.dts.ticks_since(start) as f64 / f64::from(frame.dts.timescale.hz());
+                if elapsed >= f64::from(self.config.target_duration)
+                    || self.open.len() > self.config.max_segment_bytes
+                {
+                    self.open_duration = elapsed;
+                    self.finish_open_segment();
+                    if let Muxer::Ts(m) = &mut self.muxer {
+                        m.start_segment();
+                    }
+                }
+            }
+            if frame.track == self.lead && self.open_start.is_none() {
+                self.open_start = Some(frame.dts);
+            }
+        }
+        match &mut self.muxer {
+            Muxer::Ts(m) => {
+                m.write_frame(frame, &mut self.open)?;
+            }
+            Muxer::Fmp4(m) => {
+                m.push(frame)?;
+                self.take_fragments();
+            }
+        }
+        Ok(())
+    }
+
+    fn take_fragments(&mut self) {
+        loop {
+            let Muxer::Fmp4(m) = &mut self.muxer else {
+                return;
+            };
+            let Some(frag) = m.poll_fragment() else {
+                return;
+            };
+            self.on_fragment(frag);
+        }
+    }
+
+    fn on_fragment(&mut self, frag: Fragment) {
+        if frag.starts_segment && !self.open.is_empty() {
+            self.finish_open_segment();
+        }
+        if self.open_start.is_none() {
+            self.open_start = Some(frag.start);
+        }
+        let secs = frag.duration.ticks as f64 / f64::from(frag.duration.timescale.hz());
+        self.open_duration += secs;
+        self.open.extend_from_slice(&frag.data);
+        if self.config.part_duration_us.is_some() {
+            let msn = self.playlist.next_msn();
+            let uri = format!("seg{msn}.{}.m4s", self.open_parts);
+            let hint = format!("seg{msn}.{}.m4s", self.open_parts + 1);
+            self.open_parts += 1;
+            let seg_uri = self.segment_uri(msn);
+            self.playlist.push_part(
+                &seg_uri,
+                PlaylistPart {
+                    uri: uri.clone(),
+                    duration: secs,
+                    independent: frag.independent,
+                },
+                Some(hint),
+            );
+            self.events.push_back(HlsEvent::Part {
+                uri,
+                data: frag.data,
+            });
+            self.events.push_back(HlsEvent::PlaylistUpdated);
+        }
+    }
+
+    fn finish_open_segment(&mut self) {
+        if self.open.is_empty() {
+            return;
+        }
+        let msn = self.playlist.next_msn();
+        let uri = self.segment_uri(msn);
+        let data = self.open.split().freeze();
+        let duration = self.open_duration;
+        if duration > 0.0 {
+            let bps = (data.len() as f64 * 8.0 / duration) as u64;
+            self.peak_bps = self.peak_bps.max(bps);
+            self.total_bits += data.len() as u64 * 8;
+            self.total_secs += duration;
+        }
+        self.parts_of.push_back((uri.clone(), self.open_parts));
+        for removed in self.playlist.push_segment(uri.clone(), duration) {
+            let parts = match self.parts_of.front() {
+                Some((u, n)) if *u == removed => *n,
+                _ => 0,
+            };
+            self.parts_of.pop_front();
+            self.events.push_back(HlsEvent::Removed {
+                uri: removed,
+                parts,
+            });
+        }
+        if self.config.part_duration_us.is_some() {
+            self.playlist
+                .set_preload_hint(Some(format!("seg{}.0.m4s", msn + 1)));
+        }
+        self.events.push_back(HlsEvent::Segment { uri, data });
+        self.events.push_back(HlsEvent::PlaylistUpdated);
+        self.open_start = None;
+        self.open_duration = 0.0;
+        self.open_parts = 0;
+    }
+
+    /// Ends the stream: the last segment is completed (its last frame taking
+    /// the duration of the one before it) and the playlist gets
+    /// `EXT-X-ENDLIST`.
+    pub fn finish(&mut self) {
+        match &mut self.muxer {
+            Muxer::Ts(_) => {
+                if let (Some(start), Some((last, d))) = (self.open_start, self.last_lead) {
+                    let ticks = last.ticks_since(start) + d;
+                    self.open_duration = ticks as f64 / f64::from(start.timescale.hz());
+                }
+            }
+            Muxer::Fmp4(m) => {
+                m.flush();
+                self.take_fragments();
+            }
+        }
+        self.finish_open_segment();
+        self.playlist.end();
+        self.events.push_back(HlsEvent::PlaylistUpdated);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::hls::BlockingAnswer;
+    use crate::media::ts::demux::tests::{demux, H264_OPUS};
+    use alloc::vec::Vec;
+
+    fn run(config: HlsConfig) -> (HlsSegmenter, Vec<HlsEvent>) {
+        let d = demux(H264_OPUS, 65536);
+        let mut s = HlsSegmenter::new(&d.track_set(), config).unwrap();
+        let mut events = Vec::new();
+        for f in &d.frames {
+            s.push(f).unwrap();
+            while let Some(e) = s.poll_event() {
+                events.push(e);
+            }
+        }
+        s.finish();
+        while let Some(e) = s.poll_event() {
+            events.push(e);
+        }
+        (s, events)
+    }
+
+    #[test]
+    fn ts_segments_cut_on_key_frames() {
+        let (s, events) = run(HlsConfig {
+            format: SegmentFormat::Ts,
+            target_duration: 1,
+            ..HlsConfig::default()
+        });
+        let segs: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                HlsEvent::Segment { uri, data } => Some((uri.clone(), data.len())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(segs.len(), 2);
+        assert_eq!(segs[0].0, "seg0.ts");
+        let p = s.playlist().render();
+        assert!(p.contains("#EXT-X-TARGETDURATION:1\n"), "{p}");
+        assert!(
+            p.contains("#EXTINF:1.00000,\nseg0.ts\n#EXTINF:1.00000,\nseg1.ts\n#EXT-X-ENDLIST\n"),
+            "{p}"
+        );
+        assert!(s.peak_bandwidth() > 0 && s.average_bandwidth() <= s.peak_bandwidth());
+    }
+
+    #[test]
+    fn ll_hls_parts_and_blocking_reload() {
+        let d = demux(H264_OPUS, 65536);
+        let cfg = HlsConfig {
+            format: SegmentFormat::Fmp4,
+            target_duration: 1,
+            part_duration_us: Some(250_000),
+            ..HlsConfig::default()
+        };
+        let mut s = HlsSegmenter::new(&d.track_set(), cfg).unwrap();
+        assert!(matches!(s.poll_event(), Some(HlsEvent::Init { .. })));
+        assert_eq!(
+            s.playlist().blocking_request(Some(0), Some(0), false),
+            BlockingAnswer::Wait
+        );
+        let mut parts = 0;
+        let mut answered_at = None;
+        for (i, f) in d.frames.iter().enumerate() {
+            s.push(f).unwrap();
+            while let Some(e) = s.poll_event() {
+                if let HlsEvent::Part { .. } = e {
+                    parts += 1;
+                }
+            }
+            if answered_at.is_none()
+                && matches!(
+                    s.playlist().blocking_request(Some(0), Some(0), false),
+                    BlockingAnswer::Ready(_)
+                )
+            {
+                answered_at = Some(i);
+            }
+        }
+        // The first part (250 ms) is ready long before the segment is.
+        assert!(answered_at.unwrap() < 30);
+        let p = s.playlist().render();
+        assert!(
+            p.contains("#EXT-X-PART:DURATION=0.26667,URI=\"seg0.0.m4s\",INDEPENDENT=YES\n"),
+            "{p}"
+        );
+        assert!(
+            p.contains("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"seg1."),
+            "{p}"
+        );
+        assert!(parts >= 6);
+        s.finish();
+        let p = s.playlist().render();
+        assert!(
+            p.contains("#EXTINF:1.00000,\nseg1.m4s\n#EXT-X-ENDLIST\n"),
+            "{p}"
+        );
+    }
+
+    #[test]
+    fn multivariant_from_tracks() {
+        let (s, _) = run(HlsConfig::default());
+        let v = crate::media::hls::Variant::for_tracks(
+            "live.m3u8".into(),
+            s.tracks(),
+            s.peak_bandwidth(),
+            Some(s.average_bandwidth()),
+        );
+        let m = crate::media::hls::MultivariantPlaylist {
+            variants: alloc::vec![v],
+        }
+        .render();
+        assert!(
+            m.contains(
+                "CODECS=\"avc1.4d400d,opus\",RESOLUTION=320x240,FRAME-RATE=30.000\nlive.m3u8\n"
+            ),
+            "{m}"
+        );
+    }
+}
