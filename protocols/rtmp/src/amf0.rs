@@ -457,10 +457,7 @@ mod tests {
     #[test]
     fn huge_lengths_do_not_allocate() {
         let b = [LONG_STRING, 0xFF, 0xFF, 0xFF, 0xFF, b'x'];
-        assert!(matches!(
-            decode_all(&b, 16),
-            Err(RtmpError::Amf { .. })
-        ));
+        assert!(matches!(decode_all(&b, 16), Err(RtmpError::Amf { .. })));
         let b = [STRICT_ARRAY, 0xFF, 0xFF, 0xFF, 0xFF, NULL];
         assert!(decode_all(&b, 16).is_err());
     }
@@ -492,10 +489,8 @@ mod tests {
                 props.clone().prop_map(Amf0Value::Object),
                 props.clone().prop_map(Amf0Value::EcmaArray),
                 prop::collection::vec(inner, 0..6).prop_map(Amf0Value::StrictArray),
-                ("[A-Za-z]{1,8}", props).prop_map(|(class, properties)| Amf0Value::TypedObject {
-                    class,
-                    properties
-                }),
+                ("[A-Za-z]{1,8}", props)
+                    .prop_map(|(class, properties)| Amf0Value::TypedObject { class, properties }),
             ]
         })
     }

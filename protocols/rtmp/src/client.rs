@@ -24,7 +24,9 @@ use crate::handshake::Handshake;
 use crate::ingest::Ingest;
 use crate::message::{RtmpMessage, UserControl};
 use arcly_core::bus::{CloseReason, Delivery, DeliveryRef, RecvError};
-use arcly_core::session::{Input, Rejection, RequestId, Session, SessionEnd, SessionEvent, Transmit};
+use arcly_core::session::{
+    Input, Rejection, RequestId, Session, SessionEnd, SessionEvent, Transmit,
+};
 use arcly_core::time::Instant;
 use std::collections::VecDeque;
 
@@ -149,8 +151,11 @@ impl ClientSession {
             ("flashVer", amf0::string("FMLE/3.0 (compatible; arcly)")),
             ("tcUrl", amf0::string(&self.target.tc_url)),
         ]);
-        self.conn
-            .send_command(CSID_COMMAND, 0, command::call("connect", TXN_CONNECT, obj, vec![]));
+        self.conn.send_command(
+            CSID_COMMAND,
+            0,
+            command::call("connect", TXN_CONNECT, obj, vec![]),
+        );
     }
 
     fn on_message(&mut self, raw: crate::chunk::RawMessage) -> Result<()> {
@@ -161,8 +166,12 @@ impl ClientSession {
         let h = raw.header;
         let playing = self.mode == ClientMode::Play && self.state == State::Streaming;
         match msg {
-            RtmpMessage::Video(b) if playing => self.ingest.video(h.timestamp, &b, &mut self.events)?,
-            RtmpMessage::Audio(b) if playing => self.ingest.audio(h.timestamp, &b, &mut self.events)?,
+            RtmpMessage::Video(b) if playing => {
+                self.ingest.video(h.timestamp, &b, &mut self.events)?
+            }
+            RtmpMessage::Audio(b) if playing => {
+                self.ingest.audio(h.timestamp, &b, &mut self.events)?
+            }
             RtmpMessage::Data(values) if playing => {
                 let mut it = values.into_iter();
                 if it.next().as_ref().and_then(Amf0Value::as_str) == Some("onMetaData") {
@@ -190,7 +199,12 @@ impl ClientSession {
                     self.conn.send_command(
                         CSID_COMMAND,
                         0,
-                        command::call("releaseStream", 2.0, Amf0Value::Null, vec![amf0::string(&name)]),
+                        command::call(
+                            "releaseStream",
+                            2.0,
+                            Amf0Value::Null,
+                            vec![amf0::string(&name)],
+                        ),
                     );
                     self.conn.send_command(
                         CSID_COMMAND,
@@ -209,9 +223,12 @@ impl ClientSession {
                 self.stream_id = c.arg_num(0).map_or(1, |n| n as u32);
                 let name = amf0::string(&self.target.stream);
                 let call = match self.mode {
-                    ClientMode::Publish => {
-                        command::call("publish", 5.0, Amf0Value::Null, vec![name, amf0::string("live")])
-                    }
+                    ClientMode::Publish => command::call(
+                        "publish",
+                        5.0,
+                        Amf0Value::Null,
+                        vec![name, amf0::string("live")],
+                    ),
                     ClientMode::Play => {
                         self.conn.send(
                             CSID_CONTROL,
@@ -222,7 +239,12 @@ impl ClientSession {
                                 millis: 3000,
                             }),
                         );
-                        command::call("play", 5.0, Amf0Value::Null, vec![name, Amf0Value::Number(-2.0)])
+                        command::call(
+                            "play",
+                            5.0,
+                            Amf0Value::Null,
+                            vec![name, Amf0Value::Number(-2.0)],
+                        )
                     }
                 };
                 self.conn.send_command(CSID_STREAM, self.stream_id, call);
@@ -234,7 +256,11 @@ impl ClientSession {
             }
             ("onStatus", _) => {
                 let code = status_code(&c);
-                let level = c.args.first().and_then(|o| o.get("level")).and_then(Amf0Value::as_str);
+                let level = c
+                    .args
+                    .first()
+                    .and_then(|o| o.get("level"))
+                    .and_then(Amf0Value::as_str);
                 if level == Some("error") || code == code::CONNECT_REJECTED {
                     self.fail(format!("server refused: {code}"));
                     return;
@@ -292,7 +318,8 @@ impl Session for ClientSession {
             Input::Eof => {
                 self.closed = true;
                 self.state = State::Done;
-                self.events.push_back(SessionEvent::Closed(SessionEnd::Normal));
+                self.events
+                    .push_back(SessionEvent::Closed(SessionEnd::Normal));
             }
         }
     }
@@ -340,9 +367,12 @@ impl Session for ClientSession {
     }
 
     fn handle_timeout(&mut self, now: Instant) {
-        if !self.closed && now.saturating_duration_since(self.last_input) >= self.conn.cfg.idle_timeout {
+        if !self.closed
+            && now.saturating_duration_since(self.last_input) >= self.conn.cfg.idle_timeout
+        {
             self.closed = true;
-            self.events.push_back(SessionEvent::Closed(SessionEnd::Timeout));
+            self.events
+                .push_back(SessionEvent::Closed(SessionEnd::Timeout));
         }
     }
 
@@ -354,7 +384,8 @@ impl Session for ClientSession {
         self.handle_stream_end(now, RecvError::Closed(CloseReason::Shutdown));
         if !self.closed {
             self.closed = true;
-            self.events.push_back(SessionEvent::Closed(SessionEnd::Host));
+            self.events
+                .push_back(SessionEvent::Closed(SessionEnd::Host));
         }
     }
 

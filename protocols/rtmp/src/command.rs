@@ -166,7 +166,12 @@ pub fn rejection_code(publish: bool, why: &Rejection) -> &'static str {
 }
 
 /// A command to send: name, transaction, command object, arguments.
-pub fn call(name: &str, transaction: f64, object: Amf0Value, args: Vec<Amf0Value>) -> Vec<Amf0Value> {
+pub fn call(
+    name: &str,
+    transaction: f64,
+    object: Amf0Value,
+    args: Vec<Amf0Value>,
+) -> Vec<Amf0Value> {
     let mut v = vec![amf0::string(name), Amf0Value::Number(transaction), object];
     v.extend(args);
     v

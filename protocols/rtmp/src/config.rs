@@ -39,7 +39,7 @@ pub struct RtmpConfig {
 impl Default for RtmpConfig {
     fn default() -> Self {
         RtmpConfig {
-            seed: 0x5EED_0F_A4C1_u64,
+            seed: 0x005E_ED0F_A4C1_u64,
             chunk_size: 4096,
             max_message_size: 8 << 20,
             max_chunk_streams: 64,

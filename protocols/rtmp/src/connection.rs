@@ -172,11 +172,23 @@ impl Connection {
 
     /// Queues a data message (AMF0).
     pub fn send_data(&mut self, stream_id: u32, timestamp: u32, values: Vec<Amf0Value>) {
-        self.send(CSID_STREAM, stream_id, timestamp, &RtmpMessage::Data(values));
+        self.send(
+            CSID_STREAM,
+            stream_id,
+            timestamp,
+            &RtmpMessage::Data(values),
+        );
     }
 
     /// Queues an audio or video message whose body is `head` + `payload`.
-    pub fn send_media(&mut self, video: bool, stream_id: u32, ts: u32, head: &[u8], payload: &[u8]) {
+    pub fn send_media(
+        &mut self,
+        video: bool,
+        stream_id: u32,
+        ts: u32,
+        head: &[u8],
+        payload: &[u8],
+    ) {
         let (csid, t) = if video {
             (CSID_VIDEO, type_id::VIDEO)
         } else {

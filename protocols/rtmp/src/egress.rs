@@ -38,13 +38,25 @@ pub fn metadata_for(tracks: &TrackSet) -> Amf0Value {
     let mut props = Vec::new();
     if let Some(v) = tracks.video() {
         if v.params.width > 0 {
-            props.push(("width".to_owned(), Amf0Value::Number(f64::from(v.params.width))));
-            props.push(("height".to_owned(), Amf0Value::Number(f64::from(v.params.height))));
+            props.push((
+                "width".to_owned(),
+                Amf0Value::Number(f64::from(v.params.width)),
+            ));
+            props.push((
+                "height".to_owned(),
+                Amf0Value::Number(f64::from(v.params.height)),
+            ));
         }
-        props.push(("videocodecid".to_owned(), Amf0Value::Number(codec_number(v.codec))));
+        props.push((
+            "videocodecid".to_owned(),
+            Amf0Value::Number(codec_number(v.codec)),
+        ));
     }
     if let Some(a) = tracks.audio() {
-        props.push(("audiocodecid".to_owned(), Amf0Value::Number(codec_number(a.codec))));
+        props.push((
+            "audiocodecid".to_owned(),
+            Amf0Value::Number(codec_number(a.codec)),
+        ));
         if a.params.sample_rate > 0 {
             props.push((
                 "audiosamplerate".to_owned(),
@@ -80,7 +92,13 @@ impl Egress {
         conn.send_data(stream_id, self.last_ts, data);
         for t in tracks.iter() {
             if let Some(head) = flv::sequence_header(t) {
-                conn.send_media(t.codec.is_video(), stream_id, self.last_ts, &head, &t.config);
+                conn.send_media(
+                    t.codec.is_video(),
+                    stream_id,
+                    self.last_ts,
+                    &head,
+                    &t.config,
+                );
             }
         }
         self.tracks = Some(tracks.clone());

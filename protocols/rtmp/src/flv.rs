@@ -130,7 +130,9 @@ fn skip_mod_ex(b: &[u8], mut pos: usize, kind: &'static str) -> Result<(u8, usiz
         pos += 1;
         let mut size = usize::from(size_byte) + 1;
         if size == 256 {
-            let s = b.get(pos..pos + 2).ok_or_else(|| bad(kind, "truncated ModEx"))?;
+            let s = b
+                .get(pos..pos + 2)
+                .ok_or_else(|| bad(kind, "truncated ModEx"))?;
             size = usize::from(u16::from_be_bytes([s[0], s[1]])) + 1;
             pos += 2;
         }
@@ -198,7 +200,9 @@ pub fn parse_video(body: &Bytes) -> Result<FlvTag> {
                 packet: TagPacket::Ignored,
             });
         }
-        let f = b.get(pos..pos + 4).ok_or_else(|| bad(K, "truncated FourCC"))?;
+        let f = b
+            .get(pos..pos + 4)
+            .ok_or_else(|| bad(K, "truncated FourCC"))?;
         let codec = video_fourcc(f);
         pos += 4;
         let packet = match pkt {
@@ -278,7 +282,9 @@ pub fn parse_audio(body: &Bytes) -> Result<FlvTag> {
             pkt = p;
             pos = np;
         }
-        let f = b.get(pos..pos + 4).ok_or_else(|| bad(K, "truncated FourCC"))?;
+        let f = b
+            .get(pos..pos + 4)
+            .ok_or_else(|| bad(K, "truncated FourCC"))?;
         let codec = audio_fourcc(f);
         pos += 4;
         let packet = match pkt {
@@ -431,7 +437,11 @@ mod tests {
                 Bytes::from_static(b"\x00\x00\x00\x01\x65"),
             );
             for cts in [0, 40] {
-                let cts = if matches!(codec, CodecId::H264 | CodecId::H265) { cts } else { 0 };
+                let cts = if matches!(codec, CodecId::H264 | CodecId::H265) {
+                    cts
+                } else {
+                    0
+                };
                 let h = frame_head(&f, cts);
                 let mut body = h.to_vec();
                 body.extend_from_slice(&f.payload);
@@ -446,19 +456,35 @@ mod tests {
                     }
                 );
             }
-            let tr = TrackInfo::new(TrackId(0), codec, Timescale::MILLIS, Bytes::from_static(b"cfg"));
+            let tr = TrackInfo::new(
+                TrackId(0),
+                codec,
+                Timescale::MILLIS,
+                Bytes::from_static(b"cfg"),
+            );
             let mut body = sequence_header(&tr).unwrap().to_vec();
             body.extend_from_slice(b"cfg");
             let t = parse_video(&Bytes::from(body)).unwrap();
-            assert_eq!(t.packet, TagPacket::SequenceStart(Bytes::from_static(b"cfg")));
+            assert_eq!(
+                t.packet,
+                TagPacket::SequenceStart(Bytes::from_static(b"cfg"))
+            );
         }
         for codec in [CodecId::Aac, CodecId::Opus] {
-            let tr = TrackInfo::new(TrackId(1), codec, Timescale::MILLIS, Bytes::from_static(b"cfg"));
+            let tr = TrackInfo::new(
+                TrackId(1),
+                codec,
+                Timescale::MILLIS,
+                Bytes::from_static(b"cfg"),
+            );
             let mut body = sequence_header(&tr).unwrap().to_vec();
             body.extend_from_slice(b"cfg");
             let t = parse_audio(&Bytes::from(body)).unwrap();
             assert_eq!(t.codec, Some(codec));
-            assert_eq!(t.packet, TagPacket::SequenceStart(Bytes::from_static(b"cfg")));
+            assert_eq!(
+                t.packet,
+                TagPacket::SequenceStart(Bytes::from_static(b"cfg"))
+            );
         }
     }
 
@@ -466,7 +492,8 @@ mod tests {
     fn mod_ex_is_skipped_and_truncation_is_an_error() {
         // Enhanced video, packet type ModEx, 1 byte of modifier, then
         // CodedFramesX for av01.
-        let body = Bytes::from_static(&[0x97, 0x00, 0xAA, 0x03, b'a', b'v', b'0', b'1', 0x0A, 0x00]);
+        let body =
+            Bytes::from_static(&[0x97, 0x00, 0xAA, 0x03, b'a', b'v', b'0', b'1', 0x0A, 0x00]);
         let t = parse_video(&body).unwrap();
         assert_eq!(t.codec, Some(CodecId::Av1));
         assert!(matches!(t.packet, TagPacket::Frame { .. }));

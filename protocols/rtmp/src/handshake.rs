@@ -195,11 +195,7 @@ impl Handshake {
         c1[..4].copy_from_slice(&[0; 4]);
         if self.offer_digest {
             c1[4..8].copy_from_slice(&CLIENT_VERSION);
-            self.sent_digest = Some(sign(
-                &mut c1,
-                DigestSchema::Schema1,
-                &FP_KEY[..FP_KEY_SIGN],
-            ));
+            self.sent_digest = Some(sign(&mut c1, DigestSchema::Schema1, &FP_KEY[..FP_KEY_SIGN]));
         } else {
             c1[4..8].copy_from_slice(&[0; 4]);
         }

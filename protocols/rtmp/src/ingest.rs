@@ -202,7 +202,11 @@ fn fill_params(t: &mut TrackInfo) {
     match t.codec {
         CodecId::H264 if c.len() >= 4 => {
             t.params.codec_string.clear();
-            let _ = write!(t.params.codec_string, "avc1.{:02x}{:02x}{:02x}", c[1], c[2], c[3]);
+            let _ = write!(
+                t.params.codec_string,
+                "avc1.{:02x}{:02x}{:02x}",
+                c[1], c[2], c[3]
+            );
         }
         CodecId::Aac if c.len() >= 2 => {
             let object = c[0] >> 3;

@@ -16,6 +16,8 @@
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+// Tests unwrap freely: a panic there is a failed test.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod amf0;
 pub mod amf3;

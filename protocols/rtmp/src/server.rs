@@ -120,7 +120,9 @@ impl ServerSession {
         self.closed = true;
         self.conn.discard_input();
         self.events
-            .push_back(SessionEvent::Closed(SessionEnd::ProtocolError(e.to_string())));
+            .push_back(SessionEvent::Closed(SessionEnd::ProtocolError(
+                e.to_string(),
+            )));
         self.error = Some(e);
     }
 
@@ -161,17 +163,29 @@ impl ServerSession {
         let h = raw.header;
         match msg {
             RtmpMessage::Video(body) => {
-                if let Some(p) = self.publishing.as_mut().filter(|p| p.stream_id == h.stream_id) {
+                if let Some(p) = self
+                    .publishing
+                    .as_mut()
+                    .filter(|p| p.stream_id == h.stream_id)
+                {
                     p.ingest.video(h.timestamp, &body, &mut self.events)?;
                 }
             }
             RtmpMessage::Audio(body) => {
-                if let Some(p) = self.publishing.as_mut().filter(|p| p.stream_id == h.stream_id) {
+                if let Some(p) = self
+                    .publishing
+                    .as_mut()
+                    .filter(|p| p.stream_id == h.stream_id)
+                {
                     p.ingest.audio(h.timestamp, &body, &mut self.events)?;
                 }
             }
             RtmpMessage::Aggregate(body) => {
-                if let Some(p) = self.publishing.as_mut().filter(|p| p.stream_id == h.stream_id) {
+                if let Some(p) = self
+                    .publishing
+                    .as_mut()
+                    .filter(|p| p.stream_id == h.stream_id)
+                {
                     let parts = split_aggregate(&body);
                     let first = parts.first().map_or(0, |p| p.timestamp);
                     for part in parts {
@@ -196,7 +210,11 @@ impl ServerSession {
     }
 
     fn on_data(&mut self, stream_id: u32, values: Vec<Amf0Value>) {
-        let Some(p) = self.publishing.as_mut().filter(|p| p.stream_id == stream_id) else {
+        let Some(p) = self
+            .publishing
+            .as_mut()
+            .filter(|p| p.stream_id == stream_id)
+        else {
             return;
         };
         let mut it = values.into_iter().peekable();
@@ -219,7 +237,9 @@ impl ServerSession {
             "connect" => self.on_connect(&c),
             "createStream" => {
                 if self.next_stream_id > self.conn.cfg.max_streams {
-                    return Err(RtmpError::TooManyStreams(self.conn.cfg.max_streams as usize));
+                    return Err(RtmpError::TooManyStreams(
+                        self.conn.cfg.max_streams as usize,
+                    ));
                 }
                 let id = self.next_stream_id;
                 self.next_stream_id += 1;
@@ -247,8 +267,11 @@ impl ServerSession {
                 } else {
                     ("onFCUnpublish", code::UNPUBLISH_SUCCESS)
                 };
-                self.conn
-                    .send_command(CSID_COMMAND, 0, command::status(reply, "status", code, &name));
+                self.conn.send_command(
+                    CSID_COMMAND,
+                    0,
+                    command::status(reply, "status", code, &name),
+                );
             }
             "publish" => self.on_publish(stream_id, &c)?,
             "play" => self.on_play(stream_id, &c)?,
@@ -265,7 +288,11 @@ impl ServerSession {
     }
 
     fn on_connect(&mut self, c: &Command) {
-        let app = c.object.get("app").and_then(Amf0Value::as_str).unwrap_or("");
+        let app = c
+            .object
+            .get("app")
+            .and_then(Amf0Value::as_str)
+            .unwrap_or("");
         let q = command::split_query(app);
         let tc_token = c
             .object
@@ -380,7 +407,11 @@ impl ServerSession {
     }
 
     fn stop_stream(&mut self, stream_id: u32) {
-        if self.publishing.as_ref().is_some_and(|p| p.stream_id == stream_id) {
+        if self
+            .publishing
+            .as_ref()
+            .is_some_and(|p| p.stream_id == stream_id)
+        {
             if let Some(p) = self.publishing.take() {
                 self.conn.send_command(
                     CSID_STREAM,
@@ -390,7 +421,11 @@ impl ServerSession {
             }
             self.events.push_back(SessionEvent::PublishStopped);
         }
-        if self.playing.as_ref().is_some_and(|p| p.stream_id == stream_id) {
+        if self
+            .playing
+            .as_ref()
+            .is_some_and(|p| p.stream_id == stream_id)
+        {
             self.playing = None;
             self.events.push_back(SessionEvent::PlayStopped);
         }
@@ -485,7 +520,9 @@ impl Session for ServerSession {
     }
 
     fn handle_timeout(&mut self, now: Instant) {
-        if !self.closed && now.saturating_duration_since(self.last_input) >= self.conn.cfg.idle_timeout {
+        if !self.closed
+            && now.saturating_duration_since(self.last_input) >= self.conn.cfg.idle_timeout
+        {
             self.end(SessionEnd::Timeout);
         }
     }

@@ -2,6 +2,8 @@
 //! `SessionEvent::Closed(SessionEnd::ProtocolError(..))`: never a panic,
 //! never unbounded memory.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use arcly_core::session::{Input, Session, SessionEnd, SessionEvent};
 use arcly_core::time::Instant;
 use arcly_rtmp::amf0::{self, Amf0Value};
@@ -80,7 +82,10 @@ fn oversized_message_header() {
     let mut input = handshake();
     // Type 0 header announcing a 16 MiB - 1 message (the limit is 8 MiB).
     input.extend_from_slice(&[0x03, 0, 0, 0, 0xFF, 0xFF, 0xFF, 20, 0, 0, 0, 0]);
-    assert!(matches!(protocol_error(&input), RtmpError::MessageTooLarge { .. }));
+    assert!(matches!(
+        protocol_error(&input),
+        RtmpError::MessageTooLarge { .. }
+    ));
 }
 
 #[test]
@@ -106,7 +111,10 @@ fn chunk_size_zero_or_too_large() {
 fn compressed_header_first() {
     let mut input = handshake();
     input.extend_from_slice(&[0x43, 0, 0, 0, 0, 0, 4, 20, 1, 2, 3, 4]);
-    assert!(matches!(protocol_error(&input), RtmpError::NoPreviousHeader { .. }));
+    assert!(matches!(
+        protocol_error(&input),
+        RtmpError::NoPreviousHeader { .. }
+    ));
 }
 
 #[test]
@@ -118,7 +126,10 @@ fn too_many_chunk_streams() {
     for csid in 64..200u32 {
         input.extend_from_slice(&message(csid, 3, &[0, 0, 0, 1]));
     }
-    assert!(matches!(protocol_error(&input), RtmpError::TooManyChunkStreams { .. }));
+    assert!(matches!(
+        protocol_error(&input),
+        RtmpError::TooManyChunkStreams { .. }
+    ));
 }
 
 #[test]
@@ -136,7 +147,10 @@ fn amf_nesting_bomb() {
 
 #[test]
 fn wrong_version() {
-    assert_eq!(protocol_error(&[6u8; 2000]), RtmpError::UnsupportedVersion(6));
+    assert_eq!(
+        protocol_error(&[6u8; 2000]),
+        RtmpError::UnsupportedVersion(6)
+    );
 }
 
 #[test]

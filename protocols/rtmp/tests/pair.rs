@@ -3,6 +3,8 @@
 //! capture, and what arrives on the other side must be the same frames,
 //! byte for byte, with any chunk size from 1 to 65536.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use arcly_core::bus::{CloseReason, DeliveryRef, RecvError};
 use arcly_core::frame::{MediaFrame, TrackSet};
 use arcly_core::session::{Input, Session, SessionEnd, SessionEvent};
@@ -130,7 +132,12 @@ fn assert_same_tracks(sent: &TrackSet, got: &TrackSet) {
 
 /// Publishes through a client into a server; returns what the server got
 /// and the bytes on the wire.
-fn publish(tracks: &TrackSet, frames: &[MediaFrame], chunk: u32, digest: bool) -> (Received, usize) {
+fn publish(
+    tracks: &TrackSet,
+    frames: &[MediaFrame],
+    chunk: u32,
+    digest: bool,
+) -> (Received, usize) {
     let cfg = RtmpConfig {
         chunk_size: chunk,
         digest_handshake: digest,
@@ -143,17 +150,38 @@ fn publish(tracks: &TrackSet, frames: &[MediaFrame], chunk: u32, digest: bool) -
     let (mut at_c, mut at_s, mut wire) = (Received::default(), Received::default(), 0);
     let tracks = Arc::new(tracks.clone());
     client.handle_delivery(now, DeliveryRef::Tracks(&tracks));
-    pump(now, &mut client, &mut server, &mut at_c, &mut at_s, &mut wire);
+    pump(
+        now,
+        &mut client,
+        &mut server,
+        &mut at_c,
+        &mut at_s,
+        &mut wire,
+    );
     assert!(client.is_streaming());
     let t0 = frames[0].dts.as_millis();
     for f in frames {
         // The simulated clock follows the media.
         now = Instant::from_millis(1_000 + (f.dts.as_millis() - t0).max(0) as u64);
         client.handle_delivery(now, DeliveryRef::Frame(f));
-        pump(now, &mut client, &mut server, &mut at_c, &mut at_s, &mut wire);
+        pump(
+            now,
+            &mut client,
+            &mut server,
+            &mut at_c,
+            &mut at_s,
+            &mut wire,
+        );
     }
     client.handle_stream_end(now, RecvError::Closed(CloseReason::PublisherEnded));
-    pump(now, &mut client, &mut server, &mut at_c, &mut at_s, &mut wire);
+    pump(
+        now,
+        &mut client,
+        &mut server,
+        &mut at_c,
+        &mut at_s,
+        &mut wire,
+    );
     assert!(at_c.closed.is_none(), "{:?}", at_c.closed);
     assert!(at_s.closed.is_none(), "{:?}", at_s.closed);
     (at_s, wire)
@@ -169,17 +197,38 @@ fn play(tracks: &TrackSet, frames: &[MediaFrame], chunk: u32) -> Received {
     let mut server = ServerSession::new(cfg.clone(), now);
     let mut client = ClientSession::new(cfg, ClientMode::Play, target("relay"), now);
     let (mut at_c, mut at_s, mut wire) = (Received::default(), Received::default(), 0);
-    pump(now, &mut client, &mut server, &mut at_c, &mut at_s, &mut wire);
+    pump(
+        now,
+        &mut client,
+        &mut server,
+        &mut at_c,
+        &mut at_s,
+        &mut wire,
+    );
     assert_eq!(at_s.requests, 1);
     assert!(client.is_streaming());
     let tracks = Arc::new(tracks.clone());
     server.handle_delivery(now, DeliveryRef::Tracks(&tracks));
     for f in frames {
         server.handle_delivery(now, DeliveryRef::Frame(f));
-        pump(now, &mut client, &mut server, &mut at_c, &mut at_s, &mut wire);
+        pump(
+            now,
+            &mut client,
+            &mut server,
+            &mut at_c,
+            &mut at_s,
+            &mut wire,
+        );
     }
     server.handle_stream_end(now, RecvError::Closed(CloseReason::PublisherEnded));
-    pump(now, &mut client, &mut server, &mut at_c, &mut at_s, &mut wire);
+    pump(
+        now,
+        &mut client,
+        &mut server,
+        &mut at_c,
+        &mut at_s,
+        &mut wire,
+    );
     at_c
 }
 

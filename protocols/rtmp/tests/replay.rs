@@ -2,16 +2,18 @@
 //! recorded by `testdata/record_proxy.py`; see `testdata/capture.sh`)
 //! through the server session, answering `accept` to every request.
 
-use arcly_core::frame::{CodecId, FrameKind, MediaFrame, TrackSet};
-use arcly_core::session::{Input, Session, SessionEnd, SessionEvent, StreamRequest};
-use arcly_core::time::Instant;
-use arcly_rtmp::{RtmpConfig, ServerSession};
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use arcly_core::bus::DeliveryRef;
 use arcly_core::engine::Action;
+use arcly_core::frame::{CodecId, FrameKind, MediaFrame, TrackSet};
 use arcly_core::session::Rejection;
+use arcly_core::session::{Input, Session, SessionEnd, SessionEvent, StreamRequest};
+use arcly_core::time::Instant;
 use arcly_rtmp::chunk::ChunkDecoder;
 use arcly_rtmp::message::{RtmpMessage, UserControl};
 use arcly_rtmp::Amf0Value;
+use arcly_rtmp::{RtmpConfig, ServerSession};
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use std::borrow::Borrow;
@@ -39,7 +41,10 @@ impl Summary {
         self.frames.iter().filter(|f| f.codec == codec).count()
     }
     fn keys(&self) -> usize {
-        self.frames.iter().filter(|f| f.kind == FrameKind::Key).count()
+        self.frames
+            .iter()
+            .filter(|f| f.kind == FrameKind::Key)
+            .count()
     }
 }
 
@@ -49,7 +54,10 @@ fn replay(bytes: &[u8], split: usize) -> Summary {
     let mut now = 0;
     for piece in bytes.chunks(split) {
         now += 1;
-        s.handle_input(Instant::from_millis(now), Input::Stream(BytesMut::from(piece)));
+        s.handle_input(
+            Instant::from_millis(now),
+            Input::Stream(BytesMut::from(piece)),
+        );
         drain(&mut s, &mut sum, now);
     }
     s.handle_input(Instant::from_millis(now + 1), Input::Eof);
@@ -86,7 +94,6 @@ fn drain(s: &mut ServerSession, sum: &mut Summary, now: u64) {
         }
     }
 }
-
 
 /// Walks 4-byte length-prefixed NAL units; true if they tile the payload.
 fn length_prefixed(p: &[u8]) -> bool {
@@ -171,7 +178,11 @@ fn ffmpeg9_publishes_enhanced_hevc_and_aac() {
     assert_eq!(s.count(CodecId::H265), 90);
     assert_eq!(s.keys(), 3);
     assert_eq!(s.count(CodecId::Aac), 142);
-    let hevc: Vec<&MediaFrame> = s.frames.iter().filter(|f| f.codec == CodecId::H265).collect();
+    let hevc: Vec<&MediaFrame> = s
+        .frames
+        .iter()
+        .filter(|f| f.codec == CodecId::H265)
+        .collect();
     assert!(hevc.iter().all(|f| length_prefixed(&f.payload)));
     // B-frames: composition offsets are carried into pts.
     assert!(hevc.iter().any(|f| f.pts > f.dts));
@@ -242,14 +253,20 @@ fn ffmpeg5_play_gets_status_metadata_headers_then_frames() {
     // (ffmpeg's closeStream/deleteStream when it quits) comes later.
     let mut fed = 0;
     while fed < FFMPEG5_PLAY.len() {
-        s.handle_input(now, Input::Stream(BytesMut::from(&FFMPEG5_PLAY[fed..fed + 1])));
+        s.handle_input(
+            now,
+            Input::Stream(BytesMut::from(&FFMPEG5_PLAY[fed..fed + 1])),
+        );
         fed += 1;
         while let Some(t) = s.poll_transmit() {
             out.extend_from_slice(&t.data);
         }
         match s.poll_event() {
             Some(SessionEvent::Request(r)) => {
-                assert_eq!((r.action, r.app.as_str(), r.stream.as_str()), (Action::Play, "live", "feed"));
+                assert_eq!(
+                    (r.action, r.app.as_str(), r.stream.as_str()),
+                    (Action::Play, "live", "feed")
+                );
                 s.accept(now, r.id);
                 break;
             }
@@ -262,12 +279,19 @@ fn ffmpeg5_play_gets_status_metadata_headers_then_frames() {
     // get them, starting well after 0).
     let tracks = Arc::new(published.tracks.last().unwrap().clone());
     s.handle_delivery(now, DeliveryRef::Tracks(&tracks));
-    let start = published.frames.iter().position(|f| f.is_key() && f.dts.as_millis() > 900).unwrap();
+    let start = published
+        .frames
+        .iter()
+        .position(|f| f.is_key() && f.dts.as_millis() > 900)
+        .unwrap();
     for f in &published.frames[start..] {
         s.handle_delivery(now, DeliveryRef::Frame(f));
     }
     s.handle_delivery(now, DeliveryRef::Lagged { lost: 3 });
-    s.handle_stream_end(now, arcly_core::bus::RecvError::Closed(arcly_core::bus::CloseReason::PublisherEnded));
+    s.handle_stream_end(
+        now,
+        arcly_core::bus::RecvError::Closed(arcly_core::bus::CloseReason::PublisherEnded),
+    );
     while let Some(t) = s.poll_transmit() {
         out.extend_from_slice(&t.data);
     }
@@ -275,13 +299,21 @@ fn ffmpeg5_play_gets_status_metadata_headers_then_frames() {
     let codes: Vec<String> = msgs.iter().filter_map(|m| status_code(&m.2)).collect();
     assert_eq!(
         codes,
-        ["NetStream.Play.Reset", "NetStream.Play.Start", "NetStream.Play.UnpublishNotify"]
+        [
+            "NetStream.Play.Reset",
+            "NetStream.Play.Start",
+            "NetStream.Play.UnpublishNotify"
+        ]
     );
     let pos = |pred: &dyn Fn(&RtmpMessage) -> bool| msgs.iter().position(|m| pred(&m.2)).unwrap();
     let begin = pos(&|m| matches!(m, RtmpMessage::UserControl(UserControl::StreamBegin(1))));
     let start_status = pos(&|m| status_code(m).as_deref() == Some("NetStream.Play.Start"));
-    let access = pos(&|m| matches!(m, RtmpMessage::Data(v) if v[0] == Amf0Value::String("|RtmpSampleAccess".into())));
-    let meta = pos(&|m| matches!(m, RtmpMessage::Data(v) if v[0] == Amf0Value::String("onMetaData".into())));
+    let access = pos(
+        &|m| matches!(m, RtmpMessage::Data(v) if v[0] == Amf0Value::String("|RtmpSampleAccess".into())),
+    );
+    let meta = pos(
+        &|m| matches!(m, RtmpMessage::Data(v) if v[0] == Amf0Value::String("onMetaData".into())),
+    );
     let first_video = pos(&|m| matches!(m, RtmpMessage::Video(_)));
     let first_audio = pos(&|m| matches!(m, RtmpMessage::Audio(_)));
     let eof = pos(&|m| matches!(m, RtmpMessage::UserControl(UserControl::StreamEof(1))));
@@ -341,7 +373,10 @@ fn nothing_is_published_before_accept() {
     let text = String::from_utf8_lossy(&out);
     assert!(text.contains("NetStream.Publish.BadName"));
     while let Some(e) = s.poll_event() {
-        assert!(!matches!(e, SessionEvent::Frame(_) | SessionEvent::Tracks(_)));
+        assert!(!matches!(
+            e,
+            SessionEvent::Frame(_) | SessionEvent::Tracks(_)
+        ));
     }
 }
 
@@ -353,7 +388,10 @@ fn refusals_use_the_right_status_codes() {
         (Rejection::BadName, "NetStream.Publish.BadName"),
     ] {
         let mut s = ServerSession::new(RtmpConfig::default(), Instant::ZERO);
-        s.handle_input(Instant::ZERO, Input::Stream(BytesMut::from(FFMPEG5_H264_AAC)));
+        s.handle_input(
+            Instant::ZERO,
+            Input::Stream(BytesMut::from(FFMPEG5_H264_AAC)),
+        );
         while s.poll_transmit().is_some() {}
         let id = std::iter::from_fn(|| s.poll_event())
             .find_map(|e| match e {
@@ -362,7 +400,9 @@ fn refusals_use_the_right_status_codes() {
             })
             .unwrap();
         s.reject(Instant::ZERO, id, why);
-        let out: Vec<u8> = std::iter::from_fn(|| s.poll_transmit()).flat_map(|t| t.data.to_vec()).collect();
+        let out: Vec<u8> = std::iter::from_fn(|| s.poll_transmit())
+            .flat_map(|t| t.data.to_vec())
+            .collect();
         assert!(String::from_utf8_lossy(&out).contains(code), "{code}");
     }
     let mut s = ServerSession::new(RtmpConfig::default(), Instant::ZERO);
@@ -375,12 +415,28 @@ fn refusals_use_the_right_status_codes() {
         })
         .unwrap();
     s.reject(Instant::ZERO, id, Rejection::NotFound);
-    let out: Vec<u8> = std::iter::from_fn(|| s.poll_transmit()).flat_map(|t| t.data.to_vec()).collect();
+    let out: Vec<u8> = std::iter::from_fn(|| s.poll_transmit())
+        .flat_map(|t| t.data.to_vec())
+        .collect();
     assert!(String::from_utf8_lossy(&out).contains("NetStream.Play.StreamNotFound"));
 }
 
-fn event_digest(s: &Summary) -> (Vec<StreamRequest>, Vec<TrackSet>, Vec<MediaFrame>, usize, Option<SessionEnd>) {
-    (s.requests.clone(), s.tracks.clone(), s.frames.clone(), s.metadata.len(), s.closed.clone())
+fn event_digest(
+    s: &Summary,
+) -> (
+    Vec<StreamRequest>,
+    Vec<TrackSet>,
+    Vec<MediaFrame>,
+    usize,
+    Option<SessionEnd>,
+) {
+    (
+        s.requests.clone(),
+        s.tracks.clone(),
+        s.frames.clone(),
+        s.metadata.len(),
+        s.closed.clone(),
+    )
 }
 
 proptest! {
