@@ -208,6 +208,39 @@ impl Sps {
     }
 }
 
+/// The head of a picture parameter set (§7.3.2.2): the ids that tie it to
+/// its SPS, and the entropy coder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pps {
+    /// `pic_parameter_set_id`.
+    pub id: u32,
+    /// `seq_parameter_set_id`.
+    pub sps_id: u32,
+    /// `entropy_coding_mode_flag` (CABAC).
+    pub cabac: bool,
+}
+
+impl Pps {
+    /// Parses a PPS NAL unit (header included).
+    pub fn parse(nal: &[u8]) -> Result<Pps, CodecError> {
+        if nal_type(nal) != NAL_PPS {
+            return Err(CodecError::Invalid("PPS NAL unit type"));
+        }
+        let rbsp = unescape_rbsp(&nal[1..nal.len().min(64)]);
+        let mut r = BitReader::new(&rbsp);
+        let id = r.read_ue()?;
+        let sps_id = r.read_ue()?;
+        if id > 255 || sps_id > 31 {
+            return Err(CodecError::Invalid("PPS ids"));
+        }
+        Ok(Pps {
+            id,
+            sps_id,
+            cabac: r.read_flag()?,
+        })
+    }
+}
+
 fn skip_scaling_list(r: &mut BitReader<'_>, size: usize) -> Result<(), CodecError> {
     let mut last = 8i32;
     let mut next = 8i32;
@@ -438,6 +471,12 @@ mod tests {
         assert_eq!((s.width, s.height), (1920, 1080));
         assert_eq!(s.codec_string().as_str(), "avc1.42c028");
         assert_eq!(s.timing, None);
+    }
+
+    #[test]
+    fn parses_x264_pps() {
+        let p = Pps::parse(&[0x68, 0xeb, 0xe0, 0xe4, 0xb2, 0x2c]).unwrap();
+        assert_eq!((p.id, p.sps_id, p.cabac), (0, 0, true));
     }
 
     #[test]

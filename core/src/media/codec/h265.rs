@@ -220,6 +220,32 @@ impl Sps {
     }
 }
 
+/// The ids at the head of a PPS (§7.3.2.3.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pps {
+    /// `pps_pic_parameter_set_id`.
+    pub id: u32,
+    /// `pps_seq_parameter_set_id`.
+    pub sps_id: u32,
+}
+
+impl Pps {
+    /// Parses a PPS NAL unit (two-byte header included).
+    pub fn parse(nal: &[u8]) -> Result<Pps, CodecError> {
+        if nal_type(nal) != NAL_PPS || nal.len() < 3 {
+            return Err(CodecError::Invalid("PPS NAL unit type"));
+        }
+        let rbsp = unescape_rbsp(&nal[2..nal.len().min(64)]);
+        let mut r = BitReader::new(&rbsp);
+        let id = r.read_ue()?;
+        let sps_id = r.read_ue()?;
+        if id > 63 || sps_id > 15 {
+            return Err(CodecError::Invalid("PPS ids"));
+        }
+        Ok(Pps { id, sps_id })
+    }
+}
+
 /// Reads the profile, tier and level of a VPS NAL unit (§7.3.2.1).
 pub fn parse_vps_ptl(nal: &[u8]) -> Result<ProfileTierLevel, CodecError> {
     if nal_type(nal) != NAL_VPS || nal.len() < 3 {
@@ -415,6 +441,7 @@ mod tests {
         assert_eq!(s.ptl.constraints, [0x90, 0, 0, 0, 0, 0]);
         assert_eq!(s.params().codec_string.as_str(), "hvc1.1.6.L60.90");
         assert_eq!(parse_vps_ptl(VPS).unwrap(), s.ptl);
+        assert_eq!(Pps::parse(PPS).unwrap(), Pps { id: 0, sps_id: 0 });
     }
 
     #[test]

@@ -108,3 +108,53 @@ pub fn track_params(codec: CodecId, config: &Bytes) -> Result<TrackParams, Codec
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Every parser returns a value or an error on arbitrary bytes, and
+        /// never panics.
+        #[test]
+        fn parsers_never_panic(data in proptest::collection::vec(any::<u8>(), 0..200), head in any::<u8>()) {
+            let mut d = data.clone();
+            d.insert(0, head);
+            let b = Bytes::from(d.clone());
+            let _ = h264::Sps::parse(&d);
+            let _ = h264::Pps::parse(&d);
+            let _ = h264::AvcConfig::parse(&b);
+            let _ = h265::Sps::parse(&d);
+            let _ = h265::Pps::parse(&d);
+            let _ = h265::parse_vps_ptl(&d);
+            let _ = h265::HevcConfig::parse(&b);
+            let _ = av1::SequenceHeader::parse(&d);
+            let _ = av1::Av1Config::parse(&b);
+            let _ = av1::split_temporal_units(b.clone());
+            let _ = vp9::FrameHeader::parse(&d);
+            let _ = vp9::ivf_frames(&b);
+            let _ = aac::AudioSpecificConfig::parse(&d);
+            let _ = aac::AdtsHeader::parse(&d);
+            let _ = opus::OpusHead::parse(&d);
+            let _ = opus::packet_samples(&d);
+            let _ = mp3::FrameHeader::parse(&d);
+            for codec in [CodecId::H264, CodecId::H265, CodecId::Av1, CodecId::Vp9, CodecId::Aac, CodecId::Opus, CodecId::Mp3] {
+                let _ = track_params(codec, &b);
+            }
+        }
+
+        /// SPS-shaped inputs (right NAL type, mutated x264 body) never panic.
+        #[test]
+        fn sps_mutations_never_panic(flips in proptest::collection::vec((0usize..25, any::<u8>()), 0..8)) {
+            let mut sps = [
+                0x67u8, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03,
+                0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x42, 0x99, 0x60,
+            ];
+            for (i, v) in flips {
+                if i > 0 { sps[i] ^= v; }
+            }
+            let _ = h264::Sps::parse(&sps).map(|s| s.params());
+        }
+    }
+}

@@ -46,6 +46,9 @@ pub enum Fmp4Error {
     /// A decode time before zero (`tfdt` is unsigned).
     #[error("track {0:?}: decode time before zero")]
     NegativeTime(TrackId),
+    /// A frame is larger than [`Fmp4Config::max_fragment_bytes`].
+    #[error("track {0:?}: frame larger than the fragment limit")]
+    FrameTooLarge(TrackId),
     /// A configuration could not be read.
     #[error("track {track:?}: {source}")]
     Codec {
@@ -159,6 +162,11 @@ impl Fmp4Muxer {
             });
         }
         let lead = ts.iter().position(|t| t.video).unwrap_or(0);
+        // trun.data_offset is an i32: keep fragments well below 2 GiB.
+        let config = Fmp4Config {
+            max_fragment_bytes: config.max_fragment_bytes.min(1 << 30),
+            ..config
+        };
         Ok(Fmp4Muxer {
             config,
             tracks: ts,
@@ -196,6 +204,9 @@ impl Fmp4Muxer {
         let pts = frame.pts.rescale(ts).ticks;
         if dts < 0 {
             return Err(Fmp4Error::NegativeTime(frame.track));
+        }
+        if frame.payload.len() > self.config.max_fragment_bytes {
+            return Err(Fmp4Error::FrameTooLarge(frame.track));
         }
         let sync = frame.kind != crate::frame::FrameKind::Delta;
         // Complete the held-back sample.
@@ -328,16 +339,10 @@ impl Fmp4Muxer {
             out[off..off + 4].copy_from_slice(&(data_pos as i32).to_be_bytes());
             data_pos += t.queue.iter().map(|s| s.payload.len()).sum::<usize>();
         }
-        if mdat_len + 8 > u32::MAX as usize {
-            // Bounded by max_fragment_bytes, which is a usize below 4 GiB in
-            // any sane configuration; use the 64-bit size form otherwise.
-            out.put_u32(1);
-            out.put_slice(b"mdat");
-            out.put_u64((mdat_len + 16) as u64);
-        } else {
-            out.put_u32((mdat_len + 8) as u32);
-            out.put_slice(b"mdat");
-        }
+        // At most max_fragment_bytes (<= 1 GiB) plus one frame (checked in
+        // push to be no larger), so the 32-bit size form always fits.
+        out.put_u32((mdat_len + 8) as u32);
+        out.put_slice(b"mdat");
         for t in self.tracks.iter_mut() {
             for s in t.queue.drain(..) {
                 out.extend_from_slice(&s.payload);

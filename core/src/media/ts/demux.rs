@@ -159,6 +159,8 @@ struct Stream {
     cc: Option<u8>,
     info: Option<TrackInfo>,
     discontinuity: bool,
+    /// The ADTS header fields the AAC config was last built from.
+    adts_key: Option<(u8, u8, u8)>,
 }
 
 /// The MPEG-TS demultiplexer. See the module docs.
@@ -492,6 +494,7 @@ impl TsDemuxer {
                 cc: None,
                 info: None,
                 discontinuity: false,
+                adts_key: None,
             });
         }
         self.streams = next;
@@ -712,8 +715,11 @@ impl TsDemuxer {
                 return Err(TsError::Codec(CodecError::Truncated("ADTS frame")));
             }
             let asc = h.config();
-            let config = asc.to_bytes();
-            self.emit_track(idx, config, Ok(asc.params()));
+            let key = (h.object_type, h.sample_rate_index, h.channel_config);
+            if self.streams[idx].adts_key != Some(key) {
+                self.streams[idx].adts_key = Some(key);
+                self.emit_track(idx, asc.to_bytes(), Ok(asc.params()));
+            }
             let raw = payload.slice(pos + h.header_len..pos + h.frame_len);
             let rate = Timescale::new(asc.sample_rate).unwrap_or(Timescale::MPEG);
             let t = pts + rescale(n * i64::from(asc.frame_samples()), rate, Timescale::MPEG);

@@ -9,7 +9,7 @@
 //! * PCR (§2.4.3.5) in the adaptation field of every frame on the PCR PID
 //!   (the first video stream, else the first audio stream), plus a PCR-only
 //!   packet whenever another stream's frame would otherwise leave more than
-//!   [`TsMuxerConfig::pcr_interval`] (40 ms) without one.
+//!   [`TsMuxerConfig::pcr_interval`] (33 ms, so that no gap reaches 40 ms) without one.
 //! * `random_access_indicator` (§2.4.3.5) on the first packet of every video
 //!   key frame (and of every audio frame in an audio-only program).
 //! * H.264 (§2.14) and H.265 (§2.17) as Annex-B access units that start with
@@ -91,7 +91,9 @@ impl Default for TsMuxerConfig {
             pmt_pid: 0x1000,
             first_es_pid: 0x100,
             pcr_delay: 9_000,
-            pcr_interval: 3_600,
+            // Aim at 33 ms so that the gaps stay under 40 ms even when the
+            // frame spacing changes between two frames.
+            pcr_interval: 3_000,
             psi_interval: 9_000,
         }
     }
@@ -133,6 +135,8 @@ pub struct TsMuxer {
     pat_cc: u8,
     pmt_cc: u8,
     last_pcr: Option<i64>,
+    last_dts: Option<i64>,
+    last_step: i64,
     last_psi: Option<i64>,
     force_psi: bool,
     scratch: BytesMut,
@@ -282,6 +286,8 @@ impl TsMuxer {
             pat_cc: 0,
             pmt_cc: 0,
             last_pcr: None,
+            last_dts: None,
+            last_step: 0,
             last_psi: None,
             force_psi: true,
             scratch: BytesMut::new(),
@@ -316,6 +322,11 @@ impl TsMuxer {
     }
 
     /// Appends the packets of one frame (and any PAT/PMT/PCR due) to `out`.
+    ///
+    /// Frames should come in decode order across tracks: the PCR follows
+    /// their DTS. Frames out of that order are still written (the PCR then
+    /// holds still rather than step back), but PCR gaps may exceed the
+    /// configured interval where the order jumps.
     pub fn write_frame(
         &mut self,
         frame: &MediaFrame,
@@ -336,10 +347,27 @@ impl TsMuxer {
         }
         let pid = self.streams[idx].pid;
         let on_pcr_pid = pid == self.pcr_pid;
-        let pcr = dts.saturating_sub(i64::from(self.config.pcr_delay));
-        if !on_pcr_pid && self.last_pcr.is_none_or_gap(dts, self.config.pcr_interval) {
+        // The PCR follows the decode times but never steps back, whatever
+        // the interleaving of the tracks.
+        let candidate = dts.saturating_sub(i64::from(self.config.pcr_delay));
+        let pcr = match self.last_pcr {
+            Some(last) if candidate < last && last - candidate < 90_000 => last,
+            _ => candidate,
+        };
+        // Send a PCR now if waiting for the next frame (assumed as far
+        // away as the recent frame spacing) would stretch the gap past the
+        // interval.
+        let step = self.last_dts.map_or(0, |l| (dts - l).clamp(0, 90_000));
+        let horizon = step.max(self.last_step);
+        self.last_step = step;
+        self.last_dts = Some(dts);
+        let due = match self.last_pcr {
+            None => true,
+            Some(last) => pcr - last + horizon > i64::from(self.config.pcr_interval) || pcr < last,
+        };
+        if !on_pcr_pid && due {
             self.write_pcr_only(pcr, out);
-            self.last_pcr = Some(dts);
+            self.last_pcr = Some(pcr);
         }
 
         // Build the PES packet in the scratch buffer.
@@ -446,7 +474,7 @@ impl TsMuxer {
         }
         let pcr_field = on_pcr_pid.then(|| pcr.rem_euclid(1 << 33) as u64 * 300);
         if on_pcr_pid {
-            self.last_pcr = Some(dts);
+            self.last_pcr = Some(pcr);
         }
         let es = &mut self.streams[idx];
         let mut cc = es.cc;
@@ -638,6 +666,76 @@ mod tests {
         assert_eq!(u16::from_be_bytes([out[189], out[190]]) & 0x1FFF, 0x1000);
         assert_eq!(u16::from_be_bytes([out[377], out[378]]) & 0x1FFF, 0x100);
         assert_eq!(out[376 + 5] & 0x50, 0x50); // random access + PCR
+    }
+
+    /// Muxes a real stream and checks the transport-level promises: PAT/PMT
+    /// first and at least every 100 ms, PCR at most 40 ms apart, continuity
+    /// counters without gaps, random access on the key frame.
+    #[test]
+    fn pcr_psi_and_continuity_on_a_real_stream() {
+        use crate::media::ts::demux::tests::{demux, H264_AAC, H264_OPUS, MP3};
+        for input in [H264_AAC, H264_OPUS, MP3] {
+            let d = demux(input, 65536);
+            let mut m = TsMuxer::new(&d.track_set(), TsMuxerConfig::default()).unwrap();
+            let mut out = BytesMut::new();
+            // Decode order across tracks, as a live ingest delivers frames
+            // (ffmpeg's files group several audio frames per PES ahead of time).
+            let mut frames = d.frames.clone();
+            frames.sort_by_key(|f| f.dts);
+            for f in &frames {
+                m.write_frame(f, &mut out).unwrap();
+            }
+            let mut cc: [Option<u8>; 0x2000] = [None; 0x2000];
+            let mut last_pcr: Option<u64> = None;
+            let mut last_pat_pcr: Option<u64> = None;
+            let mut max_pcr_gap = 0;
+            let mut max_pat_gap = 0;
+            let mut pcr_now = 0u64;
+            let mut random_access = 0;
+            assert_eq!(out[1] & 0x1F, 0, "PAT first");
+            for p in out.chunks(PACKET_SIZE) {
+                assert_eq!(p[0], SYNC_BYTE);
+                let pid = usize::from(u16::from_be_bytes([p[1], p[2]]) & 0x1FFF);
+                let afc = (p[3] >> 4) & 3;
+                if afc & 2 != 0 && p[4] > 0 {
+                    if p[5] & 0x40 != 0 {
+                        random_access += 1;
+                    }
+                    if p[5] & 0x10 != 0 {
+                        let base = (u64::from(p[6]) << 25)
+                            | (u64::from(p[7]) << 17)
+                            | (u64::from(p[8]) << 9)
+                            | (u64::from(p[9]) << 1)
+                            | u64::from(p[10] >> 7);
+                        pcr_now = base;
+                        if let Some(l) = last_pcr {
+                            max_pcr_gap = max_pcr_gap.max(base - l);
+                        }
+                        last_pcr = Some(base);
+                    }
+                }
+                if pid == 0 && last_pcr.is_some() {
+                    if let Some(l) = last_pat_pcr {
+                        max_pat_gap = max_pat_gap.max(pcr_now - l);
+                    }
+                    last_pat_pcr = Some(pcr_now);
+                }
+                if afc & 1 != 0 {
+                    let c = p[3] & 0xF;
+                    if let Some(prev) = cc[pid] {
+                        assert_eq!(c, (prev + 1) & 0xF, "continuity on PID {pid:#x}");
+                    }
+                    cc[pid] = Some(c);
+                }
+            }
+            assert!(
+                max_pcr_gap <= 3600,
+                "PCR gap {max_pcr_gap} in input {}",
+                input.len()
+            );
+            assert!(max_pat_gap <= 9000 + 3600, "PAT gap {max_pat_gap}");
+            assert!(random_access >= 1);
+        }
     }
 
     #[test]
