@@ -734,10 +734,13 @@ impl TsDemuxer {
         let EsState::Opus { channels } = self.streams[idx].es else {
             return Ok(());
         };
-        let head = OpusHead::new(channels, 0, 48_000);
-        let config = head.to_bytes();
-        self.emit_track(idx, config, Ok(head.params()));
         let d = &payload[..];
+        if self.streams[idx].info.is_none() {
+            // The first packet's start trim is the decoder's pre-skip.
+            let pre_skip = opus_start_trim(d).unwrap_or(0);
+            let head = OpusHead::new(channels, pre_skip, 48_000);
+            self.emit_track(idx, head.to_bytes(), Ok(head.params()));
+        }
         let mut pos = 0;
         let mut t = pts;
         let trunc = || TsError::Codec(CodecError::Truncated("opus_control_header"));
@@ -759,7 +762,7 @@ impl TsDemuxer {
                 }
             }
             if flags & 0x10 != 0 {
-                pos += 2;
+                pos += 2; // start trim: the track's pre-skip, read above
             }
             if flags & 0x08 != 0 {
                 pos += 2;
@@ -825,6 +828,19 @@ impl TsDemuxer {
         }
         Ok(())
     }
+}
+
+/// The start trim of the first `opus_control_header` in `d`, if it has one.
+fn opus_start_trim(d: &[u8]) -> Option<u16> {
+    if d.len() < 3 || d[0] != 0x7F || d[1] & 0xF0 != 0xF0 {
+        return None;
+    }
+    let mut pos = 2;
+    while *d.get(pos)? == 255 {
+        pos += 1;
+    }
+    pos += 1;
+    Some(u16::from_be_bytes([*d.get(pos)?, *d.get(pos + 1)?]))
 }
 
 trait OptExt<T> {

@@ -108,7 +108,10 @@ enum EsKind {
         h265: bool,
     },
     Aac(AudioSpecificConfig),
-    Opus,
+    /// Opus with the pre-skip samples still to signal as start trim.
+    Opus {
+        trim_pending: u16,
+    },
     Mp3,
 }
 
@@ -212,7 +215,9 @@ fn es_kind(t: &TrackInfo) -> Result<(EsKind, u8, u8, Vec<u8>), TsMuxError> {
             };
             let desc = alloc::vec![0x05, 4, b'O', b'p', b'u', b's', 0x7F, 2, 0x80, code];
             (
-                EsKind::Opus,
+                EsKind::Opus {
+                    trim_pending: head.pre_skip,
+                },
                 STREAM_TYPE_PRIVATE_PES,
                 STREAM_ID_PRIVATE_1,
                 desc,
@@ -377,6 +382,7 @@ impl TsMuxer {
         let track = frame.track;
         let codec_err = |source| TsMuxError::Codec { track, source };
         let mut random_access = false;
+        let mut opus_trimmed = 0u16;
         match &es.kind {
             EsKind::Video { aud, params, h265 } => {
                 let key = frame.is_key();
@@ -439,12 +445,18 @@ impl TsMuxer {
                 h.write(&mut pes);
                 pes.extend_from_slice(&frame.payload);
             }
-            EsKind::Opus => {
+            EsKind::Opus { trim_pending } => {
+                // The decoder delay (OpusHead pre-skip) goes out as the
+                // start trim of the first packets, as the Opus-in-TS
+                // mapping and ffmpeg do.
+                let samples =
+                    crate::media::codec::opus::packet_samples(&frame.payload).unwrap_or(0);
+                let trim = (*trim_pending).min(samples.min(u32::from(u16::MAX)) as u16);
                 let n = frame.payload.len();
-                let ctrl = 2 + n / 255 + 1;
+                let ctrl = 2 + n / 255 + 1 + if trim > 0 { 2 } else { 0 };
                 pes::write_header(&mut pes, es.stream_id, pts as u64, None, ctrl + n, false);
                 pes.put_u8(0x7F);
-                pes.put_u8(0xE0);
+                pes.put_u8(if trim > 0 { 0xF0 } else { 0xE0 });
                 let mut left = n;
                 loop {
                     if left >= 255 {
@@ -455,7 +467,11 @@ impl TsMuxer {
                         break;
                     }
                 }
+                if trim > 0 {
+                    pes.put_u16(trim);
+                }
                 pes.extend_from_slice(&frame.payload);
+                opus_trimmed = trim;
             }
             EsKind::Mp3 => {
                 pes::write_header(
@@ -477,6 +493,9 @@ impl TsMuxer {
             self.last_pcr = Some(pcr);
         }
         let es = &mut self.streams[idx];
+        if let EsKind::Opus { trim_pending } = &mut es.kind {
+            *trim_pending -= opus_trimmed.min(*trim_pending);
+        }
         let mut cc = es.cc;
         packetize(
             out,

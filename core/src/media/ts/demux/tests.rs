@@ -126,6 +126,16 @@ fn h264_and_opus() {
     let a = &d.tracks[1];
     assert_eq!(a.codec, CodecId::Opus);
     assert_eq!(a.params.channels, 1);
+    // ffmpeg signals the encoder delay as the first packet's start trim.
+    let head = crate::media::codec::opus::OpusHead::parse(&a.config).unwrap();
+    assert_eq!(head.pre_skip, 312);
+    // avcC as ffmpeg writes it for this stream when remuxing to MP4.
+    let ffmpeg_avcc: &[u8] = &[
+        0x01, 0x4d, 0x40, 0x0d, 0xff, 0xe1, 0x00, 0x18, 0x67, 0x4d, 0x40, 0x0d, 0xd9, 0x01, 0x41,
+        0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x42,
+        0xa4, 0x80, 0x01, 0x00, 0x05, 0x68, 0xeb, 0xc0, 0xe4, 0xb2,
+    ];
+    assert_eq!(&d.tracks[0].config[..], ffmpeg_avcc);
     assert_eq!((d.of(0).len(), d.of(1).len()), (60, 101));
     assert_eq!(d.of(0).iter().filter(|f| f.is_key()).count(), 2);
 }
