@@ -362,3 +362,51 @@ proptest! {
         let _ = demux(&data, 1500);
     }
 }
+
+#[test]
+fn video_only_and_audio_only_programs() {
+    let d = demux(H265_AAC, 65536);
+    for keep in [0u8, 1] {
+        let mut set = TrackSet::new();
+        set.upsert(
+            d.tracks
+                .iter()
+                .find(|t| t.id == TrackId(keep))
+                .unwrap()
+                .clone(),
+        )
+        .unwrap();
+        let mut m = TsMuxer::new(&set, TsMuxerConfig::default()).unwrap();
+        let mut out = BytesMut::new();
+        let frames: Vec<MediaFrame> = d.of(keep).into_iter().cloned().collect();
+        for f in &frames {
+            m.write_frame(f, &mut out).unwrap();
+        }
+        let back = demux(&out, 188 * 3);
+        assert!(back.other.is_empty(), "{:?}", back.other);
+        assert_eq!(back.tracks.len(), 1);
+        assert_eq!(back.tracks[0].config, set.iter().next().unwrap().config);
+        assert_same_frames(&frames, &back.frames);
+    }
+}
+
+#[test]
+fn oversized_pes_is_dropped_and_reported() {
+    let mut d = TsDemuxer::new(TsDemuxerConfig { max_pes_size: 1000 });
+    d.push(H264_AAC);
+    d.flush();
+    let mut too_large = 0;
+    let mut frames = 0;
+    while let Some(e) = d.poll_event() {
+        match e {
+            TsEvent::Error {
+                error: TsError::PesTooLarge(1000),
+                ..
+            } => too_large += 1,
+            TsEvent::Frame(_) => frames += 1,
+            _ => {}
+        }
+    }
+    assert!(too_large > 0);
+    assert!(frames < 155);
+}
