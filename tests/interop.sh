@@ -6,14 +6,24 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for tool in ffmpeg ffprobe; do
+for tool in ffmpeg ffprobe nginx gst-launch-1.0; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
+[ -f /usr/lib/nginx/modules/ngx_rtmp_module.so ] || missing+=("libnginx-mod-rtmp")
+python3 -c 'import imageio_ffmpeg' 2>/dev/null || missing+=("ffmpeg 9 (pip install imageio-ffmpeg)")
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "interop: missing real clients: ${missing[*]} (apt-get install -y ffmpeg)" >&2
+  echo "interop: missing real clients: ${missing[*]}" >&2
+  echo "interop: install them as .ci/run does (apt-get install -y ffmpeg nginx libnginx-mod-rtmp gstreamer1.0-tools ...; pip install imageio-ffmpeg)" >&2
   exit 1
 fi
 
+# The flood test holds over 4,000 sockets at once.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+# The flood test runs the real gateway binary.
+cargo build -p arcly-tokio --bin arcly
+export ARCLY_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/arcly"
+
 # The interop tests are ordinary cargo tests behind the `interop` feature of
 # the cross-crate test crate; each one also names its tool when it is absent.
-cargo test -p arcly-tests --features interop -- --test-threads=1
+cargo test -p arcly-tests --features interop -- --test-threads=2

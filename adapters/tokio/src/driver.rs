@@ -52,7 +52,10 @@ pub async fn drive_stream<S: Session>(
     log: &(dyn Fn(String) + Send + Sync),
 ) -> io::Result<()> {
     sock.set_nodelay(true)?;
-    let mut rbuf = BytesMut::with_capacity(cfg.read_chunk);
+    // Grows with the peer's rate: an idle or slow connection holds 4 KiB, a
+    // publisher's buffer doubles up to `read_chunk`.
+    let mut rbuf = BytesMut::new();
+    let mut want = 4096.min(cfg.read_chunk);
     let mut shutdown = pin!(shutdown.wait());
     let mut sleep = pin!(tokio::time::sleep(std::time::Duration::from_secs(3600)));
     let mut eof = false;
@@ -83,12 +86,18 @@ pub async fn drive_stream<S: Session>(
             }
             if !eof {
                 while sock.poll_read_ready(cx).is_ready() {
-                    if rbuf.capacity() - rbuf.len() < cfg.read_chunk / 4 {
-                        rbuf.reserve(cfg.read_chunk);
+                    if rbuf.capacity() - rbuf.len() < want / 4 {
+                        rbuf.reserve(want);
                     }
+                    let room = rbuf.capacity() - rbuf.len();
                     match sock.try_read_buf(&mut rbuf) {
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                        r => return Poll::Ready(Wake::Read(r)),
+                        r => {
+                            if matches!(r, Ok(n) if n == room) {
+                                want = (want * 2).min(cfg.read_chunk);
+                            }
+                            return Poll::Ready(Wake::Read(r));
+                        }
                     }
                 }
             }

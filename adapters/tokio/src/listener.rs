@@ -66,9 +66,11 @@ where
     let stop = shutdown.clone().wait();
     tokio::pin!(stop);
     loop {
-        while conns.try_join_next().is_some() {}
         let (sock, peer) = tokio::select! {
             _ = &mut stop => break,
+            // Reap finished connections as they end: a finished task's
+            // memory (its whole session) is freed only when it is joined.
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
             r = listener.accept() => match r {
                 Ok(x) => x,
                 // Out of descriptors or a connection reset before accept:

@@ -30,6 +30,8 @@ pub const ADAPTERS: [Adapter; 3] = [Adapter::Tokio, Adapter::Smol, Adapter::Bloc
 pub struct Server {
     pub addr: SocketAddr,
     pub engine: Engine,
+    /// The runtime serving, on the tokio adapter (for its task metrics).
+    pub tokio: Option<tokio::runtime::Handle>,
     stop: Option<Box<dyn FnOnce() + Send>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -83,6 +85,7 @@ pub fn start_rtmp(adapter: Adapter, engine: Engine) -> Server {
     let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = std_listener.local_addr().expect("addr");
     let e = engine.clone();
+    let (htx, hrx) = std::sync::mpsc::channel();
     let (stop, thread): (Box<dyn FnOnce() + Send>, _) = match adapter {
         Adapter::Tokio => {
             let shutdown = arcly_tokio::Shutdown::new();
@@ -94,6 +97,7 @@ pub fn start_rtmp(adapter: Adapter, engine: Engine) -> Server {
                     .enable_all()
                     .build()
                     .expect("runtime");
+                let _ = htx.send(rt.handle().clone());
                 rt.block_on(async move {
                     let l = tokio::net::TcpListener::from_std(std_listener).expect("listener");
                     let cfg = arcly_tokio::ListenerConfig {
@@ -165,6 +169,7 @@ pub fn start_rtmp(adapter: Adapter, engine: Engine) -> Server {
     Server {
         addr,
         engine,
+        tokio: (adapter == Adapter::Tokio).then(|| hrx.recv().expect("runtime handle")),
         stop: Some(stop),
         thread: Some(thread),
     }
