@@ -330,7 +330,9 @@ fn put_key(out: &mut Vec<u8>, key: &str) {
 }
 
 fn put_props(out: &mut Vec<u8>, props: &[(String, Amf0Value)]) {
-    for (k, v) in props {
+    // An empty name would read as the object's end: AMF0 cannot carry it
+    // (AMF3 can, and its values are mapped here), so it is left out.
+    for (k, v) in props.iter().filter(|(k, _)| !k.is_empty()) {
         put_key(out, k);
         encode(v, out);
     }
@@ -460,6 +462,18 @@ mod tests {
         assert!(matches!(decode_all(&b, 16), Err(RtmpError::Amf { .. })));
         let b = [STRICT_ARRAY, 0xFF, 0xFF, 0xFF, 0xFF, NULL];
         assert!(decode_all(&b, 16).is_err());
+    }
+
+    #[test]
+    fn amf3_values_with_empty_names_re_encode() {
+        // Found by the fuzzer: an AMF3 typed object with an empty sealed
+        // member name.
+        let b = [
+            0x11u8, 0x0a, 0x23, 0x0b, 0x01, 0x0b, 0x11, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00,
+            0x05, 0x05, 0xf2, 0x05, 0x0a, 0x05, 0x11, 0x0a,
+        ];
+        let v = decode_all(&b, 16).unwrap();
+        assert!(decode_all(&encode_all(&v), 16).is_ok());
     }
 
     #[test]
