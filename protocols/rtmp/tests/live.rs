@@ -1,0 +1,327 @@
+//! Live interop with real peers over loopback TCP (ignored by default: they
+//! need ffmpeg and nginx with libnginx-mod-rtmp; run with
+//! `cargo test -p arcly-rtmp --test live -- --ignored`).
+//!
+//! * ffmpeg 5.1 publishes to a `ServerSession` driven by a blocking socket
+//!   loop in this test;
+//! * ffmpeg 5.1 plays from a `ServerSession` fed the frames of a capture;
+//! * a publishing and a playing `ClientSession` talk to nginx-rtmp.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use arcly_core::bus::{CloseReason, DeliveryRef, RecvError};
+use arcly_core::frame::{CodecId, MediaFrame, TrackSet};
+use arcly_core::session::{Input, Session, SessionEvent};
+use arcly_core::time::Instant;
+use arcly_rtmp::{ClientMode, ClientSession, ClientTarget, RtmpConfig, ServerSession};
+use bytes::BytesMut;
+use std::borrow::Borrow;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant as StdInstant};
+
+#[derive(Default)]
+struct Got {
+    tracks: Option<TrackSet>,
+    frames: Vec<MediaFrame>,
+    closed: bool,
+}
+
+/// Drives `s` over `sock` until it closes, the peer hangs up, or `limit`
+/// passes. `feed` runs once the session has accepted a request and may hand
+/// it deliveries.
+fn drive<S: Session>(
+    sock: &mut TcpStream,
+    s: &mut S,
+    limit: Duration,
+    mut feed: impl FnMut(&mut S, Instant),
+) -> Got {
+    let start = StdInstant::now();
+    let now = || Instant::from_micros(start.elapsed().as_micros() as u64);
+    sock.set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let mut got = Got::default();
+    let mut buf = vec![0u8; 64 << 10];
+    let mut fed = false;
+    loop {
+        while let Some(t) = s.poll_transmit() {
+            if sock.write_all(&t.data).is_err() {
+                return got;
+            }
+        }
+        let mut accepted = false;
+        while let Some(e) = s.poll_event() {
+            match e {
+                SessionEvent::Request(r) => {
+                    s.accept(now(), r.id);
+                    accepted = true;
+                }
+                SessionEvent::Tracks(t) => {
+                    got.tracks = Some(Borrow::<TrackSet>::borrow(&t).clone())
+                }
+                SessionEvent::Frame(f) => got.frames.push(f),
+                SessionEvent::Closed(_) => got.closed = true,
+                _ => {}
+            }
+        }
+        if accepted && !fed {
+            fed = true;
+            feed(s, now());
+            continue;
+        }
+        if s.is_closed() || start.elapsed() > limit {
+            return got;
+        }
+        match sock.read(&mut buf) {
+            Ok(0) => {
+                s.handle_input(now(), Input::Eof);
+            }
+            Ok(n) => s.handle_input(now(), Input::Stream(BytesMut::from(&buf[..n]))),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                s.handle_timeout(now());
+            }
+            Err(_) => return got,
+        }
+    }
+}
+
+const LAVFI: &[&str] = &[
+    "-f",
+    "lavfi",
+    "-i",
+    "testsrc2=size=320x240:rate=30",
+    "-f",
+    "lavfi",
+    "-i",
+    "sine=frequency=440:sample_rate=48000",
+];
+
+#[test]
+#[ignore = "needs ffmpeg"]
+fn ffmpeg_publishes_to_the_server_session() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let mut child = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args(LAVFI)
+        .args([
+            "-t",
+            "2",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "30",
+            "-c:a",
+            "aac",
+        ])
+        .args([
+            "-f",
+            "flv",
+            &format!("rtmp://127.0.0.1:{port}/live/cam?token=x"),
+        ])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("ffmpeg runs");
+    let (mut sock, _) = l.accept().unwrap();
+    let mut s = ServerSession::new(RtmpConfig::default(), Instant::ZERO);
+    let got = drive(&mut sock, &mut s, Duration::from_secs(15), |_, _| {});
+    assert!(child.wait().unwrap().success());
+    let tracks = got.tracks.unwrap();
+    assert_eq!(tracks.video().unwrap().codec, CodecId::H264);
+    assert_eq!(tracks.audio().unwrap().codec, CodecId::Aac);
+    let video = got
+        .frames
+        .iter()
+        .filter(|f| f.codec == CodecId::H264)
+        .count();
+    assert_eq!(video, 60);
+    assert!(got.frames.iter().filter(|f| f.is_key()).count() >= 2);
+    assert!(got.closed);
+}
+
+/// The frames of the committed ffmpeg 5.1 capture.
+fn capture() -> (TrackSet, Vec<MediaFrame>) {
+    let mut s = ServerSession::new(RtmpConfig::default(), Instant::ZERO);
+    s.handle_input(
+        Instant::ZERO,
+        Input::Stream(BytesMut::from(
+            &include_bytes!("../testdata/ffmpeg5_h264_aac_publish.c2s")[..],
+        )),
+    );
+    let mut got = Got::default();
+    loop {
+        while s.poll_transmit().is_some() {}
+        match s.poll_event() {
+            Some(SessionEvent::Request(r)) => s.accept(Instant::ZERO, r.id),
+            Some(SessionEvent::Tracks(t)) => {
+                got.tracks = Some(Borrow::<TrackSet>::borrow(&t).clone())
+            }
+            Some(SessionEvent::Frame(f)) => got.frames.push(f),
+            Some(_) => {}
+            None => break,
+        }
+    }
+    (got.tracks.unwrap(), got.frames)
+}
+
+fn count_packets(path: &str) -> Vec<String> {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_packets",
+            "-show_entries",
+            "stream=codec_name,nb_read_packets",
+        ])
+        .args(["-of", "csv=p=0", path])
+        .output()
+        .unwrap();
+    let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+#[ignore = "needs ffmpeg"]
+fn ffmpeg_plays_from_the_server_session() {
+    let (tracks, frames) = capture();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let dir = std::env::temp_dir().join(format!("arcly-rtmp-play-{port}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("out.flv");
+    let mut child = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-rw_timeout",
+            "5000000",
+        ])
+        .args(["-i", &format!("rtmp://127.0.0.1:{port}/live/feed")])
+        .args(["-c", "copy", "-f", "flv", out.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("ffmpeg runs");
+    let (mut sock, _) = l.accept().unwrap();
+    let mut s = ServerSession::new(RtmpConfig::default(), Instant::ZERO);
+    let tracks = Arc::new(tracks);
+    drive(&mut sock, &mut s, Duration::from_secs(5), |s, now| {
+        s.handle_delivery(now, DeliveryRef::Tracks(&tracks));
+        for f in &frames {
+            s.handle_delivery(now, DeliveryRef::Frame(f));
+        }
+        s.handle_stream_end(now, RecvError::Closed(CloseReason::PublisherEnded));
+    });
+    drop(sock);
+    assert!(child.wait().unwrap().success());
+    assert_eq!(count_packets(out.to_str().unwrap()), ["aac,142", "h264,90"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs nginx-rtmp on a free port; returns (port, prefix dir, pid file).
+fn nginx() -> Option<(u16, std::path::PathBuf)> {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
+    let dir = std::env::temp_dir().join(format!("arcly-rtmp-nginx-{port}"));
+    std::fs::create_dir_all(dir.join("conf")).ok()?;
+    std::fs::create_dir_all(dir.join("logs")).ok()?;
+    let conf = format!(
+        "load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;\ndaemon on;\npid {pid};\nerror_log {log};\nevents {{ worker_connections 64; }}\nrtmp {{ server {{ listen 127.0.0.1:{port}; application live {{ live on; }} }} }}\n",
+        pid = dir.join("nginx.pid").display(),
+        log = dir.join("logs/error.log").display(),
+    );
+    std::fs::write(dir.join("conf/nginx.conf"), conf).ok()?;
+    let ok = Command::new("nginx")
+        .arg("-p")
+        .arg(&dir)
+        .args(["-c", "conf/nginx.conf"])
+        .status()
+        .ok()?
+        .success();
+    std::thread::sleep(Duration::from_millis(300));
+    ok.then_some((port, dir))
+}
+
+#[test]
+#[ignore = "needs nginx with libnginx-mod-rtmp"]
+fn client_sessions_publish_to_and_play_from_nginx() {
+    let (tracks, frames) = capture();
+    let (port, dir) = nginx().expect("nginx starts");
+    let target = move |name: &str| ClientTarget {
+        app: "live".into(),
+        stream: name.into(),
+        tc_url: format!("rtmp://127.0.0.1:{port}/live"),
+    };
+    // The player connects first and waits for the publisher.
+    let mut play_sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let player = std::thread::spawn(move || {
+        let mut c = ClientSession::new(
+            RtmpConfig::default(),
+            ClientMode::Play,
+            target("relay"),
+            Instant::ZERO,
+        );
+        drive(&mut play_sock, &mut c, Duration::from_secs(8), |_, _| {})
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let mut pub_sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut c = ClientSession::new(
+        RtmpConfig::default(),
+        ClientMode::Publish,
+        target("relay"),
+        Instant::ZERO,
+    );
+    let tracks = Arc::new(tracks);
+    c.handle_delivery(Instant::ZERO, DeliveryRef::Tracks(&tracks));
+    for f in &frames {
+        c.handle_delivery(Instant::ZERO, DeliveryRef::Frame(f));
+    }
+    c.handle_stream_end(
+        Instant::ZERO,
+        RecvError::Closed(CloseReason::PublisherEnded),
+    );
+    let published = drive(&mut pub_sock, &mut c, Duration::from_secs(3), |_, _| {});
+    assert!(!published.closed, "nginx refused the publish");
+    assert_eq!(c.frames_sent(), frames.len() as u64);
+    drop(pub_sock);
+    let got = player.join().unwrap();
+    let pid = std::fs::read_to_string(dir.join("nginx.pid")).unwrap();
+    let _ = Command::new("kill").arg(pid.trim()).status();
+    let tracks_got = got.tracks.expect("the player got tracks");
+    assert_eq!(
+        tracks_got.video().unwrap().config,
+        tracks.video().unwrap().config
+    );
+    // nginx relays from the moment the player joined: everything.
+    let video = got
+        .frames
+        .iter()
+        .filter(|f| f.codec == CodecId::H264)
+        .count();
+    assert_eq!(video, 90);
+    let payloads: Vec<_> = frames
+        .iter()
+        .filter(|f| f.codec == CodecId::H264)
+        .map(|f| &f.payload)
+        .collect();
+    let got_payloads: Vec<_> = got
+        .frames
+        .iter()
+        .filter(|f| f.codec == CodecId::H264)
+        .map(|f| &f.payload)
+        .collect();
+    assert_eq!(payloads, got_payloads);
+    let _ = std::fs::remove_dir_all(&dir);
+}
