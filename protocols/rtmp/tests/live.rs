@@ -143,15 +143,19 @@ fn ffmpeg_publishes_to_the_server_session() {
     assert!(got.closed);
 }
 
+const FFMPEG5_H264_AAC: &[u8] = include_bytes!("../testdata/ffmpeg5_h264_aac_publish.c2s");
+const FFMPEG9_HEVC_AAC: &[u8] = include_bytes!("../testdata/ffmpeg9_hevc_aac_publish.c2s");
+const FFMPEG9_AV1_OPUS: &[u8] = include_bytes!("../testdata/ffmpeg9_av1_opus_publish.c2s");
+
 /// The frames of the committed ffmpeg 5.1 capture.
 fn capture() -> (TrackSet, Vec<MediaFrame>) {
+    capture_of(FFMPEG5_H264_AAC)
+}
+
+/// The frames of a committed capture.
+fn capture_of(bytes: &[u8]) -> (TrackSet, Vec<MediaFrame>) {
     let mut s = ServerSession::new(RtmpConfig::default(), Instant::ZERO);
-    s.handle_input(
-        Instant::ZERO,
-        Input::Stream(BytesMut::from(
-            &include_bytes!("../testdata/ffmpeg5_h264_aac_publish.c2s")[..],
-        )),
-    );
+    s.handle_input(Instant::ZERO, Input::Stream(BytesMut::from(bytes)));
     let mut got = Got::default();
     loop {
         while s.poll_transmit().is_some() {}
@@ -188,26 +192,20 @@ fn count_packets(path: &str) -> Vec<String> {
     v
 }
 
-#[test]
-#[ignore = "needs ffmpeg"]
-fn ffmpeg_plays_from_the_server_session() {
-    let (tracks, frames) = capture();
+/// ffmpeg (`bin`) plays `capture` from a server session into a Matroska
+/// file (which Debian's ffprobe reads for every codec);
+/// returns ffprobe's packet counts.
+fn play_with(bin: &str, capture: &[u8]) -> Vec<String> {
+    let (tracks, frames) = capture_of(capture);
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let dir = std::env::temp_dir().join(format!("arcly-rtmp-play-{port}"));
     std::fs::create_dir_all(&dir).unwrap();
-    let out = dir.join("out.flv");
-    let mut child = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-rw_timeout",
-            "5000000",
-        ])
+    let out = dir.join("out.mkv");
+    let mut child = Command::new(bin)
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-rw_timeout", "5000000"])
         .args(["-i", &format!("rtmp://127.0.0.1:{port}/live/feed")])
-        .args(["-c", "copy", "-f", "flv", out.to_str().unwrap()])
+        .args(["-c", "copy", "-f", "matroska", out.to_str().unwrap()])
         .stdin(Stdio::null())
         .spawn()
         .expect("ffmpeg runs");
@@ -223,8 +221,32 @@ fn ffmpeg_plays_from_the_server_session() {
     });
     drop(sock);
     assert!(child.wait().unwrap().success());
-    assert_eq!(count_packets(out.to_str().unwrap()), ["aac,142", "h264,90"]);
+    let counts = count_packets(out.to_str().unwrap());
     let _ = std::fs::remove_dir_all(&dir);
+    counts
+}
+
+#[test]
+#[ignore = "needs ffmpeg"]
+fn ffmpeg_plays_from_the_server_session() {
+    assert_eq!(play_with("ffmpeg", FFMPEG5_H264_AAC), ["aac,142", "h264,90"]);
+}
+
+/// ffmpeg 9 from `pip install imageio-ffmpeg`.
+fn ffmpeg9() -> String {
+    let out = Command::new("python3")
+        .args(["-c", "import imageio_ffmpeg as m; print(m.get_ffmpeg_exe())"])
+        .output()
+        .expect("python3 with imageio-ffmpeg");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+#[ignore = "needs ffmpeg 9 (pip install imageio-ffmpeg) and ffprobe"]
+fn ffmpeg9_plays_enhanced_rtmp_from_the_server_session() {
+    let f9 = ffmpeg9();
+    assert_eq!(play_with(&f9, FFMPEG9_HEVC_AAC), ["aac,142", "hevc,90"]);
+    assert_eq!(play_with(&f9, FFMPEG9_AV1_OPUS), ["av1,90", "opus,151"]);
 }
 
 /// Runs nginx-rtmp on a free port; returns (port, prefix dir, pid file).
