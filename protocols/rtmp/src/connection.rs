@@ -39,6 +39,8 @@ pub struct Connection {
     received: u64,
     acked: u64,
     peer_window: u32,
+    /// The window this side last announced with Window Acknowledgement Size.
+    announced_window: Option<u32>,
 }
 
 impl Connection {
@@ -56,6 +58,7 @@ impl Connection {
             received: 0,
             acked: 0,
             peer_window: 0,
+            announced_window: None,
         }
     }
 
@@ -145,7 +148,13 @@ impl Connection {
             RtmpMessage::SetChunkSize(n) => self.decoder.set_chunk_size(*n)?,
             RtmpMessage::Abort(csid) => self.decoder.abort(*csid),
             RtmpMessage::WindowAckSize(n) => self.peer_window = *n,
-            RtmpMessage::Acknowledgement(_) | RtmpMessage::SetPeerBandwidth { .. } => {}
+            RtmpMessage::Acknowledgement(_) => {}
+            // Section 5.4.5: answer a new peer bandwidth with our window.
+            RtmpMessage::SetPeerBandwidth { size, .. } => {
+                if self.announced_window != Some(*size) {
+                    self.announce_window(*size);
+                }
+            }
             RtmpMessage::UserControl(UserControl::PingRequest(t)) => self.send(
                 CSID_CONTROL,
                 0,
@@ -196,6 +205,12 @@ impl Connection {
         };
         self.encoder
             .write(&mut self.output, csid, stream_id, ts, t, &[head, payload]);
+    }
+
+    /// Sends Window Acknowledgement Size.
+    pub fn announce_window(&mut self, size: u32) {
+        self.announced_window = Some(size);
+        self.send(CSID_CONTROL, 0, 0, &RtmpMessage::WindowAckSize(size));
     }
 
     /// Sends Set Chunk Size with the configured size and starts using it.

@@ -294,6 +294,18 @@ impl ServerSession {
             .and_then(Amf0Value::as_str)
             .unwrap_or("");
         let q = command::split_query(app);
+        if q.name.trim_matches('/').is_empty() {
+            // Nothing can be published or played without an application.
+            let mut v = command::status(
+                "_error",
+                "error",
+                code::CONNECT_REJECTED,
+                "connect names no application",
+            );
+            v[1] = Amf0Value::Number(c.transaction);
+            self.conn.send_command(CSID_COMMAND, 0, v);
+            return;
+        }
         let tc_token = c
             .object
             .get("tcUrl")
@@ -308,8 +320,7 @@ impl ServerSession {
             .unwrap_or(0.0);
         let cfg = &self.conn.cfg;
         let (window, bw) = (cfg.window_ack_size, cfg.peer_bandwidth);
-        self.conn
-            .send(CSID_CONTROL, 0, 0, &RtmpMessage::WindowAckSize(window));
+        self.conn.announce_window(window);
         self.conn.send(
             CSID_CONTROL,
             0,

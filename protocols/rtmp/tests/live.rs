@@ -203,7 +203,14 @@ fn play_with(bin: &str, capture: &[u8]) -> Vec<String> {
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join("out.mkv");
     let mut child = Command::new(bin)
-        .args(["-hide_banner", "-loglevel", "error", "-y", "-rw_timeout", "5000000"])
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-rw_timeout",
+            "5000000",
+        ])
         .args(["-i", &format!("rtmp://127.0.0.1:{port}/live/feed")])
         .args(["-c", "copy", "-f", "matroska", out.to_str().unwrap()])
         .stdin(Stdio::null())
@@ -229,13 +236,19 @@ fn play_with(bin: &str, capture: &[u8]) -> Vec<String> {
 #[test]
 #[ignore = "needs ffmpeg"]
 fn ffmpeg_plays_from_the_server_session() {
-    assert_eq!(play_with("ffmpeg", FFMPEG5_H264_AAC), ["aac,142", "h264,90"]);
+    assert_eq!(
+        play_with("ffmpeg", FFMPEG5_H264_AAC),
+        ["aac,142", "h264,90"]
+    );
 }
 
 /// ffmpeg 9 from `pip install imageio-ffmpeg`.
 fn ffmpeg9() -> String {
     let out = Command::new("python3")
-        .args(["-c", "import imageio_ffmpeg as m; print(m.get_ffmpeg_exe())"])
+        .args([
+            "-c",
+            "import imageio_ffmpeg as m; print(m.get_ffmpeg_exe())",
+        ])
         .output()
         .expect("python3 with imageio-ffmpeg");
     String::from_utf8_lossy(&out.stdout).trim().to_owned()

@@ -1,0 +1,234 @@
+//! Protocol control as the specification and real peers require it:
+//! acknowledgements at the peer's window, ping answers, abort, chunk sizes,
+//! peer bandwidth, and connect's answers.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use arcly_core::session::{Input, Session, SessionEvent};
+use arcly_core::time::Instant;
+use arcly_rtmp::amf0::{self, Amf0Value};
+use arcly_rtmp::chunk::{ChunkDecoder, ChunkEncoder};
+use arcly_rtmp::handshake::PACKET_SIZE;
+use arcly_rtmp::message::{RtmpMessage, UserControl};
+use arcly_rtmp::{RtmpConfig, ServerSession};
+use bytes::BytesMut;
+
+struct Peer {
+    s: ServerSession,
+    enc: ChunkEncoder,
+    dec: ChunkDecoder,
+    from_server: BytesMut,
+    handshake_seen: bool,
+}
+
+impl Peer {
+    fn new() -> Peer {
+        let mut p = Peer {
+            s: ServerSession::new(RtmpConfig::default(), Instant::ZERO),
+            enc: ChunkEncoder::new(),
+            dec: ChunkDecoder::new(1 << 20, 64),
+            from_server: BytesMut::new(),
+            handshake_seen: false,
+        };
+        let mut hs = vec![3u8];
+        hs.resize(1 + 2 * PACKET_SIZE, 0);
+        p.raw(&hs);
+        p
+    }
+
+    fn raw(&mut self, b: &[u8]) {
+        self.s
+            .handle_input(Instant::ZERO, Input::Stream(BytesMut::from(b)));
+        while let Some(t) = self.s.poll_transmit() {
+            self.from_server.extend_from_slice(&t.data);
+        }
+    }
+
+    fn send(&mut self, csid: u32, stream: u32, m: &RtmpMessage) {
+        let (t, body) = m.encode();
+        let mut out = BytesMut::new();
+        self.enc.write(&mut out, csid, stream, 0, t, &[&body]);
+        self.raw(&out);
+    }
+
+    fn received(&mut self) -> Vec<RtmpMessage> {
+        if !self.handshake_seen && self.from_server.len() >= 1 + 2 * PACKET_SIZE {
+            let _ = self.from_server.split_to(1 + 2 * PACKET_SIZE);
+            self.handshake_seen = true;
+        }
+        let mut out = Vec::new();
+        while let Some(m) = self.dec.read(&mut self.from_server).unwrap() {
+            let m = RtmpMessage::decode(&m, 16).unwrap();
+            if let RtmpMessage::SetChunkSize(n) = m {
+                self.dec.set_chunk_size(n).unwrap();
+            }
+            out.push(m);
+        }
+        out
+    }
+
+    fn connect(&mut self, app: &str) -> Vec<RtmpMessage> {
+        self.send(
+            3,
+            0,
+            &RtmpMessage::Command(vec![
+                amf0::string("connect"),
+                Amf0Value::Number(1.0),
+                amf0::object([
+                    ("app", amf0::string(app)),
+                    ("objectEncoding", Amf0Value::Number(3.0)),
+                ]),
+            ]),
+        );
+        self.received()
+    }
+}
+
+#[test]
+fn connect_answer_is_what_clients_expect() {
+    let mut p = Peer::new();
+    let msgs = p.connect("live");
+    assert!(msgs.contains(&RtmpMessage::WindowAckSize(2_500_000)));
+    assert!(msgs.contains(&RtmpMessage::SetPeerBandwidth {
+        size: 2_500_000,
+        limit: 2
+    }));
+    assert!(msgs
+        .iter()
+        .any(|m| matches!(m, RtmpMessage::SetChunkSize(n) if *n >= 4096)));
+    let result = msgs
+        .iter()
+        .find_map(|m| match m {
+            RtmpMessage::Command(v) if v[0] == amf0::string("_result") => Some(v.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(result[1], Amf0Value::Number(1.0));
+    assert!(result[2].get("fmsVer").is_some());
+    assert_eq!(
+        result[2].get("capabilities"),
+        Some(&Amf0Value::Number(31.0))
+    );
+    assert_eq!(
+        result[3].get("code"),
+        Some(&amf0::string("NetConnection.Connect.Success"))
+    );
+    assert_eq!(
+        result[3].get("objectEncoding"),
+        Some(&Amf0Value::Number(3.0))
+    );
+}
+
+#[test]
+fn connect_without_an_application_is_rejected() {
+    let mut p = Peer::new();
+    let msgs = p.connect("");
+    assert!(msgs.iter().any(|m| matches!(m, RtmpMessage::Command(v)
+        if v[0] == amf0::string("_error")
+        && v[3].get("code") == Some(&amf0::string("NetConnection.Connect.Rejected")))));
+}
+
+#[test]
+fn acknowledgements_follow_the_peer_window() {
+    let mut p = Peer::new();
+    p.connect("live");
+    p.send(2, 0, &RtmpMessage::WindowAckSize(1000));
+    let mut acks = Vec::new();
+    for _ in 0..10 {
+        // 300 bytes of audio each, on an unpublished stream (ignored).
+        p.send(4, 1, &RtmpMessage::Audio(vec![0xAF; 300].into()));
+        acks.extend(p.received().into_iter().filter_map(|m| match m {
+            RtmpMessage::Acknowledgement(n) => Some(n),
+            _ => None,
+        }));
+    }
+    // 3000+ bytes after the window was set: at least two acknowledgements,
+    // each at least a window after the previous.
+    assert!(acks.len() >= 2, "{acks:?}");
+    for w in acks.windows(2) {
+        assert!(w[1] - w[0] >= 1000);
+    }
+}
+
+#[test]
+fn ping_is_answered_and_peer_bandwidth_gets_a_window() {
+    let mut p = Peer::new();
+    p.connect("live");
+    p.send(
+        2,
+        0,
+        &RtmpMessage::UserControl(UserControl::PingRequest(1234)),
+    );
+    assert!(p
+        .received()
+        .contains(&RtmpMessage::UserControl(UserControl::PingResponse(1234))));
+    p.send(
+        2,
+        0,
+        &RtmpMessage::SetPeerBandwidth {
+            size: 5_000_000,
+            limit: 2,
+        },
+    );
+    assert!(p
+        .received()
+        .contains(&RtmpMessage::WindowAckSize(5_000_000)));
+}
+
+#[test]
+fn abort_drops_the_partial_message() {
+    let mut p = Peer::new();
+    p.connect("live");
+    // The first chunk of a 300-byte command (chunk size 128), then Abort on
+    // its chunk stream, then a complete createStream on the same stream.
+    let (t, body) = RtmpMessage::Command(vec![
+        amf0::string("createStream"),
+        Amf0Value::Number(2.0),
+        Amf0Value::Null,
+        amf0::string(&"x".repeat(260)),
+    ])
+    .encode();
+    let mut out = BytesMut::new();
+    let mut enc = ChunkEncoder::new();
+    enc.write(&mut out, 8, 0, 0, t, &[&body]);
+    p.raw(&out[..12 + 128]);
+    p.send(2, 0, &RtmpMessage::Abort(8));
+    let mut out = BytesMut::new();
+    let (t, body) = RtmpMessage::Command(vec![
+        amf0::string("createStream"),
+        Amf0Value::Number(3.0),
+        Amf0Value::Null,
+    ])
+    .encode();
+    ChunkEncoder::new().write(&mut out, 8, 0, 0, t, &[&body]);
+    p.raw(&out);
+    let results: Vec<f64> = p
+        .received()
+        .into_iter()
+        .filter_map(|m| match m {
+            RtmpMessage::Command(v) if v[0] == amf0::string("_result") => v[1].as_number(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(results, [3.0]);
+    while let Some(e) = p.s.poll_event() {
+        assert!(!matches!(e, SessionEvent::Closed(_)), "{e:?}");
+    }
+}
+
+#[test]
+fn idle_sessions_time_out() {
+    let mut s = ServerSession::new(RtmpConfig::default(), Instant::ZERO);
+    let at = s.poll_timeout().unwrap();
+    assert_eq!(at, Instant::from_millis(30_000));
+    s.handle_timeout(Instant::from_millis(29_999));
+    assert!(s.poll_event().is_none());
+    s.handle_timeout(at);
+    assert_eq!(
+        s.poll_event(),
+        Some(SessionEvent::Closed(
+            arcly_core::session::SessionEnd::Timeout
+        ))
+    );
+    assert!(s.is_closed());
+}
