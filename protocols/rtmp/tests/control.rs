@@ -52,7 +52,7 @@ impl Peer {
     }
 
     fn received(&mut self) -> Vec<RtmpMessage> {
-        if !self.handshake_seen && self.from_server.len() >= 1 + 2 * PACKET_SIZE {
+        if !self.handshake_seen && self.from_server.len() > 2 * PACKET_SIZE {
             let _ = self.from_server.split_to(1 + 2 * PACKET_SIZE);
             self.handshake_seen = true;
         }
