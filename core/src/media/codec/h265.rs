@@ -133,6 +133,8 @@ pub struct Sps {
     pub width: u32,
     /// Height in luma samples inside the conformance window.
     pub height: u32,
+    /// `(vui_num_units_in_tick, vui_time_scale)` when the VUI has timing.
+    pub timing: Option<(u32, u32)>,
 }
 
 impl Sps {
@@ -197,6 +199,9 @@ impl Sps {
         if bit_depth_luma_minus8 > 8 || bit_depth_chroma_minus8 > 8 {
             return Err(CodecError::Invalid("bit depth"));
         }
+        // The rest is read only for the VUI timing; a stream whose SPS this
+        // cannot follow still gets its size and profile.
+        let timing = read_to_vui_timing(&mut r, max_sub_layers_minus1).unwrap_or(None);
         Ok(Sps {
             max_sub_layers_minus1,
             temporal_id_nesting,
@@ -206,7 +211,19 @@ impl Sps {
             bit_depth_chroma_minus8,
             width,
             height,
+            timing,
         })
+    }
+
+    /// Frames per second times 1000 from the VUI timing
+    /// (`time_scale / num_units_in_tick`, §E.3.1), 0 when unknown.
+    pub fn frame_rate_milli(&self) -> u32 {
+        match self.timing {
+            Some((units, scale)) if units > 0 => {
+                u32::try_from(u64::from(scale) * 1000 / u64::from(units)).unwrap_or(0)
+            }
+            _ => 0,
+        }
     }
 
     /// The track parameters this SPS gives (`hvc1` codec string).
@@ -214,10 +231,142 @@ impl Sps {
         TrackParams {
             width: self.width,
             height: self.height,
+            frame_rate_milli: self.frame_rate_milli(),
             codec_string: self.ptl.codec_string("hvc1"),
             ..TrackParams::default()
         }
     }
+}
+
+/// Reads the SPS from `log2_max_pic_order_cnt_lsb_minus4` to the VUI's
+/// `vui_timing_info` (§7.3.2.2.1, §7.3.4 scaling lists, §7.3.7 short-term
+/// reference picture sets, §E.2.1 VUI).
+fn read_to_vui_timing(
+    r: &mut BitReader<'_>,
+    max_sub_layers_minus1: u8,
+) -> Result<Option<(u32, u32)>, CodecError> {
+    let log2_max_poc_lsb = r.read_ue()? + 4;
+    if log2_max_poc_lsb > 16 {
+        return Err(CodecError::Invalid("log2_max_pic_order_cnt_lsb_minus4"));
+    }
+    let all_sub_layers = r.read_flag()?;
+    let first = if all_sub_layers {
+        0
+    } else {
+        max_sub_layers_minus1
+    };
+    for _ in first..=max_sub_layers_minus1 {
+        r.read_ue()?;
+        r.read_ue()?;
+        r.read_ue()?;
+    }
+    for _ in 0..6 {
+        r.read_ue()?; // coding block and transform sizes, hierarchy depths
+    }
+    if r.read_flag()? && r.read_flag()? {
+        // scaling_list_data() (§7.3.4)
+        for size_id in 0..4u32 {
+            let step = if size_id == 3 { 3 } else { 1 };
+            let mut matrix_id = 0;
+            while matrix_id < 6 {
+                if !r.read_flag()? {
+                    r.read_ue()?; // scaling_list_pred_matrix_id_delta
+                } else {
+                    let coefs = 64.min(1 << (4 + (size_id << 1)));
+                    if size_id > 1 {
+                        r.read_se()?;
+                    }
+                    for _ in 0..coefs {
+                        r.read_se()?;
+                    }
+                }
+                matrix_id += step;
+            }
+        }
+    }
+    r.skip(2)?; // amp_enabled_flag, sample_adaptive_offset_enabled_flag
+    if r.read_flag()? {
+        // pcm_enabled_flag
+        r.skip(8)?;
+        r.read_ue()?;
+        r.read_ue()?;
+        r.skip(1)?;
+    }
+    let num_sets = r.read_ue()?;
+    if num_sets > 64 {
+        return Err(CodecError::Invalid("num_short_term_ref_pic_sets"));
+    }
+    let mut num_delta_pocs = [0u32; 65];
+    for idx in 0..num_sets as usize {
+        let inter = idx != 0 && r.read_flag()?;
+        if inter {
+            r.skip(1)?; // delta_rps_sign
+            r.read_ue()?; // abs_delta_rps_minus1
+            let mut n = 0;
+            for _ in 0..=num_delta_pocs[idx - 1] {
+                let used = r.read_flag()?;
+                let use_delta = used || r.read_flag()?;
+                if use_delta {
+                    n += 1;
+                }
+            }
+            num_delta_pocs[idx] = n;
+        } else {
+            let neg = r.read_ue()?;
+            let pos = r.read_ue()?;
+            if neg > 16 || pos > 16 {
+                return Err(CodecError::Invalid("short-term reference picture count"));
+            }
+            for _ in 0..neg + pos {
+                r.read_ue()?;
+                r.skip(1)?;
+            }
+            num_delta_pocs[idx] = neg + pos;
+        }
+    }
+    if r.read_flag()? {
+        // long_term_ref_pics_present_flag
+        let n = r.read_ue()?;
+        if n > 32 {
+            return Err(CodecError::Invalid("num_long_term_ref_pics_sps"));
+        }
+        for _ in 0..n {
+            r.skip(log2_max_poc_lsb as usize + 1)?;
+        }
+    }
+    r.skip(2)?; // temporal MVP, strong intra smoothing
+    if !r.read_flag()? {
+        return Ok(None); // no VUI
+    }
+    if r.read_flag()? && r.read_u8(8)? == 255 {
+        r.skip(32)?; // SAR
+    }
+    if r.read_flag()? {
+        r.skip(1)?; // overscan_appropriate_flag
+    }
+    if r.read_flag()? {
+        r.skip(4)?;
+        if r.read_flag()? {
+            r.skip(24)?;
+        }
+    }
+    if r.read_flag()? {
+        r.read_ue()?;
+        r.read_ue()?;
+    }
+    r.skip(3)?; // neutral_chroma, field_seq, frame_field_info
+    if r.read_flag()? {
+        // default_display_window_flag
+        for _ in 0..4 {
+            r.read_ue()?;
+        }
+    }
+    if r.read_flag()? {
+        let units = r.read_u32(32)?;
+        let scale = r.read_u32(32)?;
+        return Ok(Some((units, scale)));
+    }
+    Ok(None)
 }
 
 /// The ids at the head of a PPS (§7.3.2.3.1).
@@ -440,6 +589,8 @@ mod tests {
         assert_eq!(s.ptl.compatibility, 0x6000_0000);
         assert_eq!(s.ptl.constraints, [0x90, 0, 0, 0, 0, 0]);
         assert_eq!(s.params().codec_string.as_str(), "hvc1.1.6.L60.90");
+        assert_eq!(s.timing, Some((1, 30)));
+        assert_eq!(s.params().frame_rate_milli, 30_000);
         assert_eq!(parse_vps_ptl(VPS).unwrap(), s.ptl);
         assert_eq!(Pps::parse(PPS).unwrap(), Pps { id: 0, sps_id: 0 });
     }

@@ -266,6 +266,16 @@ impl Fmp4Muxer {
         self.cut();
     }
 
+    /// Ends the current segment now (at a discontinuity): everything held
+    /// is cut as by [`flush`](Self::flush), and the next fragment starts a
+    /// new segment with its own timing.
+    pub fn start_new_segment(&mut self) {
+        self.flush();
+        self.next_starts_segment = true;
+        self.segment_start = None;
+        self.part_start = None;
+    }
+
     /// Turns everything queued into one fragment.
     fn cut(&mut self) {
         if self.tracks.iter().all(|t| t.queue.is_empty()) {

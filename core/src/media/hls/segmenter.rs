@@ -232,14 +232,20 @@ impl HlsSegmenter {
     pub fn push(&mut self, frame: &MediaFrame) -> Result<(), HlsError> {
         if frame.track == self.lead {
             if frame.discontinuity && self.open_start.is_some() {
+                let lead_duration = self.open_lead_duration();
+                match &mut self.muxer {
+                    Muxer::Ts(m) => {
+                        self.open_duration = lead_duration;
+                        m.start_segment();
+                    }
+                    Muxer::Fmp4(m) => {
+                        m.start_new_segment();
+                        self.take_fragments();
+                    }
+                }
                 self.finish_open_segment();
                 self.playlist.mark_discontinuity();
-                if let Muxer::Fmp4(m) = &mut self.muxer {
-                    // Fragments already cut were taken; force the rest out.
-                    m.flush();
-                    self.take_fragments();
-                    self.finish_open_segment();
-                }
+                self.last_lead = None;
             }
             if let Some((last, _)) = self.last_lead {
                 let d = frame.dts.ticks_since(last);
@@ -362,17 +368,24 @@ impl HlsSegmenter {
         self.open_parts = 0;
     }
 
+    /// The open TS segment's duration from its first lead frame to the end
+    /// of its last one (which takes the duration of the one before it).
+    fn open_lead_duration(&self) -> f64 {
+        match (self.open_start, self.last_lead) {
+            (Some(start), Some((last, d))) => {
+                (last.ticks_since(start) + d) as f64 / f64::from(start.timescale.hz())
+            }
+            _ => self.open_duration,
+        }
+    }
+
     /// Ends the stream: the last segment is completed (its last frame taking
     /// the duration of the one before it) and the playlist gets
     /// `EXT-X-ENDLIST`.
     pub fn finish(&mut self) {
+        let lead_duration = self.open_lead_duration();
         match &mut self.muxer {
-            Muxer::Ts(_) => {
-                if let (Some(start), Some((last, d))) = (self.open_start, self.last_lead) {
-                    let ticks = last.ticks_since(start) + d;
-                    self.open_duration = ticks as f64 / f64::from(start.timescale.hz());
-                }
-            }
+            Muxer::Ts(_) => self.open_duration = lead_duration,
             Muxer::Fmp4(m) => {
                 m.flush();
                 self.take_fragments();
@@ -484,6 +497,48 @@ mod tests {
             p.contains("#EXTINF:1.00000,\nseg1.m4s\n#EXT-X-ENDLIST\n"),
             "{p}"
         );
+    }
+
+    #[test]
+    fn discontinuity_starts_a_new_segment_in_both_formats() {
+        let d = demux(H264_OPUS, 65536);
+        for format in [SegmentFormat::Ts, SegmentFormat::Fmp4] {
+            let mut s = HlsSegmenter::new(
+                &d.track_set(),
+                HlsConfig {
+                    format,
+                    target_duration: 1,
+                    ..HlsConfig::default()
+                },
+            )
+            .unwrap();
+            let mut segments = 0;
+            // The stream, then the stream again from its start: the clock
+            // jumps back, flagged on the first frame of each track.
+            for round in 0..2 {
+                let mut seen = [false; 2];
+                for f in &d.frames {
+                    let mut f = f.clone();
+                    let t = usize::from(f.track.0);
+                    if round == 1 && !seen[t] {
+                        f.discontinuity = true;
+                    }
+                    seen[t] = true;
+                    s.push(&f).unwrap();
+                    while let Some(e) = s.poll_event() {
+                        segments += usize::from(matches!(e, HlsEvent::Segment { .. }));
+                    }
+                }
+            }
+            s.finish();
+            while let Some(e) = s.poll_event() {
+                segments += usize::from(matches!(e, HlsEvent::Segment { .. }));
+            }
+            assert_eq!(segments, 4, "{format:?}");
+            let p = s.playlist().render();
+            assert_eq!(p.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{p}");
+            assert_eq!(p.matches("#EXTINF:1.00000,").count(), 4, "{format:?}: {p}");
+        }
     }
 
     #[test]

@@ -345,6 +345,13 @@ impl TsMuxer {
         let dts = frame.dts.rescale(Timescale::MPEG).ticks;
         let pts = frame.pts.rescale(Timescale::MPEG).ticks;
 
+        if frame.discontinuity && self.streams[idx].pid == self.pcr_pid {
+            // A new time base: the PCR restarts from this frame (its first
+            // packet carries discontinuity_indicator) and the tables repeat.
+            self.last_pcr = None;
+            self.last_dts = None;
+            self.force_psi = true;
+        }
         if self.force_psi || self.last_psi.is_none_or_gap(dts, self.config.psi_interval) {
             self.write_psi(out);
             self.force_psi = false;

@@ -114,6 +114,7 @@ fn h265_and_aac() {
     assert_eq!(v.codec, CodecId::H265);
     assert_eq!((v.params.width, v.params.height), (320, 240));
     assert_eq!(v.params.codec_string.as_str(), "hvc1.1.6.L60.90");
+    assert_eq!(v.params.frame_rate_milli, 30_000);
     assert_eq!((d.of(0).len(), d.of(1).len()), (60, 95));
     assert!(d.of(0)[0].is_key());
 }
@@ -409,4 +410,45 @@ fn oversized_pes_is_dropped_and_reported() {
     }
     assert!(too_large > 0);
     assert!(frames < 155);
+}
+
+#[test]
+fn discontinuity_round_trip() {
+    let d = demux(H264_AAC, 65536);
+    let mut m = TsMuxer::new(&d.track_set(), TsMuxerConfig::default()).unwrap();
+    let mut out = BytesMut::new();
+    for round in 0..2 {
+        let mut seen = [false; 2];
+        for f in &d.frames {
+            let mut f = f.clone();
+            let t = usize::from(f.track.0);
+            f.discontinuity = round == 1 && !seen[t];
+            seen[t] = true;
+            m.write_frame(&f, &mut out).unwrap();
+        }
+    }
+    let back = demux(&out, 4096);
+    assert_eq!(back.frames.len(), 2 * d.frames.len());
+    assert!(
+        back.other
+            .iter()
+            .any(|e| matches!(e, TsEvent::Discontinuity { pid: 0x100 })),
+        "{:?}",
+        back.other
+    );
+    assert!(
+        back.other
+            .iter()
+            .all(|e| matches!(e, TsEvent::Discontinuity { .. })),
+        "{:?}",
+        back.other
+    );
+    // Video times restart exactly where the first round started.
+    let v = back.of(0);
+    let n = d.of(0).len();
+    assert!(v[n].discontinuity);
+    for i in 0..n {
+        assert_eq!(v[i].dts, v[n + i].dts);
+        assert_eq!(v[i].pts, v[n + i].pts);
+    }
 }
