@@ -1,6 +1,23 @@
-//! The media plane: codec parsers, containers (MPEG-TS, fMP4/CMAF, FLV) and
-//! playlists (HLS, LL-HLS), each a state machine: frames in, bytes,
-//! segments and playlist updates out.
+//! The media plane: codec parsers, containers and playlists, each a sans-IO
+//! state machine: frames in; bytes, segments and playlist updates out.
+//!
+//! * [`codec`]: bitstream parsers (H.264/H.265 parameter sets, AV1 sequence
+//!   header, VP9 frame header, AAC AudioSpecificConfig and ADTS, OpusHead,
+//!   MPEG audio headers), Annex-B/length-prefixed conversion, the decoder
+//!   configuration records (`avcC`, `hvcC`, `av1C`, `vpcC`, `esds`, `dOps`)
+//!   and RFC 6381 codec strings computed from the bitstream.
+//! * [`ts`]: MPEG-TS multiplexer and demultiplexer (H.222.0).
+//! * [`fmp4`]: fragmented MP4 / CMAF init segments, segments and LL-HLS
+//!   parts (ISO/IEC 14496-12, 23000-19).
+//! * [`hls`]: HLS and LL-HLS media and multivariant playlists, the segmenter,
+//!   and answers to blocking playlist reloads (RFC 8216bis).
+//!
+//! Frames everywhere are [`MediaFrame`](crate::frame::MediaFrame)s in the
+//! canonical payload form of [`crate::frame`]; decoder configuration travels
+//! as [`TrackInfo::config`](crate::frame::TrackInfo::config). Nothing here
+//! reads a clock or performs IO; every length read from input is bounded
+//! before it is used to allocate.
+
 pub mod codec;
 pub mod fmp4;
 pub mod hls;

@@ -176,7 +176,8 @@ impl AudioSpecificConfig {
         if self.object_type == 5 || self.object_type == 29 {
             write_sr(
                 &mut w,
-                self.extension_sample_rate.unwrap_or(self.sample_rate * 2),
+                self.extension_sample_rate
+                    .unwrap_or(self.sample_rate.saturating_mul(2)),
             );
             write_ot(&mut w, self.core_object_type);
         }
@@ -281,11 +282,13 @@ impl AdtsHeader {
 
     /// The `AudioSpecificConfig` equivalent to this header.
     pub fn config(&self) -> AudioSpecificConfig {
-        AudioSpecificConfig::lc(
-            SAMPLE_RATES[usize::from(self.sample_rate_index)],
-            self.channel_config,
-        )
-        .with_object_type(self.object_type)
+        // The index was checked by `parse`; a hand-built header with a bad
+        // one gets rate 0 rather than a panic.
+        let rate = SAMPLE_RATES
+            .get(usize::from(self.sample_rate_index))
+            .copied()
+            .unwrap_or(0);
+        AudioSpecificConfig::lc(rate, self.channel_config).with_object_type(self.object_type)
     }
 
     /// A header for a raw access unit of `payload_len` bytes under `asc`
@@ -318,8 +321,8 @@ impl AdtsHeader {
         out.put_u8(0xFF);
         out.put_u8(0xF1); // MPEG-4, layer 0, protection absent
         out.put_u8(
-            ((self.object_type - 1) << 6)
-                | (self.sample_rate_index << 2)
+            ((self.object_type.wrapping_sub(1) & 3) << 6)
+                | ((self.sample_rate_index & 0xF) << 2)
                 | ((self.channel_config >> 2) & 1),
         );
         out.put_u8(((self.channel_config & 3) << 6) | ((len >> 11) & 3) as u8);

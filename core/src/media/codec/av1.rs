@@ -448,7 +448,7 @@ impl Av1Config {
                 | (s.chroma_sample_position & 3),
         );
         match s.initial_display_delay {
-            Some(d) => b.put_u8(0x10 | ((d - 1) & 0xF)),
+            Some(d) => b.put_u8(0x10 | (d.wrapping_sub(1) & 0xF)),
             None => b.put_u8(0),
         }
         b.extend_from_slice(&self.seq_obu);

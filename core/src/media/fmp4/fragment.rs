@@ -12,8 +12,8 @@
 //!
 //! Cut policy: a new segment starts at a key frame of the lead track (the
 //! first video track, else the first audio track) once
-//! [`Fmp4Config::segment_duration`] has passed since the segment began;
-//! with [`Fmp4Config::part_duration`] set, a part (a fragment that does not
+//! [`Fmp4Config::segment_duration_us`] has passed since the segment began;
+//! with [`Fmp4Config::part_duration_us`] set, a part (a fragment that does not
 //! start a segment) is cut whenever the lead track has that much queued.
 //! Every fragment is also cut before it grows past
 //! [`Fmp4Config::max_fragment_bytes`].

@@ -1,6 +1,6 @@
 //! The transport stream multiplexer: frames in, 188-byte packets out.
 //!
-//! One program with up to [`MAX_TRACKS`](crate::frame::MAX_TRACKS)
+//! One program with up to [`MAX_TRACKS`]
 //! elementary streams. What it writes, and the clause each follows:
 //!
 //! * PAT and PMT (H.222.0 §2.4.4.3, §2.4.4.8) before the first frame, at
