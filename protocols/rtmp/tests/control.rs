@@ -232,3 +232,28 @@ fn idle_sessions_time_out() {
     );
     assert!(s.is_closed());
 }
+
+#[test]
+fn amf3_commands_are_understood() {
+    // connect as a type-17 command: format byte, AMF0 name and transaction,
+    // then the command object switched to AMF3.
+    let mut body = vec![0u8, 0x02, 0, 7];
+    body.extend_from_slice(b"connect");
+    body.push(0x00);
+    body.extend_from_slice(&1.0f64.to_be_bytes());
+    body.extend_from_slice(&[0x11, 0x0A, 0x0B, 0x01, 0x07]);
+    body.extend_from_slice(b"app");
+    body.extend_from_slice(&[0x06, 0x09]);
+    body.extend_from_slice(b"live");
+    body.push(0x01);
+    let mut p = Peer::new();
+    let mut out = BytesMut::new();
+    p.enc.write(&mut out, 3, 0, 0, 17, &[&body]);
+    p.raw(&out);
+    assert_eq!(p.s.app(), Some("live"));
+    assert!(p
+        .received()
+        .iter()
+        .any(|m| matches!(m, RtmpMessage::Command(v)
+        if v[3].get("code") == Some(&amf0::string("NetConnection.Connect.Success")))));
+}
