@@ -534,6 +534,12 @@ impl Engine {
         idle.len()
     }
 
+    /// The bus of the stream published under `key`, for consumers the host
+    /// runs itself (packagers, recorders): no auth, no player session.
+    pub fn bus(&self, key: &StreamKey) -> Option<Bus> {
+        self.inner.table().get(key).map(|e| e.bus.clone())
+    }
+
     /// The stream published under `key`, if any.
     pub fn stream(&self, key: &StreamKey) -> Option<StreamSnapshot> {
         let t = self.inner.table();

@@ -4,16 +4,22 @@
 //! responses out, keep-alive and pipelining in order, request size and time
 //! limits, CORS for browsers, `HEAD`, `ETag`/`If-None-Match`, and requests a
 //! [`Handler`] holds open until it can answer them (LL-HLS blocking
-//! reloads). [`stats`] renders `/api/streams` and `/metrics` from an engine.
+//! reloads). [`stats`] renders `/api/streams` and `/metrics` from an engine;
+//! [`HlsOrigin`] packages streams into HLS / LL-HLS and serves them; the
+//! [`Router`] puts it all behind the gateway's URLs.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod hls;
 pub mod message;
+mod router;
 mod server;
 pub mod stats;
 
+pub use hls::{HlsOrigin, Packager};
 pub use message::{Method, ParseError, Request, Response};
+pub use router::Router;
 pub use server::{Handler, HttpConfig, HttpSession};
 
 #[cfg(test)]

@@ -6,6 +6,8 @@
 use arcly_core::engine::{
     Action, AppSpec, Engine, EngineEvent, HmacTokenAuthenticator, Observer, StreamKey,
 };
+use arcly_core::media::hls::{HlsConfig, SegmentFormat};
+use arcly_http::{HlsOrigin, HttpConfig, HttpSession, Packager, Router};
 use arcly_tokio::{serve, Clock, ListenerConfig, Shutdown};
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -14,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const HELP: &str = "\
-arcly: a live-media streaming gateway (RTMP in, RTMP out)
+arcly: a live-media streaming gateway (RTMP in; RTMP, HLS and LL-HLS out)
 
 USAGE:
     arcly [FLAGS]
@@ -22,9 +24,17 @@ USAGE:
 
 Publish with:   ffmpeg -re -i IN -c copy -f flv rtmp://127.0.0.1:1935/live/STREAM
 Play with:      ffplay rtmp://127.0.0.1:1935/live/STREAM
+         or:    http://127.0.0.1:8888/live/STREAM/index.m3u8 (HLS / LL-HLS)
+Stream list:    http://127.0.0.1:8888/api/streams    Metrics: /metrics
 
 FLAGS:
     --rtmp ADDR|off         RTMP listen address [default: 0.0.0.0:1935]
+    --http ADDR|off         HTTP listen address (HLS, stats) [default: 0.0.0.0:8888]
+    --segment SECS          HLS target segment duration [default: 2]
+    --part MS               LL-HLS part duration, 0 for plain HLS [default: 200]
+    --window N              segments listed in the playlist [default: 6]
+    --ts                    MPEG-TS segments instead of fMP4 (no parts)
+    --hls-linger SECS       keep a stream's playlist this long for a reconnecting publisher [default: 10]
     --gop-cache on|off      start new players at the last key frame [default: on]
     --ring FRAMES           frames each stream's ring holds [default: 1024]
     --lag-limit FRAMES      evict a player this many frames behind [default: 4096]
@@ -85,10 +95,17 @@ fn log(level: Level, msg: &str) {
     }
 }
 
-struct LogObserver;
+/// Logs lifecycle events and hands newly published streams to the HLS
+/// packagers.
+struct GatewayObserver {
+    published: tokio::sync::mpsc::UnboundedSender<StreamKey>,
+}
 
-impl Observer for LogObserver {
+impl Observer for GatewayObserver {
     fn on_event(&self, e: &EngineEvent) {
+        if let EngineEvent::Published { key, .. } = e {
+            let _ = self.published.send(key.clone());
+        }
         match e {
             EngineEvent::Unpublished { key, reason, .. } => {
                 log(Level::Info, &format!("stream {key} ended ({reason:?})"))
@@ -109,6 +126,12 @@ impl Observer for LogObserver {
 
 struct Options {
     rtmp: Option<SocketAddr>,
+    http: Option<SocketAddr>,
+    segment: u32,
+    part_ms: u64,
+    window: usize,
+    ts: bool,
+    hls_linger: u64,
     gop_cache: bool,
     ring: usize,
     lag_limit: u64,
@@ -136,6 +159,12 @@ fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
 fn parse(args: &[String]) -> Result<Options, String> {
     let mut o = Options {
         rtmp: Some(SocketAddr::from(([0, 0, 0, 0], 1935))),
+        http: Some(SocketAddr::from(([0, 0, 0, 0], 8888))),
+        segment: 2,
+        part_ms: 200,
+        window: 6,
+        ts: false,
+        hls_linger: 10,
         gop_cache: true,
         ring: 1024,
         lag_limit: 4096,
@@ -154,6 +183,12 @@ fn parse(args: &[String]) -> Result<Options, String> {
         };
         match flag.as_str() {
             "--rtmp" => o.rtmp = parse_addr(&value()?)?,
+            "--http" => o.http = parse_addr(&value()?)?,
+            "--segment" => o.segment = number(flag, &value()?)?,
+            "--part" => o.part_ms = number(flag, &value()?)?,
+            "--window" => o.window = number(flag, &value()?)?,
+            "--ts" => o.ts = true,
+            "--hls-linger" => o.hls_linger = number(flag, &value()?)?,
             "--gop-cache" => {
                 o.gop_cache = match value()?.as_str() {
                     "on" => true,
@@ -270,9 +305,13 @@ async fn run(o: Options) -> Result<(), String> {
         .ring_capacity(o.ring)
         .lag_limit(o.lag_limit)
         .idle_timeout(Duration::from_secs(o.idle_timeout));
-    let mut builder = Engine::builder()
-        .default_app(Some(app))
-        .observer(Arc::new(LogObserver));
+    let (published_tx, mut published_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut builder =
+        Engine::builder()
+            .default_app(Some(app))
+            .observer(Arc::new(GatewayObserver {
+                published: published_tx,
+            }));
     if let Some(secret) = &o.auth_secret {
         let mut auth = HmacTokenAuthenticator::new(secret.as_bytes());
         auth.protect_play = o.protect_play;
@@ -325,6 +364,78 @@ async fn run(o: Options) -> Result<(), String> {
             conn_log.clone(),
         ));
     }
+    if let Some(addr) = o.http {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen for HTTP on {addr}: {e}"))?;
+        log(
+            Level::Info,
+            &format!(
+                "HTTP listening on {} (HLS at /APP/STREAM/index.m3u8, {} segments of {} s{})",
+                listener.local_addr().unwrap_or(addr),
+                if o.ts { "MPEG-TS" } else { "fMP4" },
+                o.segment,
+                if o.ts || o.part_ms == 0 {
+                    String::new()
+                } else {
+                    format!(", LL-HLS parts of {} ms", o.part_ms)
+                }
+            ),
+        );
+        let hls_cfg = HlsConfig {
+            format: if o.ts {
+                SegmentFormat::Ts
+            } else {
+                SegmentFormat::Fmp4
+            },
+            target_duration: o.segment.max(1),
+            part_duration_us: (!o.ts && o.part_ms > 0).then_some(o.part_ms * 1000),
+            window: o.window.max(3),
+            ..HlsConfig::default()
+        };
+        let origin = HlsOrigin::new(hls_cfg, Duration::from_secs(o.hls_linger));
+        let router = Arc::new(Router::new(
+            engine.clone(),
+            origin.clone(),
+            clock.unix_base(),
+        ));
+        let http_cfg = ListenerConfig {
+            handshake_timeout: None,
+            ..cfg.clone()
+        };
+        servers.spawn(serve(
+            listener,
+            engine.clone(),
+            move |_now| HttpSession::new(HttpConfig::default(), router.clone()),
+            http_cfg,
+            clock,
+            shutdown.signal(),
+            conn_log.clone(),
+        ));
+        // One packager task per published stream.
+        let (engine2, stop) = (engine.clone(), shutdown.signal());
+        servers.spawn(async move {
+            let stop = stop.wait();
+            tokio::pin!(stop);
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = &mut stop => return Ok(()),
+                    _ = tick.tick() => origin.reap(clock.now()),
+                    Some(key) = published_rx.recv() => {
+                        if let Some(bus) = engine2.bus(&key) {
+                            if let Ok(sub) = bus.subscribe() {
+                                tokio::spawn(package(origin.packager(key), sub, clock));
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    } else {
+        // Nobody packages: let the observer's sends go nowhere.
+        published_rx.close();
+    }
     if servers.is_empty() {
         return Err("every listener is off: nothing to serve".into());
     }
@@ -353,6 +464,17 @@ async fn run(o: Options) -> Result<(), String> {
     }
     log(Level::Info, "stopped");
     Ok(())
+}
+
+/// Feeds one stream's bus into its HLS packager until the stream ends.
+async fn package(mut packager: Packager, mut sub: arcly_core::bus::Subscription, clock: Clock) {
+    loop {
+        let r = std::future::poll_fn(|cx| sub.poll_for_each(cx, 256, |d| packager.handle(d))).await;
+        if r.is_err() {
+            break;
+        }
+    }
+    packager.end(clock.now());
 }
 
 async fn wait_for_signal() {

@@ -1,0 +1,382 @@
+//! The HLS / LL-HLS origin: packagers that turn a stream's bus deliveries
+//! into segments, parts and playlists, and the HTTP answers that serve them
+//! (RFC 8216bis §6.2: blocking playlist reloads, preload hints, delta
+//! updates).
+//!
+//! One [`Packager`] per published stream feeds the kernel's
+//! [`HlsSegmenter`]; every object it produces is kept in memory for the
+//! playlist window. HTTP requests read them through [`HlsOrigin`]; a request
+//! for a playlist update or a hinted part that does not exist yet is held
+//! (its waker registered) and answered when the packager produces it: no
+//! polling and no thread per request. A publisher that reconnects within the
+//! linger time continues the same playlist after an `EXT-X-DISCONTINUITY`.
+
+use crate::message::{Request, Response};
+use arcly_core::bus::DeliveryRef;
+use arcly_core::engine::StreamKey;
+use arcly_core::frame::TrackSet;
+use arcly_core::media::hls::{
+    BlockingAnswer, HlsConfig, HlsEvent, HlsSegmenter, MultivariantPlaylist, SegmentFormat, Variant,
+};
+use arcly_core::time::Instant;
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+/// The media playlist's name next to `index.m3u8` (the multivariant one).
+pub const MEDIA_PLAYLIST: &str = "media.m3u8";
+
+#[derive(Default)]
+struct State {
+    segmenter: Option<HlsSegmenter>,
+    tracks: Option<TrackSet>,
+    objects: HashMap<String, Bytes>,
+    /// Nothing is publishing; set when the packager ended.
+    idle_since: Option<Instant>,
+    /// Bumped on every change; a held request rechecks when it moves.
+    version: u64,
+    waiters: Vec<Waker>,
+    /// Frames the segmenter refused (for logs and stats).
+    errors: u64,
+}
+
+struct HlsStream {
+    state: Mutex<State>,
+}
+
+impl HlsStream {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every update is complete before the lock is released, so a
+        // poisoned lock still guards a consistent state.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The set of packaged streams, shared by packagers and HTTP sessions.
+/// Cloning is a reference count.
+#[derive(Clone)]
+pub struct HlsOrigin {
+    inner: Arc<Origin>,
+}
+
+struct Origin {
+    cfg: HlsConfig,
+    linger: Duration,
+    streams: Mutex<HashMap<StreamKey, Arc<HlsStream>>>,
+}
+
+impl std::fmt::Debug for HlsOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HlsOrigin")
+            .field("cfg", &self.inner.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HlsOrigin {
+    /// An origin that segments with `cfg` and keeps a stream's playlist for
+    /// `linger` after its publisher leaves (a reconnect within it continues
+    /// the playlist).
+    pub fn new(cfg: HlsConfig, linger: Duration) -> Self {
+        HlsOrigin {
+            inner: Arc::new(Origin {
+                cfg,
+                linger,
+                streams: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    fn table(&self) -> MutexGuard<'_, HashMap<StreamKey, Arc<HlsStream>>> {
+        self.inner.streams.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn stream(&self, key: &StreamKey) -> Option<Arc<HlsStream>> {
+        self.table().get(key).cloned()
+    }
+
+    /// A packager for a newly published stream (continuing the stream's
+    /// playlist if it is still lingering).
+    pub fn packager(&self, key: StreamKey) -> Packager {
+        let stream = self
+            .table()
+            .entry(key.clone())
+            .or_insert_with(|| {
+                Arc::new(HlsStream {
+                    state: Mutex::new(State::default()),
+                })
+            })
+            .clone();
+        let restarted = {
+            let mut st = stream.lock();
+            st.idle_since = None;
+            st.segmenter.is_some()
+        };
+        Packager {
+            key,
+            stream,
+            cfg: self.inner.cfg,
+            restarted,
+        }
+    }
+
+    /// Forgets streams whose publisher left more than the linger time ago.
+    pub fn reap(&self, now: Instant) {
+        let linger = self.inner.linger;
+        self.table().retain(|_, s| {
+            let mut st = s.lock();
+            let keep = st.idle_since.is_none_or(|t| now - t < linger);
+            if !keep {
+                for w in st.waiters.drain(..) {
+                    w.wake();
+                }
+            }
+            keep
+        });
+    }
+
+    /// Answers `GET /{app}/{stream}/{name}` (the path already split). `Pending`
+    /// registers `cx` to be woken when the stream changes.
+    pub fn poll_get(
+        &self,
+        key: &StreamKey,
+        name: &str,
+        req: &Request,
+        cx: &mut Context<'_>,
+    ) -> Poll<Response> {
+        let Some(stream) = self.stream(key) else {
+            return Poll::Ready(Response::text(404, &format!("no HLS stream {key}")));
+        };
+        let mut st = stream.lock();
+        let answer = answer(&st, self.inner.cfg, name, req);
+        match answer {
+            Answer::Ready(r) => Poll::Ready(r),
+            Answer::Wait => {
+                if st.idle_since.is_some() {
+                    return Poll::Ready(Response::text(503, "the stream is not being published"));
+                }
+                st.waiters.push(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Whether `key` is packaged.
+    pub fn has(&self, key: &StreamKey) -> bool {
+        self.table().contains_key(key)
+    }
+}
+
+enum Answer {
+    Ready(Response),
+    Wait,
+}
+
+fn parse_num(v: Option<&str>) -> Result<Option<u64>, ()> {
+    match v {
+        None => Ok(None),
+        Some(s) => s.parse().map(Some).map_err(|_| ()),
+    }
+}
+
+fn playlist_response(body: String, blocking: bool) -> Response {
+    // RFC 8216bis §6.2.5: a blocking response may be cached for a while
+    // (its URL names the update); a plain reload must not be.
+    let cache = if blocking { "max-age=60" } else { "no-cache" };
+    Response::new(200, "application/vnd.apple.mpegurl", body).with_header("Cache-Control", cache)
+}
+
+fn answer(st: &State, cfg: HlsConfig, name: &str, req: &Request) -> Answer {
+    let Some(seg) = st.segmenter.as_ref() else {
+        // Published but no configuration yet: wait for the first segment.
+        return Answer::Wait;
+    };
+    match name {
+        "index.m3u8" => {
+            let bw = seg.peak_bandwidth().max(1);
+            let avg = Some(seg.average_bandwidth()).filter(|b| *b > 0);
+            let mut uri = String::from(MEDIA_PLAYLIST);
+            if let Some(t) = req.query_param("token") {
+                uri.push_str("?token=");
+                uri.push_str(t);
+            }
+            if seg.playlist().segments().next().is_none() {
+                // Bandwidth and codecs come from real segments: wait for one.
+                return Answer::Wait;
+            }
+            let v = Variant::for_tracks(uri, seg.tracks(), bw, avg);
+            let body = MultivariantPlaylist { variants: vec![v] }.render();
+            Answer::Ready(playlist_response(body, false))
+        }
+        MEDIA_PLAYLIST => {
+            let (Ok(msn), Ok(part)) = (
+                parse_num(req.query_param("_HLS_msn")),
+                parse_num(req.query_param("_HLS_part")),
+            ) else {
+                return Answer::Ready(Response::text(400, "bad _HLS_msn or _HLS_part"));
+            };
+            let skip = matches!(req.query_param("_HLS_skip"), Some("YES") | Some("v2"));
+            if msn.is_none() && part.is_none() && seg.playlist().segments().next().is_none() {
+                return Answer::Wait;
+            }
+            match seg.playlist().blocking_request(msn, part, skip) {
+                BlockingAnswer::Ready(body) => {
+                    Answer::Ready(playlist_response(body, msn.is_some()))
+                }
+                BlockingAnswer::Wait => Answer::Wait,
+                BlockingAnswer::BadRequest => Answer::Ready(Response::text(
+                    400,
+                    "_HLS_msn/_HLS_part ask for more than two segments ahead",
+                )),
+            }
+        }
+        _ => match st.objects.get(name) {
+            Some(data) => {
+                let ctype = if name.ends_with(".ts") {
+                    "video/mp2t"
+                } else {
+                    "video/mp4"
+                };
+                Answer::Ready(
+                    Response::new(200, ctype, data.clone())
+                        .with_header("Cache-Control", "max-age=3600")
+                        .with_header("ETag", format!("\"{}-{}\"", name, data.len())),
+                )
+            }
+            // A hinted part (or the next segment) that is not cut yet is
+            // held until it is (§6.2.6); anything else is unknown.
+            None if is_upcoming(seg, cfg, name) => Answer::Wait,
+            None => Answer::Ready(Response::text(404, &format!("no such HLS object {name}"))),
+        },
+    }
+}
+
+/// Whether `name` is the preload hint or the segment being written.
+fn is_upcoming(seg: &HlsSegmenter, cfg: HlsConfig, name: &str) -> bool {
+    let next = seg.playlist().next_msn();
+    let ext = match cfg.format {
+        SegmentFormat::Ts => "ts",
+        SegmentFormat::Fmp4 => "m4s",
+    };
+    name == format!("seg{next}.{ext}")
+        || name
+            .strip_prefix(&format!("seg{next}."))
+            .and_then(|rest| rest.strip_suffix(".m4s"))
+            .is_some_and(|p| p.parse::<u32>().is_ok())
+}
+
+/// Feeds one stream's deliveries to its segmenter. Dropping it (or
+/// [`end`](Packager::end)) marks the stream idle; it lingers for a
+/// reconnect.
+pub struct Packager {
+    key: StreamKey,
+    stream: Arc<HlsStream>,
+    cfg: HlsConfig,
+    /// A reconnect continues a lingering playlist: mark the first frame.
+    restarted: bool,
+}
+
+impl std::fmt::Debug for Packager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Packager").field("key", &self.key).finish()
+    }
+}
+
+impl Packager {
+    /// The stream.
+    pub fn key(&self) -> &StreamKey {
+        &self.key
+    }
+
+    /// One delivery from the stream's bus.
+    pub fn handle(&mut self, d: DeliveryRef<'_>) {
+        let mut st = self.stream.lock();
+        let st = &mut *st;
+        match d {
+            DeliveryRef::Tracks(t) => {
+                let same = st.tracks.as_ref() == Some(&**t);
+                if !same || st.segmenter.is_none() || self.restarted {
+                    match (st.segmenter.as_ref(), st.tracks.as_ref()) {
+                        // The same configuration after a reconnect: continue
+                        // the playlist; the next frame starts a segment
+                        // after a discontinuity.
+                        (Some(_), Some(old)) if old == &**t => self.restarted = true,
+                        _ => match HlsSegmenter::new(t, self.cfg) {
+                            Ok(seg) => {
+                                st.objects.clear();
+                                st.segmenter = Some(seg);
+                                self.restarted = false;
+                            }
+                            Err(_) => st.errors += 1,
+                        },
+                    }
+                    st.tracks = Some((**t).clone());
+                }
+            }
+            DeliveryRef::Frame(f) => {
+                if let Some(seg) = st.segmenter.as_mut() {
+                    let r = if std::mem::take(&mut self.restarted) {
+                        let mut f = f.clone();
+                        f.discontinuity = true;
+                        seg.push(&f)
+                    } else {
+                        seg.push(f)
+                    };
+                    if r.is_err() {
+                        st.errors += 1;
+                    }
+                }
+            }
+            DeliveryRef::Lagged { .. } => {}
+        }
+        drain(st);
+    }
+
+    /// The publisher left: the last segment is cut; the stream lingers.
+    pub fn end(self, now: Instant) {
+        let mut st = self.stream.lock();
+        if let Some(seg) = st.segmenter.as_mut() {
+            seg.finish();
+        }
+        drain(&mut st);
+        st.idle_since = Some(now);
+        for w in st.waiters.drain(..) {
+            w.wake();
+        }
+    }
+}
+
+fn drain(st: &mut State) {
+    let Some(seg) = st.segmenter.as_mut() else {
+        return;
+    };
+    let mut changed = false;
+    while let Some(ev) = seg.poll_event() {
+        match ev {
+            HlsEvent::Init { uri, data }
+            | HlsEvent::Part { uri, data }
+            | HlsEvent::Segment { uri, data } => {
+                st.objects.insert(uri, data);
+                changed = true;
+            }
+            HlsEvent::Removed { uri, parts } => {
+                st.objects.remove(&uri);
+                if let Some(base) = uri.rsplit_once('.').map(|(b, _)| b) {
+                    let ext = uri.rsplit('.').next().unwrap_or("m4s");
+                    for p in 0..parts {
+                        st.objects.remove(&format!("{base}.{p}.{ext}"));
+                    }
+                }
+            }
+            HlsEvent::PlaylistUpdated => changed = true,
+        }
+    }
+    if changed {
+        st.version += 1;
+        for w in st.waiters.drain(..) {
+            w.wake();
+        }
+    }
+}
