@@ -32,8 +32,11 @@ fn tool(name: &str) -> Command {
     }
 }
 
+/// A fresh file per call: tests run in parallel and may write the same input.
 fn temp_file(name: &str, data: &[u8]) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("arcly-media-{}-{name}", std::process::id()));
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let p = std::env::temp_dir().join(format!("arcly-media-{}-{n}-{name}", std::process::id()));
     std::fs::write(&p, data).unwrap();
     p
 }
@@ -395,7 +398,9 @@ fn hls_to_dir(name: &str, config: arcly_core::media::hls::HlsConfig) -> PathBuf 
 fn hls_ts_playlist_plays_in_ffmpeg() {
     use arcly_core::media::hls::{HlsConfig, SegmentFormat};
     for name in ["h264_opus.ts", "h264_aac.ts"] {
-        let want = packet_counts(&temp_file(name, &testdata(name)));
+        let input = temp_file(name, &testdata(name));
+        let want = packet_counts(&input);
+        let _ = std::fs::remove_file(input);
         let dir = hls_to_dir(
             name,
             HlsConfig {
@@ -416,7 +421,9 @@ fn hls_ts_playlist_plays_in_ffmpeg() {
 fn ll_hls_fmp4_playlist_plays_in_ffmpeg() {
     use arcly_core::media::hls::{HlsConfig, SegmentFormat};
     for name in ["h264_opus.ts", "h265_aac.ts"] {
-        let want = packet_counts(&temp_file(name, &testdata(name)));
+        let input = temp_file(name, &testdata(name));
+        let want = packet_counts(&input);
+        let _ = std::fs::remove_file(input);
         let dir = hls_to_dir(
             name,
             HlsConfig {
