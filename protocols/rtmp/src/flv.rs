@@ -504,6 +504,35 @@ mod tests {
     }
 
     #[test]
+    fn mp3_legacy_and_enhanced() {
+        let t = parse_audio(&Bytes::from_static(&[0x2F, 0xFF, 0xFB, 0x90])).unwrap();
+        assert_eq!(t.codec, Some(CodecId::Mp3));
+        assert_eq!(t.sound_flags, 0x0F);
+        assert_eq!(
+            t.packet,
+            TagPacket::Frame {
+                cts: 0,
+                data: Bytes::from_static(&[0xFF, 0xFB, 0x90])
+            }
+        );
+        let t = parse_audio(&Bytes::from_static(b"\x91.mp3\xFF\xFB")).unwrap();
+        assert_eq!(t.codec, Some(CodecId::Mp3));
+        assert!(t.enhanced);
+        assert_eq!(
+            t.packet,
+            TagPacket::Frame {
+                cts: 0,
+                data: Bytes::from_static(&[0xFF, 0xFB])
+            }
+        );
+        // Codecs the kernel does not carry are recognised and skipped.
+        let t = parse_audio(&Bytes::from_static(&[0x72, 1, 2])).unwrap();
+        assert_eq!((t.codec, t.packet), (None, TagPacket::Ignored));
+        let t = parse_video(&Bytes::from_static(&[0x12, 1, 2])).unwrap();
+        assert_eq!((t.codec, t.packet), (None, TagPacket::Ignored));
+    }
+
+    #[test]
     fn av1_temporal_delimiter_is_dropped() {
         let d = strip_temporal_delimiter(Bytes::from_static(&[0x12, 0x00, 0x0A, 0x01, 0x00]));
         assert_eq!(&d[..], &[0x0A, 0x01, 0x00]);

@@ -237,6 +237,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn mp3_gets_a_track_without_configuration() {
+        let mut i = Ingest::new(10_000);
+        let mut ev = VecDeque::new();
+        i.audio(
+            0,
+            &Bytes::from_static(&[0x2E, 0xFF, 0xFB, 0x90, 0]),
+            &mut ev,
+        )
+        .unwrap();
+        i.audio(
+            26,
+            &Bytes::from_static(&[0x2E, 0xFF, 0xFB, 0x90, 0]),
+            &mut ev,
+        )
+        .unwrap();
+        assert_eq!(ev.len(), 3);
+        let Some(SessionEvent::Tracks(t)) = ev.pop_front() else {
+            panic!("tracks first");
+        };
+        let a = t.audio().unwrap();
+        assert_eq!(a.codec, CodecId::Mp3);
+        assert!(a.config.is_empty());
+        // H.264 frames before their sequence header are dropped and counted.
+        i.video(
+            0,
+            &Bytes::from_static(&[0x17, 1, 0, 0, 0, 0, 0, 0, 1, 0x65]),
+            &mut ev,
+        )
+        .unwrap();
+        assert_eq!(i.dropped, 1);
+    }
+
+    #[test]
     fn clock_extends_and_repairs() {
         let mut c = TrackClock::default();
         assert_eq!(c.map(0xFFFF_FF00, 10_000), (0xFFFF_FF00, false));
