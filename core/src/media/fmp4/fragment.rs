@@ -417,3 +417,151 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use crate::frame::{TrackInfo, TrackSet};
+    use alloc::vec;
+    use proptest::prelude::*;
+
+    /// `(fourcc, body)` of the boxes in `d`.
+    fn boxes(d: &[u8]) -> Vec<([u8; 4], &[u8])> {
+        let mut out = Vec::new();
+        let mut pos = 0;
+        while pos + 8 <= d.len() {
+            let size = u32::from_be_bytes([d[pos], d[pos + 1], d[pos + 2], d[pos + 3]]) as usize;
+            assert!(size >= 8 && pos + size <= d.len(), "box size");
+            let mut fourcc = [0; 4];
+            fourcc.copy_from_slice(&d[pos + 4..pos + 8]);
+            out.push((fourcc, &d[pos + 8..pos + size]));
+            pos += size;
+        }
+        assert_eq!(pos, d.len());
+        out
+    }
+
+    fn u32_at(d: &[u8], i: usize) -> u32 {
+        u32::from_be_bytes([d[i], d[i + 1], d[i + 2], d[i + 3]])
+    }
+
+    /// Reads every sample back: (track_ID, dts, duration, cto, sync, payload).
+    fn samples(frag: &[u8]) -> Vec<(u32, u64, u32, i32, bool, Vec<u8>)> {
+        let mut out = Vec::new();
+        let top = boxes(frag);
+        let moof_pos = if &top[0].0 == b"styp" {
+            top[0].1.len() + 8
+        } else {
+            0
+        };
+        let (_, moof) = top.iter().find(|(f, _)| f == b"moof").copied().unwrap();
+        for (f, traf) in boxes(moof) {
+            if &f != b"traf" {
+                continue;
+            }
+            let parts = boxes(traf);
+            let tfhd = parts.iter().find(|(f, _)| f == b"tfhd").unwrap().1;
+            let id = u32_at(tfhd, 4);
+            let tfdt = parts.iter().find(|(f, _)| f == b"tfdt").unwrap().1;
+            assert_eq!(tfdt[0], 1, "tfdt version 1");
+            let mut dts = (u64::from(u32_at(tfdt, 4)) << 32) | u64::from(u32_at(tfdt, 8));
+            let trun = parts.iter().find(|(f, _)| f == b"trun").unwrap().1;
+            let flags = u32_at(trun, 0) & 0xFF_FFFF;
+            let count = u32_at(trun, 4) as usize;
+            let mut data = moof_pos + u32_at(trun, 8) as usize;
+            let mut p = 12;
+            for _ in 0..count {
+                let dur = u32_at(trun, p);
+                let size = u32_at(trun, p + 4) as usize;
+                let sflags = u32_at(trun, p + 8);
+                p += 12;
+                let cto = if flags & 0x800 != 0 {
+                    p += 4;
+                    u32_at(trun, p - 4) as i32
+                } else {
+                    0
+                };
+                out.push((
+                    id,
+                    dts,
+                    dur,
+                    cto,
+                    sflags == 0x0200_0000,
+                    frag[data..data + size].to_vec(),
+                ));
+                data += size;
+                dts += u64::from(dur);
+            }
+        }
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Every frame pushed comes back from the fragments with its decode
+        /// time, duration (distance to the next frame), composition offset,
+        /// sync flag and bytes; segments start on key frames.
+        #[test]
+        fn fragments_hold_every_frame(
+            steps in proptest::collection::vec((any::<bool>(), 1i64..5000, 0i64..9000, any::<bool>(), 1usize..500), 2..120),
+            part in proptest::option::of(50_000u64..400_000),
+        ) {
+            let mut set = TrackSet::new();
+            let sps = Bytes::from_static(&[
+                0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03,
+                0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x42, 0x99, 0x60,
+            ]);
+            let pps = Bytes::from_static(&[0x68, 0xeb, 0xe0, 0xe4, 0xb2, 0x2c]);
+            let avcc = crate::media::codec::h264::AvcConfig::from_parameter_sets(vec![sps], vec![pps]).unwrap().to_bytes();
+            set.upsert(TrackInfo::new(TrackId(0), CodecId::H264, Timescale::MPEG, avcc)).unwrap();
+            set.upsert(TrackInfo::new(TrackId(1), CodecId::Aac, Timescale::MPEG, Bytes::from_static(&[0x11, 0x90]))).unwrap();
+            let cfg = Fmp4Config { part_duration_us: part, ..Fmp4Config::segments_of(1) };
+            let mut m = Fmp4Muxer::new(&set, cfg).unwrap();
+            let (mut vt, mut at) = (0i64, 0i64);
+            let mut sent: Vec<MediaFrame> = Vec::new();
+            for (i, &(video, step, cto, key, len)) in steps.iter().enumerate() {
+                let payload = Bytes::from(vec![i as u8; len]);
+                let f = if video || i == 0 {
+                    vt += step;
+                    let mut f = MediaFrame::video(TrackId(0), CodecId::H264, key || i == 0, MediaTime::new(vt, Timescale::MPEG), payload);
+                    f.pts = MediaTime::new(vt + cto, Timescale::MPEG);
+                    f
+                } else {
+                    at += step;
+                    MediaFrame::audio(TrackId(1), CodecId::Aac, MediaTime::new(at, Timescale::MPEG), payload)
+                };
+                m.push(&f).unwrap();
+                sent.push(f);
+            }
+            m.flush();
+            let mut got: Vec<(u32, u64, u32, i32, bool, Vec<u8>)> = Vec::new();
+            let mut first = true;
+            while let Some(frag) = m.poll_fragment() {
+                prop_assert_eq!(frag.starts_segment, first || &frag.data[4..8] == b"styp");
+                if frag.starts_segment {
+                    prop_assert!(frag.independent);
+                }
+                first = false;
+                got.extend(samples(&frag.data));
+            }
+            for track in 0..2u8 {
+                let s: Vec<&MediaFrame> = sent.iter().filter(|f| f.track == TrackId(track)).collect();
+                let mut g: Vec<_> = got.iter().filter(|x| x.0 == u32::from(track) + 1).collect();
+                g.sort_by_key(|x| x.1);
+                prop_assert_eq!(s.len(), g.len());
+                // AAC is rescaled to its 48 kHz sample rate.
+                let ts = if track == 0 { Timescale::MPEG } else { Timescale::new(48_000).unwrap() };
+                for (k, (f, x)) in s.iter().zip(&g).enumerate() {
+                    prop_assert_eq!(x.1 as i64, f.dts.rescale(ts).ticks);
+                    if let Some(next) = s.get(k + 1) {
+                        prop_assert_eq!(i64::from(x.2), next.dts.rescale(ts).ticks - f.dts.rescale(ts).ticks);
+                    }
+                    prop_assert_eq!(i64::from(x.3), f.pts.rescale(ts).ticks - f.dts.rescale(ts).ticks);
+                    prop_assert_eq!(x.4, f.kind != crate::frame::FrameKind::Delta);
+                    prop_assert_eq!(&x.5[..], &f.payload[..]);
+                }
+            }
+        }
+    }
+}
