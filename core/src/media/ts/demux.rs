@@ -161,6 +161,9 @@ struct Stream {
     discontinuity: bool,
     /// The ADTS header fields the AAC config was last built from.
     adts_key: Option<(u8, u8, u8)>,
+    /// An audio frame cut by the end of its PES (some muxers split ADTS and
+    /// MPEG audio frames across PES packets), with its time stamp.
+    carry: Option<(i64, Bytes)>,
 }
 
 /// The MPEG-TS demultiplexer. See the module docs.
@@ -343,6 +346,7 @@ impl TsDemuxer {
                 });
                 s.pes.clear();
                 s.pes_active = false;
+                s.carry = None;
             }
         }
         s.cc = Some(cc);
@@ -495,6 +499,7 @@ impl TsDemuxer {
                 info: None,
                 discontinuity: false,
                 adts_key: None,
+                carry: None,
             });
         }
         self.streams = next;
@@ -593,6 +598,15 @@ impl TsDemuxer {
         dts: i64,
         payload: Bytes,
     ) -> Result<(), TsError> {
+        let (pts, payload) = match self.streams[idx].carry.take() {
+            Some((carry_pts, head)) => {
+                let mut joined = BytesMut::with_capacity(head.len() + payload.len());
+                joined.extend_from_slice(&head);
+                joined.extend_from_slice(&payload);
+                (carry_pts, joined.freeze())
+            }
+            None => (pts, payload),
+        };
         match self.streams[idx].codec {
             CodecId::H264 | CodecId::H265 => self.video(idx, pts, dts, payload),
             CodecId::Aac => self.aac(idx, pts, payload),
@@ -709,20 +723,36 @@ impl TsDemuxer {
     fn aac(&mut self, idx: usize, pts: i64, payload: Bytes) -> Result<(), TsError> {
         let mut pos = 0;
         let mut n = 0i64;
+        let mut frame_samples = 1024;
+        let mut rate = Timescale::MPEG;
         while pos < payload.len() {
-            let h = AdtsHeader::parse(&payload[pos..])?;
-            if h.frame_len > payload.len() - pos {
-                return Err(TsError::Codec(CodecError::Truncated("ADTS frame")));
+            let rest = payload.len() - pos;
+            let cut = if rest < 7 {
+                true
+            } else {
+                let h = AdtsHeader::parse(&payload[pos..])?;
+                h.frame_len > rest
+            };
+            if cut {
+                // The frame continues in the next PES of this stream.
+                if rest > MAX_CARRY {
+                    return Err(TsError::Codec(CodecError::Truncated("ADTS frame")));
+                }
+                let t = pts + rescale(n * frame_samples, rate, Timescale::MPEG);
+                self.streams[idx].carry = Some((t, payload.slice(pos..)));
+                return Ok(());
             }
+            let h = AdtsHeader::parse(&payload[pos..])?;
             let asc = h.config();
+            frame_samples = i64::from(asc.frame_samples());
             let key = (h.object_type, h.sample_rate_index, h.channel_config);
             if self.streams[idx].adts_key != Some(key) {
                 self.streams[idx].adts_key = Some(key);
                 self.emit_track(idx, asc.to_bytes(), Ok(asc.params()));
             }
             let raw = payload.slice(pos + h.header_len..pos + h.frame_len);
-            let rate = Timescale::new(asc.sample_rate).unwrap_or(Timescale::MPEG);
-            let t = pts + rescale(n * i64::from(asc.frame_samples()), rate, Timescale::MPEG);
+            rate = Timescale::new(asc.sample_rate).unwrap_or(Timescale::MPEG);
+            let t = pts + rescale(n * frame_samples, rate, Timescale::MPEG);
             self.emit_frame(idx, FrameKind::Audio, t, t, raw);
             pos += h.frame_len;
             n += 1;
@@ -787,6 +817,15 @@ impl TsDemuxer {
         let mut pos = 0;
         let mut t = pts;
         while pos < payload.len() {
+            let rest = payload.len() - pos;
+            let cut = rest < 4 || mp3::FrameHeader::parse(&payload[pos..])?.frame_len > rest;
+            if cut {
+                if rest > MAX_CARRY {
+                    return Err(TsError::Codec(CodecError::Truncated("MPEG audio frame")));
+                }
+                self.streams[idx].carry = Some((t, payload.slice(pos..)));
+                return Ok(());
+            }
             let h = mp3::FrameHeader::parse(&payload[pos..])?;
             if h.layer != 3 {
                 let (pid, st) = (self.streams[idx].pid, self.streams[idx].stream_type);
@@ -829,6 +868,10 @@ impl TsDemuxer {
         Ok(())
     }
 }
+
+/// The most bytes of a cut audio frame kept for the next PES (an ADTS frame
+/// is at most 8191 bytes; an MPEG audio frame less).
+const MAX_CARRY: usize = 8192;
 
 /// The start trim of the first `opus_control_header` in `d`, if it has one.
 fn opus_start_trim(d: &[u8]) -> Option<u16> {

@@ -595,7 +595,7 @@ fn write_section_packet(out: &mut BytesMut, pid: u16, cc: &mut u8, sec: &[u8]) {
 }
 
 /// Cuts a PES packet into transport packets.
-fn packetize(
+pub(crate) fn packetize(
     out: &mut BytesMut,
     pid: u16,
     cc: &mut u8,

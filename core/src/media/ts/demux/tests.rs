@@ -452,3 +452,53 @@ fn discontinuity_round_trip() {
         assert_eq!(v[i].pts, v[n + i].pts);
     }
 }
+
+/// ADTS frames cut across PES packets (as some muxers write them) are
+/// joined again with the right times.
+#[test]
+fn adts_frames_split_across_pes_packets() {
+    use crate::media::codec::aac::{AdtsHeader, AudioSpecificConfig};
+    let d = demux(H264_AAC, 65536);
+    let asc = AudioSpecificConfig::parse(&d.tracks[1].config).unwrap();
+    let audio = d.of(1);
+    let mut es = BytesMut::new();
+    for f in &audio {
+        AdtsHeader::for_config(&asc, f.payload.len())
+            .unwrap()
+            .write(&mut es);
+        es.extend_from_slice(&f.payload);
+    }
+    let mut set = TrackSet::new();
+    set.upsert(d.tracks[1].clone()).unwrap();
+    // PAT/PMT from the muxer, then PES packets of 500 bytes of ADTS each,
+    // stamped with the time of the first frame that starts in them.
+    let mut m = TsMuxer::new(&set, TsMuxerConfig::default()).unwrap();
+    let mut out = BytesMut::new();
+    m.write_frame(audio[0], &mut out).unwrap();
+    out.truncate(2 * 188); // keep the tables
+    let mut starts = alloc::vec::Vec::new();
+    let mut pos = 0;
+    for f in &audio {
+        starts.push((pos, f.pts.ticks));
+        pos += 7 + f.payload.len();
+    }
+    let mut cc = 0u8;
+    let mut at = 0;
+    while at < es.len() {
+        let end = (at + 500).min(es.len());
+        let pts = starts.iter().find(|(p, _)| *p >= at).map_or(0, |&(_, t)| t);
+        let mut pes = BytesMut::new();
+        crate::media::ts::pes::write_header(&mut pes, 0xC0, pts as u64, None, end - at, false);
+        pes.extend_from_slice(&es[at..end]);
+        crate::media::ts::mux::packetize(&mut out, 0x100, &mut cc, &pes, None, false, false);
+        at = end;
+    }
+    let back = demux(&out, 1000);
+    assert!(back.other.is_empty(), "{:?}", back.other);
+    let got = back.of(1);
+    assert_eq!(got.len(), audio.len());
+    for (a, b) in audio.iter().zip(&got) {
+        assert_eq!(a.payload, b.payload);
+        assert_eq!(a.pts, b.pts);
+    }
+}
