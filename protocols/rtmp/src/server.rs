@@ -63,6 +63,7 @@ pub struct ServerSession {
     playing: Option<Playing>,
     metadata: Option<Amf0Value>,
     last_input: Instant,
+    last_ping: Option<Instant>,
     closed: bool,
     error: Option<RtmpError>,
 }
@@ -83,6 +84,7 @@ impl ServerSession {
             playing: None,
             metadata: None,
             last_input: now,
+            last_ping: None,
             closed: false,
             error: None,
         }
@@ -111,6 +113,15 @@ impl ServerSession {
     /// Frames dropped because their track had no configuration yet.
     pub fn dropped_frames(&self) -> u64 {
         self.publishing.as_ref().map_or(0, |p| p.ingest.dropped)
+    }
+
+    /// When a quiet player is pinged next: half the idle timeout after the
+    /// later of its last input and the last ping.
+    fn next_ping(&self) -> Instant {
+        let since = self
+            .last_ping
+            .map_or(self.last_input, |p| p.max(self.last_input));
+        since + self.conn.cfg.idle_timeout / 2
     }
 
     fn fail(&mut self, e: RtmpError) {
@@ -531,9 +542,26 @@ impl Session for ServerSession {
     }
 
     fn handle_timeout(&mut self, now: Instant) {
-        if !self.closed
-            && now.saturating_duration_since(self.last_input) >= self.conn.cfg.idle_timeout
-        {
+        if self.closed {
+            return;
+        }
+        if self.playing.is_some() {
+            // A player may legitimately send nothing for minutes (its
+            // acknowledgement window is 2.5 MB): ping it instead, which
+            // keeps the path warm and draws an answer from live clients.
+            if now >= self.next_ping() {
+                let stamp = (now.as_micros() / 1000) as u32;
+                self.conn.send(
+                    CSID_CONTROL,
+                    0,
+                    0,
+                    &RtmpMessage::UserControl(UserControl::PingRequest(stamp)),
+                );
+                self.last_ping = Some(now);
+            }
+            return;
+        }
+        if now.saturating_duration_since(self.last_input) >= self.conn.cfg.idle_timeout {
             self.end(SessionEnd::Timeout);
         }
     }
@@ -607,6 +635,8 @@ impl Session for ServerSession {
     fn poll_timeout(&self) -> Option<Instant> {
         if self.closed {
             None
+        } else if self.playing.is_some() {
+            Some(self.next_ping())
         } else {
             Some(self.last_input + self.conn.cfg.idle_timeout)
         }

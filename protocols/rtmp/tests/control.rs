@@ -257,3 +257,51 @@ fn amf3_commands_are_understood() {
         .any(|m| matches!(m, RtmpMessage::Command(v)
         if v[3].get("code") == Some(&amf0::string("NetConnection.Connect.Success")))));
 }
+
+#[test]
+fn quiet_players_are_pinged_not_timed_out() {
+    let mut p = Peer::new();
+    p.connect("live");
+    p.send(
+        3,
+        0,
+        &RtmpMessage::Command(vec![
+            amf0::string("createStream"),
+            Amf0Value::Number(2.0),
+            Amf0Value::Null,
+        ]),
+    );
+    p.send(
+        5,
+        1,
+        &RtmpMessage::Command(vec![
+            amf0::string("play"),
+            Amf0Value::Number(0.0),
+            Amf0Value::Null,
+            amf0::string("feed"),
+        ]),
+    );
+    let id = std::iter::from_fn(|| p.s.poll_event())
+        .find_map(|e| match e {
+            SessionEvent::Request(r) => Some(r.id),
+            _ => None,
+        })
+        .unwrap();
+    p.s.accept(Instant::ZERO, id);
+    p.raw(&[]);
+    p.received();
+    let mut pings = 0;
+    for minute in 1..=10u64 {
+        let now = Instant::from_millis(minute * 60_000);
+        assert!(p.s.poll_timeout().unwrap() <= now);
+        p.s.handle_timeout(now);
+        p.raw(&[]);
+        pings += p
+            .received()
+            .iter()
+            .filter(|m| matches!(m, RtmpMessage::UserControl(UserControl::PingRequest(_))))
+            .count();
+        assert!(p.s.poll_event().is_none(), "a quiet player is not closed");
+    }
+    assert_eq!(pings, 10);
+}
