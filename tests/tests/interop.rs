@@ -676,3 +676,465 @@ fn connection_flood_does_not_disturb_a_stream() {
     );
     let _ = after_first;
 }
+
+// ---------------------------------------------------------------------------
+// HLS and LL-HLS from the gateway binary.
+
+/// The gateway binary on free ports; killed on drop.
+struct Gateway {
+    child: Child,
+    rtmp: std::net::SocketAddr,
+    http: std::net::SocketAddr,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+fn gateway(extra: &[&str]) -> Gateway {
+    let bin = std::env::var_os("ARCLY_BIN").map(PathBuf::from).expect(
+        "interop: ARCLY_BIN is not set; run tests/interop.sh, which builds the arcly binary",
+    );
+    let rtmp: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let http: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let child = Command::new(bin)
+        .args([
+            "--rtmp",
+            &rtmp.to_string(),
+            "--http",
+            &http.to_string(),
+            "--log",
+            "warn",
+        ])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("arcly starts");
+    let up = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(30));
+        std::net::TcpStream::connect(http).is_ok() && std::net::TcpStream::connect(rtmp).is_ok()
+    });
+    assert!(up, "arcly did not start listening");
+    Gateway { child, rtmp, http }
+}
+
+/// A blocking HTTP/1.1 GET (or any raw request): status, headers, body.
+fn http_raw(
+    addr: std::net::SocketAddr,
+    request: &[u8],
+    timeout: Duration,
+) -> (u16, String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(timeout)).expect("timeout");
+    s.write_all(request).expect("send");
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    let (head_end, len) = loop {
+        let n = s.read(&mut chunk).unwrap_or(0);
+        if n == 0 {
+            break (
+                buf.windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .map(|p| p + 4)
+                    .unwrap_or(buf.len()),
+                None,
+            );
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..p]).to_ascii_lowercase();
+            let len = head.lines().find_map(|l| {
+                l.strip_prefix("content-length:")
+                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+            });
+            break (p + 4, len);
+        }
+    };
+    if let Some(len) = len {
+        while buf.len() < head_end + len {
+            let n = s.read(&mut chunk).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+    let head = String::from_utf8_lossy(&buf[..head_end.min(buf.len())]).to_string();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head, buf[head_end.min(buf.len())..].to_vec())
+}
+
+fn get(addr: std::net::SocketAddr, path: &str) -> (u16, Vec<u8>) {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let (status, _, body) = http_raw(addr, req.as_bytes(), Duration::from_secs(15));
+    (status, body)
+}
+
+fn strict_decode(file: &Path) {
+    let out = Command::new(ffmpeg5())
+        .args(["-v", "error", "-xerror", "-err_detect", "explode", "-i"])
+        .arg(file)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.trim().is_empty(),
+        "strict decoding of {} failed: {err}",
+        file.display()
+    );
+}
+
+fn playlist_uris(text: &str) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut segs = Vec::new();
+    let mut parts = Vec::new();
+    let mut current = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("#EXT-X-PART:") {
+            if let Some(u) = rest
+                .split("URI=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+            {
+                current.push(u.to_string());
+            }
+        } else if !line.starts_with('#') && !line.trim().is_empty() {
+            segs.push(line.trim().to_string());
+            parts.push(std::mem::take(&mut current));
+        }
+    }
+    (segs, parts)
+}
+
+#[test]
+fn ll_hls_end_to_end_from_an_rtmp_publish() {
+    let f = ffmpeg5();
+    let dir = tmpdir("llhls");
+    // A short linger: the playlist ends (and its last segment is cut) soon
+    // after the publisher leaves.
+    let gw = gateway(&["--window", "30", "--hls-linger", "1"]);
+    let input = make_media(
+        &f,
+        &dir,
+        "in.flv",
+        &[
+            "-c:v",
+            "libx264",
+            "-profile:v",
+            "high",
+            "-bf",
+            "3",
+            "-g",
+            "30",
+            "-c:a",
+            "aac",
+        ],
+    );
+    let started = std::time::Instant::now();
+    let pubc = spawn(
+        Command::new(&f)
+            .args(["-v", "error", "-re", "-i"])
+            .arg(&input)
+            .args([
+                "-c",
+                "copy",
+                "-f",
+                "flv",
+                &format!("rtmp://{}/live/h", gw.rtmp),
+            ]),
+    );
+    // The playlist appears within one segment (2 s) of the first frame.
+    let mut first = None;
+    while started.elapsed() < Duration::from_secs(10) {
+        let (status, body) = get(gw.http, "/live/h/media.m3u8");
+        if status == 200 && String::from_utf8_lossy(&body).contains("#EXTINF") {
+            first = Some(started.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let first = first.expect("no playlist with a segment within 10 s");
+    assert!(
+        first < Duration::from_millis(3500),
+        "first segment listed after {first:?}"
+    );
+
+    // A blocking request for the next part returns within about a part.
+    let (_, body) = get(gw.http, "/live/h/media.m3u8");
+    let text = String::from_utf8_lossy(&body).to_string();
+    let msn: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .and_then(|v| v.parse().ok())
+        .expect("media sequence");
+    // The open segment's number, and how many of its parts exist: ask for
+    // the next one.
+    let (segs, _) = playlist_uris(&text);
+    let next_msn = msn + segs.len() as u64;
+    let open_parts = text
+        .lines()
+        .rev()
+        .take_while(|l| !l.starts_with("#EXTINF") && (l.starts_with('#') || l.is_empty()))
+        .filter(|l| l.starts_with("#EXT-X-PART:"))
+        .count();
+    let t = std::time::Instant::now();
+    let (status, body) = get(
+        gw.http,
+        &format!("/live/h/media.m3u8?_HLS_msn={next_msn}&_HLS_part={open_parts}"),
+    );
+    let waited = t.elapsed();
+    assert_eq!(status, 200, "blocking reload failed");
+    assert!(
+        waited < Duration::from_millis(600),
+        "blocking reload for the next part took {waited:?}"
+    );
+    let text2 = String::from_utf8_lossy(&body).to_string();
+    assert_ne!(
+        text, text2,
+        "the blocking reload returned the same playlist"
+    );
+
+    // LL-HLS tags parse with the m3u8 package.
+    let check = Command::new("python3")
+        .args(["-c", "import m3u8,sys; p=m3u8.loads(sys.stdin.read()); assert p.part_inf.part_target>0; assert p.server_control.can_block_reload=='YES'; assert p.preload_hint is not None; assert sum(len(s.parts) for s in p.segments)>0; print('ok')"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut check = check.unwrap_or_else(|_| panic!("interop: python3 is missing"));
+    {
+        use std::io::Write;
+        check
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(text2.as_bytes())
+            .expect("write");
+    }
+    let out = check.wait_with_output().expect("python3");
+    assert!(
+        out.status.success(),
+        "m3u8 (pip install m3u8) could not parse the LL-HLS playlist: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    finish(pubc, "the publishing ffmpeg", Duration::from_secs(30));
+    let mut text = String::new();
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(100));
+        text = String::from_utf8_lossy(&get(gw.http, "/live/h/media.m3u8").1).to_string();
+        if text.contains("#EXT-X-ENDLIST") {
+            break;
+        }
+    }
+    assert!(
+        text.contains("#EXT-X-ENDLIST"),
+        "the playlist never ended:\n{text}"
+    );
+    let (segs, parts) = playlist_uris(&text);
+    assert!(
+        segs.len() >= 3,
+        "only {} segments listed:\n{text}",
+        segs.len()
+    );
+    let (status, init) = get(gw.http, "/live/h/init.mp4");
+    assert_eq!(status, 200);
+    let mut all = init.clone();
+    for (i, seg) in segs.iter().enumerate() {
+        let (status, data) = get(gw.http, &format!("/live/h/{seg}"));
+        assert_eq!(status, 200, "{seg}");
+        let file = dir.join(format!("check-{i}.mp4"));
+        std::fs::write(&file, [init.as_slice(), data.as_slice()].concat()).expect("write");
+        strict_decode(&file);
+        // The segment's parts, in order, are the segment.
+        if !parts[i].is_empty() {
+            let mut joined = init.clone();
+            for p in &parts[i] {
+                let (status, data) = get(gw.http, &format!("/live/h/{p}"));
+                assert_eq!(status, 200, "{p}");
+                joined.extend_from_slice(&data);
+            }
+            let pf = dir.join(format!("parts-{i}.mp4"));
+            std::fs::write(&pf, &joined).expect("write");
+            strict_decode(&pf);
+            let count = |p: &Path| packets(p).len();
+            assert_eq!(
+                count(&pf),
+                count(&file),
+                "parts of {seg} differ from the segment"
+            );
+        }
+        all.extend_from_slice(&data);
+    }
+    let whole = dir.join("all.mp4");
+    std::fs::write(&whole, &all).expect("write");
+    strict_decode(&whole);
+    // Every frame the publisher sent from the first key frame on.
+    assert_same_from_keyframe(&input, &whole);
+}
+
+#[test]
+fn hls_continues_with_a_discontinuity_when_the_publisher_returns() {
+    let f = ffmpeg5();
+    let dir = tmpdir("restart");
+    let gw = gateway(&["--window", "30"]);
+    let input = make_media(
+        &f,
+        &dir,
+        "in.flv",
+        &["-c:v", "libx264", "-g", "30", "-c:a", "aac"],
+    );
+    let url = format!("rtmp://{}/live/r", gw.rtmp);
+    let publish = || {
+        spawn(
+            Command::new(&f)
+                .args(["-v", "error", "-re", "-i"])
+                .arg(&input)
+                .args(["-t", "4", "-c", "copy", "-f", "flv", &url]),
+        )
+    };
+    finish(publish(), "the first publish", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(2));
+    let (_, before) = get(gw.http, "/live/r/media.m3u8");
+    let before = String::from_utf8_lossy(&before).to_string();
+    finish(publish(), "the second publish", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, after) = get(gw.http, "/live/r/media.m3u8");
+    let after = String::from_utf8_lossy(&after).to_string();
+    assert_eq!(status, 200);
+    assert!(
+        after.contains("#EXT-X-DISCONTINUITY"),
+        "no discontinuity after the reconnect:\n{after}"
+    );
+    let (b, _) = playlist_uris(&before);
+    let (a, _) = playlist_uris(&after);
+    assert!(
+        a.len() > b.len() && a[..b.len()] == b[..],
+        "the playlist restarted instead of continuing"
+    );
+}
+
+#[test]
+fn http_bad_input_gets_clear_answers() {
+    let gw = gateway(&[]);
+    let big = format!(
+        "GET /api/streams HTTP/1.1\r\nX: {}\r\n\r\n",
+        "a".repeat(40_000)
+    );
+    assert_eq!(
+        http_raw(gw.http, big.as_bytes(), Duration::from_secs(5)).0,
+        431
+    );
+    for path in [
+        "/live/../../etc/passwd",
+        "/live/x/..%2f..%2fetc%2fpasswd",
+        "/%2e%2e/x/y",
+        "/live/x/.hidden",
+    ] {
+        let (status, _) = get(gw.http, path);
+        assert!((400..500).contains(&status), "{path}: {status}");
+    }
+    assert_eq!(get(gw.http, "/live/nothing/index.m3u8").0, 404);
+    let (status, head, _) = http_raw(
+        gw.http,
+        b"DELETE /api/streams HTTP/1.1\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    assert_eq!(status, 405, "{head}");
+    // Bad delivery directives on a live stream.
+    let f = ffmpeg5();
+    let dir = tmpdir("badmsn");
+    let input = make_media(
+        &f,
+        &dir,
+        "in.flv",
+        &["-c:v", "libx264", "-g", "30", "-c:a", "aac"],
+    );
+    let pubc = spawn(
+        Command::new(&f)
+            .args(["-v", "error", "-re", "-i"])
+            .arg(&input)
+            .args([
+                "-c",
+                "copy",
+                "-f",
+                "flv",
+                &format!("rtmp://{}/live/b", gw.rtmp),
+            ]),
+    );
+    let ready = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        get(gw.http, "/live/b/media.m3u8").0 == 200
+    });
+    assert!(ready);
+    for q in [
+        "_HLS_msn=abc",
+        "_HLS_msn=99999",
+        "_HLS_part=1",
+        "_HLS_msn=-1",
+    ] {
+        let (status, _) = get(gw.http, &format!("/live/b/media.m3u8?{q}"));
+        assert_eq!(status, 400, "{q}");
+    }
+    finish(pubc, "the publishing ffmpeg", Duration::from_secs(30));
+}
+
+/// 1,000 connections trickling a byte a second: each is closed with 408
+/// once its request has taken 10 s, and meanwhile a normal request is
+/// answered at once.
+#[test]
+fn slowloris_does_not_starve_the_server() {
+    use std::io::Write;
+    let gw = gateway(&[]);
+    let mut slow: Vec<std::net::TcpStream> = (0..1000)
+        .map(|_| std::net::TcpStream::connect(gw.http).expect("connect"))
+        .collect();
+    let start = std::time::Instant::now();
+    let mut answered_fast = true;
+    while start.elapsed() < Duration::from_secs(12) {
+        for s in slow.iter_mut() {
+            let _ = s.write_all(b"G");
+        }
+        let t = std::time::Instant::now();
+        let (status, _) = get(gw.http, "/api/streams");
+        answered_fast &= status == 200 && t.elapsed() < Duration::from_millis(500);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert!(
+        answered_fast,
+        "a normal request was slow or refused during the trickle"
+    );
+    // By now every trickler was answered 408 and closed.
+    use std::io::Read;
+    let mut closed = 0;
+    for s in slow.iter_mut() {
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        let mut buf = [0u8; 256];
+        if let Ok(n) = s.read(&mut buf) {
+            if n == 0 || String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 408") {
+                closed += 1;
+            }
+        }
+    }
+    assert!(
+        closed >= 990,
+        "only {closed} of 1000 trickling connections were timed out"
+    );
+}

@@ -9,7 +9,8 @@
 //! for a playlist update or a hinted part that does not exist yet is held
 //! (its waker registered) and answered when the packager produces it: no
 //! polling and no thread per request. A publisher that reconnects within the
-//! linger time continues the same playlist after an `EXT-X-DISCONTINUITY`.
+//! linger time continues the same playlist after an `EXT-X-DISCONTINUITY`;
+//! after it, the playlist is ended with `EXT-X-ENDLIST`.
 
 use crate::message::{Request, Response};
 use arcly_core::bus::DeliveryRef;
@@ -35,6 +36,8 @@ struct State {
     objects: HashMap<String, Bytes>,
     /// Nothing is publishing; set when the packager ended.
     idle_since: Option<Instant>,
+    /// The playlist was ended (`EXT-X-ENDLIST`) after the linger time.
+    finished_at: Option<Instant>,
     /// Bumped on every change; a held request rechecks when it moves.
     version: u64,
     waiters: Vec<Waker>,
@@ -112,6 +115,11 @@ impl HlsOrigin {
         let restarted = {
             let mut st = stream.lock();
             st.idle_since = None;
+            if st.finished_at.take().is_some() {
+                // Too late to continue the ended playlist: start afresh.
+                st.segmenter = None;
+                st.tracks = None;
+            }
             st.segmenter.is_some()
         };
         Packager {
@@ -122,18 +130,33 @@ impl HlsOrigin {
         }
     }
 
-    /// Forgets streams whose publisher left more than the linger time ago.
+    /// Ends the playlists of streams whose publisher left more than the
+    /// linger time ago (the open segment is cut and `EXT-X-ENDLIST`
+    /// written), and forgets them after another linger time.
     pub fn reap(&self, now: Instant) {
         let linger = self.inner.linger;
         self.table().retain(|_, s| {
             let mut st = s.lock();
-            let keep = st.idle_since.is_none_or(|t| now - t < linger);
-            if !keep {
-                for w in st.waiters.drain(..) {
-                    w.wake();
+            let Some(idle) = st.idle_since else {
+                return true;
+            };
+            match st.finished_at {
+                None if now - idle >= linger => {
+                    if let Some(seg) = st.segmenter.as_mut() {
+                        seg.finish();
+                    }
+                    st.finished_at = Some(now);
+                    drain(&mut st);
+                    true
                 }
+                Some(t) if now - t >= linger => {
+                    for w in st.waiters.drain(..) {
+                        w.wake();
+                    }
+                    false
+                }
+                _ => true,
             }
-            keep
         });
     }
 
@@ -154,8 +177,8 @@ impl HlsOrigin {
         match answer {
             Answer::Ready(r) => Poll::Ready(r),
             Answer::Wait => {
-                if st.idle_since.is_some() {
-                    return Poll::Ready(Response::text(503, "the stream is not being published"));
+                if st.finished_at.is_some() {
+                    return Poll::Ready(Response::text(404, "the stream has ended"));
                 }
                 st.waiters.push(cx.waker().clone());
                 Poll::Pending
@@ -334,17 +357,12 @@ impl Packager {
         drain(st);
     }
 
-    /// The publisher left: the last segment is cut; the stream lingers.
+    /// The publisher left. The open segment stays open for the linger time:
+    /// a publisher that returns continues it after a discontinuity;
+    /// otherwise [`HlsOrigin::reap`] ends the playlist.
     pub fn end(self, now: Instant) {
         let mut st = self.stream.lock();
-        if let Some(seg) = st.segmenter.as_mut() {
-            seg.finish();
-        }
-        drain(&mut st);
         st.idle_since = Some(now);
-        for w in st.waiters.drain(..) {
-            w.wake();
-        }
     }
 }
 
