@@ -72,6 +72,15 @@ pub struct Fmp4Config {
 }
 
 impl Fmp4Config {
+    /// No automatic cuts: fragments are cut only by
+    /// [`Fmp4Muxer::cut_fragment`] (and by the size bound).
+    pub fn manual() -> Self {
+        Fmp4Config {
+            segment_duration_us: u64::MAX,
+            ..Fmp4Config::default()
+        }
+    }
+
     /// Segments of at least `secs` seconds, no parts.
     pub fn segments_of(secs: u64) -> Self {
         Fmp4Config {
@@ -266,6 +275,18 @@ impl Fmp4Muxer {
         self.cut();
     }
 
+    /// Cuts a fragment now from every complete sample queued (the newest
+    /// frame of each track stays held until its duration is known); with
+    /// `end_segment`, the next fragment starts a new segment. For callers
+    /// that decide the boundaries themselves (see [`Fmp4Config::manual`]).
+    pub fn cut_fragment(&mut self, end_segment: bool) {
+        self.cut();
+        if end_segment {
+            self.next_starts_segment = true;
+            self.segment_start = None;
+        }
+    }
+
     /// Ends the current segment now (at a discontinuity): everything held
     /// is cut as by [`flush`](Self::flush), and the next fragment starts a
     /// new segment with its own timing.
@@ -390,6 +411,26 @@ mod tests {
         assert!(frags[0].starts_segment && frags[0].independent);
         assert_eq!(&frags[0].data[4..8], b"styp");
         assert_eq!(frags[0].duration.ticks, 60 * 3000);
+    }
+
+    #[test]
+    fn fragments_when_asked() {
+        let d = demux(H264_AAC, 65536);
+        let mut m = Fmp4Muxer::new(&d.track_set(), Fmp4Config::manual()).unwrap();
+        let mut frags = Vec::new();
+        for (i, f) in d.frames.iter().enumerate() {
+            m.push(f).unwrap();
+            if i % 50 == 49 {
+                m.cut_fragment(i == 99);
+            }
+            frags.extend(core::iter::from_fn(|| m.poll_fragment()));
+        }
+        m.flush();
+        frags.extend(core::iter::from_fn(|| m.poll_fragment()));
+        assert_eq!(frags.len(), 4);
+        let starts: Vec<bool> = frags.iter().map(|f| f.starts_segment).collect();
+        assert_eq!(starts, [true, false, true, false]);
+        assert_eq!(frags.iter().map(|f| f.duration.ticks).sum::<i64>(), 180_000);
     }
 
     #[test]
