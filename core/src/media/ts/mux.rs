@@ -764,6 +764,78 @@ mod tests {
         }
     }
 
+    /// Key frames get AUD + SPS/PPS (once, even if the frame carries them
+    /// in band); delta frames get only the AUD.
+    #[test]
+    fn parameter_sets_before_key_frames_only() {
+        use crate::media::codec::h264::AvcConfig;
+        let sps = Bytes::from_static(&[
+            0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03,
+            0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x42, 0x99, 0x60,
+        ]);
+        let pps = Bytes::from_static(&[0x68, 0xeb, 0xe0, 0xe4, 0xb2, 0x2c]);
+        let avcc =
+            AvcConfig::from_parameter_sets(alloc::vec![sps.clone()], alloc::vec![pps.clone()])
+                .unwrap()
+                .to_bytes();
+        let mut set = TrackSet::new();
+        set.upsert(TrackInfo::new(
+            TrackId(0),
+            CodecId::H264,
+            Timescale::MPEG,
+            avcc,
+        ))
+        .unwrap();
+        let lp = |nals: &[&[u8]]| {
+            let mut b = BytesMut::new();
+            for n in nals {
+                b.put_u32(n.len() as u32);
+                b.extend_from_slice(n);
+            }
+            b.freeze()
+        };
+        let idr: &[u8] = &[0x65, 0x88, 0x80, 0x40];
+        let slice: &[u8] = &[0x41, 0x9a, 0x20];
+        let frames = [
+            MediaFrame::video(
+                TrackId(0),
+                CodecId::H264,
+                true,
+                MediaTime::new(0, Timescale::MPEG),
+                lp(&[idr]),
+            ),
+            MediaFrame::video(
+                TrackId(0),
+                CodecId::H264,
+                false,
+                MediaTime::new(3000, Timescale::MPEG),
+                lp(&[slice]),
+            ),
+            MediaFrame::video(
+                TrackId(0),
+                CodecId::H264,
+                true,
+                MediaTime::new(6000, Timescale::MPEG),
+                lp(&[&sps, &pps, idr]),
+            ),
+        ];
+        let count =
+            |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).filter(|w| *w == needle).count();
+        let mut expected_sps = 0;
+        for f in &frames {
+            let mut m = TsMuxer::new(&set, TsMuxerConfig::default()).unwrap();
+            let mut out = BytesMut::new();
+            m.write_frame(f, &mut out).unwrap();
+            // Skip PAT and PMT; the PES fits in one packet after its header.
+            let es = &out[2 * PACKET_SIZE..];
+            assert_eq!(count(es, &[0, 0, 0, 1, 0x09, 0xF0]), 1, "one AUD");
+            expected_sps = usize::from(f.is_key());
+            assert_eq!(count(es, &[0, 0, 0, 1, 0x67]), expected_sps);
+            assert_eq!(count(es, &[0, 0, 0, 1, 0x68]), expected_sps);
+        }
+        assert_eq!(expected_sps, 1);
+    }
+
     #[test]
     fn rejects_av1() {
         let mut set = TrackSet::new();
