@@ -26,6 +26,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+/// How long an ended playlist and its segments stay available, so players
+/// can finish what they started.
+const ENDED_KEPT: Duration = Duration::from_secs(60);
+
 /// The media playlist's name next to `index.m3u8` (the multivariant one).
 pub const MEDIA_PLAYLIST: &str = "media.m3u8";
 
@@ -132,7 +136,7 @@ impl HlsOrigin {
 
     /// Ends the playlists of streams whose publisher left more than the
     /// linger time ago (the open segment is cut and `EXT-X-ENDLIST`
-    /// written), and forgets them after another linger time.
+    /// written), and forgets them a minute later.
     pub fn reap(&self, now: Instant) {
         let linger = self.inner.linger;
         self.table().retain(|_, s| {
@@ -149,7 +153,7 @@ impl HlsOrigin {
                     drain(&mut st);
                     true
                 }
-                Some(t) if now - t >= linger => {
+                Some(t) if now - t >= ENDED_KEPT.max(linger) => {
                     for w in st.waiters.drain(..) {
                         w.wake();
                     }
