@@ -14,7 +14,8 @@
 //! first video track, else the first audio track) once
 //! [`Fmp4Config::segment_duration_us`] has passed since the segment began;
 //! with [`Fmp4Config::part_duration_us`] set, a part (a fragment that does not
-//! start a segment) is cut whenever the lead track has that much queued.
+//! start a segment) is cut before the lead track's queue would grow past
+//! that duration, so that no part is longer than the part target.
 //! Every fragment is also cut before it grows past
 //! [`Fmp4Config::max_fragment_bytes`].
 
@@ -231,8 +232,13 @@ impl Fmp4Muxer {
             let seg_due = self.segment_start.is_some_and(|s| {
                 MediaTime::new(dts - s, ts).as_micros() >= self.config.segment_duration_us as i64
             });
+            // A part never exceeds the part target (RFC 8216bis §4.4.3.7):
+            // cut now if one more frame of the recent duration would.
+            let next = i64::from(self.tracks[idx].last_duration);
             let part_due = match (self.config.part_duration_us, self.part_start) {
-                (Some(part), Some(s)) => MediaTime::new(dts - s, ts).as_micros() >= part as i64,
+                (Some(part), Some(s)) => {
+                    MediaTime::new(dts - s + next, ts).as_micros() > part as i64
+                }
                 _ => false,
             };
             if sync && seg_due {

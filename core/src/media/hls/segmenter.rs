@@ -483,7 +483,7 @@ mod tests {
         assert!(answered_at.unwrap() < 30);
         let p = s.playlist().render();
         assert!(
-            p.contains("#EXT-X-PART:DURATION=0.26667,URI=\"seg0.0.m4s\",INDEPENDENT=YES\n"),
+            p.contains("#EXT-X-PART:DURATION=0.23333,URI=\"seg0.0.m4s\",INDEPENDENT=YES\n"),
             "{p}"
         );
         assert!(
@@ -491,6 +491,15 @@ mod tests {
             "{p}"
         );
         assert!(parts >= 6);
+        // No part is longer than PART-TARGET (RFC 8216bis §4.4.3.7).
+        let all_parts = s
+            .playlist()
+            .segments()
+            .flat_map(|x| x.parts.iter())
+            .chain(s.playlist().open_parts());
+        for part in all_parts {
+            assert!(part.duration <= 0.25 + 1e-9, "{part:?}");
+        }
         s.finish();
         let p = s.playlist().render();
         assert!(
