@@ -13,6 +13,35 @@
 //!
 //! Nothing here performs IO, reads a clock or a random source, or spawns:
 //! time and the handshake's seed are inputs.
+//!
+//! # Driving a server session
+//!
+//! Feed what the socket reads, then drain transmits and events; answer each
+//! request (normally the [`Conductor`](arcly_core::session::Conductor) does
+//! this through the engine, which checks the token):
+//!
+//! ```
+//! use arcly_core::session::{Input, Session, SessionEvent};
+//! use arcly_core::time::Instant;
+//! use arcly_rtmp::{RtmpConfig, ServerSession};
+//! use bytes::BytesMut;
+//!
+//! let mut session = ServerSession::new(RtmpConfig::default(), Instant::ZERO);
+//! // C0 and the start of C1 from a client; the rest comes with later reads.
+//! session.handle_input(Instant::from_millis(1), Input::Stream(BytesMut::from(&[3u8, 0, 0][..])));
+//! while let Some(transmit) = session.poll_transmit() {
+//!     drop(transmit); // write transmit.data to the socket
+//! }
+//! while let Some(event) = session.poll_event() {
+//!     match event {
+//!         SessionEvent::Request(r) => session.accept(Instant::from_millis(1), r.id),
+//!         SessionEvent::Frame(frame) => drop(frame), // publish it
+//!         _ => {}
+//!     }
+//! }
+//! // Sleep until `poll_timeout`, then call `handle_timeout`.
+//! assert!(session.poll_timeout().is_some());
+//! ```
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
