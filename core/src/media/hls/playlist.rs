@@ -34,6 +34,8 @@ pub struct PlaylistSegment {
     pub discontinuity: bool,
     /// Its parts (LL-HLS), kept while the segment is recent.
     pub parts: alloc::vec::Vec<PlaylistPart>,
+    /// The `EXT-X-MAP` (init segment) URI in force for it, if any.
+    pub map: Option<String>,
 }
 
 /// How a blocking playlist request is answered.
@@ -58,7 +60,8 @@ pub struct MediaPlaylist {
     pub window: usize,
     /// `PART-TARGET` in seconds for LL-HLS.
     pub part_target: Option<f64>,
-    /// The `EXT-X-MAP` URI for fMP4.
+    /// The `EXT-X-MAP` URI for fMP4: the init segment of the segments
+    /// completed from now on (each segment keeps the one it was made with).
     pub map_uri: Option<String>,
     segments: VecDeque<PlaylistSegment>,
     next_msn: u64,
@@ -148,6 +151,7 @@ impl MediaPlaylist {
             duration,
             discontinuity: core::mem::take(&mut self.pending_discontinuity),
             parts: core::mem::take(&mut self.open_parts),
+            map: self.map_uri.clone(),
         };
         self.next_msn += 1;
         if duration > self.longest {
@@ -238,9 +242,6 @@ impl MediaPlaylist {
                 self.discontinuity_sequence
             );
         }
-        if let Some(map) = &self.map_uri {
-            let _ = writeln!(s, "#EXT-X-MAP:URI=\"{map}\"");
-        }
         // Delta update: skip the segments wholly older than the skip boundary.
         let mut skip = 0usize;
         if delta && self.part_target.is_some() {
@@ -260,10 +261,14 @@ impl MediaPlaylist {
                 let _ = writeln!(s, "#EXT-X-SKIP:SKIPPED-SEGMENTS={skip}");
             }
         }
+        // EXT-X-MAP before the first segment and wherever the init segment
+        // changes (§4.4.4.5).
+        let mut map: Option<&str> = None;
         for seg in self.segments.iter().skip(skip) {
             if seg.discontinuity {
                 let _ = writeln!(s, "#EXT-X-DISCONTINUITY");
             }
+            write_map(&mut s, &mut map, seg.map.as_deref());
             for p in &seg.parts {
                 write_part(&mut s, p);
             }
@@ -273,6 +278,9 @@ impl MediaPlaylist {
         if !self.ended {
             if self.pending_discontinuity && !self.open_parts.is_empty() {
                 let _ = writeln!(s, "#EXT-X-DISCONTINUITY");
+            }
+            if !self.open_parts.is_empty() || self.segments.is_empty() {
+                write_map(&mut s, &mut map, self.map_uri.as_deref());
             }
             for p in &self.open_parts {
                 write_part(&mut s, p);
@@ -327,6 +335,16 @@ impl MediaPlaylist {
             BlockingAnswer::Ready(render(self))
         } else {
             BlockingAnswer::Wait
+        }
+    }
+}
+
+/// Writes `EXT-X-MAP` when `want` differs from the map in force.
+fn write_map<'a>(s: &mut String, current: &mut Option<&'a str>, want: Option<&'a str>) {
+    if let Some(w) = want {
+        if *current != Some(w) {
+            let _ = writeln!(s, "#EXT-X-MAP:URI=\"{w}\"");
+            *current = Some(w);
         }
     }
 }

@@ -135,6 +135,7 @@ pub struct HlsSegmenter {
     peak_bps: u64,
     total_bits: u64,
     total_secs: f64,
+    inits: u32,
 }
 
 impl HlsSegmenter {
@@ -188,6 +189,7 @@ impl HlsSegmenter {
             peak_bps: 0,
             total_bits: 0,
             total_secs: 0.0,
+            inits: 0,
         })
     }
 
@@ -225,6 +227,60 @@ impl HlsSegmenter {
         match self.config.format {
             SegmentFormat::Ts => format!("seg{msn}.ts"),
             SegmentFormat::Fmp4 => format!("seg{msn}.m4s"),
+        }
+    }
+
+    /// Changes the tracks (a new resolution, new parameter sets, a codec
+    /// change): the segment in progress is completed, the next one follows
+    /// a discontinuity, and for fMP4 a new init segment (`init<n>.mp4`) is
+    /// published and named by `EXT-X-MAP` from then on. Unchanged tracks
+    /// change nothing.
+    pub fn update_tracks(&mut self, tracks: &TrackSet) -> Result<(), HlsError> {
+        if *tracks == self.tracks {
+            return Ok(());
+        }
+        let lead_duration = self.open_lead_duration();
+        match &mut self.muxer {
+            Muxer::Ts(_) => self.open_duration = lead_duration,
+            Muxer::Fmp4(m) => {
+                m.flush();
+                self.take_fragments();
+            }
+        }
+        self.finish_open_segment();
+        self.playlist.mark_discontinuity();
+        self.last_lead = None;
+        self.muxer = match self.config.format {
+            SegmentFormat::Ts => {
+                Muxer::Ts(Box::new(TsMuxer::new(tracks, TsMuxerConfig::default())?))
+            }
+            SegmentFormat::Fmp4 => {
+                let m = Fmp4Muxer::new(tracks, self.fmp4_config())?;
+                self.inits += 1;
+                let uri = format!("init{}.mp4", self.inits);
+                self.playlist.map_uri = Some(uri.clone());
+                self.events.push_back(HlsEvent::Init {
+                    uri,
+                    data: m.init_segment(),
+                });
+                Muxer::Fmp4(Box::new(m))
+            }
+        };
+        self.tracks = tracks.clone();
+        self.audio_only = !tracks.has_video();
+        self.lead = tracks
+            .video()
+            .or_else(|| tracks.audio())
+            .map_or(TrackId(0), |t| t.id);
+        self.events.push_back(HlsEvent::PlaylistUpdated);
+        Ok(())
+    }
+
+    fn fmp4_config(&self) -> Fmp4Config {
+        Fmp4Config {
+            segment_duration_us: u64::from(self.config.target_duration) * 1_000_000,
+            part_duration_us: self.config.part_duration_us,
+            max_fragment_bytes: self.config.max_segment_bytes,
         }
     }
 
@@ -548,6 +604,48 @@ mod tests {
             assert_eq!(p.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{p}");
             assert_eq!(p.matches("#EXTINF:1.00000,").count(), 4, "{format:?}: {p}");
         }
+    }
+
+    #[test]
+    fn new_tracks_bring_a_new_init_segment_and_a_discontinuity() {
+        let d = demux(H264_OPUS, 65536);
+        let other = demux(crate::media::ts::demux::tests::H265_AAC, 65536);
+        let cfg = HlsConfig {
+            format: SegmentFormat::Fmp4,
+            target_duration: 1,
+            ..HlsConfig::default()
+        };
+        let mut s = HlsSegmenter::new(&d.track_set(), cfg).unwrap();
+        let mut inits = Vec::new();
+        let drain = |s: &mut HlsSegmenter, inits: &mut Vec<String>| {
+            while let Some(e) = s.poll_event() {
+                if let HlsEvent::Init { uri, .. } = e {
+                    inits.push(uri);
+                }
+            }
+        };
+        for f in &d.frames {
+            s.push(f).unwrap();
+            drain(&mut s, &mut inits);
+        }
+        s.update_tracks(&d.track_set()).unwrap(); // unchanged: nothing happens
+        drain(&mut s, &mut inits);
+        assert_eq!(inits, ["init.mp4"]);
+        s.update_tracks(&other.track_set()).unwrap();
+        for f in &other.frames {
+            s.push(f).unwrap();
+            drain(&mut s, &mut inits);
+        }
+        s.finish();
+        drain(&mut s, &mut inits);
+        assert_eq!(inits, ["init.mp4", "init1.mp4"]);
+        let p = s.playlist().render();
+        assert!(p.contains("#EXT-X-MAP:URI=\"init.mp4\"\n#EXTINF"), "{p}");
+        assert!(
+            p.contains("#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"init1.mp4\"\n#EXTINF"),
+            "{p}"
+        );
+        assert_eq!(p.matches("#EXT-X-MAP").count(), 2, "{p}");
     }
 
     #[test]
