@@ -40,7 +40,7 @@ pub enum ClientMode {
 }
 
 /// Where the client connects: `rtmp://host/APP/STREAM`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientTarget {
     /// The application (may carry `?token=`).
     pub app: String,
@@ -48,6 +48,63 @@ pub struct ClientTarget {
     pub stream: String,
     /// The `tcUrl` of `connect`.
     pub tc_url: String,
+}
+
+/// A parsed `rtmp://` URL: where to connect and what to say.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientUrl {
+    /// Host name or address.
+    pub host: String,
+    /// TCP port (1935 when the URL names none).
+    pub port: u16,
+    /// The application, stream and tcUrl.
+    pub target: ClientTarget,
+}
+
+impl ClientTarget {
+    /// Parses `rtmp://host[:port]/app[/more]/stream[?query]`: the last path
+    /// segment is the stream (with its query), the rest is the application,
+    /// as ffmpeg splits it. `None` for other schemes or a missing stream.
+    pub fn parse(url: &str) -> Option<ClientUrl> {
+        let rest = url.strip_prefix("rtmp://")?;
+        let (authority, path) = rest.split_once('/')?;
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let (h, after) = v6.split_once(']')?;
+            match after.strip_prefix(':') {
+                Some(p) => (h, p.parse().ok()?),
+                None if after.is_empty() => (h, 1935),
+                None => return None,
+            }
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h, p.parse().ok()?),
+                None => (authority, 1935),
+            }
+        };
+        // The query belongs to the stream name even when it sits on the
+        // last segment only.
+        let (path_only, query) = match path.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path, None),
+        };
+        let (app, stream) = path_only.rsplit_once('/')?;
+        if host.is_empty() || app.is_empty() || stream.is_empty() {
+            return None;
+        }
+        let stream = match query {
+            Some(q) => format!("{stream}?{q}"),
+            None => stream.to_owned(),
+        };
+        Some(ClientUrl {
+            host: host.to_owned(),
+            port,
+            target: ClientTarget {
+                app: app.to_owned(),
+                stream,
+                tc_url: format!("rtmp://{authority}/{app}"),
+            },
+        })
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -407,5 +464,34 @@ impl Session for ClientSession {
 
     fn is_closed(&self) -> bool {
         self.closed && !self.conn.has_output()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let u = ClientTarget::parse("rtmp://127.0.0.1:1936/live/cam1?token=abc").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("127.0.0.1", 1936));
+        assert_eq!(u.target.app, "live");
+        assert_eq!(u.target.stream, "cam1?token=abc");
+        assert_eq!(u.target.tc_url, "rtmp://127.0.0.1:1936/live");
+        let u = ClientTarget::parse("rtmp://example.org/app/inst/name").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("example.org", 1935));
+        assert_eq!(
+            (u.target.app.as_str(), u.target.stream.as_str()),
+            ("app/inst", "name")
+        );
+        let u = ClientTarget::parse("rtmp://[::1]:1940/live/x").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("::1", 1940));
+        assert_eq!(
+            ClientTarget::parse("rtmp://[::1]/live/x").unwrap().port,
+            1935
+        );
+        assert!(ClientTarget::parse("http://h/live/x").is_none());
+        assert!(ClientTarget::parse("rtmp://h/live").is_none());
+        assert!(ClientTarget::parse("rtmp://h:notaport/live/x").is_none());
     }
 }

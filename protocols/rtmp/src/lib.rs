@@ -64,7 +64,7 @@ pub mod message;
 pub mod server;
 
 pub use amf0::Amf0Value;
-pub use client::{ClientMode, ClientSession, ClientTarget};
+pub use client::{ClientMode, ClientSession, ClientTarget, ClientUrl};
 pub use config::RtmpConfig;
 pub use error::RtmpError;
 pub use flv::FlvTag;
