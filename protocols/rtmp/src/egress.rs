@@ -90,7 +90,8 @@ impl Egress {
         data.push(amf0::string("onMetaData"));
         data.push(metadata_for(tracks));
         conn.send_data(stream_id, self.last_ts, data);
-        for t in tracks.iter() {
+        // RTMP carries one video and one audio track: the first of each.
+        for t in [tracks.video(), tracks.audio()].into_iter().flatten() {
             if let Some(head) = flv::sequence_header(t) {
                 conn.send_media(
                     t.codec.is_video(),
@@ -106,7 +107,15 @@ impl Egress {
 
     /// Sends a frame.
     pub fn frame(&mut self, f: &MediaFrame, conn: &mut Connection, stream_id: u32) {
-        if self.tracks.is_none() {
+        let Some(tracks) = &self.tracks else {
+            return;
+        };
+        let carried = if f.codec.is_video() {
+            tracks.video()
+        } else {
+            tracks.audio()
+        };
+        if carried.map(|t| t.id) != Some(f.track) {
             return;
         }
         if self.need_key && f.codec.is_video() {
@@ -124,5 +133,51 @@ impl Egress {
         conn.send_media(f.codec.is_video(), stream_id, ts, &head, &f.payload);
         self.last_ts = ts;
         self.frames += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RtmpConfig;
+    use crate::handshake::Handshake;
+    use arcly_core::frame::{TrackId, TrackInfo};
+    use arcly_core::time::{MediaTime, Timescale};
+    use bytes::Bytes;
+
+    #[test]
+    fn one_video_and_one_audio_track_rebased_to_zero() {
+        let mut conn = Connection::new(RtmpConfig::default(), Handshake::server(0));
+        let mut set = TrackSet::new();
+        for (id, codec) in [(0, CodecId::H264), (1, CodecId::Aac), (2, CodecId::H265)] {
+            set.upsert(TrackInfo::new(
+                TrackId(id),
+                codec,
+                Timescale::MILLIS,
+                Bytes::from_static(b"cfg"),
+            ))
+            .unwrap();
+        }
+        let mut e = Egress::default();
+        // A frame before the tracks is not sent.
+        let f = |id: u8, codec, ms: i64| {
+            MediaFrame::video(
+                TrackId(id),
+                codec,
+                true,
+                MediaTime::new(ms * 90, Timescale::MPEG),
+                Bytes::from_static(b"x"),
+            )
+        };
+        e.frame(&f(0, CodecId::H264, 5000), &mut conn, 1);
+        assert!(conn.take_output().is_none());
+        e.tracks(&set, &mut conn, 1, false);
+        assert!(conn.take_output().is_some());
+        e.frame(&f(2, CodecId::H265, 5000), &mut conn, 1);
+        assert!(conn.take_output().is_none());
+        e.frame(&f(0, CodecId::H264, 5000), &mut conn, 1);
+        e.frame(&f(0, CodecId::H264, 5040), &mut conn, 1);
+        assert_eq!(e.frames, 2);
+        assert_eq!(e.last_ts, 40);
     }
 }
