@@ -11,10 +11,18 @@ for tool in ffmpeg ffprobe nginx gst-launch-1.0; do
 done
 [ -f /usr/lib/nginx/modules/ngx_rtmp_module.so ] || missing+=("libnginx-mod-rtmp")
 python3 -c 'import imageio_ffmpeg' 2>/dev/null || missing+=("ffmpeg 9 (pip install imageio-ffmpeg)")
+python3 -c 'import m3u8' 2>/dev/null || missing+=("m3u8 (pip install m3u8)")
+command -v chromium >/dev/null 2>&1 || missing+=("chromium")
+command -v node >/dev/null 2>&1 || missing+=("node")
 if [ ${#missing[@]} -gt 0 ]; then
   echo "interop: missing real clients: ${missing[*]}" >&2
   echo "interop: install them as .ci/run does (apt-get install -y ffmpeg nginx libnginx-mod-rtmp gstreamer1.0-tools ...; pip install imageio-ffmpeg)" >&2
   exit 1
+fi
+
+# hls.js and playwright-core for the browser test (the browser is Debian's).
+if [ ! -d tests/browser/node_modules/playwright-core ] || [ ! -d tests/browser/node_modules/hls.js ]; then
+  npm install --prefix tests/browser --no-audit --no-fund
 fi
 
 # The flood test holds over 4,000 sockets at once.

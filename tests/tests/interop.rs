@@ -1138,3 +1138,152 @@ fn slowloris_does_not_starve_the_server() {
         "only {closed} of 1000 trickling connections were timed out"
     );
 }
+
+// ---------------------------------------------------------------------------
+// A real browser: Debian's Chromium, driven by playwright-core, plays the
+// LL-HLS stream with hls.js (tests/browser/play_hls.mjs).
+
+fn play_in_browser(url: &str, seconds: u32, shot: &Path) -> serde_json::Value {
+    need("chromium", "apt-get install -y chromium");
+    let node = need("node", "apt-get install -y nodejs npm");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
+    assert!(
+        dir.join("node_modules/playwright-core").exists()
+            && dir.join("node_modules/hls.js").exists(),
+        "interop: playwright-core and hls.js are missing; run: npm install --prefix tests/browser"
+    );
+    let out = Command::new(node)
+        .arg(dir.join("play_hls.mjs"))
+        .arg(url)
+        .arg(seconds.to_string())
+        .arg(shot)
+        .output()
+        .expect("node runs");
+    assert!(
+        out.status.success(),
+        "the browser run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "the browser printed no report ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+fn live_publish(f: &Path, url: &str, seconds: u32) -> Child {
+    spawn(
+        Command::new(f)
+            .args([
+                "-v",
+                "error",
+                "-re",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=640x360:rate=30",
+            ])
+            .args([
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=440:sample_rate=48000",
+                "-t",
+                &seconds.to_string(),
+            ])
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-tune",
+                "zerolatency",
+                "-g",
+                "30",
+                "-c:a",
+                "aac",
+                "-f",
+                "flv",
+                url,
+            ]),
+    )
+}
+
+#[test]
+fn chromium_plays_ll_hls_with_low_latency_and_survives_a_publisher_restart() {
+    let f = ffmpeg5();
+    let gw = gateway(&[]);
+    let url = format!("rtmp://{}/live/web", gw.rtmp);
+    let hls = format!("http://{}/live/web/index.m3u8", gw.http);
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/browser");
+    std::fs::create_dir_all(&shots).expect("screenshot dir");
+
+    // 20 s of steady playback: no error, no stall, latency within 2 s.
+    let pubc = live_publish(&f, &url, 30);
+    std::thread::sleep(Duration::from_secs(3));
+    let r = play_in_browser(&hls, 20, &shots.join("hls-playing.png"));
+    eprintln!("browser: {r}");
+    assert_eq!(
+        r["fatal"].as_array().map(Vec::len),
+        Some(0),
+        "fatal playback errors: {r}"
+    );
+    assert_eq!(
+        r["pageErrors"].as_array().map(Vec::len),
+        Some(0),
+        "page errors: {r}"
+    );
+    assert_eq!(r["stalls"].as_u64(), Some(0), "playback stalled: {r}");
+    let lat: Vec<f64> = r["latency"]
+        .as_array()
+        .expect("latency")
+        .iter()
+        .filter_map(|v| v.as_f64())
+        .collect();
+    assert!(lat.len() >= 30, "played for only {} samples", lat.len());
+    let settled = &lat[lat.len() / 2..];
+    let worst = settled.iter().cloned().fold(0.0, f64::max);
+    assert!(
+        worst <= 2.0,
+        "live latency {worst:.2} s exceeds 2 s: {lat:?}"
+    );
+    let _ = pubc.wait_with_output();
+
+    // The publisher leaves and comes back 2 s later: the page keeps playing.
+    let mut first = live_publish(&f, &url, 60);
+    std::thread::sleep(Duration::from_secs(4));
+    let shot = shots.join("hls-after-restart.png");
+    let browser = {
+        let hls = hls.clone();
+        let shot = shot.clone();
+        std::thread::spawn(move || play_in_browser(&hls, 22, &shot))
+    };
+    std::thread::sleep(Duration::from_secs(8));
+    let _ = first.kill();
+    let _ = first.wait();
+    std::thread::sleep(Duration::from_secs(2));
+    let second = live_publish(&f, &url, 20);
+    let r = browser.join().expect("browser thread");
+    eprintln!("browser across a restart: {r}");
+    assert_eq!(
+        r["fatal"].as_array().map(Vec::len),
+        Some(0),
+        "fatal playback errors across the restart: {r}"
+    );
+    let times: Vec<f64> = r["times"]
+        .as_array()
+        .expect("times")
+        .iter()
+        .filter_map(|v| v.as_f64())
+        .collect();
+    // The last 5 s of samples (well after the restart) still advance.
+    let tail = &times[times.len().saturating_sub(10)..];
+    assert!(
+        tail.len() >= 10 && tail[tail.len() - 1] - tail[0] > 3.0,
+        "playback did not continue after the publisher returned: {times:?}"
+    );
+    let (_, body) = get(gw.http, "/live/web/media.m3u8");
+    assert!(String::from_utf8_lossy(&body).contains("#EXT-X-DISCONTINUITY"));
+    drop(second);
+}
