@@ -555,8 +555,9 @@ impl GapExt for Option<i64> {
     fn is_none_or_gap(&self, now: i64, gap: u32) -> bool {
         match self {
             None => true,
-            // A step backwards (a discontinuity) also refreshes.
-            Some(last) => now - last >= i64::from(gap) || now < *last,
+            // A step back of more than a second (a new time base) also
+            // refreshes; the small ones of interleaved tracks do not.
+            Some(last) => now - last >= i64::from(gap) || now < *last - 90_000,
         }
     }
 }

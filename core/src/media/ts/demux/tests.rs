@@ -266,6 +266,20 @@ fn demux_mux_demux_is_lossless_on_real_streams() {
         }
         let again = demux(&out, 4096);
         assert!(again.other.is_empty(), "{:?}", again.other);
+        // Tables about every 100 ms, not on every interleaving step.
+        let pats = out
+            .chunks(188)
+            .filter(|p| p[1] & 0x1F == 0 && p[2] == 0)
+            .count();
+        let secs = (d
+            .frames
+            .iter()
+            .map(|f| f.dts)
+            .max()
+            .unwrap()
+            .ticks_since(d.frames.iter().map(|f| f.dts).min().unwrap())) as f64
+            / 90_000.0;
+        assert!((pats as f64) < secs * 10.0 + 3.0, "{pats} PATs in {secs} s");
         assert_eq!(
             again
                 .tracks
