@@ -268,6 +268,32 @@ fn shutdown_closes_live_connections(adapter: Adapter) {
     );
 }
 
+/// The HTTP session on the same adapters: pipelined keep-alive requests for
+/// the stream list, answered in order, and a clear 404.
+fn http_api(adapter: Adapter) {
+    use std::io::{Read, Write};
+    let engine = Engine::default();
+    let _p = engine
+        .publish(
+            &arcly_core::engine::Request::new(StreamKey::new("live", "api").expect("key"), "test"),
+            arcly_core::time::Instant::ZERO,
+        )
+        .expect("publish");
+    let server = start_http(adapter, engine);
+    let mut s = std::net::TcpStream::connect(server.addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    s.write_all(b"GET /api/streams HTTP/1.1\r\n\r\nGET /live/none/index.m3u8 HTTP/1.1\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let first = out.find("HTTP/1.1 200").expect("a 200 answer");
+    let second = out.find("HTTP/1.1 404").expect("a 404 answer");
+    assert!(first < second, "{adapter:?}: answers out of order:\n{out}");
+    assert!(out.contains("\"stream\":\"api\""), "{adapter:?}: {out}");
+    server.shutdown();
+}
+
 macro_rules! suite {
     ($m:ident, $a:expr) => {
         mod $m {
@@ -291,6 +317,10 @@ macro_rules! suite {
             #[test]
             fn shutdown_closes_live_connections() {
                 super::shutdown_closes_live_connections($a)
+            }
+            #[test]
+            fn http_api() {
+                super::http_api($a)
             }
         }
     };

@@ -82,6 +82,33 @@ fn quiet() -> Arc<dyn Fn(String) + Send + Sync> {
 
 /// Starts an RTMP server for `engine` on 127.0.0.1 with `adapter`.
 pub fn start_rtmp(adapter: Adapter, engine: Engine) -> Server {
+    start_server(adapter, engine, rtmp_session, Some(Duration::from_secs(10)))
+}
+
+/// Starts an HTTP server (the gateway's router, HLS origin included) for
+/// `engine` on 127.0.0.1 with `adapter`.
+pub fn start_http(adapter: Adapter, engine: Engine) -> Server {
+    let origin = arcly_http::HlsOrigin::new(Default::default(), Duration::from_secs(10));
+    let router = Arc::new(arcly_http::Router::new(engine.clone(), origin, 0));
+    start_server(
+        adapter,
+        engine,
+        move |_now| arcly_http::HttpSession::new(arcly_http::HttpConfig::default(), router.clone()),
+        None,
+    )
+}
+
+/// Starts a server running sessions made by `make`.
+pub fn start_server<S, F>(
+    adapter: Adapter,
+    engine: Engine,
+    make: F,
+    handshake: Option<Duration>,
+) -> Server
+where
+    S: Session + Send + 'static,
+    F: Fn(Instant) -> S + Send + Sync + 'static,
+{
     let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = std_listener.local_addr().expect("addr");
     let e = engine.clone();
@@ -102,19 +129,12 @@ pub fn start_rtmp(adapter: Adapter, engine: Engine) -> Server {
                     let l = tokio::net::TcpListener::from_std(std_listener).expect("listener");
                     let cfg = arcly_tokio::ListenerConfig {
                         shutdown_deadline: Duration::from_secs(2),
+                        handshake_timeout: handshake,
                         ..Default::default()
                     };
-                    arcly_tokio::serve(
-                        l,
-                        e,
-                        rtmp_session,
-                        cfg,
-                        arcly_tokio::Clock::new(),
-                        signal,
-                        quiet(),
-                    )
-                    .await
-                    .expect("serve");
+                    arcly_tokio::serve(l, e, make, cfg, arcly_tokio::Clock::new(), signal, quiet())
+                        .await
+                        .expect("serve");
                 });
                 // Dropping the runtime here would hide leaked tasks; the
                 // serve call has already joined every connection task.
@@ -129,12 +149,13 @@ pub fn start_rtmp(adapter: Adapter, engine: Engine) -> Server {
                 let l = async_io::Async::new(std_listener).expect("listener");
                 let cfg = arcly_smol::ListenerConfig {
                     shutdown_deadline: Duration::from_secs(2),
+                    handshake_timeout: handshake,
                     ..Default::default()
                 };
                 smol::block_on(arcly_smol::serve(
                     l,
                     e,
-                    rtmp_session,
+                    make,
                     cfg,
                     arcly_smol::Clock::new(),
                     signal,
@@ -150,12 +171,13 @@ pub fn start_rtmp(adapter: Adapter, engine: Engine) -> Server {
             let th = std::thread::spawn(move || {
                 let cfg = arcly_blocking::ListenerConfig {
                     shutdown_deadline: Duration::from_secs(2),
+                    handshake_timeout: handshake,
                     ..Default::default()
                 };
                 arcly_blocking::serve(
                     std_listener,
                     e,
-                    rtmp_session,
+                    make,
                     cfg,
                     arcly_blocking::Clock::new(),
                     s2,
