@@ -59,3 +59,14 @@ record ffmpeg5_1080p_publish $F5 -hide_banner -loglevel error \
     -f lavfi -i testsrc2=size=1920x1080:rate=30 -f lavfi -i sine=frequency=440:sample_rate=48000 \
     -t 10 $BITEXACT -c:v libx264 -preset ultrafast -b:v 1800k -maxrate 1800k -bufsize 1800k -g 60 \
     -pix_fmt yuv420p -c:a aac -b:a 96k -f flv "rtmp://127.0.0.1:$PROXY/live/bench"
+
+# GStreamer rtmp2sink: H.264 with B-frames (flvmux) + AAC.
+python3 "$HERE/record_proxy.py" $PROXY $PORT "$HERE/gstreamer_h264_aac_publish.c2s" &
+sleep 1
+timeout 30 gst-launch-1.0 -q -e videotestsrc num-buffers=90 is-live=true \
+    ! video/x-raw,width=320,height=240,framerate=30/1 \
+    ! x264enc key-int-max=30 bframes=2 speed-preset=ultrafast bitrate=400 ! h264parse \
+    ! flvmux name=m streamable=true ! rtmp2sink location=rtmp://127.0.0.1:$PROXY/live/gst \
+    audiotestsrc num-buffers=140 is-live=true samplesperbuffer=1024 \
+    ! audio/x-raw,rate=48000,channels=2 ! avenc_aac ! aacparse ! m. || true
+wait

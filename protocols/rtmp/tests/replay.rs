@@ -445,8 +445,8 @@ proptest! {
     /// The same capture cut at arbitrary byte boundaries gives the same
     /// events.
     #[test]
-    fn any_split_gives_the_same_events(cuts in prop::collection::vec(1usize..5000, 1..64), which in 0usize..3) {
-        let bytes = [FFMPEG5_H264_AAC, FFMPEG9_HEVC_AAC, FFMPEG9_AV1_OPUS][which];
+    fn any_split_gives_the_same_events(cuts in prop::collection::vec(1usize..5000, 1..64), which in 0usize..4) {
+        let bytes = [FFMPEG5_H264_AAC, FFMPEG9_HEVC_AAC, FFMPEG9_AV1_OPUS, GSTREAMER_H264_AAC][which];
         let whole = replay(bytes, bytes.len());
         let mut s = ServerSession::new(RtmpConfig::default(), Instant::ZERO);
         let mut sum = Summary::default();
@@ -494,4 +494,43 @@ fn payloads_are_cut_from_the_receive_buffer() {
         }
     }
     assert_eq!(inside, audio);
+}
+
+const GSTREAMER_H264_AAC: &[u8] = include_bytes!("../testdata/gstreamer_h264_aac_publish.c2s");
+
+#[test]
+fn gstreamer_publishes_h264_with_b_frames_and_aac() {
+    let s = replay(GSTREAMER_H264_AAC, GSTREAMER_H264_AAC.len());
+    assert_eq!(s.requests.len(), 1);
+    assert_eq!(
+        (s.requests[0].app.as_str(), s.requests[0].stream.as_str()),
+        ("live", "gst")
+    );
+    assert_eq!(s.closed, Some(SessionEnd::Normal));
+    let tracks = s.tracks.last().unwrap();
+    let v = tracks.video().unwrap();
+    assert_eq!(
+        (v.codec, v.params.width, v.params.height),
+        (CodecId::H264, 320, 240)
+    );
+    let a = tracks.audio().unwrap();
+    assert_eq!(
+        (a.codec, a.params.sample_rate, a.params.channels),
+        (CodecId::Aac, 48_000, 2)
+    );
+    assert_eq!(s.count(CodecId::H264), 90);
+    assert_eq!(s.keys(), 3);
+    assert_eq!(s.count(CodecId::Aac), 141);
+    let video: Vec<&MediaFrame> = s
+        .frames
+        .iter()
+        .filter(|f| f.codec == CodecId::H264)
+        .collect();
+    assert!(video
+        .iter()
+        .all(|f| length_prefixed(&f.payload) && f.pts >= f.dts));
+    // B-frames: presentation order differs from decode order.
+    assert!(video.windows(2).any(|w| w[1].pts < w[0].pts));
+    check_times(&s, CodecId::H264, 2900..=3100);
+    check_times(&s, CodecId::Aac, 2800..=3100);
 }
