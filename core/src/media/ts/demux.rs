@@ -401,6 +401,16 @@ impl TsDemuxer {
         self.pmt_version = Some(pmt.version);
         self.pcr_pid = Some(pmt.pcr_pid);
         let mut next: heapless::Vec<Stream, MAX_TRACKS> = heapless::Vec::new();
+        let kept: Vec<(TrackId, bool)> = pmt
+            .streams
+            .iter()
+            .filter_map(|ps| {
+                self.streams
+                    .iter()
+                    .find(|s| s.pid == ps.pid && s.stream_type == ps.stream_type)
+                    .map(|s| (s.track, s.codec.is_video()))
+            })
+            .collect();
         for ps in &pmt.streams {
             if let Some(old) = self
                 .streams
@@ -474,11 +484,20 @@ impl TsDemuxer {
                     continue;
                 }
             };
-            let used: Vec<TrackId> = next.iter().map(|s| s.track).collect();
+            // Ids of the streams kept from the previous PMT and of those
+            // placed already: a new stream never takes one of them.
+            let used: Vec<TrackId> = next
+                .iter()
+                .map(|s| s.track)
+                .chain(kept.iter().map(|&(id, _)| id))
+                .collect();
+            let same_kind = next
+                .iter()
+                .map(|s| s.codec.is_video())
+                .chain(kept.iter().map(|&(_, video)| video))
+                .any(|video| video == codec.is_video());
             let preferred = if codec.is_video() { 0 } else { 1 };
-            let track = if !used.contains(&TrackId(preferred))
-                && !next.iter().any(|s| s.codec.is_video() == codec.is_video())
-            {
+            let track = if !used.contains(&TrackId(preferred)) && !same_kind {
                 TrackId(preferred)
             } else {
                 (2u8..)

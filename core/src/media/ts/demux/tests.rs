@@ -516,3 +516,55 @@ fn adts_frames_split_across_pes_packets() {
         assert_eq!(a.pts, b.pts);
     }
 }
+
+/// A new PMT version that adds a stream before a kept one: the kept
+/// stream keeps its track id and the new one gets a free id.
+#[test]
+fn pmt_update_keeps_track_ids() {
+    let mut d = TsDemuxer::new(TsDemuxerConfig::default());
+    let table = |pid: u16, sec: &BytesMut, out: &mut BytesMut, cc: u8| {
+        out.put_u8(0x47);
+        out.put_u16(0x4000 | pid);
+        out.put_u8(0x10 | cc);
+        out.put_u8(0);
+        out.extend_from_slice(sec);
+        out.put_bytes(0xFF, 183 - sec.len());
+    };
+    let mut pat = BytesMut::new();
+    psi::build_pat(&mut pat, 1, 1, 0x1000);
+    let stream = |stream_type, pid| psi::PmtStream {
+        stream_type,
+        pid,
+        descriptors: alloc::vec![],
+    };
+    let mut v1 = BytesMut::new();
+    psi::build_pmt(
+        &mut v1,
+        &psi::Pmt {
+            program_number: 1,
+            version: 0,
+            pcr_pid: 0x101,
+            streams: alloc::vec![stream(STREAM_TYPE_AAC_ADTS, 0x101)],
+        },
+    );
+    let mut v2 = BytesMut::new();
+    psi::build_pmt(
+        &mut v2,
+        &psi::Pmt {
+            program_number: 1,
+            version: 1,
+            pcr_pid: 0x101,
+            streams: alloc::vec![
+                stream(STREAM_TYPE_AAC_ADTS, 0x102),
+                stream(STREAM_TYPE_AAC_ADTS, 0x101)
+            ],
+        },
+    );
+    let mut out = BytesMut::new();
+    table(0, &pat, &mut out, 0);
+    table(0x1000, &v1, &mut out, 0);
+    table(0x1000, &v2, &mut out, 1);
+    d.push(&out);
+    let ids: Vec<(u16, TrackId)> = d.streams.iter().map(|s| (s.pid, s.track)).collect();
+    assert_eq!(ids, [(0x102, TrackId(2)), (0x101, TrackId(1))]);
+}
