@@ -313,12 +313,13 @@ impl HlsSegmenter {
         if let Muxer::Ts(_) = self.muxer {
             let cut_point =
                 frame.track == self.lead && (frame.kind == FrameKind::Key || self.audio_only);
-            if let (true, Some(start)) = (cut_point, self.open_start) {
+            if let (true, Some(start)) = (frame.track == self.lead, self.open_start) {
                 let elapsed =
                     frame.dts.ticks_since(start) as f64 / f64::from(frame.dts.timescale.hz());
-                if elapsed >= f64::from(self.config.target_duration)
-                    || self.open.len() > self.config.max_segment_bytes
-                {
+                let by_time = cut_point && elapsed >= f64::from(self.config.target_duration);
+                // The size bound holds even inside a long GOP.
+                let by_size = self.open.len() > self.config.max_segment_bytes;
+                if by_time || by_size {
                     self.open_duration = elapsed;
                     self.finish_open_segment();
                     if let Muxer::Ts(m) = &mut self.muxer {
