@@ -5,7 +5,9 @@
 //! * ffmpeg 5.1 publishes to a `ServerSession` driven by a blocking socket
 //!   loop in this test;
 //! * ffmpeg 5.1 plays from a `ServerSession` fed the frames of a capture;
-//! * a publishing and a playing `ClientSession` talk to nginx-rtmp.
+//! * a publishing and a playing `ClientSession` talk to nginx-rtmp;
+//! * GStreamer (`rtmp2sink`, `rtmp2src`) publishes to and plays from a
+//!   `ServerSession`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -359,4 +361,75 @@ fn client_sessions_publish_to_and_play_from_nginx() {
         .collect();
     assert_eq!(payloads, got_payloads);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+#[ignore = "needs GStreamer (rtmp2src) and ffprobe"]
+fn gstreamer_plays_from_the_server_session() {
+    let (tracks, frames) = capture();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let dir = std::env::temp_dir().join(format!("arcly-rtmp-gst-{port}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("out.flv");
+    let mut child = Command::new("gst-launch-1.0")
+        .args(["-q", "rtmp2src"])
+        .arg(format!("location=rtmp://127.0.0.1:{port}/live/feed"))
+        .args(["!", "filesink"])
+        .arg(format!("location={}", out.display()))
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("gst-launch-1.0 runs");
+    let (mut sock, _) = l.accept().unwrap();
+    let mut s = ServerSession::new(RtmpConfig::default(), Instant::ZERO);
+    let tracks = Arc::new(tracks);
+    drive(&mut sock, &mut s, Duration::from_secs(5), |s, now| {
+        s.handle_delivery(now, DeliveryRef::Tracks(&tracks));
+        for f in &frames {
+            s.handle_delivery(now, DeliveryRef::Frame(f));
+        }
+        s.handle_stream_end(now, RecvError::Closed(CloseReason::PublisherEnded));
+    });
+    drop(sock);
+    let _ = child.wait();
+    assert_eq!(count_packets(out.to_str().unwrap()), ["aac,142", "h264,90"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+#[ignore = "needs GStreamer (rtmp2sink, x264enc, avenc_aac)"]
+fn gstreamer_publishes_to_the_server_session() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let pipeline = format!(
+        "videotestsrc num-buffers=60 ! video/x-raw,width=320,height=240,framerate=30/1 \
+         ! x264enc key-int-max=30 bframes=2 speed-preset=ultrafast bitrate=400 ! h264parse \
+         ! flvmux name=m streamable=true ! rtmp2sink location=rtmp://127.0.0.1:{port}/live/gst?token=g \
+         audiotestsrc num-buffers=90 samplesperbuffer=1024 ! audio/x-raw,rate=48000 ! avenc_aac \
+         ! aacparse ! m."
+    );
+    let mut child = Command::new("gst-launch-1.0")
+        .args(["-q", "-e"])
+        .args(pipeline.split_whitespace())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("gst-launch-1.0 runs");
+    let (mut sock, _) = l.accept().unwrap();
+    let mut s = ServerSession::new(RtmpConfig::default(), Instant::ZERO);
+    let got = drive(&mut sock, &mut s, Duration::from_secs(15), |_, _| {});
+    let _ = child.wait();
+    let video = got
+        .frames
+        .iter()
+        .filter(|f| f.codec == CodecId::H264)
+        .count();
+    assert_eq!(video, 60);
+    assert!(
+        got.frames
+            .iter()
+            .filter(|f| f.codec == CodecId::Aac)
+            .count()
+            >= 80
+    );
+    assert!(got.frames.iter().all(|f| !f.discontinuity));
 }
