@@ -118,6 +118,10 @@ impl Ingest {
 
     /// Handles a video message body at RTMP time `ts`.
     pub fn video(&mut self, ts: u32, body: &Bytes, out: &mut VecDeque<SessionEvent>) -> Result<()> {
+        if body.is_empty() {
+            // Some encoders send empty media messages; they carry nothing.
+            return Ok(());
+        }
         let tag = flv::parse_video(body)?;
         self.tag(VIDEO_TRACK, ts, tag, out);
         Ok(())
@@ -125,6 +129,9 @@ impl Ingest {
 
     /// Handles an audio message body at RTMP time `ts`.
     pub fn audio(&mut self, ts: u32, body: &Bytes, out: &mut VecDeque<SessionEvent>) -> Result<()> {
+        if body.is_empty() {
+            return Ok(());
+        }
         let tag = flv::parse_audio(body)?;
         self.tag(AUDIO_TRACK, ts, tag, out);
         Ok(())
@@ -259,6 +266,10 @@ mod tests {
         let a = t.audio().unwrap();
         assert_eq!(a.codec, CodecId::Mp3);
         assert!(a.config.is_empty());
+        // Empty media messages carry nothing and are no error.
+        i.video(0, &Bytes::new(), &mut ev).unwrap();
+        i.audio(0, &Bytes::new(), &mut ev).unwrap();
+        assert!(ev.len() == 2);
         // H.264 frames before their sequence header are dropped and counted.
         i.video(
             0,

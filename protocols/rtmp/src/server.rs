@@ -57,6 +57,7 @@ pub struct ServerSession {
     app: Option<String>,
     app_token: Option<String>,
     next_stream_id: u32,
+    open_streams: u32,
     next_request: u32,
     pending: Option<(RequestId, Pending)>,
     publishing: Option<Publishing>,
@@ -78,6 +79,7 @@ impl ServerSession {
             app: None,
             app_token: None,
             next_stream_id: 1,
+            open_streams: 0,
             next_request: 1,
             pending: None,
             publishing: None,
@@ -247,13 +249,14 @@ impl ServerSession {
         match c.name.as_str() {
             "connect" => self.on_connect(&c),
             "createStream" => {
-                if self.next_stream_id > self.conn.cfg.max_streams {
+                if self.open_streams >= self.conn.cfg.max_streams {
                     return Err(RtmpError::TooManyStreams(
                         self.conn.cfg.max_streams as usize,
                     ));
                 }
                 let id = self.next_stream_id;
-                self.next_stream_id += 1;
+                self.next_stream_id = self.next_stream_id.wrapping_add(1).max(1);
+                self.open_streams += 1;
                 self.conn.send_command(
                     CSID_COMMAND,
                     0,
@@ -289,6 +292,7 @@ impl ServerSession {
             "deleteStream" => {
                 let sid = c.arg_num(0).map_or(stream_id, |n| n as u32);
                 self.stop_stream(sid);
+                self.open_streams = self.open_streams.saturating_sub(1);
             }
             "closeStream" => self.stop_stream(stream_id),
             "pause" => self.on_pause(stream_id, &c),

@@ -305,3 +305,42 @@ fn quiet_players_are_pinged_not_timed_out() {
     }
     assert_eq!(pings, 10);
 }
+
+#[test]
+fn streams_can_be_created_again_after_delete() {
+    let mut p = Peer::new();
+    p.connect("live");
+    for i in 0..50u32 {
+        let txn = f64::from(2 + 2 * i);
+        p.send(
+            3,
+            0,
+            &RtmpMessage::Command(vec![
+                amf0::string("createStream"),
+                Amf0Value::Number(txn),
+                Amf0Value::Null,
+            ]),
+        );
+        let id = p
+            .received()
+            .into_iter()
+            .find_map(|m| match m {
+                RtmpMessage::Command(v) if v[1] == Amf0Value::Number(txn) => v[3].as_number(),
+                _ => None,
+            })
+            .unwrap();
+        p.send(
+            3,
+            0,
+            &RtmpMessage::Command(vec![
+                amf0::string("deleteStream"),
+                Amf0Value::Number(txn + 1.0),
+                Amf0Value::Null,
+                Amf0Value::Number(id),
+            ]),
+        );
+    }
+    while let Some(e) = p.s.poll_event() {
+        assert!(!matches!(e, SessionEvent::Closed(_)), "{e:?}");
+    }
+}
