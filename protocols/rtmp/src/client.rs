@@ -207,6 +207,16 @@ impl ClientSession {
             ("type", amf0::string("nonprivate")),
             ("flashVer", amf0::string("FMLE/3.0 (compatible; arcly)")),
             ("tcUrl", amf0::string(&self.target.tc_url)),
+            // Enhanced RTMP: the codecs this side takes in enhanced tags.
+            (
+                "fourCcList",
+                Amf0Value::StrictArray(
+                    ["av01", "vp09", "hvc1", "avc1", "Opus", "mp4a", ".mp3"]
+                        .into_iter()
+                        .map(amf0::string)
+                        .collect(),
+                ),
+            ),
         ]);
         self.conn.send_command(
             CSID_COMMAND,
