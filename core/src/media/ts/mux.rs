@@ -133,6 +133,9 @@ pub struct TsMuxer {
     config: TsMuxerConfig,
     streams: heapless::Vec<Es, MAX_TRACKS>,
     pmt: Pmt,
+    /// The PAT section followed by the PMT section, once built.
+    sections: BytesMut,
+    pat_len: usize,
     pcr_pid: u16,
     audio_only: bool,
     pat_cc: u8,
@@ -286,6 +289,8 @@ impl TsMuxer {
             config,
             streams,
             pmt,
+            sections: BytesMut::new(),
+            pat_len: 0,
             pcr_pid,
             audio_only,
             pat_cc: 0,
@@ -519,17 +524,21 @@ impl TsMuxer {
     }
 
     fn write_psi(&mut self, out: &mut BytesMut) {
-        let mut sec = BytesMut::new();
-        psi::build_pat(
-            &mut sec,
-            self.config.transport_stream_id,
-            self.config.program_number,
-            self.config.pmt_pid,
-        );
-        write_section_packet(out, PID_PAT, &mut self.pat_cc, &sec);
-        sec.clear();
-        psi::build_pmt(&mut sec, &self.pmt);
-        write_section_packet(out, self.config.pmt_pid, &mut self.pmt_cc, &sec);
+        // The sections do not change between repetitions: built (and their
+        // CRC computed) once.
+        if self.sections.is_empty() {
+            psi::build_pat(
+                &mut self.sections,
+                self.config.transport_stream_id,
+                self.config.program_number,
+                self.config.pmt_pid,
+            );
+            self.pat_len = self.sections.len();
+            psi::build_pmt(&mut self.sections, &self.pmt);
+        }
+        let (pat, pmt) = self.sections.split_at(self.pat_len);
+        write_section_packet(out, PID_PAT, &mut self.pat_cc, pat);
+        write_section_packet(out, self.config.pmt_pid, &mut self.pmt_cc, pmt);
     }
 
     fn write_pcr_only(&mut self, pcr: i64, out: &mut BytesMut) {
