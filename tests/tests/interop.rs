@@ -1287,3 +1287,94 @@ fn chromium_plays_ll_hls_with_low_latency_and_survives_a_publisher_restart() {
     assert!(String::from_utf8_lossy(&body).contains("#EXT-X-DISCONTINUITY"));
     drop(second);
 }
+
+// ---------------------------------------------------------------------------
+// `arcly remux`: FLV and MPEG-TS in; MPEG-TS, fMP4 and HLS out.
+
+fn stream_counts(file: &Path) -> Vec<(String, usize)> {
+    let mut v: Vec<(String, usize)> = ["video", "audio"]
+        .iter()
+        .map(|k| {
+            (
+                k.to_string(),
+                packets(file).iter().filter(|p| p.0 == *k).count(),
+            )
+        })
+        .collect();
+    v.retain(|(_, n)| *n > 0);
+    v
+}
+
+#[test]
+fn remux_outputs_decode_strictly_with_every_frame() {
+    let f = ffmpeg5();
+    let bin = std::env::var_os("ARCLY_BIN").map(PathBuf::from).expect(
+        "interop: ARCLY_BIN is not set; run tests/interop.sh, which builds the arcly binary",
+    );
+    let dir = tmpdir("remux");
+    let inputs = [
+        (
+            "h264-aac",
+            make_media(
+                &f,
+                &dir,
+                "a.flv",
+                &[
+                    "-c:v",
+                    "libx264",
+                    "-profile:v",
+                    "high",
+                    "-bf",
+                    "3",
+                    "-c:a",
+                    "aac",
+                ],
+            ),
+        ),
+        (
+            "h264-only",
+            make_media(&f, &dir, "v.flv", &["-c:v", "libx264", "-an"]),
+        ),
+        (
+            "aac-only",
+            make_media(&f, &dir, "s.flv", &["-vn", "-c:a", "aac"]),
+        ),
+    ];
+    for (name, flv) in &inputs {
+        // The same content as MPEG-TS, made by ffmpeg, as a second input.
+        let ts_in = dir.join(format!("{name}-in.ts"));
+        run(
+            Command::new(&f)
+                .args(["-v", "error", "-y", "-i"])
+                .arg(flv)
+                .args(["-c", "copy"])
+                .arg(&ts_in),
+            "ffmpeg to TS",
+        );
+        let want = stream_counts(flv);
+        for input in [flv, &ts_in] {
+            for out in ["out.ts", "out.mp4", "hls"] {
+                let target = dir.join(format!(
+                    "{name}-{}-{out}",
+                    input.extension().and_then(|e| e.to_str()).unwrap_or("")
+                ));
+                run(
+                    Command::new(&bin).arg("remux").arg(input).arg(&target),
+                    "arcly remux",
+                );
+                let check = if out == "hls" {
+                    target.join("index.m3u8")
+                } else {
+                    target.clone()
+                };
+                strict_decode(&check);
+                assert_eq!(
+                    stream_counts(&check),
+                    want,
+                    "{name}: {} -> {out}",
+                    input.display()
+                );
+            }
+        }
+    }
+}

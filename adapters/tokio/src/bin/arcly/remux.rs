@@ -1,0 +1,361 @@
+//! `arcly remux IN OUT`: FLV or MPEG-TS in; MPEG-TS, fragmented MP4 or an
+//! HLS folder out, through the kernel's media plane. The file is streamed in
+//! chunks: memory stays flat whatever its length.
+
+use arcly_core::frame::{MediaFrame, TrackSet};
+use arcly_core::media::fmp4::{Fmp4Config, Fmp4Muxer};
+use arcly_core::media::hls::{HlsConfig, HlsEvent, HlsSegmenter, SegmentFormat};
+use arcly_core::media::ts::{TsDemuxer, TsDemuxerConfig, TsEvent, TsMuxer, TsMuxerConfig};
+use arcly_core::session::SessionEvent;
+use arcly_rtmp::ingest::Ingest;
+use bytes::{Buf, Bytes, BytesMut};
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+pub const HELP: &str = "\
+arcly remux: convert a recording without re-encoding
+
+USAGE:
+    arcly remux [--segment SECS] [--ts] IN OUT
+
+IN      an FLV (.flv) or MPEG-TS (.ts) file
+OUT     OUT.ts: MPEG-TS; OUT.mp4: fragmented MP4; a folder (or .m3u8): HLS
+        (fMP4 segments, or MPEG-TS with --ts; index.m3u8 inside)
+";
+
+const CHUNK: usize = 1 << 20;
+/// Frames held while the demuxer is still discovering tracks.
+const MAX_HELD: usize = 600;
+
+// One of each per run: their sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+enum Input {
+    Flv {
+        ingest: Ingest,
+        buf: BytesMut,
+        header_done: bool,
+    },
+    Ts(TsDemuxer),
+}
+
+#[allow(clippy::large_enum_variant)]
+enum Output {
+    Ts {
+        mux: TsMuxer,
+        buf: BytesMut,
+        file: BufWriter<File>,
+    },
+    Mp4 {
+        mux: Fmp4Muxer,
+        file: BufWriter<File>,
+    },
+    Hls {
+        seg: HlsSegmenter,
+        dir: PathBuf,
+    },
+}
+
+struct Remux {
+    tracks: TrackSet,
+    held: Vec<MediaFrame>,
+    out: Option<Output>,
+    target: PathBuf,
+    kind: OutKind,
+    hls: HlsConfig,
+    frames: u64,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum OutKind {
+    Ts,
+    Mp4,
+    Hls,
+}
+
+fn io<'a>(what: &'a str, path: &'a Path) -> impl Fn(std::io::Error) -> String + 'a {
+    move |e| format!("{what} {}: {e}", path.display())
+}
+
+impl Remux {
+    fn frame(&mut self, f: MediaFrame) -> Result<(), String> {
+        if self.out.is_none() {
+            self.held.push(f);
+            let has_video = self.tracks.has_video();
+            let has_audio = self.tracks.audio().is_some();
+            if (has_video && has_audio) || self.held.len() >= MAX_HELD {
+                self.open()?;
+            }
+            return Ok(());
+        }
+        self.write(&f)
+    }
+
+    fn open(&mut self) -> Result<(), String> {
+        if self.tracks.is_empty() {
+            return Err("no track found in the input".into());
+        }
+        let t = &self.target;
+        self.out = Some(match self.kind {
+            OutKind::Ts => Output::Ts {
+                mux: TsMuxer::new(&self.tracks, TsMuxerConfig::default())
+                    .map_err(|e| e.to_string())?,
+                buf: BytesMut::with_capacity(CHUNK),
+                file: BufWriter::with_capacity(
+                    CHUNK,
+                    File::create(t).map_err(io("cannot create", t))?,
+                ),
+            },
+            OutKind::Mp4 => {
+                let mux = Fmp4Muxer::new(&self.tracks, Fmp4Config::segments_of(2))
+                    .map_err(|e| e.to_string())?;
+                let mut file = BufWriter::with_capacity(
+                    CHUNK,
+                    File::create(t).map_err(io("cannot create", t))?,
+                );
+                file.write_all(&mux.init_segment())
+                    .map_err(io("cannot write", t))?;
+                Output::Mp4 { mux, file }
+            }
+            OutKind::Hls => {
+                std::fs::create_dir_all(t).map_err(io("cannot create", t))?;
+                Output::Hls {
+                    seg: HlsSegmenter::new(&self.tracks, self.hls).map_err(|e| e.to_string())?,
+                    dir: t.clone(),
+                }
+            }
+        });
+        for f in std::mem::take(&mut self.held) {
+            self.write(&f)?;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, f: &MediaFrame) -> Result<(), String> {
+        self.frames += 1;
+        let t = &self.target;
+        match self.out.as_mut() {
+            Some(Output::Ts { mux, buf, file }) => {
+                mux.write_frame(f, buf).map_err(|e| e.to_string())?;
+                if buf.len() >= CHUNK {
+                    file.write_all(buf).map_err(io("cannot write", t))?;
+                    buf.clear();
+                }
+            }
+            Some(Output::Mp4 { mux, file }) => {
+                mux.push(f).map_err(|e| e.to_string())?;
+                while let Some(frag) = mux.poll_fragment() {
+                    file.write_all(&frag.data).map_err(io("cannot write", t))?;
+                }
+            }
+            Some(Output::Hls { seg, dir }) => {
+                seg.push(f).map_err(|e| e.to_string())?;
+                drain_hls(seg, dir)?;
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<u64, String> {
+        if self.out.is_none() {
+            self.open()?;
+        }
+        let t = self.target.clone();
+        match self.out.take() {
+            Some(Output::Ts { buf, mut file, .. }) => {
+                file.write_all(&buf).map_err(io("cannot write", &t))?;
+                file.flush().map_err(io("cannot write", &t))?;
+            }
+            Some(Output::Mp4 { mut mux, mut file }) => {
+                mux.flush();
+                while let Some(frag) = mux.poll_fragment() {
+                    file.write_all(&frag.data).map_err(io("cannot write", &t))?;
+                }
+                file.flush().map_err(io("cannot write", &t))?;
+            }
+            Some(Output::Hls { mut seg, dir }) => {
+                seg.finish();
+                drain_hls(&mut seg, &dir)?;
+                let playlist = dir.join("index.m3u8");
+                std::fs::write(&playlist, seg.playlist().render())
+                    .map_err(io("cannot write", &playlist))?;
+            }
+            None => {}
+        }
+        Ok(self.frames)
+    }
+}
+
+fn drain_hls(seg: &mut HlsSegmenter, dir: &Path) -> Result<(), String> {
+    while let Some(ev) = seg.poll_event() {
+        if let HlsEvent::Init { uri, data } | HlsEvent::Segment { uri, data } = ev {
+            let p = dir.join(&uri);
+            std::fs::write(&p, &data).map_err(io("cannot write", &p))?;
+        }
+    }
+    Ok(())
+}
+
+/// Parses whole FLV tags from the front of `buf` (FLV file format, E.4).
+fn flv_tags(
+    buf: &mut BytesMut,
+    header_done: &mut bool,
+    ingest: &mut Ingest,
+    events: &mut VecDeque<SessionEvent>,
+) -> Result<(), String> {
+    if !*header_done {
+        if buf.len() < 13 {
+            return Ok(());
+        }
+        if &buf[..3] != b"FLV" {
+            return Err("not an FLV file".into());
+        }
+        let header = u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]) as usize;
+        if !(9..=1024).contains(&header) || buf.len() < header + 4 {
+            return Err("bad FLV header".into());
+        }
+        buf.advance(header + 4);
+        *header_done = true;
+    }
+    while buf.len() >= 11 {
+        let size = (usize::from(buf[1]) << 16) | (usize::from(buf[2]) << 8) | usize::from(buf[3]);
+        if size > 64 << 20 {
+            return Err(format!("FLV tag of {size} bytes"));
+        }
+        if buf.len() < 11 + size + 4 {
+            return Ok(());
+        }
+        let kind = buf[0] & 0x1f;
+        let ts = (u32::from(buf[7]) << 24)
+            | (u32::from(buf[4]) << 16)
+            | (u32::from(buf[5]) << 8)
+            | u32::from(buf[6]);
+        buf.advance(11);
+        let body: Bytes = buf.split_to(size).freeze();
+        buf.advance(4);
+        let r = match kind {
+            8 => ingest.audio(ts, &body, events),
+            9 => ingest.video(ts, &body, events),
+            _ => Ok(()),
+        };
+        r.map_err(|e| format!("FLV tag at {ts} ms: {e}"))?;
+    }
+    Ok(())
+}
+
+pub fn run(args: &[String]) -> Result<String, String> {
+    let mut files = Vec::new();
+    let mut hls = HlsConfig {
+        window: usize::MAX,
+        ..HlsConfig::default()
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--ts" => hls.format = SegmentFormat::Ts,
+            "--segment" => {
+                let v = it.next().ok_or("--segment needs a value")?;
+                hls.target_duration = v
+                    .parse()
+                    .map_err(|_| format!("--segment takes seconds, not {v:?}"))?;
+            }
+            f if f.starts_with("--") => {
+                return Err(format!("unknown flag {f:?} (see arcly remux --help)"))
+            }
+            f => files.push(PathBuf::from(f)),
+        }
+    }
+    let [input, target] = &files[..] else {
+        return Err("give an input and an output (see arcly remux --help)".into());
+    };
+    let ext = |p: &Path| {
+        p.extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase()
+    };
+    let kind = match ext(target).as_str() {
+        "ts" => OutKind::Ts,
+        "mp4" | "m4s" | "m4v" => OutKind::Mp4,
+        _ => OutKind::Hls,
+    };
+    let target = if ext(target) == "m3u8" {
+        target.parent().map(Path::to_path_buf).unwrap_or_default()
+    } else {
+        target.clone()
+    };
+    let mut file = File::open(input).map_err(io("cannot open", input))?;
+    let mut first = [0u8; 3];
+    file.read_exact(&mut first)
+        .map_err(io("cannot read", input))?;
+    let mut src = if &first == b"FLV" {
+        Input::Flv {
+            ingest: Ingest::new(u32::MAX),
+            buf: BytesMut::from(&first[..]),
+            header_done: false,
+        }
+    } else if first[0] == 0x47 {
+        let mut d = TsDemuxer::new(TsDemuxerConfig::default());
+        d.push(&first);
+        Input::Ts(d)
+    } else {
+        return Err(format!("{}: neither FLV nor MPEG-TS", input.display()));
+    };
+    let mut r = Remux {
+        tracks: TrackSet::new(),
+        held: Vec::new(),
+        out: None,
+        target,
+        kind,
+        hls,
+        frames: 0,
+    };
+    let mut chunk = vec![0u8; CHUNK];
+    let mut events = VecDeque::new();
+    loop {
+        let n = file.read(&mut chunk).map_err(io("cannot read", input))?;
+        match &mut src {
+            Input::Flv {
+                ingest,
+                buf,
+                header_done,
+            } => {
+                buf.extend_from_slice(&chunk[..n]);
+                flv_tags(buf, header_done, ingest, &mut events)?;
+                for ev in events.drain(..) {
+                    match ev {
+                        SessionEvent::Tracks(t) => r.tracks = *t,
+                        SessionEvent::Frame(f) => r.frame(f)?,
+                        _ => {}
+                    }
+                }
+            }
+            Input::Ts(d) => {
+                if n == 0 {
+                    d.flush();
+                } else {
+                    d.push(&chunk[..n]);
+                }
+                while let Some(ev) = d.poll_event() {
+                    match ev {
+                        TsEvent::Track(t) => {
+                            r.tracks.upsert(t).map_err(|e| e.to_string())?;
+                        }
+                        TsEvent::Frame(f) => r.frame(f)?,
+                        _ => {}
+                    }
+                }
+            }
+        }
+        if n == 0 {
+            break;
+        }
+    }
+    let codecs: Vec<&str> = r.tracks.iter().map(|t| t.codec.name()).collect();
+    let codecs = codecs.join(" + ");
+    let target = r.target.display().to_string();
+    let frames = r.finish()?;
+    Ok(format!("remuxed {frames} frames ({codecs}) into {target}"))
+}
