@@ -175,6 +175,7 @@ pub struct TsDemuxer {
     pmt_pid: Option<u16>,
     pmt: SectionAssembler,
     pmt_version: Option<u8>,
+    last_pmt_section: Vec<u8>,
     pcr_pid: Option<u16>,
     streams: heapless::Vec<Stream, MAX_TRACKS>,
     unsupported: Vec<u16>,
@@ -193,6 +194,7 @@ impl TsDemuxer {
             pmt_pid: None,
             pmt: SectionAssembler::default(),
             pmt_version: None,
+            last_pmt_section: Vec::new(),
             pcr_pid: None,
             streams: heapless::Vec::new(),
             unsupported: Vec::new(),
@@ -308,6 +310,7 @@ impl TsDemuxer {
                             self.pmt_pid = Some(pmt_pid);
                             self.pmt.reset();
                             self.pmt_version = None;
+                            self.last_pmt_section.clear();
                         }
                     }
                 }
@@ -318,11 +321,19 @@ impl TsDemuxer {
         }
         if Some(pid) == self.pmt_pid {
             let mut found = Vec::new();
-            self.pmt
-                .push(pusi, payload, |sec| found.push(psi::parse_pmt(sec)));
-            for r in found {
+            let last = &self.last_pmt_section;
+            self.pmt.push(pusi, payload, |sec| {
+                // A repetition of the PMT in force needs no CRC or parsing.
+                if sec != last.as_slice() {
+                    found.push((psi::parse_pmt(sec), sec.to_vec()));
+                }
+            });
+            for (r, sec) in found {
                 match r {
-                    Ok(pmt) => self.on_pmt(pmt),
+                    Ok(pmt) => {
+                        self.last_pmt_section = sec;
+                        self.on_pmt(pmt);
+                    }
                     Err(error) => self.events.push_back(TsEvent::Error { pid, error }),
                 }
             }
