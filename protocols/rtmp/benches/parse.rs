@@ -11,7 +11,7 @@ use arcly_core::session::{Input, Session, SessionEvent};
 use arcly_core::time::Instant;
 use arcly_rtmp::{RtmpConfig, ServerSession};
 use bytes::BytesMut;
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{criterion_group, BatchSize, Criterion, Throughput};
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{
     ServerSession as RmlSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult,
@@ -152,4 +152,37 @@ fn parse(c: &mut Criterion) {
 }
 
 criterion_group!(benches, parse);
-criterion_main!(benches);
+
+/// On a shared machine, criterion's two measurements run at different
+/// moments under different load; this interleaves the two parsers run by
+/// run and reports the best of each, which load can only make worse.
+fn interleaved() {
+    let (mut best_a, mut best_r) = (f64::MAX, f64::MAX);
+    for _ in 0..100 {
+        let input = reads(CAPTURE);
+        let t = std::time::Instant::now();
+        black_box(arcly(input));
+        best_a = best_a.min(t.elapsed().as_secs_f64());
+        let t = std::time::Instant::now();
+        black_box(rml(black_box(CAPTURE)));
+        best_r = best_r.min(t.elapsed().as_secs_f64());
+    }
+    let mb = CAPTURE.len() as f64 / 1e6;
+    println!(
+        "parse_publish_1080p interleaved best of 100: arcly-rtmp {:.0} MB/s ({:.0} us), \
+         rml_rtmp {:.0} MB/s ({:.0} us), ratio {:.2}",
+        mb / best_a,
+        best_a * 1e6,
+        mb / best_r,
+        best_r * 1e6,
+        best_r / best_a
+    );
+}
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    if !std::env::args().any(|a| a == "--list") {
+        interleaved();
+    }
+}
