@@ -6,7 +6,8 @@ use core::time::Duration;
 /// Configuration shared by server and client sessions.
 #[derive(Clone, Debug)]
 pub struct RtmpConfig {
-    /// Seed for the handshake's random bytes (randomness is an input).
+    /// Seed for the handshake's random bytes (randomness is an input): the
+    /// host passes a different one per connection, e.g. from its own RNG.
     pub seed: u64,
     /// The chunk size this side sends with (announced by Set Chunk Size).
     pub chunk_size: u32,
