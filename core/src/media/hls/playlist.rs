@@ -473,6 +473,34 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Whatever the segment durations: every EXTINF rounds to at most
+        /// the target duration, the window holds, the media sequence counts
+        /// removed segments, and a delta update lists the same last segments.
+        #[test]
+        fn playlist_invariants(durations in proptest::collection::vec(0.1f64..12.0, 1..60), window in 1usize..10, target in 1u32..6) {
+            let mut p = MediaPlaylist::new(target, window);
+            p.part_target = Some(0.5);
+            let mut removed = 0;
+            for (i, d) in durations.iter().enumerate() {
+                removed += p.push_segment(format!("s{i}.m4s"), *d).len();
+            }
+            let text = p.render();
+            let t: u32 = text.lines().find_map(|l| l.strip_prefix("#EXT-X-TARGETDURATION:")).unwrap().parse().unwrap();
+            for l in text.lines().filter_map(|l| l.strip_prefix("#EXTINF:")) {
+                let d: f64 = l.trim_end_matches(',').parse().unwrap();
+                proptest::prop_assert!(libm_round(d) as u32 <= t);
+            }
+            proptest::prop_assert_eq!(text.matches("#EXTINF").count(), durations.len().min(window));
+            proptest::prop_assert_eq!(p.media_sequence() as usize, removed);
+            let delta = p.render_delta();
+            let last = format!("s{}.m4s", durations.len() - 1);
+            proptest::prop_assert!(delta.contains(&last));
+            let skipped: usize = delta.lines().find_map(|l| l.strip_prefix("#EXT-X-SKIP:SKIPPED-SEGMENTS=")).map_or(0, |n| n.parse().unwrap());
+            proptest::prop_assert_eq!(delta.matches("#EXTINF").count() + skipped, durations.len().min(window));
+        }
+    }
+
     #[test]
     fn delta_update_skips_old_segments() {
         let mut p = MediaPlaylist::new(2, 20);
