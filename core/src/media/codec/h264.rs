@@ -473,6 +473,66 @@ mod tests {
         assert_eq!(s.timing, None);
     }
 
+    /// High profile SPS with scaling matrices in it (lists 0..7: explicit
+    /// deltas, a "use default" list, absent lists), 1280x720, VUI timing
+    /// 60 fps: the size and rate come out right only if every list is
+    /// skipped exactly (§7.3.2.1.1.1).
+    #[test]
+    fn skips_sps_scaling_lists() {
+        use super::super::bits::{escape_rbsp, BitWriter};
+        let mut w = BitWriter::new();
+        w.write_bits(8, 100);
+        w.write_bits(8, 0);
+        w.write_bits(8, 31);
+        w.write_ue(0); // sps id
+        w.write_ue(1); // chroma_format_idc 4:2:0
+        w.write_ue(0); // bit depths
+        w.write_ue(0);
+        w.write_flag(false); // qpprime bypass
+        w.write_flag(true); // seq_scaling_matrix_present_flag
+        for i in 0..8 {
+            match i % 3 {
+                0 => {
+                    w.write_flag(true);
+                    let size = if i < 6 { 16 } else { 64 };
+                    for j in 0..size {
+                        w.write_se(if j % 2 == 0 { 3 } else { -2 });
+                    }
+                }
+                1 => {
+                    w.write_flag(true);
+                    w.write_se(-8); // nextScale 0 at j = 0: use the default list
+                }
+                _ => w.write_flag(false),
+            }
+        }
+        w.write_ue(0); // log2_max_frame_num_minus4
+        w.write_ue(0); // poc type 0
+        w.write_ue(2); // log2_max_poc_lsb_minus4
+        w.write_ue(4); // max refs
+        w.write_flag(false);
+        w.write_ue(79); // 1280 / 16 - 1
+        w.write_ue(44); // 720 / 16 - 1
+        w.write_flag(true); // frame_mbs_only
+        w.write_flag(true); // direct_8x8
+        w.write_flag(false); // no cropping
+        w.write_flag(true); // VUI
+        w.write_flag(false); // aspect ratio
+        w.write_flag(false); // overscan
+        w.write_flag(false); // video signal
+        w.write_flag(false); // chroma loc
+        w.write_flag(true); // timing
+        w.write_bits(32, 1);
+        w.write_bits(32, 120);
+        w.write_flag(true);
+        let mut nal = alloc::vec![0x67];
+        nal.extend(escape_rbsp(&w.finish_rbsp()));
+        let s = Sps::parse(&nal).unwrap();
+        assert_eq!((s.width, s.height), (1280, 720));
+        assert_eq!(s.frame_rate_milli(), 60_000);
+        assert_eq!(s.codec_string().as_str(), "avc1.64001f");
+    }
+
     #[test]
     fn parses_x264_pps() {
         let p = Pps::parse(&[0x68, 0xeb, 0xe0, 0xe4, 0xb2, 0x2c]).unwrap();
