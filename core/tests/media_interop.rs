@@ -400,6 +400,7 @@ fn hls_ts_playlist_plays_in_ffmpeg() {
     for name in ["h264_opus.ts", "h264_aac.ts"] {
         let input = temp_file(name, &testdata(name));
         let want = packet_counts(&input);
+        let want_times = relative_times(&input);
         let _ = std::fs::remove_file(input);
         let dir = hls_to_dir(
             name,
@@ -413,6 +414,11 @@ fn hls_ts_playlist_plays_in_ffmpeg() {
         let m3u8 = dir.join("live.m3u8");
         strict_decode(&m3u8);
         assert_eq!(packet_counts(&m3u8), want, "{name} as HLS/TS");
+        assert_same_times(
+            &relative_times(&m3u8),
+            &want_times,
+            &format!("{name} as HLS/TS"),
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 }
@@ -423,6 +429,7 @@ fn ll_hls_fmp4_playlist_plays_in_ffmpeg() {
     for name in ["h264_opus.ts", "h265_aac.ts"] {
         let input = temp_file(name, &testdata(name));
         let want = packet_counts(&input);
+        let want_times = relative_times(&input);
         let _ = std::fs::remove_file(input);
         let dir = hls_to_dir(
             name,
@@ -442,6 +449,11 @@ fn ll_hls_fmp4_playlist_plays_in_ffmpeg() {
         );
         strict_decode(&m3u8);
         assert_eq!(packet_counts(&m3u8), want, "{name} as LL-HLS/fMP4");
+        assert_same_times(
+            &relative_times(&m3u8),
+            &want_times,
+            &format!("{name} as LL-HLS/fMP4"),
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 }
