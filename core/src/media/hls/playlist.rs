@@ -319,9 +319,9 @@ impl MediaPlaylist {
         if self.ended {
             return BlockingAnswer::Ready(render(self));
         }
-        // More than two segments ahead of the last one listed: 400.
-        let last = self.next_msn.checked_sub(1);
-        if msn > last.map_or(0, |l| l + 2) {
+        // More than two segments ahead of the last one listed (whose number
+        // is next_msn - 1, even before there is one): 400.
+        if msn > self.next_msn + 1 {
             return BlockingAnswer::BadRequest;
         }
         let ready = match part {
