@@ -3,20 +3,31 @@
 //! `testdata/capture.sh`), fed in 64 KiB reads to a server session that
 //! accepts the publish, through to frames. The baseline in the same run is
 //! `rml_rtmp`'s handshake + `ServerSession` on the same bytes and reads.
+//!
+//! `play_1080p` measures the other direction, what each viewer costs: the
+//! same stream serialized for one player (tracks, then every frame as FLV
+//! tags in chunks), against `rml_rtmp`'s `send_video_data`/`send_audio_data`
+//! given the ready-made FLV bodies.
 
 // criterion_group! makes an undocumented function.
 #![allow(missing_docs)]
 
+use arcly_core::bus::DeliveryRef;
+use arcly_core::frame::{MediaFrame, TrackSet};
 use arcly_core::session::{Input, Session, SessionEvent};
 use arcly_core::time::Instant;
+use arcly_rtmp::chunk::ChunkDecoder;
 use arcly_rtmp::{RtmpConfig, ServerSession};
+use bytes::Bytes;
 use bytes::BytesMut;
 use criterion::{criterion_group, BatchSize, Criterion, Throughput};
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{
     ServerSession as RmlSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult,
 };
+use std::borrow::Borrow;
 use std::hint::black_box;
+use std::sync::Arc;
 
 const CAPTURE: &[u8] = include_bytes!("../testdata/ffmpeg5_1080p_publish.c2s");
 const READ: usize = 64 << 10;
@@ -151,7 +162,111 @@ fn parse(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, parse);
+/// The capture's frames (for arcly-rtmp) and its audio/video message bodies
+/// with their timestamps (for rml_rtmp, which sends FLV bodies as given).
+fn media() -> (TrackSet, Vec<MediaFrame>, Vec<(bool, u32, Bytes)>) {
+    let mut s = ServerSession::new(RtmpConfig::default(), Instant::ZERO);
+    s.handle_input(Instant::ZERO, Input::Stream(BytesMut::from(CAPTURE)));
+    let (mut tracks, mut frames) = (None, Vec::new());
+    loop {
+        while s.poll_transmit().is_some() {}
+        match s.poll_event() {
+            Some(SessionEvent::Request(r)) => s.accept(Instant::ZERO, r.id),
+            Some(SessionEvent::Tracks(t)) => tracks = Some(Borrow::<TrackSet>::borrow(&t).clone()),
+            Some(SessionEvent::Frame(f)) => frames.push(f),
+            Some(_) => {}
+            None => break,
+        }
+    }
+    let mut bodies = Vec::new();
+    let mut buf = BytesMut::from(&CAPTURE[1 + 2 * 1536..]);
+    let mut d = ChunkDecoder::new(16 << 20, 64);
+    while let Ok(Some(m)) = d.read(&mut buf) {
+        match m.header.type_id {
+            1 if m.payload.len() >= 4 => {
+                let n =
+                    u32::from_be_bytes([m.payload[0], m.payload[1], m.payload[2], m.payload[3]]);
+                let _ = d.set_chunk_size(n);
+            }
+            8 | 9 => bodies.push((m.header.type_id == 9, m.header.timestamp, m.payload)),
+            _ => {}
+        }
+    }
+    #[allow(clippy::expect_used)]
+    (tracks.expect("the capture has tracks"), frames, bodies)
+}
+
+/// A server session that has accepted ffmpeg's play request.
+fn player() -> ServerSession {
+    const PLAY: &[u8] = include_bytes!("../testdata/ffmpeg5_play.c2s");
+    let mut s = ServerSession::new(RtmpConfig::default(), Instant::ZERO);
+    for b in PLAY.chunks(1) {
+        s.handle_input(Instant::ZERO, Input::Stream(BytesMut::from(b)));
+        while s.poll_transmit().is_some() {}
+        if let Some(SessionEvent::Request(r)) = s.poll_event() {
+            s.accept(Instant::ZERO, r.id);
+            while s.poll_transmit().is_some() {}
+            break;
+        }
+    }
+    s
+}
+
+/// Serializing a stream for one player: what each viewer costs.
+fn play(c: &mut Criterion) {
+    let (tracks, frames, bodies) = media();
+    let tracks = Arc::new(tracks);
+    let payload: u64 = bodies.iter().map(|b| b.2.len() as u64).sum();
+    let mut g = c.benchmark_group("play_1080p");
+    g.throughput(Throughput::Bytes(payload));
+    g.sample_size(20);
+    g.bench_function("arcly-rtmp", |b| {
+        b.iter_batched(
+            player,
+            |mut s| {
+                s.handle_delivery(Instant::ZERO, DeliveryRef::Tracks(&tracks));
+                let mut out = 0;
+                for f in &frames {
+                    s.handle_delivery(Instant::ZERO, DeliveryRef::Frame(f));
+                    while let Some(t) = s.poll_transmit() {
+                        out += t.data.len();
+                    }
+                }
+                out
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("rml_rtmp", |b| {
+        b.iter_batched(
+            #[allow(clippy::expect_used)]
+            || {
+                RmlSession::new(ServerSessionConfig::new())
+                    .expect("rml session")
+                    .0
+            },
+            |mut s| {
+                let mut out = 0;
+                for (video, ts, body) in &bodies {
+                    let ts = rml_rtmp::time::RtmpTimestamp::new(*ts);
+                    let p = if *video {
+                        s.send_video_data(1, body.clone(), ts, false)
+                    } else {
+                        s.send_audio_data(1, body.clone(), ts, false)
+                    };
+                    if let Ok(p) = p {
+                        out += p.bytes.len();
+                    }
+                }
+                out
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, parse, play);
 
 /// On a shared machine, criterion's two measurements run at different
 /// moments under different load; this interleaves the two parsers run by
