@@ -317,6 +317,9 @@ impl ClientSession {
                 self.conn.send_command(CSID_STREAM, self.stream_id, call);
                 self.state = State::Starting;
             }
+            // releaseStream and FCPublish are optional: some servers refuse
+            // them and take the publish anyway.
+            ("_error", _) if c.transaction == 2.0 || c.transaction == 3.0 => {}
             ("_error", _) => {
                 let code = status_code(&c);
                 self.fail(format!("server refused {:?}: {code}", self.state));
