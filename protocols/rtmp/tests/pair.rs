@@ -266,3 +266,47 @@ proptest! {
         assert_same(frames, &got.frames);
     }
 }
+
+#[test]
+fn a_refused_client_ends_with_the_status_code() {
+    for (mode, why, code) in [
+        (
+            ClientMode::Publish,
+            arcly_core::session::Rejection::AlreadyPublishing,
+            "NetStream.Publish.BadName",
+        ),
+        (
+            ClientMode::Play,
+            arcly_core::session::Rejection::NotFound,
+            "NetStream.Play.StreamNotFound",
+        ),
+    ] {
+        let now = Instant::ZERO;
+        let mut server = ServerSession::new(RtmpConfig::default(), now);
+        let mut client = ClientSession::new(RtmpConfig::default(), mode, target("x"), now);
+        let mut end = None;
+        for _ in 0..20 {
+            while let Some(t) = client.poll_transmit() {
+                server.handle_input(now, Input::Stream(BytesMut::from(&t.data[..])));
+            }
+            while let Some(e) = server.poll_event() {
+                if let SessionEvent::Request(r) = e {
+                    server.reject(now, r.id, why.clone());
+                }
+            }
+            while let Some(t) = server.poll_transmit() {
+                client.handle_input(now, Input::Stream(BytesMut::from(&t.data[..])));
+            }
+            while let Some(e) = client.poll_event() {
+                if let SessionEvent::Closed(c) = e {
+                    end = Some(c);
+                }
+            }
+        }
+        match end {
+            Some(SessionEnd::ProtocolError(text)) => assert!(text.contains(code), "{text}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert!(!client.is_streaming());
+    }
+}
