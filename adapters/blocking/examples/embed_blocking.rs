@@ -1,7 +1,7 @@
 //! Embedding the kernel with plain threads: publish from one thread, play
 //! from another, no async runtime anywhere.
 //!
-//! `cargo run -p arcly-blocking --example embed`
+//! `cargo run -p arcly-blocking --example embed_blocking`
 
 use arcly_blocking::{recv_blocking, Clock};
 use arcly_core::engine::{Engine, Request, StreamKey};

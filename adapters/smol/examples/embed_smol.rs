@@ -1,18 +1,21 @@
-//! Embedding the kernel on tokio: publish a stream from one task and play it
+//! Embedding the kernel on smol: publish a stream from one task and play it
 //! from another, through the engine (auth, GOP cache and all).
 //!
-//! `cargo run -p arcly-tokio --example embed`
+//! `cargo run -p arcly-smol --example embed_smol`
 
 use arcly_core::engine::{Engine, Request, StreamKey};
 use arcly_core::frame::{CodecId, MediaFrame, TrackId, TrackInfo, TrackSet};
 use arcly_core::time::{MediaTime, Timescale};
 use arcly_core::Delivery;
-use arcly_tokio::{Clock, SubscriptionStream};
+use arcly_smol::{Clock, SubscriptionStream};
 use bytes::Bytes;
 use futures::StreamExt;
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    smol::block_on(run());
+}
+
+async fn run() {
     let engine = Engine::default();
     let clock = Clock::new();
     let key = StreamKey::new("live", "demo").expect("valid name");
@@ -33,7 +36,7 @@ async fn main() {
     let player = engine
         .play(&Request::new(key, "example"))
         .expect("the stream exists");
-    let viewer = tokio::spawn(async move {
+    let viewer = smol::spawn(async move {
         let mut stream = SubscriptionStream::new(player.subscription);
         let mut frames = 0;
         while let Some(d) = stream.next().await {
@@ -58,10 +61,10 @@ async fn main() {
         publisher
             .publish(clock.now(), f)
             .expect("the stream is open");
-        tokio::task::yield_now().await;
+        smol::future::yield_now().await;
     }
     drop(publisher); // ends the stream: the viewer's stream finishes.
-    let frames = viewer.await.expect("viewer task");
+    let frames = viewer.await;
     println!("played {frames} frames");
     assert_eq!(frames, 90);
 }

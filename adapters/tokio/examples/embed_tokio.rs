@@ -1,21 +1,18 @@
-//! Embedding the kernel on smol: publish a stream from one task and play it
+//! Embedding the kernel on tokio: publish a stream from one task and play it
 //! from another, through the engine (auth, GOP cache and all).
 //!
-//! `cargo run -p arcly-smol --example embed`
+//! `cargo run -p arcly-tokio --example embed_tokio`
 
 use arcly_core::engine::{Engine, Request, StreamKey};
 use arcly_core::frame::{CodecId, MediaFrame, TrackId, TrackInfo, TrackSet};
 use arcly_core::time::{MediaTime, Timescale};
 use arcly_core::Delivery;
-use arcly_smol::{Clock, SubscriptionStream};
+use arcly_tokio::{Clock, SubscriptionStream};
 use bytes::Bytes;
 use futures::StreamExt;
 
-fn main() {
-    smol::block_on(run());
-}
-
-async fn run() {
+#[tokio::main]
+async fn main() {
     let engine = Engine::default();
     let clock = Clock::new();
     let key = StreamKey::new("live", "demo").expect("valid name");
@@ -36,7 +33,7 @@ async fn run() {
     let player = engine
         .play(&Request::new(key, "example"))
         .expect("the stream exists");
-    let viewer = smol::spawn(async move {
+    let viewer = tokio::spawn(async move {
         let mut stream = SubscriptionStream::new(player.subscription);
         let mut frames = 0;
         while let Some(d) = stream.next().await {
@@ -61,10 +58,10 @@ async fn run() {
         publisher
             .publish(clock.now(), f)
             .expect("the stream is open");
-        smol::future::yield_now().await;
+        tokio::task::yield_now().await;
     }
     drop(publisher); // ends the stream: the viewer's stream finishes.
-    let frames = viewer.await;
+    let frames = viewer.await.expect("viewer task");
     println!("played {frames} frames");
     assert_eq!(frames, 90);
 }
