@@ -36,6 +36,9 @@ pub struct PlaylistSegment {
     pub parts: alloc::vec::Vec<PlaylistPart>,
     /// The `EXT-X-MAP` (init segment) URI in force for it, if any.
     pub map: Option<String>,
+    /// Wall-clock time of its first sample, Unix milliseconds
+    /// (`EXT-X-PROGRAM-DATE-TIME`, §4.4.4.6), when the host gave a clock.
+    pub program_date_time_ms: Option<i64>,
 }
 
 /// How a blocking playlist request is answered.
@@ -145,7 +148,20 @@ impl MediaPlaylist {
     /// Completes the segment in progress; returns the URIs of segments that
     /// fell out of the window (their media can be deleted).
     pub fn push_segment(&mut self, uri: String, duration: f64) -> alloc::vec::Vec<String> {
+        self.push_segment_at(uri, duration, None)
+    }
+
+    /// [`push_segment`](Self::push_segment) with the wall-clock time of the
+    /// segment's first sample (Unix milliseconds), written as
+    /// `EXT-X-PROGRAM-DATE-TIME`.
+    pub fn push_segment_at(
+        &mut self,
+        uri: String,
+        duration: f64,
+        program_date_time_ms: Option<i64>,
+    ) -> alloc::vec::Vec<String> {
         let seg = PlaylistSegment {
+            program_date_time_ms,
             msn: self.next_msn,
             uri,
             duration,
@@ -269,6 +285,11 @@ impl MediaPlaylist {
                 let _ = writeln!(s, "#EXT-X-DISCONTINUITY");
             }
             write_map(&mut s, &mut map, seg.map.as_deref());
+            if let Some(ms) = seg.program_date_time_ms {
+                let _ = write!(s, "#EXT-X-PROGRAM-DATE-TIME:");
+                write_iso8601(&mut s, ms);
+                let _ = writeln!(s);
+            }
             for p in &seg.parts {
                 write_part(&mut s, p);
             }
@@ -337,6 +358,31 @@ impl MediaPlaylist {
             BlockingAnswer::Wait
         }
     }
+}
+
+/// Writes Unix milliseconds as an ISO 8601 UTC date-time with milliseconds
+/// (RFC 3339), e.g. `2023-11-14T22:13:20.123Z`; days to civil date after
+/// H. Hinnant's `civil_from_days`.
+fn write_iso8601(s: &mut String, ms: i64) {
+    let days = ms.div_euclid(86_400_000);
+    let in_day = ms.rem_euclid(86_400_000);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let _ = write!(
+        s,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        in_day / 3_600_000,
+        in_day / 60_000 % 60,
+        in_day / 1000 % 60,
+        in_day % 1000
+    );
 }
 
 /// Writes `EXT-X-MAP` when `want` differs from the map in force.
@@ -499,6 +545,24 @@ mod tests {
             let skipped: usize = delta.lines().find_map(|l| l.strip_prefix("#EXT-X-SKIP:SKIPPED-SEGMENTS=")).map_or(0, |n| n.parse().unwrap());
             proptest::prop_assert_eq!(delta.matches("#EXTINF").count() + skipped, durations.len().min(window));
         }
+    }
+
+    #[test]
+    fn program_date_time() {
+        let mut t = String::new();
+        write_iso8601(&mut t, 1_700_000_000_123);
+        assert_eq!(t, "2023-11-14T22:13:20.123Z");
+        t.clear();
+        write_iso8601(&mut t, 951_782_400_000); // leap day
+        assert_eq!(t, "2000-02-29T00:00:00.000Z");
+        t.clear();
+        write_iso8601(&mut t, -1);
+        assert_eq!(t, "1969-12-31T23:59:59.999Z");
+        let mut p = MediaPlaylist::new(2, 5);
+        p.push_segment_at("a.ts".into(), 2.0, Some(1_700_000_000_123));
+        assert!(p.render().contains(
+            "#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:20.123Z\n#EXTINF:2.00000,\na.ts\n"
+        ));
     }
 
     #[test]

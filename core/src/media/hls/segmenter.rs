@@ -136,6 +136,7 @@ pub struct HlsSegmenter {
     total_bits: u64,
     total_secs: f64,
     inits: u32,
+    wall_clock: Option<(MediaTime, i64)>,
 }
 
 impl HlsSegmenter {
@@ -190,6 +191,7 @@ impl HlsSegmenter {
             total_bits: 0,
             total_secs: 0.0,
             inits: 0,
+            wall_clock: None,
         })
     }
 
@@ -228,6 +230,14 @@ impl HlsSegmenter {
             SegmentFormat::Ts => format!("seg{msn}.ts"),
             SegmentFormat::Fmp4 => format!("seg{msn}.m4s"),
         }
+    }
+
+    /// Anchors media time to the wall clock: media time `at` is Unix time
+    /// `unix_ms` (milliseconds). Segments then carry
+    /// `EXT-X-PROGRAM-DATE-TIME`. The kernel reads no clock: the host passes
+    /// its own, and anchors again after a discontinuity.
+    pub fn set_wall_clock(&mut self, at: MediaTime, unix_ms: i64) {
+        self.wall_clock = Some((at, unix_ms));
     }
 
     /// Changes the tracks (a new resolution, new parameter sets, a codec
@@ -403,7 +413,13 @@ impl HlsSegmenter {
             self.total_secs += duration;
         }
         self.parts_of.push_back((uri.clone(), self.open_parts));
-        for removed in self.playlist.push_segment(uri.clone(), duration) {
+        let pdt = match (self.wall_clock, self.open_start) {
+            (Some((at, unix_ms)), Some(start)) => {
+                Some(unix_ms + start.as_millis() - at.as_millis())
+            }
+            _ => None,
+        };
+        for removed in self.playlist.push_segment_at(uri.clone(), duration, pdt) {
             let parts = match self.parts_of.front() {
                 Some((u, n)) if *u == removed => *n,
                 _ => 0,
@@ -501,6 +517,7 @@ mod tests {
             "{p}"
         );
         assert!(s.peak_bandwidth() > 0 && s.average_bandwidth() <= s.peak_bandwidth());
+        assert!(!p.contains("PROGRAM-DATE-TIME"));
     }
 
     #[test]
