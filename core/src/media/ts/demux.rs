@@ -241,7 +241,10 @@ impl TsDemuxer {
                 // Resynchronise: the next sync byte that is followed by
                 // another one a packet later (or ends the data).
                 let skip = (1..data.len())
-                    .find(|&i| data[i] == SYNC_BYTE && data.get(i + PACKET_SIZE).is_none_or_sync())
+                    .find(|&i| {
+                        data[i] == SYNC_BYTE
+                            && matches!(data.get(i + PACKET_SIZE), None | Some(&SYNC_BYTE))
+                    })
                     .unwrap_or(data.len());
                 self.events.push_back(TsEvent::SyncLoss { skipped: skip });
                 data = &data[skip..];
@@ -873,9 +876,11 @@ impl TsDemuxer {
             codec::push_str(&mut params.codec_string, "mp4a.40.34");
             // The track changes only if the rate or channel count does.
             let s = &self.streams[idx];
-            if s.info.as_ref().is_none_or_params(|i| {
-                i.params.sample_rate != h.sample_rate || i.params.channels != h.channels
-            }) {
+            let changed = match &s.info {
+                None => true,
+                Some(i) => i.params.sample_rate != h.sample_rate || i.params.channels != h.channels,
+            };
+            if changed {
                 let mut info = TrackInfo::new(s.track, s.codec, Timescale::MPEG, Bytes::new());
                 info.params = params;
                 self.streams[idx].info = Some(info.clone());
@@ -914,29 +919,6 @@ fn opus_start_trim(d: &[u8]) -> Option<u16> {
     }
     pos += 1;
     Some(u16::from_be_bytes([*d.get(pos)?, *d.get(pos + 1)?]))
-}
-
-trait OptExt<T> {
-    fn is_none_or_params(&self, f: impl FnOnce(&T) -> bool) -> bool;
-}
-
-impl<T> OptExt<T> for Option<&T> {
-    fn is_none_or_params(&self, f: impl FnOnce(&T) -> bool) -> bool {
-        match self {
-            None => true,
-            Some(v) => f(v),
-        }
-    }
-}
-
-trait SyncExt {
-    fn is_none_or_sync(&self) -> bool;
-}
-
-impl SyncExt for Option<&u8> {
-    fn is_none_or_sync(&self) -> bool {
-        matches!(self, None | Some(&SYNC_BYTE))
-    }
 }
 
 #[cfg(test)]

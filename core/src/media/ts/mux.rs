@@ -357,7 +357,7 @@ impl TsMuxer {
             self.last_dts = None;
             self.force_psi = true;
         }
-        if self.force_psi || self.last_psi.is_none_or_gap(dts, self.config.psi_interval) {
+        if self.force_psi || psi_due(self.last_psi, dts, self.config.psi_interval) {
             self.write_psi(out);
             self.force_psi = false;
             self.last_psi = Some(dts);
@@ -556,18 +556,13 @@ impl TsMuxer {
     }
 }
 
-trait GapExt {
-    fn is_none_or_gap(&self, now: i64, gap: u32) -> bool;
-}
-
-impl GapExt for Option<i64> {
-    fn is_none_or_gap(&self, now: i64, gap: u32) -> bool {
-        match self {
-            None => true,
-            // A step back of more than a second (a new time base) also
-            // refreshes; the small ones of interleaved tracks do not.
-            Some(last) => now - last >= i64::from(gap) || now < *last - 90_000,
-        }
+/// Whether PAT/PMT are due at decode time `now`, last sent at `last`.
+fn psi_due(last: Option<i64>, now: i64, gap: u32) -> bool {
+    match last {
+        None => true,
+        // A step back of more than a second (a new time base) also
+        // refreshes; the small ones of interleaved tracks do not.
+        Some(last) => now - last >= i64::from(gap) || now < last - 90_000,
     }
 }
 
