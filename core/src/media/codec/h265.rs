@@ -245,7 +245,7 @@ fn read_to_vui_timing(
     r: &mut BitReader<'_>,
     max_sub_layers_minus1: u8,
 ) -> Result<Option<(u32, u32)>, CodecError> {
-    let log2_max_poc_lsb = r.read_ue()? + 4;
+    let log2_max_poc_lsb = r.read_ue()?.saturating_add(4);
     if log2_max_poc_lsb > 16 {
         return Err(CodecError::Invalid("log2_max_pic_order_cnt_lsb_minus4"));
     }
@@ -593,6 +593,21 @@ mod tests {
         assert_eq!(s.params().frame_rate_milli, 30_000);
         assert_eq!(parse_vps_ptl(VPS).unwrap(), s.ptl);
         assert_eq!(Pps::parse(PPS).unwrap(), Pps { id: 0, sps_id: 0 });
+    }
+
+    /// Found by the `h265` fuzz target: a huge
+    /// `log2_max_pic_order_cnt_lsb_minus4` overflowed an addition.
+    #[test]
+    fn fuzz_regression_huge_poc_lsb() {
+        let data: &[u8] = &[
+            0xc3, 0x00, 0x00, 0x00, 0x00, 0x41, 0x00, 0x00, 0x00, 0x00, 0x8d, 0x00, 0x25, 0x00,
+            0x00, 0xf5, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x41, 0x00,
+            0x00, 0x8d, 0x00, 0x25, 0x00, 0x00, 0x41, 0x00, 0x00, 0x00, 0xf5, 0x30,
+        ];
+        let _ = Sps::parse(data);
+        let _ = parse_vps_ptl(data);
+        let _ = HevcConfig::parse(&Bytes::copy_from_slice(data));
     }
 
     #[test]
