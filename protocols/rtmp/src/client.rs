@@ -190,11 +190,11 @@ impl ClientSession {
             match r {
                 Ok(Some(m)) => {
                     if let Err(e) = self.on_message(m) {
-                        self.fail(e.to_string());
+                        self.fail(format!("{e} (after byte {})", self.conn.consumed()));
                     }
                 }
                 Ok(None) => break,
-                Err(e) => self.fail(e.to_string()),
+                Err(e) => self.fail(format!("{e} (after byte {})", self.conn.consumed())),
             }
         }
     }

@@ -89,6 +89,12 @@ impl Connection {
         }
     }
 
+    /// Bytes of the connection consumed so far (handshake included): where
+    /// in a capture of the connection the parser stands.
+    pub fn consumed(&self) -> u64 {
+        self.received
+    }
+
     /// Bytes received and not yet parsed.
     pub fn buffered(&self) -> usize {
         self.input.len() + self.next.len()

@@ -131,11 +131,12 @@ impl ServerSession {
             return;
         }
         self.closed = true;
+        // Where it happened, to find the spot in a capture of the
+        // connection: the parser had consumed this many bytes.
+        let text = format!("{e} (after byte {})", self.conn.consumed());
         self.conn.discard_input();
         self.events
-            .push_back(SessionEvent::Closed(SessionEnd::ProtocolError(
-                e.to_string(),
-            )));
+            .push_back(SessionEvent::Closed(SessionEnd::ProtocolError(text)));
         self.error = Some(e);
     }
 

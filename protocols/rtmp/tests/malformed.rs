@@ -60,10 +60,11 @@ fn run(input: &[u8], split: usize) -> (Option<SessionEnd>, ServerSession) {
 
 fn protocol_error(input: &[u8]) -> RtmpError {
     let (end, s) = run(input, input.len());
-    assert!(
-        matches!(end, Some(SessionEnd::ProtocolError(_))),
-        "expected a protocol error, got {end:?}"
-    );
+    match &end {
+        // The text says what and where.
+        Some(SessionEnd::ProtocolError(text)) => assert!(text.contains("after byte"), "{text}"),
+        other => panic!("expected a protocol error, got {other:?}"),
+    }
     s.error().cloned().unwrap()
 }
 
@@ -115,6 +116,13 @@ fn compressed_header_first() {
         protocol_error(&input),
         RtmpError::NoPreviousHeader { .. }
     ));
+    let (end, _) = run(&input, input.len());
+    assert_eq!(
+        end,
+        Some(SessionEnd::ProtocolError(
+            "chunk stream 3: header type 1 with no previous header (after byte 3073)".into()
+        ))
+    );
 }
 
 #[test]
