@@ -534,3 +534,22 @@ fn gstreamer_publishes_h264_with_b_frames_and_aac() {
     check_times(&s, CodecId::H264, 2900..=3100);
     check_times(&s, CodecId::Aac, 2800..=3100);
 }
+
+#[test]
+fn real_clients_handshakes_are_recognised() {
+    use arcly_rtmp::handshake::{DigestSchema, HandshakeKind};
+    for (name, bytes) in [
+        ("ffmpeg5", FFMPEG5_H264_AAC),
+        ("ffmpeg9", FFMPEG9_HEVC_AAC),
+        ("ffmpeg5 play", FFMPEG5_PLAY),
+        ("gstreamer", GSTREAMER_H264_AAC),
+    ] {
+        let mut s = ServerSession::new(RtmpConfig::default(), Instant::ZERO);
+        s.handle_input(Instant::ZERO, Input::Stream(BytesMut::from(&bytes[..1537])));
+        let kind = s.handshake_kind();
+        match name {
+            "gstreamer" => assert_eq!(kind, Some(HandshakeKind::Plain)),
+            _ => assert_eq!(kind, Some(HandshakeKind::Digest(DigestSchema::Schema1))),
+        }
+    }
+}
