@@ -379,6 +379,24 @@ mod tests {
     }
 
     #[test]
+    fn server_answers_schema0_in_kind() {
+        let mut c1 = [9u8; PACKET_SIZE];
+        c1[4..8].copy_from_slice(&CLIENT_VERSION);
+        let c1_digest = sign(&mut c1, DigestSchema::Schema0, &FP_KEY[..FP_KEY_SIGN]);
+        let mut s = Handshake::server(5);
+        let mut input = BytesMut::new();
+        input.put_u8(RTMP_VERSION);
+        input.put_slice(&c1);
+        let mut out = BytesMut::new();
+        assert!(!s.read(&mut input, &mut out).unwrap());
+        assert_eq!(s.kind(), Some(HandshakeKind::Digest(DigestSchema::Schema0)));
+        let s1 = &out[1..1 + PACKET_SIZE];
+        let (schema, _) = find_digest(s1, &FMS_KEY[..FMS_KEY_SIGN]).unwrap();
+        assert_eq!(schema, DigestSchema::Schema0);
+        assert!(verify_s2(&out[1 + PACKET_SIZE..], &c1_digest));
+    }
+
+    #[test]
     fn wrong_version_is_an_error() {
         let mut s = Handshake::server(0);
         let mut i = BytesMut::from(&[6u8][..]);
