@@ -156,5 +156,27 @@ mod tests {
             }
             let _ = h264::Sps::parse(&sps).map(|s| s.params());
         }
+
+        /// The same for a real H.265 SPS, an AV1 sequence header OBU and a
+        /// VP9 key frame header: valid prefixes, mutated bodies.
+        #[test]
+        fn structured_mutations_never_panic(flips in proptest::collection::vec((0usize..64, any::<u8>()), 0..10)) {
+            let mut sps = alloc::vec![
+                0x42u8, 0x01, 0x01, 0x01, 0x60, 0x00, 0x00, 0x03, 0x00, 0x90, 0x00, 0x00, 0x03, 0x00,
+                0x00, 0x03, 0x00, 0x3c, 0xa0, 0x0a, 0x08, 0x0f, 0x16, 0x59, 0x59, 0xa4, 0x93, 0x2b,
+                0xc0, 0x5a, 0x02, 0x00, 0x00, 0x03, 0x00, 0x02, 0x00, 0x00, 0x03, 0x00, 0x3c, 0x10,
+            ];
+            let mut seq = alloc::vec![0x0au8, 0x0b, 0x00, 0x00, 0x00, 0x04, 0x3c, 0xff, 0xbc, 0xfb, 0xf9, 0x00, 0x40];
+            let mut vp9 = alloc::vec![0x82u8, 0x49, 0x83, 0x42, 0x00, 0x13, 0xf0, 0x0e, 0xf6, 0x00, 0x38, 0x24, 0x1c];
+            for &(i, v) in &flips {
+                if i >= 2 && i < sps.len() { sps[i] ^= v; }
+                if i >= 2 && i < seq.len() { seq[i] ^= v; }
+                if i >= 1 && i < vp9.len() { vp9[i] ^= v; }
+            }
+            let _ = h265::Sps::parse(&sps).map(|s| s.params());
+            let _ = h265::HevcConfig::from_parameter_sets(alloc::vec![], alloc::vec![Bytes::from(sps.clone())], alloc::vec![]);
+            let _ = av1::Av1Config::from_sequence_header_obu(Bytes::from(seq.clone())).map(|c| c.to_bytes());
+            let _ = vp9::FrameHeader::parse(&vp9).map(|h| vp9::VpcConfig::from_key_frame(&h));
+        }
     }
 }
