@@ -666,6 +666,32 @@ mod tests {
         assert_eq!(p.matches("#EXT-X-MAP").count(), 2, "{p}");
     }
 
+    /// A segment's bytes are exactly its parts' bytes in order, so a player
+    /// may fetch either.
+    #[test]
+    fn segments_are_their_parts_concatenated() {
+        let (_, events) = run(HlsConfig {
+            format: SegmentFormat::Fmp4,
+            target_duration: 1,
+            part_duration_us: Some(200_000),
+            ..HlsConfig::default()
+        });
+        let mut parts = BytesMut::new();
+        let mut segments = 0;
+        for e in events {
+            match e {
+                HlsEvent::Part { data, .. } => parts.extend_from_slice(&data),
+                HlsEvent::Segment { data, .. } => {
+                    assert_eq!(data, parts.split().freeze());
+                    segments += 1;
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(segments, 2);
+        assert!(parts.is_empty());
+    }
+
     #[test]
     fn multivariant_from_tracks() {
         let (s, _) = run(HlsConfig::default());
