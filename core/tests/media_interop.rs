@@ -99,6 +99,30 @@ fn packet_counts(path: &PathBuf) -> Vec<String> {
     v
 }
 
+/// `codec_tag_string,width,height` per stream of an MP4 file, sorted.
+fn sample_entries(path: &PathBuf) -> Vec<String> {
+    let o = tool("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_tag_string,width,height",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "ffprobe failed on {}", path.display());
+    let mut v: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    v.sort();
+    v
+}
+
 /// Per codec: the presentation times (seconds) of its packets, sorted, made
 /// relative to the earliest packet of the file, so that A/V offsets compare.
 fn relative_times(path: &PathBuf) -> Vec<(String, Vec<f64>)> {
@@ -233,6 +257,10 @@ fn mux_fmp4(tracks: &TrackSet, frames: &[MediaFrame], config: Fmp4Config) -> (Ve
 }
 
 fn round_trip(name: &str) {
+    round_trip_with_entries(name, None);
+}
+
+fn round_trip_with_entries(name: &str, entries: Option<&[&str]>) {
     let input = temp_file(name, &testdata(name));
     let d = demux(&std::fs::read(&input).unwrap());
     let want_counts = packet_counts(&input);
@@ -275,17 +303,17 @@ fn round_trip(name: &str) {
 
 #[test]
 fn h264_high_b_frames_and_aac_to_ts_and_fmp4() {
-    round_trip("h264_aac.ts");
+    round_trip_with_entries("h264_aac.ts", Some(&["avc1,320,240", "mp4a"]));
 }
 
 #[test]
 fn h265_and_aac_to_ts_and_fmp4() {
-    round_trip("h265_aac.ts");
+    round_trip_with_entries("h265_aac.ts", Some(&["hvc1,320,240", "mp4a"]));
 }
 
 #[test]
 fn h264_and_opus_to_ts_and_fmp4() {
-    round_trip("h264_opus.ts");
+    round_trip_with_entries("h264_opus.ts", Some(&["Opus", "avc1,320,240"]));
 }
 
 #[test]
@@ -328,6 +356,7 @@ fn av1_to_fmp4() {
     let mp4 = temp_file("av1.mp4", &mp4);
     strict_decode(&mp4);
     assert_eq!(packet_counts(&mp4), ["av1,15"]);
+    assert_eq!(sample_entries(&mp4), ["av01,320,240"]);
     let _ = std::fs::remove_file(mp4);
 }
 
@@ -358,6 +387,7 @@ fn vp9_to_fmp4() {
     let mp4 = temp_file("vp9.mp4", &mp4);
     strict_decode(&mp4);
     assert_eq!(packet_counts(&mp4), ["vp9,15"]);
+    assert_eq!(sample_entries(&mp4), ["vp09,320,240"]);
     let _ = std::fs::remove_file(mp4);
 }
 
