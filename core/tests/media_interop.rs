@@ -296,6 +296,13 @@ fn round_trip_with_entries(name: &str, entries: Option<&[&str]>) {
         &want_times,
         &format!("{name} -> fMP4"),
     );
+    if let Some(entries) = entries {
+        assert_eq!(
+            sample_entries(&mp4),
+            entries,
+            "{name} -> fMP4 sample entries"
+        );
+    }
     for p in [input, ts, mp4] {
         let _ = std::fs::remove_file(p);
     }
