@@ -1196,7 +1196,7 @@ fn live_publish(f: &Path, url: &str, seconds: u32) -> Child {
                 "-c:v",
                 "libx264",
                 "-preset",
-                "veryfast",
+                "ultrafast",
                 "-tune",
                 "zerolatency",
                 "-g",
