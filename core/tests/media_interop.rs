@@ -99,6 +99,36 @@ fn packet_counts(path: &PathBuf) -> Vec<String> {
     v
 }
 
+/// How many packets of each stream ffprobe flags as key frames (`K`), by
+/// stream index.
+fn key_counts(path: &PathBuf) -> Vec<usize> {
+    let o = tool("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "packet=stream_index,flags",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "ffprobe failed on {}", path.display());
+    let mut counts = vec![0usize; 8];
+    for line in String::from_utf8_lossy(&o.stdout).lines() {
+        let mut it = line.split(',');
+        if let (Some(i), Some(flags)) = (it.next(), it.next()) {
+            if let Ok(i) = i.parse::<usize>() {
+                if i < counts.len() && flags.starts_with('K') {
+                    counts[i] += 1;
+                }
+            }
+        }
+    }
+    counts
+}
+
 /// `codec_tag_string,width,height` per stream of an MP4 file, sorted.
 fn sample_entries(path: &PathBuf) -> Vec<String> {
     let o = tool("ffprobe")
@@ -265,9 +295,15 @@ fn round_trip_with_entries(name: &str, entries: Option<&[&str]>) {
     let d = demux(&std::fs::read(&input).unwrap());
     let want_counts = packet_counts(&input);
     let want_times = relative_times(&input);
+    let want_keys = key_counts(&input);
 
     let ts = temp_file(&format!("out-{name}"), &mux_ts(&d));
     strict_decode(&ts);
+    let mut a = key_counts(&ts);
+    let mut b = want_keys.clone();
+    a.sort();
+    b.sort();
+    assert_eq!(a, b, "{name} -> TS key frames");
     assert_eq!(
         packet_counts(&ts),
         want_counts,
