@@ -21,4 +21,5 @@
 pub mod codec;
 pub mod fmp4;
 pub mod hls;
+pub mod record;
 pub mod ts;

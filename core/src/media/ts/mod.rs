@@ -2,9 +2,10 @@
 //! packets (§2.4.3.2), adaptation fields with PCR (§2.4.3.4), PSI sections
 //! (PAT §2.4.4.3, PMT §2.4.4.8) with their CRC-32 (Annex A), PES packets
 //! (§2.4.3.6), and the codec mappings: H.264 (§2.14, stream type 0x1B),
-//! H.265 (§2.17, 0x24), AAC in ADTS (0x0F), MPEG audio (0x03/0x04), Opus
-//! (ETSI TS 102 366-style private PES with the `Opus` registration
-//! descriptor, as "Opus in MPEG-TS" specifies and ffmpeg writes).
+//! H.265 (§2.17, 0x24), AAC in ADTS (0x0F), MPEG audio (0x03/0x04), and
+//! Opus as private PES data (0x06) with the `Opus` registration descriptor
+//! (the ETSI draft "Opus Interactive Audio Codec Transport Multiplexing
+//! Standard" v0.1.3, as ffmpeg writes and reads it).
 //!
 //! * [`TsMuxer`]: frames in, packets out.
 //! * [`TsDemuxer`]: bytes in, tracks, frames and stream events out.

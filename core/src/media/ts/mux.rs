@@ -19,8 +19,9 @@
 //! * AAC with an ADTS header per frame built from the AudioSpecificConfig.
 //! * Opus as private_stream_1 with the `Opus` registration descriptor, the
 //!   extension descriptor carrying `channel_config_code`, and the
-//!   `opus_control_header` before each packet (Opus in MPEG-TS, ETSI TS 102
-//!   366 style, as ffmpeg writes it).
+//!   `opus_control_header` before each packet, with the pre-skip as start
+//!   trim on the first packets (the ETSI Opus transport multiplexing draft
+//!   v0.1.3, as ffmpeg writes it).
 //! * MP3 frames as they are, stream type 0x03.
 //!
 //! Continuity counters run per PID and only advance on packets with payload.
