@@ -1378,3 +1378,63 @@ fn remux_outputs_decode_strictly_with_every_frame() {
         }
     }
 }
+
+#[test]
+fn gateway_records_a_stream_as_a_vod_playlist() {
+    let f = ffmpeg5();
+    let dir = tmpdir("record");
+    let rec = dir.join("rec");
+    let gw = gateway(&["--record", rec.to_str().expect("utf-8 path")]);
+    let input = make_media(
+        &f,
+        &dir,
+        "in.flv",
+        &[
+            "-c:v",
+            "libx264",
+            "-profile:v",
+            "high",
+            "-bf",
+            "3",
+            "-g",
+            "30",
+            "-c:a",
+            "aac",
+        ],
+    );
+    finish(
+        spawn(
+            Command::new(&f)
+                .args(["-v", "error", "-re", "-i"])
+                .arg(&input)
+                .args([
+                    "-c",
+                    "copy",
+                    "-f",
+                    "flv",
+                    &format!("rtmp://{}/live/rec", gw.rtmp),
+                ]),
+        ),
+        "the publishing ffmpeg",
+        Duration::from_secs(30),
+    );
+    // live/rec/<unix time>/index.m3u8, ended.
+    let mut playlist = None;
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(100));
+        playlist = std::fs::read_dir(rec.join("live/rec"))
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .map(|e| e.path().join("index.m3u8"))
+            .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("#EXT-X-ENDLIST")));
+        if playlist.is_some() {
+            break;
+        }
+    }
+    let playlist = playlist.expect("no ended recording playlist under live/rec/");
+    strict_decode(&playlist);
+    // The recording starts at the first key frame the recorder saw (it
+    // joined through the GOP cache), and has every frame from there on.
+    assert_same_from_keyframe(&input, &playlist);
+}

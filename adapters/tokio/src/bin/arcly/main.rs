@@ -36,6 +36,7 @@ FLAGS:
     --window N              segments listed in the playlist [default: 6]
     --ts                    MPEG-TS segments instead of fMP4 (no parts)
     --hls-linger SECS       keep a stream's playlist this long for a reconnecting publisher [default: 10]
+    --record DIR            record every stream as HLS under DIR/APP/STREAM/UNIX-TIME/ (fMP4, or TS with --ts)
     --gop-cache on|off      start new players at the last key frame [default: on]
     --ring FRAMES           frames each stream's ring holds [default: 1024]
     --lag-limit FRAMES      evict a player this many frames behind [default: 4096]
@@ -99,13 +100,15 @@ fn log(level: Level, msg: &str) {
 /// Logs lifecycle events and hands newly published streams to the HLS
 /// packagers.
 struct GatewayObserver {
-    published: tokio::sync::mpsc::UnboundedSender<StreamKey>,
+    published: Vec<tokio::sync::mpsc::UnboundedSender<StreamKey>>,
 }
 
 impl Observer for GatewayObserver {
     fn on_event(&self, e: &EngineEvent) {
         if let EngineEvent::Published { key, .. } = e {
-            let _ = self.published.send(key.clone());
+            for tx in &self.published {
+                let _ = tx.send(key.clone());
+            }
         }
         match e {
             EngineEvent::Unpublished { key, reason, .. } => {
@@ -133,6 +136,7 @@ struct Options {
     window: usize,
     ts: bool,
     hls_linger: u64,
+    record: Option<std::path::PathBuf>,
     gop_cache: bool,
     ring: usize,
     lag_limit: u64,
@@ -166,6 +170,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         window: 6,
         ts: false,
         hls_linger: 10,
+        record: None,
         gop_cache: true,
         ring: 1024,
         lag_limit: 4096,
@@ -190,6 +195,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--window" => o.window = number(flag, &value()?)?,
             "--ts" => o.ts = true,
             "--hls-linger" => o.hls_linger = number(flag, &value()?)?,
+            "--record" => o.record = Some(value()?.into()),
             "--gop-cache" => {
                 o.gop_cache = match value()?.as_str() {
                     "on" => true,
@@ -325,12 +331,14 @@ async fn run(o: Options) -> Result<(), String> {
         .lag_limit(o.lag_limit)
         .idle_timeout(Duration::from_secs(o.idle_timeout));
     let (published_tx, mut published_rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut builder =
-        Engine::builder()
-            .default_app(Some(app))
-            .observer(Arc::new(GatewayObserver {
-                published: published_tx,
-            }));
+    let (recorded_tx, mut recorded_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut senders = vec![published_tx];
+    if o.record.is_some() {
+        senders.push(recorded_tx);
+    }
+    let mut builder = Engine::builder()
+        .default_app(Some(app))
+        .observer(Arc::new(GatewayObserver { published: senders }));
     if let Some(secret) = &o.auth_secret {
         let mut auth = HmacTokenAuthenticator::new(secret.as_bytes());
         auth.protect_play = o.protect_play;
@@ -455,6 +463,35 @@ async fn run(o: Options) -> Result<(), String> {
         // Nobody packages: let the observer's sends go nowhere.
         published_rx.close();
     }
+    if let Some(dir) = o.record.clone() {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create the recording folder {}: {e}", dir.display()))?;
+        log(
+            Level::Info,
+            &format!("recording every stream under {}", dir.display()),
+        );
+        let storage = Arc::new(arcly_tokio::FsStorage::new(dir));
+        let format = if o.ts {
+            SegmentFormat::Ts
+        } else {
+            SegmentFormat::Fmp4
+        };
+        let (engine2, stop, segment) = (engine.clone(), shutdown.signal(), o.segment);
+        servers.spawn(async move {
+            let stop = stop.wait();
+            tokio::pin!(stop);
+            loop {
+                tokio::select! {
+                    _ = &mut stop => return Ok(()),
+                    Some(key) = recorded_rx.recv() => {
+                        if let Some(sub) = engine2.bus(&key).and_then(|b| b.subscribe().ok()) {
+                            tokio::spawn(record(key, sub, storage.clone(), format, segment, clock));
+                        }
+                    }
+                }
+            }
+        });
+    }
     if servers.is_empty() {
         return Err("every listener is off: nothing to serve".into());
     }
@@ -483,6 +520,88 @@ async fn run(o: Options) -> Result<(), String> {
     }
     log(Level::Info, "stopped");
     Ok(())
+}
+
+/// Records one stream into storage until it ends; a configuration change
+/// starts a new recording.
+async fn record(
+    key: StreamKey,
+    mut sub: arcly_core::bus::Subscription,
+    storage: Arc<arcly_tokio::FsStorage>,
+    format: SegmentFormat,
+    segment: u32,
+    clock: Clock,
+) {
+    use arcly_core::media::record::Recorder;
+    use arcly_core::Delivery;
+    use arcly_tokio::StorageBackend;
+    let mut rec: Option<Recorder> = None;
+    let mut tracks = None;
+    let mut batch = Vec::with_capacity(64);
+    let mut ended = false;
+    while !ended {
+        batch.clear();
+        let r = std::future::poll_fn(|cx| sub.poll_recv_batch(cx, &mut batch, 64)).await;
+        ended = r.is_err();
+        for d in batch.drain(..) {
+            match d {
+                Delivery::Tracks(t) => {
+                    if tracks.as_ref() != Some(&t) {
+                        if let Some(mut old) = rec.take() {
+                            old.finish();
+                            flush(&mut old, &*storage).await;
+                        }
+                        tracks = Some(t);
+                    }
+                }
+                Delivery::Frame(f) => {
+                    if rec.is_none() {
+                        if let Some(t) = &tracks {
+                            let unix = clock.unix_base() + clock.now().as_micros() / 1_000_000;
+                            let prefix = format!("{}/{}/{unix}", key.app(), key.stream());
+                            match Recorder::new(prefix.clone(), t, format, segment) {
+                                Ok(r) => {
+                                    log(Level::Info, &format!("recording {key} into {prefix}"));
+                                    rec = Some(r);
+                                }
+                                Err(e) => log(Level::Warn, &format!("cannot record {key}: {e}")),
+                            }
+                        }
+                    }
+                    if let Some(r) = rec.as_mut() {
+                        if let Err(e) = r.push(&f) {
+                            log(Level::Warn, &format!("recording of {key}: {e}"));
+                        }
+                    }
+                }
+                Delivery::Lagged { lost } => {
+                    log(
+                        Level::Warn,
+                        &format!("recording of {key} fell behind the disk and lost {lost} frames"),
+                    );
+                }
+            }
+        }
+        if let Some(r) = rec.as_mut() {
+            flush(r, &*storage).await;
+        }
+    }
+    if let Some(mut r) = rec {
+        r.finish();
+        flush(&mut r, &*storage).await;
+        log(
+            Level::Info,
+            &format!("recording of {key} finished in {}", r.prefix()),
+        );
+    }
+
+    async fn flush(r: &mut Recorder, storage: &arcly_tokio::FsStorage) {
+        while let Some(put) = r.poll_put() {
+            if let Err(e) = storage.put(&put.key, put.data).await {
+                log(Level::Warn, &format!("cannot write {}: {e}", put.key));
+            }
+        }
+    }
 }
 
 /// Feeds one stream's bus into its HLS packager until the stream ends.
