@@ -30,8 +30,16 @@ use std::collections::VecDeque;
 
 #[derive(Debug)]
 enum Pending {
-    Publish { stream_id: u32, name: String },
-    Play { stream_id: u32, name: String },
+    Publish {
+        stream_id: u32,
+        name: String,
+    },
+    Play {
+        stream_id: u32,
+        name: String,
+        /// `play`'s fourth argument: whether to send NetStream.Play.Reset.
+        reset: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -392,12 +400,17 @@ impl ServerSession {
             self.refuse(false, stream_id, &q.name, &Rejection::BadName);
             return Ok(());
         }
+        // play(name, start, duration, reset): start -2/-1 mean live (the
+        // only kind here) and duration -1 to the end, so only reset changes
+        // what is sent.
+        let reset = !matches!(c.args.get(3), Some(Amf0Value::Boolean(false)));
         let id = self.request(Action::Play, q.name.clone(), q.token);
         self.pending = Some((
             id,
             Pending::Play {
                 stream_id,
                 name: q.name,
+                reset,
             },
         ));
         Ok(())
@@ -458,7 +471,7 @@ impl ServerSession {
         }
     }
 
-    fn start_play(&mut self, stream_id: u32, name: String) {
+    fn start_play(&mut self, stream_id: u32, name: String, reset: bool) {
         let c = &mut self.conn;
         c.send(
             CSID_CONTROL,
@@ -466,7 +479,12 @@ impl ServerSession {
             0,
             &RtmpMessage::UserControl(UserControl::StreamBegin(stream_id)),
         );
-        for code in [code::PLAY_RESET, code::PLAY_START] {
+        let codes: &[&str] = if reset {
+            &[code::PLAY_RESET, code::PLAY_START]
+        } else {
+            &[code::PLAY_START]
+        };
+        for &code in codes {
             c.send_command(
                 CSID_STREAM,
                 stream_id,
@@ -585,8 +603,15 @@ impl Session for ServerSession {
                     ingest: Ingest::new(self.conn.cfg.max_timestamp_jump_ms),
                 });
             }
-            Some((pid, Pending::Play { stream_id, name })) if pid == id => {
-                self.start_play(stream_id, name);
+            Some((
+                pid,
+                Pending::Play {
+                    stream_id,
+                    name,
+                    reset,
+                },
+            )) if pid == id => {
+                self.start_play(stream_id, name, reset);
             }
             other => self.pending = other,
         }
@@ -598,7 +623,12 @@ impl Session for ServerSession {
             Some((pid, Pending::Publish { stream_id, name })) if pid == id => {
                 self.refuse(true, stream_id, &name, &why);
             }
-            Some((pid, Pending::Play { stream_id, name })) if pid == id => {
+            Some((
+                pid,
+                Pending::Play {
+                    stream_id, name, ..
+                },
+            )) if pid == id => {
                 self.refuse(false, stream_id, &name, &why);
             }
             other => self.pending = other,

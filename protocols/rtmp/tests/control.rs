@@ -344,3 +344,122 @@ fn streams_can_be_created_again_after_delete() {
         assert!(!matches!(e, SessionEvent::Closed(_)), "{e:?}");
     }
 }
+
+/// A peer that has connected, created stream 1 and had `play` accepted.
+fn playing(reset: Option<bool>) -> (Peer, Vec<RtmpMessage>) {
+    let mut p = Peer::new();
+    p.connect("live");
+    p.send(
+        3,
+        0,
+        &RtmpMessage::Command(vec![
+            amf0::string("createStream"),
+            Amf0Value::Number(2.0),
+            Amf0Value::Null,
+        ]),
+    );
+    let mut args = vec![
+        amf0::string("play"),
+        Amf0Value::Number(0.0),
+        Amf0Value::Null,
+        amf0::string("feed"),
+        Amf0Value::Number(-2.0),
+        Amf0Value::Number(-1.0),
+    ];
+    if let Some(r) = reset {
+        args.push(Amf0Value::Boolean(r));
+    }
+    p.send(5, 1, &RtmpMessage::Command(args));
+    let id = std::iter::from_fn(|| p.s.poll_event())
+        .find_map(|e| match e {
+            SessionEvent::Request(r) => Some(r.id),
+            _ => None,
+        })
+        .unwrap();
+    p.s.accept(Instant::ZERO, id);
+    p.raw(&[]);
+    let msgs = p.received();
+    (p, msgs)
+}
+
+fn codes(msgs: &[RtmpMessage]) -> Vec<String> {
+    msgs.iter()
+        .filter_map(|m| match m {
+            RtmpMessage::Command(v) if v[0] == amf0::string("onStatus") => v[3]
+                .get("code")
+                .and_then(Amf0Value::as_str)
+                .map(str::to_owned),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn play_reset_argument() {
+    let (_, msgs) = playing(None);
+    assert_eq!(
+        codes(&msgs),
+        ["NetStream.Play.Reset", "NetStream.Play.Start"]
+    );
+    let (_, msgs) = playing(Some(false));
+    assert_eq!(codes(&msgs), ["NetStream.Play.Start"]);
+}
+
+#[test]
+fn pause_stops_media_and_resumes_at_a_key_frame() {
+    use arcly_core::bus::DeliveryRef;
+    use arcly_core::frame::{CodecId, MediaFrame, TrackId, TrackInfo, TrackSet};
+    use arcly_core::time::{MediaTime, Timescale};
+    let (mut p, _) = playing(None);
+    let mut set = TrackSet::new();
+    set.upsert(TrackInfo::new(
+        TrackId(0),
+        CodecId::H264,
+        Timescale::MILLIS,
+        bytes::Bytes::from_static(b"\x01\x42\xc0\x1e"),
+    ))
+    .unwrap();
+    let set = std::sync::Arc::new(set);
+    let frame = |key: bool, ms: i64| {
+        MediaFrame::video(
+            TrackId(0),
+            CodecId::H264,
+            key,
+            MediaTime::from_millis(ms),
+            bytes::Bytes::from_static(b"\x00\x00\x00\x01\x65"),
+        )
+    };
+    let videos = |p: &mut Peer| {
+        p.raw(&[]);
+        p.received()
+            .into_iter()
+            .filter(|m| matches!(m, RtmpMessage::Video(_)))
+            .count()
+    };
+    p.s.handle_delivery(Instant::ZERO, DeliveryRef::Tracks(&set));
+    p.s.handle_delivery(Instant::ZERO, DeliveryRef::Frame(&frame(true, 0)));
+    assert_eq!(videos(&mut p), 2);
+    let pause = |p: &mut Peer, on: bool| {
+        p.send(
+            5,
+            1,
+            &RtmpMessage::Command(vec![
+                amf0::string("pause"),
+                Amf0Value::Number(0.0),
+                Amf0Value::Null,
+                Amf0Value::Boolean(on),
+                Amf0Value::Number(40.0),
+            ]),
+        );
+        codes(&p.received())
+    };
+    assert_eq!(pause(&mut p, true), ["NetStream.Pause.Notify"]);
+    p.s.handle_delivery(Instant::ZERO, DeliveryRef::Frame(&frame(false, 40)));
+    assert_eq!(videos(&mut p), 0);
+    assert_eq!(pause(&mut p, false), ["NetStream.Unpause.Notify"]);
+    p.s.handle_delivery(Instant::ZERO, DeliveryRef::Frame(&frame(false, 80)));
+    assert_eq!(videos(&mut p), 0, "no delta frame before a key frame");
+    p.s.handle_delivery(Instant::ZERO, DeliveryRef::Frame(&frame(true, 120)));
+    p.s.handle_delivery(Instant::ZERO, DeliveryRef::Frame(&frame(false, 160)));
+    assert_eq!(videos(&mut p), 2);
+}
