@@ -470,7 +470,8 @@ fn hls_to_dir(name: &str, config: arcly_core::media::hls::HlsConfig) -> PathBuf 
 #[test]
 fn hls_ts_playlist_plays_in_ffmpeg() {
     use arcly_core::media::hls::{HlsConfig, SegmentFormat};
-    for name in ["h264_opus.ts", "h264_aac.ts"] {
+    // Plain HLS, and LL-HLS with TS parts (ffmpeg plays the segments).
+    for (name, part) in [("h264_opus.ts", None), ("h264_aac.ts", Some(250_000))] {
         let input = temp_file(name, &testdata(name));
         let want = packet_counts(&input);
         let want_times = relative_times(&input);
@@ -480,11 +481,18 @@ fn hls_ts_playlist_plays_in_ffmpeg() {
             HlsConfig {
                 format: SegmentFormat::Ts,
                 target_duration: 1,
+                part_duration_us: part,
                 window: 100,
                 ..HlsConfig::default()
             },
         );
         let m3u8 = dir.join("live.m3u8");
+        if part.is_some() {
+            // Each part alone is a decodable TS stream too.
+            let text = std::fs::read_to_string(&m3u8).unwrap();
+            assert!(text.contains("#EXT-X-PART:"), "{text}");
+            strict_decode(&dir.join("seg0.0.ts"));
+        }
         strict_decode(&m3u8);
         assert_eq!(packet_counts(&m3u8), want, "{name} as HLS/TS");
         assert_same_times(

@@ -6,11 +6,12 @@
 //! for audio-only streams any frame) once the target duration has passed,
 //! and at a timestamp discontinuity (which the playlist marks). MPEG-TS
 //! segments start with PAT/PMT; fMP4 segments start with `styp` and share
-//! one init segment. With a part duration (fMP4 only) every fragment is also
-//! published as an LL-HLS part as soon as it is cut.
+//! one init segment. With a part duration every fMP4 fragment, or every run
+//! of whole TS frames up to the part target, is also published as an LL-HLS
+//! part as soon as it is complete.
 //!
 //! Names: `init.mp4`, `seg<msn>.ts` / `seg<msn>.m4s`, parts
-//! `seg<msn>.<part>.m4s`.
+//! `seg<msn>.<part>.ts` / `seg<msn>.<part>.m4s`.
 
 use super::playlist::{MediaPlaylist, PlaylistPart};
 use crate::frame::{FrameKind, MediaFrame, TrackId, TrackSet};
@@ -41,7 +42,7 @@ pub struct HlsConfig {
     /// The target segment duration in seconds: a key frame after this much
     /// starts a new segment.
     pub target_duration: u32,
-    /// LL-HLS part duration in microseconds (fMP4 only).
+    /// LL-HLS part duration in microseconds.
     pub part_duration_us: Option<u64>,
     /// Segments kept in the playlist.
     pub window: usize,
@@ -137,6 +138,10 @@ pub struct HlsSegmenter {
     total_secs: f64,
     inits: u32,
     wall_clock: Option<(MediaTime, i64)>,
+    /// TS parts: the first lead frame of the part in progress, whether it
+    /// is a key frame, and how much of `open` earlier parts published.
+    ts_part: Option<(MediaTime, bool)>,
+    ts_part_offset: usize,
 }
 
 impl HlsSegmenter {
@@ -146,6 +151,10 @@ impl HlsSegmenter {
         let mut events = VecDeque::new();
         let muxer = match config.format {
             SegmentFormat::Ts => {
+                playlist.part_target = config.part_duration_us.map(|us| us as f64 / 1e6);
+                if config.part_duration_us.is_some() {
+                    playlist.set_preload_hint(Some(String::from("seg0.0.ts")));
+                }
                 Muxer::Ts(Box::new(TsMuxer::new(tracks, TsMuxerConfig::default())?))
             }
             SegmentFormat::Fmp4 => {
@@ -192,6 +201,8 @@ impl HlsSegmenter {
             total_secs: 0.0,
             inits: 0,
             wall_clock: None,
+            ts_part: None,
+            ts_part_offset: 0,
         })
     }
 
@@ -225,6 +236,58 @@ impl HlsSegmenter {
         self.events.pop_front()
     }
 
+    fn part_uri(&self, msn: u64, part: u32) -> String {
+        match self.config.format {
+            SegmentFormat::Ts => format!("seg{msn}.{part}.ts"),
+            SegmentFormat::Fmp4 => format!("seg{msn}.{part}.m4s"),
+        }
+    }
+
+    /// Lists a part of the segment in progress and hands out its bytes.
+    fn publish_part(&mut self, data: Bytes, secs: f64, independent: bool) {
+        let msn = self.playlist.next_msn();
+        let uri = self.part_uri(msn, self.open_parts);
+        let hint = self.part_uri(msn, self.open_parts + 1);
+        self.open_parts += 1;
+        let seg_uri = self.segment_uri(msn);
+        self.playlist.push_part(
+            &seg_uri,
+            PlaylistPart {
+                uri: uri.clone(),
+                duration: secs,
+                independent,
+            },
+            Some(hint),
+        );
+        self.events.push_back(HlsEvent::Part { uri, data });
+        self.events.push_back(HlsEvent::PlaylistUpdated);
+    }
+
+    /// Publishes the TS bytes written since the last part as a part ending
+    /// at `end` (lead-track time).
+    fn flush_ts_part(&mut self, end: MediaTime) {
+        if self.config.part_duration_us.is_none() || !matches!(self.muxer, Muxer::Ts(_)) {
+            return;
+        }
+        let Some((start, independent)) = self.ts_part.take() else {
+            return;
+        };
+        if self.open.len() <= self.ts_part_offset {
+            return;
+        }
+        let data = Bytes::copy_from_slice(&self.open[self.ts_part_offset..]);
+        self.ts_part_offset = self.open.len();
+        let secs = end.ticks_since(start) as f64 / f64::from(end.timescale.hz());
+        self.publish_part(data, secs, independent);
+    }
+
+    /// The end of the lead track's last frame (its start plus the duration
+    /// of the one before it).
+    fn lead_end(&self) -> Option<MediaTime> {
+        self.last_lead
+            .map(|(t, d)| MediaTime::new(t.ticks.saturating_add(d), t.timescale))
+    }
+
     fn segment_uri(&self, msn: u64) -> String {
         match self.config.format {
             SegmentFormat::Ts => format!("seg{msn}.ts"),
@@ -248,6 +311,9 @@ impl HlsSegmenter {
     pub fn update_tracks(&mut self, tracks: &TrackSet) -> Result<(), HlsError> {
         if *tracks == self.tracks {
             return Ok(());
+        }
+        if let Some(end) = self.lead_end() {
+            self.flush_ts_part(end);
         }
         let lead_duration = self.open_lead_duration();
         match &mut self.muxer {
@@ -298,6 +364,9 @@ impl HlsSegmenter {
     pub fn push(&mut self, frame: &MediaFrame) -> Result<(), HlsError> {
         if frame.track == self.lead {
             if frame.discontinuity && self.open_start.is_some() {
+                if let Some(end) = self.lead_end() {
+                    self.flush_ts_part(end);
+                }
                 let lead_duration = self.open_lead_duration();
                 match &mut self.muxer {
                     Muxer::Ts(m) => {
@@ -330,15 +399,32 @@ impl HlsSegmenter {
                 // The size bound holds even inside a long GOP.
                 let by_size = self.open.len() > self.config.max_segment_bytes;
                 if by_time || by_size {
+                    self.flush_ts_part(frame.dts);
                     self.open_duration = elapsed;
                     self.finish_open_segment();
                     if let Muxer::Ts(m) = &mut self.muxer {
                         m.start_segment();
                     }
+                } else if let (Some(part_us), Some((part_start, _))) =
+                    (self.config.part_duration_us, self.ts_part)
+                {
+                    // Cut before the part would pass the part target with
+                    // one more frame of the recent spacing.
+                    let step = self.last_lead.map_or(0, |(_, d)| d);
+                    let next = MediaTime::new(
+                        frame.dts.ticks_since(part_start) + step,
+                        frame.dts.timescale,
+                    );
+                    if next.as_micros() > part_us as i64 {
+                        self.flush_ts_part(frame.dts);
+                    }
                 }
             }
             if frame.track == self.lead && self.open_start.is_none() {
                 self.open_start = Some(frame.dts);
+            }
+            if frame.track == self.lead && self.ts_part.is_none() {
+                self.ts_part = Some((frame.dts, cut_point));
             }
         }
         match &mut self.muxer {
@@ -376,25 +462,7 @@ impl HlsSegmenter {
         self.open_duration += secs;
         self.open.extend_from_slice(&frag.data);
         if self.config.part_duration_us.is_some() {
-            let msn = self.playlist.next_msn();
-            let uri = format!("seg{msn}.{}.m4s", self.open_parts);
-            let hint = format!("seg{msn}.{}.m4s", self.open_parts + 1);
-            self.open_parts += 1;
-            let seg_uri = self.segment_uri(msn);
-            self.playlist.push_part(
-                &seg_uri,
-                PlaylistPart {
-                    uri: uri.clone(),
-                    duration: secs,
-                    independent: frag.independent,
-                },
-                Some(hint),
-            );
-            self.events.push_back(HlsEvent::Part {
-                uri,
-                data: frag.data,
-            });
-            self.events.push_back(HlsEvent::PlaylistUpdated);
+            self.publish_part(frag.data, secs, frag.independent);
         }
     }
 
@@ -431,14 +499,16 @@ impl HlsSegmenter {
             });
         }
         if self.config.part_duration_us.is_some() {
-            self.playlist
-                .set_preload_hint(Some(format!("seg{}.0.m4s", msn + 1)));
+            let hint = self.part_uri(msn + 1, 0);
+            self.playlist.set_preload_hint(Some(hint));
         }
         self.events.push_back(HlsEvent::Segment { uri, data });
         self.events.push_back(HlsEvent::PlaylistUpdated);
         self.open_start = None;
         self.open_duration = 0.0;
         self.open_parts = 0;
+        self.ts_part = None;
+        self.ts_part_offset = 0;
     }
 
     /// The open TS segment's duration from its first lead frame to the end
@@ -456,6 +526,9 @@ impl HlsSegmenter {
     /// the duration of the one before it) and the playlist gets
     /// `EXT-X-ENDLIST`.
     pub fn finish(&mut self) {
+        if let Some(end) = self.lead_end() {
+            self.flush_ts_part(end);
+        }
         let lead_duration = self.open_lead_duration();
         match &mut self.muxer {
             Muxer::Ts(_) => self.open_duration = lead_duration,
@@ -670,26 +743,51 @@ mod tests {
     /// may fetch either.
     #[test]
     fn segments_are_their_parts_concatenated() {
-        let (_, events) = run(HlsConfig {
-            format: SegmentFormat::Fmp4,
-            target_duration: 1,
-            part_duration_us: Some(200_000),
-            ..HlsConfig::default()
-        });
-        let mut parts = BytesMut::new();
-        let mut segments = 0;
-        for e in events {
-            match e {
-                HlsEvent::Part { data, .. } => parts.extend_from_slice(&data),
-                HlsEvent::Segment { data, .. } => {
-                    assert_eq!(data, parts.split().freeze());
-                    segments += 1;
+        for format in [SegmentFormat::Fmp4, SegmentFormat::Ts] {
+            let (s, events) = run(HlsConfig {
+                format,
+                target_duration: 1,
+                part_duration_us: Some(200_000),
+                ..HlsConfig::default()
+            });
+            let mut parts = BytesMut::new();
+            let mut segments = 0;
+            let mut part_count = 0;
+            for e in events {
+                match e {
+                    HlsEvent::Part { data, uri } => {
+                        assert!(uri.ends_with(if format == SegmentFormat::Ts {
+                            ".ts"
+                        } else {
+                            ".m4s"
+                        }));
+                        parts.extend_from_slice(&data);
+                        part_count += 1;
+                    }
+                    HlsEvent::Segment { data, .. } => {
+                        assert_eq!(data, parts.split().freeze(), "{format:?}");
+                        segments += 1;
+                    }
+                    _ => {}
                 }
-                _ => {}
+            }
+            assert_eq!(segments, 2, "{format:?}");
+            assert!(parts.is_empty());
+            assert!(part_count >= 10, "{format:?}: {part_count} parts");
+            // Every part within PART-TARGET, the first of each segment independent.
+            for seg in s.playlist().segments() {
+                assert!(seg.parts[0].independent, "{format:?}");
+                for p in &seg.parts {
+                    assert!(p.duration <= 0.2 + 1e-9, "{format:?}: {p:?}");
+                }
+                let total: f64 = seg.parts.iter().map(|p| p.duration).sum();
+                assert!(
+                    (total - seg.duration).abs() < 1e-6,
+                    "{format:?}: {total} vs {}",
+                    seg.duration
+                );
             }
         }
-        assert_eq!(segments, 2);
-        assert!(parts.is_empty());
     }
 
     #[test]
