@@ -72,6 +72,8 @@ pub struct ChunkDecoder {
     /// After `read` returned `None`: bytes known to be missing from the
     /// next chunk (at least 1).
     need: usize,
+    /// Bytes held in half-received messages across all chunk streams.
+    in_flight: usize,
 }
 
 impl ChunkDecoder {
@@ -84,6 +86,7 @@ impl ChunkDecoder {
             max_streams: max_streams.min(MAX_CHUNK_STREAMS),
             streams: heapless::Vec::new(),
             need: 1,
+            in_flight: 0,
         }
     }
 
@@ -104,6 +107,7 @@ impl ChunkDecoder {
     /// Applies the peer's Abort: drops the half-received message on `csid`.
     pub fn abort(&mut self, csid: u32) {
         if let Some(s) = self.streams.iter_mut().find(|s| s.csid == csid) {
+            self.in_flight -= s.partial.len();
             s.remaining = 0;
             s.partial = BytesMut::new();
         }
@@ -295,10 +299,23 @@ impl ChunkDecoder {
             // Grow with the bytes that arrive, not with the announced length.
             s.partial = BytesMut::with_capacity((length as usize).min(1 << 16));
         }
+        // Interleaved messages are each bounded by the maximum message size;
+        // all of them together by twice that (a video frame and the audio
+        // interleaved with it), so many chunk streams cannot multiply it.
+        let limit = 2 * self.max_message as usize;
+        if self.in_flight + n > limit {
+            return Err(RtmpError::ReassemblyTooLarge {
+                csid,
+                held: self.in_flight + n,
+                max: limit,
+            });
+        }
+        self.in_flight += n;
         s.partial.extend_from_slice(&buf[..n]);
         buf.advance(n);
         s.remaining -= n as u32;
         if s.remaining == 0 {
+            self.in_flight -= s.partial.len();
             let payload = core::mem::take(&mut s.partial).freeze();
             return Ok(Step::Message(RawMessage { header, payload }));
         }
@@ -491,6 +508,33 @@ mod tests {
         assert_eq!(m.header.timestamp, 0x0123_4567);
         assert_eq!(m.payload.len(), 134);
         assert_eq!(&m.payload[128..], &[2; 6]);
+    }
+
+    #[test]
+    fn unfinished_messages_are_bounded_together() {
+        // 8 chunk streams each start a 1000-byte message (limit 1000, so
+        // 2000 together) and send 300 bytes of it.
+        let mut d = ChunkDecoder::new(1000, 16);
+        d.set_chunk_size(300).unwrap();
+        let mut b = BytesMut::new();
+        for csid in 3..11u8 {
+            b.put_slice(&[csid, 0, 0, 0, 0, 0x03, 0xE8, 9, 1, 0, 0, 0]);
+            b.put_slice(&[0u8; 300]);
+        }
+        assert!(matches!(
+            d.read(&mut b),
+            Err(RtmpError::ReassemblyTooLarge { max: 2000, .. })
+        ));
+        // Abort gives the room back.
+        let mut d = ChunkDecoder::new(1000, 16);
+        d.set_chunk_size(300).unwrap();
+        for csid in 3..11u8 {
+            let mut b = BytesMut::new();
+            b.put_slice(&[csid, 0, 0, 0, 0, 0x03, 0xE8, 9, 1, 0, 0, 0]);
+            b.put_slice(&[0u8; 300]);
+            assert!(d.read(&mut b).unwrap().is_none());
+            d.abort(u32::from(csid));
+        }
     }
 
     #[test]

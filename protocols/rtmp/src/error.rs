@@ -25,6 +25,17 @@ pub enum RtmpError {
         /// The configured limit.
         max: u32,
     },
+    /// Half-received messages across all chunk streams hold more than the
+    /// bound (twice the maximum message size).
+    #[error("chunk stream {csid}: {held} bytes of unfinished messages exceed the limit of {max}")]
+    ReassemblyTooLarge {
+        /// The chunk stream whose chunk crossed the bound.
+        csid: u32,
+        /// Bytes that would be held.
+        held: usize,
+        /// The bound.
+        max: usize,
+    },
     /// The peer opened more chunk streams than the table holds.
     #[error("chunk stream {csid}: more than {max} chunk streams in use")]
     TooManyChunkStreams {
