@@ -790,6 +790,43 @@ mod tests {
         }
     }
 
+    /// Frames stamped in milliseconds (as RTMP delivers them) segment the
+    /// same way: per-track timescales are the track's own.
+    #[test]
+    fn millisecond_time_stamps() {
+        let d = demux(H264_OPUS, 65536);
+        let mut set = TrackSet::new();
+        for t in d.track_set().iter() {
+            let mut t = t.clone();
+            t.timescale = crate::time::Timescale::MILLIS;
+            set.upsert(t).unwrap();
+        }
+        for format in [SegmentFormat::Ts, SegmentFormat::Fmp4] {
+            let mut s = HlsSegmenter::new(
+                &set,
+                HlsConfig {
+                    format,
+                    target_duration: 1,
+                    ..HlsConfig::default()
+                },
+            )
+            .unwrap();
+            for f in &d.frames {
+                let mut f = f.clone();
+                f.pts = f.pts.rescale(crate::time::Timescale::MILLIS);
+                f.dts = f.dts.rescale(crate::time::Timescale::MILLIS);
+                s.push(&f).unwrap();
+                while s.poll_event().is_some() {}
+            }
+            s.finish();
+            let durations: Vec<f64> = s.playlist().segments().map(|x| x.duration).collect();
+            assert_eq!(durations.len(), 2, "{format:?}");
+            for d in durations {
+                assert!((d - 1.0).abs() < 0.002, "{format:?}: {d}");
+            }
+        }
+    }
+
     #[test]
     fn multivariant_from_tracks() {
         let (s, _) = run(HlsConfig::default());
