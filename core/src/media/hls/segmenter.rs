@@ -790,6 +790,74 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
+
+        /// Random frame sequences in either format, with or without parts:
+        /// nothing panics, every segment is its parts concatenated, and the
+        /// listed durations add up to the lead track's span.
+        #[test]
+        fn random_streams(
+            steps in proptest::collection::vec((proptest::bool::ANY, 1i64..6000, 0u8..10, 1usize..300), 2..150),
+            ts in proptest::bool::ANY,
+            part in proptest::option::of(50_000u64..600_000),
+        ) {
+            let d = demux(H264_OPUS, 65536);
+            let set = d.track_set();
+            let format = if ts { SegmentFormat::Ts } else { SegmentFormat::Fmp4 };
+            let mut s = HlsSegmenter::new(&set, HlsConfig { format, target_duration: 1, part_duration_us: part, window: 1000, ..HlsConfig::default() }).unwrap();
+            let video = d.of(0)[0].clone();
+            let audio = d.of(1)[0].clone();
+            let (mut vt, mut at) = (0i64, 0i64);
+            let mut first_v = None;
+            let mut last_v = 0;
+            let mut events = Vec::new();
+            for (i, &(is_video, step, key, len)) in steps.iter().enumerate() {
+                let f = if is_video || i == 0 {
+                    vt += step;
+                    first_v.get_or_insert(vt);
+                    last_v = vt;
+                    let mut f = video.clone();
+                    f.kind = if key == 0 || i == 0 { FrameKind::Key } else { FrameKind::Delta };
+                    f.dts = MediaTime::new(vt, crate::time::Timescale::MPEG);
+                    f.pts = f.dts;
+                    f
+                } else {
+                    at += step;
+                    let mut f = audio.clone();
+                    f.payload = f.payload.slice(..len.min(f.payload.len()));
+                    f.dts = MediaTime::new(at, crate::time::Timescale::MPEG);
+                    f.pts = f.dts;
+                    f
+                };
+                s.push(&f).unwrap();
+                while let Some(e) = s.poll_event() {
+                    events.push(e);
+                }
+            }
+            s.finish();
+            while let Some(e) = s.poll_event() {
+                events.push(e);
+            }
+            let mut parts = BytesMut::new();
+            for e in events {
+                match e {
+                    HlsEvent::Part { data, .. } => parts.extend_from_slice(&data),
+                    HlsEvent::Segment { data, .. } if part.is_some() => {
+                        proptest::prop_assert_eq!(data, parts.split().freeze());
+                    }
+                    _ => {}
+                }
+            }
+            let total: f64 = s.playlist().segments().map(|x| x.duration).sum();
+            let span = (last_v - first_v.unwrap_or(0)) as f64 / 90_000.0;
+            // The last frame takes the duration of the one before it.
+            proptest::prop_assert!(total >= span - 1e-6 && total <= span + 6000.0 / 90_000.0 + 1e-6, "{} vs {}", total, span);
+            let text = s.playlist().render();
+            proptest::prop_assert!(text.ends_with("#EXT-X-ENDLIST\n"));
+        }
+    }
+
     /// Frames stamped in milliseconds (as RTMP delivers them) segment the
     /// same way: per-track timescales are the track's own.
     #[test]
