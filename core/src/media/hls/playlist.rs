@@ -41,6 +41,19 @@ pub struct PlaylistSegment {
     pub program_date_time_ms: Option<i64>,
 }
 
+/// Where another rendition of the same content stands, for
+/// `EXT-X-RENDITION-REPORT` (RFC 8216bis §4.4.5.4): LL-HLS media playlists
+/// report every other rendition of the multivariant playlist.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RenditionReport {
+    /// The other rendition's media playlist URI.
+    pub uri: String,
+    /// Its last media sequence number (`LAST-MSN`).
+    pub last_msn: u64,
+    /// Its last part index in that segment (`LAST-PART`), when it has parts.
+    pub last_part: Option<u64>,
+}
+
 /// How a blocking playlist request is answered.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BlockingAnswer {
@@ -63,6 +76,8 @@ pub struct MediaPlaylist {
     pub window: usize,
     /// `PART-TARGET` in seconds for LL-HLS.
     pub part_target: Option<f64>,
+    /// Reports on the other renditions (LL-HLS), written at the end.
+    pub rendition_reports: alloc::vec::Vec<RenditionReport>,
     /// The `EXT-X-MAP` URI for fMP4: the init segment of the segments
     /// completed from now on (each segment keeps the one it was made with).
     pub map_uri: Option<String>,
@@ -90,6 +105,7 @@ impl MediaPlaylist {
             window: window.max(1),
             part_target: None,
             map_uri: None,
+            rendition_reports: alloc::vec::Vec::new(),
             segments: VecDeque::new(),
             next_msn: 0,
             discontinuity_sequence: 0,
@@ -308,6 +324,17 @@ impl MediaPlaylist {
             }
             if let Some(h) = &self.preload_hint {
                 let _ = writeln!(s, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{h}\"");
+            }
+            for r in &self.rendition_reports {
+                let _ = write!(
+                    s,
+                    "#EXT-X-RENDITION-REPORT:URI=\"{}\",LAST-MSN={}",
+                    r.uri, r.last_msn
+                );
+                if let Some(p) = r.last_part {
+                    let _ = write!(s, ",LAST-PART={p}");
+                }
+                let _ = writeln!(s);
             }
         } else {
             let _ = writeln!(s, "#EXT-X-ENDLIST");
@@ -545,6 +572,23 @@ mod tests {
             let skipped: usize = delta.lines().find_map(|l| l.strip_prefix("#EXT-X-SKIP:SKIPPED-SEGMENTS=")).map_or(0, |n| n.parse().unwrap());
             proptest::prop_assert_eq!(delta.matches("#EXTINF").count() + skipped, durations.len().min(window));
         }
+    }
+
+    #[test]
+    fn rendition_reports_close_a_live_playlist() {
+        let mut p = MediaPlaylist::new(2, 5);
+        p.part_target = Some(0.5);
+        p.push_segment("a.m4s".into(), 2.0);
+        p.rendition_reports.push(RenditionReport {
+            uri: "../720p/live.m3u8".into(),
+            last_msn: 0,
+            last_part: Some(3),
+        });
+        assert!(p.render().ends_with(
+            "#EXT-X-RENDITION-REPORT:URI=\"../720p/live.m3u8\",LAST-MSN=0,LAST-PART=3\n"
+        ));
+        p.end();
+        assert!(!p.render().contains("RENDITION-REPORT"));
     }
 
     #[test]

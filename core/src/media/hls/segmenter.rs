@@ -211,6 +211,39 @@ impl HlsSegmenter {
         &self.playlist
     }
 
+    /// Sets the `EXT-X-RENDITION-REPORT`s of the other renditions (LL-HLS
+    /// with several renditions; the host knows where each stands).
+    pub fn set_rendition_reports(&mut self, reports: alloc::vec::Vec<super::RenditionReport>) {
+        self.playlist.rendition_reports = reports;
+    }
+
+    /// Where this rendition stands, for the other renditions' reports.
+    pub fn rendition_report(&self, uri: String) -> super::RenditionReport {
+        let parts = self.playlist.open_parts().len() as u64;
+        let next = self.playlist.next_msn();
+        match (parts, next) {
+            (0, 0) => super::RenditionReport {
+                uri,
+                last_msn: 0,
+                last_part: None,
+            },
+            (0, n) => super::RenditionReport {
+                uri,
+                last_msn: n - 1,
+                last_part: self
+                    .playlist
+                    .segments()
+                    .last()
+                    .and_then(|s| (s.parts.len() as u64).checked_sub(1)),
+            },
+            (p, n) => super::RenditionReport {
+                uri,
+                last_msn: n,
+                last_part: Some(p - 1),
+            },
+        }
+    }
+
     /// The tracks being segmented.
     pub fn tracks(&self) -> &TrackSet {
         &self.tracks
@@ -638,6 +671,12 @@ mod tests {
             "{p}"
         );
         assert!(parts >= 6);
+        let r = s.rendition_report("other.m3u8".into());
+        assert_eq!(r.last_msn, s.playlist().next_msn());
+        assert_eq!(
+            r.last_part,
+            Some(s.playlist().open_parts().len() as u64 - 1)
+        );
         // No part is longer than PART-TARGET (RFC 8216bis §4.4.3.7).
         let all_parts = s
             .playlist()
