@@ -44,7 +44,8 @@ pub enum Fmp4Error {
     /// A frame names a track the muxer was not given.
     #[error("unknown track {0:?}")]
     UnknownTrack(TrackId),
-    /// A decode time before zero (`tfdt` is unsigned).
+    /// A decode time before zero (`tfdt` is unsigned) even after the shift
+    /// set by the first frame.
     #[error("track {0:?}: decode time before zero")]
     NegativeTime(TrackId),
     /// A frame is larger than [`Fmp4Config::max_fragment_bytes`].
@@ -153,6 +154,9 @@ pub struct Fmp4Muxer {
     queued_bytes: usize,
     out: VecDeque<Fragment>,
     init: Bytes,
+    /// Added to every time stamp (set by the first frame; non-zero only when
+    /// that frame's decode time is negative).
+    shift: Option<MediaTime>,
 }
 
 impl Fmp4Muxer {
@@ -188,6 +192,7 @@ impl Fmp4Muxer {
             queued_bytes: 0,
             out: VecDeque::new(),
             init,
+            shift: None,
         })
     }
 
@@ -210,8 +215,17 @@ impl Fmp4Muxer {
             .position(|t| t.id == frame.track)
             .ok_or(Fmp4Error::UnknownTrack(frame.track))?;
         let ts = self.tracks[idx].timescale;
-        let dts = frame.dts.rescale(ts).ticks;
-        let pts = frame.pts.rescale(ts).ticks;
+        // tfdt is unsigned: a stream whose first decode time is negative
+        // (B-frames ahead of a zero PTS) is shifted as a whole, every track
+        // by the same amount.
+        let shift = *self.shift.get_or_insert(if frame.dts.ticks < 0 {
+            MediaTime::new(-frame.dts.ticks, frame.dts.timescale)
+        } else {
+            MediaTime::new(0, frame.dts.timescale)
+        });
+        let shift = shift.rescale(ts).ticks;
+        let dts = frame.dts.rescale(ts).ticks.saturating_add(shift);
+        let pts = frame.pts.rescale(ts).ticks.saturating_add(shift);
         if dts < 0 {
             return Err(Fmp4Error::NegativeTime(frame.track));
         }
@@ -417,6 +431,23 @@ mod tests {
         assert!(frags[0].starts_segment && frags[0].independent);
         assert_eq!(&frags[0].data[4..8], b"styp");
         assert_eq!(frags[0].duration.ticks, 60 * 3000);
+    }
+
+    #[test]
+    fn negative_first_decode_time_shifts_every_track() {
+        let d = demux(H264_AAC, 65536);
+        let mut m = Fmp4Muxer::new(&d.track_set(), Fmp4Config::segments_of(1)).unwrap();
+        // Move the stream so that the first frame decodes at -0.1 s.
+        let first = d.frames[0].dts.ticks;
+        for f in &d.frames {
+            let mut f = f.clone();
+            f.dts = MediaTime::new(f.dts.ticks - first - 9000, f.dts.timescale);
+            f.pts = MediaTime::new(f.pts.ticks - first - 9000, f.pts.timescale);
+            m.push(&f).unwrap();
+        }
+        m.flush();
+        let frag = m.poll_fragment().unwrap();
+        assert_eq!(frag.start.ticks, 0);
     }
 
     #[test]
