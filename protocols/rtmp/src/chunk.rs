@@ -302,7 +302,7 @@ impl ChunkDecoder {
         // Interleaved messages are each bounded by the maximum message size;
         // all of them together by twice that (a video frame and the audio
         // interleaved with it), so many chunk streams cannot multiply it.
-        let limit = 2 * self.max_message as usize;
+        let limit = (self.max_message as usize).saturating_mul(2);
         if self.in_flight + n > limit {
             return Err(RtmpError::ReassemblyTooLarge {
                 csid,
@@ -388,7 +388,9 @@ impl ChunkEncoder {
         }
     }
 
-    /// Writes one message made of `parts` (concatenated) as chunks.
+    /// Writes one message made of `parts` (concatenated) as chunks. A
+    /// message length is 24 bits on the wire: bytes past 16 MiB - 1 are not
+    /// sent (no frame comes near it).
     pub fn write(
         &mut self,
         out: &mut BytesMut,
