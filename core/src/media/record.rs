@@ -46,8 +46,9 @@ impl Recorder {
             format,
             target_duration: segment_secs.max(1),
             part_duration_us: None,
-            // A recording keeps every segment.
+            // A recording keeps every segment and only ever appends.
             window: usize::MAX,
+            playlist_type: Some(crate::media::hls::PlaylistType::Event),
             ..HlsConfig::default()
         };
         Ok(Recorder {
@@ -149,6 +150,7 @@ mod tests {
         assert_eq!(last.key, "live/a/1/index.m3u8");
         let text = core::str::from_utf8(&last.data).unwrap();
         assert!(text.contains("#EXT-X-ENDLIST"));
+        assert!(text.contains("#EXT-X-PLAYLIST-TYPE:EVENT\n"));
         assert_eq!(text.matches("#EXTINF").count(), segs);
         assert!(text.contains("seg0.ts"));
     }

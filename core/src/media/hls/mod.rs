@@ -9,5 +9,7 @@ pub mod playlist;
 pub mod segmenter;
 
 pub use multivariant::{MultivariantPlaylist, Variant};
-pub use playlist::{BlockingAnswer, MediaPlaylist, PlaylistPart, PlaylistSegment, RenditionReport};
+pub use playlist::{
+    BlockingAnswer, MediaPlaylist, PlaylistPart, PlaylistSegment, PlaylistType, RenditionReport,
+};
 pub use segmenter::{HlsConfig, HlsEvent, HlsSegmenter, SegmentFormat};

@@ -41,6 +41,15 @@ pub struct PlaylistSegment {
     pub program_date_time_ms: Option<i64>,
 }
 
+/// `EXT-X-PLAYLIST-TYPE` (RFC 8216bis §4.4.3.5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlaylistType {
+    /// Segments are only ever appended (a recording in progress).
+    Event,
+    /// The playlist never changes.
+    Vod,
+}
+
 /// Where another rendition of the same content stands, for
 /// `EXT-X-RENDITION-REPORT` (RFC 8216bis §4.4.5.4): LL-HLS media playlists
 /// report every other rendition of the multivariant playlist.
@@ -76,6 +85,8 @@ pub struct MediaPlaylist {
     pub window: usize,
     /// `PART-TARGET` in seconds for LL-HLS.
     pub part_target: Option<f64>,
+    /// `EXT-X-PLAYLIST-TYPE`, if any (a live sliding window has none).
+    pub playlist_type: Option<PlaylistType>,
     /// Reports on the other renditions (LL-HLS), written at the end.
     pub rendition_reports: alloc::vec::Vec<RenditionReport>,
     /// The `EXT-X-MAP` URI for fMP4: the init segment of the segments
@@ -106,6 +117,7 @@ impl MediaPlaylist {
             part_target: None,
             map_uri: None,
             rendition_reports: alloc::vec::Vec::new(),
+            playlist_type: None,
             segments: VecDeque::new(),
             next_msn: 0,
             discontinuity_sequence: 0,
@@ -265,6 +277,15 @@ impl MediaPlaylist {
                 3.0 * part
             );
             let _ = writeln!(s, "#EXT-X-PART-INF:PART-TARGET={part:.3}");
+        }
+        match self.playlist_type {
+            Some(PlaylistType::Event) => {
+                let _ = writeln!(s, "#EXT-X-PLAYLIST-TYPE:EVENT");
+            }
+            Some(PlaylistType::Vod) => {
+                let _ = writeln!(s, "#EXT-X-PLAYLIST-TYPE:VOD");
+            }
+            None => {}
         }
         let _ = writeln!(s, "#EXT-X-MEDIA-SEQUENCE:{}", self.media_sequence());
         if self.discontinuity_sequence > 0 {

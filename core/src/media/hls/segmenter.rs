@@ -48,6 +48,9 @@ pub struct HlsConfig {
     pub window: usize,
     /// The largest segment in bytes before a cut is forced.
     pub max_segment_bytes: usize,
+    /// `EXT-X-PLAYLIST-TYPE` (`EVENT` for a recording that keeps every
+    /// segment; none for a live sliding window).
+    pub playlist_type: Option<super::PlaylistType>,
 }
 
 impl Default for HlsConfig {
@@ -58,6 +61,7 @@ impl Default for HlsConfig {
             part_duration_us: None,
             window: 6,
             max_segment_bytes: 64 << 20,
+            playlist_type: None,
         }
     }
 }
@@ -148,6 +152,7 @@ impl HlsSegmenter {
     /// A segmenter for these tracks.
     pub fn new(tracks: &TrackSet, config: HlsConfig) -> Result<Self, HlsError> {
         let mut playlist = MediaPlaylist::new(config.target_duration, config.window);
+        playlist.playlist_type = config.playlist_type;
         let mut events = VecDeque::new();
         let muxer = match config.format {
             SegmentFormat::Ts => {
