@@ -707,6 +707,8 @@ fn gateway(extra: &[&str]) -> Gateway {
     );
     let rtmp: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
     let http: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    // `--http off` in `extra` wins over the address given here.
+    let http_on = !extra.windows(2).any(|w| w == ["--http", "off"]);
     let child = Command::new(bin)
         .args([
             "--rtmp",
@@ -723,7 +725,8 @@ fn gateway(extra: &[&str]) -> Gateway {
         .expect("arcly starts");
     let up = (0..100).any(|_| {
         std::thread::sleep(Duration::from_millis(30));
-        std::net::TcpStream::connect(http).is_ok() && std::net::TcpStream::connect(rtmp).is_ok()
+        (!http_on || std::net::TcpStream::connect(http).is_ok())
+            && std::net::TcpStream::connect(rtmp).is_ok()
     });
     assert!(up, "arcly did not start listening");
     Gateway { child, rtmp, http }
@@ -1437,4 +1440,40 @@ fn gateway_records_a_stream_as_a_vod_playlist() {
     // The recording starts at the first key frame the recorder saw (it
     // joined through the GOP cache), and has every frame from there on.
     assert_same_from_keyframe(&input, &playlist);
+}
+
+#[test]
+fn arcly_bench_holds_players_on_the_gateway() {
+    let f = ffmpeg5();
+    let gw = gateway(&["--http", "off"]);
+    let url = format!("rtmp://{}/live/load", gw.rtmp);
+    let pubc = live_publish(&f, &url, 12);
+    std::thread::sleep(Duration::from_secs(2));
+    let bin = std::env::var_os("ARCLY_BIN")
+        .map(PathBuf::from)
+        .expect("ARCLY_BIN");
+    let out = Command::new(bin)
+        .args([
+            "bench",
+            "--url",
+            &url,
+            "--players",
+            "50",
+            "--ramp",
+            "50",
+            "--duration",
+            "5",
+        ])
+        .output()
+        .expect("arcly bench runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "arcly bench failed: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = text.lines().last().unwrap_or("");
+    assert!(summary.contains("players 50, joined 50"), "{text}");
+    assert!(summary.contains("stalls 0, errors 0"), "{text}");
+    let _ = pubc.wait_with_output();
 }

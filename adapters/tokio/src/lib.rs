@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod client;
 mod clock;
 mod driver;
 mod listener;
@@ -19,6 +20,7 @@ mod shutdown;
 mod storage;
 mod traits;
 
+pub use client::drive_client;
 pub use clock::Clock;
 pub use driver::{drive_stream, DriverConfig};
 pub use listener::{serve, ListenerConfig, Log};

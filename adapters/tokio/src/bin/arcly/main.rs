@@ -21,6 +21,7 @@ arcly: a live-media streaming gateway (RTMP in; RTMP, HLS and LL-HLS out)
 USAGE:
     arcly [FLAGS]
     arcly remux IN OUT          convert FLV / MPEG-TS to MPEG-TS, fMP4 or HLS (see arcly remux --help)
+    arcly bench --url URL       run N RTMP players against a server (see arcly bench --help)
     arcly token --secret SECRET --action publish|play --key APP/STREAM [--ttl SECONDS]
 
 Publish with:   ffmpeg -re -i IN -c copy -f flv rtmp://127.0.0.1:1935/live/STREAM
@@ -260,10 +261,27 @@ fn token(args: &[String]) -> Result<String, String> {
     Ok(HmacTokenAuthenticator::new(secret).mint(action, &key, now + ttl))
 }
 
+mod bench;
 mod remux;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("bench") {
+        if args.iter().any(|a| a == "-h" || a == "--help") {
+            print!("{}", bench::HELP);
+            return ExitCode::SUCCESS;
+        }
+        return match bench::run(&args[1..]) {
+            Ok(summary) => {
+                println!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("arcly bench: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if args.first().map(String::as_str) == Some("remux") {
         if args.iter().any(|a| a == "-h" || a == "--help") {
             print!("{}", remux::HELP);

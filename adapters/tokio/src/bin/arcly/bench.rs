@@ -1,0 +1,167 @@
+//! `arcly bench`: N RTMP players against any server, with per-second
+//! delivered bit rate, stalls, join time to the first key frame, and errors.
+
+use arcly_core::session::SessionEvent;
+use arcly_rtmp::{ClientMode, ClientSession, ClientTarget, RtmpConfig};
+use arcly_tokio::{drive_client, Clock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const HELP: &str = "\
+arcly bench: a load tool of RTMP players
+
+USAGE:
+    arcly bench --url rtmp://HOST:PORT/APP/STREAM [--players N] [--ramp N] [--duration SECS]
+
+    --players N       players to run [default: 100]
+    --ramp N          players started per second [default: 100]
+    --duration SECS   how long to run after the first start [default: 30]
+
+Prints one line a second (players, joined, delivered Mbit/s, stalls, errors)
+and a summary: joins, mean and worst time to the first key frame, stalls
+(a second without video for a joined player), and errors.
+";
+
+#[derive(Default)]
+struct Totals {
+    bytes: AtomicU64,
+    joined: AtomicU64,
+    join_us_sum: AtomicU64,
+    join_us_max: AtomicU64,
+    stalls: AtomicU64,
+    errors: AtomicU64,
+    ended: AtomicU64,
+}
+
+pub fn run(args: &[String]) -> Result<String, String> {
+    let (mut url, mut players, mut ramp, mut duration) = (None, 100u64, 100u64, 30u64);
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let v = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let num = |v: &str| {
+            v.parse::<u64>()
+                .map_err(|_| format!("{flag} takes a number, not {v:?}"))
+        };
+        match flag.as_str() {
+            "--url" => url = Some(v.clone()),
+            "--players" => players = num(v)?,
+            "--ramp" => ramp = num(v)?.max(1),
+            "--duration" => duration = num(v)?,
+            other => return Err(format!("unknown flag {other:?} (see arcly bench --help)")),
+        }
+    }
+    let url = url.ok_or("--url is required")?;
+    let parsed = ClientTarget::parse(&url).ok_or_else(|| format!("not an rtmp:// URL: {url}"))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async move {
+        let totals = Arc::new(Totals::default());
+        let clock = Clock::new();
+        let start = Instant::now();
+        let end = start + Duration::from_secs(duration);
+        let addr = format!("{}:{}", parsed.host, parsed.port);
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut started = 0u64;
+        let mut last_bytes = 0u64;
+        let mut tick = tokio::time::interval(Duration::from_millis(1000 / ramp.min(1000)));
+        let mut report = tokio::time::interval(Duration::from_secs(1));
+        report.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick(), if started < players => {
+                    started += 1;
+                    let (totals, addr, target, seed) = (totals.clone(), addr.clone(), parsed.target.clone(), started);
+                    tasks.spawn(player(addr, target, seed, clock, end, totals));
+                }
+                _ = report.tick() => {
+                    let bytes = totals.bytes.load(Ordering::Relaxed);
+                    println!(
+                        "t={:>3}s players={started} joined={} {:.2} Mbit/s stalls={} errors={}",
+                        start.elapsed().as_secs(),
+                        totals.joined.load(Ordering::Relaxed),
+                        (bytes - last_bytes) as f64 * 8.0 / 1e6,
+                        totals.stalls.load(Ordering::Relaxed),
+                        totals.errors.load(Ordering::Relaxed),
+                    );
+                    last_bytes = bytes;
+                    if Instant::now() >= end {
+                        break;
+                    }
+                }
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+        let joined = totals.joined.load(Ordering::Relaxed);
+        let mean = totals.join_us_sum.load(Ordering::Relaxed) / joined.max(1);
+        Ok(format!(
+            "players {started}, joined {joined}, join to first key frame mean {:.1} ms worst {:.1} ms, stalls {}, errors {}, {:.1} MB delivered",
+            mean as f64 / 1000.0,
+            totals.join_us_max.load(Ordering::Relaxed) as f64 / 1000.0,
+            totals.stalls.load(Ordering::Relaxed),
+            totals.errors.load(Ordering::Relaxed),
+            totals.bytes.load(Ordering::Relaxed) as f64 / 1e6,
+        ))
+    })
+}
+
+async fn player(
+    addr: String,
+    target: ClientTarget,
+    seed: u64,
+    clock: Clock,
+    end: Instant,
+    totals: Arc<Totals>,
+) {
+    let t0 = Instant::now();
+    let sock = match tokio::net::TcpStream::connect(&addr).await {
+        Ok(s) => s,
+        Err(_) => {
+            totals.errors.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    };
+    let cfg = RtmpConfig {
+        seed: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        ..RtmpConfig::default()
+    };
+    let session = ClientSession::new(cfg, ClientMode::Play, target, clock.now());
+    let mut joined = false;
+    let mut last_video: Option<Instant> = None;
+    let stop = tokio::time::sleep_until(end.into());
+    let totals2 = totals.clone();
+    let r = drive_client(sock, session, clock, stop, |_, ev| match ev {
+        SessionEvent::Frame(f) => {
+            totals2
+                .bytes
+                .fetch_add(f.payload.len() as u64, Ordering::Relaxed);
+            if f.codec.is_video() {
+                let now = Instant::now();
+                if !joined && f.is_key() {
+                    joined = true;
+                    let us = t0.elapsed().as_micros() as u64;
+                    totals2.joined.fetch_add(1, Ordering::Relaxed);
+                    totals2.join_us_sum.fetch_add(us, Ordering::Relaxed);
+                    totals2.join_us_max.fetch_max(us, Ordering::Relaxed);
+                }
+                if let Some(prev) = last_video {
+                    if now - prev > Duration::from_secs(1) {
+                        totals2.stalls.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                last_video = Some(now);
+            }
+        }
+        SessionEvent::Closed(arcly_core::session::SessionEnd::ProtocolError(_)) => {
+            totals2.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        _ => {}
+    })
+    .await;
+    if r.is_err() {
+        totals.errors.fetch_add(1, Ordering::Relaxed);
+    }
+    totals.ended.fetch_add(1, Ordering::Relaxed);
+}
