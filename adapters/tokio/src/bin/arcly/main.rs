@@ -567,7 +567,7 @@ async fn record(
                     if tracks.as_ref() != Some(&t) {
                         if let Some(mut old) = rec.take() {
                             old.finish();
-                            flush(&mut old, &*storage).await;
+                            flush(&mut old, &storage).await;
                         }
                         tracks = Some(t);
                     }
@@ -601,12 +601,12 @@ async fn record(
             }
         }
         if let Some(r) = rec.as_mut() {
-            flush(r, &*storage).await;
+            flush(r, &storage).await;
         }
     }
     if let Some(mut r) = rec {
         r.finish();
-        flush(&mut r, &*storage).await;
+        flush(&mut r, &storage).await;
         log(
             Level::Info,
             &format!("recording of {key} finished in {}", r.prefix()),
