@@ -11,6 +11,8 @@
 //!   parts (ISO/IEC 14496-12, 23000-19).
 //! * [`hls`]: HLS and LL-HLS media and multivariant playlists, the segmenter,
 //!   and answers to blocking playlist reloads (RFC 8216bis).
+//! * [`record`]: a stream recorded as a VOD HLS recording in a storage key
+//!   space (the segmenter's output as storage writes).
 //!
 //! Frames everywhere are [`MediaFrame`](crate::frame::MediaFrame)s in the
 //! canonical payload form of [`crate::frame`]; decoder configuration travels
