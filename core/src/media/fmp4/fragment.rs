@@ -61,6 +61,9 @@ pub enum Fmp4Error {
     },
 }
 
+/// The most samples queued for one fragment before a cut is forced.
+pub const MAX_SAMPLES_PER_FRAGMENT: usize = 1 << 16;
+
 /// Fragmenter settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Fmp4Config {
@@ -269,7 +272,12 @@ impl Fmp4Muxer {
                 self.part_start = Some(dts);
             }
         }
-        if self.queued_bytes + frame.payload.len() > self.config.max_fragment_bytes {
+        let queued_samples: usize = self.tracks.iter().map(|t| t.queue.len()).sum();
+        if self.queued_bytes + frame.payload.len() > self.config.max_fragment_bytes
+            || queued_samples >= MAX_SAMPLES_PER_FRAGMENT
+        {
+            // Bounded in bytes and in samples (tiny frames without a key
+            // frame must not grow the queue without end).
             self.cut();
         }
         self.tracks[idx].pending = Some(Sample {
@@ -448,6 +456,30 @@ mod tests {
         m.flush();
         let frag = m.poll_fragment().unwrap();
         assert_eq!(frag.start.ticks, 0);
+    }
+
+    #[test]
+    fn sample_count_is_bounded() {
+        let d = demux(H264_AAC, 65536);
+        let mut m = Fmp4Muxer::new(&d.track_set(), Fmp4Config::manual()).unwrap();
+        let audio = d
+            .frames
+            .iter()
+            .find(|f| f.track == TrackId(1))
+            .unwrap()
+            .clone();
+        let mut fragments = 0;
+        for i in 0..(MAX_SAMPLES_PER_FRAGMENT as i64 + 10) {
+            let mut f = audio.clone();
+            f.payload = Bytes::from_static(&[0x21]);
+            f.dts = MediaTime::new(i * 1920, Timescale::MPEG);
+            f.pts = f.dts;
+            m.push(&f).unwrap();
+            while m.poll_fragment().is_some() {
+                fragments += 1;
+            }
+        }
+        assert_eq!(fragments, 1);
     }
 
     #[test]
