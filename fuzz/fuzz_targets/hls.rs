@@ -9,8 +9,12 @@ use arcly_core::media::ts::{TsDemuxer, TsDemuxerConfig, TsEvent};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&knobs, data)) = data.split_first() else { return };
-    let mut d = TsDemuxer::new(TsDemuxerConfig { max_pes_size: 1 << 16 });
+    let Some((&knobs, data)) = data.split_first() else {
+        return;
+    };
+    let mut d = TsDemuxer::new(TsDemuxerConfig {
+        max_pes_size: 1 << 16,
+    });
     d.push(data);
     d.flush();
     let mut tracks = TrackSet::new();
@@ -25,18 +29,26 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let config = HlsConfig {
-        format: if knobs & 1 == 0 { SegmentFormat::Ts } else { SegmentFormat::Fmp4 },
+        format: if knobs & 1 == 0 {
+            SegmentFormat::Ts
+        } else {
+            SegmentFormat::Fmp4
+        },
         target_duration: u32::from(knobs >> 5),
         part_duration_us: (knobs & 2 != 0).then_some(100_000),
         window: usize::from((knobs >> 2) & 7),
         ..HlsConfig::default()
     };
-    let Ok(mut s) = HlsSegmenter::new(&tracks, config) else { return };
+    let Ok(mut s) = HlsSegmenter::new(&tracks, config) else {
+        return;
+    };
     for f in &frames {
         let _ = s.push(f);
         while s.poll_event().is_some() {}
         let next = s.playlist().next_msn();
-        let _ = s.playlist().blocking_request(Some(next), Some(u64::from(knobs)), knobs & 4 != 0);
+        let _ = s
+            .playlist()
+            .blocking_request(Some(next), Some(u64::from(knobs)), knobs & 4 != 0);
     }
     s.finish();
     while s.poll_event().is_some() {}

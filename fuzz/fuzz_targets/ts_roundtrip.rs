@@ -9,7 +9,9 @@ use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 
 fn demux(data: &[u8]) -> (TrackSet, Vec<MediaFrame>) {
-    let mut d = TsDemuxer::new(TsDemuxerConfig { max_pes_size: 1 << 16 });
+    let mut d = TsDemuxer::new(TsDemuxerConfig {
+        max_pes_size: 1 << 16,
+    });
     d.push(data);
     d.flush();
     let mut tracks = TrackSet::new();
@@ -35,7 +37,9 @@ fuzz_target!(|data: &[u8]| {
         f.flush();
         while f.poll_fragment().is_some() {}
     }
-    let Ok(mut m) = TsMuxer::new(&tracks, TsMuxerConfig::default()) else { return };
+    let Ok(mut m) = TsMuxer::new(&tracks, TsMuxerConfig::default()) else {
+        return;
+    };
     let mut out = BytesMut::new();
     let mut written = Vec::new();
     for f in frames {
