@@ -36,6 +36,8 @@ pub struct PlaylistSegment {
     pub parts: alloc::vec::Vec<PlaylistPart>,
     /// The `EXT-X-MAP` (init segment) URI in force for it, if any.
     pub map: Option<String>,
+    /// It starts with a frame a decoder can start at.
+    pub independent: bool,
     /// Wall-clock time of its first sample, Unix milliseconds
     /// (`EXT-X-PROGRAM-DATE-TIME`, §4.4.4.6), when the host gave a clock.
     pub program_date_time_ms: Option<i64>,
@@ -101,6 +103,7 @@ pub struct MediaPlaylist {
     ended: bool,
     longest: f64,
     pending_discontinuity: bool,
+    pending_dependent: bool,
 }
 
 /// How many of the newest segments keep their parts listed (RFC 8216bis
@@ -127,6 +130,7 @@ impl MediaPlaylist {
             ended: false,
             longest: 0.0,
             pending_discontinuity: false,
+            pending_dependent: false,
         }
     }
 
@@ -156,6 +160,13 @@ impl MediaPlaylist {
     /// The parts of the segment in progress.
     pub fn open_parts(&self) -> &[PlaylistPart] {
         &self.open_parts
+    }
+
+    /// Marks the next segment as not starting with an independent frame
+    /// (a cut forced by size inside a GOP); the playlist then no longer
+    /// claims `EXT-X-INDEPENDENT-SEGMENTS`.
+    pub fn mark_dependent(&mut self) {
+        self.pending_dependent = true;
     }
 
     /// Marks a discontinuity before the next segment.
@@ -189,6 +200,7 @@ impl MediaPlaylist {
         program_date_time_ms: Option<i64>,
     ) -> alloc::vec::Vec<String> {
         let seg = PlaylistSegment {
+            independent: !core::mem::take(&mut self.pending_dependent),
             program_date_time_ms,
             msn: self.next_msn,
             uri,
@@ -269,6 +281,10 @@ impl MediaPlaylist {
         let _ = writeln!(s, "#EXTM3U");
         let _ = writeln!(s, "#EXT-X-VERSION:{}", self.version());
         let _ = writeln!(s, "#EXT-X-TARGETDURATION:{}", self.target_duration());
+        if !self.segments.is_empty() && self.segments.iter().all(|x| x.independent) {
+            // Every segment starts at a random access point (§4.4.2.1).
+            let _ = writeln!(s, "#EXT-X-INDEPENDENT-SEGMENTS");
+        }
         if let Some(part) = self.part_target {
             let _ = writeln!(
                 s,
@@ -610,6 +626,21 @@ mod tests {
         ));
         p.end();
         assert!(!p.render().contains("RENDITION-REPORT"));
+    }
+
+    #[test]
+    fn independent_segments_tag() {
+        let mut p = MediaPlaylist::new(2, 3);
+        p.push_segment("a.ts".into(), 2.0);
+        assert!(p.render().contains("#EXT-X-INDEPENDENT-SEGMENTS\n"));
+        p.mark_dependent();
+        p.push_segment("b.ts".into(), 2.0);
+        assert!(!p.render().contains("INDEPENDENT-SEGMENTS"));
+        // Once the dependent segment leaves the window, the tag returns.
+        for n in ["c.ts", "d.ts", "e.ts"] {
+            p.push_segment(n.into(), 2.0);
+        }
+        assert!(p.render().contains("#EXT-X-INDEPENDENT-SEGMENTS\n"));
     }
 
     #[test]

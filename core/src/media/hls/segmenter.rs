@@ -146,6 +146,8 @@ pub struct HlsSegmenter {
     /// is a key frame, and how much of `open` earlier parts published.
     ts_part: Option<(MediaTime, bool)>,
     ts_part_offset: usize,
+    /// The segment in progress starts with an independent frame.
+    open_independent: bool,
 }
 
 impl HlsSegmenter {
@@ -208,6 +210,7 @@ impl HlsSegmenter {
             wall_clock: None,
             ts_part: None,
             ts_part_offset: 0,
+            open_independent: true,
         })
     }
 
@@ -460,6 +463,7 @@ impl HlsSegmenter {
             }
             if frame.track == self.lead && self.open_start.is_none() {
                 self.open_start = Some(frame.dts);
+                self.open_independent = cut_point;
             }
             if frame.track == self.lead && self.ts_part.is_none() {
                 self.ts_part = Some((frame.dts, cut_point));
@@ -495,6 +499,7 @@ impl HlsSegmenter {
         }
         if self.open_start.is_none() {
             self.open_start = Some(frag.start);
+            self.open_independent = frag.independent;
         }
         let secs = frag.duration.ticks as f64 / f64::from(frag.duration.timescale.hz());
         self.open_duration += secs;
@@ -519,6 +524,9 @@ impl HlsSegmenter {
             self.total_secs += duration;
         }
         self.parts_of.push_back((uri.clone(), self.open_parts));
+        if !self.open_independent {
+            self.playlist.mark_dependent();
+        }
         let pdt = match (self.wall_clock, self.open_start) {
             (Some((at, unix_ms)), Some(start)) => {
                 Some(unix_ms + start.as_millis() - at.as_millis())
@@ -622,7 +630,10 @@ mod tests {
         assert_eq!(segs.len(), 2);
         assert_eq!(segs[0].0, "seg0.ts");
         let p = s.playlist().render();
-        assert!(p.contains("#EXT-X-TARGETDURATION:1\n"), "{p}");
+        assert!(
+            p.contains("#EXT-X-TARGETDURATION:1\n#EXT-X-INDEPENDENT-SEGMENTS\n"),
+            "{p}"
+        );
         assert!(
             p.contains("#EXTINF:1.00000,\nseg0.ts\n#EXTINF:1.00000,\nseg1.ts\n#EXT-X-ENDLIST\n"),
             "{p}"
