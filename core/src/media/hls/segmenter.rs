@@ -90,7 +90,8 @@ pub enum HlsEvent {
         /// Its bytes.
         data: Bytes,
     },
-    /// A segment (and its parts, `<segment>.<0..parts>`) left the window.
+    /// A segment left the window: `seg<msn>.ts`/`.m4s` and its parts
+    /// `seg<msn>.<0..parts>.ts`/`.m4s` may be deleted.
     Removed {
         /// The segment's URI.
         uri: String,
