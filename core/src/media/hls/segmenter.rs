@@ -102,6 +102,19 @@ pub enum HlsEvent {
     PlaylistUpdated,
 }
 
+/// The TS muxer settings for a segmenter: audio frames grouped four to a
+/// PES when no LL-HLS parts are made (parts want every frame out at once).
+fn ts_config(config: &HlsConfig) -> TsMuxerConfig {
+    TsMuxerConfig {
+        audio_frames_per_pes: if config.part_duration_us.is_some() {
+            1
+        } else {
+            4
+        },
+        ..TsMuxerConfig::default()
+    }
+}
+
 /// Why a frame could not be segmented.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -163,7 +176,7 @@ impl HlsSegmenter {
                 if config.part_duration_us.is_some() {
                     playlist.set_preload_hint(Some(String::from("seg0.0.ts")));
                 }
-                Muxer::Ts(Box::new(TsMuxer::new(tracks, TsMuxerConfig::default())?))
+                Muxer::Ts(Box::new(TsMuxer::new(tracks, ts_config(&config))?))
             }
             SegmentFormat::Fmp4 => {
                 let m = Fmp4Muxer::new(
@@ -370,7 +383,7 @@ impl HlsSegmenter {
         self.last_lead = None;
         self.muxer = match self.config.format {
             SegmentFormat::Ts => {
-                Muxer::Ts(Box::new(TsMuxer::new(tracks, TsMuxerConfig::default())?))
+                Muxer::Ts(Box::new(TsMuxer::new(tracks, ts_config(&self.config))?))
             }
             SegmentFormat::Fmp4 => {
                 let m = Fmp4Muxer::new(tracks, self.fmp4_config())?;
@@ -511,6 +524,11 @@ impl HlsSegmenter {
     }
 
     fn finish_open_segment(&mut self) {
+        if let Muxer::Ts(m) = &mut self.muxer {
+            // Audio the muxer holds belongs to this segment. Its frames were
+            // accepted by `push`, so writing them cannot fail on their config.
+            let _ = m.flush(&mut self.open);
+        }
         if self.open.is_empty() {
             return;
         }
