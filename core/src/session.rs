@@ -240,7 +240,7 @@ impl Default for ConnContext {
 
 /// Deliveries handed to a playing session per
 /// [`Conductor::poll_deliveries`] call: bounds what one call can queue.
-pub const DELIVERY_BATCH: usize = 64;
+pub const DELIVERY_BATCH: usize = 16;
 
 /// Drives one [`Session`] against an [`Engine`]. IO-free; see the module docs.
 pub struct Conductor<S> {

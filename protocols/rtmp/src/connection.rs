@@ -226,12 +226,13 @@ impl Connection {
         self.encoder.set_chunk_size(size);
     }
 
-    /// Takes everything queued for the socket.
+    /// Takes everything queued for the socket. The buffer goes with it, so
+    /// an idle player holds no output memory once its last write is done.
     pub fn take_output(&mut self) -> Option<Bytes> {
         if self.output.is_empty() {
             None
         } else {
-            Some(self.output.split().freeze())
+            Some(std::mem::take(&mut self.output).freeze())
         }
     }
 

@@ -1,6 +1,7 @@
-//! Live interop with real peers over loopback TCP (ignored by default: they
-//! need ffmpeg and nginx with libnginx-mod-rtmp; run with
-//! `cargo test -p arcly-rtmp --test live -- --ignored`).
+//! Live interop with real peers over loopback TCP. They need ffmpeg 5.1 and
+//! 9, nginx with libnginx-mod-rtmp and GStreamer, so they belong to the
+//! interop suite: `cargo test -p arcly-rtmp --features interop --test live`
+//! (run by tests/interop.sh).
 //!
 //! * ffmpeg 5.1 publishes to a `ServerSession` driven by a blocking socket
 //!   loop in this test;
@@ -101,7 +102,6 @@ const LAVFI: &[&str] = &[
 ];
 
 #[test]
-#[ignore = "needs ffmpeg"]
 fn ffmpeg_publishes_to_the_server_session() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
@@ -236,7 +236,6 @@ fn play_with(bin: &str, capture: &[u8]) -> Vec<String> {
 }
 
 #[test]
-#[ignore = "needs ffmpeg"]
 fn ffmpeg_plays_from_the_server_session() {
     assert_eq!(
         play_with("ffmpeg", FFMPEG5_H264_AAC),
@@ -257,7 +256,6 @@ fn ffmpeg9() -> String {
 }
 
 #[test]
-#[ignore = "needs ffmpeg 9 (pip install imageio-ffmpeg) and ffprobe"]
 fn ffmpeg9_plays_enhanced_rtmp_from_the_server_session() {
     let f9 = ffmpeg9();
     assert_eq!(play_with(&f9, FFMPEG9_HEVC_AAC), ["aac,142", "hevc,90"]);
@@ -292,7 +290,6 @@ fn nginx() -> Option<(u16, std::path::PathBuf)> {
 }
 
 #[test]
-#[ignore = "needs nginx with libnginx-mod-rtmp"]
 fn client_sessions_publish_to_and_play_from_nginx() {
     let (tracks, frames) = capture();
     let (port, dir) = nginx().expect("nginx starts");
@@ -364,7 +361,6 @@ fn client_sessions_publish_to_and_play_from_nginx() {
 }
 
 #[test]
-#[ignore = "needs GStreamer (rtmp2src) and ffprobe"]
 fn gstreamer_plays_from_the_server_session() {
     let (tracks, frames) = capture();
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -397,7 +393,6 @@ fn gstreamer_plays_from_the_server_session() {
 }
 
 #[test]
-#[ignore = "needs GStreamer (rtmp2sink, x264enc, avenc_aac)"]
 fn gstreamer_publishes_to_the_server_session() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
