@@ -369,6 +369,37 @@ fn stream_across_the_33_bit_wrap_to_ts_and_fmp4() {
     round_trip("h264_aac_wrap.ts");
 }
 
+/// Several audio frames per PES, as ffmpeg writes them: same packets and
+/// times for ffmpeg.
+#[test]
+fn grouped_audio_ts() {
+    for name in ["h264_aac.ts", "mp3_audio.ts"] {
+        let input = temp_file(name, &testdata(name));
+        let d = demux(&std::fs::read(&input).unwrap());
+        let cfg = TsMuxerConfig {
+            audio_frames_per_pes: 6,
+            ..TsMuxerConfig::default()
+        };
+        let mut m = TsMuxer::new(&d.tracks, cfg).unwrap();
+        let mut out = BytesMut::new();
+        for f in &d.frames {
+            m.write_frame(f, &mut out).unwrap();
+        }
+        m.flush(&mut out).unwrap();
+        let ts = temp_file(&format!("grouped-{name}"), &out);
+        strict_decode(&ts);
+        assert_eq!(packet_counts(&ts), packet_counts(&input), "{name} grouped");
+        assert_same_times(
+            &relative_times(&ts),
+            &relative_times(&input),
+            &format!("{name} grouped"),
+        );
+        for p in [input, ts] {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
 #[test]
 fn av1_to_fmp4() {
     let data = Bytes::from(testdata("av1.obu"));
