@@ -5,6 +5,7 @@
 # joined, none stalled or failed, and the delivered rate is at least 90 % of
 # players x stream rate. Reports CPU use and resident memory per player.
 #   bash tests/bench/capacity.sh [STEPS...]      (default: 100 200 400 800 1600)
+#   SERVERS=nginx bash tests/bench/capacity.sh   (one server only)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 for tool in ffmpeg nginx; do
@@ -52,7 +53,7 @@ rss() { local r=0; for p in $(pids_of "$1"); do r=$(( r + $(awk '/VmRSS/ {print 
 hz=$(getconf CLK_TCK)
 
 printf '| server | players | held | delivered Mb/s | CPU %% (of 200) | RSS MiB | RSS per player KiB |\n|---|---:|---|---:|---:|---:|---:|\n' > "$work/table.md"
-for server in arcly nginx; do
+for server in ${SERVERS:-arcly nginx}; do
   port=$pa; [ $server = nginx ] && port=$pn
   url="rtmp://127.0.0.1:$port/live/cap"
   ffmpeg -v error -re -stream_loop -1 -i "$in" -c copy -f flv "$url" &
@@ -62,6 +63,7 @@ for server in arcly nginx; do
   for n in "${steps[@]}"; do
     t0=$(ticks $server)
     out=$("$ARCLY" bench --url "$url" --players "$n" --ramp 500 --duration 12)
+    echo "$out" > "$work/bench-$server-$n.txt"
     t1=$(ticks $server)
     peak=$(rss $server)
     summary=$(echo "$out" | tail -1)
