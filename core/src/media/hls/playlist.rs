@@ -288,8 +288,10 @@ impl MediaPlaylist {
         if let Some(part) = self.part_target {
             let _ = writeln!(
                 s,
-                "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL={:.1},PART-HOLD-BACK={:.3}",
+                "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL={:.1},HOLD-BACK={:.3},PART-HOLD-BACK={:.3}",
                 self.skip_until(),
+                // §4.4.3.8: at least three target durations.
+                3.0 * f64::from(self.target_duration()),
                 3.0 * part
             );
             let _ = writeln!(s, "#EXT-X-PART-INF:PART-TARGET={part:.3}");
@@ -557,7 +559,7 @@ mod tests {
         let s = p.render();
         assert!(s.contains("#EXT-X-VERSION:9\n"));
         assert!(s.contains(
-            "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=12.0,PART-HOLD-BACK=1.500\n"
+            "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=12.0,HOLD-BACK=6.000,PART-HOLD-BACK=1.500\n"
         ));
         assert!(s.contains("#EXT-X-PART-INF:PART-TARGET=0.500\n"));
         assert!(s.contains("#EXT-X-MAP:URI=\"init.mp4\"\n"));
