@@ -7,7 +7,7 @@
 //! sockets, timers and tasks.
 //!
 //! * [`time`]: host time and media time, 32/33-bit clock extension, rescaling.
-//! * [`frame`]: [`MediaFrame`](frame::MediaFrame), tracks and their
+//! * [`frame`]: [`MediaFrame`], tracks and their
 //!   configuration, and the canonical payload form of each codec.
 //! * `bus` (feature `std`): the lock-free fan-out ring with its GOP cache.
 //! * `engine` (feature `std`): apps, streams, auth, sessions, QoS.

@@ -5,13 +5,12 @@
 //! [`serve`] blocks its caller: it accepts connections and deals them out to
 //! `workers` threads, each of which waits on its sockets' readiness (through
 //! mio's poller) and on its players' bus wake-ups, and drives each
-//! connection's [`Conductor`]. Output that a socket cannot take yet waits in a
+//! connection's [`Conductor`](arcly_core::session::Conductor). Output that a socket cannot take yet waits in a
 //! per-connection queue, and a playing connection takes no new deliveries
 //! until its queue is empty, so a slow reader lags on the bus (and resumes at
 //! a key frame) instead of growing a buffer. No protocol logic lives here.
 //!
-//! [`Subscription::recv_blocking`]-style use of the bus from a plain thread is
-//! offered by [`recv_blocking`].
+//! Waiting on the bus from a plain thread is [`recv_blocking`].
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -290,7 +290,7 @@ fn is_upcoming(seg: &HlsSegmenter, cfg: HlsConfig, name: &str) -> bool {
     name == format!("seg{next}.{ext}")
         || name
             .strip_prefix(&format!("seg{next}."))
-            .and_then(|rest| rest.strip_suffix(".m4s"))
+            .and_then(|rest| rest.strip_suffix(&format!(".{ext}")))
             .is_some_and(|p| p.parse::<u32>().is_ok())
 }
 
