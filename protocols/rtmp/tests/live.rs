@@ -85,7 +85,9 @@ fn drive<S: Session>(
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 s.handle_timeout(now());
             }
-            Err(_) => return got,
+            // A reset (ffmpeg sometimes closes that way) ends the input like
+            // a FIN: the session still reports how it ended.
+            Err(_) => s.handle_input(now(), Input::Eof),
         }
     }
 }
