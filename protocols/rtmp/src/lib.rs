@@ -5,6 +5,7 @@
 //! * [`message`]: protocol control, user control, media, data, commands.
 //! * [`amf0`], [`amf3`]: the value encodings of commands and metadata.
 //! * [`flv`]: FLV audio/video tag bodies, legacy and enhanced RTMP.
+//! * [`flv_file`]: the FLV file container, read incrementally.
 //! * [`ingest`] / [`egress`]: tags to the kernel's frames and back.
 //! * [`server`]: [`ServerSession`], the server side as an
 //!   [`arcly_core::session::Session`].
@@ -58,6 +59,7 @@ pub mod connection;
 pub mod egress;
 pub mod error;
 pub mod flv;
+pub mod flv_file;
 pub mod handshake;
 pub mod ingest;
 pub mod message;

@@ -7,8 +7,9 @@ use arcly_core::media::fmp4::{Fmp4Config, Fmp4Muxer};
 use arcly_core::media::hls::{HlsConfig, HlsEvent, HlsSegmenter, SegmentFormat};
 use arcly_core::media::ts::{TsDemuxer, TsDemuxerConfig, TsEvent, TsMuxer, TsMuxerConfig};
 use arcly_core::session::SessionEvent;
+use arcly_rtmp::flv_file::{FlvFileReader, TagKind};
 use arcly_rtmp::ingest::Ingest;
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::BytesMut;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
@@ -34,8 +35,7 @@ const MAX_HELD: usize = 600;
 enum Input {
     Flv {
         ingest: Ingest,
-        buf: BytesMut,
-        header_done: bool,
+        reader: FlvFileReader,
     },
     Ts(TsDemuxer),
 }
@@ -198,53 +198,6 @@ fn drain_hls(seg: &mut HlsSegmenter, dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Parses whole FLV tags from the front of `buf` (FLV file format, E.4).
-fn flv_tags(
-    buf: &mut BytesMut,
-    header_done: &mut bool,
-    ingest: &mut Ingest,
-    events: &mut VecDeque<SessionEvent>,
-) -> Result<(), String> {
-    if !*header_done {
-        if buf.len() < 13 {
-            return Ok(());
-        }
-        if &buf[..3] != b"FLV" {
-            return Err("not an FLV file".into());
-        }
-        let header = u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]) as usize;
-        if !(9..=1024).contains(&header) || buf.len() < header + 4 {
-            return Err("bad FLV header".into());
-        }
-        buf.advance(header + 4);
-        *header_done = true;
-    }
-    while buf.len() >= 11 {
-        let size = (usize::from(buf[1]) << 16) | (usize::from(buf[2]) << 8) | usize::from(buf[3]);
-        if size > 64 << 20 {
-            return Err(format!("FLV tag of {size} bytes"));
-        }
-        if buf.len() < 11 + size + 4 {
-            return Ok(());
-        }
-        let kind = buf[0] & 0x1f;
-        let ts = (u32::from(buf[7]) << 24)
-            | (u32::from(buf[4]) << 16)
-            | (u32::from(buf[5]) << 8)
-            | u32::from(buf[6]);
-        buf.advance(11);
-        let body: Bytes = buf.split_to(size).freeze();
-        buf.advance(4);
-        let r = match kind {
-            8 => ingest.audio(ts, &body, events),
-            9 => ingest.video(ts, &body, events),
-            _ => Ok(()),
-        };
-        r.map_err(|e| format!("FLV tag at {ts} ms: {e}"))?;
-    }
-    Ok(())
-}
-
 pub fn run(args: &[String]) -> Result<String, String> {
     let mut files = Vec::new();
     let mut hls = HlsConfig {
@@ -291,10 +244,11 @@ pub fn run(args: &[String]) -> Result<String, String> {
     file.read_exact(&mut first)
         .map_err(io("cannot read", input))?;
     let mut src = if &first == b"FLV" {
+        let mut reader = FlvFileReader::new(64 << 20);
+        reader.push(&first);
         Input::Flv {
             ingest: Ingest::new(u32::MAX),
-            buf: BytesMut::from(&first[..]),
-            header_done: false,
+            reader,
         }
     } else if first[0] == 0x47 {
         let mut d = TsDemuxer::new(TsDemuxerConfig::default());
@@ -317,13 +271,16 @@ pub fn run(args: &[String]) -> Result<String, String> {
     loop {
         let n = file.read(&mut chunk).map_err(io("cannot read", input))?;
         match &mut src {
-            Input::Flv {
-                ingest,
-                buf,
-                header_done,
-            } => {
-                buf.extend_from_slice(&chunk[..n]);
-                flv_tags(buf, header_done, ingest, &mut events)?;
+            Input::Flv { ingest, reader } => {
+                reader.push(&chunk[..n]);
+                while let Some(tag) = reader.next_tag().map_err(|e| e.to_string())? {
+                    let r = match tag.kind {
+                        TagKind::Audio => ingest.audio(tag.timestamp, &tag.body, &mut events),
+                        TagKind::Video => ingest.video(tag.timestamp, &tag.body, &mut events),
+                        _ => Ok(()),
+                    };
+                    r.map_err(|e| format!("FLV tag at {} ms: {e}", tag.timestamp))?;
+                }
                 for ev in events.drain(..) {
                     match ev {
                         SessionEvent::Tracks(t) => r.tracks = *t,
