@@ -184,7 +184,10 @@ impl HlsOrigin {
                 if st.finished_at.is_some() {
                     return Poll::Ready(Response::text(404, "the stream has ended"));
                 }
-                st.waiters.push(cx.waker().clone());
+                // One entry per waiting connection, however often it polls.
+                if !st.waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                    st.waiters.push(cx.waker().clone());
+                }
                 Poll::Pending
             }
         }
