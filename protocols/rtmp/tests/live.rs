@@ -48,10 +48,15 @@ fn drive<S: Session>(
     let mut got = Got::default();
     let mut buf = vec![0u8; 64 << 10];
     let mut fed = false;
+    let mut peer_gone = false;
     loop {
         while let Some(t) = s.poll_transmit() {
-            if sock.write_all(&t.data).is_err() {
-                return got;
+            // A peer that hung up before reading our last answers (ffmpeg
+            // closes right after deleteStream) makes the write fail: that is
+            // the end of its input, and the session still reports its end.
+            if !peer_gone && sock.write_all(&t.data).is_err() {
+                peer_gone = true;
+                s.handle_input(now(), Input::Eof);
             }
         }
         let mut accepted = false;
