@@ -198,6 +198,21 @@ mod tests {
     }
 
     #[test]
+    fn reads_a_file_ffmpeg_wrote() {
+        // ffmpeg 5.1: 1 s of testsrc2 at 10 fps (libx264, GOP 10) + AAC.
+        let data = include_bytes!("../testdata/ffmpeg5_h264_aac_1s.flv");
+        let whole = read_all(data, data.len()).unwrap();
+        assert_eq!(read_all(data, 7).unwrap(), whole);
+        let video = whole.iter().filter(|t| t.kind == TagKind::Video).count();
+        // The AVC sequence header, ten frames, the end-of-sequence tag.
+        assert_eq!(video, 12);
+        assert!(whole.iter().any(|t| t.kind == TagKind::Audio));
+        assert!(whole.iter().any(|t| t.kind == TagKind::Script));
+        let last = whole.iter().map(|t| t.timestamp).max().unwrap();
+        assert!((900..=1100).contains(&last), "{last}");
+    }
+
+    #[test]
     fn refuses_bad_input_before_allocating() {
         assert_eq!(read_all(b"MP4.........", 64), Err(FlvFileError::NotFlv));
         assert_eq!(
