@@ -245,7 +245,10 @@ pub const DELIVERY_BATCH: usize = 16;
 /// Drives one [`Session`] against an [`Engine`]. IO-free; see the module docs.
 pub struct Conductor<S> {
     engine: Engine,
-    session: S,
+    // Boxed so the conductor stays small however large the session is: an
+    // adapter's connection future holds it (and async functions keep their
+    // arguments beside their locals).
+    session: Box<S>,
     ctx: ConnContext,
     publisher: Option<Publisher>,
     player: Option<Player>,
@@ -278,7 +281,7 @@ impl<S: Session> Conductor<S> {
         let last_input = ctx.started;
         Conductor {
             engine,
-            session,
+            session: Box::new(session),
             ctx,
             publisher: None,
             player: None,

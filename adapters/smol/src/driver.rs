@@ -73,6 +73,9 @@ impl Default for DriverConfig {
     }
 }
 
+/// Reads of a quiet peer go through a stack buffer of this size.
+const SMALL_READ: usize = 4096;
+
 enum Wake {
     Read(io::Result<usize>),
     Delivered,
@@ -93,7 +96,9 @@ pub async fn drive_stream<S: Session>(
     log: &(dyn Fn(String) + Send + Sync),
 ) -> io::Result<()> {
     sock.get_ref().set_nodelay(true)?;
+    // Grows with the peer's rate, from nothing to `read_chunk`.
     let mut rbuf = BytesMut::new();
+    let mut want = SMALL_READ.min(cfg.read_chunk);
     let mut shutdown = pin!(shutdown.wait());
     let mut timer = Timer::never();
     let mut eof = false;
@@ -125,13 +130,32 @@ pub async fn drive_stream<S: Session>(
             }
             if !eof {
                 while sock.poll_readable(cx).is_ready() {
-                    let start = rbuf.len();
-                    rbuf.resize(start + cfg.read_chunk, 0);
-                    let r = sock.get_ref().read(&mut rbuf[start..]);
-                    rbuf.truncate(start + *r.as_ref().unwrap_or(&0));
+                    let (r, room) = if want <= SMALL_READ {
+                        // A quiet peer: read on the stack and keep only what
+                        // came, so an idle connection holds no read buffer.
+                        let mut small = [0u8; SMALL_READ];
+                        let r = sock.get_ref().read(&mut small[..want]);
+                        rbuf.extend_from_slice(&small[..*r.as_ref().unwrap_or(&0)]);
+                        (r, want)
+                    } else {
+                        if rbuf.capacity() - rbuf.len() < want / 4 {
+                            rbuf.reserve(want);
+                        }
+                        let start = rbuf.len();
+                        let room = rbuf.capacity() - start;
+                        rbuf.resize(start + room, 0);
+                        let r = sock.get_ref().read(&mut rbuf[start..]);
+                        rbuf.truncate(start + *r.as_ref().unwrap_or(&0));
+                        (r, room)
+                    };
                     match r {
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                        r => return Poll::Ready(Wake::Read(r)),
+                        r => {
+                            if matches!(r, Ok(n) if n == room) {
+                                want = (want * 2).min(cfg.read_chunk);
+                            }
+                            return Poll::Ready(Wake::Read(r));
+                        }
                     }
                 }
             }

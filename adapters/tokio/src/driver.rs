@@ -29,6 +29,9 @@ impl Default for DriverConfig {
     }
 }
 
+/// Reads of a quiet peer go through a stack buffer of this size.
+const SMALL_READ: usize = 4096;
+
 enum Wake {
     Read(io::Result<usize>),
     Delivered,
@@ -52,10 +55,11 @@ pub async fn drive_stream<S: Session>(
     log: &(dyn Fn(String) + Send + Sync),
 ) -> io::Result<()> {
     sock.set_nodelay(true)?;
-    // Grows with the peer's rate: an idle or slow connection holds 4 KiB, a
-    // publisher's buffer doubles up to `read_chunk`.
+    // Grows with the peer's rate: an idle or slow connection reads on the
+    // stack and holds nothing, a publisher's buffer doubles up to
+    // `read_chunk`.
     let mut rbuf = BytesMut::new();
-    let mut want = 4096.min(cfg.read_chunk);
+    let mut want = SMALL_READ.min(cfg.read_chunk);
     let mut shutdown = pin!(shutdown.wait());
     let mut sleep = pin!(tokio::time::sleep(std::time::Duration::from_secs(3600)));
     let mut eof = false;
@@ -86,6 +90,23 @@ pub async fn drive_stream<S: Session>(
             }
             if !eof {
                 while sock.poll_read_ready(cx).is_ready() {
+                    if want <= SMALL_READ && rbuf.is_empty() {
+                        // A quiet peer (a player sends an acknowledgement
+                        // now and then): read on the stack and keep only what
+                        // came, so thousands of players hold no read buffer.
+                        let mut small = [0u8; SMALL_READ];
+                        match sock.try_read(&mut small[..want]) {
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                            Ok(n) => {
+                                if n == want {
+                                    want = (want * 2).min(cfg.read_chunk);
+                                }
+                                rbuf.extend_from_slice(&small[..n]);
+                                return Poll::Ready(Wake::Read(Ok(n)));
+                            }
+                            Err(e) => return Poll::Ready(Wake::Read(Err(e))),
+                        }
+                    }
                     if rbuf.capacity() - rbuf.len() < want / 4 {
                         rbuf.reserve(want);
                     }

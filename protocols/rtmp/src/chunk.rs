@@ -6,9 +6,9 @@
 //!
 //! [`ChunkDecoder`] is incremental in the httparse sense: it only consumes a
 //! chunk when all of it is in the buffer, so feeding the same bytes split at
-//! any boundary yields the same messages. The chunk stream table is a
-//! `heapless` vector bounded by [`MAX_CHUNK_STREAMS`] (and the configured
-//! limit), and each message length is checked against the configured
+//! any boundary yields the same messages. The chunk stream table grows with
+//! the streams a peer really uses (two or three for real clients), bounded by
+//! [`MAX_CHUNK_STREAMS`] and the configured limit, and each message length is checked against the configured
 //! maximum before any buffer grows. A message that fits one chunk is handed
 //! out as a slice of the receive buffer, without a copy.
 
@@ -19,9 +19,11 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 pub const DEFAULT_CHUNK_SIZE: u32 = 128;
 /// The largest chunk size Set Chunk Size may announce (2^31 - 1).
 pub const MAX_CHUNK_SIZE: u32 = 0x7FFF_FFFF;
-/// The static size of the chunk stream table.
+/// The most chunk streams one connection may use.
 pub const MAX_CHUNK_STREAMS: usize = 64;
 const EXTENDED: u32 = 0x00FF_FFFF;
+/// Chunk streams whose last header the encoder remembers.
+const MAX_SEND_STREAMS: usize = 16;
 
 /// The header of a complete message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,7 +70,7 @@ pub struct ChunkDecoder {
     chunk_size: u32,
     max_message: u32,
     max_streams: usize,
-    streams: heapless::Vec<ChunkStream, MAX_CHUNK_STREAMS>,
+    streams: Vec<ChunkStream>,
     /// After `read` returned `None`: bytes known to be missing from the
     /// next chunk (at least 1).
     need: usize,
@@ -84,7 +86,7 @@ impl ChunkDecoder {
             chunk_size: DEFAULT_CHUNK_SIZE,
             max_message,
             max_streams: max_streams.min(MAX_CHUNK_STREAMS),
-            streams: heapless::Vec::new(),
+            streams: Vec::new(),
             need: 1,
             in_flight: 0,
         }
@@ -246,12 +248,7 @@ impl ChunkDecoder {
                     remaining: 0,
                     partial: BytesMut::new(),
                 };
-                if self.streams.push(s).is_err() {
-                    return Err(RtmpError::TooManyChunkStreams {
-                        csid,
-                        max: self.max_streams,
-                    });
-                }
+                self.streams.push(s);
                 self.streams.len() - 1
             }
         };
@@ -345,7 +342,7 @@ struct SendState {
 #[derive(Debug)]
 pub struct ChunkEncoder {
     chunk_size: u32,
-    streams: heapless::Vec<SendState, 16>,
+    streams: Vec<SendState>,
 }
 
 impl Default for ChunkEncoder {
@@ -359,7 +356,7 @@ impl ChunkEncoder {
     pub fn new() -> Self {
         ChunkEncoder {
             chunk_size: DEFAULT_CHUNK_SIZE,
-            streams: heapless::Vec::new(),
+            streams: Vec::new(),
         }
     }
 
@@ -429,8 +426,10 @@ impl ChunkEncoder {
         match prev {
             Some(i) => self.streams[i] = state,
             None => {
-                // A full table only costs header compression.
-                let _ = self.streams.push(state);
+                // Past 16 streams, a new one only costs header compression.
+                if self.streams.len() < MAX_SEND_STREAMS {
+                    self.streams.push(state);
+                }
             }
         }
         let extended = field >= EXTENDED;

@@ -9,13 +9,15 @@ use crate::amf0::{self, Amf0Value};
 use crate::connection::Connection;
 use crate::flv;
 use arcly_core::frame::{CodecId, MediaFrame, TrackSet};
+use std::sync::Arc;
 
 /// The muxing state of one outgoing stream.
 #[derive(Debug, Default)]
 pub struct Egress {
     base: Option<i64>,
     last_ts: u32,
-    tracks: Option<TrackSet>,
+    // Shared with the bus: a player holds a pointer, not a copy.
+    tracks: Option<Arc<TrackSet>>,
     /// After a pause: skip video until a key frame.
     pub need_key: bool,
     /// Frames sent.
@@ -78,7 +80,7 @@ impl Egress {
     /// prefixes the metadata with `@setDataFrame` (what a publisher sends).
     pub fn tracks(
         &mut self,
-        tracks: &TrackSet,
+        tracks: &Arc<TrackSet>,
         conn: &mut Connection,
         stream_id: u32,
         set_data_frame: bool,
@@ -102,7 +104,7 @@ impl Egress {
                 );
             }
         }
-        self.tracks = Some(tracks.clone());
+        self.tracks = Some(Arc::clone(tracks));
     }
 
     /// Sends a frame.
@@ -171,7 +173,7 @@ mod tests {
         };
         e.frame(&f(0, CodecId::H264, 5000), &mut conn, 1);
         assert!(conn.take_output().is_none());
-        e.tracks(&set, &mut conn, 1, false);
+        e.tracks(&Arc::new(set), &mut conn, 1, false);
         assert!(conn.take_output().is_some());
         e.frame(&f(2, CodecId::H265, 5000), &mut conn, 1);
         assert!(conn.take_output().is_none());

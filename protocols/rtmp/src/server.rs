@@ -68,8 +68,10 @@ pub struct ServerSession {
     open_streams: u32,
     next_request: u32,
     pending: Option<(RequestId, Pending)>,
-    publishing: Option<Publishing>,
-    playing: Option<Playing>,
+    // Boxed: a connection only ever does one of the two, and a player's
+    // session should stay small (thousands of them per process).
+    publishing: Option<Box<Publishing>>,
+    playing: Option<Box<Playing>>,
     metadata: Option<Amf0Value>,
     last_input: Instant,
     last_ping: Option<Instant>,
@@ -500,12 +502,12 @@ impl ServerSession {
                 Amf0Value::Boolean(true),
             ],
         );
-        self.playing = Some(Playing {
+        self.playing = Some(Box::new(Playing {
             stream_id,
             name,
             egress: Egress::default(),
             paused: false,
-        });
+        }));
     }
 }
 
@@ -597,11 +599,11 @@ impl Session for ServerSession {
                     stream_id,
                     command::status("onStatus", "status", code::PUBLISH_START, &name),
                 );
-                self.publishing = Some(Publishing {
+                self.publishing = Some(Box::new(Publishing {
                     stream_id,
                     name,
                     ingest: Ingest::new(self.conn.cfg.max_timestamp_jump_ms),
-                });
+                }));
             }
             Some((
                 pid,
