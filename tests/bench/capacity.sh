@@ -58,7 +58,10 @@ for server in ${SERVERS:-arcly nginx}; do
   url="rtmp://127.0.0.1:$port/live/cap"
   ffmpeg -v error -re -stream_loop -1 -i "$in" -c copy -f flv "$url" &
   pub=$!
-  sleep 3
+  # The base memory is taken once the stream's buffers are full (arcly's
+  # ring holds 1,024 frames: 13 s of this stream), so that it is not
+  # counted against the players.
+  sleep 16
   base=$(rss $server)
   for n in "${steps[@]}"; do
     t0=$(ticks $server)

@@ -78,6 +78,8 @@ const SMALL_READ: usize = 4096;
 
 enum Wake {
     Read(io::Result<usize>),
+    /// A small read, in a buffer of its own.
+    Small(BytesMut),
     Delivered,
     Timeout,
     Shutdown,
@@ -134,9 +136,15 @@ pub async fn drive_stream<S: Session>(
                         // A quiet peer: read on the stack and keep only what
                         // came, so an idle connection holds no read buffer.
                         let mut small = [0u8; SMALL_READ];
-                        let r = sock.get_ref().read(&mut small[..want]);
-                        rbuf.extend_from_slice(&small[..*r.as_ref().unwrap_or(&0)]);
-                        (r, want)
+                        match sock.get_ref().read(&mut small[..want]) {
+                            Ok(n) if n > 0 => {
+                                if n == want {
+                                    want = (want * 2).min(cfg.read_chunk);
+                                }
+                                return Poll::Ready(Wake::Small(BytesMut::from(&small[..n])));
+                            }
+                            r => (r, want),
+                        }
                     } else {
                         if rbuf.capacity() - rbuf.len() < want / 4 {
                             rbuf.reserve(want);
@@ -174,6 +182,7 @@ pub async fn drive_stream<S: Session>(
                 let data = rbuf.split();
                 conductor.handle_input(clock.now(), Input::Stream(data));
             }
+            Wake::Small(data) => conductor.handle_input(clock.now(), Input::Stream(data)),
             Wake::Read(Err(e)) => {
                 conductor.handle_input(clock.now(), Input::Eof);
                 while let Some(line) = conductor.poll_log() {

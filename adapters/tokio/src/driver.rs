@@ -34,6 +34,8 @@ const SMALL_READ: usize = 4096;
 
 enum Wake {
     Read(io::Result<usize>),
+    /// A small read, in a buffer of its own.
+    Small(BytesMut),
     Delivered,
     Timeout,
     Shutdown,
@@ -97,12 +99,12 @@ pub async fn drive_stream<S: Session>(
                         let mut small = [0u8; SMALL_READ];
                         match sock.try_read(&mut small[..want]) {
                             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                            Ok(0) => return Poll::Ready(Wake::Read(Ok(0))),
                             Ok(n) => {
                                 if n == want {
                                     want = (want * 2).min(cfg.read_chunk);
                                 }
-                                rbuf.extend_from_slice(&small[..n]);
-                                return Poll::Ready(Wake::Read(Ok(n)));
+                                return Poll::Ready(Wake::Small(BytesMut::from(&small[..n])));
                             }
                             Err(e) => return Poll::Ready(Wake::Read(Err(e))),
                         }
@@ -137,6 +139,7 @@ pub async fn drive_stream<S: Session>(
                 let data = rbuf.split();
                 conductor.handle_input(clock.now(), Input::Stream(data));
             }
+            Wake::Small(data) => conductor.handle_input(clock.now(), Input::Stream(data)),
             Wake::Read(Err(e)) => {
                 conductor.handle_input(clock.now(), Input::Eof);
                 while let Some(line) = conductor.poll_log() {

@@ -353,7 +353,7 @@ impl ClientSession {
     fn flush_queue(&mut self) {
         while let Some(d) = self.queued.pop_front() {
             match &d {
-                Delivery::Tracks(t) => self.egress.tracks(&t, &mut self.conn, self.stream_id, true),
+                Delivery::Tracks(t) => self.egress.tracks(t, &mut self.conn, self.stream_id, true),
                 Delivery::Frame(f) => self.egress.frame(f, &mut self.conn, self.stream_id),
                 Delivery::Lagged { .. } => {}
             }

@@ -138,6 +138,11 @@ impl Connection {
                 return Ok(Some(m));
             }
             if self.next.is_empty() {
+                if self.input.is_empty() {
+                    // Let go of the read buffer: an empty view still holds
+                    // its whole allocation, for as long as the peer is quiet.
+                    self.input = BytesMut::new();
+                }
                 return Ok(None);
             }
             // Complete the partial chunk from the newer buffer, copying only

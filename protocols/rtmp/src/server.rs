@@ -666,7 +666,12 @@ impl Session for ServerSession {
     }
 
     fn poll_event(&mut self) -> Option<SessionEvent> {
-        self.events.pop_front()
+        let e = self.events.pop_front();
+        if e.is_none() && self.playing.is_some() && self.events.capacity() > 0 {
+            // A player has events only at its start: free the queue.
+            self.events = VecDeque::new();
+        }
+        e
     }
 
     fn poll_timeout(&self) -> Option<Instant> {

@@ -13,10 +13,14 @@ arcly bench: a load tool of RTMP players
 
 USAGE:
     arcly bench --url rtmp://HOST:PORT/APP/STREAM [--players N] [--ramp N] [--duration SECS]
+                [--reconnect]
 
     --players N       players to run [default: 100]
     --ramp N          players started per second [default: 100]
     --duration SECS   how long to run after the first start [default: 30]
+    --reconnect       a player whose stream ends or is refused (a publisher
+                      restarting) connects again after half a second, as
+                      real players retry; counted as rejoins, not errors
 
 Prints one line a second (players, joined, delivered Mbit/s, stalls, errors)
 and a summary: joins, mean and worst time to the first key frame, stalls
@@ -32,12 +36,18 @@ struct Totals {
     stalls: AtomicU64,
     errors: AtomicU64,
     ended: AtomicU64,
+    rejoins: AtomicU64,
 }
 
 pub fn run(args: &[String]) -> Result<String, String> {
     let (mut url, mut players, mut ramp, mut duration) = (None, 100u64, 100u64, 30u64);
+    let mut reconnect = false;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
+        if flag == "--reconnect" {
+            reconnect = true;
+            continue;
+        }
         let v = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let num = |v: &str| {
             v.parse::<u64>()
@@ -74,17 +84,18 @@ pub fn run(args: &[String]) -> Result<String, String> {
                 _ = tick.tick(), if started < players => {
                     started += 1;
                     let (totals, addr, target, seed) = (totals.clone(), addr.clone(), parsed.target.clone(), started);
-                    tasks.spawn(player(addr, target, seed, clock, end, totals));
+                    tasks.spawn(player(addr, target, seed, clock, end, totals, reconnect));
                 }
                 _ = report.tick() => {
                     let bytes = totals.bytes.load(Ordering::Relaxed);
                     println!(
-                        "t={:>3}s players={started} joined={} {:.2} Mbit/s stalls={} errors={}",
+                        "t={:>3}s players={started} joined={} {:.2} Mbit/s stalls={} errors={} rejoins={}",
                         start.elapsed().as_secs(),
                         totals.joined.load(Ordering::Relaxed),
                         (bytes - last_bytes) as f64 * 8.0 / 1e6,
                         totals.stalls.load(Ordering::Relaxed),
                         totals.errors.load(Ordering::Relaxed),
+                        totals.rejoins.load(Ordering::Relaxed),
                     );
                     last_bytes = bytes;
                     if Instant::now() >= end {
@@ -97,14 +108,24 @@ pub fn run(args: &[String]) -> Result<String, String> {
         let joined = totals.joined.load(Ordering::Relaxed);
         let mean = totals.join_us_sum.load(Ordering::Relaxed) / joined.max(1);
         Ok(format!(
-            "players {started}, joined {joined}, join to first key frame mean {:.1} ms worst {:.1} ms, stalls {}, errors {}, {:.1} MB delivered",
+            "players {started}, joined {joined}, join to first key frame mean {:.1} ms worst {:.1} ms, stalls {}, errors {}, rejoins {}, {:.1} MB delivered",
             mean as f64 / 1000.0,
             totals.join_us_max.load(Ordering::Relaxed) as f64 / 1000.0,
             totals.stalls.load(Ordering::Relaxed),
             totals.errors.load(Ordering::Relaxed),
+            totals.rejoins.load(Ordering::Relaxed),
             totals.bytes.load(Ordering::Relaxed) as f64 / 1e6,
         ))
     })
+}
+
+/// How one connection of a player ended.
+enum Outcome {
+    /// The run is over, or the player failed (counted as an error).
+    Done,
+    /// The stream ended or the server refused it: a retrying player comes
+    /// back.
+    Retry,
 }
 
 async fn player(
@@ -114,27 +135,60 @@ async fn player(
     clock: Clock,
     end: Instant,
     totals: Arc<Totals>,
+    reconnect: bool,
 ) {
+    let mut first = true;
+    loop {
+        let outcome = connection(&addr, &target, seed, clock, end, &totals, first).await;
+        if !reconnect || matches!(outcome, Outcome::Done) || Instant::now() >= end {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if Instant::now() >= end {
+            break;
+        }
+        first = false;
+        totals.rejoins.fetch_add(1, Ordering::Relaxed);
+    }
+    totals.ended.fetch_add(1, Ordering::Relaxed);
+}
+
+/// One connection of a player. Joins are counted on the first only.
+async fn connection(
+    addr: &str,
+    target: &ClientTarget,
+    seed: u64,
+    clock: Clock,
+    end: Instant,
+    totals: &Arc<Totals>,
+    first: bool,
+) -> Outcome {
     let t0 = Instant::now();
-    let sock = match tokio::net::TcpStream::connect(&addr).await {
+    let sock = match tokio::net::TcpStream::connect(addr).await {
         Ok(s) => s,
         Err(_) => {
             totals.errors.fetch_add(1, Ordering::Relaxed);
-            return;
+            return Outcome::Done;
         }
     };
     let cfg = RtmpConfig {
         seed: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15),
         ..RtmpConfig::default()
     };
-    let session = ClientSession::new(cfg, ClientMode::Play, target, clock.now());
-    let mut joined = false;
+    let session = ClientSession::new(cfg, ClientMode::Play, target.clone(), clock.now());
+    let mut joined = !first;
     let mut last_video: Option<Instant> = None;
-    let stop = tokio::time::sleep_until(end.into());
-    let totals2 = totals.clone();
+    let mut outcome = Outcome::Done;
+    let stream_ended = tokio::sync::Notify::new();
+    let stop = async {
+        tokio::select! {
+            _ = tokio::time::sleep_until(end.into()) => {}
+            _ = stream_ended.notified() => {}
+        }
+    };
     let r = drive_client(sock, session, clock, stop, |_, ev| match ev {
         SessionEvent::Frame(f) => {
-            totals2
+            totals
                 .bytes
                 .fetch_add(f.payload.len() as u64, Ordering::Relaxed);
             if f.codec.is_video() {
@@ -142,26 +196,35 @@ async fn player(
                 if !joined && f.is_key() {
                     joined = true;
                     let us = t0.elapsed().as_micros() as u64;
-                    totals2.joined.fetch_add(1, Ordering::Relaxed);
-                    totals2.join_us_sum.fetch_add(us, Ordering::Relaxed);
-                    totals2.join_us_max.fetch_max(us, Ordering::Relaxed);
+                    totals.joined.fetch_add(1, Ordering::Relaxed);
+                    totals.join_us_sum.fetch_add(us, Ordering::Relaxed);
+                    totals.join_us_max.fetch_max(us, Ordering::Relaxed);
                 }
                 if let Some(prev) = last_video {
                     if now - prev > Duration::from_secs(1) {
-                        totals2.stalls.fetch_add(1, Ordering::Relaxed);
+                        totals.stalls.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 last_video = Some(now);
             }
         }
-        SessionEvent::Closed(arcly_core::session::SessionEnd::ProtocolError(_)) => {
-            totals2.errors.fetch_add(1, Ordering::Relaxed);
+        SessionEvent::PublishStopped => {
+            outcome = Outcome::Retry;
+            stream_ended.notify_one();
+        }
+        SessionEvent::Closed(arcly_core::session::SessionEnd::ProtocolError(what)) => {
+            if what.contains("StreamNotFound") {
+                outcome = Outcome::Retry;
+            } else {
+                totals.errors.fetch_add(1, Ordering::Relaxed);
+            }
         }
         _ => {}
     })
     .await;
     if r.is_err() {
         totals.errors.fetch_add(1, Ordering::Relaxed);
+        return Outcome::Done;
     }
-    totals.ended.fetch_add(1, Ordering::Relaxed);
+    outcome
 }
