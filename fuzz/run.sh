@@ -37,6 +37,8 @@ for f in "$media"/*.ts; do
   for t in ts_demux ts_roundtrip hls; do seed "$t" "$f" 37600; done
 done
 seed av1 "$media/av1.obu" 4096
+mkdir -p seeds/http_client
+printf 'HTTP/1.1 200 OK\r\nContent-Length: 77\r\n\r\n#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:2.0,\nseg0.ts\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n' > seeds/http_client/live
 seed vp9 "$media/vp9.ivf" 4096
 
 cargo fuzz build >/dev/null

@@ -4,8 +4,13 @@
 # bench` ramps RTMP players against each. A step is "held" when every player
 # joined, none stalled or failed, and the delivered rate is at least 90 % of
 # players x stream rate. Reports CPU use and resident memory per player.
+# Then the same for HLS clients: a second arcly packages the stream into
+# MPEG-TS segments, serving them from memory and recording the very same
+# segments to disk, where nginx (plain HTTP, one worker per core) serves
+# them as files; `arcly bench` ramps HLS clients against each.
 #   bash tests/bench/capacity.sh [STEPS...]      (default: 100 200 400 800 1600)
 #   SERVERS=nginx bash tests/bench/capacity.sh   (one server only)
+#   KINDS=hls bash tests/bench/capacity.sh       (RTMP or HLS only: rtmp, hls)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 for tool in ffmpeg nginx; do
@@ -52,7 +57,39 @@ ticks() { local t=0; for p in $(pids_of "$1"); do t=$(( t + $(awk '{print $14+$1
 rss() { local r=0; for p in $(pids_of "$1"); do r=$(( r + $(awk '/VmRSS/ {print $2}' /proc/$p/status) )); done; echo $r; }
 hz=$(getconf CLK_TCK)
 
-printf '| server | players | held | delivered Mb/s | CPU %% (of 200) | RSS MiB | RSS per player KiB |\n|---|---:|---|---:|---:|---:|---:|\n' > "$work/table.md"
+printf '| kind | server | players | held | delivered Mb/s | CPU %% (of 200) | RSS MiB | RSS per player KiB |\n|---|---|---:|---|---:|---:|---:|---:|\n' > "$work/table.md"
+
+# One ramp of STEPS against URL for a server: KIND SERVER URL SECS
+ramp() {
+  local kind=$1 server=$2 url=$3 secs=$4
+  local base; base=$(rss $server)
+  for n in "${steps[@]}"; do
+    local t0 t1 out peak summary joined stalls errors mbps need held cpu per
+    t0=$(ticks $server)
+    out=$("$ARCLY" bench --url "$url" --players "$n" --ramp 500 --duration "$secs")
+    echo "$out" > "$work/bench-$kind-$server-$n.txt"
+    t1=$(ticks $server)
+    peak=$(rss $server)
+    summary=$(echo "$out" | tail -1)
+    joined=$(echo "$summary" | sed -E 's/.*joined ([0-9]+).*/\1/')
+    stalls=$(echo "$summary" | sed -E 's/.*stalls ([0-9]+).*/\1/')
+    errors=$(echo "$summary" | sed -E 's/.*errors ([0-9]+).*/\1/')
+    # The delivered rate over the last seconds, when all players run (HLS
+    # arrives a segment at a time, so it is averaged over longer).
+    local window=5; [ "$kind" = hls ] && window=10
+    mbps=$(echo "$out" | grep -E '^t=' | tail -$window | sed -E 's/.* ([0-9.]+) Mbit\/s.*/\1/' | awk '{s+=$1} END {printf "%.1f", s/NR}')
+    need=$(awk -v n=$n -v r=$rate_kbps 'BEGIN {printf "%.1f", 0.9*n*r/1000}')
+    held=no
+    if [ "$joined" = "$n" ] && [ "$stalls" = 0 ] && [ "$errors" = 0 ] && awk -v a=$mbps -v b=$need 'BEGIN {exit !(a>=b)}'; then held=yes; fi
+    cpu=$(awk -v d=$(( t1 - t0 )) -v hz=$hz -v s=$secs 'BEGIN {printf "%.0f", 100*d/hz/s}')
+    per=$(( (peak - base) / n ))
+    printf '| %s | %s | %d | %s | %s | %s | %d | %d |\n' $kind $server $n $held $mbps $cpu $(( peak / 1024 )) $per | tee -a "$work/table.md"
+    [ $held = yes ] || break
+  done
+}
+
+kinds="${KINDS:-rtmp hls}"
+if [[ " $kinds " == *" rtmp "* ]]; then
 for server in ${SERVERS:-arcly nginx}; do
   port=$pa; [ $server = nginx ] && port=$pn
   url="rtmp://127.0.0.1:$port/live/cap"
@@ -62,29 +99,49 @@ for server in ${SERVERS:-arcly nginx}; do
   # ring holds 1,024 frames: 13 s of this stream), so that it is not
   # counted against the players.
   sleep 16
-  base=$(rss $server)
-  for n in "${steps[@]}"; do
-    t0=$(ticks $server)
-    out=$("$ARCLY" bench --url "$url" --players "$n" --ramp 500 --duration 12)
-    echo "$out" > "$work/bench-$server-$n.txt"
-    t1=$(ticks $server)
-    peak=$(rss $server)
-    summary=$(echo "$out" | tail -1)
-    joined=$(echo "$summary" | sed -E 's/.*joined ([0-9]+).*/\1/')
-    stalls=$(echo "$summary" | sed -E 's/.*stalls ([0-9]+).*/\1/')
-    errors=$(echo "$summary" | sed -E 's/.*errors ([0-9]+).*/\1/')
-    # The delivered rate over the last 5 seconds, when all players run.
-    mbps=$(echo "$out" | grep -E '^t=' | tail -5 | sed -E 's/.* ([0-9.]+) Mbit\/s.*/\1/' | awk '{s+=$1} END {printf "%.1f", s/NR}')
-    need=$(awk -v n=$n -v r=$rate_kbps 'BEGIN {printf "%.1f", 0.9*n*r/1000}')
-    held=no
-    if [ "$joined" = "$n" ] && [ "$stalls" = 0 ] && [ "$errors" = 0 ] && awk -v a=$mbps -v b=$need 'BEGIN {exit !(a>=b)}'; then held=yes; fi
-    cpu=$(awk -v d=$(( t1 - t0 )) -v hz=$hz 'BEGIN {printf "%.0f", 100*d/hz/12}')
-    per=$(( (peak - base) / n ))
-    printf '| %s | %d | %s | %s | %s | %d | %d |\n' $server $n $held $mbps $cpu $(( peak / 1024 )) $per | tee -a "$work/table.md"
-    [ $held = yes ] || break
-  done
+  ramp rtmp $server "$url" 12
   kill $pub 2>/dev/null || true
   wait $pub 2>/dev/null || true
 done
+fi
+
+if [[ " $kinds " == *" hls "* ]]; then
+  # The HLS arcly: TS segments of 2 s, served from memory and recorded to
+  # disk; nginx serves the recording.
+  kill $arcly_pid $nginx_pid 2>/dev/null || true
+  wait $arcly_pid $nginx_pid 2>/dev/null || true
+  ph=$(( pa + 2 )); pr2=$(( pa + 3 )); pnh=$(( pa + 4 ))
+  rm -rf "$work/rec" && mkdir -p "$work/rec" "$work/nginx-http/logs"
+  "$ARCLY" --rtmp 127.0.0.1:$pr2 --http 127.0.0.1:$ph --ts --record "$work/rec" --log warn &
+  arcly_pid=$!
+  cat > "$work/nginx-http/nginx.conf" <<CONF
+worker_processes auto;
+daemon off;
+error_log $work/nginx-http/logs/error.log warn;
+pid $work/nginx-http/nginx.pid;
+events { worker_connections 20000; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 100000;
+  types { application/vnd.apple.mpegurl m3u8; video/mp2t ts; }
+  server { listen 127.0.0.1:$pnh; root $work/rec; }
+}
+CONF
+  nginx -p "$work/nginx-http" -c "$work/nginx-http/nginx.conf" &
+  nginx_pid=$!
+  sleep 1
+  ffmpeg -v error -re -stream_loop -1 -i "$in" -c copy -f flv "rtmp://127.0.0.1:$pr2/live/cap" &
+  pub=$!
+  sleep 16
+  rec=$(cd "$work/rec" && ls -d live/cap/*/ | head -1)
+  for server in ${SERVERS:-arcly nginx}; do
+    url="http://127.0.0.1:$ph/live/cap/index.m3u8"
+    [ $server = nginx ] && url="http://127.0.0.1:$pnh/${rec}index.m3u8"
+    ramp hls $server "$url" 20
+  done
+  kill $pub 2>/dev/null || true
+fi
 echo
 cat "$work/table.md"

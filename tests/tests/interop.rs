@@ -378,7 +378,8 @@ fn gstreamer_rtmp2sink_publishes() {
     finish(child, "gst-launch-1.0", Duration::from_secs(30));
 }
 
-/// nginx with the RTMP module, started on loopback with a config of ours.
+/// nginx (with the RTMP module, or plain HTTP), started on loopback with a
+/// config of ours.
 struct Nginx {
     child: Child,
     port: u16,
@@ -392,17 +393,38 @@ impl Drop for Nginx {
 }
 
 fn nginx(dir: &Path, app_block: &str) -> Nginx {
-    let bin = need("nginx", "apt-get install -y nginx libnginx-mod-rtmp");
     let module = Path::new("/usr/lib/nginx/modules/ngx_rtmp_module.so");
     assert!(module.exists(), "interop: the nginx RTMP module is missing; install it with: apt-get install -y libnginx-mod-rtmp");
+    start_nginx(dir, |port| {
+        format!(
+            "load_module {module};\nworker_processes 1;\nevents {{ worker_connections 256; }}\nrtmp {{ server {{ listen 127.0.0.1:{port}; chunk_size 4096; {app_block} }} }}\n",
+            module = module.display(),
+        )
+    })
+}
+
+/// nginx serving the files under `root` over plain HTTP.
+fn nginx_http(dir: &Path, root: &Path) -> Nginx {
+    start_nginx(dir, |port| {
+        format!(
+            "worker_processes 1;\nevents {{ worker_connections 256; }}\nhttp {{ access_log off; types {{ application/vnd.apple.mpegurl m3u8; video/mp2t ts; }} server {{ listen 127.0.0.1:{port}; root {root}; }} }}\n",
+            root = root.display(),
+        )
+    })
+}
+
+/// Starts nginx in `dir` with the configuration `conf(port)` (plus the
+/// daemon, log and pid settings every instance needs).
+fn start_nginx(dir: &Path, conf: impl FnOnce(u16) -> String) -> Nginx {
+    let bin = need("nginx", "apt-get install -y nginx libnginx-mod-rtmp");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port();
     std::fs::create_dir_all(dir.join("logs")).expect("logs");
     let conf = format!(
-        "load_module {module};\nworker_processes 1;\ndaemon off;\nerror_log {d}/logs/error.log warn;\npid {d}/nginx.pid;\nevents {{ worker_connections 256; }}\nrtmp {{ server {{ listen 127.0.0.1:{port}; chunk_size 4096; {app_block} }} }}\n",
-        module = module.display(),
+        "daemon off;\nerror_log {d}/logs/error.log warn;\npid {d}/nginx.pid;\n{}",
+        conf(port),
         d = dir.display()
     );
     std::fs::write(dir.join("nginx.conf"), conf).expect("conf");
@@ -1475,6 +1497,73 @@ fn arcly_bench_holds_players_on_the_gateway() {
     let summary = text.lines().last().unwrap_or("");
     assert!(summary.contains("players 50, joined 50"), "{text}");
     assert!(summary.contains("stalls 0, errors 0"), "{text}");
+    let _ = pubc.wait_with_output();
+}
+
+/// `arcly bench` in HLS mode against the gateway (segments from memory) and
+/// against nginx serving the gateway's recording of the same stream from
+/// disk: every client joins, none stalls or fails, both at the stream's rate.
+#[test]
+fn arcly_bench_plays_hls_from_the_gateway_and_from_nginx() {
+    let f = ffmpeg5();
+    let dir = tmpdir("bench-hls");
+    let rec = dir.join("rec");
+    let gw = gateway(&[
+        "--ts",
+        "--segment",
+        "1",
+        "--record",
+        rec.to_str().expect("utf-8 path"),
+    ]);
+    let url = format!("rtmp://{}/live/hls", gw.rtmp);
+    let pubc = live_publish(&f, &url, 16);
+    std::thread::sleep(Duration::from_secs(5));
+    let ng = nginx_http(&dir.join("nginx"), &rec);
+    let stream = std::fs::read_dir(rec.join("live/hls"))
+        .expect("the recording folder")
+        .filter_map(Result::ok)
+        .next()
+        .expect("a recording")
+        .file_name();
+    let bin = std::env::var_os("ARCLY_BIN")
+        .map(PathBuf::from)
+        .expect("ARCLY_BIN");
+    for url in [
+        format!("http://{}/live/hls/index.m3u8", gw.http),
+        format!(
+            "http://127.0.0.1:{}/live/hls/{}/index.m3u8",
+            ng.port,
+            stream.to_string_lossy()
+        ),
+    ] {
+        let out = Command::new(&bin)
+            .args([
+                "bench",
+                "--url",
+                &url,
+                "--players",
+                "20",
+                "--ramp",
+                "20",
+                "--duration",
+                "6",
+            ])
+            .output()
+            .expect("arcly bench runs");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(out.status.success(), "arcly bench failed on {url}: {text}");
+        let summary = text.lines().last().unwrap_or("");
+        assert!(summary.contains("players 20, joined 20"), "{url}: {text}");
+        assert!(summary.contains("stalls 0, errors 0"), "{url}: {text}");
+        // At least the three segments each client starts with.
+        let mb: f64 = summary
+            .rsplit(", ")
+            .next()
+            .and_then(|s| s.split(' ').next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0.0);
+        assert!(mb > 20.0 * 3.0 * 0.05, "{url}: {text}");
+    }
     let _ = pubc.wait_with_output();
 }
 

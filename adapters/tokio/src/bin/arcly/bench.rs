@@ -1,5 +1,5 @@
-//! `arcly bench`: N RTMP players against any server, with per-second
-//! delivered bit rate, stalls, join time to the first key frame, and errors.
+//! `arcly bench`: N RTMP players or N HLS clients against any server, with
+//! per-second delivered bit rate, stalls, join time, and errors.
 
 use arcly_core::session::SessionEvent;
 use arcly_rtmp::{ClientMode, ClientSession, ClientTarget, RtmpConfig};
@@ -9,11 +9,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub const HELP: &str = "\
-arcly bench: a load tool of RTMP players
+arcly bench: a load tool of RTMP players or HLS clients
 
 USAGE:
     arcly bench --url rtmp://HOST:PORT/APP/STREAM [--players N] [--ramp N] [--duration SECS]
                 [--reconnect]
+    arcly bench --url http://HOST:PORT/PATH/index.m3u8 [--players N] [--ramp N] [--duration SECS]
+
+An rtmp:// URL runs RTMP players; an http:// URL runs HLS clients (each on
+one keep-alive connection: the playlist, then every new segment from three
+before the live edge, with playback modelled so that running dry is a stall;
+the join time is the time to the first whole segment).
 
     --players N       players to run [default: 100]
     --ramp N          players started per second [default: 100]
@@ -23,8 +29,9 @@ USAGE:
                       real players retry; counted as rejoins, not errors
 
 Prints one line a second (players, joined, delivered Mbit/s, stalls, errors)
-and a summary: joins, mean and worst time to the first key frame, stalls
-(a second without video for a joined player), and errors.
+and a summary: joins, mean and worst join time (to the first key frame for
+RTMP, to the first whole segment for HLS), stalls (RTMP: a second without
+video for a joined player; HLS: modelled playback ran dry), and errors.
 ";
 
 #[derive(Default)]
@@ -62,7 +69,20 @@ pub fn run(args: &[String]) -> Result<String, String> {
         }
     }
     let url = url.ok_or("--url is required")?;
-    let parsed = ClientTarget::parse(&url).ok_or_else(|| format!("not an rtmp:// URL: {url}"))?;
+    let target = if let Some((host, port, path)) = arcly_http::client::split_http_url(&url) {
+        Target::Hls {
+            addr: format!("{host}:{port}"),
+            host,
+            path,
+        }
+    } else {
+        let t = ClientTarget::parse(&url)
+            .ok_or_else(|| format!("neither an rtmp:// nor an http:// URL: {url}"))?;
+        Target::Rtmp {
+            addr: format!("{}:{}", t.host, t.port),
+            target: t.target,
+        }
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -72,7 +92,6 @@ pub fn run(args: &[String]) -> Result<String, String> {
         let clock = Clock::new();
         let start = Instant::now();
         let end = start + Duration::from_secs(duration);
-        let addr = format!("{}:{}", parsed.host, parsed.port);
         let mut tasks = tokio::task::JoinSet::new();
         let mut started = 0u64;
         let mut last_bytes = 0u64;
@@ -83,8 +102,15 @@ pub fn run(args: &[String]) -> Result<String, String> {
             tokio::select! {
                 _ = tick.tick(), if started < players => {
                     started += 1;
-                    let (totals, addr, target, seed) = (totals.clone(), addr.clone(), parsed.target.clone(), started);
-                    tasks.spawn(player(addr, target, seed, clock, end, totals, reconnect));
+                    let (totals, seed) = (totals.clone(), started);
+                    match &target {
+                        Target::Rtmp { addr, target } => {
+                            tasks.spawn(player(addr.clone(), target.clone(), seed, clock, end, totals, reconnect));
+                        }
+                        Target::Hls { addr, host, path } => {
+                            tasks.spawn(hls_client(addr.clone(), host.clone(), path.clone(), clock, end, totals));
+                        }
+                    }
                 }
                 _ = report.tick() => {
                     let bytes = totals.bytes.load(Ordering::Relaxed);
@@ -108,7 +134,7 @@ pub fn run(args: &[String]) -> Result<String, String> {
         let joined = totals.joined.load(Ordering::Relaxed);
         let mean = totals.join_us_sum.load(Ordering::Relaxed) / joined.max(1);
         Ok(format!(
-            "players {started}, joined {joined}, join to first key frame mean {:.1} ms worst {:.1} ms, stalls {}, errors {}, rejoins {}, {:.1} MB delivered",
+            "players {started}, joined {joined}, join mean {:.1} ms worst {:.1} ms, stalls {}, errors {}, rejoins {}, {:.1} MB delivered",
             mean as f64 / 1000.0,
             totals.join_us_max.load(Ordering::Relaxed) as f64 / 1000.0,
             totals.stalls.load(Ordering::Relaxed),
@@ -117,6 +143,101 @@ pub fn run(args: &[String]) -> Result<String, String> {
             totals.bytes.load(Ordering::Relaxed) as f64 / 1e6,
         ))
     })
+}
+
+/// What the players play.
+enum Target {
+    Rtmp {
+        addr: String,
+        target: ClientTarget,
+    },
+    Hls {
+        addr: String,
+        host: String,
+        path: String,
+    },
+}
+
+/// One HLS client, reconnecting when the server ends a keep-alive
+/// connection.
+async fn hls_client(
+    addr: String,
+    host: String,
+    path: String,
+    clock: Clock,
+    end: Instant,
+    totals: Arc<Totals>,
+) {
+    use arcly_http::client::{ClientConfig, ClientEvent, HlsClient};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t0 = Instant::now();
+    let cfg = ClientConfig {
+        host,
+        ..ClientConfig::default()
+    };
+    let mut c = HlsClient::new(cfg, &path, clock.now());
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut first = true;
+    'conn: loop {
+        let mut sock = match tokio::net::TcpStream::connect(&addr).await {
+            Ok(s) => s,
+            Err(_) => {
+                totals.errors.fetch_add(1, Ordering::Relaxed);
+                break;
+            }
+        };
+        let _ = sock.set_nodelay(true);
+        if !first {
+            c.connected(clock.now());
+        }
+        first = false;
+        loop {
+            while let Some(t) = c.poll_transmit() {
+                if sock.write_all(&t).await.is_err() {
+                    c.handle_eof(clock.now());
+                }
+            }
+            while let Some(e) = c.poll_event() {
+                match e {
+                    ClientEvent::Joined => {
+                        let us = t0.elapsed().as_micros() as u64;
+                        totals.joined.fetch_add(1, Ordering::Relaxed);
+                        totals.join_us_sum.fetch_add(us, Ordering::Relaxed);
+                        totals.join_us_max.fetch_max(us, Ordering::Relaxed);
+                    }
+                    ClientEvent::Segment { bytes, .. } => {
+                        totals.bytes.fetch_add(bytes, Ordering::Relaxed);
+                    }
+                    ClientEvent::Stall => {
+                        totals.stalls.fetch_add(1, Ordering::Relaxed);
+                    }
+                    ClientEvent::Failed(_) => {
+                        if Instant::now() < end {
+                            totals.errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+            if c.is_closed() || Instant::now() >= end {
+                break 'conn;
+            }
+            if c.wants_new_connection() {
+                continue 'conn;
+            }
+            let wake = c
+                .poll_timeout()
+                .map_or(end.into(), |t| clock.to_tokio(t))
+                .min(end.into());
+            tokio::select! {
+                r = sock.read(&mut buf) => match r {
+                    Ok(n) if n > 0 => c.handle_input(clock.now(), &buf[..n]),
+                    _ => c.handle_eof(clock.now()),
+                },
+                _ = tokio::time::sleep_until(wake) => c.handle_timeout(clock.now()),
+            }
+        }
+    }
+    totals.ended.fetch_add(1, Ordering::Relaxed);
 }
 
 /// How one connection of a player ended.

@@ -1,0 +1,34 @@
+//! Arbitrary bytes as a server's answers to the HLS client (the playlist
+//! parser, the response-head parser, Content-Length and chunked bodies),
+//! split at arbitrary points with time passing: never a panic, never an
+//! unbounded buffer.
+#![no_main]
+
+use arcly_core::time::Instant;
+use arcly_http::client::{parse_playlist, parse_response_head, ClientConfig, HlsClient};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = parse_playlist(text);
+    }
+    let _ = parse_response_head(data, false);
+    let cfg = ClientConfig {
+        max_segment: 1 << 16,
+        ..ClientConfig::default()
+    };
+    let mut c = HlsClient::new(cfg, "/live/cam/index.m3u8", Instant::ZERO);
+    let step = data.first().map_or(1, |b| usize::from(*b % 61) + 1);
+    for (i, piece) in data.chunks(step).enumerate() {
+        let now = Instant::from_millis(i as u64 * 250);
+        while c.poll_transmit().is_some() {}
+        c.handle_input(now, piece);
+        while c.poll_event().is_some() {}
+        c.handle_timeout(now);
+        if c.wants_new_connection() {
+            c.connected(now);
+        }
+    }
+    c.handle_eof(Instant::from_millis(1 << 30));
+    while c.poll_event().is_some() {}
+});
