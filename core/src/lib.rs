@@ -35,6 +35,7 @@ pub mod engine;
 pub mod media;
 #[cfg(feature = "std")]
 pub mod session;
+pub mod storage;
 
 pub use bytes::{Bytes, BytesMut};
 pub use frame::{CodecId, FrameKind, MediaFrame, TrackId, TrackInfo, TrackSet};

@@ -3,7 +3,7 @@
 use crate::StorageBackend;
 use bytes::Bytes;
 use std::io;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -26,17 +26,13 @@ impl FsStorage {
 
     /// The file a key maps to, or an error for a key that could escape.
     pub fn path_of(&self, key: &str) -> io::Result<PathBuf> {
-        let rel = Path::new(key);
-        let ok = !key.is_empty()
-            && !key.contains(['\\', '\0'])
-            && rel.components().all(|c| matches!(c, Component::Normal(_)));
-        if !ok {
+        if !arcly_core::storage::valid_key(key) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("invalid storage key {key:?}"),
             ));
         }
-        Ok(self.root.join(rel))
+        Ok(self.root.join(key))
     }
 }
 

@@ -4,7 +4,7 @@
 use crate::StorageBackend;
 use bytes::Bytes;
 use std::io;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Objects as files under a root directory. A key is a relative
@@ -34,14 +34,10 @@ impl FsStorage {
                 format!("invalid storage key {key:?}"),
             )
         };
-        if key.is_empty() || key.contains('\\') || key.contains('\0') {
+        if !arcly_core::storage::valid_key(key) {
             return Err(bad());
         }
-        let rel = Path::new(key);
-        if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
-            return Err(bad());
-        }
-        Ok(self.root.join(rel))
+        Ok(self.root.join(key))
     }
 }
 
