@@ -243,12 +243,17 @@ impl Default for ConnContext {
 pub const DELIVERY_BATCH: usize = 16;
 
 /// Drives one [`Session`] against an [`Engine`]. IO-free; see the module docs.
+///
+/// One pointer wide: everything lives in a single allocation, so an
+/// adapter's connection future (which, being an async function, keeps its
+/// arguments beside its locals) stays small for thousands of connections.
 pub struct Conductor<S> {
+    p: Box<Parts<S>>,
+}
+
+struct Parts<S> {
     engine: Engine,
-    // Boxed so the conductor stays small however large the session is: an
-    // adapter's connection future holds it (and async functions keep their
-    // arguments beside their locals).
-    session: Box<S>,
+    session: S,
     ctx: ConnContext,
     publisher: Option<Publisher>,
     player: Option<Player>,
@@ -263,14 +268,14 @@ pub struct Conductor<S> {
 impl<S: Session> core::fmt::Debug for Conductor<S> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Conductor")
-            .field("protocol", &self.session.protocol())
-            .field("peer", &self.ctx.peer)
+            .field("protocol", &self.p.session.protocol())
+            .field("peer", &self.p.ctx.peer)
             .field(
                 "publishing",
-                &self.publisher.as_ref().map(|p| p.key().clone()),
+                &self.p.publisher.as_ref().map(|p| p.key().clone()),
             )
-            .field("playing", &self.player.as_ref().map(|p| p.key.clone()))
-            .field("closed", &self.closed)
+            .field("playing", &self.p.player.as_ref().map(|p| p.key.clone()))
+            .field("closed", &self.p.closed)
             .finish()
     }
 }
@@ -280,64 +285,66 @@ impl<S: Session> Conductor<S> {
     pub fn new(engine: Engine, session: S, ctx: ConnContext) -> Self {
         let last_input = ctx.started;
         Conductor {
-            engine,
-            session: Box::new(session),
-            ctx,
-            publisher: None,
-            player: None,
-            closed: None,
-            engaged: false,
-            last_input,
-            log: VecDeque::new(),
+            p: Box::new(Parts {
+                engine,
+                session,
+                ctx,
+                publisher: None,
+                player: None,
+                closed: None,
+                engaged: false,
+                last_input,
+                log: VecDeque::new(),
+            }),
         }
     }
 
     /// The session.
     pub fn session(&self) -> &S {
-        &self.session
+        &self.p.session
     }
 
     /// The session, mutably.
     pub fn session_mut(&mut self) -> &mut S {
-        &mut self.session
+        &mut self.p.session
     }
 
     /// Input from the socket.
     pub fn handle_input(&mut self, now: Instant, input: Input) {
-        self.last_input = now;
-        self.session.handle_input(now, input);
+        self.p.last_input = now;
+        self.p.session.handle_input(now, input);
         self.process(now);
     }
 
     /// Timer expiry: the session's own timers, then the connection's
     /// handshake and idle limits.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.session.poll_timeout().is_some_and(|t| t <= now) {
-            self.session.handle_timeout(now);
+        if self.p.session.poll_timeout().is_some_and(|t| t <= now) {
+            self.p.session.handle_timeout(now);
             self.process(now);
         }
-        if self.closed.is_none() && self.conn_deadline().is_some_and(|t| t <= now) {
-            let what = if self.engaged { "idle" } else { "handshake" };
-            self.log.push_back(format!(
+        if self.p.closed.is_none() && self.conn_deadline().is_some_and(|t| t <= now) {
+            let what = if self.p.engaged { "idle" } else { "handshake" };
+            self.p.log.push_back(format!(
                 "closing {} connection from {}: {what} timeout",
-                self.session.protocol(),
-                self.ctx.peer.as_deref().unwrap_or("?")
+                self.p.session.protocol(),
+                self.p.ctx.peer.as_deref().unwrap_or("?")
             ));
-            self.publisher = None;
-            self.player = None;
-            self.closed = Some(SessionEnd::Timeout);
+            self.p.publisher = None;
+            self.p.player = None;
+            self.p.closed = Some(SessionEnd::Timeout);
         }
     }
 
     /// The connection's own deadline: the handshake limit until it publishes
     /// or plays, then the idle limit while it is not playing.
     fn conn_deadline(&self) -> Option<Instant> {
-        match self.ctx.handshake_timeout {
-            Some(limit) if !self.engaged => return Some(self.ctx.started + limit),
+        match self.p.ctx.handshake_timeout {
+            Some(limit) if !self.p.engaged => return Some(self.p.ctx.started + limit),
             _ => {}
         }
-        if self.player.is_none() {
-            Some(self.last_input + self.ctx.idle_timeout)
+        if self.p.player.is_none() {
+            Some(self.p.last_input + self.p.ctx.idle_timeout)
         } else {
             None
         }
@@ -345,19 +352,19 @@ impl<S: Session> Conductor<S> {
 
     /// Host shutdown: the session says goodbye; streams end.
     pub fn close(&mut self, now: Instant, why: CloseReason) {
-        self.session.close(now, why);
+        self.p.session.close(now, why);
         self.process(now);
-        if let Some(p) = self.publisher.take() {
+        if let Some(p) = self.p.publisher.take() {
             p.end(why);
         }
-        self.player = None;
+        self.p.player = None;
     }
 
     /// Whether this connection is playing a stream (and so wants
     /// [`poll_deliveries`](Self::poll_deliveries) called when its output is
     /// drained).
     pub fn is_playing(&self) -> bool {
-        self.player.is_some()
+        self.p.player.is_some()
     }
 
     /// Hands ready bus deliveries (at most [`DELIVERY_BATCH`]) to the playing
@@ -366,10 +373,10 @@ impl<S: Session> Conductor<S> {
     /// when the previous transmits have been written: a slow reader then
     /// lags on the bus and resumes at a key frame instead of growing a buffer.
     pub fn poll_deliveries(&mut self, cx: &mut Context<'_>, now: Instant) -> Poll<()> {
-        let Some(player) = self.player.as_mut() else {
+        let Some(player) = self.p.player.as_mut() else {
             return Poll::Pending;
         };
-        let session = &mut self.session;
+        let session = &mut self.p.session;
         let r = player
             .subscription
             .poll_for_each(cx, DELIVERY_BATCH, |d| session.handle_delivery(now, d));
@@ -378,9 +385,9 @@ impl<S: Session> Conductor<S> {
             Poll::Ready(Ok(_)) => {}
             Poll::Ready(Err(e)) => {
                 let key = player.key.clone();
-                self.player = None;
-                self.log.push_back(format!("play of {key} ended: {e}"));
-                self.session.handle_stream_end(now, e);
+                self.p.player = None;
+                self.p.log.push_back(format!("play of {key} ended: {e}"));
+                self.p.session.handle_stream_end(now, e);
             }
         }
         self.process(now);
@@ -391,7 +398,7 @@ impl<S: Session> Conductor<S> {
     /// the adapter calls it with every wake-up, next to
     /// [`poll_deliveries`](Self::poll_deliveries).
     pub fn poll_session(&mut self, cx: &mut Context<'_>, now: Instant) -> Poll<()> {
-        if self.session.poll_ready(now, cx).is_ready() {
+        if self.p.session.poll_ready(now, cx).is_ready() {
             self.process(now);
             return Poll::Ready(());
         }
@@ -401,7 +408,7 @@ impl<S: Session> Conductor<S> {
     /// The next bytes to write.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.session.poll_transmit()
+        self.p.session.poll_transmit()
     }
 
     /// When to call [`handle_timeout`](Self::handle_timeout).
@@ -410,7 +417,7 @@ impl<S: Session> Conductor<S> {
         if self.is_closed() {
             return None;
         }
-        match (self.session.poll_timeout(), self.conn_deadline()) {
+        match (self.p.session.poll_timeout(), self.conn_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -419,18 +426,18 @@ impl<S: Session> Conductor<S> {
     /// A line for the log, in a person's words.
     #[must_use]
     pub fn poll_log(&mut self) -> Option<String> {
-        self.log.pop_front()
+        self.p.log.pop_front()
     }
 
     /// Whether the connection is over: the session closed (after its queued
     /// transmits are written, the adapter closes the socket).
     pub fn is_closed(&self) -> bool {
-        self.closed.is_some() || self.session.is_closed()
+        self.p.closed.is_some() || self.p.session.is_closed()
     }
 
     /// How the session ended, if it has.
     pub fn end(&self) -> Option<&SessionEnd> {
-        self.closed.as_ref()
+        self.p.closed.as_ref()
     }
 
     fn request(&self, r: &StreamRequest) -> Result<StreamKey, Rejection> {
@@ -438,45 +445,49 @@ impl<S: Session> Conductor<S> {
     }
 
     fn process(&mut self, now: Instant) {
-        while let Some(ev) = self.session.poll_event() {
+        while let Some(ev) = self.p.session.poll_event() {
             match ev {
                 SessionEvent::Request(r) => self.answer(now, r),
                 SessionEvent::Tracks(t) => {
-                    if let Some(p) = self.publisher.as_mut() {
+                    if let Some(p) = self.p.publisher.as_mut() {
                         let codecs: Vec<&str> = t.iter().map(|t| t.codec.name()).collect();
-                        self.log
+                        self.p
+                            .log
                             .push_back(format!("{} tracks: {}", p.key(), codecs.join(", ")));
                         p.set_tracks(*t);
                     }
                 }
                 SessionEvent::Frame(f) => {
-                    if let Some(p) = self.publisher.as_mut() {
+                    if let Some(p) = self.p.publisher.as_mut() {
                         if let Err(e) = p.publish(now, f) {
                             let key = p.key().clone();
-                            self.publisher = None;
-                            self.log.push_back(format!("publish of {key} stopped: {e}"));
-                            self.session.close(now, e.0);
+                            self.p.publisher = None;
+                            self.p
+                                .log
+                                .push_back(format!("publish of {key} stopped: {e}"));
+                            self.p.session.close(now, e.0);
                         }
                     }
                 }
                 SessionEvent::Metadata(_) => {}
                 SessionEvent::PublishStopped => {
-                    if let Some(p) = self.publisher.take() {
-                        self.log.push_back(format!("{} unpublished", p.key()));
+                    if let Some(p) = self.p.publisher.take() {
+                        self.p.log.push_back(format!("{} unpublished", p.key()));
                     }
                 }
                 SessionEvent::PlayStopped => {
-                    if let Some(p) = self.player.take() {
-                        self.log.push_back(format!("play of {} stopped", p.key));
+                    if let Some(p) = self.p.player.take() {
+                        self.p.log.push_back(format!("play of {} stopped", p.key));
                     }
                 }
                 SessionEvent::Closed(end) => {
-                    if let Some(p) = self.publisher.take() {
-                        self.log
+                    if let Some(p) = self.p.publisher.take() {
+                        self.p
+                            .log
                             .push_back(format!("{} ended: connection closed ({end:?})", p.key()));
                     }
-                    self.player = None;
-                    self.closed = Some(end);
+                    self.p.player = None;
+                    self.p.closed = Some(end);
                 }
             }
         }
@@ -486,39 +497,39 @@ impl<S: Session> Conductor<S> {
         let key = match self.request(&r) {
             Ok(k) => k,
             Err(why) => {
-                self.log.push_back(format!(
+                self.p.log.push_back(format!(
                     "refused {} of {:?}/{:?}: bad name",
                     r.action.as_str(),
                     r.app,
                     r.stream
                 ));
-                self.session.reject(now, r.id, why);
+                self.p.session.reject(now, r.id, why);
                 return;
             }
         };
-        let unix_time = self.ctx.unix_base + now.as_micros() / 1_000_000;
+        let unix_time = self.p.ctx.unix_base + now.as_micros() / 1_000_000;
         let req = Request {
             key: key.clone(),
             token: r.token.as_deref(),
-            protocol: self.session.protocol(),
-            peer: self.ctx.peer.as_deref(),
+            protocol: self.p.session.protocol(),
+            peer: self.p.ctx.peer.as_deref(),
             unix_time,
         };
-        let peer = self.ctx.peer.as_deref().unwrap_or("?");
-        let proto = self.session.protocol();
-        let result = if r.action == Action::Publish && self.publisher.is_some() {
+        let peer = self.p.ctx.peer.as_deref().unwrap_or("?");
+        let proto = self.p.session.protocol();
+        let result = if r.action == Action::Publish && self.p.publisher.is_some() {
             Err(Rejection::Forbidden)
         } else {
             match r.action {
-                Action::Publish => self.engine.publish(&req, now).map(|p| {
-                    self.publisher = Some(p);
+                Action::Publish => self.p.engine.publish(&req, now).map(|p| {
+                    self.p.publisher = Some(p);
                 }),
-                Action::Play => self.engine.play(&req).map(|p| {
-                    self.player = Some(p);
+                Action::Play => self.p.engine.play(&req).map(|p| {
+                    self.p.player = Some(p);
                 }),
             }
             .map_err(|e| {
-                self.log.push_back(format!(
+                self.p.log.push_back(format!(
                     "refused {} of {key} over {proto} from {peer}: {e}",
                     r.action.as_str()
                 ));
@@ -527,16 +538,17 @@ impl<S: Session> Conductor<S> {
         };
         match result {
             Ok(()) => {
-                self.engaged = true;
+                self.p.engaged = true;
                 let verb = match r.action {
                     Action::Publish => "publishing",
                     Action::Play => "playing",
                 };
-                self.log
+                self.p
+                    .log
                     .push_back(format!("{peer} is {verb} {key} over {proto}"));
-                self.session.accept(now, r.id);
+                self.p.session.accept(now, r.id);
             }
-            Err(why) => self.session.reject(now, r.id, why),
+            Err(why) => self.p.session.reject(now, r.id, why),
         }
     }
 }
