@@ -57,12 +57,15 @@ ticks() { local t=0; for p in $(pids_of "$1"); do t=$(( t + $(awk '{print $14+$1
 rss() { local r=0; for p in $(pids_of "$1"); do r=$(( r + $(awk '/VmRSS/ {print $2}' /proc/$p/status) )); done; echo $r; }
 hz=$(getconf CLK_TCK)
 
-printf '| kind | server | players | held | delivered Mb/s | CPU %% (of 200) | RSS MiB | RSS per player KiB |\n|---|---|---:|---|---:|---:|---:|---:|\n' > "$work/table.md"
+printf '| kind | server | players | held | delivered Mb/s | CPU %% (of 200) | RSS MiB | RSS per player KiB | marginal KiB per player |\n|---|---|---:|---|---:|---:|---:|---:|---:|\n' > "$work/table.md"
 
 # One ramp of STEPS against URL for a server: KIND SERVER URL SECS
 ramp() {
   local kind=$1 server=$2 url=$3 secs=$4
   local base; base=$(rss $server)
+  # The marginal cost: growth since the previous step over the players
+  # added, which leaves out what a server grows by once under any load.
+  local prev_rss=$base prev_n=0
   for n in "${steps[@]}"; do
     local t0 t1 out peak summary joined stalls errors mbps need held cpu per
     t0=$(ticks $server)
@@ -83,7 +86,9 @@ ramp() {
     if [ "$joined" = "$n" ] && [ "$stalls" = 0 ] && [ "$errors" = 0 ] && awk -v a=$mbps -v b=$need 'BEGIN {exit !(a>=b)}'; then held=yes; fi
     cpu=$(awk -v d=$(( t1 - t0 )) -v hz=$hz -v s=$secs 'BEGIN {printf "%.0f", 100*d/hz/s}')
     per=$(( (peak - base) / n ))
-    printf '| %s | %s | %d | %s | %s | %s | %d | %d |\n' $kind $server $n $held $mbps $cpu $(( peak / 1024 )) $per | tee -a "$work/table.md"
+    local marginal=$(( (peak - prev_rss) / (n - prev_n) ))
+    prev_rss=$peak; prev_n=$n
+    printf '| %s | %s | %d | %s | %s | %s | %d | %d | %d |\n' $kind $server $n $held $mbps $cpu $(( peak / 1024 )) $per $marginal | tee -a "$work/table.md"
     [ $held = yes ] || break
   done
 }
