@@ -1,5 +1,6 @@
 //! Arbitrary bytes as a server's answers to the HLS client (the playlist
-//! parser, the response-head parser, Content-Length and chunked bodies),
+//! parser, the response-head parser, Content-Length and chunked bodies, and
+//! in low-latency mode the parts and blocking reloads),
 //! split at arbitrary points with time passing: never a panic, never an
 //! unbounded buffer.
 #![no_main]
@@ -15,6 +16,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = parse_response_head(data, false);
     let cfg = ClientConfig {
         max_segment: 1 << 16,
+        low_latency: data.len() % 2 == 0,
         ..ClientConfig::default()
     };
     let mut c = HlsClient::new(cfg, "/live/cam/index.m3u8", Instant::ZERO);

@@ -1567,6 +1567,52 @@ fn arcly_bench_plays_hls_from_the_gateway_and_from_nginx() {
     let _ = pubc.wait_with_output();
 }
 
+/// `arcly bench --ll-hls` against the gateway's LL-HLS (fMP4 parts):
+/// clients play parts through blocking reloads, and every one joins with no
+/// stall and no error.
+#[test]
+fn arcly_bench_plays_ll_hls_parts_from_the_gateway() {
+    let f = ffmpeg5();
+    let gw = gateway(&[]);
+    let pubc = live_publish(&f, &format!("rtmp://{}/live/ll", gw.rtmp), 12);
+    std::thread::sleep(Duration::from_secs(4));
+    let bin = std::env::var_os("ARCLY_BIN")
+        .map(PathBuf::from)
+        .expect("ARCLY_BIN");
+    let url = format!("http://{}/live/ll/index.m3u8", gw.http);
+    let out = Command::new(&bin)
+        .args([
+            "bench",
+            "--url",
+            &url,
+            "--players",
+            "20",
+            "--ramp",
+            "20",
+            "--duration",
+            "6",
+            "--ll-hls",
+        ])
+        .output()
+        .expect("arcly bench runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "arcly bench failed: {text}");
+    let summary = text.lines().last().unwrap_or("");
+    assert!(summary.contains("players 20, joined 20"), "{text}");
+    assert!(summary.contains("stalls 0, errors 0"), "{text}");
+    // Parts arrive all the time: no second of the last three without data.
+    let quiet = text
+        .lines()
+        .filter(|l| l.starts_with("t="))
+        .rev()
+        .skip(1)
+        .take(3)
+        .filter(|l| l.contains(" 0.00 Mbit/s"))
+        .count();
+    assert_eq!(quiet, 0, "{text}");
+    let _ = pubc.wait_with_output();
+}
+
 /// A GStreamer-made MPEG-TS (mpegtsmux: H.264 with B-frames + AAC) read by
 /// our demuxer frame-exactly: the same frames per codec as ffprobe counts,
 /// and the same presentation times.

@@ -2,9 +2,14 @@
 //! connection, for load testing any HLS server (`arcly bench --hls`).
 //!
 //! [`HlsClient`] asks for the playlist, follows a multivariant playlist to
-//! its first variant, starts three segments from the live edge (RFC 8216bis
-//! §6.3.3), fetches every new segment in order and reloads the playlist
-//! after a target duration (half of one when nothing changed, §6.3.4). It
+//! its first variant, fetches the `EXT-X-MAP` initialisation section once,
+//! starts three segments from the live edge (RFC 8216bis §6.3.3), fetches
+//! every new segment in order and reloads the playlist after a target
+//! duration (half of one when nothing changed, §6.3.4). In low-latency mode,
+//! against a server that offers blocking reloads, it plays parts instead:
+//! it starts at the newest independent part, asks for each next part with a
+//! blocking reload (`_HLS_msn`, `_HLS_part`, §6.2.5.2) and fetches every new
+//! part as soon as the playlist lists it. It
 //! models playback: play starts when the first segment is in, media drains
 //! at wall-clock speed, and running dry is a stall, after which play waits
 //! for the next segment. Segment bodies are counted, never kept; playlists
@@ -168,6 +173,51 @@ pub struct Playlist {
     pub ended: bool,
     /// Variant URIs of a multivariant playlist, in order.
     pub variants: Vec<String>,
+    /// The `EXT-X-MAP` URI, if any.
+    pub map: Option<String>,
+    /// Every `EXT-X-PART`, oldest first.
+    pub parts: Vec<PlaylistPart>,
+    /// `CAN-BLOCK-RELOAD=YES` in `EXT-X-SERVER-CONTROL`.
+    pub can_block_reload: bool,
+    /// `PART-HOLD-BACK` in `EXT-X-SERVER-CONTROL`, in seconds.
+    pub part_hold_back: Option<f64>,
+}
+
+/// One LL-HLS part of a media playlist.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlaylistPart {
+    /// The media sequence number of the segment it belongs to.
+    pub msn: u64,
+    /// Its index within that segment.
+    pub index: u64,
+    /// Its URI as written.
+    pub uri: String,
+    /// Its duration in seconds.
+    pub duration: f64,
+    /// `INDEPENDENT=YES`.
+    pub independent: bool,
+}
+
+/// The value of `NAME=` in an attribute list, without quotes.
+fn attribute<'a>(list: &'a str, name: &str) -> Option<&'a str> {
+    let mut rest = list;
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once('=')?;
+        let (value, next) = if let Some(q) = after.strip_prefix('"') {
+            let end = q.find('"')?;
+            (&q[..end], q[end + 1..].trim_start_matches(','))
+        } else {
+            match after.split_once(',') {
+                Some((v, n)) => (v, n),
+                None => (after, ""),
+            }
+        };
+        if key.trim() == name {
+            return Some(value);
+        }
+        rest = next;
+    }
+    None
 }
 
 /// Parses an HLS playlist (media or multivariant).
@@ -180,8 +230,24 @@ pub fn parse_playlist(text: &str) -> Result<Playlist, ClientError> {
     let mut sequence = 0u64;
     let mut duration: Option<f64> = None;
     let mut variant = false;
+    // Parts listed since the last segment: they belong to the next one.
+    let mut pending: Vec<(String, f64, bool)> = Vec::new();
     for line in lines {
-        if let Some(v) = line.strip_prefix("#EXT-X-TARGETDURATION:") {
+        if let Some(v) = line.strip_prefix("#EXT-X-PART:") {
+            let uri = attribute(v, "URI")
+                .ok_or_else(|| ClientError::BadPlaylist(format!("part without URI: {line:?}")))?;
+            let d = number(attribute(v, "DURATION").unwrap_or(""))?;
+            pending.push((
+                uri.to_string(),
+                d,
+                attribute(v, "INDEPENDENT") == Some("YES"),
+            ));
+        } else if let Some(v) = line.strip_prefix("#EXT-X-MAP:") {
+            p.map = attribute(v, "URI").map(str::to_string);
+        } else if let Some(v) = line.strip_prefix("#EXT-X-SERVER-CONTROL:") {
+            p.can_block_reload = attribute(v, "CAN-BLOCK-RELOAD") == Some("YES");
+            p.part_hold_back = attribute(v, "PART-HOLD-BACK").and_then(|h| number(h).ok());
+        } else if let Some(v) = line.strip_prefix("#EXT-X-TARGETDURATION:") {
             p.target_duration = number(v)?;
         } else if let Some(v) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
             sequence = v
@@ -205,6 +271,7 @@ pub fn parse_playlist(text: &str) -> Result<Playlist, ClientError> {
                 uri: line.to_string(),
                 duration: d,
             });
+            push_parts(&mut p.parts, sequence, &mut pending);
             sequence += 1;
         } else {
             return Err(ClientError::BadPlaylist(format!(
@@ -212,7 +279,20 @@ pub fn parse_playlist(text: &str) -> Result<Playlist, ClientError> {
             )));
         }
     }
+    push_parts(&mut p.parts, sequence, &mut pending);
     Ok(p)
+}
+
+fn push_parts(parts: &mut Vec<PlaylistPart>, msn: u64, pending: &mut Vec<(String, f64, bool)>) {
+    for (index, (uri, duration, independent)) in pending.drain(..).enumerate() {
+        parts.push(PlaylistPart {
+            msn,
+            index: index as u64,
+            uri,
+            duration,
+            independent,
+        });
+    }
 }
 
 fn number(v: &str) -> Result<f64, ClientError> {
@@ -261,9 +341,9 @@ pub fn resolve(base: &str, uri: &str) -> String {
 pub enum ClientEvent {
     /// The first segment is in: play starts.
     Joined,
-    /// A segment was downloaded.
+    /// A segment (or, in low-latency mode, a part) was downloaded.
     Segment {
-        /// Its media sequence number.
+        /// Its media sequence number (of the segment a part belongs to).
         sequence: u64,
         /// Its size in bytes.
         bytes: u64,
@@ -283,8 +363,10 @@ pub struct ClientConfig {
     pub host: String,
     /// The largest segment taken.
     pub max_segment: u64,
-    /// How long a response may take.
+    /// How long a response may take (a blocking reload included).
     pub request_timeout: Duration,
+    /// Play parts through blocking reloads when the server offers them.
+    pub low_latency: bool,
 }
 
 impl Default for ClientConfig {
@@ -293,6 +375,7 @@ impl Default for ClientConfig {
             host: "localhost".into(),
             max_segment: 64 << 20,
             request_timeout: Duration::from_secs(10),
+            low_latency: false,
         }
     }
 }
@@ -300,6 +383,7 @@ impl Default for ClientConfig {
 #[derive(Debug, Clone, PartialEq)]
 enum Want {
     Playlist,
+    Map,
     Segment(PlaylistSegment),
 }
 
@@ -348,6 +432,13 @@ pub struct HlsClient {
     stalled: bool,
     failed: bool,
     reconnect: bool,
+    /// The initialisation section still to fetch.
+    map: Option<String>,
+    map_seen: bool,
+    /// Low-latency mode: the next part wanted (media sequence, index).
+    next_part: Option<(u64, u64)>,
+    /// Low-latency mode: the blocking reload that asks for it.
+    blocking: Option<String>,
 }
 
 impl HlsClient {
@@ -369,6 +460,10 @@ impl HlsClient {
             stalled: false,
             failed: false,
             reconnect: false,
+            map: None,
+            map_seen: false,
+            next_part: None,
+            blocking: None,
         };
         c.advance(now);
         c
@@ -469,7 +564,7 @@ impl HlsClient {
             f.head = Some((head.status, head.keep_alive));
             let limit = match f.want {
                 Want::Playlist => MAX_PLAYLIST as u64,
-                Want::Segment(_) => max_segment,
+                Want::Map | Want::Segment(_) => max_segment,
             };
             f.body = Some(match head.framing {
                 Framing::Length(n) if n > limit => return Err(ClientError::BodyTooLarge(n)),
@@ -480,7 +575,7 @@ impl HlsClient {
         }
         let limit = match f.want {
             Want::Playlist => MAX_PLAYLIST as u64,
-            Want::Segment(_) => max_segment,
+            Want::Map | Want::Segment(_) => max_segment,
         };
         let keep = matches!(f.want, Want::Playlist);
         let take = |f: &mut InFlight, input: &mut BytesMut, n: usize| {
@@ -589,6 +684,7 @@ impl HlsClient {
                     Err(e) => return self.fail(e),
                 }
             }
+            Want::Map => {}
             Want::Segment(seg) => {
                 self.buffered += seg.duration;
                 if self.play_start.is_none() {
@@ -636,6 +732,13 @@ impl HlsClient {
             return;
         }
         self.target = p.target_duration.max(0.1);
+        if !self.map_seen {
+            self.map_seen = true;
+            self.map = p.map.as_deref().map(|m| resolve(path, m));
+        }
+        if self.cfg.low_latency && p.can_block_reload && !p.parts.is_empty() {
+            return self.parts_loaded(now, path, &p);
+        }
         let before = self.newest;
         let start = match self.newest {
             Some(n) => n + 1,
@@ -665,6 +768,55 @@ impl HlsClient {
         };
     }
 
+    /// Low-latency mode: queues the parts not fetched yet and asks for the
+    /// next one with a blocking reload.
+    fn parts_loaded(&mut self, now: Instant, path: &str, p: &Playlist) {
+        let start = match self.next_part {
+            Some(want) => p.parts.iter().position(|x| (x.msn, x.index) >= want),
+            // As a player does: the newest independent part at least
+            // PART-HOLD-BACK (three parts by default) from the live edge.
+            None => {
+                let longest = p.parts.iter().map(|x| x.duration).fold(0.0, f64::max);
+                let hold = p.part_hold_back.unwrap_or(3.0 * longest);
+                let mut behind = 0.0;
+                let mut start = 0;
+                for (i, x) in p.parts.iter().enumerate().rev() {
+                    behind += x.duration;
+                    if x.independent && behind >= hold - 1e-9 {
+                        start = i;
+                        break;
+                    }
+                }
+                Some(start)
+            }
+        };
+        let mut changed = false;
+        for x in start.map_or(&[][..], |i| &p.parts[i..]) {
+            self.queue.push_back(PlaylistSegment {
+                sequence: x.msn,
+                uri: resolve(path, &x.uri),
+                duration: x.duration,
+            });
+            self.next_part = Some((x.msn, x.index + 1));
+            changed = true;
+        }
+        // A part index past the end of its segment stands for part 0 of the
+        // next one (RFC 8216bis §6.2.5.2), so the next request is always
+        // (msn, index + 1). A server that answers at once with nothing new
+        // is asked again a little later rather than in a loop.
+        let base = self.playlist.split('?').next().unwrap_or("").to_string();
+        if let Some((msn, part)) = self.next_part {
+            self.blocking = Some(format!("{base}?_HLS_msn={msn}&_HLS_part={part}"));
+        }
+        self.next_reload = if p.ended {
+            None
+        } else if changed {
+            Some(now)
+        } else {
+            Some(now + Duration::from_millis(100))
+        };
+    }
+
     /// Notes stalls and sends the next request when the connection is free.
     fn advance(&mut self, now: Instant) {
         if self.failed {
@@ -679,7 +831,9 @@ impl HlsClient {
         if self.in_flight.is_some() || self.reconnect {
             return;
         }
-        let want = if let Some(seg) = self.queue.pop_front() {
+        let want = if self.map.is_some() {
+            Want::Map
+        } else if let Some(seg) = self.queue.pop_front() {
             Want::Segment(seg)
         } else if self.next_reload.is_some_and(|t| now >= t) {
             self.next_reload = None;
@@ -688,7 +842,11 @@ impl HlsClient {
             return;
         };
         let path = match &want {
-            Want::Playlist => self.playlist.clone(),
+            Want::Playlist => self
+                .blocking
+                .clone()
+                .unwrap_or_else(|| self.playlist.clone()),
+            Want::Map => self.map.take().unwrap_or_default(),
             Want::Segment(s) => s.uri.clone(),
         };
         let req = format!(
@@ -851,6 +1009,66 @@ mod tests {
             + "#EXTINF:2.000,\nseg15.ts\n";
         c.handle_input(t1, &ok(&newer));
         assert_eq!(request_path(&mut c), "/live/cam/seg15.ts");
+        assert!(!c.is_closed());
+    }
+
+    const LL: &str = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-PART-INF:PART-TARGET=0.2\n\
+        #EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.6\n#EXT-X-MAP:URI=\"init.mp4\"\n\
+        #EXT-X-MEDIA-SEQUENCE:4\n\
+        #EXT-X-PART:DURATION=0.2,URI=\"seg4.0.m4s\",INDEPENDENT=YES\n\
+        #EXT-X-PART:DURATION=0.2,URI=\"seg4.1.m4s\"\n#EXTINF:0.4,\nseg4.m4s\n\
+        #EXT-X-PART:DURATION=0.2,URI=\"seg5.0.m4s\",INDEPENDENT=YES\n\
+        #EXT-X-PART:DURATION=0.2,URI=\"seg5.1.m4s\"\n\
+        #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"seg5.2.m4s\"\n";
+
+    #[test]
+    fn low_latency_plays_parts_through_blocking_reloads() {
+        let p = parse_playlist(LL).unwrap();
+        assert!(p.can_block_reload);
+        assert_eq!(p.map.as_deref(), Some("init.mp4"));
+        let at: Vec<(u64, u64, bool)> = p
+            .parts
+            .iter()
+            .map(|x| (x.msn, x.index, x.independent))
+            .collect();
+        assert_eq!(
+            at,
+            vec![(4, 0, true), (4, 1, false), (5, 0, true), (5, 1, false)]
+        );
+        let t0 = Instant::ZERO;
+        let cfg = ClientConfig {
+            low_latency: true,
+            ..ClientConfig::default()
+        };
+        let mut c = HlsClient::new(cfg, "/live/cam/media.m3u8", t0);
+        request_path(&mut c);
+        c.handle_input(t0, &ok(LL));
+        assert_eq!(request_path(&mut c), "/live/cam/init.mp4");
+        c.handle_input(t0, &ok("init"));
+        // The newest independent part at least PART-HOLD-BACK (0.6 s) from
+        // the edge, and every part after it.
+        for part in ["seg4.0", "seg4.1", "seg5.0", "seg5.1"] {
+            assert_eq!(request_path(&mut c), format!("/live/cam/{part}.m4s"));
+            c.handle_input(t0, &ok("p"));
+        }
+        assert_eq!(
+            request_path(&mut c),
+            "/live/cam/media.m3u8?_HLS_msn=5&_HLS_part=2"
+        );
+        let next = LL.replace(
+            "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"seg5.2.m4s\"\n",
+            "#EXT-X-PART:DURATION=0.2,URI=\"seg5.2.m4s\"\n",
+        );
+        c.handle_input(t0, &ok(&next));
+        assert_eq!(request_path(&mut c), "/live/cam/seg5.2.m4s");
+        c.handle_input(t0, &ok("p"));
+        assert_eq!(
+            request_path(&mut c),
+            "/live/cam/media.m3u8?_HLS_msn=5&_HLS_part=3"
+        );
+        let joined = events(&mut c);
+        assert_eq!(joined.first(), Some(&ClientEvent::Joined));
+        assert_eq!(joined.len(), 6);
         assert!(!c.is_closed());
     }
 

@@ -15,6 +15,7 @@ USAGE:
     arcly bench --url rtmp://HOST:PORT/APP/STREAM [--players N] [--ramp N] [--duration SECS]
                 [--reconnect]
     arcly bench --url http://HOST:PORT/PATH/index.m3u8 [--players N] [--ramp N] [--duration SECS]
+                [--ll-hls]
 
 An rtmp:// URL runs RTMP players; an http:// URL runs HLS clients (each on
 one keep-alive connection: the playlist, then every new segment from three
@@ -27,6 +28,8 @@ the join time is the time to the first whole segment).
     --reconnect       a player whose stream ends or is refused (a publisher
                       restarting) connects again after half a second, as
                       real players retry; counted as rejoins, not errors
+    --ll-hls          HLS clients play LL-HLS parts through blocking reloads
+                      where the server offers them
 
 Prints one line a second (players, joined, delivered Mbit/s, stalls, errors)
 and a summary: joins, mean and worst join time (to the first key frame for
@@ -48,11 +51,15 @@ struct Totals {
 
 pub fn run(args: &[String]) -> Result<String, String> {
     let (mut url, mut players, mut ramp, mut duration) = (None, 100u64, 100u64, 30u64);
-    let mut reconnect = false;
+    let (mut reconnect, mut low_latency) = (false, false);
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         if flag == "--reconnect" {
             reconnect = true;
+            continue;
+        }
+        if flag == "--ll-hls" {
+            low_latency = true;
             continue;
         }
         let v = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -108,7 +115,7 @@ pub fn run(args: &[String]) -> Result<String, String> {
                             tasks.spawn(player(addr.clone(), target.clone(), seed, clock, end, totals, reconnect));
                         }
                         Target::Hls { addr, host, path } => {
-                            tasks.spawn(hls_client(addr.clone(), host.clone(), path.clone(), clock, end, totals));
+                            tasks.spawn(hls_client(addr.clone(), host.clone(), path.clone(), low_latency, clock, end, totals));
                         }
                     }
                 }
@@ -164,6 +171,7 @@ async fn hls_client(
     addr: String,
     host: String,
     path: String,
+    low_latency: bool,
     clock: Clock,
     end: Instant,
     totals: Arc<Totals>,
@@ -173,6 +181,7 @@ async fn hls_client(
     let t0 = Instant::now();
     let cfg = ClientConfig {
         host,
+        low_latency,
         ..ClientConfig::default()
     };
     let mut c = HlsClient::new(cfg, &path, clock.now());
