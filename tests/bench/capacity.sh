@@ -10,7 +10,9 @@
 # them as files; `arcly bench` ramps HLS clients against each.
 #   bash tests/bench/capacity.sh [STEPS...]      (default: 100 200 400 800 1600)
 #   SERVERS=nginx bash tests/bench/capacity.sh   (one server only)
-#   KINDS=hls bash tests/bench/capacity.sh       (RTMP or HLS only: rtmp, hls)
+#   KINDS=hls bash tests/bench/capacity.sh       (some kinds only: rtmp, hls, llhls)
+# `llhls` runs LL-HLS clients (fMP4 parts through blocking reloads) against
+# arcly alone: nginx has no LL-HLS.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 for tool in ffmpeg nginx; do
@@ -69,7 +71,7 @@ ramp() {
   for n in "${steps[@]}"; do
     local t0 t1 out peak summary joined stalls errors mbps need held cpu per
     t0=$(ticks $server)
-    out=$("$ARCLY" bench --url "$url" --players "$n" --ramp 500 --duration "$secs")
+    out=$("$ARCLY" bench --url "$url" --players "$n" --ramp 500 --duration "$secs" ${BENCH_FLAGS:-})
     echo "$out" > "$work/bench-$kind-$server-$n.txt"
     t1=$(ticks $server)
     peak=$(rss $server)
@@ -93,7 +95,7 @@ ramp() {
   done
 }
 
-kinds="${KINDS:-rtmp hls}"
+kinds="${KINDS:-rtmp hls llhls}"
 if [[ " $kinds " == *" rtmp "* ]]; then
 for server in ${SERVERS:-arcly nginx}; do
   port=$pa; [ $server = nginx ] && port=$pn
@@ -146,6 +148,20 @@ CONF
     [ $server = nginx ] && url="http://127.0.0.1:$pnh/${rec}index.m3u8"
     ramp hls $server "$url" 20
   done
+  kill $pub 2>/dev/null || true
+fi
+
+if [[ " $kinds " == *" llhls "* ]]; then
+  kill $arcly_pid 2>/dev/null || true
+  wait $arcly_pid 2>/dev/null || true
+  pl=$(( pa + 5 )); pr3=$(( pa + 6 ))
+  "$ARCLY" --rtmp 127.0.0.1:$pr3 --http 127.0.0.1:$pl --log warn &
+  arcly_pid=$!
+  sleep 1
+  ffmpeg -v error -re -stream_loop -1 -i "$in" -c copy -f flv "rtmp://127.0.0.1:$pr3/live/cap" &
+  pub=$!
+  sleep 16
+  BENCH_FLAGS=--ll-hls ramp llhls arcly "http://127.0.0.1:$pl/live/cap/index.m3u8" 20
   kill $pub 2>/dev/null || true
 fi
 echo
