@@ -688,12 +688,14 @@ fn connection_flood_does_not_disturb_a_stream() {
     assert!(n >= 280, "the player got {n} video frames during the flood");
     eprintln!("flood: RSS baseline {baseline} KiB, first peak {peak} KiB, after {after_first} KiB; later peaks up to {peak2} KiB; at the end {after} KiB, {fds} fds open");
     assert!(fds < 64, "connections left open after the flood: {fds} fds");
-    // The flood's memory is freed and reused: a second flood of the same
-    // size does not raise the high-water mark. (glibc's malloc keeps freed
-    // pages of its per-thread arenas resident, so RSS stays near the first
-    // peak rather than dropping to the baseline.)
+    // The flood's memory is freed and reused: later floods of the same size
+    // do not raise the high-water mark by more than allocator noise (a
+    // leak of even 1 KiB per connection would add 8 MiB over the two).
+    // glibc's malloc keeps freed pages of its per-thread arenas resident, so
+    // RSS stays near the first peak rather than dropping to the baseline.
+    let slack = (peak / 6).max(4096);
     assert!(
-        peak2 <= peak + peak / 6 && after <= peak + peak / 6,
+        peak2 <= peak + slack && after <= peak + slack,
         "memory grew across floods: baseline {baseline} KiB, first peak {peak} KiB, later peaks up to {peak2} KiB, end {after} KiB"
     );
     let _ = after_first;
