@@ -229,6 +229,45 @@ impl<const BITS: u32> WrapExtender<BITS> {
     }
 }
 
+/// Unix time in milliseconds, written as an RFC 3339 UTC date-time:
+/// `2023-11-14T22:13:20.123Z` with `millis`, `2023-11-14T22:13:20Z`
+/// without (days to the civil date after H. Hinnant's `civil_from_days`).
+/// For playlists' `EXT-X-PROGRAM-DATE-TIME` and hosts' log stamps alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UtcTime {
+    /// Milliseconds since 1970-01-01T00:00:00Z (negative before).
+    pub unix_ms: i64,
+    /// Whether to write the milliseconds.
+    pub millis: bool,
+}
+
+impl fmt::Display for UtcTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let days = self.unix_ms.div_euclid(86_400_000);
+        let in_day = self.unix_ms.rem_euclid(86_400_000);
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        write!(
+            f,
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+            in_day / 3_600_000,
+            in_day / 60_000 % 60,
+            in_day / 1000 % 60,
+        )?;
+        if self.millis {
+            write!(f, ".{:03}", in_day % 1000)?;
+        }
+        f.write_str("Z")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

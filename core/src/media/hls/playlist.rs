@@ -427,27 +427,15 @@ impl MediaPlaylist {
 }
 
 /// Writes Unix milliseconds as an ISO 8601 UTC date-time with milliseconds
-/// (RFC 3339), e.g. `2023-11-14T22:13:20.123Z`; days to civil date after
-/// H. Hinnant's `civil_from_days`.
+/// (RFC 3339), e.g. `2023-11-14T22:13:20.123Z`.
 fn write_iso8601(s: &mut String, ms: i64) {
-    let days = ms.div_euclid(86_400_000);
-    let in_day = ms.rem_euclid(86_400_000);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
     let _ = write!(
         s,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        in_day / 3_600_000,
-        in_day / 60_000 % 60,
-        in_day / 1000 % 60,
-        in_day % 1000
+        "{}",
+        crate::time::UtcTime {
+            unix_ms: ms,
+            millis: true
+        }
     );
 }
 

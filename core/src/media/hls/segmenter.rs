@@ -367,18 +367,7 @@ impl HlsSegmenter {
         if *tracks == self.tracks {
             return Ok(());
         }
-        if let Some(end) = self.lead_end() {
-            self.flush_ts_part(end);
-        }
-        let lead_duration = self.open_lead_duration();
-        match &mut self.muxer {
-            Muxer::Ts(_) => self.open_duration = lead_duration,
-            Muxer::Fmp4(m) => {
-                m.flush();
-                self.take_fragments();
-            }
-        }
-        self.finish_open_segment();
+        self.close_open_segment();
         self.playlist.mark_discontinuity();
         self.last_lead = None;
         self.muxer = match self.config.format {
@@ -587,10 +576,9 @@ impl HlsSegmenter {
         }
     }
 
-    /// Ends the stream: the last segment is completed (its last frame taking
-    /// the duration of the one before it) and the playlist gets
-    /// `EXT-X-ENDLIST`.
-    pub fn finish(&mut self) {
+    /// Completes the segment in progress with what the muxer still holds
+    /// (its last frame taking the duration of the one before it).
+    fn close_open_segment(&mut self) {
         if let Some(end) = self.lead_end() {
             self.flush_ts_part(end);
         }
@@ -603,6 +591,13 @@ impl HlsSegmenter {
             }
         }
         self.finish_open_segment();
+    }
+
+    /// Ends the stream: the last segment is completed (its last frame taking
+    /// the duration of the one before it) and the playlist gets
+    /// `EXT-X-ENDLIST`.
+    pub fn finish(&mut self) {
+        self.close_open_segment();
         self.playlist.end();
         self.events.push_back(HlsEvent::PlaylistUpdated);
     }

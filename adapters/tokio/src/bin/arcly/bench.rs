@@ -17,10 +17,12 @@ USAGE:
     arcly bench --url http://HOST:PORT/PATH/index.m3u8 [--players N] [--ramp N] [--duration SECS]
                 [--ll-hls]
 
-An rtmp:// URL runs RTMP players; an http:// URL runs HLS clients (each on
-one keep-alive connection: the playlist, then every new segment from three
-before the live edge, with playback modelled so that running dry is a stall;
-the join time is the time to the first whole segment).
+An rtmp:// URL runs RTMP players; an http:// URL runs HLS clients. Give
+--url more than once to mix them: the players take the URLs in turn. An HLS
+client runs on one keep-alive connection: the playlist, then every new
+segment from three before the live edge, with playback modelled so that
+running dry is a stall; its join time is the time to the first whole
+segment.
 
     --players N       players to run [default: 100]
     --ramp N          players started per second [default: 100]
@@ -50,7 +52,7 @@ struct Totals {
 }
 
 pub fn run(args: &[String]) -> Result<String, String> {
-    let (mut url, mut players, mut ramp, mut duration) = (None, 100u64, 100u64, 30u64);
+    let (mut urls, mut players, mut ramp, mut duration) = (Vec::new(), 100u64, 100u64, 30u64);
     let (mut reconnect, mut low_latency) = (false, false);
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -68,28 +70,20 @@ pub fn run(args: &[String]) -> Result<String, String> {
                 .map_err(|_| format!("{flag} takes a number, not {v:?}"))
         };
         match flag.as_str() {
-            "--url" => url = Some(v.clone()),
+            "--url" => urls.push(v.clone()),
             "--players" => players = num(v)?,
             "--ramp" => ramp = num(v)?.max(1),
             "--duration" => duration = num(v)?,
             other => return Err(format!("unknown flag {other:?} (see arcly bench --help)")),
         }
     }
-    let url = url.ok_or("--url is required")?;
-    let target = if let Some((host, port, path)) = arcly_http::client::split_http_url(&url) {
-        Target::Hls {
-            addr: format!("{host}:{port}"),
-            host,
-            path,
-        }
-    } else {
-        let t = ClientTarget::parse(&url)
-            .ok_or_else(|| format!("neither an rtmp:// nor an http:// URL: {url}"))?;
-        Target::Rtmp {
-            addr: format!("{}:{}", t.host, t.port),
-            target: t.target,
-        }
-    };
+    if urls.is_empty() {
+        return Err("--url is required".into());
+    }
+    let targets = urls
+        .iter()
+        .map(|u| parse_target(u))
+        .collect::<Result<Vec<_>, _>>()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -110,7 +104,8 @@ pub fn run(args: &[String]) -> Result<String, String> {
                 _ = tick.tick(), if started < players => {
                     started += 1;
                     let (totals, seed) = (totals.clone(), started);
-                    match &target {
+                    // Several URLs share the players in turn.
+                    match &targets[(started as usize - 1) % targets.len()] {
                         Target::Rtmp { addr, target } => {
                             tasks.spawn(player(addr.clone(), target.clone(), seed, clock, end, totals, reconnect));
                         }
@@ -149,6 +144,23 @@ pub fn run(args: &[String]) -> Result<String, String> {
             totals.rejoins.load(Ordering::Relaxed),
             totals.bytes.load(Ordering::Relaxed) as f64 / 1e6,
         ))
+    })
+}
+
+/// An rtmp:// URL for RTMP players or an http:// one for HLS clients.
+fn parse_target(url: &str) -> Result<Target, String> {
+    if let Some((host, port, path)) = arcly_http::client::split_http_url(url) {
+        return Ok(Target::Hls {
+            addr: format!("{host}:{port}"),
+            host,
+            path,
+        });
+    }
+    let t = ClientTarget::parse(url)
+        .ok_or_else(|| format!("neither an rtmp:// nor an http:// URL: {url}"))?;
+    Ok(Target::Rtmp {
+        addr: format!("{}:{}", t.host, t.port),
+        target: t.target,
     })
 }
 
@@ -343,7 +355,7 @@ async fn connection(
             stream_ended.notify_one();
         }
         SessionEvent::Closed(arcly_core::session::SessionEnd::ProtocolError(what)) => {
-            if what.contains("StreamNotFound") {
+            if what.contains(arcly_rtmp::command::code::PLAY_NOT_FOUND) {
                 outcome = Outcome::Retry;
             } else {
                 totals.errors.fetch_add(1, Ordering::Relaxed);
