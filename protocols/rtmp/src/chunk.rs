@@ -7,9 +7,9 @@
 //! [`ChunkDecoder`] is incremental in the httparse sense: it only consumes a
 //! chunk when all of it is in the buffer, so feeding the same bytes split at
 //! any boundary yields the same messages. The chunk stream table grows with
-//! the streams a peer really uses (two or three for real clients), bounded by
-//! [`MAX_CHUNK_STREAMS`] and the configured limit, and each message length is checked against the configured
-//! maximum before any buffer grows. A message that fits one chunk is handed
+//! the streams a peer really uses (two or three for real clients), bounded
+//! by [`MAX_CHUNK_STREAMS`] and the configured limit, and each message length
+//! is checked against the configured maximum before any buffer grows. A message that fits one chunk is handed
 //! out as a slice of the receive buffer, without a copy.
 
 use crate::error::{Result, RtmpError};
