@@ -205,6 +205,23 @@ pub trait Session {
         let _ = (now, cx);
         Poll::Pending
     }
+
+    /// Whether the session takes more input now. A session whose queued
+    /// output or unparsed input is above its bound answers `false`; the
+    /// host then stops reading the socket until the session's transmits have
+    /// been written, so memory per connection stays bounded whatever the
+    /// peer sends (a peer that pipelines requests and never reads fills its
+    /// own socket buffers, not ours). The default always takes input.
+    fn wants_input(&self) -> bool {
+        true
+    }
+
+    /// The peer's address, told once before any input (for sessions that
+    /// decide by it, e.g. an HTTP API served to loopback only). The default
+    /// ignores it.
+    fn set_peer(&mut self, peer: SocketAddr) {
+        let _ = peer;
+    }
 }
 
 /// How the host reached this connection, and its time limits.
@@ -212,6 +229,9 @@ pub trait Session {
 pub struct ConnContext {
     /// The peer's address as text.
     pub peer: Option<String>,
+    /// The peer's address (given to the session with
+    /// [`Session::set_peer`]).
+    pub peer_addr: Option<SocketAddr>,
     /// Wall-clock Unix seconds at `Instant::ZERO`, so token expiry can be
     /// checked from `now` alone.
     pub unix_base: u64,
@@ -230,6 +250,7 @@ impl Default for ConnContext {
     fn default() -> Self {
         ConnContext {
             peer: None,
+            peer_addr: None,
             unix_base: 0,
             started: Instant::ZERO,
             handshake_timeout: Some(Duration::from_secs(10)),
@@ -282,8 +303,11 @@ impl<S: Session> core::fmt::Debug for Conductor<S> {
 
 impl<S: Session> Conductor<S> {
     /// A conductor for a new connection.
-    pub fn new(engine: Engine, session: S, ctx: ConnContext) -> Self {
+    pub fn new(engine: Engine, mut session: S, ctx: ConnContext) -> Self {
         let last_input = ctx.started;
+        if let Some(peer) = ctx.peer_addr {
+            session.set_peer(peer);
+        }
         Conductor {
             p: Box::new(Parts {
                 engine,
@@ -358,6 +382,12 @@ impl<S: Session> Conductor<S> {
             p.end(why);
         }
         self.p.player = None;
+    }
+
+    /// Whether the session takes more input now (see
+    /// [`Session::wants_input`]); a closed connection takes none.
+    pub fn wants_input(&self) -> bool {
+        !self.is_closed() && self.p.session.wants_input()
     }
 
     /// Whether this connection is playing a stream (and so wants

@@ -173,7 +173,7 @@ struct Conn<S> {
 }
 
 struct Worker {
-    inbox: Mutex<Vec<(TcpStream, String)>>,
+    inbox: Mutex<Vec<(TcpStream, std::net::SocketAddr)>>,
     waker: Arc<MioWaker>,
 }
 
@@ -251,7 +251,7 @@ where
                     w.inbox
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .push((sock, peer.to_string()));
+                        .push((sock, peer));
                     let _ = w.waker.wake();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -328,7 +328,8 @@ fn run_worker<S, F>(
             let _ = sock.set_nodelay(true);
             let now = clock.now();
             let ctx = ConnContext {
-                peer: Some(peer),
+                peer: Some(peer.to_string()),
+                peer_addr: Some(peer),
                 unix_base: clock.unix_base(),
                 started: now,
                 handshake_timeout: cfg.handshake_timeout,

@@ -89,6 +89,7 @@ where
         let now = clock.now();
         let ctx = ConnContext {
             peer: Some(peer.to_string()),
+            peer_addr: Some(peer),
             unix_base: clock.unix_base(),
             started: now,
             handshake_timeout: cfg.handshake_timeout,

@@ -585,6 +585,13 @@ impl Subscription {
             .saturating_sub(self.st.cursor)
     }
 
+    /// Whether this subscriber is further behind than the bus's lag limit
+    /// allows, so its host can evict it without reading (a peer that takes
+    /// no bytes is evicted even while a write to it is pending).
+    pub fn past_lag_limit(&self) -> bool {
+        self.behind() > self.shared.cfg.lag_limit
+    }
+
     fn step<'g>(&mut self, guard: &'g Guard) -> Step<'g> {
         self.st.step(&self.shared, guard)
     }
