@@ -7,6 +7,32 @@
 //! and no thread per request. Limits: header bytes, body bytes, the time a
 //! request may take to arrive (a slowloris peer gets 408 and a close), and
 //! how long a request may be held.
+//!
+//! # Bounded memory per connection
+//!
+//! Answers wait in the session until the host takes them with
+//! `poll_transmit`. While the answers queued (heads and bodies) add up to
+//! [`HttpConfig::max_queued`] bytes or more (64 KiB by default), the session
+//! answers no further request: pipelined requests stay unparsed in the input
+//! buffer, and [`Session::wants_input`] is `false` so the host stops reading
+//! the socket. One answer may be larger than the bound (a segment is one
+//! answer), so at most `max_queued` bytes plus one answer are queued. As the
+//! host drains `poll_transmit` and the queue falls below the bound, the
+//! session answers the buffered requests again, in order, from inside
+//! `poll_transmit`: a host that writes each transmit before it asks for the
+//! next one gets every answer with no other call. A request held while the
+//! session is paused, and a malformed request found then, are dealt with as
+//! at any other time; the event such a request raises (a close) is signalled
+//! through [`Session::poll_ready`], and the session does not report itself
+//! closed until that event has been taken.
+//!
+//! The unparsed input is bounded too: while the session waits for the rest
+//! of one request it takes up to that request's size (`max_header` plus
+//! `max_body`, checked by the parser); while it cannot answer what it holds
+//! (output above the bound, or a request held), `wants_input` is `false`
+//! once `max_header` bytes are buffered. The read timer (`request_timeout`)
+//! runs only while the session waits for the peer's bytes: paused on its own
+//! output it stops, and it starts again with the next bytes that arrive.
 
 use crate::message::{parse_request, Method, ParseError, Request, Response};
 use arcly_core::bus::{CloseReason, DeliveryRef, RecvError};
@@ -38,7 +64,14 @@ pub struct HttpConfig {
     pub request_timeout: Duration,
     /// A held request is answered 503 after this long.
     pub hold_timeout: Duration,
+    /// Most bytes of answers queued before the session stops answering
+    /// pipelined requests (and asks the host to stop reading) until the host
+    /// has taken them with `poll_transmit`. One answer may exceed it.
+    pub max_queued: usize,
 }
+
+/// The default [`HttpConfig::max_queued`]: 64 KiB.
+pub const DEFAULT_MAX_QUEUED: usize = 64 * 1024;
 
 impl Default for HttpConfig {
     fn default() -> Self {
@@ -47,6 +80,7 @@ impl Default for HttpConfig {
             max_body: 1 << 20,
             request_timeout: Duration::from_secs(10),
             hold_timeout: Duration::from_secs(10),
+            max_queued: DEFAULT_MAX_QUEUED,
         }
     }
 }
@@ -61,7 +95,15 @@ pub struct HttpSession<H> {
     /// A request the handler is holding, and since when.
     held: Option<(Request, Instant)>,
     out: VecDeque<Transmit>,
+    /// Bytes in `out`.
+    queued: usize,
+    /// The latest time the host gave (answers made inside `poll_transmit`
+    /// use it).
+    now: Instant,
     events: VecDeque<SessionEvent>,
+    /// `events` holds one raised inside `poll_transmit`, which a host
+    /// drains only after `poll_ready` says so.
+    late_events: bool,
     /// No more requests: answer what is queued, then close.
     closing: bool,
     closed: bool,
@@ -77,10 +119,24 @@ impl<H: Handler> HttpSession<H> {
             request_started: None,
             held: None,
             out: VecDeque::new(),
+            queued: 0,
+            now: Instant::ZERO,
             events: VecDeque::new(),
+            late_events: false,
             closing: false,
             closed: false,
         }
+    }
+
+    /// Bytes of answers queued for `poll_transmit`.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued
+    }
+
+    /// Bytes received and not yet parsed (pipelined requests waiting for
+    /// their turn, or the start of the next request).
+    pub fn buffered_input(&self) -> usize {
+        self.buf.len()
     }
 
     fn send(&mut self, req: Option<&Request>, mut resp: Response, keep_alive: bool) {
@@ -100,15 +156,31 @@ impl<H: Handler> HttpSession<H> {
             }
         }
         let head_only = req.is_some_and(|r| r.method == Method::Head);
-        self.out
-            .push_back(Transmit::stream(resp.encode_head(keep_alive)));
+        self.queue(resp.encode_head(keep_alive));
         if !head_only && !resp.body.is_empty() {
             // The body goes out as its own buffer: a segment is never copied.
-            self.out.push_back(Transmit::stream(resp.body));
+            self.queue(resp.body);
         }
         if !keep_alive {
             self.closing = true;
         }
+    }
+
+    fn queue(&mut self, data: bytes::Bytes) {
+        self.queued += data.len();
+        self.out.push_back(Transmit::stream(data));
+    }
+
+    /// The queued answers are at or above the bound: answer nothing more
+    /// until the host takes some.
+    fn output_full(&self) -> bool {
+        self.queued >= self.cfg.max_queued
+    }
+
+    fn pop(&mut self) -> Option<Transmit> {
+        let t = self.out.pop_front()?;
+        self.queued -= t.data.len();
+        Some(t)
     }
 
     fn fail(&mut self, status: u16, text: &str) {
@@ -120,18 +192,26 @@ impl<H: Handler> HttpSession<H> {
             ))));
     }
 
-    /// Answers complete requests until one is held or the bytes run out.
-    fn advance(&mut self, now: Instant) {
+    /// Answers complete requests until one is held, the queued answers
+    /// reach the bound, or the bytes run out. `fresh`: `now` was just given
+    /// by the host (not remembered from an earlier call), so the read timer
+    /// may start from it.
+    fn advance(&mut self, now: Instant, fresh: bool) {
         while self.held.is_none() && !self.closing {
+            if self.output_full() {
+                // Paused on our own output: the peer is not late.
+                self.request_started = None;
+                return;
+            }
             match parse_request(&mut self.buf, self.cfg.max_header, self.cfg.max_body) {
                 Ok(Some(req)) => {
-                    self.request_started = (!self.buf.is_empty()).then_some(now);
+                    self.request_started = None;
                     self.answer(now, req);
                 }
                 Ok(None) => {
                     if self.buf.is_empty() {
                         self.request_started = None;
-                    } else if self.request_started.is_none() {
+                    } else if self.request_started.is_none() && fresh {
                         self.request_started = Some(now);
                     }
                     return;
@@ -189,6 +269,7 @@ impl<H: Handler> Session for HttpSession<H> {
     }
 
     fn handle_input(&mut self, now: Instant, input: Input) {
+        self.now = now;
         match input {
             Input::Stream(data) => {
                 if self.closing || self.closed {
@@ -203,7 +284,7 @@ impl<H: Handler> Session for HttpSession<H> {
                 } else {
                     self.buf.extend_from_slice(&data);
                 }
-                self.advance(now);
+                self.advance(now, true);
             }
             Input::Eof | Input::Datagram { .. } => {
                 self.closed = true;
@@ -218,6 +299,7 @@ impl<H: Handler> Session for HttpSession<H> {
     fn handle_stream_end(&mut self, _now: Instant, _why: RecvError) {}
 
     fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
         if let Some(started) = self.request_started {
             if now - started >= self.cfg.request_timeout && self.held.is_none() {
                 self.fail(408, "request not received in time");
@@ -228,7 +310,7 @@ impl<H: Handler> Session for HttpSession<H> {
             if now - since >= self.cfg.hold_timeout {
                 let keep = req.keep_alive;
                 self.send(Some(&req), Response::text(503, "not available yet"), keep);
-                self.advance(now);
+                self.advance(now, true);
             } else {
                 self.held = Some((req, since));
             }
@@ -239,7 +321,8 @@ impl<H: Handler> Session for HttpSession<H> {
 
     fn reject(&mut self, _now: Instant, _id: RequestId, _why: Rejection) {}
 
-    fn close(&mut self, _now: Instant, _why: CloseReason) {
+    fn close(&mut self, now: Instant, _why: CloseReason) {
+        self.now = now;
         if let Some((req, _)) = self.held.take() {
             self.send(
                 Some(&req),
@@ -251,7 +334,16 @@ impl<H: Handler> Session for HttpSession<H> {
     }
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
-        let t = self.out.pop_front();
+        let mut t = self.pop();
+        if !self.output_full() && !self.buf.is_empty() && self.held.is_none() && !self.closing {
+            // Below the bound again: answer what was left buffered.
+            let events = self.events.len();
+            self.advance(self.now, false);
+            self.late_events |= self.events.len() > events;
+            if t.is_none() {
+                t = self.pop();
+            }
+        }
         if t.is_none() && self.closing && !self.closed {
             self.closed = true;
         }
@@ -259,7 +351,11 @@ impl<H: Handler> Session for HttpSession<H> {
     }
 
     fn poll_event(&mut self) -> Option<SessionEvent> {
-        self.events.pop_front()
+        let ev = self.events.pop_front();
+        if self.events.is_empty() {
+            self.late_events = false;
+        }
+        ev
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
@@ -272,10 +368,17 @@ impl<H: Handler> Session for HttpSession<H> {
     }
 
     fn is_closed(&self) -> bool {
-        self.closed && self.out.is_empty()
+        // Events raised inside `poll_transmit` (a malformed request found
+        // when answering resumed) are taken before the session is over.
+        self.closed && self.out.is_empty() && !self.late_events
     }
 
     fn poll_ready(&mut self, now: Instant, cx: &mut Context<'_>) -> Poll<()> {
+        self.now = now;
+        if self.late_events {
+            // Raised inside `poll_transmit`: the host drains them now.
+            return Poll::Ready(());
+        }
         let Some((req, since)) = self.held.take() else {
             return Poll::Pending;
         };
@@ -283,7 +386,7 @@ impl<H: Handler> Session for HttpSession<H> {
             Poll::Ready(resp) => {
                 let keep = req.keep_alive;
                 self.send(Some(&req), resp, keep);
-                self.advance(now);
+                self.advance(now, true);
                 Poll::Ready(())
             }
             Poll::Pending => {
@@ -291,5 +394,14 @@ impl<H: Handler> Session for HttpSession<H> {
                 Poll::Pending
             }
         }
+    }
+
+    fn wants_input(&self) -> bool {
+        if self.output_full() {
+            return false;
+        }
+        // Waiting for the rest of one request, the parser bounds it; with a
+        // request held, a header section's worth of the next is enough.
+        self.held.is_none() || self.buf.len() < self.cfg.max_header
     }
 }

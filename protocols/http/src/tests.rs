@@ -181,3 +181,192 @@ fn stats_render_streams_and_metrics() {
     assert!(m.contains("arcly_streams 1"));
     assert!(m.contains("arcly_stream_frames_total{app=\"live\",stream=\"a\\\"b\"} 0"));
 }
+
+fn statuses(o: &str) -> Vec<&str> {
+    o.match_indices("HTTP/1.1 ")
+        .map(|(i, _)| &o[i + 9..i + 12])
+        .collect()
+}
+
+/// The bytes of one answer to `GET /n` from [`Numbered`].
+fn numbered_answer_len() -> usize {
+    let h = Arc::new(Numbered);
+    let mut s = HttpSession::new(HttpConfig::default(), h);
+    s.handle_input(
+        Instant::ZERO,
+        Input::Stream(BytesMut::from(&b"GET /1000 HTTP/1.1\r\n\r\n"[..])),
+    );
+    let mut n = 0;
+    while let Some(t) = s.poll_transmit() {
+        n += t.data.len();
+    }
+    n
+}
+
+/// Answers `GET /N` with the body `N`.
+struct Numbered;
+
+impl Handler for Numbered {
+    fn poll_response(&self, _now: Instant, req: &Request, _cx: &mut Context<'_>) -> Poll<Response> {
+        Poll::Ready(Response::new(200, "text/plain", req.path[1..].to_string()))
+    }
+}
+
+fn pipelined(n: usize) -> String {
+    (0..n)
+        .map(|i| format!("GET /{} HTTP/1.1\r\n\r\n", 1000 + i))
+        .collect()
+}
+
+#[test]
+fn pipelined_requests_queue_at_most_the_bound_plus_one_answer() {
+    let mut s = HttpSession::new(HttpConfig::default(), Arc::new(Numbered));
+    s.handle_input(
+        Instant::ZERO,
+        Input::Stream(BytesMut::from(pipelined(2000).as_bytes())),
+    );
+    let queued = s.queued_bytes();
+    assert!(
+        queued <= DEFAULT_MAX_QUEUED + numbered_answer_len(),
+        "{queued} bytes queued"
+    );
+    assert!(queued >= DEFAULT_MAX_QUEUED, "stopped early at {queued}");
+    // The rest waits unparsed, and the host is told to stop reading.
+    assert!(s.buffered_input() > 0);
+    assert!(!s.wants_input());
+    assert_eq!(
+        s.poll_timeout(),
+        None,
+        "no read timer while paused on output"
+    );
+
+    // Draining the transmits answers every request, in order.
+    let mut o = String::new();
+    let mut most = 0;
+    while let Some(t) = s.poll_transmit() {
+        most = most.max(s.queued_bytes());
+        o.push_str(&String::from_utf8_lossy(&t.data));
+    }
+    assert!(most <= DEFAULT_MAX_QUEUED + numbered_answer_len());
+    assert_eq!(statuses(&o).len(), 2000);
+    let bodies: Vec<usize> = o
+        .split("\r\n\r\n")
+        .skip(1)
+        .map(|b| b[..4].parse().unwrap())
+        .collect();
+    assert_eq!(bodies, (1000..3000).collect::<Vec<_>>());
+    assert!(s.wants_input());
+    assert!(s.buffered_input() == 0);
+    assert!(!s.is_closed());
+    assert!(s.poll_event().is_none());
+}
+
+#[test]
+fn a_malformed_request_behind_the_pause_still_closes_with_its_event() {
+    let mut s = HttpSession::new(HttpConfig::default(), Arc::new(Numbered));
+    let mut input = pipelined(2000);
+    input.push_str("GET /x HTTP/1.1\r\nBad Header: y\r\n\r\n");
+    s.handle_input(
+        Instant::ZERO,
+        Input::Stream(BytesMut::from(input.as_bytes())),
+    );
+    assert!(s.poll_event().is_none());
+    let mut o = String::new();
+    while let Some(t) = s.poll_transmit() {
+        o.push_str(&String::from_utf8_lossy(&t.data));
+    }
+    let st = statuses(&o);
+    assert_eq!(st.len(), 2001);
+    assert_eq!(st[2000], "400");
+    // The close raised inside poll_transmit is signalled through poll_ready
+    // and the session is not over until it is taken.
+    assert!(!s.is_closed());
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(s.poll_ready(Instant::from_millis(1), &mut cx).is_ready());
+    assert!(matches!(
+        s.poll_event(),
+        Some(SessionEvent::Closed(SessionEnd::ProtocolError(_)))
+    ));
+    assert!(s.is_closed());
+}
+
+#[test]
+fn a_partial_request_behind_the_pause_is_timed_from_its_next_bytes() {
+    let mut s = HttpSession::new(HttpConfig::default(), Arc::new(Numbered));
+    let mut input = pipelined(2000);
+    input.push_str("GET /9999 HT");
+    s.handle_input(
+        Instant::ZERO,
+        Input::Stream(BytesMut::from(input.as_bytes())),
+    );
+    assert_eq!(s.poll_timeout(), None);
+    let mut n = 0;
+    while let Some(t) = s.poll_transmit() {
+        n += statuses(&String::from_utf8_lossy(&t.data)).len();
+    }
+    assert_eq!(n, 2000);
+    assert_eq!(s.poll_timeout(), None);
+    feed_numbered(&mut s, 20_000, "TP/1.1\r\nX: y");
+    assert_eq!(s.poll_timeout(), Some(Instant::from_millis(30_000)));
+    feed_numbered(&mut s, 21_000, "\r\n\r\n");
+    assert_eq!(s.poll_timeout(), None);
+    let o = {
+        let mut o = String::new();
+        while let Some(t) = s.poll_transmit() {
+            o.push_str(&String::from_utf8_lossy(&t.data));
+        }
+        o
+    };
+    assert!(o.ends_with("9999"), "{o}");
+}
+
+fn feed_numbered(s: &mut HttpSession<Numbered>, t: u64, data: &str) {
+    s.handle_input(
+        Instant::from_millis(t),
+        Input::Stream(BytesMut::from(data.as_bytes())),
+    );
+}
+
+#[test]
+fn a_held_request_stops_reading_once_a_header_section_is_buffered() {
+    let (mut s, _) = session();
+    feed(&mut s, 0, "GET /held HTTP/1.1\r\n\r\n");
+    assert!(s.wants_input());
+    feed(&mut s, 1, &"GET /a HTTP/1.1\r\n\r\n".repeat(1000));
+    assert!(!s.wants_input());
+}
+
+/// Through the kernel's conductor, driven as an adapter drives it: write
+/// every transmit, then poll the session; the close found while answering
+/// resumed reaches the conductor with its cause.
+#[test]
+fn the_conductor_sees_a_close_raised_while_draining() {
+    use arcly_core::engine::Engine;
+    use arcly_core::session::{Conductor, ConnContext};
+    let s = HttpSession::new(HttpConfig::default(), Arc::new(Numbered));
+    let ctx = ConnContext {
+        handshake_timeout: None,
+        ..ConnContext::default()
+    };
+    let mut c = Conductor::new(Engine::default(), s, ctx);
+    let mut input = pipelined(2000);
+    input.push_str("GET /x HTTP/1.1\r\nContent-Length: nope\r\n\r\n");
+    c.handle_input(
+        Instant::ZERO,
+        Input::Stream(BytesMut::from(input.as_bytes())),
+    );
+    assert!(!c.wants_input());
+    let mut answers = 0;
+    let mut cx = Context::from_waker(Waker::noop());
+    while !c.is_closed() {
+        while let Some(t) = c.poll_transmit() {
+            answers += statuses(&String::from_utf8_lossy(&t.data)).len();
+        }
+        if c.is_closed() {
+            break;
+        }
+        assert!(c.poll_session(&mut cx, Instant::from_millis(1)).is_ready());
+    }
+    assert_eq!(answers, 2001);
+    assert!(matches!(c.end(), Some(SessionEnd::ProtocolError(_))));
+}
