@@ -13,6 +13,9 @@
 //! * `engine` (feature `std`): apps, streams, auth, sessions, QoS.
 //! * `session` (feature `std`): the session contract every protocol
 //!   implements, and the `Conductor` that connects a session to the engine.
+//! * `host` (feature `std`): what every adapter's driver shares: the output
+//!   queue and its write deadline, read and delivery gating, per-address
+//!   limits.
 //! * [`media`]: the media plane (codec parsers, containers, playlists).
 //!
 //! With `default-features = false` the crate is `#![no_std]` + `alloc` and
@@ -32,6 +35,8 @@ pub mod time;
 pub mod bus;
 #[cfg(feature = "std")]
 pub mod engine;
+#[cfg(feature = "std")]
+pub mod host;
 pub mod media;
 #[cfg(feature = "std")]
 pub mod session;

@@ -232,6 +232,9 @@ pub struct ConnContext {
     /// The peer's address (given to the session with
     /// [`Session::set_peer`]).
     pub peer_addr: Option<SocketAddr>,
+    /// Shared by a listener's connections: at most one line a second about
+    /// connections closed for malformed input, however many a flood opens.
+    pub malformed_log: std::sync::Arc<crate::host::LogLimit>,
     /// Wall-clock Unix seconds at `Instant::ZERO`, so token expiry can be
     /// checked from `now` alone.
     pub unix_base: u64,
@@ -251,6 +254,7 @@ impl Default for ConnContext {
         ConnContext {
             peer: None,
             peer_addr: None,
+            malformed_log: std::sync::Arc::new(crate::host::LogLimit::new(Duration::from_secs(1))),
             unix_base: 0,
             started: Instant::ZERO,
             handshake_timeout: Some(Duration::from_secs(10)),
@@ -384,6 +388,45 @@ impl<S: Session> Conductor<S> {
         self.p.player = None;
     }
 
+    /// The peer took no bytes for `after` while output was queued: the
+    /// connection is closed at once (nothing more can be said to it), with
+    /// a log line. Its publish or play ends.
+    pub fn write_timed_out(&mut self, now: Instant, after: Duration) {
+        let _ = now;
+        self.p.log.push_back(format!(
+            "closing {} connection from {}: it took no bytes for {} s",
+            self.p.session.protocol(),
+            self.p.ctx.peer.as_deref().unwrap_or("?"),
+            after.as_secs_f64()
+        ));
+        self.p.publisher = None;
+        self.p.player = None;
+        self.p.closed = Some(SessionEnd::Timeout);
+    }
+
+    /// Evicts a playing peer that is past the bus's lag limit without
+    /// reading from the bus (the host calls it while a write to the peer is
+    /// pending, when deliveries are not taken). Returns whether it evicted.
+    pub fn check_lag(&mut self, now: Instant) -> bool {
+        let Some(player) = self.p.player.as_ref() else {
+            return false;
+        };
+        if !player.subscription.past_lag_limit() {
+            return false;
+        }
+        let lost = player.subscription.behind();
+        let key = player.key.clone();
+        self.p.player = None;
+        let e = RecvError::Evicted { lost };
+        self.p.log.push_back(format!(
+            "play of {key} by {} ended: {e}",
+            self.p.ctx.peer.as_deref().unwrap_or("?")
+        ));
+        self.p.session.handle_stream_end(now, e);
+        self.process(now);
+        true
+    }
+
     /// Whether the session takes more input now (see
     /// [`Session::wants_input`]); a closed connection takes none.
     pub fn wants_input(&self) -> bool {
@@ -511,6 +554,20 @@ impl<S: Session> Conductor<S> {
                     }
                 }
                 SessionEvent::Closed(end) => {
+                    if let SessionEnd::ProtocolError(why) = &end {
+                        if let Some(held) = self.p.ctx.malformed_log.allow(now) {
+                            let more = if held > 0 {
+                                format!(" ({held} more such connections since the last line)")
+                            } else {
+                                String::new()
+                            };
+                            self.p.log.push_back(format!(
+                                "closing {} connection from {}: {why}{more}",
+                                self.p.session.protocol(),
+                                self.p.ctx.peer.as_deref().unwrap_or("?")
+                            ));
+                        }
+                    }
                     if let Some(p) = self.p.publisher.take() {
                         self.p
                             .log

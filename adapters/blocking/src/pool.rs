@@ -2,13 +2,14 @@
 
 use arcly_core::bus::CloseReason;
 use arcly_core::engine::Engine;
+use arcly_core::host::{AddrGuard, AddrLimit, LogLimit, Outbox, WRITE_SLICES, WRITE_TIMEOUT};
 use arcly_core::session::{Conductor, ConnContext, Input, Session};
 use arcly_core::time::Instant;
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::BytesMut;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker as MioWaker};
-use std::collections::{HashMap, VecDeque};
-use std::io::{self, Read, Write};
+use std::collections::HashMap;
+use std::io::{self, IoSlice, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Wake, Waker};
@@ -64,6 +65,12 @@ pub struct ListenerConfig {
     pub workers: usize,
     /// Connections held at once; more are accepted and closed at once.
     pub max_connections: usize,
+    /// Connections held at once from one address (`None`: no limit, so
+    /// loopback benches work); more are accepted and closed at once.
+    pub max_connections_per_ip: Option<usize>,
+    /// A peer that takes no bytes for this long while output is queued is
+    /// closed (its idle, handshake and lag limits keep running meanwhile).
+    pub write_timeout: Duration,
     /// A connection must publish or play within this time (`None`: no limit).
     pub handshake_timeout: Option<Duration>,
     /// A connection that is not playing and sends nothing for this long is
@@ -78,6 +85,8 @@ impl Default for ListenerConfig {
         ListenerConfig {
             workers: 2,
             max_connections: 10_000,
+            max_connections_per_ip: None,
+            write_timeout: WRITE_TIMEOUT,
             handshake_timeout: Some(Duration::from_secs(10)),
             idle_timeout: Duration::from_secs(30),
             shutdown_deadline: Duration::from_secs(5),
@@ -165,7 +174,9 @@ impl Wake for BusWake {
 struct Conn<S> {
     sock: TcpStream,
     conductor: Conductor<S>,
-    out: VecDeque<Bytes>,
+    out: Outbox,
+    /// Its slot in the per-address limit, freed with the connection.
+    _slot: AddrGuard,
     woken: Arc<AtomicBool>,
     waker: Waker,
     eof: bool,
@@ -173,7 +184,7 @@ struct Conn<S> {
 }
 
 struct Worker {
-    inbox: Mutex<Vec<(TcpStream, std::net::SocketAddr)>>,
+    inbox: Mutex<Vec<(TcpStream, std::net::SocketAddr, AddrGuard)>>,
     waker: Arc<MioWaker>,
 }
 
@@ -202,6 +213,8 @@ where
     shutdown.watch(accept_waker);
     let make = Arc::new(make);
     let live = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let per_ip = AddrLimit::new(cfg.max_connections_per_ip);
+    let malformed_log = Arc::new(LogLimit::new(Duration::from_secs(1)));
     let mut workers = Vec::new();
     let mut threads = Vec::new();
     for i in 0..cfg.workers.max(1) {
@@ -213,20 +226,27 @@ where
             waker,
         });
         workers.push(worker.clone());
-        let (engine, make, cfg, shutdown, log, live) = (
+        let (engine, make, cfg, shutdown, log, live, malformed_log) = (
             engine.clone(),
             make.clone(),
             cfg.clone(),
             shutdown.clone(),
             log.clone(),
             live.clone(),
+            malformed_log.clone(),
         );
         threads.push(
             std::thread::Builder::new()
                 .name(format!("arcly-worker-{i}"))
                 .spawn(move || {
                     run_worker(
-                        wpoll, worker, engine, &*make, cfg, clock, shutdown, log, live,
+                        wpoll,
+                        worker,
+                        engine,
+                        &*make,
+                        cfg,
+                        clock,
+                        (shutdown, log, live, malformed_log),
                     )
                 })?,
         );
@@ -245,13 +265,16 @@ where
                     if live.load(Ordering::Acquire) >= cfg.max_connections {
                         continue;
                     }
+                    let Some(slot) = per_ip.acquire(peer.ip()) else {
+                        continue;
+                    };
                     live.fetch_add(1, Ordering::AcqRel);
                     let w = &workers[next % workers.len()];
                     next = next.wrapping_add(1);
                     w.inbox
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .push((sock, peer));
+                        .push((sock, peer, slot));
                     let _ = w.waker.wake();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -270,7 +293,14 @@ where
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What a worker shares with the acceptor and the other workers.
+type Shared = (
+    ShutdownHandle,
+    Log,
+    Arc<std::sync::atomic::AtomicUsize>,
+    Arc<LogLimit>,
+);
+
 fn run_worker<S, F>(
     mut poll: Poll,
     me: Arc<Worker>,
@@ -278,9 +308,7 @@ fn run_worker<S, F>(
     make: &F,
     cfg: ListenerConfig,
     clock: Clock,
-    shutdown: ShutdownHandle,
-    log: Log,
-    live: Arc<std::sync::atomic::AtomicUsize>,
+    (shutdown, log, live, malformed_log): Shared,
 ) where
     S: Session,
     F: Fn(Instant) -> S,
@@ -294,7 +322,7 @@ fn run_worker<S, F>(
         let now = clock.now();
         let deadline = conns
             .values()
-            .filter_map(|c| c.conductor.poll_timeout())
+            .filter_map(|c| c.out.next_wake(&c.conductor, cfg.write_timeout))
             .min();
         let timeout = match deadline {
             Some(d) => Duration::from_micros(d.as_micros().saturating_sub(now.as_micros())),
@@ -314,7 +342,7 @@ fn run_worker<S, F>(
         // New connections.
         let arrivals: Vec<_> =
             std::mem::take(&mut *me.inbox.lock().unwrap_or_else(|p| p.into_inner()));
-        for (mut sock, peer) in arrivals {
+        for (mut sock, peer, slot) in arrivals {
             let key = next_key;
             next_key = next_key.wrapping_add(1) % (usize::MAX - 2);
             if poll
@@ -330,6 +358,7 @@ fn run_worker<S, F>(
             let ctx = ConnContext {
                 peer: Some(peer.to_string()),
                 peer_addr: Some(peer),
+                malformed_log: malformed_log.clone(),
                 unix_base: clock.unix_base(),
                 started: now,
                 handshake_timeout: cfg.handshake_timeout,
@@ -345,7 +374,8 @@ fn run_worker<S, F>(
                 Conn {
                     sock,
                     conductor: Conductor::new(engine.clone(), make(now), ctx),
-                    out: VecDeque::new(),
+                    out: Outbox::new(),
+                    _slot: slot,
                     woken,
                     waker,
                     eof: false,
@@ -364,7 +394,10 @@ fn run_worker<S, F>(
         }
         let now = clock.now();
         for (key, c) in conns.iter_mut() {
-            let due = c.conductor.poll_timeout().is_some_and(|t| t <= now);
+            let due = c
+                .out
+                .next_wake(&c.conductor, cfg.write_timeout)
+                .is_some_and(|t| t <= now);
             if due || c.woken.swap(false, Ordering::AcqRel) {
                 ready.push(*key);
             }
@@ -376,7 +409,7 @@ fn run_worker<S, F>(
             let Some(c) = conns.get_mut(&key) else {
                 continue;
             };
-            if turn(c, &clock, &mut rbuf, &log) {
+            if turn(c, &clock, &mut rbuf, &log, cfg.write_timeout) {
                 gone.push(key);
             } else {
                 let want_write = !c.out.is_empty();
@@ -410,96 +443,112 @@ fn run_worker<S, F>(
 }
 
 /// One turn of one connection. Returns whether it is finished.
-fn turn<S: Session>(c: &mut Conn<S>, clock: &Clock, rbuf: &mut BytesMut, log: &Log) -> bool {
-    if flush(c).is_err() {
+fn turn<S: Session>(
+    c: &mut Conn<S>,
+    clock: &Clock,
+    rbuf: &mut BytesMut,
+    log: &Log,
+    write_timeout: Duration,
+) -> bool {
+    if flush(c, clock).is_err() {
         return true;
     }
     // Read what is there (edge-triggered: until it would block, or a turn's
-    // worth, after which the connection is revisited).
-    if !c.eof {
-        for i in 0..=READS_PER_TURN {
-            if i == READS_PER_TURN {
-                c.woken.store(true, Ordering::Release);
+    // worth, after which the connection is revisited), while little is
+    // queued for the peer and the session wants input.
+    let mut paused = false;
+    for i in 0..=READS_PER_TURN {
+        if !c.out.may_read(&c.conductor, c.eof) {
+            paused = !c.eof && !c.conductor.is_closed();
+            break;
+        }
+        if i == READS_PER_TURN {
+            c.woken.store(true, Ordering::Release);
+            break;
+        }
+        let start = rbuf.len();
+        rbuf.resize(start + READ_CHUNK, 0);
+        let r = c.sock.read(&mut rbuf[start..]);
+        rbuf.truncate(start + *r.as_ref().unwrap_or(&0));
+        match r {
+            Ok(0) => {
+                c.eof = true;
+                c.conductor.handle_input(clock.now(), Input::Eof);
                 break;
             }
-            let start = rbuf.len();
-            rbuf.resize(start + READ_CHUNK, 0);
-            let r = c.sock.read(&mut rbuf[start..]);
-            rbuf.truncate(start + *r.as_ref().unwrap_or(&0));
-            match r {
-                Ok(0) => {
-                    c.eof = true;
-                    c.conductor.handle_input(clock.now(), Input::Eof);
-                    break;
-                }
-                Ok(_) => {
-                    let data = rbuf.split();
-                    c.conductor.handle_input(clock.now(), Input::Stream(data));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    c.eof = true;
-                    c.conductor.handle_input(clock.now(), Input::Eof);
-                    break;
-                }
+            Ok(_) => {
+                let data = rbuf.split();
+                c.conductor.handle_input(clock.now(), Input::Stream(data));
             }
-            queue(c);
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => {
+                c.eof = true;
+                c.conductor.handle_input(clock.now(), Input::Eof);
+                break;
+            }
+        }
+        c.out.fill(&mut c.conductor, clock.now());
+        if flush(c, clock).is_err() {
+            return true;
         }
     }
     let now = clock.now();
+    if c.out.stalled(now, write_timeout) {
+        c.conductor.write_timed_out(now, write_timeout);
+        while let Some(line) = c.conductor.poll_log() {
+            log(line);
+        }
+        return true;
+    }
     if c.conductor.poll_timeout().is_some_and(|t| t <= now) {
         c.conductor.handle_timeout(now);
     }
-    queue(c);
+    c.out.fill(&mut c.conductor, clock.now());
     let waker = c.waker.clone();
     let mut cx = Context::from_waker(&waker);
     if c.conductor.poll_session(&mut cx, clock.now()).is_ready() {
-        queue(c);
+        c.out.fill(&mut c.conductor, clock.now());
     }
-    queue(c);
-    if flush(c).is_err() {
+    if flush(c, clock).is_err() {
         return true;
     }
+    if !c.out.is_empty() {
+        c.conductor.check_lag(clock.now());
+        c.out.fill(&mut c.conductor, clock.now());
+    }
     // Deliveries only when the previous ones were written.
-    while c.out.is_empty() && c.conductor.is_playing() {
+    while c.out.may_deliver(&c.conductor) {
         if c.conductor
             .poll_deliveries(&mut cx, clock.now())
             .is_pending()
         {
             break;
         }
-        queue(c);
-        if flush(c).is_err() {
+        c.out.fill(&mut c.conductor, clock.now());
+        if flush(c, clock).is_err() {
             return true;
         }
     }
-    queue(c);
     while let Some(line) = c.conductor.poll_log() {
         log(line);
     }
-    if flush(c).is_err() {
-        return true;
+    // Reading was paused for queued output that has since been written:
+    // the readable edge may already have passed, so come back to read.
+    if paused && c.out.may_read(&c.conductor, c.eof) {
+        c.woken.store(true, Ordering::Release);
     }
-    (c.conductor.is_closed() || (c.eof && !c.conductor.is_playing())) && c.out.is_empty()
+    c.out.finished(&c.conductor, c.eof)
 }
 
-fn queue<S: Session>(c: &mut Conn<S>) {
-    while let Some(t) = c.conductor.poll_transmit() {
-        c.out.push_back(t.data);
-    }
-}
-
-fn flush<S: Session>(c: &mut Conn<S>) -> io::Result<()> {
-    while let Some(front) = c.out.front_mut() {
-        match c.sock.write(front) {
+/// Writes what fits without blocking. `Err` when the peer is gone.
+fn flush<S: Session>(c: &mut Conn<S>, clock: &Clock) -> io::Result<()> {
+    while !c.out.is_empty() {
+        let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
+        let n = c.out.slices(&mut slices);
+        match c.sock.write_vectored(&slices[..n]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                front.advance(n);
-                if front.is_empty() {
-                    c.out.pop_front();
-                }
-            }
+            Ok(n) => c.out.advance(n, clock.now()),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),

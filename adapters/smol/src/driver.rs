@@ -2,13 +2,13 @@
 
 use crate::ShutdownSignal;
 use arcly_core::bus::CloseReason;
+use arcly_core::host::{Outbox, WRITE_SLICES, WRITE_TIMEOUT};
 use arcly_core::session::{Conductor, Input, Session};
 use arcly_core::time::Instant;
 use async_io::{Async, Timer};
 use bytes::BytesMut;
-use futures::AsyncWriteExt;
 use std::future::{poll_fn, Future};
-use std::io::{self, Read};
+use std::io::{self, IoSlice, Read, Write};
 use std::net::TcpStream;
 use std::pin::pin;
 use std::task::Poll;
@@ -62,6 +62,9 @@ pub struct DriverConfig {
     pub read_chunk: usize,
     /// How long a shut-down connection may take to send its goodbye.
     pub close_grace: Duration,
+    /// A peer that takes no bytes for this long while output is queued is
+    /// closed (its idle, handshake and lag limits keep running meanwhile).
+    pub write_timeout: Duration,
 }
 
 impl Default for DriverConfig {
@@ -69,6 +72,7 @@ impl Default for DriverConfig {
         DriverConfig {
             read_chunk: 16 * 1024,
             close_grace: Duration::from_secs(2),
+            write_timeout: WRITE_TIMEOUT,
         }
     }
 }
@@ -80,17 +84,37 @@ enum Wake {
     Read(io::Result<usize>),
     /// A small read, in a buffer of its own.
     Small(BytesMut),
+    Writable,
     Delivered,
     Timeout,
     Shutdown,
 }
 
+/// Writes what fits without blocking. `Err` when the peer is gone.
+fn flush(sock: &Async<TcpStream>, out: &mut Outbox, clock: &Clock) -> io::Result<()> {
+    while !out.is_empty() {
+        let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
+        let n = out.slices(&mut slices);
+        match sock.get_ref().write_vectored(&slices[..n]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => out.advance(n, clock.now()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Runs `conductor` over `sock` until the session closes, the peer goes
-/// away, or `shutdown` fires. Same contract as `arcly_tokio::drive_stream`:
-/// writes complete before more deliveries are taken, so a slow reader lags
-/// on the bus instead of growing a buffer.
+/// away, or `shutdown` fires. Same rules as `arcly_tokio::drive_stream`
+/// (those of [`arcly_core::host`]): output is written as it fits and a peer
+/// that takes nothing for `write_timeout` is closed; the socket is read only
+/// while little is queued and the session wants input; deliveries are taken
+/// only when everything before them was written, so a slow reader lags on
+/// the bus instead of growing a buffer.
 pub async fn drive_stream<S: Session>(
-    mut sock: Async<TcpStream>,
+    sock: Async<TcpStream>,
     mut conductor: Conductor<S>,
     clock: Clock,
     shutdown: ShutdownSignal,
@@ -103,34 +127,47 @@ pub async fn drive_stream<S: Session>(
     let mut want = SMALL_READ.min(cfg.read_chunk);
     let mut shutdown = pin!(shutdown.wait());
     let mut timer = Timer::never();
+    let mut out = Outbox::new();
     let mut eof = false;
     loop {
-        while let Some(t) = conductor.poll_transmit() {
-            sock.write_all(&t.data).await?;
+        out.fill(&mut conductor, clock.now());
+        if let Err(e) = flush(&sock, &mut out, &clock) {
+            conductor.handle_input(clock.now(), Input::Eof);
+            while let Some(line) = conductor.poll_log() {
+                log(line);
+            }
+            return Err(e);
         }
         while let Some(line) = conductor.poll_log() {
             log(line);
         }
-        if conductor.is_closed() || (eof && !conductor.is_playing()) {
+        if out.finished(&conductor, eof) {
             let _ = sock.get_ref().shutdown(std::net::Shutdown::Both);
             return Ok(());
         }
-        let deadline = conductor.poll_timeout();
-        match deadline {
+        if !out.is_empty() {
+            conductor.check_lag(clock.now());
+        }
+        match out.next_wake(&conductor, cfg.write_timeout) {
             Some(t) => timer.set_at(clock.to_std(t)),
             None => timer = Timer::never(),
         }
+        let read = out.may_read(&conductor, eof);
         let wake = poll_fn(|cx| {
             if shutdown.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Wake::Shutdown);
             }
+            if !out.is_empty() && sock.poll_writable(cx).is_ready() {
+                return Poll::Ready(Wake::Writable);
+            }
             if conductor.poll_session(cx, clock.now()).is_ready() {
                 return Poll::Ready(Wake::Delivered);
             }
-            if conductor.is_playing() && conductor.poll_deliveries(cx, clock.now()).is_ready() {
+            if out.may_deliver(&conductor) && conductor.poll_deliveries(cx, clock.now()).is_ready()
+            {
                 return Poll::Ready(Wake::Delivered);
             }
-            if !eof {
+            if read {
                 while sock.poll_readable(cx).is_ready() {
                     let (r, room) = if want <= SMALL_READ {
                         // A quiet peer: read on the stack and keep only what
@@ -190,13 +227,28 @@ pub async fn drive_stream<S: Session>(
                 }
                 return Err(e);
             }
-            Wake::Delivered => {}
-            Wake::Timeout => conductor.handle_timeout(clock.now()),
+            Wake::Writable | Wake::Delivered => {}
+            Wake::Timeout => {
+                let now = clock.now();
+                if out.stalled(now, cfg.write_timeout) {
+                    conductor.write_timed_out(now, cfg.write_timeout);
+                    while let Some(line) = conductor.poll_log() {
+                        log(line);
+                    }
+                    let _ = sock.get_ref().shutdown(std::net::Shutdown::Both);
+                    return Ok(());
+                }
+                conductor.handle_timeout(now);
+            }
             Wake::Shutdown => {
                 conductor.close(clock.now(), CloseReason::Shutdown);
+                out.fill(&mut conductor, clock.now());
                 let goodbye = async {
-                    while let Some(t) = conductor.poll_transmit() {
-                        sock.write_all(&t.data).await?;
+                    while !out.is_empty() {
+                        flush(&sock, &mut out, &clock)?;
+                        if !out.is_empty() {
+                            sock.writable().await?;
+                        }
                     }
                     io::Result::Ok(())
                 };

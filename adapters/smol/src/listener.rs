@@ -2,6 +2,7 @@
 
 use crate::{drive_stream, Clock, DriverConfig, ShutdownSignal};
 use arcly_core::engine::Engine;
+use arcly_core::host::{AddrLimit, LogLimit};
 use arcly_core::session::{Conductor, ConnContext, Session};
 use arcly_core::time::Instant;
 use async_io::{Async, Timer};
@@ -16,6 +17,9 @@ use std::time::Duration;
 pub struct ListenerConfig {
     /// Connections held at once; more are accepted and closed at once.
     pub max_connections: usize,
+    /// Connections held at once from one address (`None`: no limit, so
+    /// loopback benches work); more are accepted and closed at once.
+    pub max_connections_per_ip: Option<usize>,
     /// A connection must publish or play within this time (`None`: no limit).
     pub handshake_timeout: Option<Duration>,
     /// A connection that is not playing and sends nothing for this long is
@@ -31,6 +35,7 @@ impl Default for ListenerConfig {
     fn default() -> Self {
         ListenerConfig {
             max_connections: 10_000,
+            max_connections_per_ip: None,
             handshake_timeout: Some(Duration::from_secs(10)),
             idle_timeout: Duration::from_secs(30),
             shutdown_deadline: Duration::from_secs(5),
@@ -59,6 +64,8 @@ where
     S: Session + Send + 'static,
     F: Fn(Instant) -> S + Send + Sync + 'static,
 {
+    let per_ip = AddrLimit::new(cfg.max_connections_per_ip);
+    let malformed_log = Arc::new(LogLimit::new(Duration::from_secs(1)));
     let mut conns: Vec<smol::Task<()>> = Vec::new();
     let mut stop = pin!(shutdown.clone().wait());
     loop {
@@ -81,10 +88,15 @@ where
             drop(sock);
             continue;
         }
+        let Some(slot) = per_ip.acquire(peer.ip()) else {
+            drop(sock);
+            continue;
+        };
         let now = clock.now();
         let ctx = ConnContext {
             peer: Some(peer.to_string()),
             peer_addr: Some(peer),
+            malformed_log: malformed_log.clone(),
             unix_base: clock.unix_base(),
             started: now,
             handshake_timeout: cfg.handshake_timeout,
@@ -94,6 +106,7 @@ where
         let (signal, driver, log) = (shutdown.clone(), cfg.driver.clone(), log.clone());
         conns.push(smol::spawn(async move {
             let _ = drive_stream(sock, conductor, clock, signal, driver, &*log).await;
+            drop(slot);
         }));
     }
     drop(listener);

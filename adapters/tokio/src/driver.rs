@@ -2,10 +2,11 @@
 
 use crate::{Clock, ShutdownSignal};
 use arcly_core::bus::CloseReason;
+use arcly_core::host::{Outbox, WRITE_SLICES, WRITE_TIMEOUT};
 use arcly_core::session::{Conductor, Input, Session};
 use bytes::BytesMut;
 use std::future::{poll_fn, Future};
-use std::io;
+use std::io::{self, IoSlice};
 use std::pin::pin;
 use std::task::Poll;
 use tokio::io::AsyncWriteExt;
@@ -18,6 +19,9 @@ pub struct DriverConfig {
     pub read_chunk: usize,
     /// How long a shut-down connection may take to send its goodbye.
     pub close_grace: std::time::Duration,
+    /// A peer that takes no bytes for this long while output is queued is
+    /// closed (its idle, handshake and lag limits keep running meanwhile).
+    pub write_timeout: std::time::Duration,
 }
 
 impl Default for DriverConfig {
@@ -25,6 +29,7 @@ impl Default for DriverConfig {
         DriverConfig {
             read_chunk: 64 * 1024,
             close_grace: std::time::Duration::from_secs(2),
+            write_timeout: WRITE_TIMEOUT,
         }
     }
 }
@@ -36,20 +41,50 @@ enum Wake {
     Read(io::Result<usize>),
     /// A small read, in a buffer of its own.
     Small(BytesMut),
+    Writable,
     Delivered,
     Timeout,
     Shutdown,
 }
 
+/// Writes what fits without blocking. `Err` when the peer is gone.
+fn flush(sock: &TcpStream, out: &mut Outbox, clock: &Clock) -> io::Result<()> {
+    while !out.is_empty() {
+        let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
+        let n = out.slices(&mut slices);
+        match sock.try_write_vectored(&slices[..n]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => out.advance(n, clock.now()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Writes everything queued, waiting for the socket as needed.
+async fn write_out(sock: &TcpStream, out: &mut Outbox, clock: &Clock) -> io::Result<()> {
+    while !out.is_empty() {
+        flush(sock, out, clock)?;
+        if !out.is_empty() {
+            sock.writable().await?;
+        }
+    }
+    Ok(())
+}
+
 /// Runs `conductor` over `sock` until the session closes, the peer goes
 /// away, or `shutdown` fires. Log lines are handed to `log`.
 ///
-/// Writes are awaited in full before anything else happens on this
-/// connection, and bus deliveries are taken only when the previous ones were
-/// written: a slow reader lags on the bus (and resumes at a key frame)
-/// instead of growing a buffer, and never slows another connection.
+/// The rules are [`arcly_core::host`]'s: output is written as it fits and a
+/// peer that takes nothing for `write_timeout` is closed; the socket is read
+/// only while little is queued for the peer and the session wants input;
+/// bus deliveries are taken only when everything before them was written, so
+/// a slow reader lags on the bus (and resumes at a key frame) instead of
+/// growing a buffer, and never slows another connection.
 pub async fn drive_stream<S: Session>(
-    mut sock: TcpStream,
+    sock: TcpStream,
     mut conductor: Conductor<S>,
     clock: Clock,
     shutdown: ShutdownSignal,
@@ -62,35 +97,50 @@ pub async fn drive_stream<S: Session>(
     // `read_chunk`.
     let mut rbuf = BytesMut::new();
     let mut want = SMALL_READ.min(cfg.read_chunk);
+    let mut out = Outbox::new();
     let mut shutdown = pin!(shutdown.wait());
     let mut sleep = pin!(tokio::time::sleep(std::time::Duration::from_secs(3600)));
     let mut eof = false;
     loop {
-        while let Some(t) = conductor.poll_transmit() {
-            sock.write_all(&t.data).await?;
+        out.fill(&mut conductor, clock.now());
+        if let Err(e) = flush(&sock, &mut out, &clock) {
+            conductor.handle_input(clock.now(), Input::Eof);
+            while let Some(line) = conductor.poll_log() {
+                log(line);
+            }
+            return Err(e);
         }
         while let Some(line) = conductor.poll_log() {
             log(line);
         }
-        if conductor.is_closed() || (eof && !conductor.is_playing()) {
+        if out.finished(&conductor, eof) {
+            let mut sock = sock;
             let _ = sock.shutdown().await;
             return Ok(());
         }
-        let deadline = conductor.poll_timeout();
+        if !out.is_empty() {
+            conductor.check_lag(clock.now());
+        }
+        let deadline = out.next_wake(&conductor, cfg.write_timeout);
         if let Some(t) = deadline {
             sleep.as_mut().reset(clock.to_tokio(t));
         }
+        let read = out.may_read(&conductor, eof);
         let wake = poll_fn(|cx| {
             if shutdown.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Wake::Shutdown);
             }
+            if !out.is_empty() && sock.poll_write_ready(cx).is_ready() {
+                return Poll::Ready(Wake::Writable);
+            }
             if conductor.poll_session(cx, clock.now()).is_ready() {
                 return Poll::Ready(Wake::Delivered);
             }
-            if conductor.is_playing() && conductor.poll_deliveries(cx, clock.now()).is_ready() {
+            if out.may_deliver(&conductor) && conductor.poll_deliveries(cx, clock.now()).is_ready()
+            {
                 return Poll::Ready(Wake::Delivered);
             }
-            if !eof {
+            if read {
                 while sock.poll_read_ready(cx).is_ready() {
                     if want <= SMALL_READ && rbuf.is_empty() {
                         // A quiet peer (a player sends an acknowledgement
@@ -147,14 +197,24 @@ pub async fn drive_stream<S: Session>(
                 }
                 return Err(e);
             }
-            Wake::Delivered => {}
-            Wake::Timeout => conductor.handle_timeout(clock.now()),
+            Wake::Writable | Wake::Delivered => {}
+            Wake::Timeout => {
+                let now = clock.now();
+                if out.stalled(now, cfg.write_timeout) {
+                    conductor.write_timed_out(now, cfg.write_timeout);
+                    while let Some(line) = conductor.poll_log() {
+                        log(line);
+                    }
+                    return Ok(());
+                }
+                conductor.handle_timeout(now);
+            }
             Wake::Shutdown => {
                 conductor.close(clock.now(), CloseReason::Shutdown);
+                out.fill(&mut conductor, clock.now());
+                let mut sock = sock;
                 let goodbye = async {
-                    while let Some(t) = conductor.poll_transmit() {
-                        sock.write_all(&t.data).await?;
-                    }
+                    write_out(&sock, &mut out, &clock).await?;
                     sock.shutdown().await
                 };
                 let _ = tokio::time::timeout(cfg.close_grace, goodbye).await;

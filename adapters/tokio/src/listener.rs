@@ -3,6 +3,7 @@
 
 use crate::{drive_stream, Clock, DriverConfig, ShutdownSignal};
 use arcly_core::engine::Engine;
+use arcly_core::host::{AddrLimit, LogLimit};
 use arcly_core::session::{Conductor, ConnContext, Session};
 use arcly_core::time::Instant;
 use std::io;
@@ -16,6 +17,9 @@ use tokio::task::JoinSet;
 pub struct ListenerConfig {
     /// Connections held at once; more are accepted and closed at once.
     pub max_connections: usize,
+    /// Connections held at once from one address (`None`: no limit, so
+    /// loopback benches work); more are accepted and closed at once.
+    pub max_connections_per_ip: Option<usize>,
     /// A connection must publish or play within this time (`None`: no limit,
     /// for protocols such as HTTP).
     pub handshake_timeout: Option<Duration>,
@@ -33,6 +37,7 @@ impl Default for ListenerConfig {
     fn default() -> Self {
         ListenerConfig {
             max_connections: 10_000,
+            max_connections_per_ip: None,
             handshake_timeout: Some(Duration::from_secs(10)),
             idle_timeout: Duration::from_secs(30),
             shutdown_deadline: Duration::from_secs(5),
@@ -62,6 +67,8 @@ where
     F: Fn(Instant) -> S + Send + Sync + 'static,
 {
     let make = Arc::new(make);
+    let per_ip = AddrLimit::new(cfg.max_connections_per_ip);
+    let malformed_log = Arc::new(LogLimit::new(Duration::from_secs(1)));
     let mut conns = JoinSet::new();
     let stop = shutdown.clone().wait();
     tokio::pin!(stop);
@@ -86,10 +93,15 @@ where
             drop(sock);
             continue;
         }
+        let Some(slot) = per_ip.acquire(peer.ip()) else {
+            drop(sock);
+            continue;
+        };
         let now = clock.now();
         let ctx = ConnContext {
             peer: Some(peer.to_string()),
             peer_addr: Some(peer),
+            malformed_log: malformed_log.clone(),
             unix_base: clock.unix_base(),
             started: now,
             handshake_timeout: cfg.handshake_timeout,
@@ -99,6 +111,7 @@ where
         let (signal, driver, log) = (shutdown.clone(), cfg.driver.clone(), log.clone());
         conns.spawn(async move {
             let _ = drive_stream(sock, conductor, clock, signal, driver, &*log).await;
+            drop(slot);
         });
     }
     drop(listener);

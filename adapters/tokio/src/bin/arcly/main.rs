@@ -43,6 +43,9 @@ FLAGS:
     --lag-limit FRAMES      evict a player this many frames behind [default: 4096]
     --idle-timeout SECS     close a stream whose publisher is silent this long [default: 30]
     --max-connections N     connections held per listener [default: 10000]
+    --max-connections-per-ip N
+                            connections held per listener from one address [default: off]
+    --write-timeout SECS    close a peer that takes no bytes this long [default: 10]
     --auth-secret SECRET    require HMAC tokens (?token=...) to publish
     --protect-play          require tokens to play too (with --auth-secret)
     --workers N             runtime worker threads [default: number of cores]
@@ -130,6 +133,8 @@ struct Options {
     lag_limit: u64,
     idle_timeout: u64,
     max_connections: usize,
+    max_connections_per_ip: Option<usize>,
+    write_timeout: f64,
     auth_secret: Option<String>,
     protect_play: bool,
     workers: Option<usize>,
@@ -164,6 +169,8 @@ fn parse(args: &[String]) -> Result<Options, String> {
         lag_limit: 4096,
         idle_timeout: 30,
         max_connections: 10_000,
+        max_connections_per_ip: None,
+        write_timeout: 10.0,
         auth_secret: None,
         protect_play: false,
         workers: None,
@@ -195,6 +202,26 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--lag-limit" => o.lag_limit = number(flag, &value()?)?,
             "--idle-timeout" => o.idle_timeout = number(flag, &value()?)?,
             "--max-connections" => o.max_connections = number(flag, &value()?)?,
+            "--max-connections-per-ip" => {
+                let n: usize = number(flag, &value()?)?;
+                if n == 0 {
+                    return Err(format!(
+                        "{flag} takes a positive number (leave it out for no limit)"
+                    ));
+                }
+                o.max_connections_per_ip = Some(n);
+            }
+            "--write-timeout" => {
+                let v = value()?;
+                match v.parse::<f64>() {
+                    Ok(t) if t.is_finite() && t > 0.0 && t <= 3600.0 => o.write_timeout = t,
+                    _ => {
+                        return Err(format!(
+                            "{flag} takes a number of seconds above 0 and at most 3600, not {v:?}"
+                        ))
+                    }
+                }
+            }
             "--auth-secret" => o.auth_secret = Some(value()?),
             "--protect-play" => o.protect_play = true,
             "--workers" => o.workers = Some(number(flag, &value()?)?),
@@ -362,6 +389,11 @@ async fn run(o: Options) -> Result<(), String> {
     let conn_log: arcly_tokio::Log = Arc::new(|line: String| log(Level::Info, &line));
     let cfg = ListenerConfig {
         max_connections: o.max_connections,
+        max_connections_per_ip: o.max_connections_per_ip,
+        driver: arcly_tokio::DriverConfig {
+            write_timeout: Duration::from_secs_f64(o.write_timeout),
+            ..arcly_tokio::DriverConfig::default()
+        },
         ..ListenerConfig::default()
     };
     let mut servers = tokio::task::JoinSet::new();

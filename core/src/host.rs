@@ -1,0 +1,322 @@
+//! What every executor adapter's stream driver shares, written once: the
+//! output queue with its write deadline, when to read, when to take bus
+//! deliveries, when a connection is over, and per-address connection limits.
+//!
+//! Sans-IO like the rest of the crate: an adapter keeps only its runtime's
+//! system calls (read, vectored write, readiness, a timer) and asks these
+//! types what to do. The rules:
+//!
+//! * **Output.** Transmits are taken from the [`Conductor`] into an
+//!   [`Outbox`] and written as they fit (vectored). A peer that takes no
+//!   bytes for the write timeout is closed ([`Outbox::stalled`],
+//!   [`Conductor::write_timed_out`]): a peer that stops reading costs a
+//!   bounded amount and is dropped in bounded time, and its timers (idle,
+//!   handshake, held requests) keep running while a write is pending.
+//! * **Input.** The socket is read only while the outbox holds less than
+//!   [`READ_PAUSE`] bytes and the session [wants input](Conductor::wants_input):
+//!   a peer that pipelines requests and never reads fills its own socket
+//!   buffers, not ours.
+//! * **Deliveries** from the bus are taken only when the outbox is empty, so
+//!   a slow reader lags on the bus and resumes at a key frame; one past the
+//!   lag limit is evicted even while a write to it is pending
+//!   ([`Conductor::check_lag`]).
+//! * **End.** A connection is over when its session closed, or its peer
+//!   half-closed and it is not playing, and everything queued was written.
+//!
+//! Memory per connection is bounded by a constant whatever the peer sends:
+//! the read chunk, the session's own input and output bounds, and
+//! [`READ_PAUSE`] plus one transmit in the outbox.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::IoSlice;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::{Buf, Bytes};
+use core::time::Duration;
+
+use crate::session::{Conductor, Session};
+use crate::time::Instant;
+
+/// Bytes queued for a peer above which the driver stops reading from it.
+pub const READ_PAUSE: usize = 256 * 1024;
+
+/// Buffers one vectored write takes at most.
+pub const WRITE_SLICES: usize = 16;
+
+/// The default write timeout: a peer that takes no bytes for this long is
+/// closed.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connection's queued output, written as it fits, with the time it last
+/// made progress.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    queue: VecDeque<Bytes>,
+    queued: usize,
+    /// When bytes were last taken by the peer, or the queue last filled from
+    /// empty.
+    progress: Option<Instant>,
+}
+
+impl Outbox {
+    /// An empty outbox.
+    pub fn new() -> Self {
+        Outbox::default()
+    }
+
+    /// Takes every transmit the conductor has.
+    pub fn fill<S: Session>(&mut self, conductor: &mut Conductor<S>, now: Instant) {
+        while let Some(t) = conductor.poll_transmit() {
+            self.push(t.data, now);
+        }
+    }
+
+    /// Queues bytes.
+    pub fn push(&mut self, data: Bytes, now: Instant) {
+        if data.is_empty() {
+            return;
+        }
+        if self.queue.is_empty() {
+            self.progress = Some(now);
+        }
+        self.queued += data.len();
+        self.queue.push_back(data);
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Bytes queued.
+    pub fn queued(&self) -> usize {
+        self.queued
+    }
+
+    /// The queued buffers, in order, for one vectored write; returns how
+    /// many of `dst` were filled.
+    pub fn slices<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        for (slot, b) in dst.iter_mut().zip(self.queue.iter()) {
+            *slot = IoSlice::new(b);
+            n += 1;
+        }
+        n
+    }
+
+    /// The peer took `n` bytes.
+    pub fn advance(&mut self, mut n: usize, now: Instant) {
+        if n > 0 {
+            self.progress = Some(now);
+        }
+        self.queued -= n.min(self.queued);
+        while n > 0 {
+            let Some(front) = self.queue.front_mut() else {
+                break;
+            };
+            let k = n.min(front.len());
+            front.advance(k);
+            n -= k;
+            if front.is_empty() {
+                self.queue.pop_front();
+            }
+        }
+    }
+
+    /// When the write timeout runs out if the peer takes nothing more.
+    pub fn write_deadline(&self, timeout: Duration) -> Option<Instant> {
+        if self.queue.is_empty() {
+            return None;
+        }
+        self.progress.map(|t| t + timeout)
+    }
+
+    /// Whether the peer has taken nothing for `timeout` with bytes queued.
+    pub fn stalled(&self, now: Instant, timeout: Duration) -> bool {
+        self.write_deadline(timeout).is_some_and(|t| t <= now)
+    }
+
+    /// Whether the driver should read from the peer now.
+    pub fn may_read<S: Session>(&self, conductor: &Conductor<S>, eof: bool) -> bool {
+        !eof && self.queued < READ_PAUSE && conductor.wants_input()
+    }
+
+    /// Whether the driver should take bus deliveries now.
+    pub fn may_deliver<S: Session>(&self, conductor: &Conductor<S>) -> bool {
+        self.queue.is_empty() && conductor.is_playing()
+    }
+
+    /// Whether the connection is over: its session closed (or its peer
+    /// half-closed and it is not playing) and everything queued was written.
+    pub fn finished<S: Session>(&self, conductor: &Conductor<S>, eof: bool) -> bool {
+        self.queue.is_empty() && (conductor.is_closed() || (eof && !conductor.is_playing()))
+    }
+
+    /// When the driver must wake next: the conductor's timers or the write
+    /// deadline, whichever is first.
+    pub fn next_wake<S: Session>(
+        &self,
+        conductor: &Conductor<S>,
+        write_timeout: Duration,
+    ) -> Option<Instant> {
+        match (conductor.poll_timeout(), self.write_deadline(write_timeout)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// Connections held at once per peer address (the accept path only; no
+/// media path takes its lock). Off when built with `None`.
+#[derive(Clone, Debug, Default)]
+pub struct AddrLimit {
+    max: Option<usize>,
+    held: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl AddrLimit {
+    /// At most `max` connections per address; `None` for no limit.
+    pub fn new(max: Option<usize>) -> Self {
+        AddrLimit {
+            max,
+            held: Arc::default(),
+        }
+    }
+
+    /// A slot for a connection from `ip`, held until the guard is dropped;
+    /// `None` when the address already holds its limit.
+    pub fn acquire(&self, ip: IpAddr) -> Option<AddrGuard> {
+        let Some(max) = self.max else {
+            return Some(AddrGuard { slot: None });
+        };
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let n = held.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(AddrGuard {
+            slot: Some((self.held.clone(), ip)),
+        })
+    }
+
+    /// Connections held from `ip` now.
+    pub fn held(&self, ip: IpAddr) -> usize {
+        let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.get(&ip).copied().unwrap_or(0)
+    }
+}
+
+/// A connection's slot in an [`AddrLimit`]; dropping it frees the slot.
+#[derive(Debug)]
+pub struct AddrGuard {
+    slot: Option<(Arc<Mutex<HashMap<IpAddr, usize>>>, IpAddr)>,
+}
+
+impl Drop for AddrGuard {
+    fn drop(&mut self) {
+        if let Some((held, ip)) = self.slot.take() {
+            let mut held = held.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = held.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    held.remove(&ip);
+                }
+            }
+        }
+    }
+}
+
+/// Rate-limits a repeated log line: at most one per `every`, with a count
+/// of the ones held back.
+#[derive(Debug)]
+pub struct LogLimit {
+    every: Duration,
+    last: Mutex<Option<(Instant, u64)>>,
+}
+
+impl LogLimit {
+    /// At most one line per `every`.
+    pub const fn new(every: Duration) -> Self {
+        LogLimit {
+            every,
+            last: Mutex::new(None),
+        }
+    }
+
+    /// `Some(held_back)` when a line may be logged now (`held_back` lines
+    /// were suppressed since the last one), `None` to stay quiet.
+    pub fn allow(&self, now: Instant) -> Option<u64> {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        match *last {
+            Some((t, n)) if now < t + self.every => {
+                *last = Some((t, n + 1));
+                None
+            }
+            Some((_, n)) => {
+                *last = Some((now, 0));
+                Some(n)
+            }
+            None => {
+                *last = Some((now, 0));
+                Some(0)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outbox_advances_across_buffers_and_times_out() {
+        let mut o = Outbox::new();
+        let t0 = Instant::from_millis(1_000);
+        let timeout = Duration::from_secs(10);
+        assert_eq!(o.write_deadline(timeout), None);
+        o.push(Bytes::from_static(b"abc"), t0);
+        o.push(Bytes::from_static(b"defg"), Instant::from_millis(2_000));
+        assert_eq!(o.queued(), 7);
+        assert_eq!(o.write_deadline(timeout), Some(t0 + timeout));
+        let mut s = [IoSlice::new(&[]); WRITE_SLICES];
+        assert_eq!(o.slices(&mut s), 2);
+        o.advance(4, Instant::from_millis(5_000));
+        assert_eq!(o.queued(), 3);
+        let mut s = [IoSlice::new(&[]); WRITE_SLICES];
+        assert_eq!(o.slices(&mut s), 1);
+        assert_eq!(&*s[0], b"efg");
+        assert!(!o.stalled(Instant::from_millis(14_999), timeout));
+        assert!(o.stalled(Instant::from_millis(15_000), timeout));
+        o.advance(3, Instant::from_millis(16_000));
+        assert!(o.is_empty());
+        assert!(!o.stalled(Instant::from_millis(99_000), timeout));
+    }
+
+    #[test]
+    fn addr_limit_counts_per_address() {
+        let l = AddrLimit::new(Some(2));
+        let a: IpAddr = [127, 0, 0, 1].into();
+        let b: IpAddr = [127, 0, 0, 2].into();
+        let g1 = l.acquire(a).expect("first");
+        let _g2 = l.acquire(a).expect("second");
+        assert!(l.acquire(a).is_none());
+        assert!(l.acquire(b).is_some());
+        drop(g1);
+        assert_eq!(l.held(a), 1);
+        assert!(l.acquire(a).is_some());
+        let off = AddrLimit::new(None);
+        let all: Vec<_> = (0..100).map(|_| off.acquire(a)).collect();
+        assert!(all.iter().all(Option::is_some));
+    }
+
+    #[test]
+    fn log_limit_holds_back_and_counts() {
+        let l = LogLimit::new(Duration::from_secs(1));
+        assert_eq!(l.allow(Instant::from_millis(0)), Some(0));
+        assert_eq!(l.allow(Instant::from_millis(10)), None);
+        assert_eq!(l.allow(Instant::from_millis(20)), None);
+        assert_eq!(l.allow(Instant::from_millis(1_000)), Some(2));
+    }
+}
