@@ -40,6 +40,29 @@ seed av1 "$media/av1.obu" 4096
 mkdir -p seeds/http_client
 printf 'HTTP/1.1 200 OK\r\nContent-Length: 77\r\n\r\n#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:2.0,\nseg0.ts\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n' > seeds/http_client/live
 seed vp9 "$media/vp9.ivf" 4096
+# The server's request framing: pipelined requests and each refused case
+# (RFC 9112 framing, paths that must not be routed), split at byte 0's value.
+mkdir -p seeds/http_request
+n=0
+for r in \
+  'GET /live/a/index.m3u8?token=t HTTP/1.1\r\nHost: x\r\n\r\nGET /live/a/media.m3u8?_HLS_msn=5&_HLS_part=1 HTTP/1.1\r\n\r\nHEAD /x%20y HTTP/1.0\r\n\r\n' \
+  'POST /whip HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET /a HTTP/1.1\r\n\r\n' \
+  'POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!' \
+  'POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\nhello' \
+  'POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello' \
+  'POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n' \
+  'POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n' \
+  'POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n' \
+  'GET / HTTP/1.1\nHost: x\n\n' \
+  'GET / HTTP/1.1\r\nX: a\rb\r\n\r\n' \
+  'POST / HTTP/1.1\r\nContent-Length : 5\r\n\r\nhello' \
+  'GET / HTTP/1.1\r\nX-A: one\r\n two\r\n\r\n' \
+  'GET /live/a%2f..%2fb/x HTTP/1.1\r\n\r\nGET /live/a%5Cb/x HTTP/1.1\r\n\r\n' \
+  'GET /live/%2e%2e/x%00 HTTP/1.1\r\n\r\n' \
+  'GET /a HTTP/1.1\r\n\r\nGET /ab HTTP/1.1\r\n\r\nGET /abc HTTP/1.1\r\n\r\nGET /abcd HTTP/1.1\r\n\r\nGET /abcde HTTP/1.1\r\n\r\nGET /abcdef HTTP/1.1\r\n\r\n'; do
+  n=$((n + 1))
+  { printf "\\x$(printf %02x $((n * 7)))"; printf '%b' "$r"; } >"seeds/http_request/vector$n"
+done
 
 cargo fuzz build >/dev/null
 

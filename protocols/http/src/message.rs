@@ -1,7 +1,27 @@
 //! Requests and responses (RFC 9112), with the limits that keep a server
 //! safe: header bytes, header count, body size.
+//!
+//! Framing is read strictly, so that this server and any proxy in front of
+//! it cannot disagree on where a request ends (request smuggling, RFC 9112
+//! §11.2). Each of these is refused with 400 and a close:
+//!
+//! * a line ending other than CRLF in the head: a bare CR or a bare LF
+//!   (§2.2 lets a server accept a bare LF; this one does not);
+//! * whitespace between a field name and its colon (§5.1), and obs-fold, a
+//!   field line continued on the next one (§5.2);
+//! * a `Content-Length` that is not only digits (`+5`, `-1`, `5x`, empty),
+//!   or several that differ (two fields, or a list, §6.3 item 5; identical
+//!   copies are taken as one);
+//! * `Transfer-Encoding` together with `Content-Length` (§6.3 item 3), or a
+//!   transfer coding other than a lone `chunked`; a lone `chunked` is
+//!   answered 411 as this server takes no chunked uploads;
+//! * more than one `Host` (§3.2);
+//! * in the path: an encoded separator (`%2F`, `%5C`), a backslash, a NUL or
+//!   other control character once decoded, or a `..` segment (a path is
+//!   routed by its `/`s, and only by those the client wrote).
 
 use bytes::{BufMut, Bytes, BytesMut};
+use std::net::SocketAddr;
 
 /// Most header fields in one request.
 pub const MAX_HEADERS: usize = 64;
@@ -54,6 +74,9 @@ pub struct Request {
     pub keep_alive: bool,
     /// The body (`Content-Length` bytes).
     pub body: Bytes,
+    /// The peer that sent it, when the host said (the session sets it; the
+    /// parser leaves it `None`).
+    pub peer: Option<SocketAddr>,
 }
 
 impl Request {
@@ -91,13 +114,20 @@ pub enum ParseError {
     /// A body framing this server does not take (chunked uploads) (411).
     #[error("length required")]
     LengthRequired,
+    /// The message's framing is ambiguous or not allowed: line endings,
+    /// `Content-Length`, `Transfer-Encoding`, field syntax (400).
+    #[error("bad framing: {0}")]
+    Framing(&'static str),
+    /// The request target's path may not be routed (400).
+    #[error("bad path: {0}")]
+    BadPath(&'static str),
 }
 
 impl ParseError {
     /// The status code to answer with.
     pub fn status(&self) -> u16 {
         match self {
-            ParseError::Malformed(_) => 400,
+            ParseError::Malformed(_) | ParseError::Framing(_) | ParseError::BadPath(_) => 400,
             ParseError::HeaderTooLarge => 431,
             ParseError::BodyTooLarge => 413,
             ParseError::LengthRequired => 411,
@@ -125,6 +155,56 @@ pub fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// Decodes the path of a request target, refusing what must not be routed
+/// (see the module docs): encoded `/` or `\\`, a backslash, control
+/// characters, `..` segments.
+pub fn decode_path(raw: &str) -> Result<String, ParseError> {
+    let b = raw.as_bytes();
+    for w in b.windows(3) {
+        if w[0] == b'%' && matches!(&w[1..], [b'2', b'f' | b'F'] | [b'5', b'c' | b'C']) {
+            return Err(ParseError::BadPath("an encoded separator (%2F or %5C)"));
+        }
+    }
+    let path = percent_decode(raw).ok_or(ParseError::BadPath("a bad escape"))?;
+    if path.contains('\\') {
+        return Err(ParseError::BadPath("a backslash"));
+    }
+    if path.chars().any(|c| c.is_control()) {
+        return Err(ParseError::BadPath("a control character"));
+    }
+    if path.split('/').any(|seg| seg == "..") {
+        return Err(ParseError::BadPath("a '..' segment"));
+    }
+    Ok(path)
+}
+
+/// Line endings in a head: every LF follows a CR, every CR precedes an LF.
+fn crlf_only(head: &[u8]) -> bool {
+    head.iter().enumerate().all(|(i, &b)| match b {
+        b'\n' => i > 0 && head[i - 1] == b'\r',
+        b'\r' => head.get(i + 1) == Some(&b'\n'),
+        _ => true,
+    })
+}
+
+/// A `Content-Length` value: digits only, or a list of identical ones.
+fn content_length(value: &str) -> Result<usize, ParseError> {
+    let mut found: Option<usize> = None;
+    for item in value.split(',') {
+        let item = item.trim_matches([' ', '\t']);
+        if item.is_empty() || !item.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ParseError::Framing("Content-Length is not a number"));
+        }
+        // Only digits, so the one failure is overflow: larger than any body.
+        let n = item.parse::<usize>().unwrap_or(usize::MAX);
+        if found.is_some_and(|f| f != n) {
+            return Err(ParseError::Framing("Content-Length values differ"));
+        }
+        found = Some(n);
+    }
+    found.ok_or(ParseError::Framing("Content-Length is not a number"))
+}
+
 /// Tries to parse one request from the front of `buf`. `Ok(None)`: need more
 /// bytes (not an error). On success the request's bytes are removed from
 /// `buf`.
@@ -150,6 +230,9 @@ pub fn parse_request(
         if head_len > max_header {
             return Err(ParseError::HeaderTooLarge);
         }
+        if !crlf_only(&buf[..head_len]) {
+            return Err(ParseError::Framing("a line ending other than CRLF"));
+        }
         let method = Method::parse(req.method.unwrap_or(""));
         let target = req.path.unwrap_or("/");
         let minor = req.version.unwrap_or(1);
@@ -157,21 +240,37 @@ pub fn parse_request(
         if !raw_path.starts_with('/') {
             return Err(ParseError::Malformed(format!("request target {target:?}")));
         }
-        let path = percent_decode(raw_path)
-            .ok_or_else(|| ParseError::Malformed(format!("bad escape in {raw_path:?}")))?;
+        let path = decode_path(raw_path)?;
         let mut headers = Vec::with_capacity(req.headers.len());
-        let mut content_length = 0usize;
+        let mut length: Option<usize> = None;
+        let mut chunked = false;
+        let mut hosts = 0;
         let mut keep_alive = minor == 1;
         for h in req.headers.iter() {
             let name = h.name.to_ascii_lowercase();
             let value = String::from_utf8_lossy(h.value).trim().to_string();
             match name.as_str() {
                 "content-length" => {
-                    content_length = value
-                        .parse()
-                        .map_err(|_| ParseError::Malformed(format!("content-length {value:?}")))?;
+                    let n = content_length(&value)?;
+                    if length.is_some_and(|l| l != n) {
+                        return Err(ParseError::Framing("Content-Length values differ"));
+                    }
+                    length = Some(n);
                 }
-                "transfer-encoding" => return Err(ParseError::LengthRequired),
+                "transfer-encoding" => {
+                    // Only a lone `chunked` is understood (and then refused
+                    // as an upload framing); anything else is an error.
+                    if chunked || !value.eq_ignore_ascii_case("chunked") {
+                        return Err(ParseError::Framing("a transfer coding other than chunked"));
+                    }
+                    chunked = true;
+                }
+                "host" => {
+                    hosts += 1;
+                    if hosts > 1 {
+                        return Err(ParseError::Framing("more than one Host"));
+                    }
+                }
                 "connection" => {
                     let v = value.to_ascii_lowercase();
                     if v.contains("close") {
@@ -184,6 +283,15 @@ pub fn parse_request(
             }
             headers.push((name, value));
         }
+        if chunked {
+            if length.is_some() {
+                return Err(ParseError::Framing(
+                    "both Transfer-Encoding and Content-Length",
+                ));
+            }
+            return Err(ParseError::LengthRequired);
+        }
+        let content_length = length.unwrap_or(0);
         (
             head_len,
             method,
@@ -210,6 +318,7 @@ pub fn parse_request(
         headers,
         keep_alive,
         body,
+        peer: None,
     }))
 }
 
@@ -348,9 +457,195 @@ mod tests {
         let mut b = buf("GET /%zz HTTP/1.1\r\n\r\n");
         assert!(matches!(
             parse_request(&mut b, 8192, 0),
-            Err(ParseError::Malformed(_))
+            Err(ParseError::BadPath(_))
         ));
     }
+
+    /// One block per case, after httparse's test vectors: the request bytes
+    /// and what the parser makes of them.
+    macro_rules! vector {
+        ($name:ident, $input:expr, refused $err:pat) => {
+            vector!($name, $input, refused $err, 400);
+        };
+        ($name:ident, $input:expr, refused $err:pat, $status:expr) => {
+            #[test]
+            fn $name() {
+                let mut b = BytesMut::from(&$input[..]);
+                let r = parse_request(&mut b, 8192, 100);
+                assert!(matches!(r, Err($err)), "{:?}", r);
+                assert_eq!(r.unwrap_err().status(), $status);
+            }
+        };
+        ($name:ident, $input:expr, |$req:ident| $check:block) => {
+            #[test]
+            fn $name() {
+                let mut b = BytesMut::from(&$input[..]);
+                let $req = parse_request(&mut b, 8192, 100).unwrap().unwrap();
+                $check
+            }
+        };
+    }
+
+    vector!(
+        conflicting_content_lengths,
+        b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+        refused ParseError::Framing(_)
+    );
+    vector!(
+        a_content_length_list_that_differs,
+        b"POST / HTTP/1.1\r\nContent-Length: 5, 6\r\n\r\nhello!",
+        refused ParseError::Framing(_)
+    );
+    vector!(
+        identical_content_lengths_are_one,
+        b"POST / HTTP/1.1\r\nContent-Length: 5\r\ncontent-length: 5, 5\r\n\r\nhello",
+        |r| {
+            assert_eq!(&r.body[..], b"hello");
+        }
+    );
+    vector!(
+        a_signed_content_length,
+        b"POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello",
+        refused ParseError::Framing(_)
+    );
+    vector!(
+        a_negative_content_length,
+        b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+        refused ParseError::Framing(_)
+    );
+    vector!(
+        a_content_length_with_letters,
+        b"POST / HTTP/1.1\r\nContent-Length:  5x\r\n\r\nhello",
+        refused ParseError::Framing(_)
+    );
+    vector!(
+        an_empty_content_length,
+        b"POST / HTTP/1.1\r\nContent-Length:\r\n\r\n",
+        refused ParseError::Framing(_)
+    );
+    vector!(
+        a_huge_content_length_is_too_large_not_a_panic,
+        b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999999\r\n\r\n",
+        refused ParseError::BodyTooLarge,
+        413
+    );
+    vector!(
+        a_lone_chunked_upload_needs_a_length,
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        refused ParseError::LengthRequired,
+        411
+    );
+    vector!(
+        content_length_and_transfer_encoding,
+        b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        refused ParseError::Framing(_)
+    );
+    vector!(
+        transfer_encoding_and_content_length,
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
+        refused ParseError::Framing(_)
+    );
+    vector!(
+        an_unknown_transfer_coding,
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+        refused ParseError::Framing(_)
+    );
+    vector!(
+        transfer_encoding_twice,
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+        refused ParseError::Framing(_)
+    );
+    vector!(
+        a_bare_lf_after_a_field,
+        b"GET / HTTP/1.1\r\nHost: x\n\r\n",
+        refused ParseError::Framing(_)
+    );
+    vector!(
+        bare_lf_everywhere,
+        b"GET / HTTP/1.1\nHost: x\n\n",
+        refused ParseError::Framing(_)
+    );
+    vector!(
+        a_bare_cr_in_a_field,
+        b"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n",
+        refused ParseError::Malformed(_) | ParseError::Framing(_)
+    );
+    vector!(
+        a_bare_cr_ending_the_request_line,
+        b"GET / HTTP/1.1\rHost: x\r\n\r\n",
+        refused ParseError::Malformed(_) | ParseError::Framing(_)
+    );
+    vector!(
+        whitespace_before_the_colon,
+        b"POST / HTTP/1.1\r\nContent-Length : 5\r\n\r\nhello",
+        refused ParseError::Malformed(_)
+    );
+    vector!(
+        obs_fold,
+        b"GET / HTTP/1.1\r\nX-A: one\r\n two\r\n\r\n",
+        refused ParseError::Malformed(_)
+    );
+    vector!(
+        two_hosts,
+        b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        refused ParseError::Framing(_)
+    );
+    vector!(
+        an_encoded_slash_lower,
+        b"GET /live/a%2f..%2f..%2fetc/x HTTP/1.1\r\n\r\n",
+        refused ParseError::BadPath(_)
+    );
+    vector!(
+        an_encoded_slash_upper,
+        b"GET /live/a%2Fb/index.m3u8 HTTP/1.1\r\n\r\n",
+        refused ParseError::BadPath(_)
+    );
+    vector!(
+        an_encoded_backslash,
+        b"GET /live/a%5cb/index.m3u8 HTTP/1.1\r\n\r\n",
+        refused ParseError::BadPath(_)
+    );
+    vector!(
+        an_encoded_backslash_upper,
+        b"GET /live/a%5Cb/index.m3u8 HTTP/1.1\r\n\r\n",
+        refused ParseError::BadPath(_)
+    );
+    vector!(
+        an_encoded_nul,
+        b"GET /live/a%00/index.m3u8 HTTP/1.1\r\n\r\n",
+        refused ParseError::BadPath(_)
+    );
+    vector!(
+        a_dot_dot_segment,
+        b"GET /live/../secret HTTP/1.1\r\n\r\n",
+        refused ParseError::BadPath(_)
+    );
+    vector!(
+        an_encoded_dot_dot_segment,
+        b"GET /live/%2e%2E/secret HTTP/1.1\r\n\r\n",
+        refused ParseError::BadPath(_)
+    );
+    vector!(
+        a_trailing_dot_dot,
+        b"GET /live/a/.. HTTP/1.1\r\n\r\n",
+        refused ParseError::BadPath(_)
+    );
+    vector!(
+        dots_inside_a_name_are_fine,
+        b"GET /live/a..b/seg1.0.m4s?token=a%2Fb HTTP/1.1\r\n\r\n",
+        |r| {
+            assert_eq!(r.path, "/live/a..b/seg1.0.m4s");
+            // The query is not the path: an encoded slash there is data.
+            assert_eq!(r.query_param("token"), Some("a%2Fb"));
+        }
+    );
+    vector!(
+        an_encoded_space_is_fine,
+        b"GET /x%20y HTTP/1.1\r\n\r\n",
+        |r| {
+            assert_eq!(r.path, "/x y");
+        }
+    );
 
     proptest! {
         #[test]

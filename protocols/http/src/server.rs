@@ -34,7 +34,7 @@
 //! runs only while the session waits for the peer's bytes: paused on its own
 //! output it stops, and it starts again with the next bytes that arrive.
 
-use crate::message::{parse_request, Method, ParseError, Request, Response};
+use crate::message::{parse_request, Method, Request, Response};
 use arcly_core::bus::{CloseReason, DeliveryRef, RecvError};
 use arcly_core::session::{
     Input, Rejection, RequestId, Session, SessionEnd, SessionEvent, Transmit,
@@ -217,12 +217,7 @@ impl<H: Handler> HttpSession<H> {
                     return;
                 }
                 Err(e) => {
-                    let status = e.status();
-                    let text = match &e {
-                        ParseError::Malformed(_) => e.to_string(),
-                        _ => e.to_string(),
-                    };
-                    self.fail(status, &text);
+                    self.fail(e.status(), &e.to_string());
                     return;
                 }
             }

@@ -370,3 +370,38 @@ fn the_conductor_sees_a_close_raised_while_draining() {
     assert_eq!(answers, 2001);
     assert!(matches!(c.end(), Some(SessionEnd::ProtocolError(_))));
 }
+
+#[test]
+fn ambiguous_framing_gets_400_and_close_after_the_answers_before_it() {
+    for bad in [
+        "POST /a HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxx",
+        "POST /a HTTP/1.1\r\nContent-Length: +1\r\n\r\nx",
+        "POST /a HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\nx",
+        "POST /a HTTP/1.1\r\nTransfer-Encoding: identity\r\n\r\n",
+        "GET /a HTTP/1.1\nHost: x\n\n",
+        "GET /a HTTP/1.1\r\nX : y\r\n\r\n",
+        "GET /a HTTP/1.1\r\nX: y\r\n\tz\r\n\r\n",
+        "GET /live%2fa/index.m3u8 HTTP/1.1\r\n\r\n",
+        "GET /live/a%5C/index.m3u8 HTTP/1.1\r\n\r\n",
+        "GET /live/%00/x HTTP/1.1\r\n\r\n",
+        "GET /live/a/../b HTTP/1.1\r\n\r\n",
+    ] {
+        let (mut s, _) = session();
+        feed(
+            &mut s,
+            0,
+            &format!("GET /a HTTP/1.1\r\n\r\n{bad}GET /a HTTP/1.1\r\n\r\n"),
+        );
+        let o = out(&mut s);
+        assert_eq!(statuses(&o), ["200", "400"], "{bad:?}: {o}");
+        assert!(
+            o.ends_with("\n") && o.contains("Connection: close"),
+            "{bad:?}"
+        );
+        assert!(s.is_closed(), "{bad:?}");
+        assert!(matches!(
+            s.poll_event(),
+            Some(SessionEvent::Closed(SessionEnd::ProtocolError(_)))
+        ));
+    }
+}
