@@ -1,36 +1,166 @@
 //! The gateway's routes: HLS under `/{app}/{stream}/`, `/api/streams`,
 //! `/metrics`; everything else is a clear 404 or 405.
+//!
+//! # Who may read the API and the metrics
+//!
+//! `/api/...` and `/metrics` name every stream, its publisher's address and
+//! session, so they are not public. They are answered to:
+//!
+//! * a local peer: one whose address is `127.0.0.1` or `::1` (or
+//!   `::ffff:127.0.0.1`, the same host seen through a dual-stack socket).
+//!   The rest of `127.0.0.0/8` is loopback too, but it is what containers,
+//!   proxies and tests use to stand in for other hosts, and a local
+//!   operator's tools reach `127.0.0.1`; counting only these two refuses
+//!   nothing a local operator needs. A request whose peer the host did not
+//!   give is not local;
+//! * anyone presenting the configured secret
+//!   ([`Router::with_api_secret`]), as `Authorization: Bearer SECRET` or as
+//!   the query parameter `?secret=SECRET` (percent-encoded). The secret is
+//!   compared in constant time.
+//!
+//! Anyone else gets 401 (with `WWW-Authenticate: Bearer`) when a secret is
+//! configured, or 403 when none is, and nothing of the API. Answers on these
+//! paths carry no `Access-Control-Allow-Origin` (a web page on another
+//! origin cannot read them through a local browser) and are not cached
+//! (`Cache-Control: no-store`). Media answers stay readable by any origin.
 
 use crate::hls::HlsOrigin;
-use crate::message::{Method, Request, Response};
+use crate::message::{percent_decode, Method, Request, Response};
 use crate::{stats, Handler};
 use arcly_core::engine::{Action, Engine, Request as EngineRequest, StreamKey};
 use arcly_core::session::Rejection;
 use arcly_core::time::Instant;
+use std::net::IpAddr;
 use std::task::{Context, Poll};
 
 /// Routes requests to the HLS origin and the stats endpoints, checking
-/// `?token=` through the engine's authenticator for media.
-#[derive(Debug, Clone)]
+/// `?token=` through the engine's authenticator for media, and the API
+/// policy (see the module docs) for `/api/...` and `/metrics`.
+#[derive(Clone)]
 pub struct Router {
     engine: Engine,
     hls: HlsOrigin,
     unix_base: u64,
+    api_secret: Option<String>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("hls", &self.hls)
+            .field("unix_base", &self.unix_base)
+            .field("api_secret", &self.api_secret.as_ref().map(|_| "(set)"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether `path` is the API's or the metrics'.
+fn is_api(path: &str) -> bool {
+    path == "/metrics" || path == "/api" || path.starts_with("/api/")
+}
+
+/// The two addresses counted as local (see the module docs).
+fn is_local(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4 == std::net::Ipv4Addr::LOCALHOST,
+        IpAddr::V6(v6) => {
+            v6 == std::net::Ipv6Addr::LOCALHOST
+                || v6.to_ipv4_mapped() == Some(std::net::Ipv4Addr::LOCALHOST)
+        }
+    }
+}
+
+/// Compares two secrets in time that depends on their lengths only.
+fn same_secret(given: &[u8], secret: &[u8]) -> bool {
+    let mut diff = usize::from(given.len() != secret.len());
+    for i in 0..given.len().max(secret.len()) {
+        let a = given.get(i).copied().unwrap_or(0);
+        let b = secret.get(i).copied().unwrap_or(0);
+        diff |= usize::from(a ^ b);
+    }
+    std::hint::black_box(diff) == 0
 }
 
 impl Router {
     /// Routes for `engine`'s streams, served from `hls`. `unix_base` is the
-    /// wall clock at the host's `Instant::ZERO`, for token expiry.
+    /// wall clock at the host's `Instant::ZERO`, for token expiry. The API
+    /// and metrics are served to local peers only until
+    /// [`with_api_secret`](Self::with_api_secret) sets a secret.
     pub fn new(engine: Engine, hls: HlsOrigin, unix_base: u64) -> Self {
         Router {
             engine,
             hls,
             unix_base,
+            api_secret: None,
         }
+    }
+
+    /// Also serves the API and metrics to callers that present `secret`
+    /// (`Authorization: Bearer SECRET` or `?secret=SECRET`). `None`, or an
+    /// empty secret, leaves them to local peers only.
+    pub fn with_api_secret(mut self, secret: Option<String>) -> Self {
+        self.api_secret = secret.filter(|s| !s.is_empty());
+        self
+    }
+
+    /// Whether `req` may read the API: a local peer, or the secret.
+    fn api_allowed(&self, req: &Request) -> Result<(), Response> {
+        if req.peer.is_some_and(|p| is_local(p.ip())) {
+            return Ok(());
+        }
+        let Some(secret) = self.api_secret.as_deref() else {
+            return Err(Response::text(
+                403,
+                "the API and metrics are served to local clients only",
+            ));
+        };
+        let bearer = req.header("authorization").and_then(|v| {
+            let (scheme, cred) = v.split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| cred.trim().to_string())
+        });
+        let query = req.query_param("secret").and_then(percent_decode);
+        let presented = [bearer, query]
+            .into_iter()
+            .flatten()
+            .any(|given| same_secret(given.as_bytes(), secret.as_bytes()));
+        if presented {
+            Ok(())
+        } else {
+            Err(
+                Response::text(401, "the API and metrics need the API secret")
+                    .with_header("WWW-Authenticate", "Bearer realm=\"arcly\""),
+            )
+        }
+    }
+
+    fn api(&self, now: Instant, req: &Request) -> Response {
+        if let Err(refused) = self.api_allowed(req) {
+            return refused.with_header("Cache-Control", "no-store");
+        }
+        let resp = match req.path.as_str() {
+            "/api/streams" => Response::new(
+                200,
+                "application/json",
+                stats::streams_json(&self.engine, now),
+            ),
+            "/metrics" => Response::new(
+                200,
+                "text/plain; version=0.0.4",
+                stats::metrics(&self.engine),
+            ),
+            _ => Response::text(404, "not found: the API has /api/streams"),
+        };
+        resp.with_header("Cache-Control", "no-store")
     }
 }
 
 impl Handler for Router {
+    fn any_origin(&self, req: &Request) -> bool {
+        !is_api(&req.path)
+    }
+
     fn poll_response(&self, now: Instant, req: &Request, cx: &mut Context<'_>) -> Poll<Response> {
         if !matches!(req.method, Method::Get | Method::Head) {
             return Poll::Ready(
@@ -38,27 +168,14 @@ impl Handler for Router {
                     .with_header("Allow", "GET, HEAD, OPTIONS"),
             );
         }
-        match req.path.as_str() {
-            "/api/streams" => {
-                return Poll::Ready(
-                    Response::new(200, "application/json", stats::streams_json(&self.engine, now))
-                        .with_header("Cache-Control", "no-cache"),
-                )
-            }
-            "/metrics" => {
-                return Poll::Ready(Response::new(
-                    200,
-                    "text/plain; version=0.0.4",
-                    stats::metrics(&self.engine),
-                ))
-            }
-            "/" => {
-                return Poll::Ready(Response::text(
-                    200,
-                    "arcly: HLS at /APP/STREAM/index.m3u8, stream list at /api/streams, metrics at /metrics",
-                ))
-            }
-            _ => {}
+        if is_api(&req.path) {
+            return Poll::Ready(self.api(now, req));
+        }
+        if req.path == "/" {
+            return Poll::Ready(Response::text(
+                200,
+                "arcly: HLS at /APP/STREAM/index.m3u8, stream list at /api/streams, metrics at /metrics",
+            ));
         }
         let parts: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
         let [app, stream, name] = parts[..] else {
@@ -96,5 +213,165 @@ impl Handler for Router {
             ));
         }
         self.hls.poll_get(&key, name, req, cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{HttpConfig, HttpSession};
+    use arcly_core::engine::{Publisher, Request as EReq};
+    use arcly_core::session::{Input, Session};
+    use bytes::BytesMut;
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// A router with one stream published (while the publisher is kept).
+    fn router(secret: Option<&str>) -> (Router, Publisher) {
+        let engine = Engine::default();
+        let p = engine
+            .publish(
+                &EReq::new(StreamKey::new("live", "a").unwrap(), "rtmp"),
+                Instant::ZERO,
+            )
+            .unwrap();
+        let hls = HlsOrigin::new(Default::default(), Duration::from_secs(10));
+        let r = Router::new(engine, hls, 0).with_api_secret(secret.map(String::from));
+        (r, p)
+    }
+
+    /// The whole answer to `request` from `peer`.
+    fn get(r: &Router, peer: Option<&str>, request: &str) -> String {
+        let mut s = HttpSession::new(HttpConfig::default(), Arc::new(r.clone()));
+        if let Some(p) = peer {
+            s.set_peer(p.parse::<SocketAddr>().unwrap());
+        }
+        s.handle_input(
+            Instant::from_millis(1),
+            Input::Stream(BytesMut::from(request.as_bytes())),
+        );
+        let mut o = String::new();
+        while let Some(t) = s.poll_transmit() {
+            o.push_str(&String::from_utf8_lossy(&t.data));
+        }
+        o
+    }
+
+    fn status(o: &str) -> &str {
+        o.get(9..12).unwrap_or("")
+    }
+
+    const STREAMS: &str = "GET /api/streams HTTP/1.1\r\n\r\n";
+    const METRICS: &str = "GET /metrics HTTP/1.1\r\n\r\n";
+
+    #[test]
+    fn local_peers_read_the_api_with_no_cors() {
+        let (r, _p) = router(None);
+        for peer in ["127.0.0.1:5000", "[::1]:5000", "[::ffff:127.0.0.1]:5000"] {
+            let o = get(&r, Some(peer), STREAMS);
+            assert_eq!(status(&o), "200", "{peer}: {o}");
+            assert!(o.contains("\"stream\":\"a\""), "{o}");
+            assert!(o.contains("Cache-Control: no-store"));
+            assert!(!o.contains("Access-Control-Allow-Origin"), "{o}");
+            let o = get(&r, Some(peer), METRICS);
+            assert_eq!(status(&o), "200", "{peer}");
+            assert!(o.contains("arcly_streams 1"));
+            assert!(!o.contains("Access-Control-Allow-Origin"));
+        }
+    }
+
+    #[test]
+    fn other_peers_get_403_and_nothing_without_a_secret() {
+        let (r, _p) = router(None);
+        for peer in [
+            Some("127.0.0.2:5000"),
+            Some("10.0.0.1:80"),
+            Some("[2001:db8::1]:80"),
+            None,
+        ] {
+            for req in [
+                STREAMS,
+                METRICS,
+                "GET /api/streams?secret= HTTP/1.1\r\nAuthorization: Bearer \r\n\r\n",
+                "GET /api/other HTTP/1.1\r\n\r\n",
+                "OPTIONS /api/streams HTTP/1.1\r\n\r\n",
+            ] {
+                let o = get(&r, peer, req);
+                if req.starts_with("OPTIONS") {
+                    assert!(!o.contains("Access-Control-Allow-Origin"), "{o}");
+                    continue;
+                }
+                assert_eq!(status(&o), "403", "{peer:?} {req:?}: {o}");
+                assert!(!o.contains("\"stream\"") && !o.contains("arcly_stream"));
+                assert!(!o.contains("Access-Control-Allow-Origin"));
+            }
+        }
+    }
+
+    #[test]
+    fn the_secret_opens_the_api_to_others() {
+        let (r, _p) = router(Some("s3cr/t"));
+        let remote = Some("127.0.0.2:5000");
+        let o = get(&r, remote, STREAMS);
+        assert_eq!(status(&o), "401", "{o}");
+        assert!(o.contains("WWW-Authenticate: Bearer"));
+        assert!(!o.contains("\"stream\""));
+        for wrong in [
+            "GET /api/streams HTTP/1.1\r\nAuthorization: Bearer s3cr/T\r\n\r\n",
+            "GET /api/streams HTTP/1.1\r\nAuthorization: Bearer s3cr/t2\r\n\r\n",
+            "GET /api/streams HTTP/1.1\r\nAuthorization: Basic s3cr/t\r\n\r\n",
+            "GET /metrics?secret=s3cr HTTP/1.1\r\n\r\n",
+        ] {
+            assert_eq!(status(&get(&r, remote, wrong)), "401", "{wrong:?}");
+        }
+        for right in [
+            "GET /api/streams HTTP/1.1\r\nAuthorization: Bearer s3cr/t\r\n\r\n",
+            "GET /api/streams HTTP/1.1\r\nauthorization: bearer s3cr/t\r\n\r\n",
+            "GET /api/streams?secret=s3cr%2Ft HTTP/1.1\r\n\r\n",
+            "GET /metrics?x=1&secret=s3cr/t HTTP/1.1\r\n\r\n",
+        ] {
+            let o = get(&r, remote, right);
+            assert_eq!(status(&o), "200", "{right:?}: {o}");
+            assert!(!o.contains("Access-Control-Allow-Origin"));
+        }
+        // Local peers need no secret.
+        assert_eq!(status(&get(&r, Some("127.0.0.1:1"), STREAMS)), "200");
+    }
+
+    #[test]
+    fn media_stays_open_to_any_origin() {
+        let (r, _p) = router(None);
+        let o = get(
+            &r,
+            Some("127.0.0.2:5000"),
+            "GET /live/nope/index.m3u8 HTTP/1.1\r\n\r\n",
+        );
+        assert_eq!(status(&o), "404", "{o}");
+        assert!(o.contains("Access-Control-Allow-Origin: *"));
+        let o = get(
+            &r,
+            Some("127.0.0.2:5000"),
+            "OPTIONS /live/a/index.m3u8 HTTP/1.1\r\n\r\n",
+        );
+        assert!(o.contains("Access-Control-Allow-Origin: *"), "{o}");
+    }
+
+    #[test]
+    fn secrets_compare_by_every_byte() {
+        assert!(same_secret(b"abc", b"abc"));
+        assert!(!same_secret(b"abd", b"abc"));
+        assert!(!same_secret(b"ab", b"abc"));
+        assert!(!same_secret(b"abc\0", b"abc"));
+        assert!(!same_secret(b"", b"abc"));
+        assert!(same_secret(b"", b""));
+        assert!(Router::new(
+            Engine::default(),
+            HlsOrigin::new(Default::default(), Duration::ZERO),
+            0
+        )
+        .with_api_secret(Some(String::new()))
+        .api_secret
+        .is_none());
     }
 }

@@ -42,6 +42,7 @@ use arcly_core::session::{
 use arcly_core::time::Instant;
 use bytes::BytesMut;
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -51,6 +52,15 @@ pub trait Handler: Send + Sync {
     /// The answer to `req`, or `Pending` after arranging for `cx`'s waker to
     /// be woken when it may be ready (the session polls again then).
     fn poll_response(&self, now: Instant, req: &Request, cx: &mut Context<'_>) -> Poll<Response>;
+
+    /// Whether any web origin may read the answers to `req` (the session
+    /// then adds `Access-Control-Allow-Origin: *`, to the CORS preflight
+    /// too). The default says yes; a handler answers `false` for what is
+    /// not public (an API, metrics).
+    fn any_origin(&self, req: &Request) -> bool {
+        let _ = req;
+        true
+    }
 }
 
 /// Limits of an HTTP session.
@@ -104,6 +114,8 @@ pub struct HttpSession<H> {
     /// `events` holds one raised inside `poll_transmit`, which a host
     /// drains only after `poll_ready` says so.
     late_events: bool,
+    /// The peer, from `set_peer`, given to every request.
+    peer: Option<SocketAddr>,
     /// No more requests: answer what is queued, then close.
     closing: bool,
     closed: bool,
@@ -123,6 +135,7 @@ impl<H: Handler> HttpSession<H> {
             now: Instant::ZERO,
             events: VecDeque::new(),
             late_events: false,
+            peer: None,
             closing: false,
             closed: false,
         }
@@ -140,8 +153,10 @@ impl<H: Handler> HttpSession<H> {
     }
 
     fn send(&mut self, req: Option<&Request>, mut resp: Response, keep_alive: bool) {
-        resp.headers
-            .push(("Access-Control-Allow-Origin", "*".into()));
+        if req.is_none_or(|r| self.handler.any_origin(r)) {
+            resp.headers
+                .push(("Access-Control-Allow-Origin", "*".into()));
+        }
         if let Some(req) = req {
             let etag = resp
                 .headers
@@ -204,7 +219,8 @@ impl<H: Handler> HttpSession<H> {
                 return;
             }
             match parse_request(&mut self.buf, self.cfg.max_header, self.cfg.max_body) {
-                Ok(Some(req)) => {
+                Ok(Some(mut req)) => {
+                    req.peer = self.peer;
                     self.request_started = None;
                     self.answer(now, req);
                 }
@@ -389,6 +405,10 @@ impl<H: Handler> Session for HttpSession<H> {
                 Poll::Pending
             }
         }
+    }
+
+    fn set_peer(&mut self, peer: SocketAddr) {
+        self.peer = Some(peer);
     }
 
     fn wants_input(&self) -> bool {
