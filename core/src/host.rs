@@ -172,8 +172,11 @@ impl Outbox {
 #[derive(Clone, Debug, Default)]
 pub struct AddrLimit {
     max: Option<usize>,
-    held: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    held: Held,
 }
+
+/// Connections held per address.
+type Held = Arc<Mutex<HashMap<IpAddr, usize>>>;
 
 impl AddrLimit {
     /// At most `max` connections per address; `None` for no limit.
@@ -211,7 +214,7 @@ impl AddrLimit {
 /// A connection's slot in an [`AddrLimit`]; dropping it frees the slot.
 #[derive(Debug)]
 pub struct AddrGuard {
-    slot: Option<(Arc<Mutex<HashMap<IpAddr, usize>>>, IpAddr)>,
+    slot: Option<(Held, IpAddr)>,
 }
 
 impl Drop for AddrGuard {
