@@ -13,9 +13,14 @@
 //! * `engine` (feature `std`): apps, streams, auth, sessions, QoS.
 //! * `session` (feature `std`): the session contract every protocol
 //!   implements, and the `Conductor` that connects a session to the engine.
+//! * `endpoint` (feature `std`): many peers on one datagram socket: the
+//!   contract a protocol's endpoint implements and the host that runs its
+//!   sessions.
 //! * `host` (feature `std`): what every adapter's driver shares: the output
 //!   queue and its write deadline, read and delivery gating, per-address
 //!   limits.
+//! * `sim` (feature `sim`): a deterministic network simulator for sans-IO
+//!   tests (seeded loss, reordering, duplication, delay, bandwidth).
 //! * [`media`]: the media plane (codec parsers, containers, playlists).
 //!
 //! With `default-features = false` the crate is `#![no_std]` + `alloc` and
@@ -34,12 +39,16 @@ pub mod time;
 #[cfg(feature = "std")]
 pub mod bus;
 #[cfg(feature = "std")]
+pub mod endpoint;
+#[cfg(feature = "std")]
 pub mod engine;
 #[cfg(feature = "std")]
 pub mod host;
 pub mod media;
 #[cfg(feature = "std")]
 pub mod session;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
 pub mod storage;
 
 pub use bytes::{Bytes, BytesMut};

@@ -22,7 +22,7 @@
 //! and a conductor and sleeps until `poll_timeout`; it holds no protocol
 //! logic, so every adapter drives every protocol the same way.
 
-use core::net::SocketAddr;
+use core::net::{IpAddr, SocketAddr};
 use core::task::{Context, Poll};
 use std::collections::VecDeque;
 
@@ -39,10 +39,13 @@ use crate::time::Instant;
 pub enum Input {
     /// Bytes read from a stream socket (TCP), in order.
     Stream(BytesMut),
-    /// One datagram and where it came from.
+    /// One datagram, with both its ends (str0m's `Receive { source,
+    /// destination }`).
     Datagram {
         /// The sender.
         from: SocketAddr,
+        /// The local socket it arrived on (a session may own several).
+        local: SocketAddr,
         /// Its payload.
         data: BytesMut,
     },
@@ -50,11 +53,19 @@ pub enum Input {
     Eof,
 }
 
-/// Bytes a session wants sent.
+/// Bytes a session wants sent (after quinn-proto's `Transmit`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transmit {
     /// The destination of a datagram; `None` on a stream socket.
     pub to: Option<SocketAddr>,
+    /// The local socket to send a datagram from (one the session was given
+    /// with [`Session::sockets_bound`], or the endpoint's); `None`: the
+    /// socket the session's input comes from.
+    pub from: Option<SocketAddr>,
+    /// For a datagram: `data` holds several datagrams of this size (the last
+    /// may be shorter), for a host that sends them in one call (GSO);
+    /// `None`: one datagram.
+    pub segment_size: Option<usize>,
     /// The bytes.
     pub data: Bytes,
 }
@@ -62,8 +73,64 @@ pub struct Transmit {
 impl Transmit {
     /// Bytes for a stream socket.
     pub fn stream(data: Bytes) -> Self {
-        Transmit { to: None, data }
+        Transmit {
+            to: None,
+            from: None,
+            segment_size: None,
+            data,
+        }
     }
+
+    /// One datagram to `to`, sent from the local socket `from` (`None`: the
+    /// session's own).
+    pub fn datagram(from: Option<SocketAddr>, to: SocketAddr, data: Bytes) -> Self {
+        Transmit {
+            to: Some(to),
+            from,
+            segment_size: None,
+            data,
+        }
+    }
+}
+
+/// Sockets a session asks its host for (RTSP's RTP/RTCP pair per track):
+/// answered with [`Session::sockets_bound`], the way publish and play
+/// requests are answered with `accept` / `reject`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SocketRequest {
+    /// To answer with.
+    pub id: RequestId,
+    /// What to bind.
+    pub kind: SocketKind,
+}
+
+/// What a [`SocketRequest`] asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SocketKind {
+    /// One UDP socket on `ip` (`None`: the interface of the session's own
+    /// connection), any free port.
+    Udp {
+        /// The interface.
+        ip: Option<IpAddr>,
+    },
+    /// Two UDP sockets on adjacent ports, the first even (RTP and RTCP,
+    /// RFC 3550 §11), on `ip` (`None`: the interface of the session's own
+    /// connection).
+    UdpPair {
+        /// The interface.
+        ip: Option<IpAddr>,
+    },
+}
+
+/// Why the host could not bind what a session asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BindError {
+    /// This host carries no datagrams (a stream-only adapter or listener).
+    Unsupported,
+    /// The sockets could not be bound; the text says why.
+    Failed(String),
 }
 
 /// Identifies a request a session raised, so the host's answer finds it.
@@ -128,6 +195,9 @@ pub enum SessionEvent {
     Tracks(Box<TrackSet>),
     /// A frame from the publishing peer.
     Frame(MediaFrame),
+    /// The session needs sockets (answer with
+    /// [`Session::sockets_bound`]).
+    Sockets(SocketRequest),
     /// Stream metadata from the publisher (e.g. RTMP `onMetaData`), as
     /// name/value pairs in text.
     Metadata(Vec<(String, String)>),
@@ -216,6 +286,26 @@ pub trait Session {
         true
     }
 
+    /// The host's answer to a [`SocketRequest`]: the local addresses of the
+    /// sockets bound (datagrams to them arrive as [`Input::Datagram`] with
+    /// that `local`), or why not. The default ignores it.
+    fn sockets_bound(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        bound: Result<Vec<SocketAddr>, BindError>,
+    ) {
+        let _ = (now, id, bound);
+    }
+
+    /// Whether a playing session takes more bus deliveries now. A datagram
+    /// session paces itself (UDP writes never block): it answers `false`
+    /// while it holds what it has not yet sent, and the host asks again
+    /// after the session's next timeout. The default always takes them.
+    fn wants_deliveries(&self) -> bool {
+        true
+    }
+
     /// The peer's address, told once before any input (for sessions that
     /// decide by it, e.g. an HTTP API served to loopback only). The default
     /// ignores it.
@@ -288,6 +378,8 @@ struct Parts<S> {
     last_input: Instant,
     /// Human-readable log lines for the adapter to print.
     log: VecDeque<String>,
+    /// Socket requests for the host.
+    sockets: VecDeque<SocketRequest>,
 }
 
 impl<S: Session> core::fmt::Debug for Conductor<S> {
@@ -323,6 +415,7 @@ impl<S: Session> Conductor<S> {
                 engaged: false,
                 last_input,
                 log: VecDeque::new(),
+                sockets: VecDeque::new(),
             }),
         }
     }
@@ -449,6 +542,10 @@ impl<S: Session> Conductor<S> {
         let Some(player) = self.p.player.as_mut() else {
             return Poll::Pending;
         };
+        if !self.p.session.wants_deliveries() {
+            // Paced: the session's next timeout brings the host back.
+            return Poll::Pending;
+        }
         let session = &mut self.p.session;
         let r = player
             .subscription
@@ -494,6 +591,24 @@ impl<S: Session> Conductor<S> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// The next socket request for the host; answer it with
+    /// [`sockets_bound`](Self::sockets_bound).
+    #[must_use]
+    pub fn poll_socket_request(&mut self) -> Option<SocketRequest> {
+        self.p.sockets.pop_front()
+    }
+
+    /// The host's answer to a socket request.
+    pub fn sockets_bound(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        bound: Result<Vec<SocketAddr>, BindError>,
+    ) {
+        self.p.session.sockets_bound(now, id, bound);
+        self.process(now);
     }
 
     /// A line for the log, in a person's words.
@@ -543,6 +658,7 @@ impl<S: Session> Conductor<S> {
                     }
                 }
                 SessionEvent::Metadata(_) => {}
+                SessionEvent::Sockets(r) => self.p.sockets.push_back(r),
                 SessionEvent::PublishStopped => {
                     if let Some(p) = self.p.publisher.take() {
                         self.p.log.push_back(format!("{} unpublished", p.key()));

@@ -1,0 +1,287 @@
+//! The endpoint host with a toy datagram protocol of the tests' own, over
+//! the network simulator.
+//!
+//! Wire form: `[session id: u32][kind: u8][body]`. Id 0 is the endpoint's:
+//! kind 0 (`hello`, body `publish NAME` or `play NAME`) makes a session,
+//! kind 9 (`ping`) is answered `pong` without one. A session answers its
+//! hello with kind 2 carrying its id; a publisher sends kind 1 with a pts;
+//! a player receives kind 1 with each frame's pts.
+
+use super::*;
+use crate::bus::{CloseReason, DeliveryRef, RecvError};
+use crate::engine::Action;
+use crate::frame::{CodecId, MediaFrame, TrackId};
+use crate::session::{Rejection, RequestId, SessionEnd, SessionEvent, StreamRequest};
+use crate::sim::{LinkConfig, Network};
+use crate::time::MediaTime;
+use bytes::{BufMut, Bytes};
+use core::time::Duration;
+
+fn addr(p: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], p))
+}
+
+fn msg(id: u32, kind: u8, body: &[u8]) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_u32(id);
+    b.put_u8(kind);
+    b.put_slice(body);
+    b.freeze()
+}
+
+struct Toy {
+    id: u32,
+    peer: Option<SocketAddr>,
+    out: VecDeque<Transmit>,
+    events: VecDeque<SessionEvent>,
+    closed: bool,
+}
+
+impl Session for Toy {
+    fn protocol(&self) -> &'static str {
+        "toy"
+    }
+    fn handle_input(&mut self, _now: Instant, input: Input) {
+        let Input::Datagram { from, data, .. } = input else {
+            return;
+        };
+        self.peer = Some(from);
+        if data.len() < 5 {
+            self.events
+                .push_back(SessionEvent::Closed(SessionEnd::ProtocolError(
+                    "short".into(),
+                )));
+            return;
+        }
+        match data[4] {
+            0 => {
+                let body = String::from_utf8_lossy(&data[5..]).to_string();
+                let (verb, name) = body.split_once(' ').unwrap_or(("", ""));
+                let action = if verb == "publish" {
+                    Action::Publish
+                } else {
+                    Action::Play
+                };
+                self.events.push_back(SessionEvent::Request(StreamRequest {
+                    id: RequestId(1),
+                    action,
+                    app: "live".into(),
+                    stream: name.into(),
+                    token: None,
+                }));
+            }
+            1 if data.len() >= 13 => {
+                let pts = i64::from_be_bytes(data[5..13].try_into().unwrap_or([0; 8]));
+                self.events.push_back(SessionEvent::Frame(MediaFrame::video(
+                    TrackId(0),
+                    CodecId::H264,
+                    true,
+                    MediaTime::from_millis(pts),
+                    Bytes::new(),
+                )));
+            }
+            _ => {}
+        }
+    }
+    fn handle_delivery(&mut self, _now: Instant, d: DeliveryRef<'_>) {
+        if let (DeliveryRef::Frame(f), Some(peer)) = (d, self.peer) {
+            self.out.push_back(Transmit::datagram(
+                None,
+                peer,
+                msg(self.id, 1, &f.pts.ticks.to_be_bytes()),
+            ));
+        }
+    }
+    fn handle_stream_end(&mut self, _now: Instant, _why: RecvError) {
+        self.closed = true;
+    }
+    fn handle_timeout(&mut self, _now: Instant) {}
+    fn accept(&mut self, _now: Instant, _id: RequestId) {
+        if let Some(peer) = self.peer {
+            self.out
+                .push_back(Transmit::datagram(None, peer, msg(self.id, 2, b"")));
+        }
+    }
+    fn reject(&mut self, _now: Instant, _id: RequestId, _why: Rejection) {
+        self.closed = true;
+    }
+    fn close(&mut self, _now: Instant, _why: CloseReason) {
+        self.closed = true;
+    }
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front()
+    }
+    fn poll_event(&mut self) -> Option<SessionEvent> {
+        self.events.pop_front()
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    fn is_closed(&self) -> bool {
+        self.closed
+    }
+}
+
+#[derive(Default)]
+struct ToyEndpoint {
+    next: u32,
+    out: VecDeque<Transmit>,
+}
+
+impl Endpoint for ToyEndpoint {
+    type Key = u32;
+    type Session = Toy;
+    fn route(&mut self, _: Instant, _: SocketAddr, _: SocketAddr, data: &[u8]) -> Route<u32> {
+        if data.len() < 5 {
+            return Route::Drop;
+        }
+        match u32::from_be_bytes([data[0], data[1], data[2], data[3]]) {
+            0 => Route::Endpoint,
+            id => Route::Session(id),
+        }
+    }
+    fn handle_unrouted(
+        &mut self,
+        _now: Instant,
+        local: SocketAddr,
+        from: SocketAddr,
+        data: BytesMut,
+    ) -> Unrouted<u32, Toy> {
+        match data[4] {
+            0 => {
+                self.next += 1;
+                let session = Toy {
+                    id: self.next,
+                    peer: None,
+                    out: VecDeque::new(),
+                    events: VecDeque::new(),
+                    closed: false,
+                };
+                Unrouted::Accept {
+                    key: self.next,
+                    session,
+                    input: Some(data),
+                }
+            }
+            9 => {
+                self.out
+                    .push_back(Transmit::datagram(Some(local), from, msg(0, 9, b"pong")));
+                Unrouted::Handled
+            }
+            _ => Unrouted::Handled,
+        }
+    }
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front()
+    }
+}
+
+const SERVER: u16 = 9000;
+
+fn pump(host: &mut EndpointHost<ToyEndpoint>, net: &mut Network, now: Instant) {
+    host.poll_deliveries(now);
+    while let Some(t) = host.poll_transmit() {
+        let to = t.to.expect("datagrams have a destination");
+        net.send(now, t.from.unwrap_or(addr(SERVER)), to, t.data);
+    }
+}
+
+#[test]
+fn publish_and_play_through_an_endpoint_over_the_simulator() {
+    let engine = Engine::default();
+    let mut host = EndpointHost::new(ToyEndpoint::default(), engine, ConnContext::default());
+    let mut net = Network::new(1, LinkConfig::delay(Duration::from_millis(5)));
+    let (publisher, player, pinger) = (addr(1), addr(2), addr(3));
+    let mut now = Instant::ZERO;
+    net.send(now, publisher, addr(SERVER), msg(0, 0, b"publish cam"));
+    net.send(now, pinger, addr(SERVER), msg(0, 9, b""));
+    let mut ids: HashMap<SocketAddr, u32> = HashMap::new();
+    let mut played = Vec::new();
+    let mut pongs = 0;
+    for step in 0..400u32 {
+        now = now + Duration::from_millis(1);
+        while let Some(p) = net.poll_deliver(now) {
+            if p.to == addr(SERVER) {
+                host.handle_datagram(now, p.to, p.from, BytesMut::from(&p.data[..]));
+            } else {
+                match p.data[4] {
+                    2 => {
+                        let id = u32::from_be_bytes([p.data[0], p.data[1], p.data[2], p.data[3]]);
+                        ids.insert(p.to, id);
+                        if p.to == publisher {
+                            net.send(now, player, addr(SERVER), msg(0, 0, b"play cam"));
+                        }
+                    }
+                    1 if p.to == player => {
+                        played.push(i64::from_be_bytes(p.data[5..13].try_into().unwrap()))
+                    }
+                    9 => pongs += 1,
+                    _ => {}
+                }
+            }
+        }
+        if step % 10 == 0 && ids.contains_key(&player) {
+            let id = ids[&publisher];
+            net.send(
+                now,
+                publisher,
+                addr(SERVER),
+                msg(id, 1, &i64::from(step).to_be_bytes()),
+            );
+        }
+        pump(&mut host, &mut net, now);
+    }
+    assert_eq!(pongs, 1, "the endpoint answers a ping itself");
+    assert_eq!(host.len(), 2);
+    let sent: Vec<i64> = (0..400)
+        .filter(|s| s % 10 == 0)
+        .map(i64::from)
+        .filter(|s| played.first().is_some_and(|f| s >= f))
+        .collect();
+    assert!(played.len() > 30, "{played:?}");
+    // Everything sent after the player joined, in order, except what was
+    // still in flight at the end.
+    assert_eq!(played[..], sent[..played.len()]);
+    assert!(sent.len() - played.len() <= 2);
+    let st = host.stats();
+    assert_eq!(st.accepted, 2);
+    assert_eq!(st.unrouted, 3);
+}
+
+#[test]
+fn routing_and_timers_do_not_scan_the_sessions() {
+    // 10,000 sessions: routing a datagram is one look-up; the timer heap
+    // holds one live entry per session with a deadline.
+    let engine = Engine::default();
+    let ctx = ConnContext {
+        handshake_timeout: Some(Duration::from_secs(10)),
+        ..ConnContext::default()
+    };
+    let mut host = EndpointHost::new(ToyEndpoint::default(), engine, ctx);
+    let now = Instant::ZERO;
+    for i in 0..10_000u32 {
+        let from = SocketAddr::from(([127, 0, 0, 1], 10_000 + (i % 50_000) as u16));
+        host.handle_datagram(
+            now,
+            addr(SERVER),
+            from,
+            BytesMut::from(&msg(0, 0, format!("play s{i}").as_bytes())[..]),
+        );
+        while host.poll_transmit().is_some() {}
+    }
+    // Every play was refused (nothing published): each session closed.
+    assert_eq!(host.stats().accepted, 10_000);
+    assert_eq!(host.len(), 0);
+    assert_eq!(host.stats().closed, 10_000);
+    // Unknown ids go to the endpoint, which ignores a non-hello.
+    host.handle_datagram(
+        now,
+        addr(SERVER),
+        addr(1),
+        BytesMut::from(&msg(77, 1, b"x")[..]),
+    );
+    assert_eq!(host.stats().unrouted, 10_001);
+    host.handle_datagram(now, addr(SERVER), addr(1), BytesMut::from(&b"ab"[..]));
+    assert_eq!(host.stats().dropped, 1);
+    assert_eq!(host.poll_timeout(), None);
+}
