@@ -11,8 +11,15 @@
 //! polling and no thread per request. A publisher that reconnects within the
 //! linger time continues the same playlist after an `EXT-X-DISCONTINUITY`;
 //! after it, the playlist is ended with `EXT-X-ENDLIST`.
+//!
+//! A playlist requested with `?token=T` names everything with the same
+//! token (percent-encoded again): the media playlist, the init segment,
+//! segments, parts, the preload hint and rendition reports, so a player
+//! with play protection on fetches each with the credential it started
+//! with. A player adds its LL-HLS directives (`_HLS_msn`, `_HLS_part`,
+//! `_HLS_skip`) to those URIs after the token.
 
-use crate::message::{Request, Response};
+use crate::message::{percent_encode, Request, Response};
 use arcly_core::bus::DeliveryRef;
 use arcly_core::engine::StreamKey;
 use arcly_core::frame::TrackSet;
@@ -223,14 +230,16 @@ fn answer(st: &State, cfg: HlsConfig, name: &str, req: &Request) -> Answer {
         // Published but no configuration yet: wait for the first segment.
         return Answer::Wait;
     };
+    // The client's token, carried to every URI a playlist names.
+    let token = req.token().map(|t| format!("token={}", percent_encode(&t)));
     match name {
         "index.m3u8" => {
             let bw = seg.peak_bandwidth().max(1);
             let avg = Some(seg.average_bandwidth()).filter(|b| *b > 0);
             let mut uri = String::from(MEDIA_PLAYLIST);
-            if let Some(t) = req.query_param("token") {
-                uri.push_str("?token=");
-                uri.push_str(t);
+            if let Some(q) = &token {
+                uri.push('?');
+                uri.push_str(q);
             }
             if seg.playlist().segments().next().is_none() {
                 // Bandwidth and codecs come from real segments: wait for one.
@@ -251,7 +260,10 @@ fn answer(st: &State, cfg: HlsConfig, name: &str, req: &Request) -> Answer {
             if msn.is_none() && part.is_none() && seg.playlist().segments().next().is_none() {
                 return Answer::Wait;
             }
-            match seg.playlist().blocking_request(msn, part, skip) {
+            match seg
+                .playlist()
+                .blocking_request_with(msn, part, skip, token.as_deref())
+            {
                 BlockingAnswer::Ready(body) => {
                     Answer::Ready(playlist_response(body, msn.is_some()))
                 }

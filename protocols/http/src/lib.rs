@@ -24,4 +24,6 @@ pub use router::Router;
 pub use server::{Handler, HttpConfig, HttpSession, DEFAULT_MAX_QUEUED};
 
 #[cfg(test)]
+mod hls_tests;
+#[cfg(test)]
 mod tests;

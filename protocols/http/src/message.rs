@@ -88,6 +88,13 @@ impl Request {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The `token` query parameter, percent-decoded (as it was sent when it
+    /// holds a bad escape): the credential for media.
+    pub fn token(&self) -> Option<String> {
+        self.query_param("token")
+            .map(|t| percent_decode(t).unwrap_or_else(|| t.to_string()))
+    }
+
     /// The value of query parameter `name` (first occurrence, not decoded).
     pub fn query_param(&self, name: &str) -> Option<&str> {
         self.query.split('&').find_map(|kv| {
@@ -153,6 +160,22 @@ pub fn percent_decode(s: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+/// Percent-encodes `s` for a query value or a path segment: everything but
+/// the unreserved characters (RFC 3986 §2.3) is escaped.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(b"0123456789ABCDEF"[usize::from(b >> 4)]));
+            out.push(char::from(b"0123456789ABCDEF"[usize::from(b & 15)]));
+        }
+    }
+    out
 }
 
 /// Decodes the path of a request target, refusing what must not be routed
@@ -646,6 +669,21 @@ mod tests {
             assert_eq!(r.path, "/x y");
         }
     );
+
+    #[test]
+    fn tokens_decode_and_encode_back() {
+        let mut b = buf("GET /a?x=1&token=a%2Fb%20c%22 HTTP/1.1\r\n\r\n");
+        let r = parse_request(&mut b, 8192, 0).unwrap().unwrap();
+        assert_eq!(r.token().as_deref(), Some("a/b c\""));
+        assert_eq!(percent_encode("a/b c\"é~"), "a%2Fb%20c%22%C3%A9~");
+        assert_eq!(
+            percent_decode(&percent_encode("a/b c\"é~")).as_deref(),
+            Some("a/b c\"é~")
+        );
+        let mut b = buf("GET /a?token=%zz HTTP/1.1\r\n\r\n");
+        let r = parse_request(&mut b, 8192, 0).unwrap().unwrap();
+        assert_eq!(r.token().as_deref(), Some("%zz"));
+    }
 
     proptest! {
         #[test]

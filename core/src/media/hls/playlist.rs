@@ -5,6 +5,13 @@
 //! `EXT-X-PART` (§4.4.4.9), `EXT-X-PRELOAD-HINT` (§4.4.5.3) and delta
 //! updates with `EXT-X-SKIP` (§4.4.5.2); and the answer to a blocking
 //! playlist reload with `_HLS_msn`/`_HLS_part`/`_HLS_skip` (§6.2.5.2).
+//!
+//! A playlist can be rendered with a query appended to every URI it names
+//! ([`MediaPlaylist::render_with`]): an origin that protects its media with a
+//! per-client token carries the client's token to the init segment, the
+//! segments, the parts, the preload hint and the rendition reports, so that
+//! a player fetching only what the playlist names is authorized. Players add
+//! their own delivery directives (`_HLS_msn`, ...) to such URIs with `&`.
 
 use alloc::collections::VecDeque;
 use alloc::string::String;
@@ -267,16 +274,21 @@ impl MediaPlaylist {
 
     /// Renders the full playlist.
     pub fn render(&self) -> String {
-        self.render_inner(false)
+        self.render_with(false, None)
     }
 
     /// Renders a delta update (`_HLS_skip=YES`): segments older than
     /// `CAN-SKIP-UNTIL` from the end are replaced by `EXT-X-SKIP`.
     pub fn render_delta(&self) -> String {
-        self.render_inner(true)
+        self.render_with(true, None)
     }
 
-    fn render_inner(&self, delta: bool) -> String {
+    /// Renders the playlist (a delta update when `delta`) with `uri_query`
+    /// (already percent-encoded, e.g. `token=abc`) appended to every URI it
+    /// names: `EXT-X-MAP`, segments, parts, the preload hint and rendition
+    /// reports.
+    pub fn render_with(&self, delta: bool, uri_query: Option<&str>) -> String {
+        let q = uri_query.filter(|q| !q.is_empty());
         let mut s = String::with_capacity(256 + 64 * self.segments.len());
         let _ = writeln!(s, "#EXTM3U");
         let _ = writeln!(s, "#EXT-X-VERSION:{}", self.version());
@@ -339,36 +351,37 @@ impl MediaPlaylist {
             if seg.discontinuity {
                 let _ = writeln!(s, "#EXT-X-DISCONTINUITY");
             }
-            write_map(&mut s, &mut map, seg.map.as_deref());
+            write_map(&mut s, &mut map, seg.map.as_deref(), q);
             if let Some(ms) = seg.program_date_time_ms {
                 let _ = write!(s, "#EXT-X-PROGRAM-DATE-TIME:");
                 write_iso8601(&mut s, ms);
                 let _ = writeln!(s);
             }
             for p in &seg.parts {
-                write_part(&mut s, p);
+                write_part(&mut s, p, q);
             }
             let _ = writeln!(s, "#EXTINF:{:.5},", seg.duration);
-            let _ = writeln!(s, "{}", seg.uri);
+            let _ = writeln!(s, "{}", Uri(&seg.uri, q));
         }
         if !self.ended {
             if self.pending_discontinuity && !self.open_parts.is_empty() {
                 let _ = writeln!(s, "#EXT-X-DISCONTINUITY");
             }
             if !self.open_parts.is_empty() || self.segments.is_empty() {
-                write_map(&mut s, &mut map, self.map_uri.as_deref());
+                write_map(&mut s, &mut map, self.map_uri.as_deref(), q);
             }
             for p in &self.open_parts {
-                write_part(&mut s, p);
+                write_part(&mut s, p, q);
             }
             if let Some(h) = &self.preload_hint {
-                let _ = writeln!(s, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{h}\"");
+                let _ = writeln!(s, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}\"", Uri(h, q));
             }
             for r in &self.rendition_reports {
                 let _ = write!(
                     s,
                     "#EXT-X-RENDITION-REPORT:URI=\"{}\",LAST-MSN={}",
-                    r.uri, r.last_msn
+                    Uri(&r.uri, q),
+                    r.last_msn
                 );
                 if let Some(p) = r.last_part {
                     let _ = write!(s, ",LAST-PART={p}");
@@ -389,13 +402,20 @@ impl MediaPlaylist {
         part: Option<u64>,
         skip: bool,
     ) -> BlockingAnswer {
-        let render = |p: &Self| {
-            if skip {
-                p.render_delta()
-            } else {
-                p.render()
-            }
-        };
+        self.blocking_request_with(msn, part, skip, None)
+    }
+
+    /// [`blocking_request`](Self::blocking_request), the playlist rendered
+    /// with `uri_query` appended to its URIs (see
+    /// [`render_with`](Self::render_with)).
+    pub fn blocking_request_with(
+        &self,
+        msn: Option<u64>,
+        part: Option<u64>,
+        skip: bool,
+        uri_query: Option<&str>,
+    ) -> BlockingAnswer {
+        let render = |p: &Self| p.render_with(skip, uri_query);
         let Some(msn) = msn else {
             return if part.is_some() {
                 BlockingAnswer::BadRequest
@@ -439,21 +459,41 @@ fn write_iso8601(s: &mut String, ms: i64) {
     );
 }
 
+/// A URI as written: with the query appended, if there is one.
+struct Uri<'a>(&'a str, Option<&'a str>);
+
+impl core::fmt::Display for Uri<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.0)?;
+        if let Some(q) = self.1 {
+            f.write_str(if self.0.contains('?') { "&" } else { "?" })?;
+            f.write_str(q)?;
+        }
+        Ok(())
+    }
+}
+
 /// Writes `EXT-X-MAP` when `want` differs from the map in force.
-fn write_map<'a>(s: &mut String, current: &mut Option<&'a str>, want: Option<&'a str>) {
+fn write_map<'a>(
+    s: &mut String,
+    current: &mut Option<&'a str>,
+    want: Option<&'a str>,
+    q: Option<&str>,
+) {
     if let Some(w) = want {
         if *current != Some(w) {
-            let _ = writeln!(s, "#EXT-X-MAP:URI=\"{w}\"");
+            let _ = writeln!(s, "#EXT-X-MAP:URI=\"{}\"", Uri(w, q));
             *current = Some(w);
         }
     }
 }
 
-fn write_part(s: &mut String, p: &PlaylistPart) {
+fn write_part(s: &mut String, p: &PlaylistPart, q: Option<&str>) {
     let _ = write!(
         s,
         "#EXT-X-PART:DURATION={:.5},URI=\"{}\"",
-        p.duration, p.uri
+        p.duration,
+        Uri(&p.uri, q)
     );
     if p.independent {
         let _ = write!(s, ",INDEPENDENT=YES");
@@ -648,6 +688,52 @@ mod tests {
         p.push_segment_at("a.ts".into(), 2.0, Some(1_700_000_000_123));
         assert!(p.render().contains(
             "#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:20.123Z\n#EXTINF:2.00000,\na.ts\n"
+        ));
+    }
+
+    #[test]
+    fn a_query_goes_on_every_uri() {
+        let mut p = MediaPlaylist::new(2, 10);
+        p.part_target = Some(0.5);
+        p.map_uri = Some("init-1.mp4".into());
+        p.push_part("s0.m4s", part("s0.0.m4s", true), Some("s0.1.m4s".into()));
+        p.push_segment("s0.m4s".into(), 2.0);
+        p.push_part("s1.m4s", part("s1.0.m4s", true), Some("s1.1.m4s".into()));
+        p.rendition_reports.push(RenditionReport {
+            uri: "../b/media.m3u8".into(),
+            last_msn: 1,
+            last_part: Some(0),
+        });
+        let text = p.render_with(false, Some("token=a%2Fb"));
+        let uris: alloc::vec::Vec<&str> = text
+            .lines()
+            .filter_map(|l| {
+                if l.starts_with('#') {
+                    l.split_once("URI=\"")
+                        .map(|(_, r)| &r[..r.find('"').unwrap()])
+                } else {
+                    Some(l)
+                }
+            })
+            .collect();
+        assert_eq!(
+            uris,
+            [
+                "init-1.mp4?token=a%2Fb",
+                "s0.0.m4s?token=a%2Fb",
+                "s0.m4s?token=a%2Fb",
+                "s1.0.m4s?token=a%2Fb",
+                "s1.1.m4s?token=a%2Fb",
+                "../b/media.m3u8?token=a%2Fb",
+            ],
+            "{text}"
+        );
+        // Without a query, the playlist is as before.
+        assert_eq!(p.render_with(false, None), p.render());
+        assert_eq!(p.render_with(false, Some("")), p.render());
+        assert!(matches!(
+            p.blocking_request_with(Some(1), Some(0), false, Some("token=t")),
+            BlockingAnswer::Ready(b) if b.contains("URI=\"s1.0.m4s?token=t\"")
         ));
     }
 
