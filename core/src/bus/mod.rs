@@ -411,6 +411,20 @@ impl Sender {
         self.seq
     }
 
+    /// Why the bus was closed under this sender, if it was.
+    pub fn closed(&self) -> Option<CloseReason> {
+        self.shared.closed()
+    }
+
+    /// Forgets the GOP cache: a subscriber joining from now on waits for the
+    /// next sync point instead of starting at the last one. For a stream
+    /// whose publisher left and whose next frames come from another one
+    /// (see the engine's linger): nobody should start on the old GOP.
+    /// Subscribers already attached are not affected.
+    pub fn clear_gop_cache(&mut self) {
+        self.shared.last_sync.store(0, Ordering::Release);
+    }
+
     /// A handle for subscribing to this sender's bus.
     pub fn bus(&self) -> Bus {
         Bus {

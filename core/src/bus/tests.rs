@@ -107,6 +107,34 @@ fn without_gop_cache_subscriber_waits_for_next_keyframe() {
 }
 
 #[test]
+fn cleared_gop_cache_makes_joiners_wait_for_the_next_sync_point() {
+    let (mut tx, bus) = channel(cfg(64));
+    tx.set_tracks(tracks(1, true));
+    tx.publish(frame(0, FrameKind::Key)).unwrap();
+    tx.publish(frame(1, FrameKind::Delta)).unwrap();
+    let mut early = bus.subscribe().unwrap();
+    tx.clear_gop_cache();
+    assert_eq!(tx.closed(), None);
+    let mut late = bus.subscribe().unwrap();
+    assert_eq!(late.try_recv(), Err(TryRecvError::Empty));
+    tx.set_tracks(tracks(2, true));
+    tx.publish(frame(2, FrameKind::Key)).unwrap();
+    let (ds, _) = drain_all(&mut late);
+    assert!(matches!(&ds[0], Delivery::Tracks(t) if t.video().unwrap().config[..] == [2]));
+    assert_eq!(ids(&ds), vec![2]);
+    // One already attached keeps everything.
+    let (ds, _) = drain_all(&mut early);
+    assert_eq!(ids(&ds), vec![0, 1, 2]);
+    drop(tx);
+    assert_eq!(
+        late.try_recv(),
+        Err(TryRecvError::Ended(RecvError::Closed(
+            CloseReason::PublisherEnded
+        )))
+    );
+}
+
+#[test]
 fn gop_cache_byte_bound_is_enforced() {
     let (mut tx, bus) = channel(BusConfig {
         gop_cache_bytes: 20,

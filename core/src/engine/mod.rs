@@ -12,8 +12,26 @@
 //!
 //! The stream table sits behind a mutex, taken on publish, play, unpublish and
 //! reaping only; frames never touch it.
+//!
+//! # Linger and handover
+//!
+//! With a linger time set ([`EngineBuilder::linger`]), a stream whose
+//! publisher goes away ([`CloseReason::PublisherEnded`]: its session closed
+//! or it unpublished) is not closed at once: the engine keeps its bus open
+//! and its players attached, waiting. A publisher that comes back on the same
+//! key within the linger time gets a [`Publisher`] on that same bus, and the
+//! players continue: they receive the new track configuration, then frames
+//! from the new session's first key frame, with time stamps moved to come
+//! just after the last ones of the session that left (see `handover`). A
+//! player joining meanwhile waits for that first key frame. If nobody comes
+//! back, [`Engine::reap_idle`] ends the stream when the linger time has
+//! passed since the publisher's last frame, and the players end with
+//! [`CloseReason::PublisherEnded`] as they would have without a linger.
+//! Idle reaping, shutdown and a publisher ended with any other reason close
+//! the stream at once.
 
 mod auth;
+mod handover;
 mod observer;
 mod qos;
 
@@ -229,6 +247,7 @@ pub enum EngineError {
 }
 
 struct StreamEntry {
+    /// The publishing session, or while lingering the one that left.
     session: SessionId,
     bus: Bus,
     stats: Arc<StreamStats>,
@@ -236,6 +255,14 @@ struct StreamEntry {
     idle_timeout: Duration,
     protocol: String,
     peer: Option<String>,
+    /// Set while the stream waits for its publisher to come back.
+    lingering: Option<Lingering>,
+}
+
+/// What a publisher that left hands over to the one that comes back.
+struct Lingering {
+    sender: Sender,
+    timeline: handover::Timeline,
 }
 
 struct Inner {
@@ -246,6 +273,7 @@ struct Inner {
     streams: Mutex<HashMap<StreamKey, StreamEntry>>,
     next_session: AtomicU64,
     shutting_down: std::sync::atomic::AtomicBool,
+    linger: Duration,
 }
 
 impl Inner {
@@ -259,6 +287,8 @@ impl Inner {
         SessionId(self.next_session.fetch_add(1, Ordering::Relaxed) + 1)
     }
 
+    /// Closes the stream of `session` (publishing or lingering), if it still
+    /// holds `key`.
     fn unpublish(&self, key: &StreamKey, session: SessionId, reason: CloseReason) {
         let removed = {
             let mut t = self.table();
@@ -269,12 +299,50 @@ impl Inner {
         };
         if let Some(e) = removed {
             e.bus.close(reason);
+            // The lingering sender (if any) goes after the close, which
+            // keeps the reason.
+            drop(e);
             self.observer.on_event(&EngineEvent::Unpublished {
                 key: key.clone(),
                 session,
                 reason,
             });
         }
+    }
+
+    /// A publisher went away: its stream lingers when the engine has a
+    /// linger time and the reason allows it, and is closed otherwise.
+    fn leave(
+        &self,
+        key: &StreamKey,
+        session: SessionId,
+        reason: CloseReason,
+        mut sender: Sender,
+        timeline: handover::Timeline,
+    ) {
+        let lingers = reason == CloseReason::PublisherEnded
+            && !self.linger.is_zero()
+            && !self.shutting_down.load(Ordering::Acquire)
+            && sender.closed().is_none();
+        if lingers {
+            let mut t = self.table();
+            if let Some(e) = t
+                .get_mut(key)
+                .filter(|e| e.session == session && e.lingering.is_none())
+            {
+                sender.clear_gop_cache();
+                e.lingering = Some(Lingering { sender, timeline });
+                drop(t);
+                self.observer.on_event(&EngineEvent::Lingering {
+                    key: key.clone(),
+                    session,
+                    linger: self.linger,
+                });
+                return;
+            }
+        }
+        self.unpublish(key, session, reason);
+        sender.close(reason);
     }
 }
 
@@ -284,6 +352,7 @@ pub struct EngineBuilder {
     default_app: Option<AppSpec>,
     auth: Arc<dyn StreamAuthenticator>,
     observer: Arc<dyn Observer>,
+    linger: Duration,
 }
 
 impl EngineBuilder {
@@ -313,6 +382,16 @@ impl EngineBuilder {
         self
     }
 
+    /// How long a stream whose publisher went away keeps its players,
+    /// waiting for a publisher to come back on the same key (see the module
+    /// docs, "Linger and handover"). The default, zero, ends the players at
+    /// once. A host that sets it must call [`Engine::reap_idle`]
+    /// periodically: that is what ends a stream nobody came back to.
+    pub fn linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
+        self
+    }
+
     /// The engine.
     pub fn build(self) -> Engine {
         Engine {
@@ -324,6 +403,7 @@ impl EngineBuilder {
                 streams: Mutex::new(HashMap::new()),
                 next_session: AtomicU64::new(0),
                 shutting_down: std::sync::atomic::AtomicBool::new(false),
+                linger: self.linger,
             }),
         }
     }
@@ -346,6 +426,9 @@ pub struct StreamSnapshot {
     pub stats: Arc<StreamStats>,
     /// Players attached.
     pub subscribers: usize,
+    /// The publisher went away and the stream waits for one to come back
+    /// (`session` is the one that left); see [`EngineBuilder::linger`].
+    pub lingering: bool,
 }
 
 /// Apps, streams, sessions. Cloning is a reference count.
@@ -376,7 +459,13 @@ impl Engine {
             default_app: Some(AppSpec::new("*")),
             auth: Arc::new(AllowAll),
             observer: Arc::new(NoopObserver),
+            linger: Duration::ZERO,
         }
+    }
+
+    /// The linger time (see [`EngineBuilder::linger`]).
+    pub fn linger(&self) -> Duration {
+        self.inner.linger
     }
 
     fn app(&self, name: &str) -> Option<&AppSpec> {
@@ -432,11 +521,57 @@ impl Engine {
         Ok(app)
     }
 
-    /// Starts publishing `req.key`: authorizes, then claims the key.
+    /// Starts publishing `req.key`: authorizes, then claims the key. A
+    /// stream lingering under the key (its publisher went away less than the
+    /// linger time ago) is taken over: its players continue with this
+    /// publisher's frames ([`EngineEvent::Resumed`] instead of
+    /// [`EngineEvent::Published`]).
     pub fn publish(&self, req: &Request<'_>, now: Instant) -> Result<Publisher, EngineError> {
         let app = self.authorize(req, Action::Publish)?;
         let (idle_timeout, cfg) = (app.idle_timeout, app.bus.clone());
         let session = self.inner.session();
+        let mut expired = None;
+        {
+            let mut t = self.inner.table();
+            match t.get_mut(&req.key) {
+                Some(e) if e.lingering.is_some() => {
+                    let last = Instant::from_micros(e.stats.last_frame_at.load(Ordering::Relaxed));
+                    if now - last <= self.inner.linger {
+                        let (p, previous) = self.resume(e, req, now, session, idle_timeout);
+                        drop(t);
+                        self.inner.observer.on_event(&EngineEvent::Resumed {
+                            key: req.key.clone(),
+                            session,
+                            previous,
+                            protocol: req.protocol.into(),
+                            peer: req.peer.map(Into::into),
+                        });
+                        return Ok(p);
+                    }
+                    // Past its linger but not reaped yet: it ends now.
+                    expired = t.remove(&req.key);
+                }
+                Some(_) => {
+                    drop(t);
+                    return Err(self.reject(
+                        req,
+                        Action::Publish,
+                        EngineError::AlreadyPublishing(req.key.clone()),
+                    ));
+                }
+                None => {}
+            }
+        }
+        if let Some(old) = expired {
+            let old_session = old.session;
+            old.bus.close(CloseReason::PublisherEnded);
+            drop(old);
+            self.inner.observer.on_event(&EngineEvent::Unpublished {
+                key: req.key.clone(),
+                session: old_session,
+                reason: CloseReason::PublisherEnded,
+            });
+        }
         let (sender, bus) = bus::channel(cfg);
         let stats = Arc::new(StreamStats::default());
         stats.started_at.store(now.as_micros(), Ordering::Relaxed);
@@ -464,6 +599,7 @@ impl Engine {
                     idle_timeout,
                     protocol: req.protocol.into(),
                     peer: req.peer.map(Into::into),
+                    lingering: None,
                 },
             );
         }
@@ -481,11 +617,57 @@ impl Engine {
             stats,
             tracks,
             meter: qos::QosMeter::default(),
+            timeline: handover::Timeline::default(),
+            resume: None,
         })
     }
 
+    /// Hands a lingering stream to a returning publisher (the table is
+    /// held); also returns the session that left.
+    fn resume(
+        &self,
+        e: &mut StreamEntry,
+        req: &Request<'_>,
+        now: Instant,
+        session: SessionId,
+        idle_timeout: Duration,
+    ) -> (Publisher, SessionId) {
+        let previous = e.session;
+        let (mut sender, end) = match e.lingering.take() {
+            Some(l) => (Some(l.sender), l.timeline.end_us()),
+            None => (None, None),
+        };
+        // The previous configuration does not apply to the new session.
+        if let Some(s) = sender.as_mut() {
+            s.set_tracks(TrackSet::new());
+        }
+        if let Ok(mut t) = e.tracks.lock() {
+            *t = Arc::new(TrackSet::new());
+        }
+        e.stats
+            .last_frame_at
+            .store(now.as_micros(), Ordering::Relaxed);
+        e.session = session;
+        e.idle_timeout = idle_timeout;
+        e.protocol = req.protocol.into();
+        e.peer = req.peer.map(Into::into);
+        let p = Publisher {
+            engine: Arc::downgrade(&self.inner),
+            key: req.key.clone(),
+            session,
+            sender,
+            stats: e.stats.clone(),
+            tracks: e.tracks.clone(),
+            meter: qos::QosMeter::default(),
+            timeline: handover::Timeline::after(end),
+            resume: Some(handover::Resume::after(end)),
+        };
+        (p, previous)
+    }
+
     /// Starts playing `req.key`: authorizes, then subscribes, starting from
-    /// the GOP cache.
+    /// the GOP cache. A lingering stream plays too: the player waits for the
+    /// first key frame of the publisher that comes back.
     pub fn play(&self, req: &Request<'_>) -> Result<Player, EngineError> {
         self.authorize(req, Action::Play)?;
         let bus = {
@@ -516,22 +698,32 @@ impl Engine {
     }
 
     /// Closes streams whose publisher has been silent for longer than its
-    /// application's idle timeout. Returns how many were closed.
+    /// application's idle timeout ([`CloseReason::Idle`]), and lingering
+    /// streams nobody came back to within the linger time of their
+    /// publisher's last frame ([`CloseReason::PublisherEnded`]). Returns how
+    /// many were closed. Hosts call it periodically (every second is
+    /// plenty) with their clock's `now`.
     pub fn reap_idle(&self, now: Instant) -> usize {
-        let idle: Vec<(StreamKey, SessionId)> = self
+        let linger = self.inner.linger;
+        let ended: Vec<(StreamKey, SessionId, CloseReason)> = self
             .inner
             .table()
             .iter()
-            .filter(|(_, e)| {
+            .filter_map(|(k, e)| {
                 let last = Instant::from_micros(e.stats.last_frame_at.load(Ordering::Relaxed));
-                now - last > e.idle_timeout
+                let reason = match e.lingering {
+                    Some(_) if now - last > linger => CloseReason::PublisherEnded,
+                    Some(_) => return None,
+                    None if now - last > e.idle_timeout => CloseReason::Idle,
+                    None => return None,
+                };
+                Some((k.clone(), e.session, reason))
             })
-            .map(|(k, e)| (k.clone(), e.session))
             .collect();
-        for (key, session) in &idle {
-            self.inner.unpublish(key, *session, CloseReason::Idle);
+        for (key, session, reason) in &ended {
+            self.inner.unpublish(key, *session, *reason);
         }
-        idle.len()
+        ended.len()
     }
 
     /// The bus of the stream published under `key`, for consumers the host
@@ -578,11 +770,13 @@ fn snapshot(key: &StreamKey, e: &StreamEntry) -> StreamSnapshot {
         tracks: e.tracks.lock().map(|t| t.clone()).unwrap_or_default(),
         stats: e.stats.clone(),
         subscribers: e.bus.stats().subscribers.load(Ordering::Relaxed),
+        lingering: e.lingering.is_some(),
     }
 }
 
 /// The right to publish one stream, held by one session. Dropping it ends the
-/// stream, unless a newer session has taken the key since.
+/// stream (or, with a linger time, leaves it waiting for a publisher to come
+/// back), unless a newer session has taken the key since.
 pub struct Publisher {
     engine: Weak<Inner>,
     key: StreamKey,
@@ -591,6 +785,10 @@ pub struct Publisher {
     stats: Arc<StreamStats>,
     tracks: Arc<Mutex<Arc<TrackSet>>>,
     meter: qos::QosMeter,
+    /// What this session sent, for a publisher that takes over after it.
+    timeline: handover::Timeline,
+    /// Set when this session took over a lingering stream.
+    resume: Option<handover::Resume>,
 }
 
 impl fmt::Debug for Publisher {
@@ -636,12 +834,24 @@ impl Publisher {
 
     /// Publishes a frame; `Err` once the stream was closed under this
     /// publisher (idle reaping, shutdown).
+    ///
+    /// A publisher that took over a lingering stream drops its frames before
+    /// its first sync point and moves the time stamps of the rest to follow
+    /// the previous session's (see the module docs).
     pub fn publish(&mut self, now: Instant, frame: MediaFrame) -> Result<(), bus::Closed> {
         let sender = self
             .sender
             .as_mut()
             .ok_or(bus::Closed(CloseReason::PublisherEnded))?;
+        let frame = match self.resume.as_mut() {
+            None => frame,
+            Some(r) => match r.apply(frame, sender.tracks().has_video()) {
+                Some(f) => f,
+                None => return sender.closed().map_or(Ok(()), |why| Err(bus::Closed(why))),
+            },
+        };
         self.meter.record(&self.stats, now, &frame);
+        self.timeline.record(&frame);
         sender.publish(frame).map(|_| ())
     }
 
@@ -658,10 +868,13 @@ impl Publisher {
 
     fn finish(&mut self, reason: CloseReason) {
         if let Some(sender) = self.sender.take() {
-            if let Some(engine) = self.engine.upgrade() {
-                engine.unpublish(&self.key, self.session, reason);
+            match self.engine.upgrade() {
+                Some(engine) => {
+                    let timeline = core::mem::take(&mut self.timeline);
+                    engine.leave(&self.key, self.session, reason, sender, timeline);
+                }
+                None => sender.close(reason),
             }
-            sender.close(reason);
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use super::{Action, SessionId, StreamKey};
 use crate::bus::CloseReason;
+use core::time::Duration;
 
 /// Something that happened to a stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,14 +19,41 @@ pub enum EngineEvent {
         /// Its peer address, when known.
         peer: Option<String>,
     },
-    /// A publisher ended.
+    /// A stream ended: its publisher ended (with a linger time: and nobody
+    /// came back within it), or the stream was reaped or shut down. Its
+    /// players end.
     Unpublished {
         /// The stream.
         key: StreamKey,
-        /// The session that ended.
+        /// The session that ended (the last one to publish).
         session: SessionId,
         /// Why.
         reason: CloseReason,
+    },
+    /// A publisher went away and its stream waits, players attached, for a
+    /// publisher to come back within the linger time.
+    Lingering {
+        /// The stream.
+        key: StreamKey,
+        /// The session that went away.
+        session: SessionId,
+        /// How long the stream waits after the publisher's last frame.
+        linger: Duration,
+    },
+    /// A publisher took over a lingering stream: its players (and any
+    /// packager subscribed to the stream's bus) continue with this
+    /// publisher's frames, so there is nothing new to subscribe to.
+    Resumed {
+        /// The stream.
+        key: StreamKey,
+        /// The new publishing session.
+        session: SessionId,
+        /// The session that had gone away.
+        previous: SessionId,
+        /// Its protocol.
+        protocol: String,
+        /// Its peer address, when known.
+        peer: Option<String>,
     },
     /// A player joined.
     Played {

@@ -243,3 +243,339 @@ fn stats_and_tracks_are_visible() {
     assert_eq!(snap.stats.frames.load(Ordering::Relaxed), 3);
     assert_eq!(snap.stats.bytes.load(Ordering::Relaxed), 3);
 }
+
+fn tracks_of(codec: CodecId, config: &'static [u8]) -> TrackSet {
+    let mut ts = TrackSet::new();
+    ts.upsert(crate::frame::TrackInfo::new(
+        TrackId(0),
+        codec,
+        crate::time::Timescale::MILLIS,
+        Bytes::from_static(config),
+    ))
+    .unwrap();
+    ts.upsert(crate::frame::TrackInfo::new(
+        TrackId(1),
+        CodecId::Aac,
+        crate::time::Timescale::MILLIS,
+        Bytes::from_static(b"asc"),
+    ))
+    .unwrap();
+    ts
+}
+
+fn vf(key: bool, ms: i64) -> MediaFrame {
+    MediaFrame::video(
+        TrackId(0),
+        CodecId::H264,
+        key,
+        MediaTime::from_millis(ms),
+        Bytes::from_static(b"v"),
+    )
+}
+
+fn af(ms: i64) -> MediaFrame {
+    MediaFrame::audio(
+        TrackId(1),
+        CodecId::Aac,
+        MediaTime::from_millis(ms),
+        Bytes::from_static(b"a"),
+    )
+}
+
+fn deliveries(p: &mut Player) -> (Vec<Delivery>, Option<RecvError>) {
+    let mut out = Vec::new();
+    loop {
+        match p.subscription.try_recv() {
+            Ok(d) => out.push(d),
+            Err(TryRecvError::Empty) => return (out, None),
+            Err(TryRecvError::Ended(e)) => return (out, Some(e)),
+        }
+    }
+}
+
+fn lingering_engine(log: &Arc<Log>) -> Engine {
+    Engine::builder()
+        .observer(log.clone())
+        .linger(Duration::from_secs(10))
+        .build()
+}
+
+/// Publisher A sends a GOP (0..=200 ms, a composition offset on its last
+/// frame) from host time 1 s; returns it, its player, and A's latest time
+/// stamp in ms.
+fn publish_a(engine: &Engine, k: &StreamKey) -> (Publisher, Player, i64) {
+    let mut a = engine
+        .publish(&Request::new(k.clone(), "rtmp"), Instant::from_millis(1000))
+        .unwrap();
+    a.set_tracks(tracks_of(CodecId::H264, b"avc-a"));
+    let mut player = engine.play(&Request::new(k.clone(), "rtmp")).unwrap();
+    for (i, ms) in (0..=200).step_by(40).enumerate() {
+        let now = Instant::from_millis(1000 + ms as u64);
+        let mut f = vf(i == 0, ms);
+        if ms == 200 {
+            f.pts = MediaTime::from_millis(240);
+        }
+        a.publish(now, f).unwrap();
+        a.publish(now, af(ms + 5)).unwrap();
+    }
+    let (ds, end) = deliveries(&mut player);
+    assert!(end.is_none());
+    assert_eq!(
+        ds.iter()
+            .filter(|d| matches!(d, Delivery::Frame(_)))
+            .count(),
+        12
+    );
+    (a, player, 240)
+}
+
+#[test]
+fn a_publisher_back_within_the_linger_continues_to_the_players() {
+    let log = Arc::new(Log::default());
+    let engine = lingering_engine(&log);
+    assert_eq!(engine.linger(), Duration::from_secs(10));
+    let k = key("handover");
+    let (a, mut player, a_latest) = publish_a(&engine, &k);
+    let a_session = a.session();
+    drop(a);
+    // The players wait; the stream is listed as lingering.
+    assert_eq!(deliveries(&mut player), (vec![], None));
+    let snap = engine.stream(&k).unwrap();
+    assert!(snap.lingering);
+    assert_eq!(snap.session, a_session);
+    // Within the linger, nothing is reaped.
+    assert_eq!(engine.reap_idle(Instant::from_millis(5000)), 0);
+
+    // B comes back with another configuration, its clock starting at 0.
+    let mut b = engine
+        .publish(&Request::new(k.clone(), "srt"), Instant::from_millis(6000))
+        .unwrap();
+    assert!(b.tracks().unwrap().is_empty());
+    b.set_tracks(tracks_of(CodecId::H264, b"avc-b"));
+    let now = Instant::from_millis(6000);
+    // Before its first key frame: not published.
+    b.publish(now, vf(false, 0)).unwrap();
+    b.publish(now, af(0)).unwrap();
+    b.publish(now, vf(true, 40)).unwrap();
+    b.publish(now, af(45)).unwrap();
+    b.publish(now, vf(false, 80)).unwrap();
+    let (ds, end) = deliveries(&mut player);
+    assert_eq!(end, None);
+    let Delivery::Tracks(t) = &ds[0] else {
+        panic!("tracks first, got {:?}", ds[0]);
+    };
+    assert_eq!(&t.video().unwrap().config[..], b"avc-b");
+    let frames: Vec<&MediaFrame> = ds[1..]
+        .iter()
+        .map(|d| match d {
+            Delivery::Frame(f) => f,
+            other => panic!("a frame, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(frames.len(), 3);
+    assert!(frames[0].is_key());
+    assert!(frames[0].discontinuity && frames[1].discontinuity && !frames[2].discontinuity);
+    // Just after A's last: its latest pts plus one frame step.
+    assert_eq!(frames[0].dts, MediaTime::from_millis(a_latest + 40));
+    assert!(frames[0].pts.as_millis() > a_latest);
+    assert_eq!(frames[1].dts, MediaTime::from_millis(a_latest + 45));
+    assert_eq!(frames[2].dts, MediaTime::from_millis(a_latest + 80));
+
+    let snap = engine.stream(&k).unwrap();
+    assert!(!snap.lingering);
+    assert_eq!(snap.session, b.session());
+    assert_eq!(snap.protocol, "srt");
+    assert_eq!(&snap.tracks.video().unwrap().config[..], b"avc-b");
+
+    // B leaves without a frame... and C continues after B's last.
+    drop(b);
+    let mut c = engine
+        .publish(&Request::new(k.clone(), "rtmp"), Instant::from_millis(7000))
+        .unwrap();
+    c.set_tracks(tracks_of(CodecId::H265, b"hvc-c"));
+    c.publish(Instant::from_millis(7000), vf(true, 1000))
+        .unwrap();
+    let (ds, _) = deliveries(&mut player);
+    assert!(matches!(&ds[0], Delivery::Tracks(t) if t.video().unwrap().codec == CodecId::H265));
+    assert!(matches!(&ds[1], Delivery::Frame(f) if f.dts > MediaTime::from_millis(a_latest + 80)));
+
+    let events = log.0.lock().unwrap();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| match e {
+            EngineEvent::Published { .. } => "published",
+            EngineEvent::Played { .. } => "played",
+            EngineEvent::Lingering { .. } => "lingering",
+            EngineEvent::Resumed { .. } => "resumed",
+            EngineEvent::Unpublished { .. } => "unpublished",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "published",
+            "played",
+            "lingering",
+            "resumed",
+            "lingering",
+            "resumed"
+        ]
+    );
+    assert!(matches!(
+        &events[3],
+        EngineEvent::Resumed { previous, .. } if *previous == a_session
+    ));
+}
+
+#[test]
+fn a_player_joining_during_the_linger_starts_at_the_new_key_frame() {
+    let log = Arc::new(Log::default());
+    let engine = lingering_engine(&log);
+    let k = key("join");
+    let (a, _first, _) = publish_a(&engine, &k);
+    drop(a);
+    // The GOP cache of the session that left is not served.
+    let mut late = engine.play(&Request::new(k.clone(), "rtmp")).unwrap();
+    assert_eq!(deliveries(&mut late), (vec![], None));
+    let mut b = engine
+        .publish(&Request::new(k.clone(), "rtmp"), Instant::from_millis(2000))
+        .unwrap();
+    b.set_tracks(tracks_of(CodecId::H264, b"avc-b"));
+    b.publish(Instant::from_millis(2000), vf(true, 0)).unwrap();
+    b.publish(Instant::from_millis(2000), vf(false, 40))
+        .unwrap();
+    // And one joining after the return starts at B's key frame too.
+    let mut after = engine.play(&Request::new(k.clone(), "rtmp")).unwrap();
+    for p in [&mut late, &mut after] {
+        let (ds, end) = deliveries(p);
+        assert_eq!(end, None);
+        assert!(
+            matches!(&ds[0], Delivery::Tracks(t) if &t.video().unwrap().config[..] == b"avc-b")
+        );
+        assert!(matches!(&ds[1], Delivery::Frame(f) if f.is_key()));
+        assert_eq!(ds.len(), 3);
+    }
+}
+
+#[test]
+fn a_lingering_stream_nobody_comes_back_to_ends_its_players() {
+    let log = Arc::new(Log::default());
+    let engine = lingering_engine(&log);
+    let k = key("gone");
+    let (a, mut player, _) = publish_a(&engine, &k);
+    let a_session = a.session();
+    drop(a);
+    // The linger runs from A's last frame, at 1.2 s.
+    assert_eq!(engine.reap_idle(Instant::from_millis(11_200)), 0);
+    assert_eq!(deliveries(&mut player), (vec![], None));
+    assert_eq!(engine.reap_idle(Instant::from_millis(11_201)), 1);
+    assert_eq!(
+        deliveries(&mut player),
+        (vec![], Some(RecvError::Closed(CloseReason::PublisherEnded)))
+    );
+    assert!(engine.stream(&k).is_none());
+    assert!(matches!(
+        log.0.lock().unwrap().last(),
+        Some(EngineEvent::Unpublished { session, reason: CloseReason::PublisherEnded, .. })
+            if *session == a_session
+    ));
+    // The key is free: a new publisher starts a new stream.
+    let _b = engine
+        .publish(
+            &Request::new(k.clone(), "rtmp"),
+            Instant::from_millis(12_000),
+        )
+        .unwrap();
+    assert!(matches!(
+        log.0.lock().unwrap().last(),
+        Some(EngineEvent::Published { .. })
+    ));
+}
+
+#[test]
+fn a_publisher_back_after_the_linger_starts_a_new_stream_even_before_reaping() {
+    let log = Arc::new(Log::default());
+    let engine = lingering_engine(&log);
+    let k = key("late");
+    let (a, mut player, _) = publish_a(&engine, &k);
+    drop(a);
+    let mut b = engine
+        .publish(
+            &Request::new(k.clone(), "rtmp"),
+            Instant::from_millis(20_000),
+        )
+        .unwrap();
+    assert_eq!(
+        deliveries(&mut player),
+        (vec![], Some(RecvError::Closed(CloseReason::PublisherEnded)))
+    );
+    // A new stream: B's time stamps are its own.
+    let mut fresh = engine.play(&Request::new(k.clone(), "rtmp")).unwrap();
+    b.set_tracks(tracks_of(CodecId::H264, b"avc-b"));
+    b.publish(Instant::from_millis(20_000), vf(false, 0))
+        .unwrap();
+    b.publish(Instant::from_millis(20_000), vf(true, 40))
+        .unwrap();
+    let (ds, _) = deliveries(&mut fresh);
+    assert!(
+        matches!(&ds[1], Delivery::Frame(f) if f.dts == MediaTime::from_millis(40) && !f.discontinuity)
+    );
+    let events = log.0.lock().unwrap();
+    assert!(matches!(
+        &events[events.len() - 3..],
+        [
+            EngineEvent::Unpublished { .. },
+            EngineEvent::Published { .. },
+            EngineEvent::Played { .. }
+        ]
+    ));
+}
+
+#[test]
+fn only_a_publisher_that_went_away_lingers() {
+    let log = Arc::new(Log::default());
+    let engine = lingering_engine(&log);
+    // Ended for another reason: closed at once.
+    let (a, mut player, _) = publish_a(&engine, &key("replaced"));
+    a.end(CloseReason::Replaced);
+    assert_eq!(
+        deliveries(&mut player).1,
+        Some(RecvError::Closed(CloseReason::Replaced))
+    );
+    // Reaped as idle: closed at once, and its drop later does not linger.
+    let (a, mut player, _) = publish_a(&engine, &key("idle"));
+    assert_eq!(engine.reap_idle(Instant::from_millis(40_000)), 1);
+    drop(a);
+    assert_eq!(
+        deliveries(&mut player).1,
+        Some(RecvError::Closed(CloseReason::Idle))
+    );
+    assert!(engine.stream(&key("idle")).is_none());
+    // Shutdown ends lingering streams too.
+    let (a, mut player, _) = publish_a(&engine, &key("down"));
+    drop(a);
+    assert!(engine.stream(&key("down")).unwrap().lingering);
+    engine.shutdown();
+    assert_eq!(
+        deliveries(&mut player).1,
+        Some(RecvError::Closed(CloseReason::Shutdown))
+    );
+    assert!(engine.streams().is_empty());
+}
+
+#[test]
+fn a_second_publisher_is_still_refused_while_the_first_publishes() {
+    let log = Arc::new(Log::default());
+    let engine = lingering_engine(&log);
+    let (_a, _player, _) = publish_a(&engine, &key("busy"));
+    assert_eq!(
+        engine
+            .publish(
+                &Request::new(key("busy"), "rtmp"),
+                Instant::from_millis(2000)
+            )
+            .unwrap_err(),
+        EngineError::AlreadyPublishing(key("busy"))
+    );
+}

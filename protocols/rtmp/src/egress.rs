@@ -4,6 +4,27 @@
 //! Tracks become `onMetaData` and sequence headers (always before frames);
 //! frames become legacy tags for H.264, AAC and MP3 and enhanced tags for
 //! the rest. Timestamps are rebased so each receiver starts near 0.
+//!
+//! # A configuration change mid-stream
+//!
+//! A new track set (the publisher changed its parameter sets, or a publisher
+//! came back on a lingering stream, see the engine's linger) is sent the
+//! same way as the first one: `onMetaData`, then a new sequence header (a
+//! tag with `AVCPacketType`/`AACPacketType` 0 for H.264 and AAC, FLV
+//! specification 10.1 annex E.4.2/E.4.3; `PacketTypeSequenceStart` in
+//! enhanced RTMP for the others), at the time stamp of the last frame sent,
+//! so time never goes back; when the video configuration changed, video
+//! waits for a key frame. That is how FLV carries a change of decoder
+//! configuration, and what ffmpeg's FLV demuxer reads mid-stream: it hands
+//! the new header to the decoder as new extradata with the next packet.
+//!
+//! A change of *codec* (H.264 to H.265, AAC to Opus) is sent the same way,
+//! since each FLV tag names its codec and nothing else in FLV announces a
+//! change; but players differ. ffmpeg's FLV demuxer does not change the
+//! codec of a stream it has opened ("Changing the codec id midstream"): an
+//! ffmpeg 9 player keeps playing the audio and drops the new video, and
+//! ffmpeg 5.1, which predates enhanced RTMP, loses both. Such a player has
+//! to play the stream again to pick up the new codec.
 
 use crate::amf0::{self, Amf0Value};
 use crate::connection::Connection;
@@ -76,8 +97,9 @@ pub fn metadata_for(tracks: &TrackSet) -> Amf0Value {
 }
 
 impl Egress {
-    /// Sends metadata and sequence headers for `tracks`. `set_data_frame`
-    /// prefixes the metadata with `@setDataFrame` (what a publisher sends).
+    /// Sends metadata and sequence headers for `tracks` (see the module
+    /// docs for a change mid-stream). `set_data_frame` prefixes the
+    /// metadata with `@setDataFrame` (what a publisher sends).
     pub fn tracks(
         &mut self,
         tracks: &Arc<TrackSet>,
@@ -103,6 +125,16 @@ impl Egress {
                     &t.config,
                 );
             }
+        }
+        let video_changed = match (&self.tracks, tracks.video()) {
+            (Some(old), Some(new)) => old
+                .video()
+                .is_none_or(|v| v.codec != new.codec || v.config != new.config),
+            _ => false,
+        };
+        if video_changed && self.frames > 0 {
+            // A decoder given a new configuration starts again at a key frame.
+            self.need_key = true;
         }
         self.tracks = Some(Arc::clone(tracks));
     }
@@ -181,5 +213,46 @@ mod tests {
         e.frame(&f(0, CodecId::H264, 5040), &mut conn, 1);
         assert_eq!(e.frames, 2);
         assert_eq!(e.last_ts, 40);
+    }
+
+    #[test]
+    fn a_new_video_configuration_mid_stream_waits_for_a_key_frame() {
+        let mut conn = Connection::new(RtmpConfig::default(), Handshake::server(0));
+        let set = |config: &'static [u8]| {
+            let mut s = TrackSet::new();
+            s.upsert(TrackInfo::new(
+                TrackId(0),
+                CodecId::H264,
+                Timescale::MILLIS,
+                Bytes::from_static(config),
+            ))
+            .unwrap();
+            Arc::new(s)
+        };
+        let f = |key: bool, ms: i64| {
+            MediaFrame::video(
+                TrackId(0),
+                CodecId::H264,
+                key,
+                MediaTime::from_millis(ms),
+                Bytes::from_static(b"x"),
+            )
+        };
+        let mut e = Egress::default();
+        e.tracks(&set(b"one"), &mut conn, 1, false);
+        e.frame(&f(true, 0), &mut conn, 1);
+        e.frame(&f(false, 40), &mut conn, 1);
+        // The same configuration again (after a lag): nothing to wait for.
+        e.tracks(&set(b"one"), &mut conn, 1, false);
+        assert!(!e.need_key);
+        // A new one: the sequence header goes out, then video from a key frame.
+        let _ = conn.take_output();
+        e.tracks(&set(b"two"), &mut conn, 1, false);
+        assert!(conn.take_output().is_some());
+        assert!(e.need_key);
+        e.frame(&f(false, 80), &mut conn, 1);
+        assert_eq!(e.frames, 2);
+        e.frame(&f(true, 120), &mut conn, 1);
+        assert_eq!((e.frames, e.last_ts, e.need_key), (3, 120, false));
     }
 }

@@ -8,7 +8,9 @@
 //! * ffmpeg 5.1 plays from a `ServerSession` fed the frames of a capture;
 //! * a publishing and a playing `ClientSession` talk to nginx-rtmp;
 //! * GStreamer (`rtmp2sink`, `rtmp2src`) publishes to and plays from a
-//!   `ServerSession`.
+//!   `ServerSession`;
+//! * ffmpeg 5.1 and 9 decode a stream whose publisher is replaced within
+//!   the engine's linger time by another encoder's.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -441,4 +443,100 @@ fn gstreamer_publishes_to_the_server_session() {
             >= 80
     );
     assert!(got.frames.iter().all(|f| !f.discontinuity));
+}
+
+/// ffmpeg (`bin`) plays, through the engine, a stream whose publisher drops
+/// and another comes back within the linger time (ffmpeg 5.1's x264 then GStreamer's
+/// x264enc with B-frames: a new SPS/PPS), decoding as it goes; returns the
+/// decoded frames' `framecrc` lines (stream, dts, pts, ...) and ffmpeg's
+/// error output.
+fn play_across_a_handover(bin: &str) -> (Vec<Vec<i64>>, String) {
+    use arcly_core::engine::{Engine, Request, StreamKey};
+    let engine = Engine::builder().linger(Duration::from_secs(5)).build();
+    let key = StreamKey::new("live", "feed").unwrap();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let child = Command::new(bin)
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-rw_timeout",
+            "5000000",
+        ])
+        .args(["-i", &format!("rtmp://127.0.0.1:{port}/live/feed")])
+        .args(["-f", "framecrc", "-"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ffmpeg runs");
+    let (mut sock, _) = l.accept().unwrap();
+    let mut s = ServerSession::new(RtmpConfig::default(), Instant::ZERO);
+    drive(&mut sock, &mut s, Duration::from_secs(5), |s, now| {
+        let mut player = None;
+        for (i, capture) in [FFMPEG5_H264_AAC, GSTREAMER_H264_AAC].iter().enumerate() {
+            let (tracks, frames) = capture_of(capture);
+            let mut p = engine
+                .publish(&Request::new(key.clone(), "rtmp"), now)
+                .unwrap();
+            p.set_tracks(tracks);
+            if i == 0 {
+                player = engine.play(&Request::new(key.clone(), "rtmp")).ok();
+            }
+            for f in frames {
+                p.publish(now, f).unwrap();
+            }
+            // The publisher goes away; the second comes back at once.
+        }
+        let sub = &mut player.as_mut().unwrap().subscription;
+        let (n, end) = sub.drain(usize::MAX, |d| s.handle_delivery(now, d));
+        assert!(n > 400 && end.is_none(), "{n} {end:?}");
+        s.handle_stream_end(now, RecvError::Closed(CloseReason::PublisherEnded));
+    });
+    drop(sock);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let lines = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            l.split(',')
+                .take(3)
+                .map(|v| v.trim().parse().unwrap_or(i64::MIN))
+                .collect()
+        })
+        .collect();
+    (lines, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+const GSTREAMER_H264_AAC: &[u8] = include_bytes!("../testdata/gstreamer_h264_aac_publish.c2s");
+
+#[test]
+fn ffmpeg_decodes_across_a_publisher_handover() {
+    for bin in ["ffmpeg".to_owned(), ffmpeg9()] {
+        let (frames, errors) = play_across_a_handover(&bin);
+        assert!(errors.trim().is_empty(), "{bin}: {errors}");
+        for stream in [0, 1] {
+            let dts: Vec<i64> = frames
+                .iter()
+                .filter(|f| f[0] == stream)
+                .map(|f| f[1])
+                .collect();
+            assert!(
+                dts.windows(2).all(|w| w[0] < w[1]),
+                "{bin} stream {stream}: {dts:?}"
+            );
+        }
+        // Every frame of the first publisher, and of the second from its
+        // first key frame on.
+        let (_, a) = capture_of(FFMPEG5_H264_AAC);
+        let (_, b) = capture_of(GSTREAMER_H264_AAC);
+        let from_key = b.len() - b.iter().position(MediaFrame::is_key).unwrap();
+        let video = frames.iter().filter(|f| f[0] == 0).count();
+        assert_eq!(video, 180, "{bin}");
+        // (ffmpeg's AAC decoder puts out one frame fewer than it is given,
+        // with or without a handover.)
+        assert_eq!(frames.len() + 1, a.len() + from_key, "{bin}");
+    }
 }
