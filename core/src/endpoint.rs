@@ -150,7 +150,14 @@ struct ReadyWake<K> {
     key: K,
     queued: AtomicBool,
     tx: mpsc::Sender<K>,
-    host: Arc<atomic_waker::AtomicWaker>,
+    host: Arc<HostSignal>,
+}
+
+/// Tells the adapter that some session has deliveries ready.
+#[derive(Default)]
+struct HostSignal {
+    ready: AtomicBool,
+    waker: atomic_waker::AtomicWaker,
 }
 
 impl<K: Clone + Send + Sync + 'static> Wake for ReadyWake<K> {
@@ -160,7 +167,8 @@ impl<K: Clone + Send + Sync + 'static> Wake for ReadyWake<K> {
     fn wake_by_ref(self: &Arc<Self>) {
         if !self.queued.swap(true, Ordering::AcqRel) {
             let _ = self.tx.send(self.key.clone());
-            self.host.wake();
+            self.host.ready.store(true, Ordering::Release);
+            self.host.waker.wake();
         }
     }
 }
@@ -202,7 +210,7 @@ pub struct EndpointHost<E: Endpoint> {
     dirty: VecDeque<E::Key>,
     ready_tx: mpsc::Sender<E::Key>,
     ready_rx: mpsc::Receiver<E::Key>,
-    host_waker: Arc<atomic_waker::AtomicWaker>,
+    host_waker: Arc<HostSignal>,
     log: VecDeque<String>,
     stats: EndpointStats,
 }
@@ -418,10 +426,12 @@ impl<E: Endpoint> EndpointHost<E> {
         }
     }
 
-    /// Registers the adapter's waker: woken when a playing session has bus
-    /// deliveries ready (then call [`poll_deliveries`](Self::poll_deliveries)).
-    pub fn register(&self, cx: &Context<'_>) {
-        self.host_waker.register(cx.waker());
+    /// Registers the adapter's waker, woken when a playing session has bus
+    /// deliveries ready; returns whether some are ready now (then call
+    /// [`poll_deliveries`](Self::poll_deliveries)).
+    pub fn register_ready(&self, cx: &Context<'_>) -> bool {
+        self.host_waker.waker.register(cx.waker());
+        self.host_waker.ready.swap(false, Ordering::AcqRel)
     }
 
     /// Hands ready bus deliveries to the sessions whose wakers fired (and,

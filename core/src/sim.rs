@@ -19,6 +19,8 @@ use bytes::{Bytes, BytesMut};
 
 use crate::time::Instant;
 
+pub mod toy;
+
 /// A small, fast, seeded generator (SplitMix64): the simulator's only
 /// source of chance.
 #[derive(Clone, Debug)]

@@ -322,6 +322,10 @@ macro_rules! suite {
             fn http_api() {
                 super::http_api($a)
             }
+            #[test]
+            fn datagram_publish_and_play() {
+                super::datagram_publish_and_play($a)
+            }
         }
     };
 }
@@ -329,3 +333,139 @@ macro_rules! suite {
 suite!(tokio_adapter, Adapter::Tokio);
 suite!(smol_adapter, Adapter::Smol);
 suite!(blocking_adapter, Adapter::Blocking);
+
+/// The toy datagram protocol (`arcly_core::sim::toy`) served through an
+/// endpoint on one UDP socket of `adapter`; returns the socket's address and
+/// the server (stopped on drop).
+fn start_endpoint(adapter: Adapter, engine: Engine) -> (std::net::SocketAddr, Server) {
+    use arcly_core::endpoint::EndpointHost;
+    use arcly_core::session::ConnContext;
+    use arcly_core::sim::toy::ToyEndpoint;
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+    let addr = sock.local_addr().expect("addr");
+    let host = EndpointHost::new(
+        ToyEndpoint::default(),
+        engine.clone(),
+        ConnContext::default(),
+    );
+    let log: Arc<dyn Fn(String) + Send + Sync> = Arc::new(|_| {});
+    let (stop, thread): (Box<dyn FnOnce() + Send>, _) = match adapter {
+        Adapter::Tokio => {
+            let shutdown = arcly_tokio::Shutdown::new();
+            let signal = shutdown.signal();
+            sock.set_nonblocking(true).expect("nonblocking");
+            let th = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async move {
+                    let sock = tokio::net::UdpSocket::from_std(sock).expect("udp");
+                    let clock = arcly_tokio::Clock::new();
+                    arcly_tokio::drive_endpoint(sock, host, clock, signal, &*log)
+                        .await
+                        .expect("drive");
+                });
+            });
+            (Box::new(move || shutdown.trigger()), th)
+        }
+        Adapter::Smol => {
+            let shutdown = arcly_smol::Shutdown::new();
+            let signal = shutdown.signal();
+            let th = std::thread::spawn(move || {
+                let sock = async_io::Async::new(sock).expect("udp");
+                let clock = arcly_smol::Clock::new();
+                smol::block_on(arcly_smol::drive_endpoint(sock, host, clock, signal, &*log))
+                    .expect("drive");
+            });
+            (Box::new(move || shutdown.trigger()), th)
+        }
+        Adapter::Blocking => {
+            let shutdown = arcly_blocking::ShutdownHandle::new();
+            let s2 = shutdown.clone();
+            let th = std::thread::spawn(move || {
+                let clock = arcly_blocking::Clock::new();
+                arcly_blocking::serve_endpoint(sock, host, clock, s2, log).expect("drive");
+            });
+            (Box::new(move || shutdown.trigger()), th)
+        }
+    };
+    (addr, Server::from_parts(addr, engine, stop, thread))
+}
+
+/// A toy peer on its own UDP socket.
+struct ToyPeer {
+    sock: std::net::UdpSocket,
+    server: std::net::SocketAddr,
+    id: u32,
+}
+
+impl ToyPeer {
+    fn hello(server: std::net::SocketAddr, what: &str) -> ToyPeer {
+        use arcly_core::sim::toy::{header, msg, HELLO, WELCOME};
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        let mut buf = [0u8; 2048];
+        // UDP: say hello again until welcomed.
+        for _ in 0..25 {
+            sock.send_to(&msg(0, HELLO, what.as_bytes()), server)
+                .expect("send");
+            if let Ok((n, _)) = sock.recv_from(&mut buf) {
+                if let Some((id, WELCOME)) = header(&buf[..n]) {
+                    return ToyPeer { sock, server, id };
+                }
+            }
+        }
+        panic!("no welcome for {what:?}");
+    }
+
+    fn recv_frames(&self, want: usize, limit: Duration) -> Vec<i64> {
+        use arcly_core::sim::toy::{frame_pts, header, FRAME};
+        let mut got = Vec::new();
+        let mut buf = [0u8; 2048];
+        let end = std::time::Instant::now() + limit;
+        while got.len() < want && std::time::Instant::now() < end {
+            if let Ok((n, _)) = self.sock.recv_from(&mut buf) {
+                if let (Some((_, FRAME)), Some(pts)) = (header(&buf[..n]), frame_pts(&buf[..n])) {
+                    got.push(pts);
+                }
+            }
+        }
+        got
+    }
+}
+
+fn datagram_publish_and_play(adapter: Adapter) {
+    use arcly_core::sim::toy::{msg, FRAME, PING};
+    let (addr, server) = start_endpoint(adapter, Engine::default());
+    // A ping is answered by the endpoint alone.
+    let probe = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    probe
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    probe.send_to(&msg(0, PING, b""), addr).expect("ping");
+    let mut buf = [0u8; 64];
+    let (n, _) = probe.recv_from(&mut buf).expect("pong");
+    assert_eq!(&buf[5..n], b"pong", "{adapter:?}");
+    let publisher = ToyPeer::hello(addr, "publish cam");
+    let player = ToyPeer::hello(addr, "play cam");
+    assert_ne!(publisher.id, player.id);
+    // Loopback does not lose datagrams at this rate: every frame arrives,
+    // in order.
+    for pts in 0..200i64 {
+        publisher
+            .sock
+            .send_to(
+                &msg(publisher.id, FRAME, &pts.to_be_bytes()),
+                publisher.server,
+            )
+            .expect("frame");
+        if pts % 20 == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    let got = player.recv_frames(200, T);
+    assert_eq!(got, (0..200).collect::<Vec<_>>(), "{adapter:?}");
+    assert!(server.shutdown() < Duration::from_secs(3));
+}

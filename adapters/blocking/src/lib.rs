@@ -15,9 +15,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod datagram;
 mod pool;
 mod storage;
 
+pub use datagram::serve_endpoint;
 pub use pool::{serve, Clock, ListenerConfig, Log, ShutdownHandle};
 pub use storage::FsStorage;
 

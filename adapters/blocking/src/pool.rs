@@ -142,7 +142,7 @@ impl ShutdownHandle {
         self.inner.fired.load(Ordering::SeqCst)
     }
 
-    fn watch(&self, w: Arc<MioWaker>) {
+    pub(crate) fn watch(&self, w: Arc<MioWaker>) {
         self.inner
             .wakers
             .lock()

@@ -9,11 +9,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod datagram;
 mod driver;
 mod listener;
 mod storage;
 mod traits;
 
+pub use datagram::drive_endpoint;
 pub use driver::{drive_stream, Clock, DriverConfig};
 pub use listener::{serve, ListenerConfig, Log};
 pub use storage::FsStorage;

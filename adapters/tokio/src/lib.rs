@@ -14,6 +14,7 @@
 
 mod client;
 mod clock;
+mod datagram;
 mod driver;
 mod listener;
 mod shutdown;
@@ -22,6 +23,7 @@ mod traits;
 
 pub use client::drive_client;
 pub use clock::Clock;
+pub use datagram::drive_endpoint;
 pub use driver::{drive_stream, DriverConfig};
 pub use listener::{serve, ListenerConfig, Log};
 pub use shutdown::{Shutdown, ShutdownSignal};

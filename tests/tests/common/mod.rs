@@ -37,6 +37,22 @@ pub struct Server {
 }
 
 impl Server {
+    /// A server whose serving thread the caller started, stopped by `stop`.
+    pub fn from_parts(
+        addr: SocketAddr,
+        engine: Engine,
+        stop: Box<dyn FnOnce() + Send>,
+        thread: std::thread::JoinHandle<()>,
+    ) -> Server {
+        Server {
+            addr,
+            engine,
+            tokio: None,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
     /// Triggers graceful shutdown and waits for the serving thread; returns
     /// how long that took.
     pub fn shutdown(mut self) -> Duration {
@@ -289,6 +305,13 @@ pub struct Client {
 impl Client {
     pub fn connect(addr: SocketAddr, mode: ClientMode, app: &str, stream: &str) -> Client {
         let sock = TcpStream::connect(addr).expect("connect");
+        Client::over(sock, mode, app, stream)
+    }
+
+    /// A client over a socket the caller connected (with buffer sizes or a
+    /// source address of its choosing).
+    pub fn over(sock: TcpStream, mode: ClientMode, app: &str, stream: &str) -> Client {
+        let addr = sock.peer_addr().expect("a connected socket");
         sock.set_nodelay(true).expect("nodelay");
         sock.set_read_timeout(Some(Duration::from_millis(5)))
             .expect("timeout");
@@ -390,6 +413,11 @@ impl Client {
 
     pub fn is_eof(&self) -> bool {
         self.eof
+    }
+
+    /// The client end's address (to find the connection in /proc/net/tcp).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.sock.local_addr()
     }
 
     /// Publishes `frames` (with `tracks` first) through the client session,
