@@ -63,6 +63,14 @@ impl StreamAuthenticator for AllowAll {
 /// `ACTION:APP/STREAM:EXPIRY` (`ACTION` is `publish` or `play`). A token
 /// therefore names one stream and one action, and cannot be replayed for
 /// another.
+///
+/// A token has exactly one accepted spelling, the one
+/// [`mint`](Self::mint) writes: `EXPIRY` in decimal without a sign or a
+/// leading zero, one `.`, and `SIGNATURE` as 64 lowercase hex digits, with
+/// nothing before, between or after (no whitespace, no further field). Any
+/// other spelling of a valid token is refused as [`AuthError::Invalid`], so
+/// a token cannot be varied to slip past a cache, a log filter or a
+/// revocation list that compares tokens as text.
 #[cfg(feature = "auth-hmac")]
 #[derive(Clone)]
 pub struct HmacTokenAuthenticator {
@@ -122,21 +130,38 @@ impl HmacTokenAuthenticator {
 #[cfg(feature = "auth-hmac")]
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// The length of an HMAC-SHA256 tag.
 #[cfg(feature = "auth-hmac")]
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    let s = s.as_bytes();
-    if s.len() % 2 != 0 || s.len() > 128 {
+const TAG_LEN: usize = 32;
+
+/// A token's expiry and signature, if it is spelled exactly as
+/// [`HmacTokenAuthenticator::mint`] spells it.
+#[cfg(feature = "auth-hmac")]
+fn parse_token(token: &str) -> Option<(u64, [u8; TAG_LEN])> {
+    let (expiry_text, sig_text) = token.split_once('.')?;
+    // Digits only (no sign, no space), and no leading zero: the text must
+    // be what the number prints as.
+    if expiry_text.is_empty() || !expiry_text.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let expiry: u64 = expiry_text.parse().ok()?;
+    if expiry.to_string() != expiry_text {
+        return None;
+    }
+    let sig = sig_text.as_bytes();
+    if sig.len() != 2 * TAG_LEN {
         return None;
     }
     let nib = |c: u8| match c {
         b'0'..=b'9' => Some(c - b'0'),
         b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
         _ => None,
     };
-    s.chunks_exact(2)
-        .map(|p| Some(nib(p[0])? << 4 | nib(p[1])?))
-        .collect()
+    let mut tag = [0u8; TAG_LEN];
+    for (out, pair) in tag.iter_mut().zip(sig.chunks_exact(2)) {
+        *out = nib(pair[0])? << 4 | nib(pair[1])?;
+    }
+    Some((expiry, tag))
 }
 
 #[cfg(feature = "auth-hmac")]
@@ -147,9 +172,7 @@ impl StreamAuthenticator for HmacTokenAuthenticator {
             return Ok(());
         }
         let token = req.token.ok_or(AuthError::Missing)?;
-        let (expiry, sig) = token.split_once('.').ok_or(AuthError::Invalid)?;
-        let expiry: u64 = expiry.parse().map_err(|_| AuthError::Invalid)?;
-        let sig = unhex(sig).ok_or(AuthError::Invalid)?;
+        let (expiry, sig) = parse_token(token).ok_or(AuthError::Invalid)?;
         // Check the signature before the expiry, so that a forged token
         // learns nothing from the answer.
         self.mac(req.action, req.key, expiry)
@@ -220,6 +243,70 @@ mod tests {
         let wrong_secret = HmacTokenAuthenticator::new("other").mint(Action::Publish, &key, 1_000);
         assert_eq!(
             auth.authorize(&req(Action::Publish, &key, Some(&wrong_secret), 999)),
+            Err(AuthError::Invalid)
+        );
+    }
+
+    #[test]
+    fn a_token_has_one_spelling() {
+        let auth = HmacTokenAuthenticator::new("s3cret");
+        let key = StreamKey::new("live", "cam").unwrap();
+        let tok = auth.mint(Action::Publish, &key, 1_000);
+        let check = |t: &str| auth.authorize(&req(Action::Publish, &key, Some(t), 999));
+        assert_eq!(check(&tok), Ok(()));
+        let (expiry, sig) = tok.split_once('.').unwrap();
+        assert_eq!((expiry, sig.len()), ("1000", 64));
+        let refused = [
+            // Zero-padded expiry, a sign.
+            format!("0{tok}"),
+            format!("00{tok}"),
+            format!("+{tok}"),
+            format!("-{tok}"),
+            // Uppercase hex, in part or whole.
+            format!("{expiry}.{}", sig.to_uppercase()),
+            format!("{expiry}.{}{}", &sig[..63], sig[63..].to_uppercase()),
+            // Extra fields, an empty one, a missing one.
+            format!("{tok}.1"),
+            format!("{tok}."),
+            format!("{expiry}..{sig}"),
+            format!(".{tok}"),
+            expiry.to_string(),
+            format!(".{sig}"),
+            // Whitespace anywhere.
+            format!(" {tok}"),
+            format!("{tok} "),
+            format!("{tok}\n"),
+            format!("{expiry} .{sig}"),
+            format!("{expiry}. {sig}"),
+            format!("{expiry}.{}\t{}", &sig[..32], &sig[32..]),
+            // A truncated or lengthened signature.
+            format!("{expiry}.{}", &sig[..62]),
+            format!("{tok}00"),
+            // Other spellings of the number.
+            format!("1_000.{sig}"),
+            format!("1e3.{sig}"),
+            "\u{ff11}000.x".replace('x', sig),
+        ];
+        for bad in &refused {
+            assert_eq!(check(bad), Err(AuthError::Invalid), "{bad:?}");
+        }
+        // The expiry 0 is spelled "0".
+        let zero = auth.mint(Action::Publish, &key, 0);
+        assert!(zero.starts_with("0."));
+        assert_eq!(
+            auth.authorize(&req(Action::Publish, &key, Some(&zero), 0)),
+            Ok(())
+        );
+        assert_eq!(
+            auth.authorize(&req(Action::Publish, &key, Some(&format!("0{zero}")), 0)),
+            Err(AuthError::Invalid)
+        );
+        // The largest expiry, and one past it.
+        let max = auth.mint(Action::Publish, &key, u64::MAX);
+        assert_eq!(check(&max), Ok(()));
+        let (_, max_sig) = max.split_once('.').unwrap();
+        assert_eq!(
+            check(&format!("18446744073709551616.{max_sig}")),
             Err(AuthError::Invalid)
         );
     }
