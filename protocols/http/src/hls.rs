@@ -12,6 +12,31 @@
 //! linger time continues the same playlist after an `EXT-X-DISCONTINUITY`;
 //! after it, the playlist is ended with `EXT-X-ENDLIST`.
 //!
+//! # Names and caching
+//!
+//! An object's name is never given to other bytes, so caches may keep it:
+//!
+//! * Within one stream, numbering never restarts. A publisher that comes
+//!   back within the linger time continues the media sequence and part
+//!   numbers after an `EXT-X-DISCONTINUITY`; if its tracks differ (another
+//!   codec, resolution or parameter sets, also mid-stream), the open segment
+//!   is completed and a new init segment with a new name (`init-E-<n>.mp4`)
+//!   is named by `EXT-X-MAP` from then on.
+//! * A new stream under the same URL (published after the previous one's
+//!   linger ended, or after a restart of the server) gets a new epoch `E`,
+//!   which every name carries (`init-E.mp4`, `seg-E-<msn>.m4s`,
+//!   `seg-E-<msn>.<part>.m4s`). The epoch is the wall-clock time the stream
+//!   started in milliseconds, as the host tells
+//!   [`HlsOrigin::packager_at`] (the kernel reads no clock), raised past the
+//!   last one this origin gave so it always grows; written in base 36.
+//!
+//! So init segments, segments and parts are sent with
+//! `Cache-Control: max-age=31536000, immutable` and an `ETag` made from
+//! their bytes (64-bit FNV-1a). Playlists change in place and are sent with
+//! `no-cache`, except blocking reloads (RFC 8216bis §6.2.5.2), whose URL
+//! names the update they wait for, sent with `max-age=60`; refusals and
+//! "not found" answers are not cached.
+//!
 //! A playlist requested with `?token=T` names everything with the same
 //! token (percent-encoded again): the media playlist, the init segment,
 //! segments, parts, the preload hint and rendition reports, so a player
@@ -22,9 +47,8 @@
 use crate::message::{percent_encode, Request, Response};
 use arcly_core::bus::DeliveryRef;
 use arcly_core::engine::StreamKey;
-use arcly_core::frame::TrackSet;
 use arcly_core::media::hls::{
-    BlockingAnswer, HlsConfig, HlsEvent, HlsSegmenter, MultivariantPlaylist, SegmentFormat, Variant,
+    BlockingAnswer, HlsConfig, HlsEvent, HlsSegmenter, MultivariantPlaylist, Variant,
 };
 use arcly_core::time::Instant;
 use bytes::Bytes;
@@ -40,11 +64,41 @@ const ENDED_KEPT: Duration = Duration::from_secs(60);
 /// The media playlist's name next to `index.m3u8` (the multivariant one).
 pub const MEDIA_PLAYLIST: &str = "media.m3u8";
 
+/// An object and its entity tag.
+struct Object {
+    data: Bytes,
+    etag: String,
+}
+
+impl Object {
+    fn new(data: Bytes) -> Self {
+        let etag = format!("\"{:016x}\"", fnv1a(&data));
+        Object { data, etag }
+    }
+}
+
+/// 64-bit FNV-1a: a cheap hash of an object's bytes for its `ETag` (names
+/// never repeat, so the tag only has to tell versions of one name apart,
+/// and there are none; it is content-derived so caches can revalidate).
+fn fnv1a(data: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in data {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Cache lifetime of init segments, segments and parts: their names are
+/// never reused.
+const IMMUTABLE: &str = "max-age=31536000, immutable";
+
 #[derive(Default)]
 struct State {
     segmenter: Option<HlsSegmenter>,
-    tracks: Option<TrackSet>,
-    objects: HashMap<String, Bytes>,
+    /// The epoch of the stream's names (see the module docs).
+    epoch: u64,
+    objects: HashMap<String, Object>,
     /// Nothing is publishing; set when the packager ended.
     idle_since: Option<Instant>,
     /// The playlist was ended (`EXT-X-ENDLIST`) after the linger time.
@@ -79,6 +133,8 @@ struct Origin {
     cfg: HlsConfig,
     linger: Duration,
     streams: Mutex<HashMap<StreamKey, Arc<HlsStream>>>,
+    /// The last epoch given to a stream.
+    last_epoch: Mutex<u64>,
 }
 
 impl std::fmt::Debug for HlsOrigin {
@@ -99,6 +155,7 @@ impl HlsOrigin {
                 cfg,
                 linger,
                 streams: Mutex::new(HashMap::new()),
+                last_epoch: Mutex::new(0),
             }),
         }
     }
@@ -112,8 +169,19 @@ impl HlsOrigin {
     }
 
     /// A packager for a newly published stream (continuing the stream's
-    /// playlist if it is still lingering).
+    /// playlist if it is still lingering), with no wall clock: a new
+    /// stream's epoch is one past the last this origin gave, so names are
+    /// unique while the process runs but may repeat those of an earlier run.
+    /// Hosts with a clock call [`packager_at`](Self::packager_at).
     pub fn packager(&self, key: StreamKey) -> Packager {
+        self.packager_at(key, 0)
+    }
+
+    /// A packager for a stream published at `unix_ms` (wall-clock
+    /// milliseconds since the Unix epoch): a new stream's names carry an
+    /// epoch from that time (see the module docs); a stream still lingering
+    /// is continued.
+    pub fn packager_at(&self, key: StreamKey, unix_ms: u64) -> Packager {
         let stream = self
             .table()
             .entry(key.clone())
@@ -129,7 +197,9 @@ impl HlsOrigin {
             if st.finished_at.take().is_some() {
                 // Too late to continue the ended playlist: start afresh.
                 st.segmenter = None;
-                st.tracks = None;
+            }
+            if st.segmenter.is_none() {
+                st.epoch = self.next_epoch(unix_ms);
             }
             st.segmenter.is_some()
         };
@@ -139,6 +209,17 @@ impl HlsOrigin {
             cfg: self.inner.cfg,
             restarted,
         }
+    }
+
+    /// An epoch after every one given so far, `unix_ms` if it is.
+    fn next_epoch(&self, unix_ms: u64) -> u64 {
+        let mut last = self
+            .inner
+            .last_epoch
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *last = unix_ms.max(last.saturating_add(1));
+        *last
     }
 
     /// Ends the playlists of streams whose publisher left more than the
@@ -181,15 +262,15 @@ impl HlsOrigin {
         cx: &mut Context<'_>,
     ) -> Poll<Response> {
         let Some(stream) = self.stream(key) else {
-            return Poll::Ready(Response::text(404, &format!("no HLS stream {key}")));
+            return Poll::Ready(uncached(404, &format!("no HLS stream {key}")));
         };
         let mut st = stream.lock();
-        let answer = answer(&st, self.inner.cfg, name, req);
+        let answer = answer(&st, name, req);
         match answer {
             Answer::Ready(r) => Poll::Ready(r),
             Answer::Wait => {
                 if st.finished_at.is_some() {
-                    return Poll::Ready(Response::text(404, "the stream has ended"));
+                    return Poll::Ready(uncached(404, "the stream has ended"));
                 }
                 // One entry per waiting connection, however often it polls.
                 if !st.waiters.iter().any(|w| w.will_wake(cx.waker())) {
@@ -225,7 +306,12 @@ fn playlist_response(body: String, blocking: bool) -> Response {
     Response::new(200, "application/vnd.apple.mpegurl", body).with_header("Cache-Control", cache)
 }
 
-fn answer(st: &State, cfg: HlsConfig, name: &str, req: &Request) -> Answer {
+/// A refusal or a "not found": not to be cached (the object may appear).
+fn uncached(status: u16, text: &str) -> Response {
+    Response::text(status, text).with_header("Cache-Control", "no-cache")
+}
+
+fn answer(st: &State, name: &str, req: &Request) -> Answer {
     let Some(seg) = st.segmenter.as_ref() else {
         // Published but no configuration yet: wait for the first segment.
         return Answer::Wait;
@@ -275,38 +361,24 @@ fn answer(st: &State, cfg: HlsConfig, name: &str, req: &Request) -> Answer {
             }
         }
         _ => match st.objects.get(name) {
-            Some(data) => {
+            Some(obj) => {
                 let ctype = if name.ends_with(".ts") {
                     "video/mp2t"
                 } else {
                     "video/mp4"
                 };
                 Answer::Ready(
-                    Response::new(200, ctype, data.clone())
-                        .with_header("Cache-Control", "max-age=3600")
-                        .with_header("ETag", format!("\"{}-{}\"", name, data.len())),
+                    Response::new(200, ctype, obj.data.clone())
+                        .with_header("Cache-Control", IMMUTABLE)
+                        .with_header("ETag", obj.etag.clone()),
                 )
             }
             // A hinted part (or the next segment) that is not cut yet is
             // held until it is (§6.2.6); anything else is unknown.
-            None if is_upcoming(seg, cfg, name) => Answer::Wait,
-            None => Answer::Ready(Response::text(404, &format!("no such HLS object {name}"))),
+            None if seg.is_upcoming(name) => Answer::Wait,
+            None => Answer::Ready(uncached(404, &format!("no such HLS object {name}"))),
         },
     }
-}
-
-/// Whether `name` is the preload hint or the segment being written.
-fn is_upcoming(seg: &HlsSegmenter, cfg: HlsConfig, name: &str) -> bool {
-    let next = seg.playlist().next_msn();
-    let ext = match cfg.format {
-        SegmentFormat::Ts => "ts",
-        SegmentFormat::Fmp4 => "m4s",
-    };
-    name == format!("seg{next}.{ext}")
-        || name
-            .strip_prefix(&format!("seg{next}."))
-            .and_then(|rest| rest.strip_suffix(&format!(".{ext}")))
-            .is_some_and(|p| p.parse::<u32>().is_ok())
 }
 
 /// Feeds one stream's deliveries to its segmenter. Dropping it (or
@@ -337,26 +409,26 @@ impl Packager {
         let mut st = self.stream.lock();
         let st = &mut *st;
         match d {
-            DeliveryRef::Tracks(t) => {
-                let same = st.tracks.as_ref() == Some(&**t);
-                if !same || st.segmenter.is_none() || self.restarted {
-                    match (st.segmenter.as_ref(), st.tracks.as_ref()) {
-                        // The same configuration after a reconnect: continue
-                        // the playlist; the next frame starts a segment
-                        // after a discontinuity.
-                        (Some(_), Some(old)) if old == &**t => self.restarted = true,
-                        _ => match HlsSegmenter::new(t, self.cfg) {
-                            Ok(seg) => {
-                                st.objects.clear();
-                                st.segmenter = Some(seg);
-                                self.restarted = false;
-                            }
-                            Err(_) => st.errors += 1,
-                        },
+            DeliveryRef::Tracks(t) => match st.segmenter.as_mut() {
+                None => match HlsSegmenter::with_epoch(t, self.cfg, st.epoch) {
+                    Ok(seg) => {
+                        st.objects.clear();
+                        st.segmenter = Some(seg);
+                        self.restarted = false;
                     }
-                    st.tracks = Some((**t).clone());
-                }
-            }
+                    Err(_) => st.errors += 1,
+                },
+                // The same configuration (after a reconnect, the next frame
+                // starts a segment after a discontinuity): nothing to do.
+                Some(seg) if seg.tracks() == &**t => {}
+                // Another configuration, mid-stream or after a reconnect:
+                // the numbering continues after a discontinuity, with a
+                // new init segment.
+                Some(seg) => match seg.update_tracks(t) {
+                    Ok(()) => self.restarted = false,
+                    Err(_) => st.errors += 1,
+                },
+            },
             DeliveryRef::Frame(f) => {
                 if let Some(seg) = st.segmenter.as_mut() {
                     let r = if std::mem::take(&mut self.restarted) {
@@ -395,7 +467,7 @@ fn drain(st: &mut State) {
             HlsEvent::Init { uri, data }
             | HlsEvent::Part { uri, data }
             | HlsEvent::Segment { uri, data } => {
-                st.objects.insert(uri, data);
+                st.objects.insert(uri, Object::new(data));
                 changed = true;
             }
             HlsEvent::Removed { uri, parts } => {

@@ -1,4 +1,5 @@
-//! The HLS origin behind the router, fed real frames.
+//! The HLS origin behind the router, fed real frames: protected playlists
+//! that play, names that never repeat, and caching that says so.
 
 use crate::message::parse_request;
 use crate::{Handler, HlsOrigin, Packager, Response, Router};
@@ -14,6 +15,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 const H264_OPUS: &[u8] = include_bytes!("../../../core/testdata/h264_opus.ts");
+const H265_AAC: &[u8] = include_bytes!("../../../core/testdata/h265_aac.ts");
 
 /// A capture's tracks and frames.
 fn demux(data: &[u8]) -> (Arc<TrackSet>, Vec<MediaFrame>) {
@@ -71,6 +73,13 @@ fn get(r: &Router, target: &str) -> Option<Response> {
         Poll::Ready(resp) => Some(resp),
         Poll::Pending => None,
     }
+}
+
+fn header<'a>(r: &'a Response, name: &str) -> Option<&'a str> {
+    r.headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 fn body(r: &Response) -> String {
@@ -162,4 +171,185 @@ fn a_protected_playlist_names_everything_with_the_token() {
     )
     .is_none());
     drop(p);
+}
+
+/// An origin (fMP4, 1 s segments, LL-HLS parts, a 10 s linger) and its
+/// router, with no play protection.
+fn open_origin() -> (HlsOrigin, Router) {
+    let origin = HlsOrigin::new(
+        HlsConfig {
+            window: 100,
+            ..ll_hls()
+        },
+        Duration::from_secs(10),
+    );
+    let router = Router::new(Engine::default(), origin.clone(), 0);
+    (origin, router)
+}
+
+fn media(r: &Router) -> String {
+    let resp = get(r, "/live/s/media.m3u8").unwrap();
+    assert_eq!(resp.status, 200, "{}", body(&resp));
+    body(&resp)
+}
+
+/// The media sequence numbers of the segments listed.
+fn sequence(playlist: &str) -> Vec<u64> {
+    let first: u64 = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let n = playlist.matches("#EXTINF").count() as u64;
+    (first..first + n).collect()
+}
+
+#[test]
+fn a_reconnect_with_another_configuration_gets_new_names_and_a_discontinuity() {
+    let (origin, router) = open_origin();
+    let (a, fa) = demux(H264_OPUS);
+    let (b, fb) = demux(H265_AAC);
+    let mut p = origin.packager_at(key(), 1_000);
+    feed(&mut p, &a, &fa);
+    let before = media(&router);
+    let names_before = uris(&before);
+    p.end(Instant::from_millis(1_000));
+    // Back within the linger time, with HEVC and AAC.
+    let mut p = origin.packager_at(key(), 5_000);
+    feed(&mut p, &b, &fb);
+    let after = media(&router);
+    // The numbering continues: the first segments are the ones listed
+    // before, and the rest follow them.
+    let (s0, s1) = (sequence(&before), sequence(&after));
+    assert_eq!(s1[..s0.len()], s0[..]);
+    assert!(s1.len() > s0.len(), "{after}");
+    // The open segment of the first session was completed; the second
+    // session's numbers follow it.
+    let next = s1.last().unwrap() + 1;
+    assert!(
+        after.contains(&format!("URI=\"seg-rs-{next}.0.m4s\"")),
+        "{after}"
+    );
+    assert!(after.contains("#EXT-X-MAP:URI=\"init-rs.mp4\""), "{after}");
+    assert!(
+        after.contains("#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"init-rs-1.mp4\""),
+        "{after}"
+    );
+    // No name of the new configuration was used before.
+    let new: Vec<String> = uris(&after)
+        .into_iter()
+        .filter(|u| !names_before.contains(u))
+        .collect();
+    assert!(new.iter().any(|u| u == "init-rs-1.mp4"));
+    assert!(new
+        .iter()
+        .all(|u| u.starts_with("seg-rs-") || u.starts_with("init-rs-")));
+    // Both init segments are served, as objects that never change.
+    for init in ["init-rs.mp4", "init-rs-1.mp4"] {
+        let r = get(&router, &format!("/live/s/{init}")).unwrap();
+        assert_eq!(r.status, 200, "{init}");
+        assert_eq!(
+            header(&r, "cache-control"),
+            Some("max-age=31536000, immutable")
+        );
+    }
+    let one = get(&router, "/live/s/init-rs.mp4").unwrap();
+    let two = get(&router, "/live/s/init-rs-1.mp4").unwrap();
+    assert_ne!(header(&one, "etag"), header(&two, "etag"));
+}
+
+#[test]
+fn a_reconnect_with_the_same_configuration_continues_after_a_discontinuity() {
+    let (origin, router) = open_origin();
+    let (a, fa) = demux(H264_OPUS);
+    let mut p = origin.packager_at(key(), 1_000);
+    feed(&mut p, &a, &fa);
+    let before = media(&router);
+    p.end(Instant::from_millis(1_000));
+    let mut p = origin.packager_at(key(), 5_000);
+    // The same stream again: its clock starts over.
+    feed(&mut p, &a, &fa);
+    let after = media(&router);
+    let (s0, s1) = (sequence(&before), sequence(&after));
+    assert_eq!(s1[..s0.len()], s0[..]);
+    assert!(s1.len() >= s0.len() + 2, "{after}");
+    assert_eq!(
+        after.matches("#EXT-X-DISCONTINUITY\n").count(),
+        1,
+        "{after}"
+    );
+    // One init segment for both sessions, named once.
+    assert_eq!(after.matches("#EXT-X-MAP").count(), 1, "{after}");
+    let names = uris(&after);
+    let mut unique = names.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), names.len(), "a name listed twice: {after}");
+}
+
+#[test]
+fn a_new_stream_after_the_linger_never_reuses_a_name() {
+    let (origin, router) = open_origin();
+    let (a, fa) = demux(H264_OPUS);
+    let mut p = origin.packager_at(key(), 1_000);
+    feed(&mut p, &a, &fa);
+    let first = uris(&media(&router));
+    p.end(Instant::from_millis(1_000));
+    origin.reap(Instant::from_millis(11_000));
+    assert!(media(&router).ends_with("#EXT-X-ENDLIST\n"));
+    // Published again later, under the same URL; the clock it gives even
+    // runs behind: the epoch still moves on.
+    let mut p = origin.packager_at(key(), 900);
+    feed(&mut p, &a, &fa);
+    let second = media(&router);
+    assert!(!second.contains("ENDLIST"));
+    assert!(!second.contains("DISCONTINUITY"), "a new stream: {second}");
+    let second = uris(&second);
+    assert!(
+        second.iter().all(|u| !first.contains(u)),
+        "{first:?} {second:?}"
+    );
+    assert!(second[0].starts_with("init-rt"), "{second:?}");
+}
+
+#[test]
+fn objects_are_immutable_with_content_tags_and_playlists_are_not_cached() {
+    let (origin, router) = open_origin();
+    let (a, fa) = demux(H264_OPUS);
+    let mut p = origin.packager_at(key(), 1_000);
+    feed(&mut p, &a, &fa);
+    let text = media(&router);
+    let mut tags = Vec::new();
+    let hint = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\""))
+        .unwrap();
+    for uri in uris(&text) {
+        if hint.starts_with(&uri) {
+            continue; // not cut yet: held
+        }
+        let r = get(&router, &format!("/live/s/{uri}")).unwrap();
+        assert_eq!(
+            header(&r, "cache-control"),
+            Some("max-age=31536000, immutable")
+        );
+        let tag = header(&r, "etag").unwrap().to_string();
+        assert_eq!(tag.len(), 18, "{tag}");
+        // The same bytes, the same tag.
+        let again = get(&router, &format!("/live/s/{uri}")).unwrap();
+        assert_eq!(header(&again, "etag"), Some(tag.as_str()));
+        tags.push(tag);
+    }
+    let mut unique = tags.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), tags.len());
+    for playlist in ["index.m3u8", "media.m3u8"] {
+        let r = get(&router, &format!("/live/s/{playlist}")).unwrap();
+        assert_eq!(header(&r, "cache-control"), Some("no-cache"), "{playlist}");
+    }
+    let r = get(&router, "/live/s/seg-rs-999.m4s").unwrap();
+    assert_eq!(r.status, 404);
+    assert_eq!(header(&r, "cache-control"), Some("no-cache"));
 }

@@ -11,7 +11,13 @@
 //! part as soon as it is complete.
 //!
 //! Names: `init.mp4`, `seg<msn>.ts` / `seg<msn>.m4s`, parts
-//! `seg<msn>.<part>.ts` / `seg<msn>.<part>.m4s`.
+//! `seg<msn>.<part>.ts` / `seg<msn>.<part>.m4s`; after the `n`th change of
+//! tracks, `init<n>.mp4`. A segmenter made
+//! [`with_epoch`](HlsSegmenter::with_epoch) puts its epoch `E` (written in
+//! base 36) in every name: `init-E.mp4`, `init-E-<n>.mp4`, `seg-E-<msn>.m4s`,
+//! `seg-E-<msn>.<part>.m4s`, so that objects of two streams published under
+//! one URL at different times never share a name, and a cache may keep each
+//! for as long as it likes.
 
 use super::playlist::{MediaPlaylist, PlaylistPart};
 use crate::frame::{FrameKind, MediaFrame, TrackId, TrackSet};
@@ -102,6 +108,63 @@ pub enum HlsEvent {
     PlaylistUpdated,
 }
 
+/// How a segmenter names its objects (see the module docs).
+#[derive(Clone, Copy, Debug)]
+struct Names {
+    epoch: u64,
+    ext: &'static str,
+}
+
+/// `n` in base 36 (lower case).
+fn base36(mut n: u64) -> String {
+    let mut digits = alloc::vec::Vec::new();
+    loop {
+        digits.push(b"0123456789abcdefghijklmnopqrstuvwxyz"[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    digits.iter().rev().map(|&d| char::from(d)).collect()
+}
+
+impl Names {
+    fn new(epoch: u64, format: SegmentFormat) -> Self {
+        let ext = match format {
+            SegmentFormat::Ts => "ts",
+            SegmentFormat::Fmp4 => "m4s",
+        };
+        Names { epoch, ext }
+    }
+
+    /// `seg<msn>` or `seg-E-<msn>`.
+    fn stem(&self, msn: u64) -> String {
+        if self.epoch == 0 {
+            format!("seg{msn}")
+        } else {
+            format!("seg-{}-{msn}", base36(self.epoch))
+        }
+    }
+
+    fn segment(&self, msn: u64) -> String {
+        format!("{}.{}", self.stem(msn), self.ext)
+    }
+
+    fn part(&self, msn: u64, part: u32) -> String {
+        format!("{}.{part}.{}", self.stem(msn), self.ext)
+    }
+
+    /// The init segment after `changes` changes of tracks.
+    fn init(&self, changes: u32) -> String {
+        match (self.epoch, changes) {
+            (0, 0) => String::from("init.mp4"),
+            (0, n) => format!("init{n}.mp4"),
+            (e, 0) => format!("init-{}.mp4", base36(e)),
+            (e, n) => format!("init-{}-{n}.mp4", base36(e)),
+        }
+    }
+}
+
 /// The TS muxer settings for a segmenter: audio frames grouped four to a
 /// PES when no LL-HLS parts are made (parts want every frame out at once).
 fn ts_config(config: &HlsConfig) -> TsMuxerConfig {
@@ -155,6 +218,7 @@ pub struct HlsSegmenter {
     total_bits: u64,
     total_secs: f64,
     inits: u32,
+    names: Names,
     wall_clock: Option<(MediaTime, i64)>,
     /// TS parts: the first lead frame of the part in progress, whether it
     /// is a key frame, and how much of `open` earlier parts published.
@@ -167,6 +231,14 @@ pub struct HlsSegmenter {
 impl HlsSegmenter {
     /// A segmenter for these tracks.
     pub fn new(tracks: &TrackSet, config: HlsConfig) -> Result<Self, HlsError> {
+        Self::with_epoch(tracks, config, 0)
+    }
+
+    /// A segmenter whose names carry `epoch` (see the module docs): give
+    /// each stream published under one URL its own, e.g. from the time it
+    /// started. Epoch 0 is [`new`](Self::new)'s names.
+    pub fn with_epoch(tracks: &TrackSet, config: HlsConfig, epoch: u64) -> Result<Self, HlsError> {
+        let names = Names::new(epoch, config.format);
         let mut playlist = MediaPlaylist::new(config.target_duration, config.window);
         playlist.playlist_type = config.playlist_type;
         let mut events = VecDeque::new();
@@ -174,7 +246,7 @@ impl HlsSegmenter {
             SegmentFormat::Ts => {
                 playlist.part_target = config.part_duration_us.map(|us| us as f64 / 1e6);
                 if config.part_duration_us.is_some() {
-                    playlist.set_preload_hint(Some(String::from("seg0.0.ts")));
+                    playlist.set_preload_hint(Some(names.part(0, 0)));
                 }
                 Muxer::Ts(Box::new(TsMuxer::new(tracks, ts_config(&config))?))
             }
@@ -187,13 +259,13 @@ impl HlsSegmenter {
                         max_fragment_bytes: config.max_segment_bytes,
                     },
                 )?;
-                playlist.map_uri = Some(String::from("init.mp4"));
+                playlist.map_uri = Some(names.init(0));
                 playlist.part_target = config.part_duration_us.map(|us| us as f64 / 1e6);
                 if config.part_duration_us.is_some() {
-                    playlist.set_preload_hint(Some(String::from("seg0.0.m4s")));
+                    playlist.set_preload_hint(Some(names.part(0, 0)));
                 }
                 events.push_back(HlsEvent::Init {
-                    uri: String::from("init.mp4"),
+                    uri: names.init(0),
                     data: m.init_segment(),
                 });
                 Muxer::Fmp4(Box::new(m))
@@ -221,6 +293,7 @@ impl HlsSegmenter {
             total_bits: 0,
             total_secs: 0.0,
             inits: 0,
+            names,
             wall_clock: None,
             ts_part: None,
             ts_part_offset: 0,
@@ -292,10 +365,24 @@ impl HlsSegmenter {
     }
 
     fn part_uri(&self, msn: u64, part: u32) -> String {
-        match self.config.format {
-            SegmentFormat::Ts => format!("seg{msn}.{part}.ts"),
-            SegmentFormat::Fmp4 => format!("seg{msn}.{part}.m4s"),
+        self.names.part(msn, part)
+    }
+
+    /// Whether `uri` names the segment in progress or one of its parts not
+    /// published yet (the preload hint, or one after it): an origin holds a
+    /// request for it until it exists (RFC 8216bis §6.2.6).
+    pub fn is_upcoming(&self, uri: &str) -> bool {
+        let next = self.playlist.next_msn();
+        if uri == self.names.segment(next) {
+            return true;
         }
+        let stem = self.names.stem(next);
+        uri.strip_prefix(stem.as_str())
+            .and_then(|r| r.strip_prefix('.'))
+            .and_then(|r| r.strip_suffix(self.names.ext))
+            .and_then(|r| r.strip_suffix('.'))
+            .and_then(|p| p.parse::<u32>().ok())
+            .is_some_and(|p| p >= self.open_parts)
     }
 
     /// Lists a part of the segment in progress and hands out its bytes.
@@ -344,10 +431,7 @@ impl HlsSegmenter {
     }
 
     fn segment_uri(&self, msn: u64) -> String {
-        match self.config.format {
-            SegmentFormat::Ts => format!("seg{msn}.ts"),
-            SegmentFormat::Fmp4 => format!("seg{msn}.m4s"),
-        }
+        self.names.segment(msn)
     }
 
     /// Anchors media time to the wall clock: media time `at` is Unix time
@@ -360,7 +444,8 @@ impl HlsSegmenter {
 
     /// Changes the tracks (a new resolution, new parameter sets, a codec
     /// change): the segment in progress is completed, the next one follows
-    /// a discontinuity, and for fMP4 a new init segment (`init<n>.mp4`) is
+    /// a discontinuity, and for fMP4 a new init segment (`init<n>.mp4`, or
+    /// `init-E-<n>.mp4` with an epoch) is
     /// published and named by `EXT-X-MAP` from then on. Unchanged tracks
     /// change nothing.
     pub fn update_tracks(&mut self, tracks: &TrackSet) -> Result<(), HlsError> {
@@ -377,7 +462,7 @@ impl HlsSegmenter {
             SegmentFormat::Fmp4 => {
                 let m = Fmp4Muxer::new(tracks, self.fmp4_config())?;
                 self.inits += 1;
-                let uri = format!("init{}.mp4", self.inits);
+                let uri = self.names.init(self.inits);
                 self.playlist.map_uri = Some(uri.clone());
                 self.events.push_back(HlsEvent::Init {
                     uri,
@@ -806,6 +891,53 @@ mod tests {
             "{p}"
         );
         assert_eq!(p.matches("#EXT-X-MAP").count(), 2, "{p}");
+    }
+
+    #[test]
+    fn an_epoch_goes_in_every_name() {
+        assert_eq!(base36(0), "0");
+        assert_eq!(base36(35), "z");
+        assert_eq!(base36(36 * 36 + 1), "101");
+        let d = demux(H264_OPUS, 65536);
+        let other = demux(crate::media::ts::demux::tests::H265_AAC, 65536);
+        let cfg = HlsConfig {
+            format: SegmentFormat::Fmp4,
+            target_duration: 1,
+            part_duration_us: Some(250_000),
+            ..HlsConfig::default()
+        };
+        let mut s = HlsSegmenter::with_epoch(&d.track_set(), cfg, 36 * 36 + 1).unwrap();
+        assert!(s.is_upcoming("seg-101-0.0.m4s"));
+        assert!(s.is_upcoming("seg-101-0.m4s"));
+        assert!(!s.is_upcoming("seg0.0.m4s") && !s.is_upcoming("seg-101-1.0.m4s"));
+        let mut names = Vec::new();
+        for f in &d.frames {
+            s.push(f).unwrap();
+            while let Some(e) = s.poll_event() {
+                match e {
+                    HlsEvent::Init { uri, .. }
+                    | HlsEvent::Part { uri, .. }
+                    | HlsEvent::Segment { uri, .. } => names.push(uri),
+                    _ => {}
+                }
+            }
+        }
+        assert_eq!(names[0], "init-101.mp4");
+        assert_eq!(names[1], "seg-101-0.0.m4s");
+        assert!(names.contains(&String::from("seg-101-0.m4s")));
+        // A published part is not upcoming; the hinted one is.
+        assert!(!s.is_upcoming("seg-101-1.0.m4s"));
+        let hint = format!("seg-101-1.{}.m4s", s.playlist().open_parts().len());
+        assert!(s.is_upcoming(&hint), "{hint}");
+        s.update_tracks(&other.track_set()).unwrap();
+        let mut inits = Vec::new();
+        while let Some(e) = s.poll_event() {
+            if let HlsEvent::Init { uri, .. } = e {
+                inits.push(uri);
+            }
+        }
+        assert_eq!(inits, ["init-101-1.mp4"]);
+        assert!(s.playlist().render().contains("URI=\"init-101.mp4\""));
     }
 
     /// A segment's bytes are exactly its parts' bytes in order, so a player
