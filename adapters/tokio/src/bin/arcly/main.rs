@@ -36,7 +36,8 @@ FLAGS:
     --part MS               LL-HLS part duration, 0 for plain HLS [default: 200]
     --window N              segments listed in the playlist [default: 6]
     --ts                    MPEG-TS segments instead of fMP4 (no parts)
-    --hls-linger SECS       keep a stream's playlist this long for a reconnecting publisher [default: 10]
+    --linger SECS           keep a stream's players and playlist this long for a publisher that
+                            reconnects: they continue with its new session [default: 10; 0: end at once]
     --record DIR            record every stream as HLS under DIR/APP/STREAM/UNIX-TIME/ (fMP4, or TS with --ts)
     --gop-cache on|off      start new players at the last key frame [default: on]
     --ring FRAMES           frames each stream's ring holds [default: 1024]
@@ -112,6 +113,25 @@ impl Observer for GatewayObserver {
             } => log(
                 Level::Warn,
                 &format!("refused to {} {key}: {reason}", action.as_str()),
+            ),
+            EngineEvent::Lingering { key, linger, .. } => log(
+                Level::Info,
+                &format!(
+                    "publisher of {key} left; its players wait {} s for it to come back",
+                    linger.as_secs()
+                ),
+            ),
+            EngineEvent::Resumed {
+                key,
+                protocol,
+                peer,
+                ..
+            } => log(
+                Level::Info,
+                &format!(
+                    "{key} continues with a new publisher ({protocol} from {})",
+                    peer.as_deref().unwrap_or("?")
+                ),
             ),
             EngineEvent::Published { .. } | EngineEvent::Played { .. } => {}
             other => log(Level::Debug, &format!("{other:?}")),
@@ -189,7 +209,8 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--part" => o.part_ms = number(flag, &value()?)?,
             "--window" => o.window = number(flag, &value()?)?,
             "--ts" => o.ts = true,
-            "--hls-linger" => o.hls_linger = number(flag, &value()?)?,
+            // --hls-linger is the older name.
+            "--linger" | "--hls-linger" => o.hls_linger = number(flag, &value()?)?,
             "--record" => o.record = Some(value()?.into()),
             "--gop-cache" => {
                 o.gop_cache = match value()?.as_str() {
@@ -370,7 +391,8 @@ async fn run(o: Options) -> Result<(), String> {
     }
     let mut builder = Engine::builder()
         .default_app(Some(app))
-        .observer(Arc::new(GatewayObserver { published: senders }));
+        .observer(Arc::new(GatewayObserver { published: senders }))
+        .linger(Duration::from_secs(o.hls_linger));
     if let Some(secret) = &o.auth_secret {
         let mut auth = HmacTokenAuthenticator::new(secret.as_bytes());
         auth.protect_play = o.protect_play;
