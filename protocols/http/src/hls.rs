@@ -38,13 +38,14 @@
 //! "not found" answers are not cached.
 //!
 //! A playlist requested with `?token=T` names everything with the same
-//! token (percent-encoded again): the media playlist, the init segment,
+//! token, spelled as the client sent it (only characters a URI may not
+//! hold are percent-encoded): the media playlist, the init segment,
 //! segments, parts, the preload hint and rendition reports, so a player
 //! with play protection on fetches each with the credential it started
 //! with. A player adds its LL-HLS directives (`_HLS_msn`, `_HLS_part`,
 //! `_HLS_skip`) to those URIs after the token.
 
-use crate::message::{percent_encode, Request, Response};
+use crate::message::{query_value_for_uri, Request, Response};
 use arcly_core::bus::DeliveryRef;
 use arcly_core::engine::StreamKey;
 use arcly_core::media::hls::{
@@ -317,7 +318,9 @@ fn answer(st: &State, name: &str, req: &Request) -> Answer {
         return Answer::Wait;
     };
     // The client's token, carried to every URI a playlist names.
-    let token = req.token().map(|t| format!("token={}", percent_encode(&t)));
+    let token = req
+        .query_param("token")
+        .map(|t| format!("token={}", query_value_for_uri(t)));
     match name {
         "index.m3u8" => {
             let bw = seg.peak_bandwidth().max(1);

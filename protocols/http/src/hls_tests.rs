@@ -34,17 +34,17 @@ fn demux(data: &[u8]) -> (Arc<TrackSet>, Vec<MediaFrame>) {
     (Arc::new(tracks), frames)
 }
 
-/// Play needs the token `a/b c&d`; publishing is free.
+/// Play needs the token `a%2Fb%20c%26d`, spelled so (a token has one
+/// spelling); publishing is free.
 struct NeedsToken;
 
-const TOKEN: &str = "a/b c&d";
 const TOKEN_IN_URL: &str = "a%2Fb%20c%26d";
 
 impl StreamAuthenticator for NeedsToken {
     fn authorize(&self, req: &AuthRequest<'_>) -> Result<(), AuthError> {
         match (req.action, req.token) {
             (Action::Publish, _) => Ok(()),
-            (Action::Play, Some(TOKEN)) => Ok(()),
+            (Action::Play, Some(TOKEN_IN_URL)) => Ok(()),
             (Action::Play, Some(_)) => Err(AuthError::Invalid),
             (Action::Play, None) => Err(AuthError::Missing),
         }
@@ -122,6 +122,9 @@ fn a_protected_playlist_names_everything_with_the_token() {
 
     let base = "/live/s/";
     assert_eq!(get(&router, "/live/s/index.m3u8").unwrap().status, 401);
+    // Another spelling of the same bytes is another token.
+    let respelled = get(&router, "/live/s/index.m3u8?token=a%2fb%20c%26d").unwrap();
+    assert_eq!(respelled.status, 401);
     let index = get(&router, &format!("{base}index.m3u8?token={TOKEN_IN_URL}")).unwrap();
     assert_eq!(index.status, 200, "{}", body(&index));
     let media_uri = uris(&body(&index)).pop().unwrap();

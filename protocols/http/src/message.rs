@@ -88,13 +88,6 @@ impl Request {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The `token` query parameter, percent-decoded (as it was sent when it
-    /// holds a bad escape): the credential for media.
-    pub fn token(&self) -> Option<String> {
-        self.query_param("token")
-            .map(|t| percent_decode(t).unwrap_or_else(|| t.to_string()))
-    }
-
     /// The value of query parameter `name` (first occurrence, not decoded).
     pub fn query_param(&self, name: &str) -> Option<&str> {
         self.query.split('&').find_map(|kv| {
@@ -162,17 +155,26 @@ pub fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// Percent-encodes `s` for a query value or a path segment: everything but
-/// the unreserved characters (RFC 3986 §2.3) is escaped.
-pub fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
+/// A query value as the client sent it, made safe to write into a URI (and
+/// a playlist's quoted `URI` attribute): percent-encoded triplets and the
+/// characters RFC 3986 §3.4 allows in a query stay as they are, so a client
+/// that follows the URI sends back the same spelling; anything else (a
+/// quote, `#`, `&`, a `%` that starts no escape, a control or non-ASCII
+/// byte) is percent-encoded.
+pub fn query_value_for_uri(raw: &str) -> String {
+    let b = raw.as_bytes();
+    let mut out = String::with_capacity(b.len());
+    for (i, &c) in b.iter().enumerate() {
+        let escape_start = c == b'%'
+            && b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+            && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit);
+        let kept = c.is_ascii_alphanumeric() || escape_start || b"-._~!$'()*+,;=:@/?".contains(&c);
+        if kept {
+            out.push(char::from(c));
         } else {
             out.push('%');
-            out.push(char::from(b"0123456789ABCDEF"[usize::from(b >> 4)]));
-            out.push(char::from(b"0123456789ABCDEF"[usize::from(b & 15)]));
+            out.push(char::from(b"0123456789ABCDEF"[usize::from(c >> 4)]));
+            out.push(char::from(b"0123456789ABCDEF"[usize::from(c & 15)]));
         }
     }
     out
@@ -671,18 +673,20 @@ mod tests {
     );
 
     #[test]
-    fn tokens_decode_and_encode_back() {
-        let mut b = buf("GET /a?x=1&token=a%2Fb%20c%22 HTTP/1.1\r\n\r\n");
-        let r = parse_request(&mut b, 8192, 0).unwrap().unwrap();
-        assert_eq!(r.token().as_deref(), Some("a/b c\""));
-        assert_eq!(percent_encode("a/b c\"é~"), "a%2Fb%20c%22%C3%A9~");
-        assert_eq!(
-            percent_decode(&percent_encode("a/b c\"é~")).as_deref(),
-            Some("a/b c\"é~")
-        );
-        let mut b = buf("GET /a?token=%zz HTTP/1.1\r\n\r\n");
-        let r = parse_request(&mut b, 8192, 0).unwrap().unwrap();
-        assert_eq!(r.token().as_deref(), Some("%zz"));
+    fn query_values_keep_their_spelling_in_uris() {
+        for kept in [
+            "1700000000.ab12",
+            "a%2Fb%20c%26d",
+            "a%2fb",
+            "x/y?z=1+2",
+            "~-._!$'()*,;:@",
+        ] {
+            assert_eq!(query_value_for_uri(kept), kept);
+        }
+        assert_eq!(query_value_for_uri("a\"b#c&d"), "a%22b%23c%26d");
+        assert_eq!(query_value_for_uri("50%"), "50%25");
+        assert_eq!(query_value_for_uri("%zz"), "%25zz");
+        assert_eq!(query_value_for_uri("é <"), "%C3%A9%20%3C");
     }
 
     proptest! {

@@ -34,7 +34,7 @@ use std::net::IpAddr;
 use std::task::{Context, Poll};
 
 /// Routes requests to the HLS origin and the stats endpoints, checking
-/// `?token=` (percent-decoded) through the engine's authenticator for media, and the API
+/// `?token=` (as sent) through the engine's authenticator for media, and the API
 /// policy (see the module docs) for `/api/...` and `/metrics`.
 #[derive(Clone)]
 pub struct Router {
@@ -190,10 +190,12 @@ impl Handler for Router {
         let Ok(key) = StreamKey::new(app, stream) else {
             return Poll::Ready(Response::text(400, "bad stream name"));
         };
-        let token = req.token();
+        // The token as sent: one spelling per token (the authenticator
+        // sees the client's bytes, and playlists name them unchanged).
+        let token = req.query_param("token");
         let ereq = EngineRequest {
             key: key.clone(),
-            token: token.as_deref(),
+            token,
             protocol: "hls",
             peer: None,
             unix_time: self.unix_base + now.as_micros() / 1_000_000,
