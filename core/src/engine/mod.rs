@@ -83,20 +83,60 @@ pub struct StreamKey {
 /// A stream key was not acceptable.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "invalid stream name {0:?}: names are 1 to 256 printable characters without '/', '\\' or '..'"
+    "invalid stream name {0:?}: names are 1 to 256 bytes of visible text, without '/', '\\', control or invisible formatting characters, leading or trailing spaces, and are not '.' or '..'"
 )]
 pub struct InvalidKey(pub String);
+
+/// Characters refused anywhere in a name although they are not control
+/// characters: they are invisible, or reorder or hide the text around them,
+/// so a name holding one can pass for another in a log line, a page or a
+/// URL (Unicode TR 36, TR 39; CVE-2021-42574, "Trojan Source").
+///
+/// The zero-width joiner and non-joiner (U+200C, U+200D) are allowed: Persian
+/// and Indic scripts, and emoji, need them.
+fn invisible_or_reordering(c: char) -> bool {
+    matches!(
+        c,
+        // Bidirectional marks, embeddings, overrides and isolates.
+        '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+        // Zero-width space, word joiner, invisible operators, deprecated
+        // format controls, and the byte-order mark / zero-width no-break space.
+        | '\u{200B}' | '\u{2060}'..='\u{2064}' | '\u{206A}'..='\u{206F}' | '\u{FEFF}'
+        // Soft hyphen, combining grapheme joiner, Mongolian vowel separator,
+        // Hangul fillers: invisible on their own.
+        | '\u{00AD}' | '\u{034F}' | '\u{180E}' | '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}'
+        // Line and paragraph separators (they break a log line without
+        // being control characters).
+        | '\u{2028}' | '\u{2029}'
+        // Interlinear annotation controls, noncharacters, the replacement
+        // character (what a broken decoding leaves).
+        | '\u{FFF9}'..='\u{FFFB}' | '\u{FFFD}' | '\u{FDD0}'..='\u{FDEF}'
+        // Tag characters: invisible ASCII look-alikes.
+        | '\u{E0000}'..='\u{E007F}'
+    ) || u32::from(c) & 0xFFFE == 0xFFFE // U+nFFFE, U+nFFFF: noncharacters
+}
 
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= MAX_NAME_LEN
         && s != "."
         && s != ".."
-        && s.chars().all(|c| !c.is_control() && c != '/' && c != '\\')
+        // Not blank, and no leading or trailing space: " cam" and "cam"
+        // must not be two streams that look the same.
+        && s.trim() == s
+        && s.chars().all(|c| {
+            !c.is_control() && !invisible_or_reordering(c) && c != '/' && c != '\\'
+        })
 }
 
 impl StreamKey {
-    /// A key; names that could escape a path or a URL segment are refused.
+    /// A key. Refused: names that could escape a path or a URL segment
+    /// (`/`, `\`, `.`, `..`), blank names and names with leading or
+    /// trailing whitespace, and names holding control characters or
+    /// invisible or text-reordering characters (Unicode bidirectional
+    /// controls, zero-width spaces, tag characters...). Letters of any
+    /// script, digits, spaces inside a name and punctuation such as `-`,
+    /// `_`, `.`, `@` are fine.
     pub fn new(app: &str, stream: &str) -> Result<Self, InvalidKey> {
         if !valid_name(app) {
             return Err(InvalidKey(app.into()));

@@ -37,6 +37,91 @@ fn stream_keys_refuse_path_escapes() {
 }
 
 #[test]
+fn stream_keys_keep_the_names_real_clients_use() {
+    for good in [
+        "mystream",
+        "cam-1",
+        "a_b.c",
+        "a b",
+        "stream.flv",
+        "user@host",
+        "test5",
+        "Ünïcødé",
+        "камера",
+        "カメラ1",
+        "직캠",
+        "直播",
+        "مباشر",
+        "שידור",
+        // Persian needs the zero-width non-joiner, emoji the joiner.
+        "می\u{200C}خواهم",
+        "🎥",
+        "👩\u{200D}💻",
+    ] {
+        let k = StreamKey::new("live", good).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(k.stream(), good);
+        assert!(StreamKey::new(good, "x").is_ok(), "{good:?}");
+    }
+    assert!(StreamKey::new("live", &"x".repeat(MAX_NAME_LEN)).is_ok());
+    let k = StreamKey::new("live", "mystream").unwrap();
+    assert_eq!(k.to_string(), "live/mystream");
+}
+
+#[test]
+fn stream_keys_refuse_blank_control_and_invisible_characters() {
+    let mut bad: Vec<String> = [
+        // Blank after trimming, or not trimmed.
+        " ",
+        "   ",
+        "\t",
+        "\u{A0}",
+        "\u{3000}",
+        " cam",
+        "cam ",
+        "cam\u{3000}",
+        // Control characters: C0, DEL, C1.
+        "a\0b",
+        "a\u{1b}[31mb",
+        "a\rb",
+        "a\u{7f}",
+        "a\u{85}b",
+        "a\u{9b}b",
+        // Invisible and separator characters.
+        "a\u{200B}b",
+        "\u{FEFF}cam",
+        "a\u{2060}b",
+        "a\u{AD}b",
+        "a\u{2028}b",
+        "a\u{2029}b",
+        "\u{3164}",
+        "a\u{FFFD}",
+        "a\u{FFFE}",
+        "a\u{10FFFF}",
+        "a\u{FDD0}",
+        "a\u{E0041}\u{E0042}",
+        "a\u{206A}",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    // Every bidirectional control.
+    let bidi = ('\u{202A}'..='\u{202E}')
+        .chain('\u{2066}'..='\u{2069}')
+        .chain(['\u{200E}', '\u{200F}', '\u{061C}']);
+    for c in bidi {
+        bad.push(format!("cam{c}1"));
+        bad.push(format!("{c}cam"));
+    }
+    for name in &bad {
+        assert!(StreamKey::new("live", name).is_err(), "{name:?}");
+        assert!(StreamKey::new(name, "x").is_err(), "{name:?}");
+    }
+    // The error names the name, escaped.
+    let e = StreamKey::new("live", "a\u{202E}b").unwrap_err();
+    assert!(e.to_string().contains("\\u{202e}"), "{e}");
+}
+
+#[test]
 fn one_publisher_per_key_and_stale_session_cannot_end_newer() {
     let log = Arc::new(Log::default());
     let engine = Engine::builder().observer(log.clone()).build();
