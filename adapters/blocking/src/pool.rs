@@ -8,9 +8,11 @@ use arcly_core::time::Instant;
 use bytes::BytesMut;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker as MioWaker};
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::io::{self, IoSlice, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Wake, Waker};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -154,9 +156,13 @@ impl ShutdownHandle {
     }
 }
 
-/// Sets a connection's flag and wakes its worker when the bus has data.
+/// Queues a connection for its worker and wakes the worker when the bus has
+/// data for it (std's channel is lock-free on the send side, so the
+/// publisher's wake-ups take no lock).
 struct BusWake {
+    key: usize,
     flag: Arc<AtomicBool>,
+    queue: mpsc::Sender<usize>,
     poller: Arc<MioWaker>,
 }
 
@@ -166,6 +172,7 @@ impl Wake for BusWake {
     }
     fn wake_by_ref(self: &Arc<Self>) {
         if !self.flag.swap(true, Ordering::AcqRel) {
+            let _ = self.queue.send(self.key);
             let _ = self.poller.wake();
         }
     }
@@ -179,6 +186,8 @@ struct Conn<S> {
     _slot: AddrGuard,
     woken: Arc<AtomicBool>,
     waker: Waker,
+    /// The deadline its timer-heap entry was made for.
+    deadline: Option<Instant>,
     eof: bool,
     writable_interest: bool,
 }
@@ -318,12 +327,22 @@ fn run_worker<S, F>(
     let mut events = Events::with_capacity(256);
     let mut shutdown_at: Option<std::time::Instant> = None;
     let mut rbuf = BytesMut::new();
+    // Deadlines in a heap, O(log n) a wake-up: an entry whose connection's
+    // deadline has moved since is stale and skipped.
+    let mut timers: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
+    // Connections with bus data or more to read, queued by their wakers.
+    let (queue_tx, queue_rx) = mpsc::channel::<usize>();
     loop {
         let now = clock.now();
-        let deadline = conns
-            .values()
-            .filter_map(|c| c.out.next_wake(&c.conductor, cfg.write_timeout))
-            .min();
+        while let Some(Reverse((t, key))) = timers.peek() {
+            match conns.get(key) {
+                Some(c) if c.deadline == Some(*t) => break,
+                _ => {
+                    timers.pop();
+                }
+            }
+        }
+        let deadline = timers.peek().map(|Reverse((t, _))| *t);
         let timeout = match deadline {
             Some(d) => Duration::from_micros(d.as_micros().saturating_sub(now.as_micros())),
             None => Duration::from_secs(1),
@@ -366,7 +385,9 @@ fn run_worker<S, F>(
             };
             let woken = Arc::new(AtomicBool::new(false));
             let waker = Waker::from(Arc::new(BusWake {
+                key,
                 flag: woken.clone(),
+                queue: queue_tx.clone(),
                 poller: me.waker.clone(),
             }));
             conns.insert(
@@ -378,6 +399,7 @@ fn run_worker<S, F>(
                     _slot: slot,
                     woken,
                     waker,
+                    deadline: None,
                     eof: false,
                     writable_interest: false,
                 },
@@ -393,13 +415,22 @@ fn run_worker<S, F>(
             ready.extend(conns.keys().copied());
         }
         let now = clock.now();
-        for (key, c) in conns.iter_mut() {
-            let due = c
-                .out
-                .next_wake(&c.conductor, cfg.write_timeout)
-                .is_some_and(|t| t <= now);
-            if due || c.woken.swap(false, Ordering::AcqRel) {
-                ready.push(*key);
+        while let Some(Reverse((t, key))) = timers.peek().copied() {
+            if t > now {
+                break;
+            }
+            timers.pop();
+            if let Some(c) = conns.get_mut(&key) {
+                if c.deadline == Some(t) {
+                    c.deadline = None;
+                    ready.push(key);
+                }
+            }
+        }
+        for key in queue_rx.try_iter() {
+            if let Some(c) = conns.get(&key) {
+                c.woken.store(false, Ordering::Release);
+                ready.push(key);
             }
         }
         ready.sort_unstable();
@@ -412,6 +443,13 @@ fn run_worker<S, F>(
             if turn(c, &clock, &mut rbuf, &log, cfg.write_timeout) {
                 gone.push(key);
             } else {
+                let next = c.out.next_wake(&c.conductor, cfg.write_timeout);
+                if next != c.deadline {
+                    c.deadline = next;
+                    if let Some(t) = next {
+                        timers.push(Reverse((t, key)));
+                    }
+                }
                 let want_write = !c.out.is_empty();
                 if want_write != c.writable_interest {
                     let interest = if want_write {
@@ -463,7 +501,7 @@ fn turn<S: Session>(
             break;
         }
         if i == READS_PER_TURN {
-            c.woken.store(true, Ordering::Release);
+            c.waker.wake_by_ref();
             break;
         }
         let start = rbuf.len();
@@ -536,7 +574,7 @@ fn turn<S: Session>(
     // Reading was paused for queued output that has since been written:
     // the readable edge may already have passed, so come back to read.
     if paused && c.out.may_read(&c.conductor, c.eof) {
-        c.woken.store(true, Ordering::Release);
+        c.waker.wake_by_ref();
     }
     c.out.finished(&c.conductor, c.eof)
 }
