@@ -356,3 +356,37 @@ fn objects_are_immutable_with_content_tags_and_playlists_are_not_cached() {
     assert_eq!(r.status, 404);
     assert_eq!(header(&r, "cache-control"), Some("no-cache"));
 }
+
+/// The engine's publisher handover keeps one bus, so one packager sees the
+/// second session: new tracks mid-stream, or the same tracks with frames
+/// flagged as a discontinuity. Either way the numbering continues.
+#[test]
+fn one_packager_across_a_handover_continues_the_numbering() {
+    let (origin, router) = open_origin();
+    let (a, fa) = demux(H264_OPUS);
+    let (b, fb) = demux(H265_AAC);
+    let mut p = origin.packager_at(key(), 1_000);
+    feed(&mut p, &a, &fa);
+    let before = sequence(&media(&router));
+    // The same configuration again, its clock starting over.
+    p.handle(DeliveryRef::Tracks(&a));
+    let mut seen = std::collections::HashSet::new();
+    for f in &fa {
+        let mut f = f.clone();
+        f.discontinuity = seen.insert(f.track);
+        p.handle(DeliveryRef::Frame(&f));
+    }
+    // Then another configuration.
+    feed(&mut p, &b, &fb);
+    let text = media(&router);
+    let after = sequence(&text);
+    assert_eq!(after[..before.len()], before[..]);
+    assert!(after.len() >= before.len() + 2, "{text}");
+    assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 2, "{text}");
+    assert!(text.contains("#EXT-X-MAP:URI=\"init-rs-1.mp4\""), "{text}");
+    let names = uris(&text);
+    let mut unique = names.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), names.len(), "{text}");
+}
