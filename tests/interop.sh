@@ -34,6 +34,8 @@ export ARCLY_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/arcly"
 
 # The interop tests are ordinary cargo tests behind the `interop` feature of
 # the cross-crate test crate; each one also names its tool when it is absent.
+# The last line includes the hostile-peer suite (tests/tests/hostile.rs);
+# ARCLY_HOSTILE_SHORT=1, as .ci/run sets it, scales its counts down.
 cargo test -p arcly-core --features interop --test media_interop
 cargo test -p arcly-rtmp --features interop --test live -- --test-threads=1
 cargo test -p arcly-tests --features interop -- --test-threads=1
