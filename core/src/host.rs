@@ -65,11 +65,20 @@ impl Outbox {
         Outbox::default()
     }
 
-    /// Takes every transmit the conductor has.
-    pub fn fill<S: Session>(&mut self, conductor: &mut Conductor<S>, now: Instant) {
-        while let Some(t) = conductor.poll_transmit() {
+    /// Takes the conductor's transmits until [`READ_PAUSE`] bytes are
+    /// queued: a session that makes its answers as they are taken (HTTP
+    /// answers pipelined requests one by one) then waits until the peer has
+    /// taken some, so the bound holds whatever the peer asked for. The
+    /// driver calls it again after each write. Returns whether it stopped
+    /// at the bound (the conductor may have more).
+    pub fn fill<S: Session>(&mut self, conductor: &mut Conductor<S>, now: Instant) -> bool {
+        while self.queued < READ_PAUSE {
+            let Some(t) = conductor.poll_transmit() else {
+                return false;
+            };
             self.push(t.data, now);
         }
+        true
     }
 
     /// Queues bytes.

@@ -980,7 +980,14 @@ fn ll_hls_end_to_end_from_an_rtmp_publish() {
         "only {} segments listed:\n{text}",
         segs.len()
     );
-    let (status, init) = get(gw.http, "/live/h/init.mp4");
+    // The initialisation section's name carries the stream's epoch: read it
+    // from EXT-X-MAP.
+    let map = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\""))
+        .and_then(|r| r.split('"').next())
+        .expect("an EXT-X-MAP");
+    let (status, init) = get(gw.http, &format!("/live/h/{map}"));
     assert_eq!(status, 200);
     let mut all = init.clone();
     for (i, seg) in segs.iter().enumerate() {

@@ -526,8 +526,7 @@ fn turn<S: Session>(
                 break;
             }
         }
-        c.out.fill(&mut c.conductor, clock.now());
-        if flush(c, clock).is_err() {
+        if pump(c, clock).is_err() {
             return true;
         }
     }
@@ -542,18 +541,14 @@ fn turn<S: Session>(
     if c.conductor.poll_timeout().is_some_and(|t| t <= now) {
         c.conductor.handle_timeout(now);
     }
-    c.out.fill(&mut c.conductor, clock.now());
     let waker = c.waker.clone();
     let mut cx = Context::from_waker(&waker);
-    if c.conductor.poll_session(&mut cx, clock.now()).is_ready() {
-        c.out.fill(&mut c.conductor, clock.now());
-    }
-    if flush(c, clock).is_err() {
+    let _ = c.conductor.poll_session(&mut cx, clock.now());
+    if pump(c, clock).is_err() {
         return true;
     }
-    if !c.out.is_empty() {
-        c.conductor.check_lag(clock.now());
-        c.out.fill(&mut c.conductor, clock.now());
+    if !c.out.is_empty() && c.conductor.check_lag(clock.now()) && pump(c, clock).is_err() {
+        return true;
     }
     // Deliveries only when the previous ones were written.
     while c.out.may_deliver(&c.conductor) {
@@ -563,8 +558,7 @@ fn turn<S: Session>(
         {
             break;
         }
-        c.out.fill(&mut c.conductor, clock.now());
-        if flush(c, clock).is_err() {
+        if pump(c, clock).is_err() {
             return true;
         }
     }
@@ -577,6 +571,18 @@ fn turn<S: Session>(
         c.waker.wake_by_ref();
     }
     c.out.finished(&c.conductor, c.eof)
+}
+
+/// Takes the conductor's transmits and writes what fits, until the socket
+/// would block or the conductor has nothing more.
+fn pump<S: Session>(c: &mut Conn<S>, clock: &Clock) -> io::Result<()> {
+    loop {
+        let more = c.out.fill(&mut c.conductor, clock.now());
+        flush(c, clock)?;
+        if !more || !c.out.is_empty() {
+            return Ok(());
+        }
+    }
 }
 
 /// Writes what fits without blocking. `Err` when the peer is gone.

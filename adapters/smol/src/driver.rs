@@ -106,6 +106,23 @@ fn flush(sock: &Async<TcpStream>, out: &mut Outbox, clock: &Clock) -> io::Result
     Ok(())
 }
 
+/// Takes the conductor's transmits and writes what fits, until the socket
+/// would block or the conductor has nothing more.
+fn pump<S: Session>(
+    sock: &Async<TcpStream>,
+    conductor: &mut Conductor<S>,
+    out: &mut Outbox,
+    clock: &Clock,
+) -> io::Result<()> {
+    loop {
+        let more = out.fill(conductor, clock.now());
+        flush(sock, out, clock)?;
+        if !more || !out.is_empty() {
+            return Ok(());
+        }
+    }
+}
+
 /// Runs `conductor` over `sock` until the session closes, the peer goes
 /// away, or `shutdown` fires. Same rules as `arcly_tokio::drive_stream`
 /// (those of [`arcly_core::host`]): output is written as it fits and a peer
@@ -130,8 +147,7 @@ pub async fn drive_stream<S: Session>(
     let mut out = Outbox::new();
     let mut eof = false;
     loop {
-        out.fill(&mut conductor, clock.now());
-        if let Err(e) = flush(&sock, &mut out, &clock) {
+        if let Err(e) = pump(&sock, &mut conductor, &mut out, &clock) {
             conductor.handle_input(clock.now(), Input::Eof);
             while let Some(line) = conductor.poll_log() {
                 log(line);
@@ -242,9 +258,8 @@ pub async fn drive_stream<S: Session>(
             }
             Wake::Shutdown => {
                 conductor.close(clock.now(), CloseReason::Shutdown);
-                out.fill(&mut conductor, clock.now());
                 let goodbye = async {
-                    while !out.is_empty() {
+                    while out.fill(&mut conductor, clock.now()) || !out.is_empty() {
                         flush(&sock, &mut out, &clock)?;
                         if !out.is_empty() {
                             sock.writable().await?;

@@ -63,6 +63,23 @@ fn flush(sock: &TcpStream, out: &mut Outbox, clock: &Clock) -> io::Result<()> {
     Ok(())
 }
 
+/// Takes the conductor's transmits and writes what fits, until the socket
+/// would block or the conductor has nothing more.
+fn pump<S: Session>(
+    sock: &TcpStream,
+    conductor: &mut Conductor<S>,
+    out: &mut Outbox,
+    clock: &Clock,
+) -> io::Result<()> {
+    loop {
+        let more = out.fill(conductor, clock.now());
+        flush(sock, out, clock)?;
+        if !more || !out.is_empty() {
+            return Ok(());
+        }
+    }
+}
+
 /// Writes everything queued, waiting for the socket as needed.
 async fn write_out(sock: &TcpStream, out: &mut Outbox, clock: &Clock) -> io::Result<()> {
     while !out.is_empty() {
@@ -102,8 +119,7 @@ pub async fn drive_stream<S: Session>(
     let mut sleep = pin!(tokio::time::sleep(std::time::Duration::from_secs(3600)));
     let mut eof = false;
     loop {
-        out.fill(&mut conductor, clock.now());
-        if let Err(e) = flush(&sock, &mut out, &clock) {
+        if let Err(e) = pump(&sock, &mut conductor, &mut out, &clock) {
             conductor.handle_input(clock.now(), Input::Eof);
             while let Some(line) = conductor.poll_log() {
                 log(line);
@@ -211,9 +227,11 @@ pub async fn drive_stream<S: Session>(
             }
             Wake::Shutdown => {
                 conductor.close(clock.now(), CloseReason::Shutdown);
-                out.fill(&mut conductor, clock.now());
                 let mut sock = sock;
                 let goodbye = async {
+                    while out.fill(&mut conductor, clock.now()) {
+                        write_out(&sock, &mut out, &clock).await?;
+                    }
                     write_out(&sock, &mut out, &clock).await?;
                     sock.shutdown().await
                 };

@@ -49,6 +49,8 @@ FLAGS:
     --write-timeout SECS    close a peer that takes no bytes this long [default: 10]
     --auth-secret SECRET    require HMAC tokens (?token=...) to publish
     --protect-play          require tokens to play too (with --auth-secret)
+    --api-secret SECRET     serve /api/streams and /metrics to other hosts that send
+                            Authorization: Bearer SECRET [default: 127.0.0.1 and ::1 only]
     --workers N             runtime worker threads [default: number of cores]
     --log LEVEL             error, warn, info or debug [default: info]
     -h, --help              this text
@@ -156,6 +158,7 @@ struct Options {
     max_connections_per_ip: Option<usize>,
     write_timeout: f64,
     auth_secret: Option<String>,
+    api_secret: Option<String>,
     protect_play: bool,
     workers: Option<usize>,
 }
@@ -192,6 +195,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         max_connections_per_ip: None,
         write_timeout: 10.0,
         auth_secret: None,
+        api_secret: None,
         protect_play: false,
         workers: None,
     };
@@ -244,6 +248,13 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 }
             }
             "--auth-secret" => o.auth_secret = Some(value()?),
+            "--api-secret" => {
+                let v = value()?;
+                if v.is_empty() {
+                    return Err(format!("{flag} takes a non-empty secret"));
+                }
+                o.api_secret = Some(v);
+            }
             "--protect-play" => o.protect_play = true,
             "--workers" => o.workers = Some(number(flag, &value()?)?),
             "--log" => {
@@ -479,12 +490,14 @@ async fn run(o: Options) -> Result<(), String> {
             window: o.window.max(3),
             ..HlsConfig::default()
         };
-        let origin = HlsOrigin::new(hls_cfg, Duration::from_secs(o.hls_linger));
-        let router = Arc::new(Router::new(
-            engine.clone(),
-            origin.clone(),
-            clock.unix_base(),
-        ));
+        // The engine carries a returning publisher on (--linger): the
+        // packager's subscription continues across it, so the origin ends a
+        // playlist as soon as its stream ends.
+        let origin = HlsOrigin::new(hls_cfg, Duration::ZERO);
+        let router = Arc::new(
+            Router::new(engine.clone(), origin.clone(), clock.unix_base())
+                .with_api_secret(o.api_secret.clone()),
+        );
         let http_cfg = ListenerConfig {
             handshake_timeout: None,
             ..cfg.clone()
@@ -511,7 +524,10 @@ async fn run(o: Options) -> Result<(), String> {
                     Some(key) = published_rx.recv() => {
                         if let Some(bus) = engine2.bus(&key) {
                             if let Ok(sub) = bus.subscribe() {
-                                tokio::spawn(package(origin.packager(key), sub, clock));
+                                // Names carry the publish time, so a new stream never
+                                // reuses a name a cache may still hold.
+                                let unix_ms = clock.unix_base() * 1000 + clock.now().as_micros() / 1000;
+                                tokio::spawn(package(origin.packager_at(key, unix_ms), sub, clock));
                             }
                         }
                     }
