@@ -4,6 +4,8 @@
 //!
 //! `cargo bench -p arcly-core --features sim --bench endpoint`
 
+#![allow(missing_docs)] // criterion_group! generates an undocumented function
+
 use arcly_core::endpoint::EndpointHost;
 use arcly_core::engine::Engine;
 use arcly_core::session::ConnContext;

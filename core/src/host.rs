@@ -28,7 +28,7 @@
 //! [`READ_PAUSE`] plus one transmit in the outbox.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::IoSlice;
+use std::io::{self, IoSlice};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
@@ -112,6 +112,46 @@ impl Outbox {
             n += 1;
         }
         n
+    }
+
+    /// Writes what fits: calls `write` (a vectored, non-blocking write) with
+    /// the queued buffers until everything is written or it would block.
+    /// `Err` when the peer is gone.
+    pub fn flush_with(
+        &mut self,
+        now: impl Fn() -> Instant,
+        mut write: impl FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
+    ) -> io::Result<()> {
+        while !self.is_empty() {
+            let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
+            let n = self.slices(&mut slices);
+            match write(&slices[..n]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.advance(n, now()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the conductor's transmits and writes what fits with `write`
+    /// (as [`flush_with`](Self::flush_with)), until the socket would block
+    /// or the conductor has nothing more.
+    pub fn pump<S: Session>(
+        &mut self,
+        conductor: &mut Conductor<S>,
+        now: impl Fn() -> Instant,
+        mut write: impl FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
+    ) -> io::Result<()> {
+        loop {
+            let more = self.fill(conductor, now());
+            self.flush_with(&now, &mut write)?;
+            if !more || !self.is_empty() {
+                return Ok(());
+            }
+        }
     }
 
     /// The peer took `n` bytes.

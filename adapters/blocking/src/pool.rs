@@ -2,7 +2,7 @@
 
 use arcly_core::bus::CloseReason;
 use arcly_core::engine::Engine;
-use arcly_core::host::{AddrGuard, AddrLimit, LogLimit, Outbox, WRITE_SLICES, WRITE_TIMEOUT};
+use arcly_core::host::{AddrGuard, AddrLimit, LogLimit, Outbox, WRITE_TIMEOUT};
 use arcly_core::session::{Conductor, ConnContext, Input, Session};
 use arcly_core::time::Instant;
 use bytes::BytesMut;
@@ -10,7 +10,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker as MioWaker};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -573,30 +573,15 @@ fn turn<S: Session>(
     c.out.finished(&c.conductor, c.eof)
 }
 
-/// Takes the conductor's transmits and writes what fits, until the socket
-/// would block or the conductor has nothing more.
+/// Takes the conductor's transmits and writes what fits.
 fn pump<S: Session>(c: &mut Conn<S>, clock: &Clock) -> io::Result<()> {
-    loop {
-        let more = c.out.fill(&mut c.conductor, clock.now());
-        flush(c, clock)?;
-        if !more || !c.out.is_empty() {
-            return Ok(());
-        }
-    }
+    let sock = &mut c.sock;
+    c.out
+        .pump(&mut c.conductor, || clock.now(), |b| sock.write_vectored(b))
 }
 
 /// Writes what fits without blocking. `Err` when the peer is gone.
 fn flush<S: Session>(c: &mut Conn<S>, clock: &Clock) -> io::Result<()> {
-    while !c.out.is_empty() {
-        let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
-        let n = c.out.slices(&mut slices);
-        match c.sock.write_vectored(&slices[..n]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => c.out.advance(n, clock.now()),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+    let sock = &mut c.sock;
+    c.out.flush_with(|| clock.now(), |b| sock.write_vectored(b))
 }

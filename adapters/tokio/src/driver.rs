@@ -2,11 +2,11 @@
 
 use crate::{Clock, ShutdownSignal};
 use arcly_core::bus::CloseReason;
-use arcly_core::host::{Outbox, WRITE_SLICES, WRITE_TIMEOUT};
+use arcly_core::host::{Outbox, WRITE_TIMEOUT};
 use arcly_core::session::{Conductor, Input, Session};
 use bytes::BytesMut;
 use std::future::{poll_fn, Future};
-use std::io::{self, IoSlice};
+use std::io;
 use std::pin::pin;
 use std::task::Poll;
 use tokio::io::AsyncWriteExt;
@@ -49,35 +49,17 @@ enum Wake {
 
 /// Writes what fits without blocking. `Err` when the peer is gone.
 fn flush(sock: &TcpStream, out: &mut Outbox, clock: &Clock) -> io::Result<()> {
-    while !out.is_empty() {
-        let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
-        let n = out.slices(&mut slices);
-        match sock.try_write_vectored(&slices[..n]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => out.advance(n, clock.now()),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+    out.flush_with(|| clock.now(), |b| sock.try_write_vectored(b))
 }
 
-/// Takes the conductor's transmits and writes what fits, until the socket
-/// would block or the conductor has nothing more.
+/// Takes the conductor's transmits and writes what fits.
 fn pump<S: Session>(
     sock: &TcpStream,
     conductor: &mut Conductor<S>,
     out: &mut Outbox,
     clock: &Clock,
 ) -> io::Result<()> {
-    loop {
-        let more = out.fill(conductor, clock.now());
-        flush(sock, out, clock)?;
-        if !more || !out.is_empty() {
-            return Ok(());
-        }
-    }
+    out.pump(conductor, || clock.now(), |b| sock.try_write_vectored(b))
 }
 
 /// Writes everything queued, waiting for the socket as needed.
