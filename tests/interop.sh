@@ -29,7 +29,7 @@ fi
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 # The flood test runs the real gateway binary.
-cargo build -p arcly-tokio --bin arcly
+cargo build -p arcly --bin arcly
 export ARCLY_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/arcly"
 
 # The interop tests are ordinary cargo tests behind the `interop` feature of

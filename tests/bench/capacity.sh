@@ -22,7 +22,7 @@ done
 steps=("${@:-100 200 400 800 1600}")
 steps=(${steps[@]})
 ulimit -n 65536 2>/dev/null || true
-cargo build --release -q -p arcly-tokio --bin arcly
+cargo build --release -q -p arcly --bin arcly
 ARCLY="${CARGO_TARGET_DIR:-$PWD/target}/release/arcly"
 work="${TMPDIR:-/tmp}/arcly-capacity"
 mkdir -p "$work/nginx/logs"

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/../.."
 for tool in ffmpeg hyperfine /usr/bin/time; do
   command -v "$tool" >/dev/null 2>&1 || { echo "remux bench: $tool is missing (apt-get install -y ffmpeg hyperfine time)" >&2; exit 1; }
 done
-cargo build --release -p arcly-tokio --bin arcly
+cargo build --release -p arcly --bin arcly
 ARCLY="${CARGO_TARGET_DIR:-$PWD/target}/release/arcly"
 work="${TMPDIR:-/tmp}/arcly-remux-bench"
 mkdir -p "$work"

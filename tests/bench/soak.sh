@@ -13,7 +13,7 @@ secs="${SECS:-1800}"
 restart="${RESTART:-300}"
 players="${PLAYERS:-500}"
 ulimit -n 65536 2>/dev/null || true
-cargo build --release -q -p arcly-tokio --bin arcly
+cargo build --release -q -p arcly --bin arcly
 ARCLY="${CARGO_TARGET_DIR:-$PWD/target}/release/arcly"
 work="${TMPDIR:-/tmp}/arcly-soak"
 mkdir -p "$work"

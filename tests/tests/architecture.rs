@@ -136,3 +136,96 @@ fn only_one_module_in_core_may_use_unsafe() {
     }
     assert_eq!(allowed, vec!["core/src/bus/slot.rs".to_string()]);
 }
+
+/// The workspace crates under `dir/` (by manifest location), with their
+/// packages.
+fn packages_under<'a>(
+    meta: &'a serde_json::Value,
+    dir: &str,
+) -> Vec<(String, &'a serde_json::Value)> {
+    let root = PathBuf::from(meta["workspace_root"].as_str().expect("workspace_root"));
+    let members: Vec<&str> = meta["workspace_members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .filter_map(|m| m.as_str())
+        .collect();
+    meta["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .filter(|p| members.contains(&p["id"].as_str().unwrap_or("")))
+        .filter_map(|p| {
+            let manifest = PathBuf::from(p["manifest_path"].as_str()?);
+            let rel = manifest.parent()?.strip_prefix(&root).ok()?.to_path_buf();
+            rel.starts_with(dir)
+                .then(|| (p["name"].as_str().unwrap_or("?").to_string(), p))
+        })
+        .collect()
+}
+
+/// Whether a package builds a library (the gateway builds only a binary).
+fn has_lib(p: &serde_json::Value) -> bool {
+    p["targets"].as_array().into_iter().flatten().any(|t| {
+        t["kind"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|k| k.as_str().is_some_and(|k| k == "lib" || k == "rlib"))
+    })
+}
+
+/// Names of a package's normal (not dev, not build) dependencies.
+fn normal_deps(p: &serde_json::Value) -> Vec<String> {
+    p["dependencies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|d| d["kind"].is_null())
+        .filter_map(|d| d["name"].as_str().map(String::from))
+        .collect()
+}
+
+#[test]
+fn adapter_libraries_depend_on_no_protocol_crate() {
+    let meta = metadata();
+    let protocols: Vec<String> = packages_under(&meta, "protocols")
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert!(protocols.iter().any(|n| n == "arcly-rtmp"), "{protocols:?}");
+    let adapters = packages_under(&meta, "adapters");
+    let libs: Vec<_> = adapters.iter().filter(|(_, p)| has_lib(p)).collect();
+    assert!(libs.len() >= 3, "the three adapter libraries: {libs:?}");
+    let mut bad = Vec::new();
+    for (name, p) in libs {
+        for d in normal_deps(p) {
+            if protocols.contains(&d) {
+                bad.push(format!("{name} depends on {d}"));
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "adapter libraries must not know a protocol: {bad:?}"
+    );
+}
+
+#[test]
+fn protocol_crates_do_not_depend_on_each_other() {
+    let meta = metadata();
+    let protocols = packages_under(&meta, "protocols");
+    let names: Vec<&str> = protocols.iter().map(|(n, _)| n.as_str()).collect();
+    let mut bad = Vec::new();
+    for (name, p) in &protocols {
+        for d in normal_deps(p) {
+            if names.contains(&d.as_str()) {
+                bad.push(format!("{name} depends on {d}"));
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "protocols meet through core, not each other: {bad:?}"
+    );
+}
