@@ -29,13 +29,13 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Buf, Bytes};
 use core::time::Duration;
 
-use crate::session::{Conductor, Session};
+use crate::session::{BindError, Conductor, Session, SocketKind, Transmit};
 use crate::time::Instant;
 
 /// Bytes queued for a peer above which the driver stops reading from it.
@@ -43,6 +43,57 @@ pub const READ_PAUSE: usize = 256 * 1024;
 
 /// Buffers one vectored write takes at most.
 pub const WRITE_SLICES: usize = 16;
+
+/// Datagrams an [`Outbox`] holds between two sends at most.
+pub const MAX_DATAGRAMS_QUEUED: usize = 4096;
+
+/// UDP sockets one stream session may own at most (RTSP: an RTP/RTCP pair
+/// for each of four tracks).
+pub const MAX_SESSION_SOCKETS: usize = 8;
+
+/// Binds what a [`SocketRequest`](crate::session::SocketRequest) asks for:
+/// one UDP socket, or an even/odd pair (RFC 3550 §11) found by trying
+/// ports the system offers. `bind` binds one socket at an address and
+/// returns it with its local address; `ip` is the interface to use when the
+/// request names none (the session's own connection's). `held` is how many
+/// the session owns already.
+pub fn bind_sockets<T>(
+    kind: SocketKind,
+    ip: IpAddr,
+    held: usize,
+    mut bind: impl FnMut(SocketAddr) -> io::Result<(T, SocketAddr)>,
+) -> Result<Vec<(T, SocketAddr)>, BindError> {
+    let (ip, n) = match kind {
+        SocketKind::Udp { ip: i } => (i.unwrap_or(ip), 1),
+        SocketKind::UdpPair { ip: i } => (i.unwrap_or(ip), 2),
+    };
+    if held + n > MAX_SESSION_SOCKETS {
+        return Err(BindError::Failed(format!(
+            "a connection owns at most {MAX_SESSION_SOCKETS} sockets"
+        )));
+    }
+    let fail = |e: io::Error| BindError::Failed(format!("cannot bind UDP on {ip}: {e}"));
+    if n == 1 {
+        let one = bind(SocketAddr::new(ip, 0)).map_err(fail)?;
+        return Ok(vec![one]);
+    }
+    // An even port from the system, then the odd one above it; a few tries
+    // when the neighbour is taken.
+    for _ in 0..32 {
+        let (a, addr) = bind(SocketAddr::new(ip, 0)).map_err(fail)?;
+        let port = addr.port();
+        if port % 2 == 1 || port == u16::MAX {
+            drop(a);
+            continue;
+        }
+        if let Ok(b) = bind(SocketAddr::new(ip, port + 1)) {
+            return Ok(vec![(a, addr), b]);
+        }
+    }
+    Err(BindError::Failed(format!(
+        "no free even/odd UDP port pair on {ip}"
+    )))
+}
 
 /// The default write timeout: a peer that takes no bytes for this long is
 /// closed.
@@ -54,6 +105,11 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Outbox {
     queue: VecDeque<Bytes>,
     queued: usize,
+    /// Datagrams for the session's own UDP sockets, sent as soon as they
+    /// are taken (a send that would block drops them, as the wire would).
+    datagrams: VecDeque<Transmit>,
+    /// Datagrams dropped because the queue was full.
+    dropped: u64,
     /// When bytes were last taken by the peer, or the queue last filled from
     /// empty.
     progress: Option<Instant>,
@@ -76,9 +132,29 @@ impl Outbox {
             let Some(t) = conductor.poll_transmit() else {
                 return false;
             };
-            self.push(t.data, now);
+            if t.to.is_some() {
+                if self.datagrams.len() >= MAX_DATAGRAMS_QUEUED {
+                    self.dropped += 1;
+                } else {
+                    self.datagrams.push_back(t);
+                }
+            } else {
+                self.push(t.data, now);
+            }
         }
         true
+    }
+
+    /// The next datagram the session wants sent from one of its own UDP
+    /// sockets (`from` names which; `None`: the first).
+    pub fn pop_datagram(&mut self) -> Option<Transmit> {
+        self.datagrams.pop_front()
+    }
+
+    /// Datagrams dropped because the session made more than
+    /// [`MAX_DATAGRAMS_QUEUED`] between two sends.
+    pub fn dropped_datagrams(&self) -> u64 {
+        self.dropped
     }
 
     /// Queues bytes.

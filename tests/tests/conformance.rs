@@ -326,6 +326,10 @@ macro_rules! suite {
             fn datagram_publish_and_play() {
                 super::datagram_publish_and_play($a)
             }
+            #[test]
+            fn datagram_session_owned_sockets() {
+                super::datagram_session_owned_sockets($a)
+            }
         }
     };
 }
@@ -468,4 +472,206 @@ fn datagram_publish_and_play(adapter: Adapter) {
     let got = player.recv_frames(200, T);
     assert_eq!(got, (0..200).collect::<Vec<_>>(), "{adapter:?}");
     assert!(server.shutdown() < Duration::from_secs(3));
+}
+
+/// A stream session that plays over UDP from sockets it asks its host for,
+/// as RTSP does: the peer sends `play NAME\n` on TCP; the session asks for
+/// an even/odd UDP pair and answers `ports A B\n`; the peer's first
+/// datagram to A tells the session where to send; each frame goes out from
+/// A as its pts (`i64`), and a datagram to B is echoed back from B.
+#[derive(Default)]
+struct UdpPlay {
+    buf: Vec<u8>,
+    ports: Vec<std::net::SocketAddr>,
+    peer_rtp: Option<std::net::SocketAddr>,
+    out: std::collections::VecDeque<arcly_core::session::Transmit>,
+    events: std::collections::VecDeque<arcly_core::session::SessionEvent>,
+    closed: bool,
+}
+
+impl arcly_core::session::Session for UdpPlay {
+    fn protocol(&self) -> &'static str {
+        "udp-play"
+    }
+    fn handle_input(&mut self, _now: arcly_core::time::Instant, input: arcly_core::session::Input) {
+        use arcly_core::session::{Input, RequestId, SessionEvent, StreamRequest, Transmit};
+        match input {
+            Input::Stream(b) => {
+                self.buf.extend_from_slice(&b);
+                while let Some(i) = self.buf.iter().position(|&c| c == b'\n') {
+                    let line: Vec<u8> = self.buf.drain(..=i).collect();
+                    let line = String::from_utf8_lossy(&line[..i]).to_string();
+                    if let Some(name) = line.strip_prefix("play ") {
+                        self.events.push_back(SessionEvent::Request(StreamRequest {
+                            id: RequestId(1),
+                            action: Action::Play,
+                            app: "live".into(),
+                            stream: name.into(),
+                            token: None,
+                        }));
+                    }
+                }
+            }
+            Input::Datagram { from, local, data } => {
+                if Some(local) == self.ports.first().copied() {
+                    self.peer_rtp = Some(from);
+                } else if Some(local) == self.ports.get(1).copied() {
+                    self.out
+                        .push_back(Transmit::datagram(Some(local), from, data.freeze()));
+                }
+            }
+            _ => self.closed = true,
+        }
+    }
+    fn handle_delivery(
+        &mut self,
+        _now: arcly_core::time::Instant,
+        d: arcly_core::bus::DeliveryRef<'_>,
+    ) {
+        if let (arcly_core::bus::DeliveryRef::Frame(f), Some(to), Some(from)) =
+            (d, self.peer_rtp, self.ports.first())
+        {
+            self.out.push_back(arcly_core::session::Transmit::datagram(
+                Some(*from),
+                to,
+                bytes::Bytes::from(f.pts.ticks.to_be_bytes().to_vec()),
+            ));
+        }
+    }
+    fn handle_stream_end(&mut self, _: arcly_core::time::Instant, _: arcly_core::bus::RecvError) {
+        self.closed = true;
+    }
+    fn handle_timeout(&mut self, _: arcly_core::time::Instant) {}
+    fn accept(&mut self, _: arcly_core::time::Instant, _: arcly_core::session::RequestId) {
+        use arcly_core::session::{RequestId, SessionEvent, SocketKind, SocketRequest};
+        self.events.push_back(SessionEvent::Sockets(SocketRequest {
+            id: RequestId(2),
+            kind: SocketKind::UdpPair { ip: None },
+        }));
+    }
+    fn reject(
+        &mut self,
+        _: arcly_core::time::Instant,
+        _: arcly_core::session::RequestId,
+        _: arcly_core::session::Rejection,
+    ) {
+        self.closed = true;
+    }
+    fn close(&mut self, _: arcly_core::time::Instant, _: arcly_core::bus::CloseReason) {
+        self.closed = true;
+    }
+    fn sockets_bound(
+        &mut self,
+        _: arcly_core::time::Instant,
+        _: arcly_core::session::RequestId,
+        bound: Result<Vec<std::net::SocketAddr>, arcly_core::session::BindError>,
+    ) {
+        let line = match bound {
+            Ok(a) => {
+                let line = format!("ports {} {}\n", a[0].port(), a[1].port());
+                self.ports = a;
+                line
+            }
+            Err(e) => format!("no ports {e:?}\n"),
+        };
+        self.out
+            .push_back(arcly_core::session::Transmit::stream(bytes::Bytes::from(
+                line,
+            )));
+    }
+    fn poll_transmit(&mut self) -> Option<arcly_core::session::Transmit> {
+        self.out.pop_front()
+    }
+    fn poll_event(&mut self) -> Option<arcly_core::session::SessionEvent> {
+        self.events.pop_front()
+    }
+    fn poll_timeout(&self) -> Option<arcly_core::time::Instant> {
+        None
+    }
+    fn is_closed(&self) -> bool {
+        self.closed
+    }
+}
+
+fn datagram_session_owned_sockets(adapter: Adapter) {
+    use arcly_core::engine::Request;
+    use arcly_core::frame::{CodecId, MediaFrame, TrackId};
+    use arcly_core::time::{Instant, MediaTime};
+    use std::io::{BufRead, Write};
+    let engine = Engine::default();
+    let server = start_server(adapter, engine.clone(), |_| UdpPlay::default(), None);
+    let key = StreamKey::new("live", "udp").expect("key");
+    let req = Request {
+        key: key.clone(),
+        token: None,
+        protocol: "test",
+        peer: None,
+        unix_time: 0,
+    };
+    let mut publisher = engine.publish(&req, Instant::ZERO).expect("publish");
+    publisher.set_tracks(tracks());
+    let key_frame = |pts: i64| {
+        MediaFrame::video(
+            TrackId(0),
+            CodecId::H264,
+            true,
+            MediaTime::from_millis(pts),
+            bytes::Bytes::new(),
+        )
+    };
+    publisher
+        .publish(Instant::ZERO, key_frame(0))
+        .expect("frame");
+    let mut tcp = std::net::TcpStream::connect(server.addr).expect("connect");
+    tcp.write_all(b"play udp\n").expect("play");
+    let mut line = String::new();
+    std::io::BufReader::new(tcp.try_clone().expect("clone"))
+        .read_line(&mut line)
+        .expect("ports");
+    let ports: Vec<u16> = line
+        .trim()
+        .strip_prefix("ports ")
+        .unwrap_or_else(|| panic!("{adapter:?}: {line:?}"))
+        .split(' ')
+        .map(|p| p.parse().expect("port"))
+        .collect();
+    assert_eq!(ports[0] % 2, 0, "{adapter:?}: RTP on an even port");
+    assert_eq!(ports[1], ports[0] + 1, "{adapter:?}: RTCP on the next");
+    let rtp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    rtp.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let rtp_server = std::net::SocketAddr::from(([127, 0, 0, 1], ports[0]));
+    let rtcp_server = std::net::SocketAddr::from(([127, 0, 0, 1], ports[1]));
+    // The echo on the second socket comes back from it.
+    rtp.send_to(b"rtcp?", rtcp_server).expect("rtcp");
+    let mut buf = [0u8; 64];
+    let (n, from) = rtp.recv_from(&mut buf).expect("echo");
+    assert_eq!(
+        (&buf[..n], from),
+        (&b"rtcp?"[..], rtcp_server),
+        "{adapter:?}"
+    );
+    rtp.send_to(b"hello", rtp_server).expect("hello");
+    std::thread::sleep(Duration::from_millis(50));
+    let mut got = Vec::new();
+    let mut pts = 1;
+    let end = std::time::Instant::now() + T;
+    while got.len() < 50 && std::time::Instant::now() < end {
+        if pts <= 50 {
+            publisher
+                .publish(Instant::ZERO, key_frame(pts))
+                .expect("frame");
+            pts += 1;
+        }
+        if let Ok((n, from)) = rtp.recv_from(&mut buf) {
+            assert_eq!(
+                from, rtp_server,
+                "{adapter:?}: frames come from the RTP socket"
+            );
+            got.push(i64::from_be_bytes(buf[..n].try_into().expect("8 bytes")));
+        }
+    }
+    assert_eq!(got, (1..=50).collect::<Vec<i64>>(), "{adapter:?}");
+    drop(tcp);
+    server.shutdown();
 }

@@ -2,11 +2,12 @@
 
 use arcly_core::bus::CloseReason;
 use arcly_core::engine::Engine;
-use arcly_core::host::{AddrGuard, AddrLimit, LogLimit, Outbox, WRITE_TIMEOUT};
+use arcly_core::host::{bind_sockets, AddrGuard, AddrLimit, LogLimit, Outbox, WRITE_TIMEOUT};
 use arcly_core::session::{Conductor, ConnContext, Input, Session};
 use arcly_core::time::Instant;
 use bytes::BytesMut;
-use mio::net::{TcpListener, TcpStream};
+use mio::net::{TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, SocketAddr};
 use mio::{Events, Interest, Poll, Token, Waker as MioWaker};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -23,6 +24,11 @@ const LISTENER: Token = Token(usize::MAX - 1);
 /// others on its worker.
 const READS_PER_TURN: usize = 16;
 const READ_CHUNK: usize = 16 * 1024;
+/// The largest datagram read on a session's own UDP sockets.
+const MAX_DATAGRAM: usize = 65_536;
+/// Sessions' own UDP sockets get tokens from here down, far above the
+/// connections' keys.
+const UDP_TOKENS: usize = usize::MAX / 2;
 
 /// The host clock: microseconds since it was made.
 #[derive(Clone, Copy, Debug)]
@@ -188,6 +194,8 @@ struct Conn<S> {
     waker: Waker,
     /// The deadline its timer-heap entry was made for.
     deadline: Option<Instant>,
+    /// The UDP sockets its session asked for, their addresses and tokens.
+    udp: Vec<(UdpSocket, SocketAddr, Token)>,
     eof: bool,
     writable_interest: bool,
 }
@@ -327,11 +335,18 @@ fn run_worker<S, F>(
     let mut events = Events::with_capacity(256);
     let mut shutdown_at: Option<std::time::Instant> = None;
     let mut rbuf = BytesMut::new();
+    // Datagrams of sessions' own sockets are read here (allocated with the
+    // first such socket).
+    let mut dbuf: Vec<u8> = Vec::new();
     // Deadlines in a heap, O(log n) a wake-up: an entry whose connection's
     // deadline has moved since is stale and skipped.
     let mut timers: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
     // Connections with bus data or more to read, queued by their wakers.
     let (queue_tx, queue_rx) = mpsc::channel::<usize>();
+    // Tokens of sessions' own UDP sockets (from the top of the token space
+    // down) and the connection each belongs to.
+    let mut udp_owner: HashMap<usize, usize> = HashMap::new();
+    let mut next_udp = UDP_TOKENS;
     loop {
         let now = clock.now();
         while let Some(Reverse((t, key))) = timers.peek() {
@@ -356,7 +371,7 @@ fn run_worker<S, F>(
         let mut ready: Vec<usize> = events
             .iter()
             .filter(|e| e.token() != WAKE)
-            .map(|e| e.token().0)
+            .map(|e| udp_owner.get(&e.token().0).copied().unwrap_or(e.token().0))
             .collect();
         // New connections.
         let arrivals: Vec<_> =
@@ -400,6 +415,7 @@ fn run_worker<S, F>(
                     woken,
                     waker,
                     deadline: None,
+                    udp: Vec::new(),
                     eof: false,
                     writable_interest: false,
                 },
@@ -440,7 +456,24 @@ fn run_worker<S, F>(
             let Some(c) = conns.get_mut(&key) else {
                 continue;
             };
-            if turn(c, &clock, &mut rbuf, &log, cfg.write_timeout) {
+            let mut done = turn(c, &clock, &mut rbuf, &mut dbuf, &log, cfg.write_timeout);
+            if !done {
+                let mut bind = |at: SocketAddr| -> io::Result<(UdpSocket, SocketAddr, Token)> {
+                    let mut u = UdpSocket::bind(at)?;
+                    let addr = u.local_addr()?;
+                    next_udp -= 1;
+                    let token = Token(next_udp);
+                    poll.registry().register(&mut u, token, Interest::READABLE)?;
+                    Ok((u, addr, token))
+                };
+                if answer_sockets(c, &clock, &mut bind) {
+                    for (_, _, t) in &c.udp {
+                        udp_owner.insert(t.0, key);
+                    }
+                    done = turn(c, &clock, &mut rbuf, &mut dbuf, &log, cfg.write_timeout);
+                }
+            }
+            if done {
                 gone.push(key);
             } else {
                 let next = c.out.next_wake(&c.conductor, cfg.write_timeout);
@@ -466,6 +499,10 @@ fn run_worker<S, F>(
         }
         for key in gone {
             if let Some(mut c) = conns.remove(&key) {
+                for (u, _, t) in &mut c.udp {
+                    let _ = poll.registry().deregister(u);
+                    udp_owner.remove(&t.0);
+                }
                 let _ = poll.registry().deregister(&mut c.sock);
                 let _ = c.sock.shutdown(std::net::Shutdown::Both);
                 live.fetch_sub(1, Ordering::AcqRel);
@@ -485,6 +522,7 @@ fn turn<S: Session>(
     c: &mut Conn<S>,
     clock: &Clock,
     rbuf: &mut BytesMut,
+    dbuf: &mut Vec<u8>,
     log: &Log,
     write_timeout: Duration,
 ) -> bool {
@@ -526,6 +564,15 @@ fn turn<S: Session>(
                 break;
             }
         }
+        if pump(c, clock).is_err() {
+            return true;
+        }
+    }
+    if !c.udp.is_empty() {
+        if dbuf.len() < MAX_DATAGRAM {
+            dbuf.resize(MAX_DATAGRAM, 0);
+        }
+        read_datagrams(c, clock, dbuf);
         if pump(c, clock).is_err() {
             return true;
         }
@@ -573,11 +620,74 @@ fn turn<S: Session>(
     c.out.finished(&c.conductor, c.eof)
 }
 
-/// Takes the conductor's transmits and writes what fits.
+/// Takes the conductor's transmits and writes what fits; sends its
+/// datagrams from its own sockets (one that would block is dropped, as the
+/// wire would).
 fn pump<S: Session>(c: &mut Conn<S>, clock: &Clock) -> io::Result<()> {
     let sock = &mut c.sock;
     c.out
-        .pump(&mut c.conductor, || clock.now(), |b| sock.write_vectored(b))
+        .pump(&mut c.conductor, || clock.now(), |b| sock.write_vectored(b))?;
+    while let Some(t) = c.out.pop_datagram() {
+        let u = c
+            .udp
+            .iter()
+            .find(|(_, a, _)| Some(*a) == t.from)
+            .or_else(|| c.udp.first());
+        if let (Some((u, _, _)), Some(to)) = (u, t.to) {
+            let _ = u.send_to(&t.data, to);
+        }
+    }
+    Ok(())
+}
+
+/// Answers the session's socket requests with sockets made by `bind`;
+/// returns whether there were any.
+fn answer_sockets<S: Session>(
+    c: &mut Conn<S>,
+    clock: &Clock,
+    bind: &mut impl FnMut(SocketAddr) -> io::Result<(UdpSocket, SocketAddr, Token)>,
+) -> bool {
+    let ip = c
+        .sock
+        .local_addr()
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let mut any = false;
+    while let Some(r) = c.conductor.poll_socket_request() {
+        any = true;
+        let bound = bind_sockets(r.kind, ip, c.udp.len(), |at| {
+            bind(at).map(|(u, a, t)| ((u, a, t), a))
+        });
+        let answer = bound.map(|socks| {
+            let addrs = socks.iter().map(|(_, a)| *a).collect();
+            c.udp.extend(socks.into_iter().map(|(s, _)| s));
+            addrs
+        });
+        c.conductor.sockets_bound(clock.now(), r.id, answer);
+    }
+    any
+}
+
+/// Hands the datagrams waiting on the session's own sockets to it
+/// (edge-triggered: until each would block, or a turn's worth).
+fn read_datagrams<S: Session>(c: &mut Conn<S>, clock: &Clock, buf: &mut [u8]) {
+    for i in 0..c.udp.len() {
+        for _ in 0..READS_PER_TURN {
+            let (u, local, _) = &c.udp[i];
+            let local = *local;
+            match u.recv_from(buf) {
+                Ok((n, from)) => {
+                    let data = BytesMut::from(&buf[..n]);
+                    c.conductor
+                        .handle_input(clock.now(), Input::Datagram { from, local, data });
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // An ICMP error for an earlier send.
+                Err(_) => break,
+            }
+        }
+    }
 }
 
 /// Writes what fits without blocking. `Err` when the peer is gone.

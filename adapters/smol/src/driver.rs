@@ -2,14 +2,14 @@
 
 use crate::ShutdownSignal;
 use arcly_core::bus::CloseReason;
-use arcly_core::host::{Outbox, WRITE_TIMEOUT};
+use arcly_core::host::{bind_sockets, Outbox, WRITE_TIMEOUT};
 use arcly_core::session::{Conductor, Input, Session};
 use arcly_core::time::Instant;
 use async_io::{Async, Timer};
 use bytes::BytesMut;
 use std::future::{poll_fn, Future};
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::pin::pin;
 use std::task::Poll;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -77,11 +77,16 @@ impl Default for DriverConfig {
     }
 }
 
+/// The largest datagram read on a session's own UDP sockets.
+const MAX_DATAGRAM: usize = 65_536;
+
 /// Reads of a quiet peer go through a stack buffer of this size.
 const SMALL_READ: usize = 4096;
 
 enum Wake {
     Read(io::Result<usize>),
+    /// A datagram on one of the session's own UDP sockets: (local, from).
+    Datagram(BytesMut, SocketAddr, SocketAddr),
     /// A small read, in a buffer of its own.
     Small(BytesMut),
     Writable,
@@ -109,6 +114,48 @@ fn pump<S: Session>(
     )
 }
 
+/// The UDP sockets a session asked for, with their local addresses.
+type Owned = Vec<(Async<UdpSocket>, SocketAddr)>;
+
+/// Answers the session's socket requests; returns whether there were any.
+fn answer_sockets<S: Session>(
+    conductor: &mut Conductor<S>,
+    owned: &mut Owned,
+    ip: IpAddr,
+    clock: &Clock,
+) -> bool {
+    let mut any = false;
+    while let Some(r) = conductor.poll_socket_request() {
+        any = true;
+        let bound = bind_sockets(r.kind, ip, owned.len(), |at| {
+            let s = Async::new(UdpSocket::bind(at)?)?;
+            let addr = s.get_ref().local_addr()?;
+            Ok((s, addr))
+        });
+        let answer = bound.map(|socks| {
+            let addrs = socks.iter().map(|(_, a)| *a).collect();
+            owned.extend(socks);
+            addrs
+        });
+        conductor.sockets_bound(clock.now(), r.id, answer);
+    }
+    any
+}
+
+/// Sends the session's datagrams from its own sockets; one that would block
+/// is dropped, as the wire would.
+fn send_datagrams(out: &mut Outbox, owned: &Owned) {
+    while let Some(t) = out.pop_datagram() {
+        let sock = owned
+            .iter()
+            .find(|(_, a)| Some(*a) == t.from)
+            .or_else(|| owned.first());
+        if let (Some((sock, _)), Some(to)) = (sock, t.to) {
+            let _ = sock.get_ref().send_to(&t.data, to);
+        }
+    }
+}
+
 /// Runs `conductor` over `sock` until the session closes, the peer goes
 /// away, or `shutdown` fires. Same rules as `arcly_tokio::drive_stream`
 /// (those of [`arcly_core::host`]): output is written as it fits and a peer
@@ -132,13 +179,27 @@ pub async fn drive_stream<S: Session>(
     let mut timer = Timer::never();
     let mut out = Outbox::new();
     let mut eof = false;
+    // The session's own UDP sockets (RTSP's RTP/RTCP pairs), bound on the
+    // interface of this connection when it asks, and a buffer to read them.
+    let ip = sock.get_ref().local_addr()?.ip();
+    let mut owned: Owned = Vec::new();
+    let mut dbuf: Vec<u8> = Vec::new();
     loop {
-        if let Err(e) = pump(&sock, &mut conductor, &mut out, &clock) {
-            conductor.handle_input(clock.now(), Input::Eof);
-            while let Some(line) = conductor.poll_log() {
-                log(line);
+        loop {
+            if let Err(e) = pump(&sock, &mut conductor, &mut out, &clock) {
+                conductor.handle_input(clock.now(), Input::Eof);
+                while let Some(line) = conductor.poll_log() {
+                    log(line);
+                }
+                return Err(e);
             }
-            return Err(e);
+            send_datagrams(&mut out, &owned);
+            if !answer_sockets(&mut conductor, &mut owned, ip, &clock) {
+                break;
+            }
+        }
+        if !owned.is_empty() && dbuf.is_empty() {
+            dbuf.resize(MAX_DATAGRAM, 0);
         }
         while let Some(line) = conductor.poll_log() {
             log(line);
@@ -168,6 +229,22 @@ pub async fn drive_stream<S: Session>(
             if out.may_deliver(&conductor) && conductor.poll_deliveries(cx, clock.now()).is_ready()
             {
                 return Poll::Ready(Wake::Delivered);
+            }
+            for (u, local) in &owned {
+                while u.poll_readable(cx).is_ready() {
+                    match u.get_ref().recv_from(&mut dbuf) {
+                        Ok((n, from)) => {
+                            return Poll::Ready(Wake::Datagram(
+                                BytesMut::from(&dbuf[..n]),
+                                *local,
+                                from,
+                            ))
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                        // An ICMP error for an earlier send.
+                        Err(_) => break,
+                    }
+                }
             }
             if read {
                 while sock.poll_readable(cx).is_ready() {
@@ -222,6 +299,9 @@ pub async fn drive_stream<S: Session>(
                 conductor.handle_input(clock.now(), Input::Stream(data));
             }
             Wake::Small(data) => conductor.handle_input(clock.now(), Input::Stream(data)),
+            Wake::Datagram(data, local, from) => {
+                conductor.handle_input(clock.now(), Input::Datagram { from, local, data })
+            }
             Wake::Read(Err(e)) => {
                 conductor.handle_input(clock.now(), Input::Eof);
                 while let Some(line) = conductor.poll_log() {

@@ -2,7 +2,7 @@
 
 use crate::{Clock, ShutdownSignal};
 use arcly_core::bus::CloseReason;
-use arcly_core::host::{Outbox, WRITE_TIMEOUT};
+use arcly_core::host::{bind_sockets, Outbox, WRITE_TIMEOUT};
 use arcly_core::session::{Conductor, Input, Session};
 use bytes::BytesMut;
 use std::future::{poll_fn, Future};
@@ -10,7 +10,9 @@ use std::io;
 use std::pin::pin;
 use std::task::Poll;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use std::net::{IpAddr, SocketAddr};
+use tokio::io::ReadBuf;
+use tokio::net::{TcpStream, UdpSocket};
 
 /// Buffer sizes and limits of the driver.
 #[derive(Clone, Debug)]
@@ -34,11 +36,16 @@ impl Default for DriverConfig {
     }
 }
 
+/// The largest datagram read on a session's own UDP sockets.
+const MAX_DATAGRAM: usize = 65_536;
+
 /// Reads of a quiet peer go through a stack buffer of this size.
 const SMALL_READ: usize = 4096;
 
 enum Wake {
     Read(io::Result<usize>),
+    /// A datagram on one of the session's own UDP sockets: (local, from).
+    Datagram(BytesMut, SocketAddr, SocketAddr),
     /// A small read, in a buffer of its own.
     Small(BytesMut),
     Writable,
@@ -60,6 +67,50 @@ fn pump<S: Session>(
     clock: &Clock,
 ) -> io::Result<()> {
     out.pump(conductor, || clock.now(), |b| sock.try_write_vectored(b))
+}
+
+/// The UDP sockets a session asked for, with their local addresses.
+type Owned = Vec<(UdpSocket, SocketAddr)>;
+
+/// Answers the session's socket requests; returns whether there were any.
+fn answer_sockets<S: Session>(
+    conductor: &mut Conductor<S>,
+    owned: &mut Owned,
+    ip: IpAddr,
+    clock: &Clock,
+) -> bool {
+    let mut any = false;
+    while let Some(r) = conductor.poll_socket_request() {
+        any = true;
+        let bound = bind_sockets(r.kind, ip, owned.len(), |at| {
+            let s = std::net::UdpSocket::bind(at)?;
+            s.set_nonblocking(true)?;
+            let s = UdpSocket::from_std(s)?;
+            let addr = s.local_addr()?;
+            Ok((s, addr))
+        });
+        let answer = bound.map(|socks| {
+            let addrs = socks.iter().map(|(_, a)| *a).collect();
+            owned.extend(socks);
+            addrs
+        });
+        conductor.sockets_bound(clock.now(), r.id, answer);
+    }
+    any
+}
+
+/// Sends the session's datagrams from its own sockets; one that would block
+/// is dropped, as the wire would.
+fn send_datagrams(out: &mut Outbox, owned: &Owned) {
+    while let Some(t) = out.pop_datagram() {
+        let sock = owned
+            .iter()
+            .find(|(_, a)| Some(*a) == t.from)
+            .or_else(|| owned.first());
+        if let (Some((sock, _)), Some(to)) = (sock, t.to) {
+            let _ = sock.try_send_to(&t.data, to);
+        }
+    }
 }
 
 /// Writes everything queued, waiting for the socket as needed.
@@ -100,13 +151,27 @@ pub async fn drive_stream<S: Session>(
     let mut shutdown = pin!(shutdown.wait());
     let mut sleep = pin!(tokio::time::sleep(std::time::Duration::from_secs(3600)));
     let mut eof = false;
+    // The session's own UDP sockets (RTSP's RTP/RTCP pairs), bound on the
+    // interface of this connection when it asks, and a buffer to read them.
+    let ip = sock.local_addr()?.ip();
+    let mut owned: Owned = Vec::new();
+    let mut dbuf: Vec<u8> = Vec::new();
     loop {
-        if let Err(e) = pump(&sock, &mut conductor, &mut out, &clock) {
-            conductor.handle_input(clock.now(), Input::Eof);
-            while let Some(line) = conductor.poll_log() {
-                log(line);
+        loop {
+            if let Err(e) = pump(&sock, &mut conductor, &mut out, &clock) {
+                conductor.handle_input(clock.now(), Input::Eof);
+                while let Some(line) = conductor.poll_log() {
+                    log(line);
+                }
+                return Err(e);
             }
-            return Err(e);
+            send_datagrams(&mut out, &owned);
+            if !answer_sockets(&mut conductor, &mut owned, ip, &clock) {
+                break;
+            }
+        }
+        if !owned.is_empty() && dbuf.is_empty() {
+            dbuf.resize(MAX_DATAGRAM, 0);
         }
         while let Some(line) = conductor.poll_log() {
             log(line);
@@ -137,6 +202,12 @@ pub async fn drive_stream<S: Session>(
             if out.may_deliver(&conductor) && conductor.poll_deliveries(cx, clock.now()).is_ready()
             {
                 return Poll::Ready(Wake::Delivered);
+            }
+            for (u, local) in &owned {
+                let mut rb = ReadBuf::new(&mut dbuf);
+                if let Poll::Ready(Ok(from)) = u.poll_recv_from(cx, &mut rb) {
+                    return Poll::Ready(Wake::Datagram(BytesMut::from(rb.filled()), *local, from));
+                }
             }
             if read {
                 while sock.poll_read_ready(cx).is_ready() {
@@ -188,6 +259,9 @@ pub async fn drive_stream<S: Session>(
                 conductor.handle_input(clock.now(), Input::Stream(data));
             }
             Wake::Small(data) => conductor.handle_input(clock.now(), Input::Stream(data)),
+            Wake::Datagram(data, local, from) => {
+                conductor.handle_input(clock.now(), Input::Datagram { from, local, data })
+            }
             Wake::Read(Err(e)) => {
                 conductor.handle_input(clock.now(), Input::Eof);
                 while let Some(line) = conductor.poll_log() {
