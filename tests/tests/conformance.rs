@@ -330,6 +330,14 @@ macro_rules! suite {
             fn datagram_session_owned_sockets() {
                 super::datagram_session_owned_sockets($a)
             }
+            #[test]
+            fn hls_playlist_and_segments() {
+                super::hls_playlist_and_segments($a)
+            }
+            #[test]
+            fn hls_ll_parts_and_blocking_reload() {
+                super::hls_ll_parts_and_blocking_reload($a)
+            }
         }
     };
 }
@@ -674,4 +682,236 @@ fn datagram_session_owned_sockets(adapter: Adapter) {
     assert_eq!(got, (1..=50).collect::<Vec<i64>>(), "{adapter:?}");
     drop(tcp);
     server.shutdown();
+}
+
+/// An HTTP server with the HLS origin on `adapter`, its engine packaging
+/// every stream through a consumer the adapter drives (`drive_taps`).
+fn start_hls(adapter: Adapter, parts: bool) -> (Server, Engine, Server) {
+    let cfg = arcly_core::media::hls::HlsConfig {
+        part_duration_us: parts.then_some(200_000),
+        ..Default::default()
+    };
+    let origin = arcly_http::HlsOrigin::new(cfg, Duration::ZERO);
+    let engine = Engine::builder()
+        .consumer(origin.consumer_factory(0))
+        .build();
+    let router = Arc::new(arcly_http::Router::new(engine.clone(), origin, 0));
+    let http = start_server(
+        adapter,
+        engine.clone(),
+        move |_now| arcly_http::HttpSession::new(arcly_http::HttpConfig::default(), router.clone()),
+        None,
+    );
+    let e = engine.clone();
+    let (stop, thread): (Box<dyn FnOnce() + Send>, _) = match adapter {
+        Adapter::Tokio => {
+            let shutdown = arcly_tokio::Shutdown::new();
+            let signal = shutdown.signal();
+            let th = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(arcly_tokio::drive_taps(
+                    e,
+                    arcly_tokio::Clock::new(),
+                    signal,
+                ));
+            });
+            (Box::new(move || shutdown.trigger()), th)
+        }
+        Adapter::Smol => {
+            let shutdown = arcly_smol::Shutdown::new();
+            let signal = shutdown.signal();
+            let th = std::thread::spawn(move || {
+                smol::block_on(arcly_smol::drive_taps(e, arcly_smol::Clock::new(), signal))
+            });
+            (Box::new(move || shutdown.trigger()), th)
+        }
+        Adapter::Blocking => {
+            let shutdown = arcly_blocking::ShutdownHandle::new();
+            let s2 = shutdown.clone();
+            let th = std::thread::spawn(move || {
+                arcly_blocking::drive_taps(&e, arcly_blocking::Clock::new(), &s2)
+            });
+            (Box::new(move || shutdown.trigger()), th)
+        }
+    };
+    let taps = Server::from_parts(http.addr, engine.clone(), stop, thread);
+    (http, engine, taps)
+}
+
+/// One HTTP/1.1 GET with `Connection: close`: status and body.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let head_end = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no answer to {path}: {:?}", String::from_utf8_lossy(&out)));
+    let head = String::from_utf8_lossy(&out[..head_end]).to_string();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status");
+    (status, out[head_end + 4..].to_vec())
+}
+
+/// Publishes `frames` straight into the engine under live/`name`.
+fn publish_frames(
+    engine: &Engine,
+    name: &str,
+    media: &[arcly_core::frame::MediaFrame],
+) -> arcly_core::engine::Publisher {
+    use arcly_core::engine::Request;
+    use arcly_core::time::Instant;
+    let key = StreamKey::new("live", name).expect("key");
+    let mut p = engine
+        .publish(&Request::new(key, "test"), Instant::ZERO)
+        .expect("publish");
+    p.set_tracks(tracks());
+    for f in media {
+        p.publish(Instant::ZERO, f.clone()).expect("frame");
+    }
+    p
+}
+
+/// The URIs a media playlist lists (segments and parts).
+fn listed(playlist: &str) -> (Vec<String>, Vec<String>) {
+    let segs = playlist
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect();
+    let parts = playlist
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXT-X-PART:"))
+        .filter_map(|l| l.split("URI=\"").nth(1))
+        .filter_map(|r| r.split('"').next())
+        .map(String::from)
+        .collect();
+    (segs, parts)
+}
+
+fn hls_playlist_and_segments(adapter: Adapter) {
+    let (http, engine, taps) = start_hls(adapter, false);
+    // 10 s of H.264 + AAC, a key frame every second.
+    let _p = publish_frames(&engine, "hls", &frames(300, 30, 1500));
+    let mut text = String::new();
+    let end = std::time::Instant::now() + T;
+    while std::time::Instant::now() < end {
+        let (status, body) = http_get(http.addr, "/live/hls/media.m3u8");
+        text = String::from_utf8_lossy(&body).to_string();
+        if status == 200 && listed(&text).0.len() >= 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (segs, _) = listed(&text);
+    assert!(segs.len() >= 3, "{adapter:?}: {text}");
+    let map = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\""))
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("{adapter:?}: no EXT-X-MAP in {text}"));
+    let (status, init) = http_get(http.addr, &format!("/live/hls/{map}"));
+    assert_eq!(status, 200, "{adapter:?}: {map}");
+    assert_eq!(
+        &init[4..8],
+        b"ftyp",
+        "{adapter:?}: an fMP4 initialisation section"
+    );
+    for s in &segs {
+        let (status, data) = http_get(http.addr, &format!("/live/hls/{s}"));
+        assert_eq!(status, 200, "{adapter:?}: {s}");
+        assert!(
+            data.windows(4).any(|w| w == b"moof"),
+            "{adapter:?}: {s} holds a fragment"
+        );
+    }
+    let (status, index) = http_get(http.addr, "/live/hls/index.m3u8");
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&index).contains("media.m3u8"));
+    drop(_p);
+    taps.shutdown();
+    http.shutdown();
+}
+
+fn hls_ll_parts_and_blocking_reload(adapter: Adapter) {
+    let (http, engine, taps) = start_hls(adapter, true);
+    let media = frames(450, 30, 1500);
+    // The first 6 s now; the rest after a blocking request is waiting.
+    let mut p = publish_frames(&engine, "ll", &media[..360]);
+    let mut text = String::new();
+    let end = std::time::Instant::now() + T;
+    while std::time::Instant::now() < end {
+        let (status, body) = http_get(http.addr, "/live/ll/media.m3u8");
+        text = String::from_utf8_lossy(&body).to_string();
+        if status == 200 && !listed(&text).1.is_empty() && listed(&text).0.len() >= 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        text.contains("#EXT-X-PART-INF:") && text.contains("CAN-BLOCK-RELOAD=YES"),
+        "{adapter:?}: {text}"
+    );
+    let (_, parts) = listed(&text);
+    let (status, part) = http_get(http.addr, &format!("/live/ll/{}", parts[0]));
+    assert_eq!(status, 200, "{adapter:?}");
+    assert!(
+        part.windows(4).any(|w| w == b"moof"),
+        "{adapter:?}: a part is a fragment"
+    );
+    // Ask for the segment after the last listed one: the answer waits for
+    // it, then lists it.
+    let msn: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("a media sequence");
+    let next = msn + listed(&text).0.len() as u64 + 1;
+    let addr = http.addr;
+    let waiting = std::thread::spawn(move || {
+        let t = std::time::Instant::now();
+        let r = http_get(
+            addr,
+            &format!("/live/ll/media.m3u8?_HLS_msn={next}&_HLS_part=0"),
+        );
+        (r, t.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    for f in &media[360..] {
+        p.publish(arcly_core::time::Instant::ZERO, f.clone())
+            .expect("frame");
+    }
+    let ((status, body), waited) = waiting.join().expect("blocking request");
+    let body = String::from_utf8_lossy(&body).to_string();
+    assert_eq!(status, 200, "{adapter:?}: {body}");
+    assert!(
+        waited >= Duration::from_millis(400),
+        "{adapter:?}: answered after {waited:?}, before the part existed"
+    );
+    let (segs, _) = listed(&body);
+    assert!(
+        body.lines()
+            .filter_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+            .filter_map(|v| v.trim().parse::<u64>().ok())
+            .any(|m| m + segs.len() as u64 >= next),
+        "{adapter:?}: the blocking answer lists segment {next}:\n{body}"
+    );
+    drop(p);
+    taps.shutdown();
+    http.shutdown();
 }

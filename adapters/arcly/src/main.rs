@@ -7,7 +7,7 @@ use arcly_core::engine::{
     Action, AppSpec, Engine, EngineEvent, HmacTokenAuthenticator, Observer, StreamKey,
 };
 use arcly_core::media::hls::{HlsConfig, SegmentFormat};
-use arcly_http::{HlsOrigin, HttpConfig, HttpSession, Packager, Router};
+use arcly_http::{HlsOrigin, HttpConfig, HttpSession, Router};
 use arcly_tokio::{serve, Clock, ListenerConfig, Shutdown};
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -91,8 +91,8 @@ fn log(level: Level, msg: &str) {
     }
 }
 
-/// Logs lifecycle events and hands newly published streams to the HLS
-/// packagers.
+/// Logs lifecycle events and hands newly published streams to the
+/// recorders.
 struct GatewayObserver {
     published: Vec<tokio::sync::mpsc::UnboundedSender<StreamKey>>,
 }
@@ -394,16 +394,36 @@ async fn run(o: Options) -> Result<(), String> {
         .ring_capacity(o.ring)
         .lag_limit(o.lag_limit)
         .idle_timeout(Duration::from_secs(o.idle_timeout));
-    let (published_tx, mut published_rx) = tokio::sync::mpsc::unbounded_channel();
     let (recorded_tx, mut recorded_rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut senders = vec![published_tx];
+    let mut senders = Vec::new();
     if o.record.is_some() {
         senders.push(recorded_tx);
     }
+    let clock = Clock::new();
+    let hls_cfg = HlsConfig {
+        format: if o.ts {
+            SegmentFormat::Ts
+        } else {
+            SegmentFormat::Fmp4
+        },
+        target_duration: o.segment.max(1),
+        part_duration_us: (!o.ts && o.part_ms > 0).then_some(o.part_ms * 1000),
+        window: o.window.max(3),
+        ..HlsConfig::default()
+    };
+    // The engine carries a returning publisher on (--linger): the
+    // packager's subscription continues across it, so the origin ends a
+    // playlist as soon as its stream ends.
+    let origin = HlsOrigin::new(hls_cfg, Duration::ZERO);
     let mut builder = Engine::builder()
         .default_app(Some(app))
         .observer(Arc::new(GatewayObserver { published: senders }))
         .linger(Duration::from_secs(o.hls_linger));
+    if o.http.is_some() {
+        // Every stream that starts is packaged for HLS, by a consumer the
+        // engine subscribes to that stream's own bus.
+        builder = builder.consumer(origin.consumer_factory(clock.unix_base()));
+    }
     if let Some(secret) = &o.auth_secret {
         let mut auth = HmacTokenAuthenticator::new(secret.as_bytes());
         auth.protect_play = o.protect_play;
@@ -417,7 +437,6 @@ async fn run(o: Options) -> Result<(), String> {
         );
     }
     let engine = builder.build();
-    let clock = Clock::new();
     let shutdown = Shutdown::new();
     let conn_log: arcly_tokio::Log = Arc::new(|line: String| log(Level::Info, &line));
     let cfg = ListenerConfig {
@@ -479,21 +498,6 @@ async fn run(o: Options) -> Result<(), String> {
                 }
             ),
         );
-        let hls_cfg = HlsConfig {
-            format: if o.ts {
-                SegmentFormat::Ts
-            } else {
-                SegmentFormat::Fmp4
-            },
-            target_duration: o.segment.max(1),
-            part_duration_us: (!o.ts && o.part_ms > 0).then_some(o.part_ms * 1000),
-            window: o.window.max(3),
-            ..HlsConfig::default()
-        };
-        // The engine carries a returning publisher on (--linger): the
-        // packager's subscription continues across it, so the origin ends a
-        // playlist as soon as its stream ends.
-        let origin = HlsOrigin::new(hls_cfg, Duration::ZERO);
         let router = Arc::new(
             Router::new(engine.clone(), origin.clone(), clock.unix_base())
                 .with_api_secret(o.api_secret.clone()),
@@ -511,8 +515,15 @@ async fn run(o: Options) -> Result<(), String> {
             shutdown.signal(),
             conn_log.clone(),
         ));
-        // One packager task per published stream.
-        let (engine2, stop) = (engine.clone(), shutdown.signal());
+        // The packagers, one task per stream, and the origin's reaper.
+        servers.spawn({
+            let (engine, stop) = (engine.clone(), shutdown.signal());
+            async move {
+                arcly_tokio::drive_taps(engine, clock, stop).await;
+                Ok(())
+            }
+        });
+        let stop = shutdown.signal();
         servers.spawn(async move {
             let stop = stop.wait();
             tokio::pin!(stop);
@@ -521,22 +532,9 @@ async fn run(o: Options) -> Result<(), String> {
                 tokio::select! {
                     _ = &mut stop => return Ok(()),
                     _ = tick.tick() => origin.reap(clock.now()),
-                    Some(key) = published_rx.recv() => {
-                        if let Some(bus) = engine2.bus(&key) {
-                            if let Ok(sub) = bus.subscribe() {
-                                // Names carry the publish time, so a new stream never
-                                // reuses a name a cache may still hold.
-                                let unix_ms = clock.unix_base() * 1000 + clock.now().as_micros() / 1000;
-                                tokio::spawn(package(origin.packager_at(key, unix_ms), sub, clock));
-                            }
-                        }
-                    }
                 }
             }
         });
-    } else {
-        // Nobody packages: let the observer's sends go nowhere.
-        published_rx.close();
     }
     if let Some(dir) = o.record.clone() {
         std::fs::create_dir_all(&dir)
@@ -677,17 +675,6 @@ async fn record(
             }
         }
     }
-}
-
-/// Feeds one stream's bus into its HLS packager until the stream ends.
-async fn package(mut packager: Packager, mut sub: arcly_core::bus::Subscription, clock: Clock) {
-    loop {
-        let r = std::future::poll_fn(|cx| sub.poll_for_each(cx, 256, |d| packager.handle(d))).await;
-        if r.is_err() {
-            break;
-        }
-    }
-    packager.end(clock.now());
 }
 
 async fn wait_for_signal() {

@@ -105,3 +105,20 @@ impl MediaSource for Subscription {
         }
     }
 }
+
+/// Takes every tap `engine` makes (the HLS packager, a recorder: see
+/// `EngineBuilder::consumer`) and drives them all on the calling thread
+/// until `shutdown` fires. Blocks its caller.
+pub fn drive_taps(engine: &arcly_core::engine::Engine, clock: Clock, shutdown: &ShutdownHandle) {
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut taps: Vec<arcly_core::engine::Tap> = Vec::new();
+    while !shutdown.is_triggered() {
+        while let Poll::Ready(t) = engine.taps().next_tap(&mut cx) {
+            taps.push(t);
+        }
+        taps.retain_mut(|t| t.drive(&mut cx, clock.now()).is_pending());
+        // Woken by the bus or a new tap; the timeout notices shutdown.
+        std::thread::park_timeout(std::time::Duration::from_millis(100));
+    }
+}

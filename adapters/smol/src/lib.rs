@@ -13,12 +13,14 @@ mod datagram;
 mod driver;
 mod listener;
 mod storage;
+mod tap;
 mod traits;
 
 pub use datagram::drive_endpoint;
 pub use driver::{drive_stream, Clock, DriverConfig};
 pub use listener::{serve, ListenerConfig, Log};
 pub use storage::FsStorage;
+pub use tap::drive_taps;
 pub use traits::{InboundProtocol, MediaSink, MediaSource, StorageBackend, SubscriptionStream};
 
 /// Triggers shutdown: every [`ShutdownSignal`] resolves once it fires.

@@ -19,6 +19,7 @@ mod driver;
 mod listener;
 mod shutdown;
 mod storage;
+mod tap;
 mod traits;
 
 pub use client::drive_client;
@@ -28,4 +29,5 @@ pub use driver::{drive_stream, DriverConfig};
 pub use listener::{serve, ListenerConfig, Log};
 pub use shutdown::{Shutdown, ShutdownSignal};
 pub use storage::FsStorage;
+pub use tap::drive_taps;
 pub use traits::{InboundProtocol, MediaSink, MediaSource, StorageBackend, SubscriptionStream};

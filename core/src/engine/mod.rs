@@ -34,12 +34,14 @@ mod auth;
 mod handover;
 mod observer;
 mod qos;
+mod tap;
 
 #[cfg(feature = "auth-hmac")]
 pub use auth::HmacTokenAuthenticator;
 pub use auth::{AllowAll, AuthError, AuthRequest, StreamAuthenticator};
 pub use observer::{EngineEvent, NoopObserver, Observer};
 pub use qos::StreamStats;
+pub use tap::{Consumer, ConsumerFactory, Tap, Taps};
 
 use crate::bus::{self, Bus, BusConfig, CloseReason, Sender, Subscription};
 use crate::frame::{MediaFrame, TrackSet};
@@ -314,6 +316,8 @@ struct Inner {
     next_session: AtomicU64,
     shutting_down: std::sync::atomic::AtomicBool,
     linger: Duration,
+    consumers: Vec<ConsumerFactory>,
+    taps: Taps,
 }
 
 impl Inner {
@@ -393,9 +397,18 @@ pub struct EngineBuilder {
     auth: Arc<dyn StreamAuthenticator>,
     observer: Arc<dyn Observer>,
     linger: Duration,
+    consumers: Vec<ConsumerFactory>,
 }
 
 impl EngineBuilder {
+    /// Attaches a consumer (the HLS packager, a recorder) to every stream
+    /// that starts, made by `factory`; the engine subscribes it to that
+    /// stream's bus and queues it in [`Engine::taps`] for the host to drive.
+    pub fn consumer(mut self, factory: ConsumerFactory) -> Self {
+        self.consumers.push(factory);
+        self
+    }
+
     /// Adds an application.
     pub fn app(mut self, spec: AppSpec) -> Self {
         self.apps.insert(spec.name.clone(), spec);
@@ -444,6 +457,8 @@ impl EngineBuilder {
                 next_session: AtomicU64::new(0),
                 shutting_down: std::sync::atomic::AtomicBool::new(false),
                 linger: self.linger,
+                consumers: self.consumers,
+                taps: Taps::default(),
             }),
         }
     }
@@ -500,7 +515,14 @@ impl Engine {
             auth: Arc::new(AllowAll),
             observer: Arc::new(NoopObserver),
             linger: Duration::ZERO,
+            consumers: Vec::new(),
         }
+    }
+
+    /// Consumers made for started streams, for the host to drive (see
+    /// [`EngineBuilder::consumer`]).
+    pub fn taps(&self) -> &Taps {
+        &self.inner.taps
     }
 
     /// The linger time (see [`EngineBuilder::linger`]).
@@ -619,6 +641,17 @@ impl Engine {
             .last_frame_at
             .store(now.as_micros(), Ordering::Relaxed);
         let tracks = Arc::new(Mutex::new(Arc::new(TrackSet::new())));
+        // Consumers subscribe before the first frame, to this stream's bus.
+        let taps: Vec<Tap> = self
+            .inner
+            .consumers
+            .iter()
+            .filter_map(|f| {
+                let c = f(&req.key, now)?;
+                let sub = bus.subscribe().ok()?;
+                Some(Tap::new(req.key.clone(), c, sub))
+            })
+            .collect();
         {
             let mut t = self.inner.table();
             if t.contains_key(&req.key) {
@@ -642,6 +675,9 @@ impl Engine {
                     lingering: None,
                 },
             );
+        }
+        for tap in taps {
+            self.inner.taps.push(tap);
         }
         self.inner.observer.on_event(&EngineEvent::Published {
             key: req.key.clone(),

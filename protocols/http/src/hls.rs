@@ -46,8 +46,8 @@
 //! `_HLS_skip`) to those URIs after the token.
 
 use crate::message::{query_value_for_uri, Request, Response};
-use arcly_core::bus::DeliveryRef;
-use arcly_core::engine::StreamKey;
+use arcly_core::bus::{DeliveryRef, RecvError};
+use arcly_core::engine::{Consumer, ConsumerFactory, StreamKey};
 use arcly_core::media::hls::{
     BlockingAnswer, HlsConfig, HlsEvent, HlsSegmenter, MultivariantPlaylist, Variant,
 };
@@ -176,6 +176,20 @@ impl HlsOrigin {
     /// Hosts with a clock call [`packager_at`](Self::packager_at).
     pub fn packager(&self, key: StreamKey) -> Packager {
         self.packager_at(key, 0)
+    }
+
+    /// A consumer factory for [`EngineBuilder::consumer`]: every stream the
+    /// engine starts gets a packager into this origin, subscribed to that
+    /// stream's bus by the engine. `unix_base` is the wall clock (Unix
+    /// seconds) at the host's `Instant::ZERO`, for the names' epochs.
+    ///
+    /// [`EngineBuilder::consumer`]: arcly_core::engine::EngineBuilder::consumer
+    pub fn consumer_factory(&self, unix_base: u64) -> ConsumerFactory {
+        let origin = self.clone();
+        Arc::new(move |key: &StreamKey, now: Instant| {
+            let unix_ms = unix_base * 1000 + now.as_micros() / 1000;
+            Some(Box::new(origin.packager_at(key.clone(), unix_ms)) as Box<dyn Consumer>)
+        })
     }
 
     /// A packager for a stream published at `unix_ms` (wall-clock
@@ -457,6 +471,16 @@ impl Packager {
     pub fn end(self, now: Instant) {
         let mut st = self.stream.lock();
         st.idle_since = Some(now);
+    }
+}
+
+impl Consumer for Packager {
+    fn handle(&mut self, _now: Instant, delivery: DeliveryRef<'_>) {
+        Packager::handle(self, delivery);
+    }
+
+    fn end(&mut self, now: Instant, _why: RecvError) {
+        self.stream.lock().idle_since = Some(now);
     }
 }
 

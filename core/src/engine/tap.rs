@@ -1,0 +1,141 @@
+//! Consumers the engine attaches to every stream it starts: the HLS
+//! packager, a recorder. Sans-IO like a session: a [`Consumer`] takes the
+//! stream's deliveries and its end; the engine subscribes it to the very bus
+//! it made for the stream (no look-up by key that could find a newer
+//! publisher) and queues the pair as a [`Tap`] in its [`Taps`]; each adapter
+//! takes taps from there and drives them ([`Tap::drive`]), so packaging and
+//! recording work the same on tokio, smol and plain threads.
+
+use core::task::{Context, Poll};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use crate::bus::{DeliveryRef, RecvError, Subscription};
+use crate::engine::StreamKey;
+use crate::time::Instant;
+
+/// Takes one stream's deliveries (tracks first, then frames; lag and its
+/// recovery as for any subscriber), then its end.
+pub trait Consumer: Send {
+    /// One delivery.
+    fn handle(&mut self, now: Instant, delivery: DeliveryRef<'_>);
+
+    /// The stream ended (its publisher left for good, or it was evicted for
+    /// lag). Called once; nothing follows.
+    fn end(&mut self, now: Instant, why: RecvError);
+}
+
+/// Makes the consumer for a stream that starts (`None`: this stream needs
+/// none).
+pub type ConsumerFactory =
+    Arc<dyn Fn(&StreamKey, Instant) -> Option<Box<dyn Consumer>> + Send + Sync>;
+
+/// Deliveries one [`Tap::drive`] call hands over at most.
+const TAP_BATCH: usize = 256;
+
+/// A consumer and its subscription to the stream it was made for.
+pub struct Tap {
+    key: StreamKey,
+    consumer: Box<dyn Consumer>,
+    subscription: Subscription,
+    ended: bool,
+}
+
+impl core::fmt::Debug for Tap {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Tap")
+            .field("key", &self.key)
+            .field("ended", &self.ended)
+            .finish()
+    }
+}
+
+impl Tap {
+    pub(crate) fn new(
+        key: StreamKey,
+        consumer: Box<dyn Consumer>,
+        subscription: Subscription,
+    ) -> Self {
+        Tap {
+            key,
+            consumer,
+            subscription,
+            ended: false,
+        }
+    }
+
+    /// The stream.
+    pub fn key(&self) -> &StreamKey {
+        &self.key
+    }
+
+    /// Hands ready deliveries to the consumer. `Ready(())` once the stream
+    /// ended (the consumer was told; drop the tap); `Pending` with `cx`
+    /// registered for the next frames.
+    pub fn drive(&mut self, cx: &mut Context<'_>, now: Instant) -> Poll<()> {
+        if self.ended {
+            return Poll::Ready(());
+        }
+        loop {
+            let consumer = &mut self.consumer;
+            match self
+                .subscription
+                .poll_for_each(cx, TAP_BATCH, |d| consumer.handle(now, d))
+            {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => {
+                    self.ended = true;
+                    self.consumer.end(now, e);
+                    return Poll::Ready(());
+                }
+            }
+        }
+    }
+}
+
+/// The taps an engine made and no adapter has taken yet.
+#[derive(Default)]
+pub struct Taps {
+    queue: Mutex<VecDeque<Tap>>,
+    waker: atomic_waker::AtomicWaker,
+}
+
+impl core::fmt::Debug for Taps {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Taps").finish_non_exhaustive()
+    }
+}
+
+impl Taps {
+    pub(crate) fn push(&self, tap: Tap) {
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(tap);
+        self.waker.wake();
+    }
+
+    /// The next tap to drive; `Pending` (with `cx` registered) while there
+    /// is none. The queue is touched once per stream start, never per frame.
+    pub fn next_tap(&self, cx: &mut Context<'_>) -> Poll<Tap> {
+        self.waker.register(cx.waker());
+        match self
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front()
+        {
+            Some(t) => Poll::Ready(t),
+            None => Poll::Pending,
+        }
+    }
+
+    /// The next tap, if one is waiting.
+    pub fn try_next(&self) -> Option<Tap> {
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front()
+    }
+}
