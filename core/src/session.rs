@@ -210,19 +210,204 @@ pub enum SessionEvent {
     Closed(SessionEnd),
 }
 
-/// How a session ended.
+/// How a session ended, by cause (after quinn's `ConnectionError` and
+/// rustls's `Error`): the peer left, time ran out, the host ended it, the
+/// host refused what the session asked for, or the peer broke (or could not
+/// meet) the protocol.
+///
+/// A host decides on the variant, never on text: a relay retries a pull
+/// the remote answered "not found" by matching
+/// [`ProtocolErrorKind::PeerRefused`], or the protocol crate's own error
+/// through [`ProtocolError::downcast_ref`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SessionEnd {
     /// The peer closed normally.
     Normal,
-    /// The peer sent something invalid; the text says what and where.
-    ProtocolError(String),
-    /// The peer was silent too long.
+    /// The peer was silent, or too slow to send a request whole, for too
+    /// long; or it took no bytes while output waited.
     Timeout,
     /// The host ended it (shutdown).
     Host,
+    /// The session's publish or play request was refused by the host
+    /// (answered with [`Session::reject`]) and the protocol ends the session
+    /// there; with the host's reason.
+    Refused(Rejection),
+    /// The peer sent what the protocol does not allow, needs what this side
+    /// does not implement, went past a limit, or (a client session) refused
+    /// what this side asked. The cause is typed in the protocol crate's own
+    /// error, reachable with [`ProtocolError::downcast_ref`].
+    Protocol(ProtocolError),
 }
+
+impl SessionEnd {
+    /// The protocol error, if the session ended with one.
+    pub fn protocol_error(&self) -> Option<&ProtocolError> {
+        match self {
+            SessionEnd::Protocol(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<ProtocolError> for SessionEnd {
+    fn from(e: ProtocolError) -> Self {
+        SessionEnd::Protocol(e)
+    }
+}
+
+impl core::fmt::Display for SessionEnd {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            SessionEnd::Normal => f.write_str("closed by the peer"),
+            SessionEnd::Timeout => f.write_str("timed out"),
+            SessionEnd::Host => f.write_str("closed by the host"),
+            SessionEnd::Refused(why) => write!(f, "refused: {}", rejection_text(why)),
+            SessionEnd::Protocol(e) => write!(f, "{} error: {e}", e.protocol()),
+        }
+    }
+}
+
+fn rejection_text(why: &Rejection) -> &'static str {
+    match why {
+        Rejection::BadName => "bad stream name",
+        Rejection::Unauthorized => "unauthorized",
+        Rejection::NotFound => "not found",
+        Rejection::AlreadyPublishing => "already publishing",
+        Rejection::Forbidden => "forbidden",
+        Rejection::Unavailable => "unavailable",
+    }
+}
+
+/// What kind of protocol error ended a session: the split a host acts on
+/// without knowing the protocol (rustls's "the peer misbehaved" / "the peer
+/// is incompatible", plus limits and a remote's refusal). The protocol
+/// crate's error says exactly what and where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProtocolErrorKind {
+    /// The peer sent bytes that do not parse or that break the protocol's
+    /// rules (the peer misbehaved).
+    Malformed,
+    /// The peer speaks a version or uses a feature this side does not
+    /// implement (the peer is incompatible).
+    Unsupported,
+    /// The peer went past a bound this side sets: a message size, a count
+    /// of streams, input buffered while the host decides.
+    LimitExceeded,
+    /// The remote refused what this client session asked for (its code is
+    /// in the protocol's error); in the engine's terms when that code maps
+    /// to one, `None` when it does not.
+    PeerRefused(Option<Rejection>),
+}
+
+/// A protocol error that ended a session: the protocol, the
+/// [kind](ProtocolErrorKind), where in the peer's bytes, and the protocol
+/// crate's own error as the source (`arcly_rtmp::RtmpError`,
+/// `arcly_http::ParseError`), for [`downcast_ref`](Self::downcast_ref).
+///
+/// Cheap to clone (the source is shared). Two are equal when protocol, kind,
+/// offset and the source's text are: the source's type is not compared.
+/// Displays as the source's text and the offset, for a log line:
+/// `chunk stream 3: header type 1 with no previous header (after byte 3073)`.
+#[derive(Clone)]
+pub struct ProtocolError {
+    protocol: &'static str,
+    kind: ProtocolErrorKind,
+    offset: Option<u64>,
+    source: std::sync::Arc<dyn core::error::Error + Send + Sync + 'static>,
+}
+
+impl ProtocolError {
+    /// An error of `protocol` (as [`Session::protocol`] names it), of
+    /// `kind`, caused by `source`.
+    pub fn new<E>(protocol: &'static str, kind: ProtocolErrorKind, source: E) -> Self
+    where
+        E: core::error::Error + Send + Sync + 'static,
+    {
+        ProtocolError {
+            protocol,
+            kind,
+            offset: None,
+            source: std::sync::Arc::new(source),
+        }
+    }
+
+    /// Where it happened: the peer's bytes consumed before it, to find the
+    /// spot in a capture of the connection.
+    #[must_use]
+    pub fn at(mut self, offset: u64) -> Self {
+        self.offset = Some(offset);
+        self
+    }
+
+    /// The protocol (`"rtmp"`, `"http"`, ...).
+    pub fn protocol(&self) -> &'static str {
+        self.protocol
+    }
+
+    /// What kind of error it is.
+    pub fn kind(&self) -> &ProtocolErrorKind {
+        &self.kind
+    }
+
+    /// The peer's bytes consumed before the error, when the protocol counts
+    /// them.
+    pub fn offset(&self) -> Option<u64> {
+        self.offset
+    }
+
+    /// The protocol crate's error.
+    pub fn get_ref(&self) -> &(dyn core::error::Error + Send + Sync + 'static) {
+        &*self.source
+    }
+
+    /// The protocol crate's error as its own type, if it is an `E`.
+    pub fn downcast_ref<E: core::error::Error + 'static>(&self) -> Option<&E> {
+        self.source.downcast_ref::<E>()
+    }
+}
+
+impl core::fmt::Debug for ProtocolError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ProtocolError")
+            .field("protocol", &self.protocol)
+            .field("kind", &self.kind)
+            .field("offset", &self.offset)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl core::fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}", self.source)?;
+        if let Some(n) = self.offset {
+            write!(f, " (after byte {n})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Like `std::io::Error` with a custom error: the Display is the source's,
+/// so `source()` goes on to the source's own source instead of repeating it.
+impl core::error::Error for ProtocolError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        self.source.source()
+    }
+}
+
+impl PartialEq for ProtocolError {
+    fn eq(&self, other: &Self) -> bool {
+        self.protocol == other.protocol
+            && self.kind == other.kind
+            && self.offset == other.offset
+            && (std::sync::Arc::ptr_eq(&self.source, &other.source)
+                || self.source.to_string() == other.source.to_string())
+    }
+}
+
+impl Eq for ProtocolError {}
 
 /// The sans-IO session contract. See the module documentation for the
 /// calling order.
@@ -670,7 +855,7 @@ impl<S: Session> Conductor<S> {
                     }
                 }
                 SessionEvent::Closed(end) => {
-                    if let SessionEnd::ProtocolError(why) = &end {
+                    if let SessionEnd::Protocol(why) = &end {
                         if let Some(held) = self.p.ctx.malformed_log.allow(now) {
                             let more = if held > 0 {
                                 format!(" ({held} more such connections since the last line)")
@@ -687,7 +872,7 @@ impl<S: Session> Conductor<S> {
                     if let Some(p) = self.p.publisher.take() {
                         self.p
                             .log
-                            .push_back(format!("{} ended: connection closed ({end:?})", p.key()));
+                            .push_back(format!("{} ended: connection closed ({end})", p.key()));
                     }
                     self.p.player = None;
                     self.p.closed = Some(end);
@@ -773,7 +958,14 @@ mod tests {
         events: VecDeque<SessionEvent>,
         closed: bool,
         t: i64,
+        /// End the session when a request is refused.
+        end_on_reject: bool,
     }
+
+    /// The toy protocol's error: a line it does not know.
+    #[derive(Debug, PartialEq, thiserror::Error)]
+    #[error("unknown line {0:?}")]
+    struct BadLine(String);
 
     impl Session for Lines {
         fn protocol(&self) -> &'static str {
@@ -809,8 +1001,12 @@ mod tests {
                         continue;
                     }
                     _ => {
-                        self.events
-                            .push_back(SessionEvent::Closed(SessionEnd::ProtocolError(line)));
+                        let e = ProtocolError::new(
+                            "lines",
+                            ProtocolErrorKind::Malformed,
+                            BadLine(line),
+                        );
+                        self.events.push_back(SessionEvent::Closed(e.into()));
                         continue;
                     }
                 };
@@ -842,6 +1038,10 @@ mod tests {
         fn reject(&mut self, _now: Instant, _id: RequestId, why: Rejection) {
             self.out
                 .push_back(Transmit::stream(Bytes::from(format!("no {why:?}\n"))));
+            if self.end_on_reject {
+                self.events
+                    .push_back(SessionEvent::Closed(SessionEnd::Refused(why)));
+            }
         }
         fn close(&mut self, _now: Instant, _why: CloseReason) {
             self.closed = true;
@@ -952,5 +1152,74 @@ mod tests {
         assert_eq!(p.poll_timeout(), Some(Instant::from_millis(31_000)));
         p.handle_timeout(Instant::from_millis(31_000));
         assert!(p.is_closed());
+    }
+
+    #[test]
+    fn a_malformed_line_ends_with_a_typed_protocol_error_and_one_log_line() {
+        let engine = Engine::default();
+        let ctx = ConnContext {
+            peer: Some("192.0.2.1:5000".into()),
+            ..ConnContext::default()
+        };
+        let mut c = Conductor::new(engine, Lines::default(), ctx);
+        c.handle_input(Instant::ZERO, input("bogus\n"));
+        assert!(c.is_closed());
+        let Some(SessionEnd::Protocol(e)) = c.end() else {
+            panic!("expected a protocol error, got {:?}", c.end());
+        };
+        assert_eq!(e.protocol(), "lines");
+        assert_eq!(e.kind(), &ProtocolErrorKind::Malformed);
+        assert_eq!(e.downcast_ref::<BadLine>(), Some(&BadLine("bogus".into())));
+        assert!(e.downcast_ref::<core::fmt::Error>().is_none());
+        let logs: Vec<String> = std::iter::from_fn(|| c.poll_log()).collect();
+        assert_eq!(
+            logs,
+            ["closing lines connection from 192.0.2.1:5000: unknown line \"bogus\""]
+        );
+    }
+
+    #[test]
+    fn a_session_that_ends_on_a_refusal_carries_the_rejection() {
+        let lines = Lines {
+            end_on_reject: true,
+            ..Lines::default()
+        };
+        let mut c = Conductor::new(Engine::default(), lines, ConnContext::default());
+        c.handle_input(Instant::ZERO, input("play nothing\n"));
+        assert_eq!(sent(&mut c), "no NotFound\n");
+        assert_eq!(c.end(), Some(&SessionEnd::Refused(Rejection::NotFound)));
+        assert_eq!(
+            c.end().map(|e| e.to_string()).as_deref(),
+            Some("refused: not found")
+        );
+    }
+
+    #[test]
+    fn protocol_errors_compare_by_kind_and_text_and_display_their_offset() {
+        let a = ProtocolError::new("lines", ProtocolErrorKind::Malformed, BadLine("x".into()));
+        let same = ProtocolError::new("lines", ProtocolErrorKind::Malformed, BadLine("x".into()));
+        assert_eq!(a, same);
+        assert_eq!(a, a.clone());
+        assert_ne!(
+            a,
+            ProtocolError::new(
+                "lines",
+                ProtocolErrorKind::LimitExceeded,
+                BadLine("x".into())
+            )
+        );
+        assert_ne!(a, a.clone().at(7));
+        let end = SessionEnd::from(a.at(7));
+        assert_eq!(
+            end.to_string(),
+            "lines error: unknown line \"x\" (after byte 7)"
+        );
+        let e = end.protocol_error().map(|e| e.to_string());
+        assert_eq!(e.as_deref(), Some("unknown line \"x\" (after byte 7)"));
+        // The source is reached by downcast, not repeated as `source()`.
+        assert!(core::error::Error::source(end.protocol_error().unwrap()).is_none());
+        let refused = ProtocolErrorKind::PeerRefused(Some(Rejection::NotFound));
+        assert_ne!(refused, ProtocolErrorKind::PeerRefused(None));
+        assert_eq!(SessionEnd::Timeout.to_string(), "timed out");
     }
 }

@@ -1,8 +1,9 @@
 //! `arcly bench`: N RTMP players or N HLS clients against any server, with
 //! per-second delivered bit rate, stalls, join time, and errors.
 
-use arcly_core::session::SessionEvent;
-use arcly_rtmp::{ClientMode, ClientSession, ClientTarget, RtmpConfig};
+use arcly_core::session::{SessionEnd, SessionEvent};
+use arcly_rtmp::command::StatusCode;
+use arcly_rtmp::{ClientMode, ClientSession, ClientTarget, RtmpConfig, RtmpError};
 use arcly_tokio::{drive_client, Clock};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -354,8 +355,16 @@ async fn connection(
             outcome = Outcome::Retry;
             stream_ended.notify_one();
         }
-        SessionEvent::Closed(arcly_core::session::SessionEnd::ProtocolError(what)) => {
-            if what.contains(arcly_rtmp::command::code::PLAY_NOT_FOUND) {
+        SessionEvent::Closed(SessionEnd::Protocol(e)) => {
+            // Not published yet: the server said so in its status code.
+            let not_found = matches!(
+                e.downcast_ref::<RtmpError>(),
+                Some(RtmpError::Refused {
+                    status: StatusCode::PlayStreamNotFound,
+                    ..
+                })
+            );
+            if not_found {
                 outcome = Outcome::Retry;
             } else {
                 totals.errors.fetch_add(1, Ordering::Relaxed);

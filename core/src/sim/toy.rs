@@ -20,7 +20,8 @@ use crate::endpoint::{Endpoint, Route, Unrouted};
 use crate::engine::Action;
 use crate::frame::{CodecId, MediaFrame, TrackId};
 use crate::session::{
-    Input, Rejection, RequestId, Session, SessionEnd, SessionEvent, StreamRequest, Transmit,
+    Input, ProtocolError, ProtocolErrorKind, Rejection, RequestId, Session, SessionEnd,
+    SessionEvent, StreamRequest, Transmit,
 };
 use crate::time::{Instant, MediaTime};
 
@@ -42,6 +43,11 @@ pub fn msg(id: u32, kind: u8, body: &[u8]) -> Bytes {
     b.freeze()
 }
 
+/// The toy's error: a datagram shorter than its 5-byte header.
+#[derive(Debug, thiserror::Error)]
+#[error("datagram of {0} bytes, shorter than the 5-byte header")]
+pub struct Short(pub usize);
+
 /// A toy session.
 #[derive(Debug)]
 pub struct Toy {
@@ -62,10 +68,8 @@ impl Session for Toy {
         };
         self.peer = Some(from);
         if data.len() < 5 {
-            self.events
-                .push_back(SessionEvent::Closed(SessionEnd::ProtocolError(
-                    "short".into(),
-                )));
+            let e = ProtocolError::new("toy", ProtocolErrorKind::Malformed, Short(data.len()));
+            self.events.push_back(SessionEvent::Closed(e.into()));
             return;
         }
         match data[4] {
@@ -117,8 +121,10 @@ impl Session for Toy {
                 .push_back(Transmit::datagram(None, peer, msg(self.id, 2, b"")));
         }
     }
-    fn reject(&mut self, _now: Instant, _id: RequestId, _why: Rejection) {
+    fn reject(&mut self, _now: Instant, _id: RequestId, why: Rejection) {
         self.closed = true;
+        self.events
+            .push_back(SessionEvent::Closed(SessionEnd::Refused(why)));
     }
     fn close(&mut self, _now: Instant, _why: CloseReason) {
         self.closed = true;

@@ -20,6 +20,7 @@
 //!   other control character once decoded, or a `..` segment (a path is
 //!   routed by its `/`s, and only by those the client wrote).
 
+use arcly_core::session::ProtocolErrorKind;
 use bytes::{BufMut, Bytes, BytesMut};
 use std::net::SocketAddr;
 
@@ -121,6 +122,10 @@ pub enum ParseError {
     /// The request target's path may not be routed (400).
     #[error("bad path: {0}")]
     BadPath(&'static str),
+    /// More bytes arrived before an answer than one request may hold (the
+    /// header and body limits together) (413).
+    #[error("request too large")]
+    RequestTooLarge,
 }
 
 impl ParseError {
@@ -129,8 +134,23 @@ impl ParseError {
         match self {
             ParseError::Malformed(_) | ParseError::Framing(_) | ParseError::BadPath(_) => 400,
             ParseError::HeaderTooLarge => 431,
-            ParseError::BodyTooLarge => 413,
+            ParseError::BodyTooLarge | ParseError::RequestTooLarge => 413,
             ParseError::LengthRequired => 411,
+        }
+    }
+
+    /// Which kind of protocol error this is, for the session's end: a
+    /// framing this server does not take is unsupported, sizes past the
+    /// limits are limits, the rest is malformed.
+    pub fn kind(&self) -> ProtocolErrorKind {
+        match self {
+            ParseError::Malformed(_) | ParseError::Framing(_) | ParseError::BadPath(_) => {
+                ProtocolErrorKind::Malformed
+            }
+            ParseError::HeaderTooLarge | ParseError::BodyTooLarge | ParseError::RequestTooLarge => {
+                ProtocolErrorKind::LimitExceeded
+            }
+            ParseError::LengthRequired => ProtocolErrorKind::Unsupported,
         }
     }
 }

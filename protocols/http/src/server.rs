@@ -34,10 +34,10 @@
 //! runs only while the session waits for the peer's bytes: paused on its own
 //! output it stops, and it starts again with the next bytes that arrive.
 
-use crate::message::{parse_request, Method, Request, Response};
+use crate::message::{parse_request, Method, ParseError, Request, Response};
 use arcly_core::bus::{CloseReason, DeliveryRef, RecvError};
 use arcly_core::session::{
-    Input, Rejection, RequestId, Session, SessionEnd, SessionEvent, Transmit,
+    Input, ProtocolError, Rejection, RequestId, Session, SessionEnd, SessionEvent, Transmit,
 };
 use arcly_core::time::Instant;
 use bytes::BytesMut;
@@ -198,13 +198,19 @@ impl<H: Handler> HttpSession<H> {
         Some(t)
     }
 
-    fn fail(&mut self, status: u16, text: &str) {
-        self.send(None, Response::text(status, text), false);
+    /// Answers `resp` with a close, and ends the session with `end`.
+    fn end_with(&mut self, resp: Response, end: SessionEnd) {
+        self.send(None, resp, false);
         self.buf.clear();
-        self.events
-            .push_back(SessionEvent::Closed(SessionEnd::ProtocolError(format!(
-                "{status} {text}"
-            ))));
+        self.events.push_back(SessionEvent::Closed(end));
+    }
+
+    /// A request that cannot be read: answered with its status and a close;
+    /// the session ends with the typed cause.
+    fn fail(&mut self, e: ParseError) {
+        let resp = Response::text(e.status(), &e.to_string());
+        let end = ProtocolError::new("http", e.kind(), e);
+        self.end_with(resp, SessionEnd::Protocol(end));
     }
 
     /// Answers complete requests until one is held, the queued answers
@@ -233,7 +239,7 @@ impl<H: Handler> HttpSession<H> {
                     return;
                 }
                 Err(e) => {
-                    self.fail(e.status(), &e.to_string());
+                    self.fail(e);
                     return;
                 }
             }
@@ -287,7 +293,7 @@ impl<H: Handler> Session for HttpSession<H> {
                     return;
                 }
                 if self.buf.len() + data.len() > self.cfg.max_header + self.cfg.max_body {
-                    self.fail(413, "request too large");
+                    self.fail(ParseError::RequestTooLarge);
                     return;
                 }
                 if self.buf.is_empty() {
@@ -313,7 +319,9 @@ impl<H: Handler> Session for HttpSession<H> {
         self.now = now;
         if let Some(started) = self.request_started {
             if now - started >= self.cfg.request_timeout && self.held.is_none() {
-                self.fail(408, "request not received in time");
+                // A slow peer is a timeout, not a malformed request.
+                let resp = Response::text(408, "request not received in time");
+                self.end_with(resp, SessionEnd::Timeout);
                 return;
             }
         }

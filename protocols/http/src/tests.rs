@@ -1,5 +1,5 @@
 use super::*;
-use arcly_core::session::{Input, Session, SessionEnd, SessionEvent};
+use arcly_core::session::{Input, ProtocolErrorKind, Session, SessionEnd, SessionEvent};
 use arcly_core::time::Instant;
 use bytes::BytesMut;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -132,10 +132,11 @@ fn slowloris_gets_408_and_close() {
     s.handle_timeout(Instant::from_millis(10_000));
     assert!(out(&mut s).starts_with("HTTP/1.1 408"));
     assert!(s.is_closed());
-    assert!(matches!(
+    // Slow, not malformed: a timeout.
+    assert_eq!(
         s.poll_event(),
-        Some(SessionEvent::Closed(SessionEnd::ProtocolError(_)))
-    ));
+        Some(SessionEvent::Closed(SessionEnd::Timeout))
+    );
 }
 
 #[test]
@@ -148,6 +149,21 @@ fn oversized_headers_get_431_and_close() {
     );
     assert!(out(&mut s).starts_with("HTTP/1.1 431"));
     assert!(s.is_closed());
+    let e = closed_with(&mut s);
+    assert_eq!(e, ParseError::HeaderTooLarge);
+    assert_eq!(e.kind(), ProtocolErrorKind::LimitExceeded);
+}
+
+/// The parse error that ended the session, from its close event.
+fn closed_with<H: Handler>(s: &mut HttpSession<H>) -> ParseError {
+    let ev = s.poll_event();
+    let Some(SessionEvent::Closed(SessionEnd::Protocol(e))) = &ev else {
+        panic!("expected a protocol error, got {ev:?}");
+    };
+    assert_eq!(e.protocol(), "http");
+    let source = e.downcast_ref::<ParseError>().expect("a ParseError");
+    assert_eq!(e.kind(), &source.kind());
+    source.clone()
 }
 
 #[test]
@@ -283,10 +299,7 @@ fn a_malformed_request_behind_the_pause_still_closes_with_its_event() {
     assert!(!s.is_closed());
     let mut cx = Context::from_waker(Waker::noop());
     assert!(s.poll_ready(Instant::from_millis(1), &mut cx).is_ready());
-    assert!(matches!(
-        s.poll_event(),
-        Some(SessionEvent::Closed(SessionEnd::ProtocolError(_)))
-    ));
+    assert!(matches!(closed_with(&mut s), ParseError::Malformed(_)));
     assert!(s.is_closed());
 }
 
@@ -368,7 +381,16 @@ fn the_conductor_sees_a_close_raised_while_draining() {
         assert!(c.poll_session(&mut cx, Instant::from_millis(1)).is_ready());
     }
     assert_eq!(answers, 2001);
-    assert!(matches!(c.end(), Some(SessionEnd::ProtocolError(_))));
+    let e = c.end().and_then(SessionEnd::protocol_error).unwrap();
+    assert_eq!(
+        e.downcast_ref::<ParseError>(),
+        Some(&ParseError::Framing("Content-Length is not a number"))
+    );
+    let logs: Vec<String> = std::iter::from_fn(|| c.poll_log()).collect();
+    assert_eq!(
+        logs,
+        ["closing http connection from ?: bad framing: Content-Length is not a number"]
+    );
 }
 
 #[test]
@@ -399,9 +421,29 @@ fn ambiguous_framing_gets_400_and_close_after_the_answers_before_it() {
             "{bad:?}"
         );
         assert!(s.is_closed(), "{bad:?}");
-        assert!(matches!(
-            s.poll_event(),
-            Some(SessionEvent::Closed(SessionEnd::ProtocolError(_)))
-        ));
+        let e = closed_with(&mut s);
+        assert!(
+            matches!(
+                e,
+                ParseError::Framing(_) | ParseError::BadPath(_) | ParseError::Malformed(_)
+            ),
+            "{bad:?}: {e:?}"
+        );
+        assert_eq!(e.kind(), ProtocolErrorKind::Malformed);
     }
+}
+
+#[test]
+fn more_input_than_a_request_may_hold_gets_413_with_a_typed_cause() {
+    let cfg = HttpConfig {
+        max_header: 100,
+        max_body: 100,
+        ..HttpConfig::default()
+    };
+    let mut s = HttpSession::new(cfg, Arc::new(Toy::default()));
+    feed(&mut s, 0, &"x".repeat(201));
+    assert!(out(&mut s).starts_with("HTTP/1.1 413"));
+    let e = closed_with(&mut s);
+    assert_eq!(e, ParseError::RequestTooLarge);
+    assert_eq!(e.kind(), ProtocolErrorKind::LimitExceeded);
 }

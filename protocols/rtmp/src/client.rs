@@ -11,15 +11,32 @@
 //!   [`SessionEvent::Tracks`] / [`SessionEvent::Frame`] /
 //!   [`SessionEvent::Metadata`], as a publishing server session does.
 //!
-//! A refusal by the server ends the session with
-//! `SessionEnd::ProtocolError` naming the `onStatus` code.
+//! A refusal by the server ends the session with `SessionEnd::Protocol`
+//! whose source is [`RtmpError::Refused`] with the server's [`StatusCode`],
+//! and whose kind is `ProtocolErrorKind::PeerRefused` with the code in the
+//! engine's terms:
+//!
+//! ```
+//! use arcly_core::session::SessionEnd;
+//! use arcly_rtmp::command::StatusCode;
+//! use arcly_rtmp::RtmpError;
+//!
+//! /// Whether a player should try again later: the stream is not there yet.
+//! fn not_published_yet(end: &SessionEnd) -> bool {
+//!     matches!(
+//!         end.protocol_error().and_then(|e| e.downcast_ref::<RtmpError>()),
+//!         Some(RtmpError::Refused { status: StatusCode::PlayStreamNotFound, .. })
+//!     )
+//! }
+//! # assert!(!not_published_yet(&SessionEnd::Normal));
+//! ```
 
 use crate::amf0::{self, Amf0Value};
-use crate::command::{self, code, Command};
+use crate::command::{self, Command, StatusCode};
 use crate::config::RtmpConfig;
 use crate::connection::{Connection, CSID_COMMAND, CSID_CONTROL, CSID_STREAM};
 use crate::egress::Egress;
-use crate::error::Result;
+use crate::error::{Result, RtmpError};
 use crate::handshake::Handshake;
 use crate::ingest::Ingest;
 use crate::message::{RtmpMessage, UserControl};
@@ -169,15 +186,26 @@ impl ClientSession {
         self.egress.frames
     }
 
-    fn fail(&mut self, what: String) {
+    fn fail(&mut self, e: RtmpError) {
         if self.closed {
             return;
         }
         self.closed = true;
         self.state = State::Done;
+        let end = e.into_end(self.conn.consumed());
         self.conn.discard_input();
-        self.events
-            .push_back(SessionEvent::Closed(SessionEnd::ProtocolError(what)));
+        self.events.push_back(SessionEvent::Closed(end));
+    }
+
+    /// The server said no to what the current state asked.
+    fn refused(&mut self, status: StatusCode) {
+        let stage = match (self.state, self.mode) {
+            (State::Handshaking | State::Connecting, _) => "connect",
+            (State::CreatingStream, _) => "createStream",
+            (_, ClientMode::Publish) => "publish",
+            (_, ClientMode::Play) => "play",
+        };
+        self.fail(RtmpError::Refused { stage, status });
     }
 
     fn process(&mut self) {
@@ -190,11 +218,11 @@ impl ClientSession {
             match r {
                 Ok(Some(m)) => {
                     if let Err(e) = self.on_message(m) {
-                        self.fail(format!("{e} (after byte {})", self.conn.consumed()));
+                        self.fail(e);
                     }
                 }
                 Ok(None) => break,
-                Err(e) => self.fail(format!("{e} (after byte {})", self.conn.consumed())),
+                Err(e) => self.fail(e),
             }
         }
     }
@@ -320,27 +348,26 @@ impl ClientSession {
             // releaseStream and FCPublish are optional: some servers refuse
             // them and take the publish anyway.
             ("_error", _) if c.transaction == 2.0 || c.transaction == 3.0 => {}
-            ("_error", _) => {
-                let code = status_code(&c);
-                self.fail(format!("server refused {:?}: {code}", self.state));
-            }
+            ("_error", _) => self.refused(status_code(&c)),
             ("onStatus", _) => {
-                let code = status_code(&c);
+                let status = status_code(&c);
                 let level = c
                     .args
                     .first()
                     .and_then(|o| o.get("level"))
                     .and_then(Amf0Value::as_str);
-                if level == Some("error") || code == code::CONNECT_REJECTED {
-                    self.fail(format!("server refused: {code}"));
+                if level == Some("error") || status == StatusCode::ConnectRejected {
+                    self.refused(status);
                     return;
                 }
-                match code.as_str() {
-                    code::PUBLISH_START | code::PLAY_START if self.state == State::Starting => {
+                match status {
+                    StatusCode::PublishStart | StatusCode::PlayStart
+                        if self.state == State::Starting =>
+                    {
                         self.state = State::Streaming;
                         self.flush_queue();
                     }
-                    code::PLAY_UNPUBLISH_NOTIFY | code::PLAY_STOP => {
+                    StatusCode::PlayUnpublishNotify | StatusCode::PlayStop => {
                         self.events.push_back(SessionEvent::PublishStopped);
                     }
                     _ => {}
@@ -361,13 +388,14 @@ impl ClientSession {
     }
 }
 
-fn status_code(c: &Command) -> String {
-    c.args
+fn status_code(c: &Command) -> StatusCode {
+    let code = c
+        .args
         .first()
         .and_then(|o| o.get("code"))
         .and_then(Amf0Value::as_str)
-        .unwrap_or("")
-        .to_owned()
+        .unwrap_or("");
+    StatusCode::parse(code)
 }
 
 impl Session for ClientSession {

@@ -41,6 +41,119 @@ pub mod code {
     pub const UNPAUSE_NOTIFY: &str = "NetStream.Unpause.Notify";
 }
 
+/// An `onStatus` (or `_error`) code as a value to match on; the wire
+/// strings are the constants of [`code`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StatusCode {
+    /// [`code::CONNECT_SUCCESS`].
+    ConnectSuccess,
+    /// [`code::CONNECT_REJECTED`].
+    ConnectRejected,
+    /// [`code::PUBLISH_START`].
+    PublishStart,
+    /// [`code::PUBLISH_BAD_NAME`].
+    PublishBadName,
+    /// [`code::PUBLISH_DENIED`].
+    PublishDenied,
+    /// [`code::PUBLISH_UNAUTHORIZED`].
+    PublishUnauthorized,
+    /// [`code::UNPUBLISH_SUCCESS`].
+    UnpublishSuccess,
+    /// [`code::PLAY_RESET`].
+    PlayReset,
+    /// [`code::PLAY_START`].
+    PlayStart,
+    /// [`code::PLAY_NOT_FOUND`].
+    PlayStreamNotFound,
+    /// [`code::PLAY_FAILED`].
+    PlayFailed,
+    /// [`code::PLAY_UNAUTHORIZED`].
+    PlayUnauthorized,
+    /// [`code::PLAY_UNPUBLISH_NOTIFY`].
+    PlayUnpublishNotify,
+    /// [`code::PLAY_STOP`].
+    PlayStop,
+    /// [`code::PAUSE_NOTIFY`].
+    PauseNotify,
+    /// [`code::UNPAUSE_NOTIFY`].
+    UnpauseNotify,
+    /// Any other code, as the peer sent it (empty when it sent none).
+    Other(String),
+}
+
+impl StatusCode {
+    /// The code for the wire string `s`.
+    pub fn parse(s: &str) -> StatusCode {
+        match s {
+            code::CONNECT_SUCCESS => StatusCode::ConnectSuccess,
+            code::CONNECT_REJECTED => StatusCode::ConnectRejected,
+            code::PUBLISH_START => StatusCode::PublishStart,
+            code::PUBLISH_BAD_NAME => StatusCode::PublishBadName,
+            code::PUBLISH_DENIED => StatusCode::PublishDenied,
+            code::PUBLISH_UNAUTHORIZED => StatusCode::PublishUnauthorized,
+            code::UNPUBLISH_SUCCESS => StatusCode::UnpublishSuccess,
+            code::PLAY_RESET => StatusCode::PlayReset,
+            code::PLAY_START => StatusCode::PlayStart,
+            code::PLAY_NOT_FOUND => StatusCode::PlayStreamNotFound,
+            code::PLAY_FAILED => StatusCode::PlayFailed,
+            code::PLAY_UNAUTHORIZED => StatusCode::PlayUnauthorized,
+            code::PLAY_UNPUBLISH_NOTIFY => StatusCode::PlayUnpublishNotify,
+            code::PLAY_STOP => StatusCode::PlayStop,
+            code::PAUSE_NOTIFY => StatusCode::PauseNotify,
+            code::UNPAUSE_NOTIFY => StatusCode::UnpauseNotify,
+            other => StatusCode::Other(other.to_owned()),
+        }
+    }
+
+    /// The wire string.
+    pub fn as_str(&self) -> &str {
+        match self {
+            StatusCode::ConnectSuccess => code::CONNECT_SUCCESS,
+            StatusCode::ConnectRejected => code::CONNECT_REJECTED,
+            StatusCode::PublishStart => code::PUBLISH_START,
+            StatusCode::PublishBadName => code::PUBLISH_BAD_NAME,
+            StatusCode::PublishDenied => code::PUBLISH_DENIED,
+            StatusCode::PublishUnauthorized => code::PUBLISH_UNAUTHORIZED,
+            StatusCode::UnpublishSuccess => code::UNPUBLISH_SUCCESS,
+            StatusCode::PlayReset => code::PLAY_RESET,
+            StatusCode::PlayStart => code::PLAY_START,
+            StatusCode::PlayStreamNotFound => code::PLAY_NOT_FOUND,
+            StatusCode::PlayFailed => code::PLAY_FAILED,
+            StatusCode::PlayUnauthorized => code::PLAY_UNAUTHORIZED,
+            StatusCode::PlayUnpublishNotify => code::PLAY_UNPUBLISH_NOTIFY,
+            StatusCode::PlayStop => code::PLAY_STOP,
+            StatusCode::PauseNotify => code::PAUSE_NOTIFY,
+            StatusCode::UnpauseNotify => code::UNPAUSE_NOTIFY,
+            StatusCode::Other(s) => s,
+        }
+    }
+
+    /// A refusal in the engine's terms, where the code names one (the
+    /// inverse of [`rejection_code`], as far as it goes: `PlayFailed` stands
+    /// for several and maps to none).
+    pub fn rejection(&self) -> Option<Rejection> {
+        match self {
+            StatusCode::PublishBadName => Some(Rejection::BadName),
+            StatusCode::PublishUnauthorized | StatusCode::PlayUnauthorized => {
+                Some(Rejection::Unauthorized)
+            }
+            StatusCode::PublishDenied | StatusCode::ConnectRejected => Some(Rejection::Forbidden),
+            StatusCode::PlayStreamNotFound => Some(Rejection::NotFound),
+            _ => None,
+        }
+    }
+}
+
+impl core::fmt::Display for StatusCode {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            StatusCode::Other(s) if s.is_empty() => f.write_str("no status code"),
+            _ => f.write_str(self.as_str()),
+        }
+    }
+}
+
 /// A command as received: name, transaction id, command object, arguments.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Command {
@@ -192,5 +305,33 @@ mod tests {
         );
         assert_eq!(split_query("cam1").token, None);
         assert_eq!(split_query("cam1?x=1").name, "cam1");
+    }
+
+    #[test]
+    fn status_codes_round_trip_and_map_refusals() {
+        for publish in [true, false] {
+            for why in [
+                Rejection::BadName,
+                Rejection::Unauthorized,
+                Rejection::NotFound,
+                Rejection::AlreadyPublishing,
+                Rejection::Forbidden,
+                Rejection::Unavailable,
+            ] {
+                let wire = rejection_code(publish, &why);
+                let status = StatusCode::parse(wire);
+                assert_eq!(status.as_str(), wire);
+                assert!(!matches!(status, StatusCode::Other(_)), "{wire}");
+            }
+        }
+        assert_eq!(
+            StatusCode::parse(code::PLAY_NOT_FOUND).rejection(),
+            Some(Rejection::NotFound)
+        );
+        assert_eq!(StatusCode::parse(code::PLAY_FAILED).rejection(), None);
+        let odd = StatusCode::parse("NetStream.Play.Odd");
+        assert_eq!(odd, StatusCode::Other("NetStream.Play.Odd".into()));
+        assert_eq!(odd.to_string(), "NetStream.Play.Odd");
+        assert_eq!(StatusCode::parse("").to_string(), "no status code");
     }
 }

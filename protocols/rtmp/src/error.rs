@@ -2,7 +2,12 @@
 //!
 //! Every error is fatal to the session that met it (RTMP has no way to resync
 //! a chunk stream), so a session reports it once as
-//! `SessionEvent::Closed(SessionEnd::ProtocolError(text))` and stops reading.
+//! `SessionEvent::Closed(SessionEnd::Protocol(e))` and stops reading: `e`
+//! carries the [`RtmpError`] (reached with `ProtocolError::downcast_ref`),
+//! its [kind](RtmpError::kind) and the byte offset where it was found.
+
+use crate::command::StatusCode;
+use arcly_core::session::{ProtocolError, ProtocolErrorKind, SessionEnd};
 
 /// What went wrong while reading or writing RTMP.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -114,6 +119,51 @@ pub enum RtmpError {
     /// The peer opened more message streams than allowed.
     #[error("more than {0} message streams")]
     TooManyStreams(usize),
+    /// The server refused what a client session asked (an `onStatus` of
+    /// level `error`, `NetConnection.Connect.Rejected`, or an `_error`
+    /// answer).
+    #[error("server refused {stage}: {status}")]
+    Refused {
+        /// What was refused: `"connect"`, `"createStream"`, `"publish"` or
+        /// `"play"`.
+        stage: &'static str,
+        /// The server's code.
+        status: StatusCode,
+    },
+}
+
+impl RtmpError {
+    /// Which kind of protocol error this is, for a host that does not know
+    /// RTMP.
+    pub fn kind(&self) -> ProtocolErrorKind {
+        match self {
+            RtmpError::UnsupportedVersion(_) | RtmpError::UnknownMessageType { .. } => {
+                ProtocolErrorKind::Unsupported
+            }
+            RtmpError::MessageTooLarge { .. }
+            | RtmpError::ReassemblyTooLarge { .. }
+            | RtmpError::TooManyChunkStreams { .. }
+            | RtmpError::AmfTooDeep(_)
+            | RtmpError::InputBacklog(_)
+            | RtmpError::TooManyStreams(_) => ProtocolErrorKind::LimitExceeded,
+            RtmpError::Handshake(_)
+            | RtmpError::NoPreviousHeader { .. }
+            | RtmpError::InterruptedMessage { .. }
+            | RtmpError::InvalidChunkSize(_)
+            | RtmpError::InvalidMessage { .. }
+            | RtmpError::Amf { .. }
+            | RtmpError::InvalidCommand { .. }
+            | RtmpError::InvalidTag { .. } => ProtocolErrorKind::Malformed,
+            RtmpError::Refused { status, .. } => ProtocolErrorKind::PeerRefused(status.rejection()),
+        }
+    }
+
+    /// The session end for this error, found after `offset` bytes of the
+    /// peer's input.
+    pub fn into_end(self, offset: u64) -> SessionEnd {
+        let kind = self.kind();
+        SessionEnd::Protocol(ProtocolError::new("rtmp", kind, self).at(offset))
+    }
 }
 
 /// The crate's result type.

@@ -143,10 +143,9 @@ impl ServerSession {
         self.closed = true;
         // Where it happened, to find the spot in a capture of the
         // connection: the parser had consumed this many bytes.
-        let text = format!("{e} (after byte {})", self.conn.consumed());
+        let end = e.clone().into_end(self.conn.consumed());
         self.conn.discard_input();
-        self.events
-            .push_back(SessionEvent::Closed(SessionEnd::ProtocolError(text)));
+        self.events.push_back(SessionEvent::Closed(end));
         self.error = Some(e);
     }
 

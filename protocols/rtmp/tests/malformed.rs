@@ -1,10 +1,10 @@
 //! Malformed input ends a session with a typed error reported as
-//! `SessionEvent::Closed(SessionEnd::ProtocolError(..))`: never a panic,
-//! never unbounded memory.
+//! `SessionEvent::Closed(SessionEnd::Protocol(..))`, whose source is the
+//! `RtmpError`: never a panic, never unbounded memory.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use arcly_core::session::{Input, Session, SessionEnd, SessionEvent};
+use arcly_core::session::{Input, ProtocolErrorKind, Session, SessionEnd, SessionEvent};
 use arcly_core::time::Instant;
 use arcly_rtmp::amf0::{self, Amf0Value};
 use arcly_rtmp::chunk::ChunkEncoder;
@@ -58,14 +58,20 @@ fn run(input: &[u8], split: usize) -> (Option<SessionEnd>, ServerSession) {
     (end, s)
 }
 
+/// The error that ended the session: the end's source, downcast to the
+/// crate's type, is the one the session keeps; the end says where.
 fn protocol_error(input: &[u8]) -> RtmpError {
     let (end, s) = run(input, input.len());
-    match &end {
-        // The text says what and where.
-        Some(SessionEnd::ProtocolError(text)) => assert!(text.contains("after byte"), "{text}"),
-        other => panic!("expected a protocol error, got {other:?}"),
-    }
-    s.error().cloned().unwrap()
+    let Some(SessionEnd::Protocol(e)) = &end else {
+        panic!("expected a protocol error, got {end:?}");
+    };
+    assert_eq!(e.protocol(), "rtmp");
+    assert!(e.offset().is_some(), "{e:?}");
+    assert!(e.to_string().contains("after byte"), "{e}");
+    let source = e.downcast_ref::<RtmpError>().expect("an RtmpError");
+    assert_eq!(Some(source), s.error());
+    assert_eq!(e.kind(), &source.kind());
+    source.clone()
 }
 
 #[test]
@@ -83,10 +89,9 @@ fn oversized_message_header() {
     let mut input = handshake();
     // Type 0 header announcing a 16 MiB - 1 message (the limit is 8 MiB).
     input.extend_from_slice(&[0x03, 0, 0, 0, 0xFF, 0xFF, 0xFF, 20, 0, 0, 0, 0]);
-    assert!(matches!(
-        protocol_error(&input),
-        RtmpError::MessageTooLarge { .. }
-    ));
+    let e = protocol_error(&input);
+    assert!(matches!(e, RtmpError::MessageTooLarge { .. }));
+    assert_eq!(e.kind(), ProtocolErrorKind::LimitExceeded);
 }
 
 #[test]
@@ -117,11 +122,16 @@ fn compressed_header_first() {
         RtmpError::NoPreviousHeader { .. }
     ));
     let (end, _) = run(&input, input.len());
+    let e = end.as_ref().and_then(SessionEnd::protocol_error).unwrap();
+    assert_eq!(e.kind(), &ProtocolErrorKind::Malformed);
+    assert_eq!(e.offset(), Some(3073));
     assert_eq!(
-        end,
-        Some(SessionEnd::ProtocolError(
-            "chunk stream 3: header type 1 with no previous header (after byte 3073)".into()
-        ))
+        e.downcast_ref::<RtmpError>(),
+        Some(&RtmpError::NoPreviousHeader { csid: 3, fmt: 1 })
+    );
+    assert_eq!(
+        e.to_string(),
+        "chunk stream 3: header type 1 with no previous header (after byte 3073)"
     );
 }
 
@@ -155,10 +165,9 @@ fn amf_nesting_bomb() {
 
 #[test]
 fn wrong_version() {
-    assert_eq!(
-        protocol_error(&[6u8; 2000]),
-        RtmpError::UnsupportedVersion(6)
-    );
+    let e = protocol_error(&[6u8; 2000]);
+    assert_eq!(e, RtmpError::UnsupportedVersion(6));
+    assert_eq!(e.kind(), ProtocolErrorKind::Unsupported);
 }
 
 #[test]
@@ -170,12 +179,20 @@ fn ten_megabytes_of_random_bytes() {
     let mut input = handshake();
     input.extend_from_slice(&noise);
     let (end, s) = run(&input, 64 << 10);
-    assert!(matches!(end, Some(SessionEnd::ProtocolError(_))), "{end:?}");
+    let e = end.as_ref().and_then(SessionEnd::protocol_error);
+    assert!(
+        e.and_then(|e| e.downcast_ref::<RtmpError>()).is_some(),
+        "{end:?}"
+    );
     assert!(s.error().is_some());
     // And with no handshake at all.
     noise[0] = 3;
     let (end, _) = run(&noise, 1 << 20);
-    assert!(matches!(end, Some(SessionEnd::ProtocolError(_))), "{end:?}");
+    let e = end.as_ref().and_then(SessionEnd::protocol_error);
+    assert!(
+        e.and_then(|e| e.downcast_ref::<RtmpError>()).is_some(),
+        "{end:?}"
+    );
 }
 
 #[test]
@@ -213,7 +230,15 @@ fn backlog_while_waiting_for_the_host_is_bounded() {
             break;
         }
     }
-    assert!(matches!(closed, Some(SessionEnd::ProtocolError(_))));
+    let e = closed
+        .as_ref()
+        .and_then(SessionEnd::protocol_error)
+        .unwrap();
+    assert_eq!(e.kind(), &ProtocolErrorKind::LimitExceeded);
+    assert!(matches!(
+        e.downcast_ref::<RtmpError>(),
+        Some(RtmpError::InputBacklog(_))
+    ));
     assert!(matches!(s.error(), Some(RtmpError::InputBacklog(_))));
 }
 

@@ -267,18 +267,35 @@ proptest! {
     }
 }
 
+/// The server's refusal reaches the client as a typed value: the status
+/// code as `StatusCode`, the stage refused, and the kind in the engine's
+/// terms; no text is searched.
 #[test]
 fn a_refused_client_ends_with_the_status_code() {
-    for (mode, why, code) in [
+    use arcly_core::session::{ProtocolErrorKind, Rejection};
+    use arcly_rtmp::command::StatusCode;
+    use arcly_rtmp::RtmpError;
+    for (mode, why, status, stage, kind) in [
         (
             ClientMode::Publish,
-            arcly_core::session::Rejection::AlreadyPublishing,
-            "NetStream.Publish.BadName",
+            Rejection::AlreadyPublishing,
+            StatusCode::PublishBadName,
+            "publish",
+            Some(Rejection::BadName),
         ),
         (
             ClientMode::Play,
-            arcly_core::session::Rejection::NotFound,
-            "NetStream.Play.StreamNotFound",
+            Rejection::NotFound,
+            StatusCode::PlayStreamNotFound,
+            "play",
+            Some(Rejection::NotFound),
+        ),
+        (
+            ClientMode::Play,
+            Rejection::Unavailable,
+            StatusCode::PlayFailed,
+            "play",
+            None,
         ),
     ] {
         let now = Instant::ZERO;
@@ -303,10 +320,22 @@ fn a_refused_client_ends_with_the_status_code() {
                 }
             }
         }
-        match end {
-            Some(SessionEnd::ProtocolError(text)) => assert!(text.contains(code), "{text}"),
-            other => panic!("expected a refusal, got {other:?}"),
-        }
+        let Some(SessionEnd::Protocol(e)) = &end else {
+            panic!("expected a refusal, got {end:?}");
+        };
+        assert_eq!(e.kind(), &ProtocolErrorKind::PeerRefused(kind));
+        assert_eq!(
+            e.downcast_ref::<RtmpError>(),
+            Some(&RtmpError::Refused {
+                stage,
+                status: status.clone()
+            })
+        );
+        assert!(
+            e.to_string()
+                .starts_with(&format!("server refused {stage}: {}", status.as_str())),
+            "{e}"
+        );
         assert!(!client.is_streaming());
     }
 }
