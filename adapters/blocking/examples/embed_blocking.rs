@@ -3,6 +3,7 @@
 //!
 //! `cargo run -p arcly-blocking --example embed_blocking`
 
+use arcly_blocking::MediaSink;
 use arcly_blocking::{recv_blocking, Clock};
 use arcly_core::engine::{Engine, Request, StreamKey};
 use arcly_core::frame::{CodecId, MediaFrame, TrackId, TrackInfo, TrackSet};
@@ -27,6 +28,8 @@ fn main() {
         ))
         .expect("one track fits");
     publisher.set_tracks(tracks);
+    // Frames go in through the adapter's MediaSink.
+    let mut sink = arcly_blocking::PublishSink::new(publisher, clock);
 
     let mut player = engine
         .play(&Request::new(key, "example"))
@@ -52,11 +55,9 @@ fn main() {
             MediaTime::from_millis(i * 33),
             Bytes::from(vec![0u8; 1000]),
         );
-        publisher
-            .publish(clock.now(), f)
-            .expect("the stream is open");
+        sink.send_frame(f).expect("the stream is open");
     }
-    drop(publisher); // ends the stream: the viewer's loop finishes.
+    sink.flush().expect("flush"); // ends the stream: the viewer's loop finishes.
     let frames = viewer.join().expect("viewer thread");
     println!("played {frames} frames");
     assert_eq!(frames, 90);

@@ -62,12 +62,43 @@ pub trait StorageBackend: Send + Sync {
     fn put_file(&self, key: &str, path: &Path) -> io::Result<()>;
 }
 
-/// A protocol listener that serves until shut down, blocking its caller.
-pub trait InboundProtocol: Send + Sync {
-    /// The protocol's name.
-    fn name(&self) -> &'static str;
-    /// Serves until `shutdown` fires.
-    fn serve(&self, shutdown: ShutdownHandle) -> io::Result<()>;
+/// A [`Publisher`](arcly_core::engine::Publisher) as a [`MediaSink`]: an
+/// embedder's frames go into the engine stamped with the host clock.
+/// Dropping it (or [`flush`](MediaSink::flush)) ends the stream.
+#[derive(Debug)]
+pub struct PublishSink {
+    publisher: Option<arcly_core::engine::Publisher>,
+    clock: Clock,
+}
+
+impl PublishSink {
+    /// Frames sent to it are published by `publisher`.
+    pub fn new(publisher: arcly_core::engine::Publisher, clock: Clock) -> Self {
+        PublishSink {
+            publisher: Some(publisher),
+            clock,
+        }
+    }
+}
+
+impl MediaSink for PublishSink {
+    fn send_frame(&mut self, frame: MediaFrame) -> io::Result<()> {
+        let p = self
+            .publisher
+            .as_mut()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::BrokenPipe))?;
+        p.publish(self.clock.now(), frame).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                format!("stream closed: {:?}", e.0),
+            )
+        })
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.publisher = None;
+        Ok(())
+    }
 }
 
 struct Unpark(Thread);

@@ -7,16 +7,16 @@ use arcly_core::session::{Conductor, ConnContext, Input, Session};
 use arcly_core::time::Instant;
 use bytes::BytesMut;
 use mio::net::{TcpListener, TcpStream, UdpSocket};
-use std::net::{IpAddr, SocketAddr};
 use mio::{Events, Interest, Poll, Token, Waker as MioWaker};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Wake, Waker};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const WAKE: Token = Token(usize::MAX);
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -30,41 +30,7 @@ const MAX_DATAGRAM: usize = 65_536;
 /// connections' keys.
 const UDP_TOKENS: usize = usize::MAX / 2;
 
-/// The host clock: microseconds since it was made.
-#[derive(Clone, Copy, Debug)]
-pub struct Clock {
-    origin: std::time::Instant,
-    unix_base: u64,
-}
-
-impl Default for Clock {
-    fn default() -> Self {
-        Clock::new()
-    }
-}
-
-impl Clock {
-    /// A clock whose origin is now.
-    pub fn new() -> Self {
-        Clock {
-            origin: std::time::Instant::now(),
-            unix_base: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
-        }
-    }
-
-    /// Now, as the kernel counts.
-    pub fn now(&self) -> Instant {
-        Instant::from_micros(u64::try_from(self.origin.elapsed().as_micros()).unwrap_or(u64::MAX))
-    }
-
-    /// Wall-clock Unix seconds at the origin.
-    pub fn unix_base(&self) -> u64 {
-        self.unix_base
-    }
-}
+pub use arcly_host::Clock;
 
 /// Limits of one listener.
 #[derive(Clone, Debug)]
@@ -463,7 +429,8 @@ fn run_worker<S, F>(
                     let addr = u.local_addr()?;
                     next_udp -= 1;
                     let token = Token(next_udp);
-                    poll.registry().register(&mut u, token, Interest::READABLE)?;
+                    poll.registry()
+                        .register(&mut u, token, Interest::READABLE)?;
                     Ok((u, addr, token))
                 };
                 if answer_sockets(c, &clock, &mut bind) {

@@ -7,6 +7,7 @@ use arcly_core::engine::{Engine, Request, StreamKey};
 use arcly_core::frame::{CodecId, MediaFrame, TrackId, TrackInfo, TrackSet};
 use arcly_core::time::{MediaTime, Timescale};
 use arcly_core::Delivery;
+use arcly_smol::MediaSink;
 use arcly_smol::{Clock, SubscriptionStream};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -32,6 +33,8 @@ async fn run() {
         ))
         .expect("one track fits");
     publisher.set_tracks(tracks);
+    // Frames go in through the adapter's MediaSink.
+    let mut sink = arcly_smol::PublishSink::new(publisher, clock);
 
     let player = engine
         .play(&Request::new(key, "example"))
@@ -58,12 +61,10 @@ async fn run() {
             MediaTime::from_millis(i * 33),
             Bytes::from(vec![0u8; 1000]),
         );
-        publisher
-            .publish(clock.now(), f)
-            .expect("the stream is open");
+        sink.send_frame(f).await.expect("the stream is open");
         smol::future::yield_now().await;
     }
-    drop(publisher); // ends the stream: the viewer's stream finishes.
+    sink.flush().await.expect("flush"); // ends the stream: the viewer's stream finishes.
     let frames = viewer.await;
     println!("played {frames} frames");
     assert_eq!(frames, 90);

@@ -4,7 +4,6 @@ use crate::ShutdownSignal;
 use arcly_core::bus::CloseReason;
 use arcly_core::host::{bind_sockets, Outbox, WRITE_TIMEOUT};
 use arcly_core::session::{Conductor, Input, Session};
-use arcly_core::time::Instant;
 use async_io::{Async, Timer};
 use bytes::BytesMut;
 use std::future::{poll_fn, Future};
@@ -12,48 +11,9 @@ use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::pin::pin;
 use std::task::Poll;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-/// The host clock: microseconds since the clock was made.
-#[derive(Clone, Copy, Debug)]
-pub struct Clock {
-    origin: std::time::Instant,
-    unix_base: u64,
-}
-
-impl Default for Clock {
-    fn default() -> Self {
-        Clock::new()
-    }
-}
-
-impl Clock {
-    /// A clock whose origin is now.
-    pub fn new() -> Self {
-        Clock {
-            origin: std::time::Instant::now(),
-            unix_base: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
-        }
-    }
-
-    /// Now, as the kernel counts.
-    pub fn now(&self) -> Instant {
-        Instant::from_micros(u64::try_from(self.origin.elapsed().as_micros()).unwrap_or(u64::MAX))
-    }
-
-    /// Wall-clock Unix seconds at the origin.
-    pub fn unix_base(&self) -> u64 {
-        self.unix_base
-    }
-
-    /// The std instant of a kernel instant.
-    pub fn to_std(&self, t: Instant) -> std::time::Instant {
-        self.origin + Duration::from_micros(t.as_micros())
-    }
-}
+pub use arcly_host::Clock;
 
 /// Driver settings.
 #[derive(Clone, Debug)]

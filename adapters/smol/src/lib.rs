@@ -21,7 +21,7 @@ pub use driver::{drive_stream, Clock, DriverConfig};
 pub use listener::{serve, ListenerConfig, Log};
 pub use storage::FsStorage;
 pub use tap::drive_taps;
-pub use traits::{InboundProtocol, MediaSink, MediaSource, StorageBackend, SubscriptionStream};
+pub use traits::{MediaSink, MediaSource, PublishSink, StorageBackend, SubscriptionStream};
 
 /// Triggers shutdown: every [`ShutdownSignal`] resolves once it fires.
 #[derive(Debug)]

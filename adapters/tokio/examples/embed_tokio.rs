@@ -7,6 +7,7 @@ use arcly_core::engine::{Engine, Request, StreamKey};
 use arcly_core::frame::{CodecId, MediaFrame, TrackId, TrackInfo, TrackSet};
 use arcly_core::time::{MediaTime, Timescale};
 use arcly_core::Delivery;
+use arcly_tokio::MediaSink;
 use arcly_tokio::{Clock, SubscriptionStream};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -29,6 +30,8 @@ async fn main() {
         ))
         .expect("one track fits");
     publisher.set_tracks(tracks);
+    // Frames go in through the adapter's MediaSink.
+    let mut sink = arcly_tokio::PublishSink::new(publisher, clock);
 
     let player = engine
         .play(&Request::new(key, "example"))
@@ -55,12 +58,10 @@ async fn main() {
             MediaTime::from_millis(i * 33),
             Bytes::from(vec![0u8; 1000]),
         );
-        publisher
-            .publish(clock.now(), f)
-            .expect("the stream is open");
+        sink.send_frame(f).await.expect("the stream is open");
         tokio::task::yield_now().await;
     }
-    drop(publisher); // ends the stream: the viewer's stream finishes.
+    sink.flush().await.expect("flush"); // ends the stream: the viewer's stream finishes.
     let frames = viewer.await.expect("viewer task");
     println!("played {frames} frames");
     assert_eq!(frames, 90);

@@ -7,10 +7,10 @@ use arcly_core::session::{Conductor, Input, Session};
 use bytes::BytesMut;
 use std::future::{poll_fn, Future};
 use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::pin;
 use std::task::Poll;
 use tokio::io::AsyncWriteExt;
-use std::net::{IpAddr, SocketAddr};
 use tokio::io::ReadBuf;
 use tokio::net::{TcpStream, UdpSocket};
 

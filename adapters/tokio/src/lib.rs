@@ -5,8 +5,9 @@
 //! inside it. [`drive_stream`] moves bytes between a TCP socket and a
 //! conductor; [`serve`] accepts connections with a limit and shuts them down
 //! gracefully; [`FsStorage`] stores objects atomically under a root; the
-//! traits [`MediaSource`], [`MediaSink`], [`StorageBackend`] and
-//! [`InboundProtocol`] are the extension points in tokio's terms, and
+//! traits [`MediaSource`], [`MediaSink`] (a [`PublishSink`] publishes into
+//! the engine) and [`StorageBackend`] are the extension points in tokio's
+//! terms, and
 //! [`SubscriptionStream`] makes a bus subscription a `futures::Stream`.
 
 #![forbid(unsafe_code)]
@@ -30,4 +31,4 @@ pub use listener::{serve, ListenerConfig, Log};
 pub use shutdown::{Shutdown, ShutdownSignal};
 pub use storage::FsStorage;
 pub use tap::drive_taps;
-pub use traits::{InboundProtocol, MediaSink, MediaSource, StorageBackend, SubscriptionStream};
+pub use traits::{MediaSink, MediaSource, PublishSink, StorageBackend, SubscriptionStream};

@@ -40,13 +40,43 @@ pub trait StorageBackend: Send + Sync {
     fn put_file(&self, key: &str, path: &Path) -> impl Future<Output = io::Result<()>> + Send;
 }
 
-/// A protocol listener that serves until shut down.
-pub trait InboundProtocol: Send + Sync {
-    /// The protocol's name, for logs.
-    fn name(&self) -> &'static str;
-    /// Serves until `shutdown` fires, then returns after its connections end.
-    fn serve(&self, shutdown: crate::ShutdownSignal)
-        -> impl Future<Output = io::Result<()>> + Send;
+/// A [`Publisher`](arcly_core::engine::Publisher) as a [`MediaSink`]: an
+/// embedder's frames go into the engine stamped with the host clock.
+/// Dropping it (or [`flush`](MediaSink::flush)) ends the stream.
+#[derive(Debug)]
+pub struct PublishSink {
+    publisher: Option<arcly_core::engine::Publisher>,
+    clock: crate::Clock,
+}
+
+impl PublishSink {
+    /// Frames sent to it are published by `publisher`.
+    pub fn new(publisher: arcly_core::engine::Publisher, clock: crate::Clock) -> Self {
+        PublishSink {
+            publisher: Some(publisher),
+            clock,
+        }
+    }
+}
+
+impl MediaSink for PublishSink {
+    async fn send_frame(&mut self, frame: MediaFrame) -> io::Result<()> {
+        let p = self
+            .publisher
+            .as_mut()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::BrokenPipe))?;
+        p.publish(self.clock.now(), frame).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                format!("stream closed: {:?}", e.0),
+            )
+        })
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        self.publisher = None;
+        Ok(())
+    }
 }
 
 /// A bus subscription as a `futures::Stream` of deliveries; ends after the
