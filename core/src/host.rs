@@ -39,7 +39,7 @@ use crate::session::{BindError, Conductor, Session, SocketKind, Transmit};
 use crate::time::Instant;
 
 /// Bytes queued for a peer above which the driver stops reading from it.
-pub const READ_PAUSE: usize = 256 * 1024;
+pub const READ_PAUSE: usize = 16 * 1024;
 
 /// Buffers one vectored write takes at most.
 pub const WRITE_SLICES: usize = 16;

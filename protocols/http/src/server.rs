@@ -12,7 +12,7 @@
 //!
 //! Answers wait in the session until the host takes them with
 //! `poll_transmit`. While the answers queued (heads and bodies) add up to
-//! [`HttpConfig::max_queued`] bytes or more (64 KiB by default), the session
+//! [`HttpConfig::max_queued`] bytes or more (8 KiB by default), the session
 //! answers no further request: pipelined requests stay unparsed in the input
 //! buffer, and [`Session::wants_input`] is `false` so the host stops reading
 //! the socket. One answer may be larger than the bound (a segment is one
@@ -80,8 +80,8 @@ pub struct HttpConfig {
     pub max_queued: usize,
 }
 
-/// The default [`HttpConfig::max_queued`]: 64 KiB.
-pub const DEFAULT_MAX_QUEUED: usize = 64 * 1024;
+/// The default [`HttpConfig::max_queued`]: 8 KiB.
+pub const DEFAULT_MAX_QUEUED: usize = 8 * 1024;
 
 impl Default for HttpConfig {
     fn default() -> Self {
@@ -302,6 +302,11 @@ impl<H: Handler> Session for HttpSession<H> {
                     self.buf.extend_from_slice(&data);
                 }
                 self.advance(now, true);
+                if self.output_full() && self.buf.capacity() > 2 * self.buf.len() + 4096 {
+                    // Paused with a read's worth of requests left: keep
+                    // them in a buffer of their size, not the read's.
+                    self.buf = BytesMut::from(&self.buf[..]);
+                }
             }
             Input::Eof | Input::Datagram { .. } => {
                 self.closed = true;
