@@ -1418,7 +1418,14 @@ fn gateway_records_a_stream_as_a_vod_playlist() {
     let f = ffmpeg5();
     let dir = tmpdir("record");
     let rec = dir.join("rec");
-    let gw = gateway(&["--record", rec.to_str().expect("utf-8 path")]);
+    // No linger: the recording ends when the publisher leaves (with one, it
+    // would wait for a publisher coming back and continue).
+    let gw = gateway(&[
+        "--record",
+        rec.to_str().expect("utf-8 path"),
+        "--linger",
+        "0",
+    ]);
     let input = make_media(
         &f,
         &dir,
