@@ -968,8 +968,8 @@ where
 
 /// The stalled-reader case on one adapter in process: 50 HTTP clients
 /// pipelining requests for a large stream list take every slot of a
-/// 50-connection listener and a new client is served within write-timeout
-/// + 5 s; RTMP players that read nothing are dropped within the same time
+/// 50-connection listener and a new client is served within the write
+/// timeout plus 5 s; RTMP players that read nothing are dropped within the same time
 /// while a reading player gets every frame.
 fn stalled_readers_in_process(adapter: Adapter) {
     let limit = Duration::from_secs(WRITE_TIMEOUT + SLACK);
