@@ -30,8 +30,20 @@ fn metadata() -> serde_json::Value {
 }
 
 /// The workspace crates that must stay runtime-free: `core` and everything
-/// under `protocols/`.
+/// under `protocols/`, with their directories.
 fn sans_io_packages(meta: &serde_json::Value) -> Vec<(String, PathBuf, &serde_json::Value)> {
+    workspace_packages(meta)
+        .into_iter()
+        .filter(|(_, rel, _, _)| rel == Path::new("core") || rel.starts_with("protocols"))
+        .map(|(name, _, dir, p)| (name, dir, p))
+        .collect()
+}
+
+/// Every workspace member: name, directory relative to the root, absolute
+/// directory, package.
+fn workspace_packages(
+    meta: &serde_json::Value,
+) -> Vec<(String, PathBuf, PathBuf, &serde_json::Value)> {
     let root = PathBuf::from(meta["workspace_root"].as_str().expect("workspace_root"));
     let members: Vec<&str> = meta["workspace_members"]
         .as_array()
@@ -48,8 +60,7 @@ fn sans_io_packages(meta: &serde_json::Value) -> Vec<(String, PathBuf, &serde_js
             let manifest = PathBuf::from(p["manifest_path"].as_str()?);
             let dir = manifest.parent()?.to_path_buf();
             let rel = dir.strip_prefix(&root).ok()?.to_path_buf();
-            let sans_io = rel == Path::new("core") || rel.starts_with("protocols");
-            sans_io.then(|| (p["name"].as_str().unwrap_or("?").to_string(), dir, p))
+            Some((p["name"].as_str().unwrap_or("?").to_string(), rel, dir, p))
         })
         .collect()
 }
@@ -137,30 +148,15 @@ fn only_one_module_in_core_may_use_unsafe() {
     assert_eq!(allowed, vec!["core/src/bus/slot.rs".to_string()]);
 }
 
-/// The workspace crates under `dir/` (by manifest location), with their
-/// packages.
+/// The workspace crates under `dir/`, with their packages.
 fn packages_under<'a>(
     meta: &'a serde_json::Value,
     dir: &str,
 ) -> Vec<(String, &'a serde_json::Value)> {
-    let root = PathBuf::from(meta["workspace_root"].as_str().expect("workspace_root"));
-    let members: Vec<&str> = meta["workspace_members"]
-        .as_array()
-        .expect("members")
-        .iter()
-        .filter_map(|m| m.as_str())
-        .collect();
-    meta["packages"]
-        .as_array()
-        .expect("packages")
-        .iter()
-        .filter(|p| members.contains(&p["id"].as_str().unwrap_or("")))
-        .filter_map(|p| {
-            let manifest = PathBuf::from(p["manifest_path"].as_str()?);
-            let rel = manifest.parent()?.strip_prefix(&root).ok()?.to_path_buf();
-            rel.starts_with(dir)
-                .then(|| (p["name"].as_str().unwrap_or("?").to_string(), p))
-        })
+    workspace_packages(meta)
+        .into_iter()
+        .filter(|(_, rel, _, _)| rel.starts_with(dir))
+        .map(|(name, _, _, p)| (name, p))
         .collect()
 }
 
