@@ -95,6 +95,86 @@ pub fn bind_sockets<T>(
     )))
 }
 
+/// The UDP sockets a stream session asked for (of the adapter's socket type
+/// `T`), with their local addresses: the answering of its socket requests
+/// and the sending of its datagrams, once for every driver.
+#[derive(Debug)]
+pub struct OwnedSockets<T> {
+    socks: Vec<(T, SocketAddr)>,
+}
+
+impl<T> Default for OwnedSockets<T> {
+    fn default() -> Self {
+        OwnedSockets { socks: Vec::new() }
+    }
+}
+
+impl<T> OwnedSockets<T> {
+    /// None yet.
+    pub fn new() -> Self {
+        OwnedSockets::default()
+    }
+
+    /// Whether the session owns none.
+    pub fn is_empty(&self) -> bool {
+        self.socks.is_empty()
+    }
+
+    /// The sockets and their local addresses.
+    pub fn iter(&self) -> impl Iterator<Item = &(T, SocketAddr)> {
+        self.socks.iter()
+    }
+
+    /// The sockets and their local addresses, mutably (to deregister them).
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut (T, SocketAddr)> {
+        self.socks.iter_mut()
+    }
+
+    /// How many the session owns.
+    pub fn len(&self) -> usize {
+        self.socks.len()
+    }
+
+    /// Answers the conductor's socket requests with sockets made by `bind`
+    /// (see [`bind_sockets`]) on `ip`, the interface of the session's own
+    /// connection; returns whether there were any.
+    pub fn answer<S: Session>(
+        &mut self,
+        conductor: &mut Conductor<S>,
+        ip: IpAddr,
+        now: Instant,
+        mut bind: impl FnMut(SocketAddr) -> io::Result<(T, SocketAddr)>,
+    ) -> bool {
+        let mut any = false;
+        while let Some(r) = conductor.poll_socket_request() {
+            any = true;
+            let answer = bind_sockets(r.kind, ip, self.socks.len(), &mut bind).map(|socks| {
+                let addrs = socks.iter().map(|(_, a)| *a).collect();
+                self.socks.extend(socks);
+                addrs
+            });
+            conductor.sockets_bound(now, r.id, answer);
+        }
+        any
+    }
+
+    /// Sends the outbox's datagrams with `send`, each from the socket its
+    /// transmit names (the first when it names none); the adapter's `send`
+    /// drops one that would block, as the wire would.
+    pub fn send(&self, out: &mut Outbox, mut send: impl FnMut(&T, &[u8], SocketAddr)) {
+        while let Some(t) = out.pop_datagram() {
+            let sock = self
+                .socks
+                .iter()
+                .find(|(_, a)| Some(*a) == t.from)
+                .or_else(|| self.socks.first());
+            if let (Some((sock, _)), Some(to)) = (sock, t.to) {
+                send(sock, &t.data, to);
+            }
+        }
+    }
+}
+
 /// The default write timeout: a peer that takes no bytes for this long is
 /// closed.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -2,7 +2,7 @@
 
 use arcly_core::bus::CloseReason;
 use arcly_core::engine::Engine;
-use arcly_core::host::{bind_sockets, AddrGuard, AddrLimit, LogLimit, Outbox, WRITE_TIMEOUT};
+use arcly_core::host::{AddrGuard, AddrLimit, LogLimit, Outbox, OwnedSockets, WRITE_TIMEOUT};
 use arcly_core::session::{Conductor, ConnContext, Input, Session};
 use arcly_core::time::Instant;
 use bytes::BytesMut;
@@ -161,7 +161,7 @@ struct Conn<S> {
     /// The deadline its timer-heap entry was made for.
     deadline: Option<Instant>,
     /// The UDP sockets its session asked for, their addresses and tokens.
-    udp: Vec<(UdpSocket, SocketAddr, Token)>,
+    udp: OwnedSockets<(UdpSocket, Token)>,
     eof: bool,
     writable_interest: bool,
 }
@@ -381,7 +381,7 @@ fn run_worker<S, F>(
                     woken,
                     waker,
                     deadline: None,
-                    udp: Vec::new(),
+                    udp: OwnedSockets::new(),
                     eof: false,
                     writable_interest: false,
                 },
@@ -424,17 +424,22 @@ fn run_worker<S, F>(
             };
             let mut done = turn(c, &clock, &mut rbuf, &mut dbuf, &log, cfg.write_timeout);
             if !done {
-                let mut bind = |at: SocketAddr| -> io::Result<(UdpSocket, SocketAddr, Token)> {
+                let bind = |at: SocketAddr| -> io::Result<((UdpSocket, Token), SocketAddr)> {
                     let mut u = UdpSocket::bind(at)?;
                     let addr = u.local_addr()?;
                     next_udp -= 1;
                     let token = Token(next_udp);
                     poll.registry()
                         .register(&mut u, token, Interest::READABLE)?;
-                    Ok((u, addr, token))
+                    Ok(((u, token), addr))
                 };
-                if answer_sockets(c, &clock, &mut bind) {
-                    for (_, _, t) in &c.udp {
+                let ip = c
+                    .sock
+                    .local_addr()
+                    .map(|a| a.ip())
+                    .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+                if c.udp.answer(&mut c.conductor, ip, clock.now(), bind) {
+                    for ((_, t), _) in c.udp.iter() {
                         udp_owner.insert(t.0, key);
                     }
                     done = turn(c, &clock, &mut rbuf, &mut dbuf, &log, cfg.write_timeout);
@@ -466,7 +471,7 @@ fn run_worker<S, F>(
         }
         for key in gone {
             if let Some(mut c) = conns.remove(&key) {
-                for (u, _, t) in &mut c.udp {
+                for ((u, t), _) in c.udp.iter_mut() {
                     let _ = poll.registry().deregister(u);
                     udp_owner.remove(&t.0);
                 }
@@ -594,57 +599,21 @@ fn pump<S: Session>(c: &mut Conn<S>, clock: &Clock) -> io::Result<()> {
     let sock = &mut c.sock;
     c.out
         .pump(&mut c.conductor, || clock.now(), |b| sock.write_vectored(b))?;
-    while let Some(t) = c.out.pop_datagram() {
-        let u = c
-            .udp
-            .iter()
-            .find(|(_, a, _)| Some(*a) == t.from)
-            .or_else(|| c.udp.first());
-        if let (Some((u, _, _)), Some(to)) = (u, t.to) {
-            let _ = u.send_to(&t.data, to);
-        }
-    }
+    c.udp.send(&mut c.out, |(u, _), data, to| {
+        let _ = u.send_to(data, to);
+    });
     Ok(())
-}
-
-/// Answers the session's socket requests with sockets made by `bind`;
-/// returns whether there were any.
-fn answer_sockets<S: Session>(
-    c: &mut Conn<S>,
-    clock: &Clock,
-    bind: &mut impl FnMut(SocketAddr) -> io::Result<(UdpSocket, SocketAddr, Token)>,
-) -> bool {
-    let ip = c
-        .sock
-        .local_addr()
-        .map(|a| a.ip())
-        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-    let mut any = false;
-    while let Some(r) = c.conductor.poll_socket_request() {
-        any = true;
-        let bound = bind_sockets(r.kind, ip, c.udp.len(), |at| {
-            bind(at).map(|(u, a, t)| ((u, a, t), a))
-        });
-        let answer = bound.map(|socks| {
-            let addrs = socks.iter().map(|(_, a)| *a).collect();
-            c.udp.extend(socks.into_iter().map(|(s, _)| s));
-            addrs
-        });
-        c.conductor.sockets_bound(clock.now(), r.id, answer);
-    }
-    any
 }
 
 /// Hands the datagrams waiting on the session's own sockets to it
 /// (edge-triggered: until each would block, or a turn's worth).
 fn read_datagrams<S: Session>(c: &mut Conn<S>, clock: &Clock, buf: &mut [u8]) {
-    for i in 0..c.udp.len() {
+    for ((u, _), local) in c.udp.iter() {
         for _ in 0..READS_PER_TURN {
-            let (u, local, _) = &c.udp[i];
-            let local = *local;
             match u.recv_from(buf) {
                 Ok((n, from)) => {
                     let data = BytesMut::from(&buf[..n]);
+                    let local = *local;
                     c.conductor
                         .handle_input(clock.now(), Input::Datagram { from, local, data });
                 }

@@ -2,13 +2,13 @@
 
 use crate::ShutdownSignal;
 use arcly_core::bus::CloseReason;
-use arcly_core::host::{bind_sockets, Outbox, WRITE_TIMEOUT};
+use arcly_core::host::{Outbox, OwnedSockets, WRITE_TIMEOUT};
 use arcly_core::session::{Conductor, Input, Session};
 use async_io::{Async, Timer};
 use bytes::BytesMut;
 use std::future::{poll_fn, Future};
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::pin::pin;
 use std::task::Poll;
 use std::time::Duration;
@@ -74,46 +74,14 @@ fn pump<S: Session>(
     )
 }
 
-/// The UDP sockets a session asked for, with their local addresses.
-type Owned = Vec<(Async<UdpSocket>, SocketAddr)>;
+/// The UDP sockets a session asked for.
+type Owned = OwnedSockets<Async<UdpSocket>>;
 
-/// Answers the session's socket requests; returns whether there were any.
-fn answer_sockets<S: Session>(
-    conductor: &mut Conductor<S>,
-    owned: &mut Owned,
-    ip: IpAddr,
-    clock: &Clock,
-) -> bool {
-    let mut any = false;
-    while let Some(r) = conductor.poll_socket_request() {
-        any = true;
-        let bound = bind_sockets(r.kind, ip, owned.len(), |at| {
-            let s = Async::new(UdpSocket::bind(at)?)?;
-            let addr = s.get_ref().local_addr()?;
-            Ok((s, addr))
-        });
-        let answer = bound.map(|socks| {
-            let addrs = socks.iter().map(|(_, a)| *a).collect();
-            owned.extend(socks);
-            addrs
-        });
-        conductor.sockets_bound(clock.now(), r.id, answer);
-    }
-    any
-}
-
-/// Sends the session's datagrams from its own sockets; one that would block
-/// is dropped, as the wire would.
-fn send_datagrams(out: &mut Outbox, owned: &Owned) {
-    while let Some(t) = out.pop_datagram() {
-        let sock = owned
-            .iter()
-            .find(|(_, a)| Some(*a) == t.from)
-            .or_else(|| owned.first());
-        if let (Some((sock, _)), Some(to)) = (sock, t.to) {
-            let _ = sock.get_ref().send_to(&t.data, to);
-        }
-    }
+/// Binds one of a session's own UDP sockets.
+fn bind_udp(at: SocketAddr) -> io::Result<(Async<UdpSocket>, SocketAddr)> {
+    let s = Async::new(UdpSocket::bind(at)?)?;
+    let addr = s.get_ref().local_addr()?;
+    Ok((s, addr))
 }
 
 /// Runs `conductor` over `sock` until the session closes, the peer goes
@@ -142,7 +110,7 @@ pub async fn drive_stream<S: Session>(
     // The session's own UDP sockets (RTSP's RTP/RTCP pairs), bound on the
     // interface of this connection when it asks, and a buffer to read them.
     let ip = sock.get_ref().local_addr()?.ip();
-    let mut owned: Owned = Vec::new();
+    let mut owned = Owned::new();
     let mut dbuf: Vec<u8> = Vec::new();
     loop {
         loop {
@@ -153,8 +121,10 @@ pub async fn drive_stream<S: Session>(
                 }
                 return Err(e);
             }
-            send_datagrams(&mut out, &owned);
-            if !answer_sockets(&mut conductor, &mut owned, ip, &clock) {
+            owned.send(&mut out, |u, data, to| {
+                let _ = u.get_ref().send_to(data, to);
+            });
+            if !owned.answer(&mut conductor, ip, clock.now(), bind_udp) {
                 break;
             }
         }
@@ -190,7 +160,7 @@ pub async fn drive_stream<S: Session>(
             {
                 return Poll::Ready(Wake::Delivered);
             }
-            for (u, local) in &owned {
+            for (u, local) in owned.iter() {
                 while u.poll_readable(cx).is_ready() {
                     match u.get_ref().recv_from(&mut dbuf) {
                         Ok((n, from)) => {

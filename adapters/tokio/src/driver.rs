@@ -2,12 +2,12 @@
 
 use crate::{Clock, ShutdownSignal};
 use arcly_core::bus::CloseReason;
-use arcly_core::host::{bind_sockets, Outbox, WRITE_TIMEOUT};
+use arcly_core::host::{Outbox, OwnedSockets, WRITE_TIMEOUT};
 use arcly_core::session::{Conductor, Input, Session};
 use bytes::BytesMut;
 use std::future::{poll_fn, Future};
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::pin;
 use std::task::Poll;
 use tokio::io::AsyncWriteExt;
@@ -69,48 +69,16 @@ fn pump<S: Session>(
     out.pump(conductor, || clock.now(), |b| sock.try_write_vectored(b))
 }
 
-/// The UDP sockets a session asked for, with their local addresses.
-type Owned = Vec<(UdpSocket, SocketAddr)>;
+/// The UDP sockets a session asked for.
+type Owned = OwnedSockets<UdpSocket>;
 
-/// Answers the session's socket requests; returns whether there were any.
-fn answer_sockets<S: Session>(
-    conductor: &mut Conductor<S>,
-    owned: &mut Owned,
-    ip: IpAddr,
-    clock: &Clock,
-) -> bool {
-    let mut any = false;
-    while let Some(r) = conductor.poll_socket_request() {
-        any = true;
-        let bound = bind_sockets(r.kind, ip, owned.len(), |at| {
-            let s = std::net::UdpSocket::bind(at)?;
-            s.set_nonblocking(true)?;
-            let s = UdpSocket::from_std(s)?;
-            let addr = s.local_addr()?;
-            Ok((s, addr))
-        });
-        let answer = bound.map(|socks| {
-            let addrs = socks.iter().map(|(_, a)| *a).collect();
-            owned.extend(socks);
-            addrs
-        });
-        conductor.sockets_bound(clock.now(), r.id, answer);
-    }
-    any
-}
-
-/// Sends the session's datagrams from its own sockets; one that would block
-/// is dropped, as the wire would.
-fn send_datagrams(out: &mut Outbox, owned: &Owned) {
-    while let Some(t) = out.pop_datagram() {
-        let sock = owned
-            .iter()
-            .find(|(_, a)| Some(*a) == t.from)
-            .or_else(|| owned.first());
-        if let (Some((sock, _)), Some(to)) = (sock, t.to) {
-            let _ = sock.try_send_to(&t.data, to);
-        }
-    }
+/// Binds one of a session's own UDP sockets.
+fn bind_udp(at: SocketAddr) -> io::Result<(UdpSocket, SocketAddr)> {
+    let s = std::net::UdpSocket::bind(at)?;
+    s.set_nonblocking(true)?;
+    let s = UdpSocket::from_std(s)?;
+    let addr = s.local_addr()?;
+    Ok((s, addr))
 }
 
 /// Writes everything queued, waiting for the socket as needed.
@@ -154,7 +122,7 @@ pub async fn drive_stream<S: Session>(
     // The session's own UDP sockets (RTSP's RTP/RTCP pairs), bound on the
     // interface of this connection when it asks, and a buffer to read them.
     let ip = sock.local_addr()?.ip();
-    let mut owned: Owned = Vec::new();
+    let mut owned = Owned::new();
     let mut dbuf: Vec<u8> = Vec::new();
     loop {
         loop {
@@ -165,8 +133,10 @@ pub async fn drive_stream<S: Session>(
                 }
                 return Err(e);
             }
-            send_datagrams(&mut out, &owned);
-            if !answer_sockets(&mut conductor, &mut owned, ip, &clock) {
+            owned.send(&mut out, |u, data, to| {
+                let _ = u.try_send_to(data, to);
+            });
+            if !owned.answer(&mut conductor, ip, clock.now(), bind_udp) {
                 break;
             }
         }
@@ -203,7 +173,7 @@ pub async fn drive_stream<S: Session>(
             {
                 return Poll::Ready(Wake::Delivered);
             }
-            for (u, local) in &owned {
+            for (u, local) in owned.iter() {
                 let mut rb = ReadBuf::new(&mut dbuf);
                 if let Poll::Ready(Ok(from)) = u.poll_recv_from(cx, &mut rb) {
                     return Poll::Ready(Wake::Datagram(BytesMut::from(rb.filled()), *local, from));
