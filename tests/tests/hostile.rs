@@ -27,6 +27,7 @@ mod common;
 
 use arcly_core::engine::{Engine, Request as EngineRequest, StreamKey};
 use arcly_rtmp::ClientMode;
+use common::peers::*;
 use common::{frame_index, frames, tracks, Adapter, Client};
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
@@ -48,46 +49,17 @@ fn short() -> bool {
 // ---------------------------------------------------------------------------
 // Tools, media and the gateway binary.
 
-fn which(tool: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(tool))
-            .find(|p| p.is_file())
-    })
-}
-
-/// A tool from PATH, or a failure that names it and how to install it.
-fn need(tool: &str, install: &str) -> PathBuf {
-    which(tool)
-        .unwrap_or_else(|| panic!("interop: `{tool}` is missing; install it with: {install}"))
-}
-
-fn ffmpeg() -> PathBuf {
-    need("ffmpeg", "apt-get install -y ffmpeg")
-}
-
-fn ffprobe() -> PathBuf {
-    need("ffprobe", "apt-get install -y ffmpeg")
-}
-
 fn arcly_bin() -> PathBuf {
     std::env::var_os("ARCLY_BIN").map(PathBuf::from).expect(
         "interop: ARCLY_BIN is not set; run tests/interop.sh, which builds the arcly binary",
     )
 }
 
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("arcly-hostile-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("tmpdir");
-    d
-}
-
 /// A deterministic H.264 + AAC FLV clip from lavfi `source` (a video
 /// filter graph such as `testsrc2=size=320x240:rate=30`).
 fn clip(dir: &Path, name: &str, source: &str, seconds: u32, extra: &[&str]) -> PathBuf {
     let out = dir.join(name);
-    let o = Command::new(ffmpeg())
+    let o = Command::new(ffmpeg5())
         .args(["-v", "error", "-y", "-f", "lavfi", "-i", source])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
         .args(["-t", &seconds.to_string()])
@@ -121,18 +93,10 @@ fn clip(dir: &Path, name: &str, source: &str, seconds: u32, extra: &[&str]) -> P
     out
 }
 
-fn spawn(cmd: &mut Command) -> Child {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn")
-}
-
 /// Publishes `file` in real time (looping `loops` extra times) to `url`.
 fn publish(file: &Path, url: &str, loops: i32) -> Child {
     spawn(
-        Command::new(ffmpeg())
+        Command::new(ffmpeg5())
             .args([
                 "-v",
                 "error",
@@ -191,22 +155,6 @@ fn interrupt(child: &mut Child) -> String {
     }
 }
 
-/// Strict decoding as CLIENTS.md describes it: any stderr line fails.
-fn strict_decode(file: &Path) {
-    let out = Command::new(ffmpeg())
-        .args(["-v", "error", "-xerror", "-err_detect", "explode", "-i"])
-        .arg(file)
-        .args(["-f", "null", "-"])
-        .output()
-        .expect("ffmpeg runs");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && err.trim().is_empty(),
-        "strict decoding of {} failed: {err}",
-        file.display()
-    );
-}
-
 /// Video packets of `file`, counted by ffprobe.
 fn video_packets(file: &Path) -> usize {
     let out = Command::new(ffprobe())
@@ -233,7 +181,7 @@ fn video_packets(file: &Path) -> usize {
 /// The MD5 of every video packet's bytes, in order (`-f framemd5` with
 /// `-c copy` hashes packets, not pictures).
 fn video_packet_md5s(file: &Path) -> Vec<String> {
-    let out = Command::new(ffmpeg())
+    let out = Command::new(ffmpeg5())
         .args(["-v", "error", "-i"])
         .arg(file)
         .args(["-map", "0:v", "-c", "copy", "-f", "framemd5", "-"])
@@ -246,13 +194,6 @@ fn video_packet_md5s(file: &Path) -> Vec<String> {
         .filter_map(|l| l.split(',').nth(5).map(|s| s.trim().to_string()))
         .filter(|s| !s.is_empty())
         .collect()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
 }
 
 /// The gateway binary on free ports, logging at info to a file; killed on
@@ -361,17 +302,6 @@ fn mint(secret: &str, action: &str, key: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
 }
 
 /// Raises this process's open-files limit (and so its children's) to at
@@ -795,7 +725,7 @@ fn stalled_readers_are_dropped_by_the_gateway() {
     let n = if short() { 3 } else { 5 };
     let out = dir.join("played.flv");
     let mut player = spawn(
-        Command::new(ffmpeg())
+        Command::new(ffmpeg5())
             .args(["-v", "error", "-rw_timeout", "10000000", "-i"])
             .arg(gw.rtmp_url("live/s"))
             .args(["-t", "12", "-c", "copy", "-y"])
@@ -1362,35 +1292,6 @@ fn pipeliners_do_not_multiply_memory() {
 // ---------------------------------------------------------------------------
 // 3. Protected HLS that plays.
 
-fn play_in_browser(url: &str, seconds: u32, shot: &Path) -> serde_json::Value {
-    need("chromium", "apt-get install -y chromium");
-    let node = need("node", "apt-get install -y nodejs npm");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
-    assert!(
-        dir.join("node_modules/playwright-core").exists()
-            && dir.join("node_modules/hls.js").exists(),
-        "interop: playwright-core and hls.js are missing; run: npm install --prefix tests/browser"
-    );
-    let out = Command::new(node)
-        .arg(dir.join("play_hls.mjs"))
-        .arg(url)
-        .arg(seconds.to_string())
-        .arg(shot)
-        .output()
-        .expect("node runs");
-    assert!(
-        out.status.success(),
-        "the browser run failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "the browser printed no report ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
-}
-
 /// `--auth-secret S --protect-play`: ffmpeg publishes with a publish token;
 /// ffmpeg (strict decoding) and hls.js in Chromium play with only the
 /// index URL carrying a play token.
@@ -1418,7 +1319,7 @@ fn protected_hls_plays_with_the_index_token() {
     let index = format!("http://{}/live/x/index.m3u8?token={play}", gw.http);
 
     // ffmpeg: decodes 6 s strictly, frame by frame, from the index URL.
-    let out = Command::new(ffmpeg())
+    let out = Command::new(ffmpeg5())
         .args(["-v", "error", "-xerror", "-err_detect", "explode", "-i"])
         .arg(&index)
         .args(["-t", "6", "-map", "0:v", "-f", "framecrc", "-"])
@@ -1774,7 +1675,7 @@ fn rtmp_player_survives_publisher_reconnect() {
     let mut first = publish(&a, &url, 0);
     std::thread::sleep(Duration::from_secs(1));
     let mut player = spawn(
-        Command::new(ffmpeg())
+        Command::new(ffmpeg5())
             .args(["-v", "error", "-rw_timeout", "15000000", "-i", &url])
             .args(["-c", "copy", "-y"])
             .arg(&out),

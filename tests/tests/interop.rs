@@ -8,33 +8,12 @@
 mod common;
 
 use arcly_core::engine::{Engine, StreamKey};
+use common::peers::*;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-
-fn which(tool: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(tool))
-            .find(|p| p.is_file())
-    })
-}
-
-/// A tool from PATH, or a failure that names it and how to install it.
-fn need(tool: &str, install: &str) -> PathBuf {
-    which(tool)
-        .unwrap_or_else(|| panic!("interop: `{tool}` is missing; install it with: {install}"))
-}
-
-fn ffmpeg5() -> PathBuf {
-    need("ffmpeg", "apt-get install -y ffmpeg")
-}
-
-fn ffprobe() -> PathBuf {
-    need("ffprobe", "apt-get install -y ffmpeg")
-}
 
 /// ffmpeg 9 from the `imageio-ffmpeg` wheel (or `ARCLY_FFMPEG9`).
 fn ffmpeg9() -> PathBuf {
@@ -51,13 +30,6 @@ fn ffmpeg9() -> PathBuf {
         Ok(o) if o.status.success() => PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()),
         _ => panic!("interop: ffmpeg 9 is missing; install it with: pip install imageio-ffmpeg"),
     }
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("arcly-interop-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("tmpdir");
-    d
 }
 
 fn run(cmd: &mut Command, what: &str) {
@@ -134,14 +106,6 @@ fn packets(file: &Path) -> Vec<(String, i64, bool)> {
             Some((kind, (pts * 1000.0).round() as i64, flags.starts_with('K')))
         })
         .collect()
-}
-
-fn spawn(cmd: &mut Command) -> Child {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn")
 }
 
 fn wait_stream(engine: &Engine, key: &StreamKey, frames: u64) -> bool {
@@ -559,17 +523,6 @@ fn nginx_pulls_from_arcly() {
     assert!(server.engine.streams().is_empty() || n > 0);
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}
-
 /// 2,000 sockets that connect and say nothing, then 2,000 that send garbage,
 /// against the `arcly` binary while ffmpeg publishes and plays: the server
 /// stays up, the stream is untouched, every flood socket is closed, and a
@@ -718,13 +671,6 @@ impl Drop for Gateway {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
 fn gateway(extra: &[&str]) -> Gateway {
     let bin = std::env::var_os("ARCLY_BIN").map(PathBuf::from).expect(
         "interop: ARCLY_BIN is not set; run tests/interop.sh, which builds the arcly binary",
@@ -811,21 +757,6 @@ fn get(addr: std::net::SocketAddr, path: &str) -> (u16, Vec<u8>) {
     let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     let (status, _, body) = http_raw(addr, req.as_bytes(), Duration::from_secs(15));
     (status, body)
-}
-
-fn strict_decode(file: &Path) {
-    let out = Command::new(ffmpeg5())
-        .args(["-v", "error", "-xerror", "-err_detect", "explode", "-i"])
-        .arg(file)
-        .args(["-f", "null", "-"])
-        .output()
-        .expect("ffmpeg runs");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && err.trim().is_empty(),
-        "strict decoding of {} failed: {err}",
-        file.display()
-    );
 }
 
 fn playlist_uris(text: &str) -> (Vec<String>, Vec<Vec<String>>) {
@@ -1176,35 +1107,6 @@ fn slowloris_does_not_starve_the_server() {
 // ---------------------------------------------------------------------------
 // A real browser: Debian's Chromium, driven by playwright-core, plays the
 // LL-HLS stream with hls.js (tests/browser/play_hls.mjs).
-
-fn play_in_browser(url: &str, seconds: u32, shot: &Path) -> serde_json::Value {
-    need("chromium", "apt-get install -y chromium");
-    let node = need("node", "apt-get install -y nodejs npm");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
-    assert!(
-        dir.join("node_modules/playwright-core").exists()
-            && dir.join("node_modules/hls.js").exists(),
-        "interop: playwright-core and hls.js are missing; run: npm install --prefix tests/browser"
-    );
-    let out = Command::new(node)
-        .arg(dir.join("play_hls.mjs"))
-        .arg(url)
-        .arg(seconds.to_string())
-        .arg(shot)
-        .output()
-        .expect("node runs");
-    assert!(
-        out.status.success(),
-        "the browser run failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "the browser printed no report ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
-}
 
 fn live_publish(f: &Path, url: &str, seconds: u32) -> Child {
     spawn(

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod peers;
+
 use arcly_core::engine::Engine;
 use arcly_core::frame::{CodecId, MediaFrame, TrackId, TrackInfo, TrackSet};
 use arcly_core::session::{Input, Session, SessionEvent};

@@ -1,0 +1,105 @@
+//! Helpers for tests against real peers (the `interop` feature): finding
+//! and running the tools, strict decoding, the browser, process memory.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// Debian's ffmpeg 5.1.
+pub fn ffmpeg5() -> PathBuf {
+    need("ffmpeg", "apt-get install -y ffmpeg")
+}
+
+pub fn ffprobe() -> PathBuf {
+    need("ffprobe", "apt-get install -y ffmpeg")
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// A tool from PATH, or a failure that names it and how to install it.
+pub fn need(tool: &str, install: &str) -> PathBuf {
+    which(tool)
+        .unwrap_or_else(|| panic!("interop: `{tool}` is missing; install it with: {install}"))
+}
+
+pub fn play_in_browser(url: &str, seconds: u32, shot: &Path) -> serde_json::Value {
+    need("chromium", "apt-get install -y chromium");
+    let node = need("node", "apt-get install -y nodejs npm");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
+    assert!(
+        dir.join("node_modules/playwright-core").exists()
+            && dir.join("node_modules/hls.js").exists(),
+        "interop: playwright-core and hls.js are missing; run: npm install --prefix tests/browser"
+    );
+    let out = Command::new(node)
+        .arg(dir.join("play_hls.mjs"))
+        .arg(url)
+        .arg(seconds.to_string())
+        .arg(shot)
+        .output()
+        .expect("node runs");
+    assert!(
+        out.status.success(),
+        "the browser run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "the browser printed no report ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+pub fn spawn(cmd: &mut Command) -> Child {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn")
+}
+
+pub fn which(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(tool))
+            .find(|p| p.is_file())
+    })
+}
+
+pub fn strict_decode(file: &Path) {
+    let out = Command::new(ffmpeg5())
+        .args(["-v", "error", "-xerror", "-err_detect", "explode", "-i"])
+        .arg(file)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.trim().is_empty(),
+        "strict decoding of {} failed: {err}",
+        file.display()
+    );
+}
+
+pub fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("arcly-interop-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("tmpdir");
+    d
+}
