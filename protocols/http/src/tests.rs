@@ -504,3 +504,67 @@ fn pipelined_requests_over_the_simulator_answer_in_order_at_every_split() {
     assert_eq!(a, run(3));
     assert_ne!(a, run(4));
 }
+
+/// Real clients' bytes (protocols/http/testdata, recorded by capture.sh
+/// against the gateway): curl's keep-alive requests and ffmpeg 5.1's first
+/// HLS request parse and are answered in order; the gateway's recorded
+/// answers are well-formed responses for our own client's parser.
+#[test]
+fn captured_client_requests_replay_and_recorded_answers_parse() {
+    struct Paths(Mutex<Vec<String>>);
+    impl Handler for Paths {
+        fn poll_response(&self, _: Instant, req: &Request, _: &mut Context<'_>) -> Poll<Response> {
+            self.0.lock().unwrap().push(req.path.clone());
+            Poll::Ready(Response::new(200, "text/plain", "ok"))
+        }
+    }
+    let replay = |capture: &[u8]| {
+        let h = Arc::new(Paths(Mutex::new(Vec::new())));
+        let mut s = HttpSession::new(HttpConfig::default(), h.clone());
+        // In pieces of 7 bytes, as a slow socket might hand them over.
+        for piece in capture.chunks(7) {
+            s.handle_input(Instant::ZERO, Input::Stream(BytesMut::from(piece)));
+            while s.poll_transmit().is_some() {}
+        }
+        let mut ends = Vec::new();
+        while let Some(e) = s.poll_event() {
+            ends.push(e);
+        }
+        let paths = h.0.lock().unwrap().clone();
+        (paths, ends)
+    };
+    let (paths, ends) = replay(include_bytes!("../testdata/curl_keepalive.c2s"));
+    assert_eq!(paths.len(), 4, "{paths:?}");
+    assert_eq!(paths[0], "/live/cap/index.m3u8");
+    assert_eq!(paths[1], "/live/cap/media.m3u8");
+    assert!(
+        paths[2].ends_with(".mp4") && paths[3].ends_with(".m4s"),
+        "{paths:?}"
+    );
+    assert!(ends.is_empty(), "{ends:?}");
+    let (paths, _) = replay(include_bytes!("../testdata/ffmpeg5_hls.c2s"));
+    assert_eq!(paths, vec!["/live/cap/index.m3u8".to_string()]);
+
+    // The gateway's answers: four responses back to back, then the end.
+    let mut rest: &[u8] = include_bytes!("../testdata/curl_keepalive.s2c");
+    let mut statuses = Vec::new();
+    while !rest.is_empty() {
+        let (head, n) = crate::client::parse_response_head(rest, false)
+            .expect("a well-formed head")
+            .expect("a whole head");
+        let len = match head.framing {
+            crate::client::Framing::Length(n) => n as usize,
+            other => panic!("unexpected framing {other:?}"),
+        };
+        statuses.push(head.status);
+        assert!(head.keep_alive);
+        rest = &rest[n + len..];
+    }
+    assert_eq!(statuses, vec![200, 200, 200, 200]);
+    let answer: &[u8] = include_bytes!("../testdata/ffmpeg5_hls.s2c");
+    let (head, _) = crate::client::parse_response_head(answer, false)
+        .expect("a well-formed head")
+        .expect("a whole head");
+    assert_eq!(head.status, 200);
+    assert!(!head.keep_alive, "ffmpeg asked for Connection: close");
+}
