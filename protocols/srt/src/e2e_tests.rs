@@ -1,0 +1,308 @@
+//! End to end on the simulator: a stream published into one engine is
+//! pushed by our caller to the listener's engine over a lossy link, and
+//! pulled from there by a second caller into a third engine; the frames
+//! that come out equal the frames that went in.
+
+use core::net::SocketAddr;
+use core::task::{Context, Waker};
+use std::time::Duration;
+
+use arcly_core::bus::Delivery;
+use arcly_core::endpoint::EndpointHost;
+use arcly_core::engine::{Engine, Request, StreamKey};
+use arcly_core::frame::MediaFrame;
+use arcly_core::media::ts::{TsDemuxer, TsDemuxerConfig, TsEvent};
+use arcly_core::session::{Conductor, ConnContext, Input};
+use arcly_core::sim::{LinkConfig, Network};
+use arcly_core::time::Instant;
+use bytes::BytesMut;
+
+use crate::crypto::KeyLen;
+use crate::{CallerConfig, CallerMode, SrtCaller, SrtConfig, SrtEndpoint};
+
+const SERVER: u16 = 8890;
+
+fn at(p: u16) -> SocketAddr {
+    SocketAddr::from(([10, 0, 0, 9], p))
+}
+
+/// The frames of a committed capture of ffmpeg's MPEG-TS (H.264 + AAC).
+fn sample() -> (arcly_core::frame::TrackSet, Vec<MediaFrame>) {
+    let data = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../core/testdata/h264_aac.ts"
+    ))
+    .expect("core/testdata/h264_aac.ts");
+    let mut d = TsDemuxer::new(TsDemuxerConfig::default());
+    d.push(&data);
+    d.flush();
+    let mut tracks = arcly_core::frame::TrackSet::new();
+    let mut frames = Vec::new();
+    while let Some(ev) = d.poll_event() {
+        match ev {
+            TsEvent::Track(t) => {
+                tracks.upsert(t).expect("tracks");
+            }
+            TsEvent::Frame(f) => frames.push(f),
+            _ => {}
+        }
+    }
+    (tracks, frames)
+}
+
+fn caller(mode: CallerMode, sid: &str, pass: Option<&str>, now: Instant, seed: u8) -> SrtCaller {
+    SrtCaller::new(
+        CallerConfig {
+            remote: at(SERVER),
+            stream_id: sid.into(),
+            passphrase: pass.map(String::from),
+            key_len: KeyLen::Aes128,
+            latency: Duration::from_millis(120),
+            connect_timeout: Duration::from_secs(3),
+            mode,
+        },
+        now,
+        [seed; 32],
+    )
+    .expect("caller")
+}
+
+struct Run {
+    got: Vec<MediaFrame>,
+    sent: Vec<MediaFrame>,
+    refused: Option<String>,
+}
+
+/// Pushes the sample through the listener and pulls it back out.
+fn run(link: LinkConfig, server_pass: Option<&str>, caller_pass: Option<&str>) -> Run {
+    let (tracks, frames) = sample();
+    let src = Engine::default();
+    let hub = Engine::default();
+    let dst = Engine::default();
+    let key = |s: &str| StreamKey::new("live", s).expect("key");
+    let mut publisher = src
+        .publish(&Request::new(key("src"), "test"), Instant::ZERO)
+        .expect("publish");
+    publisher.set_tracks(tracks);
+    let cfg = SrtConfig {
+        passphrase: server_pass.map(String::from),
+        ..SrtConfig::default()
+    };
+    let mut host = EndpointHost::new(
+        SrtEndpoint::new(cfg, [7; 32]),
+        hub.clone(),
+        ConnContext::default(),
+    );
+    let mut net = Network::new(5, link);
+    let mut now = Instant::from_millis(1);
+    let ctx = ConnContext::default();
+    let push = caller(
+        CallerMode::Push {
+            app: "live".into(),
+            stream: "src".into(),
+        },
+        "publish:live/cam",
+        caller_pass,
+        now,
+        1,
+    );
+    let mut push = Conductor::new(src.clone(), push, ctx.clone());
+    let mut pull: Option<Conductor<SrtCaller>> = None;
+    let mut player = None;
+    let mut got = Vec::new();
+    let waker = Waker::noop();
+    let mut cx = Context::from_waker(waker);
+    let first = frames.first().map(|f| f.dts.as_micros()).unwrap_or(0);
+    let mut next = 0usize;
+    let start = now;
+    let end = start + Duration::from_secs(12);
+    let (pa, pb) = (at(1), at(2));
+    let mut refused = None;
+    while now < end {
+        // Frames at their own pace.
+        while next < frames.len()
+            && start.as_micros() + (frames[next].dts.as_micros() - first) as u64 <= now.as_micros()
+        {
+            let _ = publisher.publish(now, frames[next].clone());
+            next += 1;
+        }
+        if pull.is_none() && now >= start + Duration::from_millis(300) {
+            let c = caller(
+                CallerMode::Pull {
+                    app: "live".into(),
+                    stream: "out".into(),
+                },
+                "read:live/cam",
+                caller_pass,
+                now,
+                2,
+            );
+            pull = Some(Conductor::new(dst.clone(), c, ctx.clone()));
+        }
+        if player.is_none() {
+            player = dst.play(&Request::new(key("out"), "test")).ok();
+        }
+        if push.poll_timeout().is_some_and(|t| t <= now) {
+            push.handle_timeout(now);
+        }
+        let _ = push.poll_deliveries(&mut cx, now);
+        if let Some(p) = pull.as_mut() {
+            if p.poll_timeout().is_some_and(|t| t <= now) {
+                p.handle_timeout(now);
+            }
+        }
+        host.handle_timeout(now);
+        let _ = host.poll_deliveries(now);
+        while let Some(p) = net.poll_deliver(now) {
+            let data = BytesMut::from(&p.data[..]);
+            if p.to == at(SERVER) {
+                host.handle_datagram(now, at(SERVER), p.from, data);
+            } else if p.to == pa {
+                push.handle_input(
+                    now,
+                    Input::Datagram {
+                        from: p.from,
+                        local: pa,
+                        data,
+                    },
+                );
+            } else if let Some(c) = pull.as_mut() {
+                c.handle_input(
+                    now,
+                    Input::Datagram {
+                        from: p.from,
+                        local: pb,
+                        data,
+                    },
+                );
+            }
+        }
+        let _ = push.poll_deliveries(&mut cx, now);
+        while let Some(t) = push.poll_transmit() {
+            net.send(now, pa, at(SERVER), t.data);
+        }
+        if let Some(c) = pull.as_mut() {
+            while let Some(t) = c.poll_transmit() {
+                net.send(now, pb, at(SERVER), t.data);
+            }
+            if let Some(e) = c.end() {
+                refused.get_or_insert(format!("{e:?}"));
+            }
+        }
+        if let Some(e) = push.end() {
+            refused.get_or_insert(format!("{e:?}"));
+        }
+        while let Some(t) = host.poll_transmit() {
+            if let Some(to) = t.to {
+                net.send(now, at(SERVER), to, t.data);
+            }
+        }
+        while host.poll_log().is_some() {}
+        if let Some(p) = player.as_mut() {
+            while let Ok(d) = p.subscription.try_recv() {
+                if let Delivery::Frame(f) = d {
+                    got.push(f);
+                }
+            }
+        }
+        let mut t = now + Duration::from_millis(2);
+        for c in [
+            push.poll_timeout(),
+            pull.as_ref().and_then(|p| p.poll_timeout()),
+            host.poll_timeout(),
+            net.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            t = t.min(c);
+        }
+        now = t.max(now + Duration::from_micros(10));
+    }
+    Run {
+        got,
+        sent: frames,
+        refused,
+    }
+}
+
+/// The frames from the pull's first key frame on equal the sample's from
+/// the same frame.
+fn assert_same(r: &Run) {
+    assert!(r.refused.is_none(), "{:?}", r.refused);
+    let first_key = r
+        .got
+        .iter()
+        .position(|f| f.is_key())
+        .expect("a key frame came through");
+    let got = &r.got[first_key..];
+    let at = r
+        .sent
+        .iter()
+        .position(|f| f.track == got[0].track && f.payload == got[0].payload)
+        .expect("the first frame is the sample's");
+    let want = &r.sent[at..];
+    assert!(
+        got.len() + 10 >= want.len(),
+        "got {} of {}",
+        got.len(),
+        want.len()
+    );
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!(g.payload, w.payload, "frame payloads");
+        assert_eq!(g.track, w.track);
+    }
+}
+
+#[test]
+fn push_then_pull_through_the_listener_is_frame_exact() {
+    let r = run(LinkConfig::delay(Duration::from_millis(5)), None, None);
+    assert_same(&r);
+}
+
+#[test]
+fn push_then_pull_under_ten_percent_loss_is_frame_exact() {
+    let link = LinkConfig {
+        loss: 0.10,
+        ..LinkConfig::delay(Duration::from_millis(5))
+    };
+    let r = run(link, None, None);
+    assert_same(&r);
+}
+
+#[test]
+fn encrypted_push_and_pull_are_frame_exact() {
+    let p = "correct horse battery";
+    let r = run(
+        LinkConfig::delay(Duration::from_millis(5)),
+        Some(p),
+        Some(p),
+    );
+    assert_same(&r);
+}
+
+#[test]
+fn a_wrong_passphrase_is_refused() {
+    let r = run(
+        LinkConfig::delay(Duration::from_millis(5)),
+        Some("correct horse battery"),
+        Some("wrong horse battery"),
+    );
+    let why = r.refused.expect("refused");
+    assert!(
+        why.contains("BADSECRET") || why.contains("wrong passphrase") || why.contains("Refused"),
+        "{why}"
+    );
+    assert!(r.got.is_empty());
+}
+
+#[test]
+fn a_missing_passphrase_is_refused() {
+    let r = run(
+        LinkConfig::delay(Duration::from_millis(5)),
+        Some("correct horse battery"),
+        None,
+    );
+    assert!(r.refused.is_some());
+    assert!(r.got.is_empty());
+}

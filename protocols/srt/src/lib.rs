@@ -1,0 +1,186 @@
+//! arcly-srt: SRT (Secure Reliable Transport, draft-sharabayko-srt) as
+//! sans-IO state machines, in live mode, carrying MPEG-TS.
+//!
+//! * [`packet`], [`handshake`]: the wire: data and control packets, the
+//!   HSv5 handshake with HSREQ/HSRSP, KMREQ/KMRSP and the stream id.
+//! * [`seq`]: 31-bit sequence numbers and loss lists.
+//! * [`conn`]: an established connection: ACK/ACKACK with RTT, NAK and
+//!   periodic NAK, the retransmission buffer bounded by the latency, TSBPD
+//!   delivery with drift correction, too-late packet drop, keepalive, the
+//!   flow window and pacing.
+//! * [`crypto`]: AES-CTR payload encryption, key material (PBKDF2, RFC 3394
+//!   key wrap).
+//! * [`streamid`]: `#!::r=live/cam,m=publish` and `publish:live/cam`.
+//! * [`media`]: MPEG-TS to the kernel's frames and back.
+//! * [`SrtEndpoint`]: the listener on one UDP socket, an
+//!   [`arcly_core::endpoint::Endpoint`]; its sessions are [`SrtSession`]s.
+//! * [`SrtCaller`]: our caller, publishing to or pulling from a remote
+//!   listener.
+//!
+//! Nothing here performs IO, reads a clock or a random source: time, the
+//! datagrams and a random seed are inputs.
+
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub mod caller;
+pub mod conn;
+pub mod crypto;
+pub mod endpoint;
+pub mod handshake;
+mod link;
+pub mod media;
+pub mod packet;
+pub mod random;
+pub mod seq;
+pub mod session;
+pub mod streamid;
+
+#[cfg(test)]
+mod e2e_tests;
+#[cfg(test)]
+mod tests;
+
+pub use caller::{CallerConfig, CallerMode, SrtCaller};
+pub use endpoint::SrtEndpoint;
+pub use session::SrtSession;
+
+/// The SRT version we announce (1.5.1).
+pub const SRT_VERSION: u32 = 0x01_05_01;
+
+/// The largest payload of a data packet.
+pub const MAX_PAYLOAD: usize = 1456;
+
+/// A passphrase for the streams whose resource matches a pattern.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyPassphrase {
+    /// `live/cam` exactly, or a prefix ending in `*` (`live/*`).
+    pub pattern: String,
+    /// Its passphrase (10 to 79 bytes).
+    pub passphrase: String,
+}
+
+/// The listener's settings.
+#[derive(Clone, Debug)]
+pub struct SrtConfig {
+    /// Our latency (TSBPD delay); each direction uses the larger of both
+    /// sides'.
+    pub latency: Duration,
+    /// The passphrase of every stream without its own.
+    pub passphrase: Option<String>,
+    /// Passphrases per stream (the first match wins).
+    pub passphrases: Vec<KeyPassphrase>,
+    /// The largest packet (with IP and UDP headers).
+    pub mtu: u32,
+    /// Our flow window and receive buffer, packets.
+    pub flow_window: u32,
+    /// A peer silent this long is gone.
+    pub peer_idle: Duration,
+    /// Sessions at most.
+    pub max_sessions: usize,
+}
+
+impl Default for SrtConfig {
+    fn default() -> Self {
+        SrtConfig {
+            latency: Duration::from_millis(120),
+            passphrase: None,
+            passphrases: Vec::new(),
+            mtu: 1500,
+            flow_window: 8192,
+            peer_idle: Duration::from_secs(5),
+            max_sessions: 10_000,
+        }
+    }
+}
+
+impl SrtConfig {
+    /// The passphrase that protects `resource`.
+    pub fn passphrase_for(&self, resource: &str) -> Option<&str> {
+        self.passphrases
+            .iter()
+            .find(|k| match k.pattern.strip_suffix('*') {
+                Some(prefix) => resource.starts_with(prefix),
+                None => k.pattern == resource,
+            })
+            .map(|k| k.passphrase.as_str())
+            .or(self.passphrase.as_deref())
+    }
+}
+
+/// Why an SRT session ended or was refused, in a person's words.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SrtError {
+    /// The stream id could not be read.
+    #[error("{0}")]
+    StreamId(#[from] streamid::StreamIdError),
+    /// The conclusion had no HSREQ.
+    #[error("the caller's handshake has no SRT options (HSREQ)")]
+    NoHsReq,
+    /// The caller encrypts but the stream has no passphrase.
+    #[error("the caller encrypts, but this stream has no passphrase")]
+    UnexpectedEncryption,
+    /// The stream has a passphrase but the caller does not encrypt.
+    #[error("this stream needs a passphrase, and the caller sent none")]
+    PassphraseRequired,
+    /// The key material could not be used (a wrong passphrase, most often).
+    #[error("key material: {0}")]
+    KeyMaterial(#[from] crypto::KmError),
+    /// The remote listener refused us.
+    #[error("the listener refused: {} (code {})", .0.describe(), .0.0 + 1000)]
+    Refused(handshake::RejectCode),
+    /// The remote listener does not speak HSv5.
+    #[error("the listener does not speak HSv5")]
+    Version,
+    /// The remote listener never answered.
+    #[error("no answer from the listener")]
+    NoAnswer,
+}
+
+/// One session's figures, as the API shows them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The stream (`APP/STREAM`).
+    pub resource: String,
+    /// Whether it publishes.
+    pub publishing: bool,
+    /// The peer's address.
+    pub peer: String,
+    /// Its counts.
+    pub stats: conn::Stats,
+}
+
+/// The live figures of an endpoint's sessions, updated by each session
+/// about once a second (never per packet).
+#[derive(Clone, Debug, Default)]
+pub struct SessionStats(Arc<Mutex<HashMap<u32, SessionInfo>>>);
+
+impl SessionStats {
+    pub(crate) fn update(&self, id: u32, info: SessionInfo) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(id, info);
+        }
+    }
+
+    pub(crate) fn remove(&self, id: u32) {
+        if let Ok(mut m) = self.0.lock() {
+            m.remove(&id);
+        }
+    }
+
+    /// A copy of every session's figures, by socket id.
+    pub fn snapshot(&self) -> Vec<(u32, SessionInfo)> {
+        match self.0.lock() {
+            Ok(m) => {
+                let mut v: Vec<_> = m.iter().map(|(k, v)| (*k, v.clone())).collect();
+                v.sort_by_key(|(k, _)| *k);
+                v
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+}
