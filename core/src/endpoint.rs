@@ -428,8 +428,9 @@ impl<E: Endpoint> EndpointHost<E> {
 
     /// Registers the adapter's waker, woken when a playing session has bus
     /// deliveries ready; returns whether some are ready now (then call
-    /// [`poll_deliveries`](Self::poll_deliveries)).
-    pub fn register_ready(&self, cx: &Context<'_>) -> bool {
+    /// [`poll_deliveries`](Self::poll_deliveries)). It takes `&mut self` so
+    /// that a driver future holding the host can be sent between threads.
+    pub fn register_ready(&mut self, cx: &Context<'_>) -> bool {
         self.host_waker.waker.register(cx.waker());
         self.host_waker.ready.swap(false, Ordering::AcqRel)
     }

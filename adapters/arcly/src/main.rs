@@ -26,12 +26,17 @@ USAGE:
 
 Publish with:   ffmpeg -re -i IN -c copy -f flv rtmp://127.0.0.1:1935/live/STREAM
 Play with:      ffplay rtmp://127.0.0.1:1935/live/STREAM
+SRT:            ffmpeg -re -i IN -c copy -f mpegts 'srt://127.0.0.1:8890?streamid=publish:live/STREAM'
+                ffplay 'srt://127.0.0.1:8890?streamid=read:live/STREAM'
          or:    http://127.0.0.1:8888/live/STREAM/index.m3u8 (HLS / LL-HLS)
 Stream list:    http://127.0.0.1:8888/api/streams    Metrics: /metrics
 
 FLAGS:
     --rtmp ADDR|off         RTMP listen address [default: 0.0.0.0:1935]
     --http ADDR|off         HTTP listen address (HLS, stats) [default: 0.0.0.0:8888]
+    --srt ADDR|off          SRT listen address, UDP [default: 0.0.0.0:8890]
+    --srt-latency MS        SRT latency (each direction takes the larger of both sides') [default: 120]
+    --srt-passphrase PASS   encrypt every SRT stream (AES; 10 to 79 bytes) [default: none]
     --segment SECS          HLS target segment duration [default: 2]
     --part MS               LL-HLS part duration, 0 for plain HLS [default: 200]
     --window N              segments listed in the playlist [default: 6]
@@ -144,6 +149,9 @@ impl Observer for GatewayObserver {
 struct Options {
     rtmp: Option<SocketAddr>,
     http: Option<SocketAddr>,
+    srt: Option<SocketAddr>,
+    srt_latency: u64,
+    srt_passphrase: Option<String>,
     segment: u32,
     part_ms: u64,
     window: usize,
@@ -181,6 +189,9 @@ fn parse(args: &[String]) -> Result<Options, String> {
     let mut o = Options {
         rtmp: Some(SocketAddr::from(([0, 0, 0, 0], 1935))),
         http: Some(SocketAddr::from(([0, 0, 0, 0], 8888))),
+        srt: Some(SocketAddr::from(([0, 0, 0, 0], 8890))),
+        srt_latency: 120,
+        srt_passphrase: None,
         segment: 2,
         part_ms: 200,
         window: 6,
@@ -209,6 +220,9 @@ fn parse(args: &[String]) -> Result<Options, String> {
         match flag.as_str() {
             "--rtmp" => o.rtmp = parse_addr(&value()?)?,
             "--http" => o.http = parse_addr(&value()?)?,
+            "--srt" => o.srt = parse_addr(&value()?)?,
+            "--srt-latency" => o.srt_latency = number(flag, &value()?)?,
+            "--srt-passphrase" => o.srt_passphrase = Some(value()?),
             "--segment" => o.segment = number(flag, &value()?)?,
             "--part" => o.part_ms = number(flag, &value()?)?,
             "--window" => o.window = number(flag, &value()?)?,
@@ -309,6 +323,7 @@ fn token(args: &[String]) -> Result<String, String> {
 
 mod bench;
 mod remux;
+mod srt;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -479,6 +494,39 @@ async fn run(o: Options) -> Result<(), String> {
             shutdown.signal(),
             conn_log.clone(),
         ));
+    }
+    if let Some(addr) = o.srt {
+        let opts = srt::SrtOptions {
+            addr,
+            latency_ms: o.srt_latency,
+            passphrase: o.srt_passphrase.clone(),
+        };
+        let ctx = arcly_core::session::ConnContext {
+            unix_base: clock.unix_base(),
+            ..arcly_core::session::ConnContext::default()
+        };
+        let (local, _stats, task) = srt::bind(
+            &opts,
+            engine.clone(),
+            clock,
+            ctx,
+            shutdown.signal(),
+            conn_log.clone(),
+        )
+        .await?;
+        log(
+            Level::Info,
+            &format!(
+                "SRT listening on {local}/udp (latency {} ms{})",
+                o.srt_latency,
+                if o.srt_passphrase.is_some() {
+                    ", encrypted"
+                } else {
+                    ""
+                }
+            ),
+        );
+        servers.spawn(task);
     }
     if let Some(addr) = o.http {
         let listener = tokio::net::TcpListener::bind(addr)

@@ -1,0 +1,88 @@
+//! The gateway's SRT listener: one UDP socket, the SRT endpoint's sessions
+//! on the tokio datagram driver.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arcly_core::endpoint::EndpointHost;
+use arcly_core::engine::Engine;
+use arcly_core::session::ConnContext;
+use arcly_srt::{SessionStats, SrtConfig, SrtEndpoint};
+use arcly_tokio::{Clock, ShutdownSignal};
+
+/// SRT settings from the flags.
+#[derive(Clone, Debug)]
+pub struct SrtOptions {
+    /// The listen address.
+    pub addr: SocketAddr,
+    /// Our latency, ms.
+    pub latency_ms: u64,
+    /// The passphrase of every stream.
+    pub passphrase: Option<String>,
+}
+
+/// 32 bytes from the operating system's random source.
+pub fn seed() -> [u8; 32] {
+    let mut b = [0u8; 32];
+    let ok = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_ok();
+    if !ok {
+        // No /dev/urandom: the standard library's per-process random keys.
+        use std::hash::{BuildHasher, Hasher};
+        for chunk in b.chunks_mut(8) {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u128(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0),
+            );
+            chunk.copy_from_slice(&h.finish().to_be_bytes());
+        }
+    }
+    b
+}
+
+/// Binds the SRT socket; returns its address, the sessions' live figures
+/// and the task that serves it.
+pub async fn bind(
+    o: &SrtOptions,
+    engine: Engine,
+    clock: Clock,
+    ctx: ConnContext,
+    stop: ShutdownSignal,
+    log: Arc<dyn Fn(String) + Send + Sync>,
+) -> Result<
+    (
+        SocketAddr,
+        SessionStats,
+        impl std::future::Future<Output = std::io::Result<()>>,
+    ),
+    String,
+> {
+    if let Some(p) = &o.passphrase {
+        if !(10..=79).contains(&p.len()) {
+            return Err(format!(
+                "--srt-passphrase must be 10 to 79 bytes long, not {}",
+                p.len()
+            ));
+        }
+    }
+    let sock = tokio::net::UdpSocket::bind(o.addr)
+        .await
+        .map_err(|e| format!("cannot listen for SRT on {}: {e}", o.addr))?;
+    let local = sock.local_addr().unwrap_or(o.addr);
+    let cfg = SrtConfig {
+        latency: Duration::from_millis(o.latency_ms),
+        passphrase: o.passphrase.clone(),
+        ..SrtConfig::default()
+    };
+    let endpoint = SrtEndpoint::new(cfg, seed());
+    let stats = endpoint.session_stats();
+    let host = EndpointHost::new(endpoint, engine, ctx);
+    let task = async move { arcly_tokio::drive_endpoint(sock, host, clock, stop, &*log).await };
+    Ok((local, stats, task))
+}
