@@ -36,7 +36,7 @@ FLAGS:
     --http ADDR|off         HTTP listen address (HLS, stats) [default: 0.0.0.0:8888]
     --srt ADDR|off          SRT listen address, UDP [default: 0.0.0.0:8890]
     --srt-latency MS        SRT latency (each direction takes the larger of both sides') [default: 120]
-    --srt-passphrase PASS   encrypt every SRT stream (AES; 10 to 79 bytes) [default: none]
+    --srt-passphrase PASS   encrypt every SRT stream (AES; 10 to 80 bytes) [default: none]
     --segment SECS          HLS target segment duration [default: 2]
     --part MS               LL-HLS part duration, 0 for plain HLS [default: 200]
     --window N              segments listed in the playlist [default: 6]

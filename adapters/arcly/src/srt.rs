@@ -64,9 +64,9 @@ pub async fn bind(
     String,
 > {
     if let Some(p) = &o.passphrase {
-        if !(10..=79).contains(&p.len()) {
+        if !(10..=80).contains(&p.len()) {
             return Err(format!(
-                "--srt-passphrase must be 10 to 79 bytes long, not {}",
+                "--srt-passphrase must be 10 to 80 bytes long, not {}",
                 p.len()
             ));
         }
@@ -83,6 +83,32 @@ pub async fn bind(
     let endpoint = SrtEndpoint::new(cfg, seed());
     let stats = endpoint.session_stats();
     let host = EndpointHost::new(endpoint, engine, ctx);
-    let task = async move { arcly_tokio::drive_endpoint(sock, host, clock, stop, &*log).await };
+    let report = stats.clone();
+    let task = async move {
+        // Each ended session's figures go to the log once.
+        let ended = {
+            let log = log.clone();
+            let stop = stop.clone();
+            async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                let wait = stop.wait();
+                tokio::pin!(wait);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = &mut wait => break,
+                    }
+                    for (id, info) in report.take_ended() {
+                        log(format!("srt session {id:08x} ended: {info}"));
+                    }
+                }
+            }
+        };
+        let (r, ()) = tokio::join!(
+            arcly_tokio::drive_endpoint(sock, host, clock, stop, &*log),
+            ended
+        );
+        r
+    };
     Ok((local, stats, task))
 }

@@ -337,7 +337,10 @@ impl Connection {
             Some(c) => {
                 let mut b = BytesMut::from(&payload[..]);
                 let k = c.current_key();
-                c.encrypt(k, seq.get(), &mut b);
+                // The current key always exists: this cannot fail.
+                if c.encrypt(k, seq.get(), &mut b).is_err() {
+                    return;
+                }
                 (
                     match k {
                         KeyIndex::Even => KeyFlag::Even,

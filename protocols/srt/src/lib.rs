@@ -59,7 +59,7 @@ pub const MAX_PAYLOAD: usize = 1456;
 pub struct KeyPassphrase {
     /// `live/cam` exactly, or a prefix ending in `*` (`live/*`).
     pub pattern: String,
-    /// Its passphrase (10 to 79 bytes).
+    /// Its passphrase (10 to 80 bytes).
     pub passphrase: String,
 }
 
@@ -154,33 +154,78 @@ pub struct SessionInfo {
     pub stats: conn::Stats,
 }
 
+/// Ended sessions kept for [`SessionStats::take_ended`] at most.
+const ENDED_KEPT: usize = 1024;
+
+#[derive(Debug, Default)]
+struct StatsInner {
+    live: HashMap<u32, SessionInfo>,
+    ended: std::collections::VecDeque<(u32, SessionInfo)>,
+}
+
 /// The live figures of an endpoint's sessions, updated by each session
-/// about once a second (never per packet).
+/// about once a second and when it ends (never per packet).
 #[derive(Clone, Debug, Default)]
-pub struct SessionStats(Arc<Mutex<HashMap<u32, SessionInfo>>>);
+pub struct SessionStats(Arc<Mutex<StatsInner>>);
 
 impl SessionStats {
     pub(crate) fn update(&self, id: u32, info: SessionInfo) {
         if let Ok(mut m) = self.0.lock() {
-            m.insert(id, info);
+            m.live.insert(id, info);
         }
     }
 
     pub(crate) fn remove(&self, id: u32) {
         if let Ok(mut m) = self.0.lock() {
-            m.remove(&id);
+            if let Some(info) = m.live.remove(&id) {
+                if m.ended.len() >= ENDED_KEPT {
+                    m.ended.pop_front();
+                }
+                m.ended.push_back((id, info));
+            }
         }
     }
 
-    /// A copy of every session's figures, by socket id.
+    /// A copy of every live session's figures, by socket id.
     pub fn snapshot(&self) -> Vec<(u32, SessionInfo)> {
         match self.0.lock() {
             Ok(m) => {
-                let mut v: Vec<_> = m.iter().map(|(k, v)| (*k, v.clone())).collect();
+                let mut v: Vec<_> = m.live.iter().map(|(k, v)| (*k, v.clone())).collect();
                 v.sort_by_key(|(k, _)| *k);
                 v
             }
             Err(_) => Vec::new(),
         }
+    }
+
+    /// The sessions that ended since the last call, with their last
+    /// figures (the newest 1,024).
+    pub fn take_ended(&self) -> Vec<(u32, SessionInfo)> {
+        match self.0.lock() {
+            Ok(mut m) => m.ended.drain(..).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+impl core::fmt::Display for SessionInfo {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let s = &self.stats;
+        write!(
+            f,
+            "{} {} from {}: rtt {:.1} ms, sent {} (retransmitted {}, dropped {}), received {} (lost {}, recovered {}, dropped {}, undecryptable {})",
+            if self.publishing { "publish of" } else { "play of" },
+            self.resource,
+            self.peer,
+            f64::from(s.rtt) / 1000.0,
+            s.pkt_sent,
+            s.pkt_retrans,
+            s.pkt_send_drop,
+            s.pkt_recv,
+            s.pkt_recv_loss,
+            s.pkt_recv_retrans,
+            s.pkt_recv_drop,
+            s.pkt_recv_undecrypted
+        )
     }
 }
