@@ -541,7 +541,7 @@ fn connection_flood_does_not_disturb_a_stream() {
         .expect("port")
         .port();
     let mut server = Command::new(&bin)
-        .args(["--rtmp", &format!("127.0.0.1:{port}"), "--log", "warn"])
+        .args(["--rtmp", &format!("127.0.0.1:{port}"), "--log", "warn", "--srt", "off"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -687,6 +687,8 @@ fn gateway(extra: &[&str]) -> Gateway {
             &http.to_string(),
             "--log",
             "warn",
+            "--srt",
+            "off",
         ])
         .args(extra)
         .stdout(Stdio::null())
