@@ -37,6 +37,9 @@ FLAGS:
     --srt ADDR|off          SRT listen address, UDP [default: 0.0.0.0:8890]
     --srt-latency MS        SRT latency (each direction takes the larger of both sides') [default: 120]
     --srt-passphrase PASS   encrypt every SRT stream (AES; 10 to 80 bytes) [default: none]
+    --srt-key-passphrase APP/STREAM=PASS
+                            a passphrase for one stream, or for a prefix ending in * (live/*=...);
+                            repeat for more; the first match wins over --srt-passphrase
     --segment SECS          HLS target segment duration [default: 2]
     --part MS               LL-HLS part duration, 0 for plain HLS [default: 200]
     --window N              segments listed in the playlist [default: 6]
@@ -152,6 +155,7 @@ struct Options {
     srt: Option<SocketAddr>,
     srt_latency: u64,
     srt_passphrase: Option<String>,
+    srt_key_passphrases: Vec<(String, String)>,
     segment: u32,
     part_ms: u64,
     window: usize,
@@ -192,6 +196,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         srt: Some(SocketAddr::from(([0, 0, 0, 0], 8890))),
         srt_latency: 120,
         srt_passphrase: None,
+        srt_key_passphrases: Vec::new(),
         segment: 2,
         part_ms: 200,
         window: 6,
@@ -223,6 +228,13 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--srt" => o.srt = parse_addr(&value()?)?,
             "--srt-latency" => o.srt_latency = number(flag, &value()?)?,
             "--srt-passphrase" => o.srt_passphrase = Some(value()?),
+            "--srt-key-passphrase" => {
+                let v = value()?;
+                let (k, p) = v
+                    .split_once('=')
+                    .ok_or_else(|| format!("{flag} takes APP/STREAM=PASSPHRASE, not {v:?}"))?;
+                o.srt_key_passphrases.push((k.to_string(), p.to_string()));
+            }
             "--segment" => o.segment = number(flag, &value()?)?,
             "--part" => o.part_ms = number(flag, &value()?)?,
             "--window" => o.window = number(flag, &value()?)?,
@@ -500,6 +512,7 @@ async fn run(o: Options) -> Result<(), String> {
             addr,
             latency_ms: o.srt_latency,
             passphrase: o.srt_passphrase.clone(),
+            key_passphrases: o.srt_key_passphrases.clone(),
         };
         let ctx = arcly_core::session::ConnContext {
             unix_base: clock.unix_base(),

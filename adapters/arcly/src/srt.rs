@@ -21,6 +21,8 @@ pub struct SrtOptions {
     pub latency_ms: u64,
     /// The passphrase of every stream.
     pub passphrase: Option<String>,
+    /// Passphrases per stream or prefix (`live/*`), first match first.
+    pub key_passphrases: Vec<(String, String)>,
 }
 
 /// 32 bytes from the operating system's random source.
@@ -63,10 +65,15 @@ pub async fn bind(
     ),
     String,
 > {
-    if let Some(p) = &o.passphrase {
+    let all = o.passphrase.iter().map(|p| ("--srt-passphrase", p));
+    let per = o
+        .key_passphrases
+        .iter()
+        .map(|(_, p)| ("--srt-key-passphrase", p));
+    for (flag, p) in all.chain(per) {
         if !(10..=80).contains(&p.len()) {
             return Err(format!(
-                "--srt-passphrase must be 10 to 80 bytes long, not {}",
+                "{flag}: a passphrase is 10 to 80 bytes long, not {}",
                 p.len()
             ));
         }
@@ -78,6 +85,14 @@ pub async fn bind(
     let cfg = SrtConfig {
         latency: Duration::from_millis(o.latency_ms),
         passphrase: o.passphrase.clone(),
+        passphrases: o
+            .key_passphrases
+            .iter()
+            .map(|(pattern, passphrase)| arcly_srt::KeyPassphrase {
+                pattern: pattern.clone(),
+                passphrase: passphrase.clone(),
+            })
+            .collect(),
         ..SrtConfig::default()
     };
     let endpoint = SrtEndpoint::new(cfg, seed());
