@@ -78,7 +78,7 @@ fuzz_target!(|data: &[u8]| {
             d[12..16].copy_from_slice(&id.to_be_bytes());
         }
         n += 1;
-        now = now + std::time::Duration::from_millis(u64::from(len % 16));
+        now = now + std::time::Duration::from_millis((len % 16) as u64);
         host.handle_datagram(now, local, peer, d);
         host.handle_timeout(now);
         while host.poll_transmit().is_some() {}
