@@ -341,10 +341,12 @@ impl<E: Endpoint> EndpointHost<E> {
         });
         let waker = Waker::from(flag.clone());
         self.flags.insert(key.clone(), flag);
+        let mut conductor = Conductor::new(self.engine.clone(), session, ctx);
+        conductor.handle_pending(now);
         self.sessions.insert(
             key.clone(),
             Entry {
-                conductor: Conductor::new(self.engine.clone(), session, ctx),
+                conductor,
                 waker,
                 deadline: None,
                 dirty: false,

@@ -615,6 +615,14 @@ impl<S: Session> Conductor<S> {
         &mut self.p.session
     }
 
+    /// Acts on what the session raised on its own, outside an input or a
+    /// timer: the events of a session built from a handshake already read
+    /// (a datagram endpoint's new sessions), answered at once rather than
+    /// at the peer's next packet.
+    pub fn handle_pending(&mut self, now: Instant) {
+        self.process(now);
+    }
+
     /// Input from the socket.
     pub fn handle_input(&mut self, now: Instant, input: Input) {
         self.p.last_input = now;

@@ -541,7 +541,14 @@ fn connection_flood_does_not_disturb_a_stream() {
         .expect("port")
         .port();
     let mut server = Command::new(&bin)
-        .args(["--rtmp", &format!("127.0.0.1:{port}"), "--log", "warn", "--srt", "off"])
+        .args([
+            "--rtmp",
+            &format!("127.0.0.1:{port}"),
+            "--log",
+            "warn",
+            "--srt",
+            "off",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

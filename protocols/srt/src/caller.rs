@@ -265,7 +265,10 @@ impl SrtCaller {
         let mut cc = ConnConfig::new(self.id, hs.socket_id, self.isn, self.isn, recv);
         cc.send_latency = send;
         cc.peer_window = hs.flow_window.clamp(32, 1 << 16);
-        let conn = Connection::new(cc, now, self.crypto.take());
+        let mut conn = Connection::new(cc, now, self.crypto.take());
+        // One clock origin for the handshake's time stamps and the data's:
+        // the listener takes ours from the conclusion.
+        conn.set_time_origin(self.started);
         let sending = matches!(self.cfg.mode, CallerMode::Push { .. });
         self.link = Some(Link::new(conn, sending));
         self.state = State::Open;
@@ -328,7 +331,13 @@ impl Session for SrtCaller {
     }
 
     fn handle_stream_end(&mut self, now: Instant, _why: RecvError) {
-        self.close(now, CloseReason::PublisherEnded);
+        match self.link.as_mut() {
+            Some(l) => {
+                l.conn.close_after_linger(now, crate::LINGER);
+                self.pump(now);
+            }
+            None => self.close(now, CloseReason::PublisherEnded),
+        }
     }
 
     fn handle_timeout(&mut self, now: Instant) {

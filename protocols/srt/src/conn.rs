@@ -20,8 +20,17 @@ use crate::packet::{
 };
 use crate::seq::{next_msg, LossList, Seq};
 
+/// The RTT every side assumes before it has measured one, µs (its
+/// variance: half of it).
+const INITIAL_RTT: u32 = 100_000;
+/// A closing sender waits this long past the peer's latency after the last
+/// acknowledgement, for the peer's TSBPD to play it out (its clock may run
+/// a little behind ours), µs.
+const LINGER_MARGIN: u64 = 250_000;
 /// The ACK timer (the SYN interval).
 const SYN: u64 = 10_000;
+/// Packets sent again at most at once while the receiver has no RTT yet.
+const GO_BACK_MAX: usize = 128;
 /// A light ACK every this many packets between full ones.
 const LIGHT_ACK_EVERY: u32 = 64;
 /// The shortest periodic NAK interval.
@@ -156,6 +165,8 @@ struct Sent {
     origin: u64,
     /// When it was last put on the wire (0: not yet).
     last_sent: u64,
+    /// When it was last retransmitted (0: never).
+    last_rexmit: u64,
 }
 
 #[derive(Debug)]
@@ -183,6 +194,9 @@ pub struct Connection {
     /// Index into `snd_buf` of the first packet not yet sent.
     snd_unsent: usize,
     snd_loss: LossList,
+    /// Retransmissions in the order they went, each with when it is due
+    /// again if still unacknowledged (µs).
+    rexmit_watch: VecDeque<(u64, Seq)>,
     snd_acked: Seq,
     /// When the ACK last moved forward, µs.
     ack_progress: u64,
@@ -218,11 +232,22 @@ pub struct Connection {
     rtt: u64,
     rtt_var: u64,
     rtt_sampled: bool,
+    /// The peer's RTT figure is a measurement, not the initial guess.
+    peer_rtt_known: bool,
+    /// When the last ACK arrived, µs.
+    last_ack_at: u64,
+    /// When unacknowledged packets last went again together, µs.
+    last_go_back: u64,
     last_recv: u64,
     last_send: u64,
     out: VecDeque<Bytes>,
     stats: Stats,
     end: Option<ConnEnd>,
+    /// Closing once what was sent is acknowledged and played out: the
+    /// latest time to give up waiting, µs.
+    linger_until: Option<u64>,
+    /// When everything sent was acknowledged, while closing.
+    drained_at: Option<u64>,
 }
 
 fn us(d: Duration) -> u64 {
@@ -247,6 +272,7 @@ impl Connection {
             snd_buf: VecDeque::new(),
             snd_unsent: 0,
             snd_loss: LossList::new(),
+            rexmit_watch: VecDeque::new(),
             pace_next: t,
             in_bytes: 0,
             in_rate: 0,
@@ -266,14 +292,19 @@ impl Connection {
             since_light: 0,
             acks: VecDeque::new(),
             next_nak: t + MIN_NAK_INTERVAL,
-            rtt: 100_000,
-            rtt_var: 50_000,
+            rtt: u64::from(INITIAL_RTT),
+            rtt_var: u64::from(INITIAL_RTT / 2),
             rtt_sampled: false,
+            peer_rtt_known: false,
+            last_ack_at: 0,
+            last_go_back: 0,
             last_recv: t,
             last_send: t,
             out: VecDeque::new(),
             stats: Stats::default(),
             end: None,
+            linger_until: None,
+            drained_at: None,
         }
     }
 
@@ -359,6 +390,7 @@ impl Connection {
             payload,
             origin: t,
             last_sent: 0,
+            last_rexmit: 0,
         });
         self.stats.pkt_sent += 1;
         self.flush_sends(t);
@@ -371,10 +403,21 @@ impl Connection {
     }
 
     fn wire(&mut self, now: u64, i: usize, retransmitted: bool) {
+        let again = now + self.rexmit_after();
+        let room = self.rexmit_watch.len() < 2 * self.snd_buf.len();
         let Some(p) = self.snd_buf.get_mut(i) else {
             return;
         };
         p.last_sent = now;
+        if retransmitted {
+            p.last_rexmit = now;
+            // Bounded by the send buffer: a packet is watched once per
+            // retransmission, and the buffer is bounded by the latency.
+            if room {
+                self.rexmit_watch.push_back((again, p.seq));
+            }
+        }
+        let p = &self.snd_buf[i];
         let d = DataPacket {
             seq: p.seq,
             position: Position::Solo,
@@ -405,10 +448,12 @@ impl Connection {
             // Retransmissions first.
             if let Some(s) = self.snd_loss.pop_first() {
                 let Some(i) = self.index_of(s) else { continue };
-                let last = self.snd_buf[i].last_sent;
-                // Asked again within a round trip: the first copy may still
-                // be on its way.
-                if last != 0 && now.saturating_sub(last) < (self.rtt / 2).min(MIN_NAK_INTERVAL) {
+                let last = self.snd_buf[i].last_rexmit;
+                // Asked again within half a round trip of a retransmission:
+                // the retransmission may still be on its way (a periodic NAK
+                // sent before it arrived). The first transmission never
+                // stops a retransmission: a NAK means it was lost.
+                if last != 0 && now.saturating_sub(last) < self.rtt.min(MIN_NAK_INTERVAL) / 2 {
                     continue;
                 }
                 self.wire(now, i, true);
@@ -436,6 +481,100 @@ impl Connection {
     /// The retransmission timeout, µs.
     fn rto(&self) -> u64 {
         (self.rtt + 4 * self.rtt_var + SYN).max(3 * SYN)
+    }
+
+    /// How long a packet may stay unacknowledged before it is taken as
+    /// lost, µs: a round trip, its variance and the receiver's ACK period
+    /// (which is not kept exactly), and at least three ACK periods.
+    fn rexmit_after(&self) -> u64 {
+        if self.peer_rtt_known {
+            (self.rtt + 4 * self.rtt_var + SYN).max(3 * SYN)
+        } else {
+            3 * SYN
+        }
+    }
+
+    /// When the first unacknowledged packet (if an ACK came after it went
+    /// out) or the oldest watched retransmission is due again.
+    fn rexmit_due(&self) -> Option<u64> {
+        let head = self.snd_buf.front().and_then(|p| {
+            (self.snd_unsent > 0
+                && p.seq == self.snd_acked
+                && p.last_sent != 0
+                && p.last_rexmit == 0
+                && self.last_ack_at > p.last_sent)
+                .then(|| p.last_sent + self.rexmit_after())
+        });
+        let watched = self.rexmit_watch.front().map(|w| w.0);
+        let go_back = (!self.peer_rtt_known && self.snd_unsent > 0)
+            .then(|| self.ack_progress.max(self.last_go_back) + self.rexmit_after());
+        [head, watched, go_back].into_iter().flatten().min()
+    }
+
+    /// A receiver asks again for a lost packet only at its periodic NAK,
+    /// which libsrt first schedules from its initial RTT guess (150 ms
+    /// after a loss: longer than a live latency), and NAKs and ACKs
+    /// themselves can be lost. So, besides what NAKs ask for, a packet goes
+    /// again when it stays unacknowledged past
+    /// [`rexmit_after`](Self::rexmit_after) from its last sending and
+    ///
+    /// * it is the first unacknowledged one and an ACK came after it went
+    ///   out (the receiver is there and names it as its first hole), or
+    /// * it was retransmitted before (it was reported lost).
+    ///
+    /// A wrong guess costs one packet per period.
+    ///
+    /// Until the receiver has measured the round trip (its ACKs carry the
+    /// initial 100 ms: none of our ACKACKs reached it yet) it neither NAKs
+    /// periodically in time nor repeats an ACK that was lost, so a hole
+    /// whose NAK and ACK were both lost would never be named. Then, when
+    /// the ACK has not moved for that period, every packet sent that long
+    /// ago and not acknowledged goes again (at most [`GO_BACK_MAX`]): this
+    /// lasts the first few round trips of a connection only.
+    fn rexmit_lost(&mut self, now: u64) {
+        let after = self.rexmit_after();
+        if !self.peer_rtt_known
+            && self.snd_unsent > 0
+            && now >= self.ack_progress.max(self.last_go_back) + after
+        {
+            self.last_go_back = now;
+            let first = self.index_of(self.snd_acked).unwrap_or(0);
+            let mut n = 0;
+            for p in self.snd_buf.range(first..self.snd_unsent) {
+                if n >= GO_BACK_MAX {
+                    break;
+                }
+                if now >= p.last_sent + after {
+                    self.snd_loss.insert(p.seq, p.seq);
+                    n += 1;
+                }
+            }
+        }
+        if let Some(p) = self.snd_buf.front() {
+            if self.snd_unsent > 0
+                && p.seq == self.snd_acked
+                && p.last_sent != 0
+                && p.last_rexmit == 0
+                && self.last_ack_at > p.last_sent
+                && now >= p.last_sent + after
+            {
+                let s = self.snd_acked;
+                self.snd_loss.insert(s, s);
+            }
+        }
+        while let Some(&(due, seq)) = self.rexmit_watch.front() {
+            if due > now {
+                break;
+            }
+            self.rexmit_watch.pop_front();
+            let Some(i) = self.index_of(seq) else {
+                continue;
+            };
+            let p = &self.snd_buf[i];
+            if seq.diff(self.snd_acked) >= 0 && i < self.snd_unsent && now >= p.last_sent + after {
+                self.snd_loss.insert(seq, seq);
+            }
+        }
     }
 
     /// A lost last packet shows no gap to the receiver, so nothing NAKs it:
@@ -670,11 +809,15 @@ impl Connection {
         match c.control {
             Control::Ack { ack_no, info } => {
                 if !info.light {
-                    self.control(now, Control::AckAck { ack_no });
                     if info.rtt > 0 {
                         self.rtt = u64::from(info.rtt);
                         self.rtt_var = u64::from(info.rtt_var);
+                        // Until its first ACKACK arrives, a receiver reports
+                        // the initial 100 ms and 50 ms of the specification.
+                        self.peer_rtt_known =
+                            (info.rtt, info.rtt_var) != (INITIAL_RTT, INITIAL_RTT / 2);
                     }
+                    self.control(now, Control::AckAck { ack_no });
                     self.stats.capacity = info.capacity;
                 }
                 let last = info.last;
@@ -682,6 +825,7 @@ impl Connection {
                 if last.diff(self.snd_next) > 0 {
                     return;
                 }
+                self.last_ack_at = now;
                 if last.diff(self.snd_acked) > 0 {
                     self.snd_acked = last;
                     self.ack_progress = now;
@@ -694,7 +838,9 @@ impl Connection {
                     self.snd_unsent -= 1;
                 }
                 self.snd_loss.remove_before(last);
+                self.rexmit_lost(now);
                 self.flush_sends(now);
+                self.check_linger(now);
             }
             Control::AckAck { ack_no } => {
                 if let Some(pos) = self.acks.iter().position(|(n, _)| *n == ack_no) {
@@ -754,6 +900,17 @@ impl Connection {
                 self.deliver(now);
             }
             Control::Shutdown => {
+                // The sender is done: what arrived is delivered now, holes
+                // are given up.
+                while let Some(slot) = self.rcv_buf.pop_front() {
+                    match slot {
+                        Slot::Full { payload, .. } => self.delivered.push_back(payload),
+                        Slot::Empty => self.stats.pkt_recv_drop += 1,
+                        Slot::Dropped => {}
+                    }
+                    self.rcv_base = self.rcv_base.next();
+                }
+                self.rcv_loss.clear();
                 self.end = Some(ConnEnd::Shutdown);
             }
             Control::KeepAlive
@@ -795,6 +952,12 @@ impl Connection {
             if self.snd_unsent > 0 {
                 t = t.min(self.ack_progress.max(self.last_probe) + self.rto());
             }
+        }
+        if let Some(l) = self.linger_done_at() {
+            t = t.min(l);
+        }
+        if let Some(h) = self.rexmit_due() {
+            t = t.min(h);
         }
         if let Some(due) = self.rcv_buf.iter().find_map(|s| match s {
             Slot::Full { ts, .. } => Some(self.deliver_at(*ts)),
@@ -843,11 +1006,13 @@ impl Connection {
             self.next_nak = t + interval;
         }
         self.drop_old_sends(t);
+        self.rexmit_lost(t);
         self.probe_tail(t);
         self.flush_sends(t);
         if t >= self.last_send + us(self.cfg.keepalive) {
             self.control(t, Control::KeepAlive);
         }
+        self.check_linger(t);
     }
 
     fn full_ack(&mut self, now: u64) {
@@ -876,6 +1041,45 @@ impl Connection {
         self.acks.push_back((ack_no, now));
         if self.acks.len() > ACK_HISTORY {
             self.acks.pop_front();
+        }
+    }
+
+    /// Closes once everything queued was sent, acknowledged and had the
+    /// peer's latency to be played out (or after `max_wait`): a shutdown
+    /// then goes to the peer. Nothing sent before is cut off.
+    pub fn close_after_linger(&mut self, now: Instant, max_wait: Duration) {
+        if self.end.is_none() && self.linger_until.is_none() {
+            self.linger_until = Some(now.as_micros() + us(max_wait));
+            self.check_linger(now.as_micros());
+        }
+    }
+
+    /// Whether a lingering close is under way.
+    pub fn is_lingering(&self) -> bool {
+        self.linger_until.is_some() && self.end.is_none()
+    }
+
+    fn linger_done_at(&self) -> Option<u64> {
+        let until = self.linger_until?;
+        let due = self
+            .drained_at
+            .map(|d| d + us(self.cfg.send_latency) + LINGER_MARGIN)
+            .unwrap_or(until);
+        Some(due.min(until))
+    }
+
+    fn check_linger(&mut self, now: u64) {
+        if self.linger_until.is_none() || self.end.is_some() {
+            return;
+        }
+        if self.drained_at.is_none()
+            && self.snd_unsent >= self.snd_buf.len()
+            && self.snd_acked == self.snd_next
+        {
+            self.drained_at = Some(now);
+        }
+        if self.linger_done_at().is_some_and(|t| now >= t) {
+            self.close(Instant::from_micros(now));
         }
     }
 

@@ -51,6 +51,10 @@ pub use session::SrtSession;
 /// The SRT version we announce (1.5.1).
 pub const SRT_VERSION: u32 = 0x01_05_01;
 
+/// How long a sender whose stream ended waits at most for what it sent to
+/// be acknowledged and played out before it shuts the connection.
+pub const LINGER: Duration = Duration::from_secs(3);
+
 /// The largest payload of a data packet.
 pub const MAX_PAYLOAD: usize = 1456;
 

@@ -18,7 +18,6 @@ use arcly_core::session::{
     SessionEvent, StreamRequest, Transmit,
 };
 use arcly_core::time::Instant;
-use bytes::Bytes;
 
 use crate::conn::{ConnConfig, Connection, Stats};
 use crate::crypto::Crypto;
@@ -40,9 +39,10 @@ pub struct SrtSession {
     stream_id: Option<StreamId>,
     action: Action,
     crypto: Option<Crypto>,
-    /// The handshake answer, sent again when the caller repeats its
+    /// The handshake answer, sent again (with a fresh time stamp: the
+    /// caller takes our clock's origin from it) when the caller repeats its
     /// conclusion.
-    answer: Option<Bytes>,
+    answer: Option<ControlPacket>,
     link: Option<Link>,
     events: VecDeque<SessionEvent>,
     out: VecDeque<Transmit>,
@@ -150,10 +150,12 @@ impl SrtSession {
         (now.saturating_duration_since(self.started).as_micros() & 0xFFFF_FFFF) as u32
     }
 
-    fn send_answer(&mut self) {
-        if let Some(a) = &self.answer {
+    fn send_answer(&mut self, now: Instant) {
+        let timestamp = self.timestamp(now);
+        if let Some(a) = &mut self.answer {
+            a.timestamp = timestamp;
             self.out
-                .push_back(Transmit::datagram(None, self.peer, a.clone()));
+                .push_back(Transmit::datagram(None, self.peer, a.to_bytes()));
         }
     }
 
@@ -189,8 +191,8 @@ impl SrtSession {
             dest: self.hs.socket_id,
             control: Control::Handshake(hs),
         };
-        self.answer = Some(p.to_bytes());
-        self.send_answer();
+        self.answer = Some(p);
+        self.send_answer(now);
         self.closed = true;
     }
 
@@ -243,8 +245,8 @@ impl SrtSession {
             dest: self.hs.socket_id,
             control: Control::Handshake(hs),
         };
-        self.answer = Some(p.to_bytes());
-        self.send_answer();
+        self.answer = Some(p);
+        self.send_answer(now);
         let mut cc = ConnConfig::new(
             self.id,
             self.hs.socket_id,
@@ -257,7 +259,9 @@ impl SrtSession {
         cc.recv_window = self.cfg.flow_window;
         cc.idle_timeout = self.cfg.peer_idle;
         cc.too_late_drop = theirs.flags & srt_flag::TLPKTDROP != 0 || theirs.version == 0;
-        let conn = Connection::new(cc, now, self.crypto.take());
+        let mut conn = Connection::new(cc, now, self.crypto.take());
+        // One clock origin for the handshake's time stamps and the data's.
+        conn.set_time_origin(self.started);
         self.link = Some(Link::new(conn, self.action == Action::Play));
     }
 
@@ -318,7 +322,7 @@ impl Session for SrtSession {
         }
         if crate::packet::is_control(&data, 0) {
             // The caller repeats its conclusion: our answer was lost.
-            self.send_answer();
+            self.send_answer(now);
             return;
         }
         if let Some(l) = self.link.as_mut() {
@@ -335,15 +339,17 @@ impl Session for SrtSession {
     }
 
     fn handle_stream_end(&mut self, now: Instant, _why: RecvError) {
-        if let Some(l) = self.link.as_mut() {
-            l.conn.close(now);
+        match self.link.as_mut() {
+            // What is queued still goes out, and is played, before the
+            // shutdown.
+            Some(l) => l.conn.close_after_linger(now, crate::LINGER),
+            None => {
+                self.closed = true;
+                self.events
+                    .push_back(SessionEvent::Closed(SessionEnd::Normal));
+            }
         }
         self.pump(now);
-        if !self.closed {
-            self.closed = true;
-            self.events
-                .push_back(SessionEvent::Closed(SessionEnd::Normal));
-        }
     }
 
     fn handle_timeout(&mut self, now: Instant) {

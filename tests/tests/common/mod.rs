@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod peers;
+pub mod relay;
 
 use arcly_core::engine::Engine;
 use arcly_core::frame::{CodecId, MediaFrame, TrackId, TrackInfo, TrackSet};

@@ -1,0 +1,870 @@
+//! SRT against real peers (the `interop` feature): ffmpeg 5.1 (libsrt),
+//! srt-live-transmit and GStreamer publish to the gateway and play from it,
+//! with and without a passphrase, on a clean loopback and through the lossy
+//! relay; the media must come through frame-exact.
+
+#![cfg(feature = "interop")]
+
+mod common;
+
+use common::peers::{ffmpeg5, ffprobe, need, spawn, strict_decode, tmpdir};
+use common::relay::{Profile, Relay};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn slt() -> PathBuf {
+    need("srt-live-transmit", "apt-get install -y srt-tools")
+}
+
+fn gst() -> PathBuf {
+    need(
+        "gst-launch-1.0",
+        "apt-get install -y gstreamer1.0-tools gstreamer1.0-plugins-bad",
+    )
+}
+
+fn free_udp() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("free udp port")
+        .port()
+}
+
+fn free_tcp() -> u16 {
+    common::peers::free_port()
+}
+
+/// The gateway binary with SRT and RTMP on free ports; killed on drop.
+struct Gateway {
+    child: Child,
+    srt: SocketAddr,
+    rtmp: SocketAddr,
+    log: PathBuf,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Gateway {
+    fn start(dir: &Path, extra: &[&str]) -> Gateway {
+        let bin = std::env::var_os("ARCLY_BIN").map(PathBuf::from).expect(
+            "interop: ARCLY_BIN is not set; run tests/interop.sh, which builds the arcly binary",
+        );
+        let srt: SocketAddr = format!("127.0.0.1:{}", free_udp()).parse().expect("addr");
+        let rtmp: SocketAddr = format!("127.0.0.1:{}", free_tcp()).parse().expect("addr");
+        let log = dir.join("arcly.log");
+        let child = Command::new(bin)
+            .args(["--srt", &srt.to_string(), "--rtmp", &rtmp.to_string()])
+            .args(["--http", "off", "--linger", "0"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("arcly starts");
+        let up = (0..100).any(|_| {
+            std::thread::sleep(Duration::from_millis(30));
+            std::net::TcpStream::connect(rtmp).is_ok()
+        });
+        assert!(up, "arcly did not start listening");
+        Gateway {
+            child,
+            srt,
+            rtmp,
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log has a line containing `what`.
+    fn wait_log(&self, what: &str) -> bool {
+        (0..300).any(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            self.log().contains(what)
+        })
+    }
+}
+
+/// A 6-second test file, MPEG-TS: H.264 320x240 at 30 fps (GOP 30, no
+/// B-frames) and AAC.
+fn make_ts(dir: &Path) -> PathBuf {
+    let out = dir.join("in.ts");
+    let st = Command::new(ffmpeg5())
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=30",
+        ])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            "6",
+        ])
+        .args([
+            "-c:v", "libx264", "-bf", "0", "-g", "30", "-pix_fmt", "yuv420p", "-b:v", "800k",
+        ])
+        .args(["-c:a", "aac", "-b:a", "96k", "-f", "mpegts"])
+        .arg(&out)
+        .status()
+        .expect("ffmpeg runs");
+    assert!(st.success(), "making the test file failed");
+    out
+}
+
+/// (codec type, pts ms, key) of every packet, per ffprobe.
+fn packets(file: &Path) -> Vec<(String, i64, bool)> {
+    let out = Command::new(ffprobe())
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "packet=codec_type,pts_time,flags",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(file)
+        .output()
+        .expect("ffprobe runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split(',');
+            let kind = it.next()?.to_string();
+            let pts: f64 = it.next()?.parse().ok()?;
+            Some((
+                kind,
+                (pts * 1000.0).round() as i64,
+                it.next().unwrap_or("").starts_with('K'),
+            ))
+        })
+        .collect()
+}
+
+/// The played file holds every video frame of the input from one of its
+/// key frames to its end, at the same relative times, and the audio after
+/// it; and it decodes strictly.
+fn assert_frame_exact(input: &Path, played: &Path, what: &str) {
+    let inp = packets(input);
+    let out = packets(played);
+    let vin: Vec<_> = inp.iter().filter(|p| p.0 == "video").collect();
+    let vout: Vec<_> = out.iter().filter(|p| p.0 == "video").collect();
+    assert!(
+        vout.len() >= 30,
+        "{what}: only {} video frames played",
+        vout.len()
+    );
+    assert!(
+        vout.len() <= vin.len(),
+        "{what}: more video played than published"
+    );
+    let k = vin.len() - vout.len();
+    assert!(
+        vin[k].2 && vout[0].2,
+        "{what}: the played video does not start at a key frame of the input ({k})"
+    );
+    let rel = |v: &[&(String, i64, bool)]| -> Vec<i64> { v.iter().map(|p| p.1 - v[0].1).collect() };
+    let off = rel(&vin[k..])
+        .iter()
+        .zip(rel(&vout))
+        .filter(|(a, b)| (**a - *b).abs() > 1)
+        .count();
+    assert_eq!(off, 0, "{what}: video times differ from the input's");
+    let key_t = vin[k].1;
+    let ain = inp
+        .iter()
+        .filter(|p| p.0 == "audio" && p.1 >= key_t)
+        .count() as i64;
+    let aout = out.iter().filter(|p| p.0 == "audio").count() as i64;
+    assert!(aout >= ain - 3, "{what}: audio {aout} played of {ain}");
+    strict_decode(played);
+}
+
+/// Asks `child` to stop as a person at its terminal would (SIGINT): the SRT
+/// tools then close their sockets cleanly (a shutdown to the peer) and
+/// GStreamer with `-e` ends its pipeline with an end of stream, flushing
+/// its files.
+fn interrupt(child: &Child) {
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(st.success(), "kill -INT {} failed", child.id());
+}
+
+fn finish(mut child: Child, what: &str, limit: Duration) {
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut err);
+            }
+            assert!(status.success(), "{what} exited with {status}: {err}");
+            return;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            panic!("{what} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// ffmpeg publishes `input` over SRT to `url` (`-re -c copy`).
+fn ffmpeg_publish(input: &Path, url: &str) -> Child {
+    spawn(
+        Command::new(ffmpeg5())
+            .args(["-v", "error", "-re", "-i"])
+            .arg(input)
+            .args(["-c", "copy", "-f", "mpegts", url]),
+    )
+}
+
+/// ffmpeg plays `url` into `out` until the stream ends.
+fn ffmpeg_play(url: &str, out: &Path) -> Child {
+    spawn(
+        Command::new(ffmpeg5())
+            .args(["-v", "error", "-i", url, "-c", "copy", "-f", "mpegts", "-y"])
+            .arg(out),
+    )
+}
+
+fn srt_url(addr: SocketAddr, sid: &str, extra: &str) -> String {
+    // ffmpeg 5.1 takes the latency in microseconds; linger lets the tail out.
+    format!("srt://{addr}?streamid={sid}&latency=120000&linger=2{extra}")
+}
+
+/// Players of the gateway wait for this many frames of the publisher (so
+/// they start at a key frame near the start, not after the end).
+fn wait_publishing(g: &Gateway, key: &str) {
+    assert!(
+        g.wait_log(&format!("{key} tracks:")),
+        "the publisher of {key} never published: {}",
+        g.log()
+    );
+}
+
+#[test]
+fn ffmpeg_publishes_over_srt_and_plays_over_srt_and_rtmp() {
+    let dir = tmpdir("srt-ffmpeg");
+    let input = make_ts(&dir);
+    let g = Gateway::start(&dir, &[]);
+    let pubc = ffmpeg_publish(&input, &srt_url(g.srt, "publish:live/cam", ""));
+    wait_publishing(&g, "live/cam");
+    let srt_out = dir.join("srt.ts");
+    let rtmp_out = dir.join("rtmp.flv");
+    let p1 = ffmpeg_play(&srt_url(g.srt, "read:live/cam", ""), &srt_out);
+    let p2 = spawn(
+        Command::new(ffmpeg5())
+            .args(["-v", "error", "-rw_timeout", "10000000", "-i"])
+            .arg(format!("rtmp://{}/live/cam", g.rtmp))
+            .args(["-c", "copy", "-y"])
+            .arg(&rtmp_out),
+    );
+    finish(pubc, "the publishing ffmpeg", Duration::from_secs(30));
+    finish(p1, "the SRT player", Duration::from_secs(30));
+    finish(p2, "the RTMP player", Duration::from_secs(30));
+    assert_frame_exact(&input, &srt_out, "SRT → SRT");
+    assert_frame_exact(&input, &rtmp_out, "SRT → RTMP");
+}
+
+#[test]
+fn rtmp_publish_plays_over_srt() {
+    let dir = tmpdir("srt-from-rtmp");
+    let input = make_ts(&dir);
+    let g = Gateway::start(&dir, &[]);
+    let pubc = spawn(
+        Command::new(ffmpeg5())
+            .args(["-v", "error", "-re", "-i"])
+            .arg(&input)
+            .args(["-c", "copy", "-f", "flv"])
+            .arg(format!("rtmp://{}/live/r", g.rtmp)),
+    );
+    wait_publishing(&g, "live/r");
+    let out = dir.join("out.ts");
+    let p = ffmpeg_play(&srt_url(g.srt, "#!::r=live/r,m=request", ""), &out);
+    finish(pubc, "the RTMP publisher", Duration::from_secs(30));
+    finish(p, "the SRT player", Duration::from_secs(30));
+    assert_frame_exact(&input, &out, "RTMP → SRT");
+}
+
+/// srt-live-transmit relays `input` (fed over UDP by ffmpeg) to `target`.
+fn slt_publish(input: &Path, target: &str) -> (Child, Child) {
+    let udp = free_udp();
+    let relay = spawn(Command::new(slt()).args(["-q", &format!("udp://127.0.0.1:{udp}"), target]));
+    std::thread::sleep(Duration::from_millis(300));
+    let feed = spawn(
+        Command::new(ffmpeg5())
+            .args(["-v", "error", "-re", "-i"])
+            .arg(input)
+            .args(["-c", "copy", "-f", "mpegts"])
+            .arg(format!("udp://127.0.0.1:{udp}?pkt_size=1316")),
+    );
+    (feed, relay)
+}
+
+/// srt-live-transmit plays `source` into `out` for `seconds`.
+fn slt_play(source: &str, out: &Path, seconds: u64) -> Child {
+    Command::new("timeout")
+        .arg(seconds.to_string())
+        .arg(slt())
+        .args(["-q", source, "file://con"])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(out).expect("out"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("srt-live-transmit")
+}
+
+#[test]
+fn srt_live_transmit_publishes_and_plays() {
+    let dir = tmpdir("srt-slt");
+    let input = make_ts(&dir);
+    let g = Gateway::start(&dir, &[]);
+    let (feed, mut relay) = slt_publish(
+        &input,
+        &format!("srt://{}?streamid=#!::r=live/slt,m=publish", g.srt),
+    );
+    wait_publishing(&g, "live/slt");
+    let out = dir.join("out.ts");
+    let mut p = slt_play(
+        &format!("srt://{}?streamid=#!::r=live/slt,m=request", g.srt),
+        &out,
+        9,
+    );
+    finish(feed, "the UDP feed", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(1));
+    // Its input (UDP) never ends: interrupted, it closes its SRT socket,
+    // and the stream's last frame (complete only at the end of the stream)
+    // reaches the player.
+    interrupt(&relay);
+    let _ = relay.wait();
+    let _ = p.wait();
+    assert_frame_exact(&input, &out, "srt-live-transmit → srt-live-transmit");
+}
+
+#[test]
+fn gstreamer_srtsink_publishes_and_srtsrc_plays() {
+    let dir = tmpdir("srt-gst");
+    let g = Gateway::start(&dir, &[]);
+    let sent = dir.join("sent.ts");
+    // What GStreamer muxes goes both to a file and over SRT.
+    let pipeline = format!(
+        "videotestsrc is-live=true num-buffers=180 ! video/x-raw,width=320,height=240,framerate=30/1 ! x264enc tune=zerolatency key-int-max=30 bframes=0 ! h264parse ! mpegtsmux name=m alignment=7 ! tee name=t ! queue ! filesink location={} t. ! queue ! srtsink uri=srt://{}?streamid=publish:live/gst latency=120 audiotestsrc is-live=true num-buffers=280 ! avenc_aac ! aacparse ! m.",
+        sent.display(),
+        g.srt
+    );
+    let pubc = spawn(Command::new(gst()).arg("-q").args(pipeline.split(' ')));
+    wait_publishing(&g, "live/gst");
+    let out = dir.join("out.ts");
+    let play = format!(
+        "srtsrc uri=srt://{}?streamid=read:live/gst latency=120 ! filesink location={}",
+        g.srt,
+        out.display()
+    );
+    // srtsrc waits for more after the stream ends: it is interrupted, and
+    // `-e` turns that into an end of stream that flushes the file.
+    let mut p = Command::new("timeout")
+        .args(["-s", "INT", "9"])
+        .arg(gst())
+        .args(["-q", "-e"])
+        .args(play.split(' '))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("gst player");
+    finish(pubc, "the GStreamer publisher", Duration::from_secs(30));
+    let _ = p.wait();
+    assert_frame_exact(&sent, &out, "GStreamer → GStreamer");
+}
+
+#[test]
+fn a_refused_caller_gets_an_srt_rejection_and_the_log_says_why() {
+    let dir = tmpdir("srt-refused");
+    let input = make_ts(&dir);
+    let g = Gateway::start(&dir, &[]);
+    // Nothing is published under live/none: playing it is refused
+    // (srt-live-transmit tries again and again; it is stopped after 3 s).
+    let out = Command::new("timeout")
+        .arg("3")
+        .arg(slt())
+        .args([
+            &format!("srt://{}?streamid=read:live/none", g.srt),
+            "file://con",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("srt-live-transmit");
+    assert!(g.wait_log("refused play of live/none"), "{}", g.log());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("REJECT") && err.contains("Application-defined rejection"),
+        "{err}"
+    );
+    // A second publisher of one key is refused while the first goes on.
+    let first = ffmpeg_publish(&input, &srt_url(g.srt, "publish:live/dup", ""));
+    wait_publishing(&g, "live/dup");
+    let second = Command::new(ffmpeg5())
+        .args(["-v", "error", "-re", "-t", "1", "-i"])
+        .arg(&input)
+        .args(["-c", "copy", "-f", "mpegts"])
+        .arg(srt_url(g.srt, "publish:live/dup", ""))
+        .output()
+        .expect("ffmpeg");
+    assert!(
+        !second.status.success(),
+        "a second publisher of live/dup was let in"
+    );
+    assert!(g.wait_log("refused publish of live/dup"), "{}", g.log());
+    finish(first, "the first publisher", Duration::from_secs(30));
+}
+
+#[test]
+fn encrypted_srt_at_each_key_length_and_a_wrong_passphrase_is_refused() {
+    let dir = tmpdir("srt-crypto");
+    let input = make_ts(&dir);
+    let pass = "0123456789abcdef";
+    let g = Gateway::start(&dir, &["--srt-passphrase", pass]);
+    for keylen in [16, 24, 32] {
+        let key = format!("live/k{keylen}");
+        let q = format!("&passphrase={pass}&pbkeylen={keylen}");
+        let pubc = ffmpeg_publish(&input, &srt_url(g.srt, &format!("publish:{key}"), &q));
+        wait_publishing(&g, &key);
+        let out = dir.join(format!("k{keylen}.ts"));
+        let p = ffmpeg_play(&srt_url(g.srt, &format!("read:{key}"), &q), &out);
+        finish(pubc, "the encrypted publisher", Duration::from_secs(30));
+        finish(p, "the encrypted player", Duration::from_secs(30));
+        assert_frame_exact(&input, &out, &format!("AES-{}", keylen * 8));
+    }
+    let wrong = Command::new(ffmpeg5())
+        .args(["-v", "error", "-t", "1", "-re", "-i"])
+        .arg(&input)
+        .args(["-c", "copy", "-f", "mpegts"])
+        .arg(srt_url(
+            g.srt,
+            "publish:live/w",
+            "&passphrase=not-the-right-one&pbkeylen=16",
+        ))
+        .output()
+        .expect("ffmpeg");
+    assert!(!wrong.status.success(), "a wrong passphrase was let in");
+    assert!(
+        g.wait_log("wrong passphrase") || g.wait_log("passphrase"),
+        "{}",
+        g.log()
+    );
+    let none = Command::new(ffmpeg5())
+        .args(["-v", "error", "-t", "1", "-re", "-i"])
+        .arg(&input)
+        .args(["-c", "copy", "-f", "mpegts"])
+        .arg(srt_url(g.srt, "publish:live/n", ""))
+        .output()
+        .expect("ffmpeg");
+    assert!(
+        !none.status.success(),
+        "a caller without a passphrase was let in"
+    );
+}
+
+/// The lossy relay's run: ffmpeg publishes through one relay, ffmpeg plays
+/// through another, both with `profile` in both directions; returns what
+/// was played and the relays' drop counts.
+fn lossy_run(
+    dir: &Path,
+    server: SocketAddr,
+    input: &Path,
+    profile: Profile,
+    key: &str,
+    seed: u64,
+    wait: &dyn Fn(),
+) -> (PathBuf, u64) {
+    let up = Relay::start(server, profile.clone(), profile.clone(), seed).expect("relay");
+    let down = Relay::start(server, profile.clone(), profile, seed + 1).expect("relay");
+    let pubc = ffmpeg_publish(input, &srt_url(up.addr(), &format!("publish:{key}"), ""));
+    wait();
+    let out = dir.join(format!("{}.ts", key.replace('/', "_")));
+    let p = ffmpeg_play(&srt_url(down.addr(), &format!("read:{key}"), ""), &out);
+    finish(
+        pubc,
+        "the publisher behind the lossy relay",
+        Duration::from_secs(40),
+    );
+    finish(
+        p,
+        "the player behind the lossy relay",
+        Duration::from_secs(40),
+    );
+    let dropped = up
+        .counts()
+        .iter()
+        .chain(down.counts().iter())
+        .map(|c| c.dropped)
+        .sum();
+    (out, dropped)
+}
+
+#[test]
+fn ten_percent_loss_and_five_percent_with_jitter_are_recovered() {
+    let dir = tmpdir("srt-lossy");
+    let input = make_ts(&dir);
+    let g = Gateway::start(&dir, &[]);
+    for (i, (name, profile)) in [
+        ("loss10", Profile::loss(0.10)),
+        (
+            "loss5jitter50",
+            Profile::loss_jitter(0.05, Duration::from_millis(50)),
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let key = format!("live/{name}");
+        let (out, dropped) = lossy_run(
+            &dir,
+            g.srt,
+            &input,
+            profile,
+            &key,
+            100 + i as u64 * 10,
+            &|| wait_publishing(&g, &key),
+        );
+        assert!(
+            dropped > 100,
+            "{name}: the relay dropped only {dropped} datagrams"
+        );
+        assert_frame_exact(&input, &out, &format!("arcly under {name}"));
+        assert!(g.wait_log(&format!("publish of {key} from")), "{}", g.log());
+    }
+    // Every session's figures are logged when it ends; none gave up a
+    // packet as too late.
+    std::thread::sleep(Duration::from_millis(1500));
+    let log = g.log();
+    let ended: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("srt session") && l.contains("live/loss"))
+        .collect();
+    assert!(ended.len() >= 4, "{log}");
+    for l in &ended {
+        assert!(
+            l.contains("dropped 0, undecryptable 0)"),
+            "a packet was not recovered: {l}"
+        );
+    }
+}
+
+#[test]
+fn srt_live_transmit_as_the_server_under_the_same_loss() {
+    // The reference: libsrt relaying the same stream through the same relay
+    // profile (its receiving listener on one port, its sending one on
+    // another), judged the same way.
+    let dir = tmpdir("srt-lossy-slt");
+    let input = make_ts(&dir);
+    let (a, b) = (free_udp(), free_udp());
+    let mut server = spawn(Command::new(slt()).args([
+        "-q",
+        &format!("srt://127.0.0.1:{a}?mode=listener&latency=120"),
+        &format!("srt://127.0.0.1:{b}?mode=listener&latency=120"),
+    ]));
+    std::thread::sleep(Duration::from_millis(300));
+    let profile = Profile::loss(0.10);
+    let up = Relay::start(
+        format!("127.0.0.1:{a}").parse().expect("addr"),
+        profile.clone(),
+        profile.clone(),
+        200,
+    )
+    .expect("relay");
+    let down = Relay::start(
+        format!("127.0.0.1:{b}").parse().expect("addr"),
+        profile.clone(),
+        profile,
+        201,
+    )
+    .expect("relay");
+    let out = dir.join("slt.ts");
+    // srt-live-transmit's sending listener needs its reader before data.
+    let p = ffmpeg_play(&format!("srt://{}?latency=120000", down.addr()), &out);
+    std::thread::sleep(Duration::from_millis(500));
+    let pubc = ffmpeg_publish(
+        &input,
+        &format!("srt://{}?latency=120000&linger=2", up.addr()),
+    );
+    finish(pubc, "the publisher", Duration::from_secs(40));
+    std::thread::sleep(Duration::from_secs(2));
+    let _ = server.kill();
+    finish(p, "the player", Duration::from_secs(20));
+    let dropped: u64 = up
+        .counts()
+        .iter()
+        .chain(down.counts().iter())
+        .map(|c| c.dropped)
+        .sum();
+    assert!(dropped > 100);
+    let inp = packets(&input).iter().filter(|p| p.0 == "video").count();
+    let got = packets(&out).iter().filter(|p| p.0 == "video").count();
+    eprintln!(
+        "srt-live-transmit under 10 % loss: {got} of {inp} video frames, relay dropped {dropped}"
+    );
+    assert!(got > 0);
+}
+
+/// Runs our caller session on its own UDP socket until it closes or `until`
+/// passes (a blocking driver, as a relay of ours would run it).
+fn drive_caller(
+    engine: arcly_core::engine::Engine,
+    caller: arcly_srt::SrtCaller,
+    clock: std::time::Instant,
+    until: Instant,
+) -> Option<String> {
+    use arcly_core::session::{Conductor, ConnContext, Input};
+    use std::task::{Context, Waker};
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sock.set_read_timeout(Some(Duration::from_millis(1)))
+        .expect("timeout");
+    let local = sock.local_addr().expect("addr");
+    let now = || arcly_core::time::Instant::from_micros(clock.elapsed().as_micros() as u64);
+    let mut c = Conductor::new(engine, caller, ConnContext::default());
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut buf = vec![0u8; 65536];
+    while Instant::now() < until && !c.is_closed() {
+        if let Ok((n, from)) = sock.recv_from(&mut buf) {
+            c.handle_input(
+                now(),
+                Input::Datagram {
+                    from,
+                    local,
+                    data: bytes::BytesMut::from(&buf[..n]),
+                },
+            );
+        }
+        if c.poll_timeout().is_some_and(|t| t <= now()) {
+            c.handle_timeout(now());
+        }
+        let _ = c.poll_deliveries(&mut cx, now());
+        while let Some(t) = c.poll_transmit() {
+            if let Some(to) = t.to {
+                let _ = sock.send_to(&t.data, to);
+            }
+        }
+    }
+    eprintln!(
+        "caller: connected {}, {:?}",
+        c.session().is_connected(),
+        c.session().stats()
+    );
+    c.end().map(|e| format!("{e:?}"))
+}
+
+#[test]
+fn our_caller_pushes_to_and_pulls_from_srt_live_transmit() {
+    use arcly_core::bus::Delivery;
+    use arcly_core::engine::{Engine, Request, StreamKey};
+    use arcly_core::media::ts::{TsDemuxer, TsDemuxerConfig, TsEvent};
+    use arcly_srt::crypto::KeyLen;
+    use arcly_srt::{CallerConfig, CallerMode, SrtCaller};
+    let dir = tmpdir("srt-caller");
+    let input = make_ts(&dir);
+    for pass in [None, Some("0123456789abcdef")] {
+        let (a, b) = (free_udp(), free_udp());
+        let q = pass
+            .map(|p| format!("&passphrase={p}&pbkeylen=16"))
+            .unwrap_or_default();
+        let mut server = spawn(Command::new(slt()).args([
+            "-q",
+            &format!("srt://127.0.0.1:{a}?mode=listener&latency=120{q}"),
+            &format!("srt://127.0.0.1:{b}?mode=listener&latency=120{q}"),
+        ]));
+        std::thread::sleep(Duration::from_millis(300));
+        // The input's frames, published into a local engine at their pace.
+        let mut d = TsDemuxer::new(TsDemuxerConfig::default());
+        d.push(&std::fs::read(&input).expect("input"));
+        d.flush();
+        let mut tracks = arcly_core::frame::TrackSet::new();
+        let mut frames = Vec::new();
+        while let Some(ev) = d.poll_event() {
+            match ev {
+                TsEvent::Track(t) => tracks.upsert(t).expect("track"),
+                TsEvent::Frame(f) => frames.push(f),
+                _ => {}
+            }
+        }
+        let (src, dst) = (Engine::default(), Engine::default());
+        let key = |s: &str| StreamKey::new("live", s).expect("key");
+        let clock = std::time::Instant::now();
+        let mut publisher = src
+            .publish(
+                &Request::new(key("src"), "test"),
+                arcly_core::time::Instant::ZERO,
+            )
+            .expect("publish");
+        publisher.set_tracks(tracks);
+        let cfg = |port: u16, mode| CallerConfig {
+            remote: format!("127.0.0.1:{port}").parse().expect("addr"),
+            stream_id: String::new(),
+            passphrase: pass.map(String::from),
+            key_len: KeyLen::Aes128,
+            latency: Duration::from_millis(120),
+            connect_timeout: Duration::from_secs(3),
+            mode,
+        };
+        let now = || arcly_core::time::Instant::from_micros(clock.elapsed().as_micros() as u64);
+        let until = Instant::now() + Duration::from_secs(10);
+        let pull = SrtCaller::new(
+            cfg(
+                b,
+                CallerMode::Pull {
+                    app: "live".into(),
+                    stream: "out".into(),
+                },
+            ),
+            now(),
+            [2; 32],
+        )
+        .expect("caller");
+        let dst2 = dst.clone();
+        let puller = std::thread::spawn(move || drive_caller(dst2, pull, clock, until));
+        let push = SrtCaller::new(
+            cfg(
+                a,
+                CallerMode::Push {
+                    app: "live".into(),
+                    stream: "src".into(),
+                },
+            ),
+            now(),
+            [1; 32],
+        )
+        .expect("caller");
+        let src2 = src.clone();
+        let pusher = std::thread::spawn(move || drive_caller(src2, push, clock, until));
+        let mut player = None;
+        let mut got = Vec::new();
+        // Audio and video interleave with their own time stamps: each frame
+        // goes at its time after the earliest.
+        let t0 = frames
+            .iter()
+            .map(|f| f.dts.as_micros())
+            .min()
+            .expect("frames");
+        let started = Instant::now();
+        let mut next = 0;
+        while Instant::now() < until {
+            while next < frames.len()
+                && (frames[next].dts.as_micros() - t0).max(0) as u128
+                    <= started.elapsed().as_micros()
+            {
+                publisher
+                    .publish(now(), frames[next].clone())
+                    .expect("a frame of the input is published");
+                next += 1;
+            }
+            if player.is_none() {
+                player = dst.play(&Request::new(key("out"), "test")).ok();
+            }
+            if let Some(p) = player.as_mut() {
+                while let Ok(d) = p.subscription.try_recv() {
+                    if let Delivery::Frame(f) = d {
+                        got.push(f);
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        drop(publisher);
+        let _ = server.kill();
+        let pushed = pusher.join().expect("the pushing caller");
+        let pulled = puller.join().expect("the pulling caller");
+        eprintln!("{pass:?}: pusher ended {pushed:?}, puller ended {pulled:?}");
+        // From the first key frame pulled, every frame of the input, exact.
+        let k = got
+            .iter()
+            .position(|f| f.is_key())
+            .unwrap_or_else(|| panic!("{pass:?}: nothing came back through srt-live-transmit"));
+        let got = &got[k..];
+        let at = frames
+            .iter()
+            .position(|f| f.payload == got[0].payload)
+            .expect("a frame of the input");
+        let want = &frames[at..];
+        assert!(
+            got.len() + 3 >= want.len() && got.len() > 60,
+            "{pass:?}: {} of {} frames",
+            got.len(),
+            want.len()
+        );
+        for (g, w) in got.iter().zip(want) {
+            assert_eq!(g.payload, w.payload, "{pass:?}: a frame differs");
+        }
+    }
+}
+
+#[test]
+fn a_passphrase_per_stream_protects_only_its_streams() {
+    let dir = tmpdir("srt-key-pass");
+    let input = make_ts(&dir);
+    let pass = "per-stream-secret";
+    let g = Gateway::start(
+        &dir,
+        &["--srt-key-passphrase", &format!("live/secret*={pass}")],
+    );
+    let publish = |key: &str, q: &str| {
+        Command::new(ffmpeg5())
+            .args(["-v", "error", "-t", "1", "-re", "-i"])
+            .arg(&input)
+            .args(["-c", "copy", "-f", "mpegts"])
+            .arg(srt_url(g.srt, &format!("publish:{key}"), q))
+            .output()
+            .expect("ffmpeg")
+    };
+    assert!(publish("live/open", "").status.success(), "{}", g.log());
+    assert!(
+        !publish("live/secret1", "").status.success(),
+        "live/secret1 took a caller without its passphrase"
+    );
+    let q = format!("&passphrase={pass}&pbkeylen=16");
+    assert!(publish("live/secret2", &q).status.success(), "{}", g.log());
+    assert!(g.wait_log("live/secret2 tracks"), "{}", g.log());
+}
+
+#[test]
+fn zz_debug_loss_split() {
+    let dir = tmpdir("srt-dbg");
+    let input = make_ts(&dir);
+    let g = Gateway::start(&dir, &[]);
+    // lossy ingest, clean egress
+    let up = Relay::start(g.srt, Profile::loss(0.10), Profile::loss(0.10), 5).expect("relay");
+    let pubc = ffmpeg_publish(&input, &srt_url(up.addr(), "publish:live/a", ""));
+    wait_publishing(&g, "live/a");
+    let out = dir.join("a.ts");
+    let p = ffmpeg_play(&srt_url(g.srt, "read:live/a", ""), &out);
+    finish(pubc, "pub", Duration::from_secs(40));
+    finish(p, "play", Duration::from_secs(40));
+    // clean ingest, lossy egress
+    let down = Relay::start(g.srt, Profile::loss(0.10), Profile::loss(0.10), 6).expect("relay");
+    let pubc = ffmpeg_publish(&input, &srt_url(g.srt, "publish:live/b", ""));
+    wait_publishing(&g, "live/b");
+    let out = dir.join("b.ts");
+    let p = ffmpeg_play(&srt_url(down.addr(), "read:live/b", ""), &out);
+    finish(pubc, "pub", Duration::from_secs(40));
+    finish(p, "play", Duration::from_secs(40));
+    std::thread::sleep(Duration::from_secs(2));
+    eprintln!("{}", g.log());
+}
