@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::peers::{ffmpeg5, ffprobe, need, spawn, strict_decode, tmpdir};
+use common::peers::{ffmpeg5, ffprobe, need, spawn, tmpdir};
 use common::relay::{Profile, Relay};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -159,39 +159,60 @@ fn packets(file: &Path) -> Vec<(String, i64, bool)> {
 /// key frames to its end, at the same relative times, and the audio after
 /// it; and it decodes strictly.
 fn assert_frame_exact(input: &Path, played: &Path, what: &str) {
+    if let Err(e) = frame_exact(input, played) {
+        panic!("{what}: {e}");
+    }
+}
+
+/// What [`assert_frame_exact`] asserts, as a verdict.
+fn frame_exact(input: &Path, played: &Path) -> Result<(), String> {
     let inp = packets(input);
     let out = packets(played);
     let vin: Vec<_> = inp.iter().filter(|p| p.0 == "video").collect();
     let vout: Vec<_> = out.iter().filter(|p| p.0 == "video").collect();
-    assert!(
-        vout.len() >= 30,
-        "{what}: only {} video frames played",
-        vout.len()
-    );
-    assert!(
-        vout.len() <= vin.len(),
-        "{what}: more video played than published"
-    );
+    if vout.len() < 30 {
+        return Err(format!("only {} video frames played", vout.len()));
+    }
+    if vout.len() > vin.len() {
+        return Err("more video played than published".into());
+    }
     let k = vin.len() - vout.len();
-    assert!(
-        vin[k].2 && vout[0].2,
-        "{what}: the played video does not start at a key frame of the input ({k})"
-    );
+    if !(vin[k].2 && vout[0].2) {
+        return Err(format!(
+            "{} of {} video frames: the played video does not start at a key frame of the input",
+            vout.len(),
+            vin.len()
+        ));
+    }
     let rel = |v: &[&(String, i64, bool)]| -> Vec<i64> { v.iter().map(|p| p.1 - v[0].1).collect() };
     let off = rel(&vin[k..])
         .iter()
         .zip(rel(&vout))
         .filter(|(a, b)| (**a - *b).abs() > 1)
         .count();
-    assert_eq!(off, 0, "{what}: video times differ from the input's");
+    if off != 0 {
+        return Err(format!("{off} video times differ from the input's"));
+    }
     let key_t = vin[k].1;
     let ain = inp
         .iter()
         .filter(|p| p.0 == "audio" && p.1 >= key_t)
         .count() as i64;
     let aout = out.iter().filter(|p| p.0 == "audio").count() as i64;
-    assert!(aout >= ain - 3, "{what}: audio {aout} played of {ain}");
-    strict_decode(played);
+    if aout < ain - 3 {
+        return Err(format!("audio {aout} played of {ain}"));
+    }
+    let dec = Command::new(ffmpeg5())
+        .args(["-v", "error", "-xerror", "-err_detect", "explode", "-i"])
+        .arg(played)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    let err = String::from_utf8_lossy(&dec.stderr);
+    if !dec.status.success() || !err.trim().is_empty() {
+        return Err(format!("strict decoding failed: {}", err.trim()));
+    }
+    Ok(())
 }
 
 /// Asks `child` to stop as a person at its terminal would (SIGINT): the SRT
@@ -246,8 +267,29 @@ fn ffmpeg_play(url: &str, out: &Path) -> Child {
 }
 
 fn srt_url(addr: SocketAddr, sid: &str, extra: &str) -> String {
-    // ffmpeg 5.1 takes the latency in microseconds; linger lets the tail out.
-    format!("srt://{addr}?streamid={sid}&latency=120000&linger=2{extra}")
+    // ffmpeg 5.1 takes the latency in microseconds; linger lets the tail
+    // out. ffmpeg takes an option's first occurrence, so `extra` may name
+    // its own latency.
+    format!("srt://{addr}?streamid={sid}{extra}&latency=120000&linger=2")
+}
+
+/// The body of `GET path` from the gateway's HTTP listener.
+fn http_get(addr: SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).expect("connect to the HTTP listener");
+    c.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    write!(
+        c,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut out = String::new();
+    let _ = c.read_to_string(&mut out);
+    assert!(out.starts_with("HTTP/1.1 200"), "GET {path}: {out}");
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
 }
 
 /// Players of the gateway wait for this many frames of the publisher (so
@@ -264,7 +306,8 @@ fn wait_publishing(g: &Gateway, key: &str) {
 fn ffmpeg_publishes_over_srt_and_plays_over_srt_and_rtmp() {
     let dir = tmpdir("srt-ffmpeg");
     let input = make_ts(&dir);
-    let g = Gateway::start(&dir, &[]);
+    let http: SocketAddr = format!("127.0.0.1:{}", free_tcp()).parse().expect("addr");
+    let g = Gateway::start(&dir, &["--http", &http.to_string()]);
     let pubc = ffmpeg_publish(&input, &srt_url(g.srt, "publish:live/cam", ""));
     wait_publishing(&g, "live/cam");
     let srt_out = dir.join("srt.ts");
@@ -276,6 +319,31 @@ fn ffmpeg_publishes_over_srt_and_plays_over_srt_and_rtmp() {
             .arg(format!("rtmp://{}/live/cam", g.rtmp))
             .args(["-c", "copy", "-y"])
             .arg(&rtmp_out),
+    );
+    // While both SRT sessions run, the API and the metrics show their
+    // link figures.
+    std::thread::sleep(Duration::from_millis(2500));
+    let streams = http_get(http, "/api/streams");
+    let links = streams.split("\"links\":[").nth(1).unwrap_or("");
+    for role in ["publish", "play"] {
+        assert!(
+            links.contains("\"protocol\":\"srt\",")
+                && links.contains(&format!("\"role\":\"{role}\"")),
+            "no SRT {role} link in /api/streams: {streams}"
+        );
+    }
+    assert!(links.contains("\"rtt_ms\":"), "{streams}");
+    assert!(!links.contains("\"packets_received\":0,\"packets_lost\":0,\"packets_recovered\":0,\"packets_dropped\":0,\"packets_undecryptable\":0,\"bytes_sent\":0"), "the publisher's link counted nothing: {streams}");
+    let metrics = http_get(http, "/metrics");
+    assert!(
+        metrics.contains("arcly_link_packets_received_total{protocol=\"srt\",app=\"live\",stream=\"cam\",role=\"publish\""),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "arcly_link_rtt_seconds{protocol=\"srt\",app=\"live\",stream=\"cam\",role=\"play\""
+        ),
+        "{metrics}"
     );
     finish(pubc, "the publishing ffmpeg", Duration::from_secs(30));
     finish(p1, "the SRT player", Duration::from_secs(30));
@@ -485,23 +553,27 @@ fn encrypted_srt_at_each_key_length_and_a_wrong_passphrase_is_refused() {
 }
 
 /// The lossy relay's run: ffmpeg publishes through one relay, ffmpeg plays
-/// through another, both with `profile` in both directions; returns what
-/// was played and the relays' drop counts.
+/// through another, both with `profile` in both directions and asking for
+/// `latency_ms`; returns what was played and the relays' drop counts.
+#[allow(clippy::too_many_arguments)]
 fn lossy_run(
     dir: &Path,
     server: SocketAddr,
     input: &Path,
     profile: Profile,
+    latency_ms: u64,
     key: &str,
     seed: u64,
     wait: &dyn Fn(),
 ) -> (PathBuf, u64) {
+    let drop = profile.drop;
     let up = Relay::start(server, profile.clone(), profile.clone(), seed).expect("relay");
     let down = Relay::start(server, profile.clone(), profile, seed + 1).expect("relay");
-    let pubc = ffmpeg_publish(input, &srt_url(up.addr(), &format!("publish:{key}"), ""));
+    let lat = format!("&latency={}", latency_ms * 1000);
+    let pubc = ffmpeg_publish(input, &srt_url(up.addr(), &format!("publish:{key}"), &lat));
     wait();
     let out = dir.join(format!("{}.ts", key.replace('/', "_")));
-    let p = ffmpeg_play(&srt_url(down.addr(), &format!("read:{key}"), ""), &out);
+    let p = ffmpeg_play(&srt_url(down.addr(), &format!("read:{key}"), &lat), &out);
     finish(
         pubc,
         "the publisher behind the lossy relay",
@@ -512,13 +584,41 @@ fn lossy_run(
         "the player behind the lossy relay",
         Duration::from_secs(40),
     );
-    let dropped = up
-        .counts()
-        .iter()
-        .chain(down.counts().iter())
-        .map(|c| c.dropped)
-        .sum();
+    let dropped = relay_drops(&up, &down, drop, key);
     (out, dropped)
+}
+
+/// The datagrams the two relays dropped, checked to be at least half of
+/// what `drop` should have taken.
+fn relay_drops(up: &Relay, down: &Relay, drop: f64, what: &str) -> u64 {
+    let all: Vec<_> = up.counts().into_iter().chain(down.counts()).collect();
+    let dropped: u64 = all.iter().map(|c| c.dropped).sum();
+    let received: u64 = all.iter().map(|c| c.received).sum();
+    assert!(
+        received > 1000 && dropped as f64 >= received as f64 * drop / 2.0,
+        "{what}: the relays dropped only {dropped} of {received} datagrams: {all:?}"
+    );
+    dropped
+}
+
+/// The lossy links both arcly and srt-live-transmit are judged on: name,
+/// relay profile (both directions), latency asked for.
+///
+/// Jitter of up to 50 ms each way makes round trips of up to 100 ms, and a
+/// packet 11 ms behind a lost one (a 1 Mb/s stream) shows the hole: one
+/// recovery round can take 160 ms, a second (its NAK or retransmission
+/// lost too) over 250 ms. 120 ms cannot hold that, for libsrt either (both
+/// lose a few packets a run there); SRT's guidance for lossy links is a
+/// latency of at least 4 RTT, so that profile asks for 400 ms.
+fn lossy_profiles() -> Vec<(&'static str, Profile, u64)> {
+    vec![
+        ("loss10", Profile::loss(0.10), 120),
+        (
+            "loss5jitter50",
+            Profile::loss_jitter(0.05, Duration::from_millis(50)),
+            400,
+        ),
+    ]
 }
 
 #[test]
@@ -526,30 +626,19 @@ fn ten_percent_loss_and_five_percent_with_jitter_are_recovered() {
     let dir = tmpdir("srt-lossy");
     let input = make_ts(&dir);
     let g = Gateway::start(&dir, &[]);
-    for (i, (name, profile)) in [
-        ("loss10", Profile::loss(0.10)),
-        (
-            "loss5jitter50",
-            Profile::loss_jitter(0.05, Duration::from_millis(50)),
-        ),
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    for (i, (name, profile, latency_ms)) in lossy_profiles().into_iter().enumerate() {
         let key = format!("live/{name}");
         let (out, dropped) = lossy_run(
             &dir,
             g.srt,
             &input,
             profile,
+            latency_ms,
             &key,
             100 + i as u64 * 10,
             &|| wait_publishing(&g, &key),
         );
-        assert!(
-            dropped > 100,
-            "{name}: the relay dropped only {dropped} datagrams"
-        );
+        eprintln!("arcly under {name} at {latency_ms} ms: the relays dropped {dropped}");
         assert_frame_exact(&input, &out, &format!("arcly under {name}"));
         assert!(g.wait_log(&format!("publish of {key} from")), "{}", g.log());
     }
@@ -573,57 +662,73 @@ fn ten_percent_loss_and_five_percent_with_jitter_are_recovered() {
 #[test]
 fn srt_live_transmit_as_the_server_under_the_same_loss() {
     // The reference: libsrt relaying the same stream through the same relay
-    // profile (its receiving listener on one port, its sending one on
-    // another), judged the same way.
+    // profiles (its receiving listener on one port, its sending one on
+    // another), at the same latencies, judged the same way.
     let dir = tmpdir("srt-lossy-slt");
     let input = make_ts(&dir);
-    let (a, b) = (free_udp(), free_udp());
-    let mut server = spawn(Command::new(slt()).args([
-        "-q",
-        &format!("srt://127.0.0.1:{a}?mode=listener&latency=120"),
-        &format!("srt://127.0.0.1:{b}?mode=listener&latency=120"),
-    ]));
-    std::thread::sleep(Duration::from_millis(300));
-    let profile = Profile::loss(0.10);
-    let up = Relay::start(
-        format!("127.0.0.1:{a}").parse().expect("addr"),
-        profile.clone(),
-        profile.clone(),
-        200,
-    )
-    .expect("relay");
-    let down = Relay::start(
-        format!("127.0.0.1:{b}").parse().expect("addr"),
-        profile.clone(),
-        profile,
-        201,
-    )
-    .expect("relay");
-    let out = dir.join("slt.ts");
-    // srt-live-transmit's sending listener needs its reader before data.
-    let p = ffmpeg_play(&format!("srt://{}?latency=120000", down.addr()), &out);
-    std::thread::sleep(Duration::from_millis(500));
-    let pubc = ffmpeg_publish(
-        &input,
-        &format!("srt://{}?latency=120000&linger=2", up.addr()),
-    );
-    finish(pubc, "the publisher", Duration::from_secs(40));
-    std::thread::sleep(Duration::from_secs(2));
-    let _ = server.kill();
-    finish(p, "the player", Duration::from_secs(20));
-    let dropped: u64 = up
-        .counts()
-        .iter()
-        .chain(down.counts().iter())
-        .map(|c| c.dropped)
-        .sum();
-    assert!(dropped > 100);
-    let inp = packets(&input).iter().filter(|p| p.0 == "video").count();
-    let got = packets(&out).iter().filter(|p| p.0 == "video").count();
-    eprintln!(
-        "srt-live-transmit under 10 % loss: {got} of {inp} video frames, relay dropped {dropped}"
-    );
-    assert!(got > 0);
+    for (i, (name, profile, latency_ms)) in lossy_profiles().into_iter().enumerate() {
+        let (a, b) = (free_udp(), free_udp());
+        let mut server = spawn(Command::new(slt()).args([
+            "-q",
+            &format!("srt://127.0.0.1:{a}?mode=listener&latency={latency_ms}"),
+            &format!("srt://127.0.0.1:{b}?mode=listener&latency={latency_ms}"),
+        ]));
+        std::thread::sleep(Duration::from_millis(300));
+        let seed = 200 + i as u64 * 10;
+        let relay = |port: u16, seed: u64| {
+            Relay::start(
+                format!("127.0.0.1:{port}").parse().expect("addr"),
+                profile.clone(),
+                profile.clone(),
+                seed,
+            )
+            .expect("relay")
+        };
+        let (up, down) = (relay(a, seed), relay(b, seed + 1));
+        let out = dir.join(format!("slt-{name}.ts"));
+        let lat = latency_ms * 1000;
+        // srt-live-transmit's sending listener needs its reader before data.
+        // libsrt's own caller sometimes fails its handshake under loss
+        // ("received DATA while HANDSHAKE expected", "CONFUSED: expected
+        // UMSG_HANDSHAKE"): a failed player is started again (up to three
+        // times; it then starts at a later key frame, which the verdict
+        // accepts).
+        let url = format!("srt://{}?latency={lat}", down.addr());
+        let mut p = ffmpeg_play(&url, &out);
+        std::thread::sleep(Duration::from_millis(500));
+        let mut pubc = ffmpeg_publish(
+            &input,
+            &format!("srt://{}?latency={lat}&linger=2", up.addr()),
+        );
+        let mut retries = 0;
+        let limit = Instant::now() + Duration::from_secs(40);
+        while pubc.try_wait().expect("wait").is_none() && Instant::now() < limit {
+            if retries < 3 && p.try_wait().expect("wait").is_some_and(|st| !st.success()) {
+                retries += 1;
+                eprintln!("srt-live-transmit's player under {name} failed to connect; again");
+                p = ffmpeg_play(&url, &out);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        finish(pubc, "the publisher", Duration::from_secs(1));
+        std::thread::sleep(Duration::from_secs(2));
+        interrupt(&server);
+        finish(p, "the player", Duration::from_secs(20));
+        let _ = server.wait();
+        let dropped = relay_drops(&up, &down, profile.drop, name);
+        let verdict = frame_exact(&input, &out);
+        eprintln!(
+            "srt-live-transmit under {name} at {latency_ms} ms (relay dropped {dropped}): {}",
+            match &verdict {
+                Ok(()) => "frame-exact".to_string(),
+                Err(e) => e.clone(),
+            }
+        );
+        assert!(
+            !packets(&out).is_empty(),
+            "srt-live-transmit relayed nothing"
+        );
+    }
 }
 
 /// Runs our caller session on its own UDP socket until it closes or `until`
@@ -790,6 +895,7 @@ fn our_caller_pushes_to_and_pulls_from_srt_live_transmit() {
         }
         drop(publisher);
         let _ = server.kill();
+        let _ = server.wait();
         let pushed = pusher.join().expect("the pushing caller");
         let pulled = puller.join().expect("the pulling caller");
         eprintln!("{pass:?}: pusher ended {pushed:?}, puller ended {pulled:?}");
@@ -842,29 +948,4 @@ fn a_passphrase_per_stream_protects_only_its_streams() {
     let q = format!("&passphrase={pass}&pbkeylen=16");
     assert!(publish("live/secret2", &q).status.success(), "{}", g.log());
     assert!(g.wait_log("live/secret2 tracks"), "{}", g.log());
-}
-
-#[test]
-fn zz_debug_loss_split() {
-    let dir = tmpdir("srt-dbg");
-    let input = make_ts(&dir);
-    let g = Gateway::start(&dir, &[]);
-    // lossy ingest, clean egress
-    let up = Relay::start(g.srt, Profile::loss(0.10), Profile::loss(0.10), 5).expect("relay");
-    let pubc = ffmpeg_publish(&input, &srt_url(up.addr(), "publish:live/a", ""));
-    wait_publishing(&g, "live/a");
-    let out = dir.join("a.ts");
-    let p = ffmpeg_play(&srt_url(g.srt, "read:live/a", ""), &out);
-    finish(pubc, "pub", Duration::from_secs(40));
-    finish(p, "play", Duration::from_secs(40));
-    // clean ingest, lossy egress
-    let down = Relay::start(g.srt, Profile::loss(0.10), Profile::loss(0.10), 6).expect("relay");
-    let pubc = ffmpeg_publish(&input, &srt_url(g.srt, "publish:live/b", ""));
-    wait_publishing(&g, "live/b");
-    let out = dir.join("b.ts");
-    let p = ffmpeg_play(&srt_url(down.addr(), "read:live/b", ""), &out);
-    finish(pubc, "pub", Duration::from_secs(40));
-    finish(p, "play", Duration::from_secs(40));
-    std::thread::sleep(Duration::from_secs(2));
-    eprintln!("{}", g.log());
 }

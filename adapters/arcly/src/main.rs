@@ -507,6 +507,8 @@ async fn run(o: Options) -> Result<(), String> {
             conn_log.clone(),
         ));
     }
+    // The connections whose link figures the API and metrics show.
+    let mut link_sources: Vec<Arc<dyn arcly_core::engine::LinkSource>> = Vec::new();
     if let Some(addr) = o.srt {
         let opts = srt::SrtOptions {
             addr,
@@ -518,7 +520,7 @@ async fn run(o: Options) -> Result<(), String> {
             unix_base: clock.unix_base(),
             ..arcly_core::session::ConnContext::default()
         };
-        let (local, _stats, task) = srt::bind(
+        let (local, stats, task) = srt::bind(
             &opts,
             engine.clone(),
             clock,
@@ -540,6 +542,7 @@ async fn run(o: Options) -> Result<(), String> {
             ),
         );
         servers.spawn(task);
+        link_sources.push(Arc::new(stats));
     }
     if let Some(addr) = o.http {
         let listener = tokio::net::TcpListener::bind(addr)
@@ -560,8 +563,11 @@ async fn run(o: Options) -> Result<(), String> {
             ),
         );
         let router = Arc::new(
-            Router::new(engine.clone(), origin.clone(), clock.unix_base())
-                .with_api_secret(o.api_secret.clone()),
+            link_sources.into_iter().fold(
+                Router::new(engine.clone(), origin.clone(), clock.unix_base())
+                    .with_api_secret(o.api_secret.clone()),
+                Router::with_links,
+            ),
         );
         let http_cfg = ListenerConfig {
             handshake_timeout: None,

@@ -32,6 +32,7 @@
 
 mod auth;
 mod handover;
+mod links;
 mod observer;
 mod qos;
 mod tap;
@@ -39,6 +40,7 @@ mod tap;
 #[cfg(feature = "auth-hmac")]
 pub use auth::HmacTokenAuthenticator;
 pub use auth::{AllowAll, AuthError, AuthRequest, StreamAuthenticator};
+pub use links::{LinkFigures, LinkReport, LinkSource};
 pub use observer::{EngineEvent, NoopObserver, Observer};
 pub use qos::StreamStats;
 pub use tap::{Consumer, ConsumerFactory, Tap, Taps};

@@ -27,10 +27,13 @@
 use crate::hls::HlsOrigin;
 use crate::message::{percent_decode, Method, Request, Response};
 use crate::{stats, Handler};
-use arcly_core::engine::{Action, Engine, Request as EngineRequest, StreamKey};
+use arcly_core::engine::{
+    Action, Engine, LinkReport, LinkSource, Request as EngineRequest, StreamKey,
+};
 use arcly_core::session::Rejection;
 use arcly_core::time::Instant;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 /// Routes requests to the HLS origin and the stats endpoints, checking
@@ -42,6 +45,7 @@ pub struct Router {
     hls: HlsOrigin,
     unix_base: u64,
     api_secret: Option<String>,
+    links: Vec<Arc<dyn LinkSource>>,
 }
 
 impl std::fmt::Debug for Router {
@@ -92,7 +96,19 @@ impl Router {
             hls,
             unix_base,
             api_secret: None,
+            links: Vec::new(),
         }
+    }
+
+    /// Also shows `source`'s connections (e.g. SRT's) with their link
+    /// figures in the API and metrics.
+    pub fn with_links(mut self, source: Arc<dyn LinkSource>) -> Self {
+        self.links.push(source);
+        self
+    }
+
+    fn link_reports(&self) -> Vec<LinkReport> {
+        self.links.iter().flat_map(|s| s.links()).collect()
     }
 
     /// Also serves the API and metrics to callers that present `secret`
@@ -143,12 +159,12 @@ impl Router {
             "/api/streams" => Response::new(
                 200,
                 "application/json",
-                stats::streams_json(&self.engine, now),
+                stats::streams_json(&self.engine, &self.link_reports(), now),
             ),
             "/metrics" => Response::new(
                 200,
                 "text/plain; version=0.0.4",
-                stats::metrics(&self.engine),
+                stats::metrics(&self.engine, &self.link_reports()),
             ),
             _ => Response::text(404, "not found: the API has /api/streams"),
         };

@@ -1,7 +1,7 @@
 //! `GET /api/streams` (JSON) and `GET /metrics` (Prometheus text format),
 //! rendered from the engine's stream table.
 
-use arcly_core::engine::Engine;
+use arcly_core::engine::{Engine, LinkReport};
 use arcly_core::time::Instant;
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
@@ -28,8 +28,10 @@ pub fn json_str(s: &str) -> String {
 }
 
 /// Every stream: tracks, codecs, resolution, bit rate, frame rate,
-/// publisher, players, uptime.
-pub fn streams_json(engine: &Engine, now: Instant) -> String {
+/// publisher, players, uptime, and the link figures of its connections
+/// that have them (`links`: SRT's round trip, loss, retransmissions,
+/// drops, rates).
+pub fn streams_json(engine: &Engine, links: &[LinkReport], now: Instant) -> String {
     let mut out = String::from("{\"streams\":[");
     for (i, s) in engine.streams().iter().enumerate() {
         if i > 0 {
@@ -68,14 +70,125 @@ pub fn streams_json(engine: &Engine, now: Instant) -> String {
                 t.params.channels
             );
         }
+        out.push_str("],\"links\":[");
+        let key = s.key.to_string();
+        for (j, l) in links.iter().filter(|l| l.resource == key).enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            link_json(&mut out, l);
+        }
         out.push_str("]}");
     }
     out.push_str("]}\n");
     out
 }
 
-/// Prometheus text exposition of the per-stream counters.
-pub fn metrics(engine: &Engine) -> String {
+/// One link's figures as a JSON object.
+fn link_json(out: &mut String, l: &LinkReport) {
+    let f = &l.figures;
+    let _ = write!(
+        out,
+        "{{\"protocol\":{},\"id\":{},\"role\":{},\"peer\":{},\"rtt_ms\":{:.3},\"rtt_var_ms\":{:.3},\"packets_sent\":{},\"packets_retransmitted\":{},\"packets_reported_lost\":{},\"packets_send_dropped\":{},\"packets_received\":{},\"packets_lost\":{},\"packets_recovered\":{},\"packets_dropped\":{},\"packets_undecryptable\":{},\"bytes_sent\":{},\"bytes_received\":{},\"send_rate_bps\":{},\"receive_rate_bps\":{},\"capacity_pps\":{}}}",
+        json_str(l.protocol),
+        l.id,
+        json_str(role(l)),
+        json_str(&l.peer),
+        f.rtt_us as f64 / 1000.0,
+        f.rtt_var_us as f64 / 1000.0,
+        f.pkt_sent,
+        f.pkt_retrans,
+        f.pkt_send_loss,
+        f.pkt_send_drop,
+        f.pkt_recv,
+        f.pkt_recv_loss,
+        f.pkt_recv_retrans,
+        f.pkt_recv_drop,
+        f.pkt_recv_undecrypted,
+        f.bytes_sent,
+        f.bytes_recv,
+        f.send_rate * 8,
+        f.recv_rate * 8,
+        f.capacity,
+    );
+}
+
+fn role(l: &LinkReport) -> &'static str {
+    if l.publishing {
+        "publish"
+    } else {
+        "play"
+    }
+}
+
+/// The link series of `/metrics`: name, kind, help, value.
+type LinkSeries = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&LinkReport) -> f64,
+);
+
+const LINK_SERIES: [LinkSeries; 9] = [
+    (
+        "arcly_link_rtt_seconds",
+        "gauge",
+        "Smoothed round-trip time of the connection.",
+        |l| l.figures.rtt_us as f64 / 1e6,
+    ),
+    (
+        "arcly_link_packets_sent_total",
+        "counter",
+        "Data packets sent (first transmissions).",
+        |l| l.figures.pkt_sent as f64,
+    ),
+    (
+        "arcly_link_packets_retransmitted_total",
+        "counter",
+        "Data packets sent again.",
+        |l| l.figures.pkt_retrans as f64,
+    ),
+    (
+        "arcly_link_packets_send_dropped_total",
+        "counter",
+        "Packets the sender gave up before they were acknowledged.",
+        |l| l.figures.pkt_send_drop as f64,
+    ),
+    (
+        "arcly_link_packets_received_total",
+        "counter",
+        "Data packets received (unique).",
+        |l| l.figures.pkt_recv as f64,
+    ),
+    (
+        "arcly_link_packets_lost_total",
+        "counter",
+        "Packets found missing at the receiver.",
+        |l| l.figures.pkt_recv_loss as f64,
+    ),
+    (
+        "arcly_link_packets_recovered_total",
+        "counter",
+        "Retransmissions received.",
+        |l| l.figures.pkt_recv_retrans as f64,
+    ),
+    (
+        "arcly_link_packets_dropped_total",
+        "counter",
+        "Packets given up at the receiver: too late, never delivered.",
+        |l| l.figures.pkt_recv_drop as f64,
+    ),
+    (
+        "arcly_link_packets_undecryptable_total",
+        "counter",
+        "Packets that could not be decrypted.",
+        |l| l.figures.pkt_recv_undecrypted as f64,
+    ),
+];
+
+/// Prometheus text exposition of the per-stream counters and of each
+/// link's figures.
+pub fn metrics(engine: &Engine, links: &[LinkReport]) -> String {
     let streams = engine.streams();
     let mut out = String::new();
     let _ = writeln!(out, "# HELP arcly_streams Streams being published.");
@@ -120,6 +233,24 @@ pub fn metrics(engine: &Engine) -> String {
                 "{name}{{app={},stream={}}} {value}",
                 json_str(s.key.app()),
                 json_str(s.key.stream())
+            );
+        }
+    }
+    for (name, kind, help, value) in LINK_SERIES {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for l in links {
+            let (app, stream) = l.resource.split_once('/').unwrap_or(("", &l.resource));
+            let _ = writeln!(
+                out,
+                "{name}{{protocol={},app={},stream={},role={},id=\"{}\",peer={}}} {}",
+                json_str(l.protocol),
+                json_str(app),
+                json_str(stream),
+                json_str(role(l)),
+                l.id,
+                json_str(&l.peer),
+                value(l)
             );
         }
     }

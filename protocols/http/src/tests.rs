@@ -190,12 +190,52 @@ fn stats_render_streams_and_metrics() {
             Instant::ZERO,
         )
         .unwrap();
-    let j = stats::streams_json(&engine, Instant::from_millis(3_000));
+    let link = arcly_core::engine::LinkReport {
+        protocol: "srt",
+        id: 7,
+        resource: "live/a\"b".into(),
+        publishing: true,
+        peer: "127.0.0.1:5000".into(),
+        figures: arcly_core::engine::LinkFigures {
+            rtt_us: 1_500,
+            pkt_recv: 40,
+            pkt_recv_loss: 3,
+            pkt_recv_retrans: 2,
+            pkt_recv_drop: 1,
+            ..Default::default()
+        },
+    };
+    let other = arcly_core::engine::LinkReport {
+        resource: "live/other".into(),
+        ..link.clone()
+    };
+    let links = [link, other];
+    let j = stats::streams_json(&engine, &links, Instant::from_millis(3_000));
     assert!(j.contains("\"stream\":\"a\\\"b\""), "{j}");
     assert!(j.contains("\"uptime_secs\":3"));
-    let m = stats::metrics(&engine);
+    assert!(
+        j.contains("\"links\":[{\"protocol\":\"srt\",\"id\":7,\"role\":\"publish\",\"peer\":\"127.0.0.1:5000\",\"rtt_ms\":1.500"),
+        "{j}"
+    );
+    assert!(
+        j.contains("\"packets_lost\":3,\"packets_recovered\":2,\"packets_dropped\":1"),
+        "{j}"
+    );
+    // Only the stream's own links.
+    assert_eq!(j.matches("\"protocol\":\"srt\"").count(), 1, "{j}");
+    let m = stats::metrics(&engine, &links);
     assert!(m.contains("arcly_streams 1"));
     assert!(m.contains("arcly_stream_frames_total{app=\"live\",stream=\"a\\\"b\"} 0"));
+    assert!(
+        m.contains("arcly_link_rtt_seconds{protocol=\"srt\",app=\"live\",stream=\"a\\\"b\",role=\"publish\",id=\"7\",peer=\"127.0.0.1:5000\"} 0.0015"),
+        "{m}"
+    );
+    assert!(
+        m.contains(
+            "arcly_link_packets_dropped_total{protocol=\"srt\",app=\"live\",stream=\"other\""
+        ),
+        "{m}"
+    );
 }
 
 fn statuses(o: &str) -> Vec<&str> {

@@ -27,9 +27,14 @@ const INITIAL_RTT: u32 = 100_000;
 /// acknowledgement, for the peer's TSBPD to play it out (its clock may run
 /// a little behind ours), µs.
 const LINGER_MARGIN: u64 = 250_000;
+/// A sender keeps an unacknowledged packet at least this long, µs.
+const SEND_DROP_MIN: u64 = 1_000_000;
 /// The ACK timer (the SYN interval).
 const SYN: u64 = 10_000;
-/// Packets sent again at most at once while the receiver has no RTT yet.
+/// The start of a connection, when a libsrt receiver has not yet sent a
+/// periodic NAK (its first comes 150 ms in), µs.
+const STARTUP: u64 = 200_000;
+/// Packets sent again at most at once in a connection's start.
 const GO_BACK_MAX: usize = 128;
 /// A light ACK every this many packets between full ones.
 const LIGHT_ACK_EVERY: u32 = 64;
@@ -238,6 +243,8 @@ pub struct Connection {
     last_ack_at: u64,
     /// When unacknowledged packets last went again together, µs.
     last_go_back: u64,
+    /// When the connection was established, µs.
+    opened: u64,
     last_recv: u64,
     last_send: u64,
     out: VecDeque<Bytes>,
@@ -297,7 +304,8 @@ impl Connection {
             rtt_sampled: false,
             peer_rtt_known: false,
             last_ack_at: 0,
-            last_go_back: 0,
+            last_go_back: t,
+            opened: t,
             last_recv: t,
             last_send: t,
             out: VecDeque::new(),
@@ -494,6 +502,12 @@ impl Connection {
         }
     }
 
+    /// Whether `t` is in the connection's start, when the receiver does not
+    /// yet ask again for what it lost.
+    fn in_startup(&self, t: u64) -> bool {
+        t < self.opened + STARTUP || !self.peer_rtt_known
+    }
+
     /// When the first unacknowledged packet (if an ACK came after it went
     /// out) or the oldest watched retransmission is due again.
     fn rexmit_due(&self) -> Option<u64> {
@@ -502,12 +516,13 @@ impl Connection {
                 && p.seq == self.snd_acked
                 && p.last_sent != 0
                 && p.last_rexmit == 0
-                && self.last_ack_at > p.last_sent)
-                .then(|| p.last_sent + self.rexmit_after())
+                && self.last_ack_at > p.last_sent
+                && !self.snd_loss.contains(p.seq))
+            .then(|| p.last_sent + self.rexmit_after())
         });
         let watched = self.rexmit_watch.front().map(|w| w.0);
-        let go_back = (!self.peer_rtt_known && self.snd_unsent > 0)
-            .then(|| self.ack_progress.max(self.last_go_back) + self.rexmit_after());
+        let go_back = Some(self.last_go_back + self.rexmit_after())
+            .filter(|&t| self.snd_unsent > 0 && self.in_startup(t));
         [head, watched, go_back].into_iter().flatten().min()
     }
 
@@ -524,19 +539,19 @@ impl Connection {
     ///
     /// A wrong guess costs one packet per period.
     ///
-    /// Until the receiver has measured the round trip (its ACKs carry the
-    /// initial 100 ms: none of our ACKACKs reached it yet) it neither NAKs
-    /// periodically in time nor repeats an ACK that was lost, so a hole
-    /// whose NAK and ACK were both lost would never be named. Then, when
-    /// the ACK has not moved for that period, every packet sent that long
-    /// ago and not acknowledged goes again (at most [`GO_BACK_MAX`]): this
-    /// lasts the first few round trips of a connection only.
+    /// A libsrt receiver sends its first periodic NAK only
+    /// [`STARTUP`] after the connection (it schedules it from its initial
+    /// RTT guess), and until it has measured the round trip it does not
+    /// repeat a lost ACK either; data sent before our handshake answer
+    /// reached it is discarded. So in the first [`STARTUP`] (and for as long
+    /// as its ACKs still carry the initial RTT), once per period every
+    /// packet sent that long ago and not acknowledged goes again (at most
+    /// [`GO_BACK_MAX`]): a hole whose NAK and ACK were both lost is never
+    /// named otherwise.
     fn rexmit_lost(&mut self, now: u64) {
         let after = self.rexmit_after();
-        if !self.peer_rtt_known
-            && self.snd_unsent > 0
-            && now >= self.ack_progress.max(self.last_go_back) + after
-        {
+        let go_back_at = self.last_go_back + after;
+        if self.in_startup(go_back_at) && self.snd_unsent > 0 && now >= go_back_at {
             self.last_go_back = now;
             let first = self.index_of(self.snd_acked).unwrap_or(0);
             let mut n = 0;
@@ -597,12 +612,22 @@ impl Connection {
         }
     }
 
+    /// How long an unacknowledged packet is kept, µs.
+    fn send_drop_after(&self) -> u64 {
+        us(self.cfg.send_latency).max(SEND_DROP_MIN) + 2 * SYN
+    }
+
     /// The sender's drop: packets older than the peer could still use.
+    /// The peer's TSBPD clock runs behind ours by the one-way delay and
+    /// its jitter, so "too late" is judged generously, as libsrt judges it:
+    /// the peer's latency, at least [`SEND_DROP_MIN`], plus two SYN
+    /// intervals. (A tighter limit dropped, and told the peer to skip,
+    /// packets it was still waiting for.)
     fn drop_old_sends(&mut self, now: u64) {
         if !self.cfg.too_late_drop {
             return;
         }
-        let limit = us(self.cfg.send_latency) * 5 / 4 + 2 * SYN;
+        let limit = self.send_drop_after();
         let mut dropped: Option<(u32, Seq, Seq)> = None;
         while let Some(p) = self.snd_buf.front() {
             if now.saturating_sub(p.origin) <= limit {
@@ -948,7 +973,7 @@ impl Connection {
             t = t.min(self.pace_next);
         }
         if let Some(front) = self.snd_buf.front() {
-            t = t.min(front.origin + us(self.cfg.send_latency) * 5 / 4 + 2 * SYN + 1);
+            t = t.min(front.origin + self.send_drop_after() + 1);
             if self.snd_unsent > 0 {
                 t = t.min(self.ack_progress.max(self.last_probe) + self.rto());
             }

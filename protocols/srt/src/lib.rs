@@ -233,3 +233,44 @@ impl core::fmt::Display for SessionInfo {
         )
     }
 }
+
+impl SessionInfo {
+    /// The figures as the stats API shows every protocol's links.
+    pub fn report(&self, id: u32) -> arcly_core::engine::LinkReport {
+        let s = &self.stats;
+        arcly_core::engine::LinkReport {
+            protocol: "srt",
+            id: u64::from(id),
+            resource: self.resource.clone(),
+            publishing: self.publishing,
+            peer: self.peer.clone(),
+            figures: arcly_core::engine::LinkFigures {
+                rtt_us: u64::from(s.rtt),
+                rtt_var_us: u64::from(s.rtt_var),
+                pkt_sent: s.pkt_sent,
+                pkt_retrans: s.pkt_retrans,
+                pkt_send_loss: s.pkt_send_loss,
+                pkt_send_drop: s.pkt_send_drop,
+                pkt_recv: s.pkt_recv,
+                pkt_recv_loss: s.pkt_recv_loss,
+                pkt_recv_retrans: s.pkt_recv_retrans,
+                pkt_recv_drop: s.pkt_recv_drop,
+                pkt_recv_undecrypted: s.pkt_recv_undecrypted,
+                bytes_sent: s.bytes_sent,
+                bytes_recv: s.bytes_recv,
+                send_rate: s.send_rate,
+                recv_rate: s.recv_rate,
+                capacity: u64::from(s.capacity),
+            },
+        }
+    }
+}
+
+impl arcly_core::engine::LinkSource for SessionStats {
+    fn links(&self) -> Vec<arcly_core::engine::LinkReport> {
+        self.snapshot()
+            .into_iter()
+            .map(|(id, info)| info.report(id))
+            .collect()
+    }
+}

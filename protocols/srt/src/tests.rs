@@ -34,6 +34,9 @@ pub(crate) struct PairRun {
     pub sent: u32,
     /// The sender's buffer at the end (bounded by the latency).
     pub max_send_buffer: usize,
+    /// Times a connection's timer was still due right after it ran (a
+    /// host driving it would spin).
+    pub spins: u32,
 }
 
 /// Sends `n` payloads, one every `gap`, from A to B over `link` (both
@@ -82,17 +85,20 @@ pub(crate) fn run_pair_from(
     let mut delivered = Vec::new();
     let mut corrupt = 0;
     let mut max_send_buffer = 0;
+    let mut spins = 0;
     while now < end {
         if i < n && now >= next_send {
             tx.send(now, payload(i));
             i += 1;
             next_send = next_send + gap;
         }
-        if tx.poll_timeout().is_some_and(|t| t <= now) {
-            tx.handle_timeout(now);
-        }
-        if rx.poll_timeout().is_some_and(|t| t <= now) {
-            rx.handle_timeout(now);
+        for c in [&mut tx, &mut rx] {
+            if c.poll_timeout().is_some_and(|t| t <= now) {
+                c.handle_timeout(now);
+                if c.poll_timeout().is_some_and(|t| t <= now) {
+                    spins += 1;
+                }
+            }
         }
         while let Some(p) = net.poll_deliver(now) {
             let data = BytesMut::from(&p.data[..]);
@@ -135,6 +141,7 @@ pub(crate) fn run_pair_from(
         receiver: rx.stats(),
         sent: i,
         max_send_buffer,
+        spins,
     }
 }
 
@@ -147,6 +154,7 @@ fn lossy(loss: f64, delay_ms: u64) -> LinkConfig {
 
 fn check(r: &PairRun) {
     assert_eq!(r.corrupt, 0, "corrupted payloads");
+    assert_eq!(r.spins, 0, "a timer stayed due after it ran");
     assert!(
         r.delivered.windows(2).all(|w| w[0] < w[1]),
         "delivered out of order or twice"

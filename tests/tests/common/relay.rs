@@ -467,14 +467,14 @@ pub struct Builder {
 impl Builder {
     /// How datagrams from clients to the upstream are treated (clean by
     /// default).
-    pub fn to_upstream(mut self, p: Profile) -> Self {
+    pub fn upstream_profile(mut self, p: Profile) -> Self {
         self.to_upstream = p;
         self
     }
 
     /// How the upstream's answers to clients are treated (clean by
     /// default).
-    pub fn to_client(mut self, p: Profile) -> Self {
+    pub fn client_profile(mut self, p: Profile) -> Self {
         self.to_client = p;
         self
     }
@@ -694,8 +694,8 @@ impl Relay {
         seed: u64,
     ) -> io::Result<Relay> {
         Relay::builder(upstream)
-            .to_upstream(to_upstream)
-            .to_client(to_client)
+            .upstream_profile(to_upstream)
+            .client_profile(to_client)
             .seed(seed)
             .start()
     }

@@ -1,0 +1,71 @@
+//! Transport figures of live connections, for the stats API: what a
+//! datagram protocol measures about its link (round trip, loss,
+//! retransmissions, drops, rates) beside the stream-level counters.
+//!
+//! A protocol crate implements [`LinkSource`] over its sessions; the host
+//! hands the sources to whatever renders the API, so the renderer needs no
+//! protocol crate. Sources are read on request (about once a second per
+//! scraper), never on the media path.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+/// One connection's link figures.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LinkReport {
+    /// The protocol (`"srt"`).
+    pub protocol: &'static str,
+    /// The connection's id within its protocol (SRT: the socket id).
+    pub id: u64,
+    /// The stream (`APP/STREAM`).
+    pub resource: String,
+    /// Whether it publishes (else it plays).
+    pub publishing: bool,
+    /// The peer's address.
+    pub peer: String,
+    /// Its figures.
+    pub figures: LinkFigures,
+}
+
+/// What a connection counted, the figures `srt_bstats` reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkFigures {
+    /// Smoothed round-trip time, µs.
+    pub rtt_us: u64,
+    /// Its variance, µs.
+    pub rtt_var_us: u64,
+    /// Data packets sent (first transmissions).
+    pub pkt_sent: u64,
+    /// Retransmissions sent.
+    pub pkt_retrans: u64,
+    /// Packets the peer reported lost.
+    pub pkt_send_loss: u64,
+    /// Packets the sender dropped before they were acknowledged.
+    pub pkt_send_drop: u64,
+    /// Data packets received (unique).
+    pub pkt_recv: u64,
+    /// Packets found missing at the receiver.
+    pub pkt_recv_loss: u64,
+    /// Retransmissions received.
+    pub pkt_recv_retrans: u64,
+    /// Packets given up at the receiver (too late: never delivered).
+    pub pkt_recv_drop: u64,
+    /// Payloads that could not be decrypted.
+    pub pkt_recv_undecrypted: u64,
+    /// Payload bytes sent (first transmissions).
+    pub bytes_sent: u64,
+    /// Payload bytes received.
+    pub bytes_recv: u64,
+    /// Sending rate over the last second, bytes per second.
+    pub send_rate: u64,
+    /// Receiving rate over the last second, bytes per second.
+    pub recv_rate: u64,
+    /// The peer's estimate of the link's capacity, packets per second.
+    pub capacity: u64,
+}
+
+/// Something that knows its live connections' link figures.
+pub trait LinkSource: Send + Sync {
+    /// Every live connection's figures.
+    fn links(&self) -> Vec<LinkReport>;
+}
