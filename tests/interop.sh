@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for tool in ffmpeg ffprobe nginx gst-launch-1.0; do
+for tool in ffmpeg ffprobe nginx gst-launch-1.0 srt-live-transmit; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 [ -f /usr/lib/nginx/modules/ngx_rtmp_module.so ] || missing+=("libnginx-mod-rtmp")
