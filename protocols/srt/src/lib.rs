@@ -42,6 +42,8 @@ pub mod streamid;
 #[cfg(test)]
 mod e2e_tests;
 #[cfg(test)]
+mod replay_tests;
+#[cfg(test)]
 mod tests;
 
 pub use caller::{CallerConfig, CallerMode, SrtCaller};

@@ -17,7 +17,7 @@ one() {
         "srt://127.0.0.1:$((b + 1))?mode=listener&passphrase=$PASS&pbkeylen=$n" \
         > "$out/listener.log" 2>&1 &
     lis=$!
-    python3 "$HERE/relay.py" $((b + 2)) $((b + 1)) "$out/relay.log" 3 &
+    python3 "$HERE/../relay.py" $((b + 2)) $((b + 1)) "$out/relay.log" 3 &
     rel=$!
     sleep 0.5
     srt-live-transmit -loglevel:warning \
@@ -45,7 +45,7 @@ b=40600; out="$WORK/no_secret"; mkdir -p "$out"
 srt-live-transmit -loglevel:warning "udp://127.0.0.1:$b" \
     "srt://127.0.0.1:$((b + 1))?mode=listener&enforcedencryption=false" > "$out/listener.log" 2>&1 &
 lis=$!
-python3 "$HERE/relay.py" $((b + 2)) $((b + 1)) "$out/relay.log" 2 &
+python3 "$HERE/../relay.py" $((b + 2)) $((b + 1)) "$out/relay.log" 2 &
 rel=$!
 sleep 0.5
 srt-live-transmit -loglevel:warning \
