@@ -914,6 +914,9 @@ impl<S: Session> Conductor<S> {
         let peer = self.p.ctx.peer.as_deref().unwrap_or("?");
         let proto = self.p.session.protocol();
         let result = if r.action == Action::Publish && self.p.publisher.is_some() {
+            self.p.log.push_back(format!(
+                "refused publish of {key} over {proto} from {peer}: this connection already publishes"
+            ));
             Err(Rejection::Forbidden)
         } else {
             match r.action {
@@ -924,13 +927,8 @@ impl<S: Session> Conductor<S> {
                     self.p.player = Some(p);
                 }),
             }
-            .map_err(|e| {
-                self.p.log.push_back(format!(
-                    "refused {} of {key} over {proto} from {peer}: {e}",
-                    r.action.as_str()
-                ));
-                Rejection::from(&e)
-            })
+            // The engine tells its observer, with the protocol and peer.
+            .map_err(|e| Rejection::from(&e))
         };
         match result {
             Ok(()) => {

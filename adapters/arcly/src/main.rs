@@ -103,6 +103,8 @@ fn log(level: Level, msg: &str) {
 /// recorders.
 struct GatewayObserver {
     published: Vec<tokio::sync::mpsc::UnboundedSender<StreamKey>>,
+    /// Refusals, logged once per kind and counted while they repeat.
+    refusals: Arc<refusals::Refusals>,
 }
 
 impl Observer for GatewayObserver {
@@ -120,10 +122,19 @@ impl Observer for GatewayObserver {
                 key,
                 action,
                 reason,
-            } => log(
-                Level::Warn,
-                &format!("refused to {} {key}: {reason}", action.as_str()),
-            ),
+                protocol,
+                peer,
+            } => {
+                let now = std::time::Instant::now();
+                let key = key.to_string();
+                let peer = peer.as_deref();
+                if let Some(line) =
+                    self.refusals
+                        .record(now, action.as_str(), &key, protocol, peer, reason)
+                {
+                    log(Level::Warn, &line);
+                }
+            }
             EngineEvent::Lingering { key, linger, .. } => log(
                 Level::Info,
                 &format!(
@@ -334,6 +345,7 @@ fn token(args: &[String]) -> Result<String, String> {
 }
 
 mod bench;
+mod refusals;
 mod remux;
 mod srt;
 
@@ -442,9 +454,13 @@ async fn run(o: Options) -> Result<(), String> {
     // packager's subscription continues across it, so the origin ends a
     // playlist as soon as its stream ends.
     let origin = HlsOrigin::new(hls_cfg, Duration::ZERO);
+    let refusals = Arc::new(refusals::Refusals::default());
     let mut builder = Engine::builder()
         .default_app(Some(app))
-        .observer(Arc::new(GatewayObserver { published: senders }))
+        .observer(Arc::new(GatewayObserver {
+            published: senders,
+            refusals: refusals.clone(),
+        }))
         .linger(Duration::from_secs(o.hls_linger));
     if o.http.is_some() {
         // Every stream that starts is packaged for HLS, by a consumer the
@@ -476,6 +492,26 @@ async fn run(o: Options) -> Result<(), String> {
         ..ListenerConfig::default()
     };
     let mut servers = tokio::task::JoinSet::new();
+    // Repeated refusals are told as counts, once per window.
+    servers.spawn({
+        let stop = shutdown.signal();
+        let refusals = refusals.clone();
+        async move {
+            let stop = stop.wait();
+            tokio::pin!(stop);
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = &mut stop => return Ok(()),
+                    _ = tick.tick() => {
+                        for line in refusals.flush(std::time::Instant::now()) {
+                            log(Level::Warn, &line);
+                        }
+                    }
+                }
+            }
+        }
+    });
     if let Some(addr) = o.rtmp {
         let listener = tokio::net::TcpListener::bind(addr)
             .await

@@ -544,6 +544,8 @@ impl Engine {
             key: req.key.clone(),
             action,
             reason: err.to_string(),
+            protocol: req.protocol.to_string(),
+            peer: req.peer.map(String::from),
         });
         err
     }

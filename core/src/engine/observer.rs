@@ -72,6 +72,10 @@ pub enum EngineEvent {
         action: Action,
         /// Why, in words.
         reason: String,
+        /// The protocol it came over.
+        protocol: String,
+        /// Its peer address, when known.
+        peer: Option<String>,
     },
 }
 
