@@ -427,40 +427,130 @@ fn srt_live_transmit_publishes_and_plays() {
     assert_frame_exact(&input, &out, "srt-live-transmit → srt-live-transmit");
 }
 
+/// GStreamer publishes a live test stream (6 s of H.264 320x240 at 30 fps,
+/// GOP 30, and AAC) with `srtsink uri=URI PROPS`; what it muxed also goes
+/// to `sent`.
+fn gst_publish(uri: &str, props: &str, sent: &Path) -> Child {
+    let pipeline = format!(
+        "videotestsrc is-live=true num-buffers=180 ! video/x-raw,width=320,height=240,framerate=30/1 ! x264enc tune=zerolatency bitrate=800 key-int-max=30 bframes=0 ! h264parse ! mpegtsmux name=m alignment=7 ! tee name=t ! queue ! filesink location={} t. ! queue ! srtsink uri={uri} latency=120 {props} audiotestsrc is-live=true num-buffers=280 ! avenc_aac ! aacparse ! m.",
+        sent.display(),
+    );
+    spawn(
+        Command::new(gst())
+            .arg("-q")
+            .args(pipeline.split(' ').filter(|w| !w.is_empty())),
+    )
+}
+
+/// GStreamer plays `srtsrc uri=URI PROPS` into `out`; interrupted after
+/// `seconds` (srtsrc waits for more after a stream ends), `-e` turns that
+/// into an end of stream. The file is written unbuffered: when the stream's
+/// end has put srtsrc into its reconnect loop, the forced end of stream
+/// sometimes never reaches the sink, and a buffered filesink then loses
+/// what it held (up to 64 KiB; seen about one run in four with encryption).
+fn gst_play(uri: &str, props: &str, out: &Path, seconds: u64) -> Child {
+    let play = format!(
+        "srtsrc uri={uri} latency=120 {props} ! filesink buffer-mode=unbuffered location={}",
+        out.display()
+    );
+    Command::new("timeout")
+        .args(["-s", "INT", &seconds.to_string()])
+        .arg(gst())
+        .args(["-q", "-e"])
+        .args(play.split(' ').filter(|w| !w.is_empty()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("gst player")
+}
+
 #[test]
 fn gstreamer_srtsink_publishes_and_srtsrc_plays() {
     let dir = tmpdir("srt-gst");
     let g = Gateway::start(&dir, &[]);
     let sent = dir.join("sent.ts");
-    // What GStreamer muxes goes both to a file and over SRT.
-    let pipeline = format!(
-        "videotestsrc is-live=true num-buffers=180 ! video/x-raw,width=320,height=240,framerate=30/1 ! x264enc tune=zerolatency key-int-max=30 bframes=0 ! h264parse ! mpegtsmux name=m alignment=7 ! tee name=t ! queue ! filesink location={} t. ! queue ! srtsink uri=srt://{}?streamid=publish:live/gst latency=120 audiotestsrc is-live=true num-buffers=280 ! avenc_aac ! aacparse ! m.",
-        sent.display(),
-        g.srt
+    let pubc = gst_publish(
+        &format!("srt://{}?streamid=publish:live/gst", g.srt),
+        "",
+        &sent,
     );
-    let pubc = spawn(Command::new(gst()).arg("-q").args(pipeline.split(' ')));
     wait_publishing(&g, "live/gst");
     let out = dir.join("out.ts");
-    let play = format!(
-        "srtsrc uri=srt://{}?streamid=read:live/gst latency=120 ! filesink location={}",
-        g.srt,
-        out.display()
+    let mut p = gst_play(
+        &format!("srt://{}?streamid=read:live/gst", g.srt),
+        "",
+        &out,
+        9,
     );
-    // srtsrc waits for more after the stream ends: it is interrupted, and
-    // `-e` turns that into an end of stream that flushes the file.
-    let mut p = Command::new("timeout")
-        .args(["-s", "INT", "9"])
-        .arg(gst())
-        .args(["-q", "-e"])
-        .args(play.split(' '))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("gst player");
     finish(pubc, "the GStreamer publisher", Duration::from_secs(30));
     let _ = p.wait();
     assert_frame_exact(&sent, &out, "GStreamer → GStreamer");
+}
+
+#[test]
+fn srt_live_transmit_and_gstreamer_encrypt_at_each_key_length() {
+    let dir = tmpdir("srt-crypto-peers");
+    let input = make_ts(&dir);
+    let pass = "0123456789abcdef";
+    let g = Gateway::start(&dir, &["--srt-passphrase", pass]);
+    for keylen in [16, 24, 32] {
+        // srt-live-transmit publishes, GStreamer plays.
+        let key = format!("live/slt{keylen}");
+        let q = format!("&passphrase={pass}&pbkeylen={keylen}");
+        let props = format!("passphrase={pass} pbkeylen={keylen}");
+        let (feed, mut relay) = slt_publish(
+            &input,
+            &format!("srt://{}?streamid=publish:{key}{q}", g.srt),
+        );
+        wait_publishing(&g, &key);
+        let out = dir.join(format!("slt{keylen}.ts"));
+        let mut p = gst_play(
+            &format!("srt://{}?streamid=read:{key}", g.srt),
+            &props,
+            &out,
+            9,
+        );
+        finish(feed, "the UDP feed", Duration::from_secs(30));
+        std::thread::sleep(Duration::from_secs(1));
+        interrupt(&relay);
+        let _ = relay.wait();
+        let _ = p.wait();
+        assert_frame_exact(
+            &input,
+            &out,
+            &format!("AES-{}: srt-live-transmit → GStreamer", keylen * 8),
+        );
+        // GStreamer publishes, srt-live-transmit plays.
+        let key = format!("live/gst{keylen}");
+        let sent = dir.join(format!("gst{keylen}-sent.ts"));
+        let pubc = gst_publish(
+            &format!("srt://{}?streamid=publish:{key}", g.srt),
+            &props,
+            &sent,
+        );
+        wait_publishing(&g, &key);
+        let out = dir.join(format!("gst{keylen}.ts"));
+        let mut p = slt_play(&format!("srt://{}?streamid=read:{key}{q}", g.srt), &out, 9);
+        finish(pubc, "the GStreamer publisher", Duration::from_secs(30));
+        let _ = p.wait();
+        assert_frame_exact(
+            &sent,
+            &out,
+            &format!("AES-{}: GStreamer → srt-live-transmit", keylen * 8),
+        );
+    }
+    // A wrong passphrase from either is refused, and the log says so.
+    let mut wrong = slt_play(
+        &format!(
+            "srt://{}?streamid=read:live/gst16&passphrase=not-the-right-one",
+            g.srt
+        ),
+        &dir.join("wrong.ts"),
+        3,
+    );
+    let _ = wrong.wait();
+    assert!(g.wait_log("wrong passphrase"), "{}", g.log());
 }
 
 #[test]
@@ -656,6 +746,164 @@ fn ten_percent_loss_and_five_percent_with_jitter_are_recovered() {
             l.contains("dropped 0, undecryptable 0)"),
             "a packet was not recovered: {l}"
         );
+    }
+}
+
+/// Starts `start()` until the gateway logs `what` within 5 s (libsrt's
+/// callers sometimes fail their handshake under loss); three tries.
+fn connected(g: &Gateway, what: &str, start: &dyn Fn() -> Child) -> Child {
+    for _ in 0..3 {
+        let mut c = start();
+        let end = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < end {
+            if g.log().contains(what) {
+                return c;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        eprintln!("no \"{what}\" within 5 s: the caller is started again");
+    }
+    panic!("never \"{what}\": {}", g.log());
+}
+
+/// A player started again while `busy` runs if it fails (libsrt's caller
+/// handshake under loss); it then starts at a later key frame, which the
+/// verdict accepts.
+fn keep_playing(busy: &mut Child, start: &dyn Fn() -> Child, what: &str) -> Child {
+    let mut p = start();
+    let mut tries = 0;
+    let limit = Instant::now() + Duration::from_secs(40);
+    while busy.try_wait().expect("wait").is_none() && Instant::now() < limit {
+        if tries < 3 && p.try_wait().expect("wait").is_some_and(|st| !st.success()) {
+            tries += 1;
+            eprintln!("{what} failed to connect; again");
+            p = start();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    p
+}
+
+/// The gateway's end-of-session lines for `key` say no packet was given up
+/// as too late or undecryptable.
+fn assert_sessions_recovered(g: &Gateway, key: &str) {
+    let ok = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        g.log()
+            .lines()
+            .filter(|l| l.contains("srt session") && l.contains(&format!("{key} from")))
+            .count()
+            >= 2
+    });
+    let log = g.log();
+    assert!(ok, "the sessions of {key} did not end: {log}");
+    for l in log
+        .lines()
+        .filter(|l| l.contains("srt session") && l.contains(&format!("{key} from")))
+    {
+        assert!(
+            l.contains("dropped 0, undecryptable 0)"),
+            "a packet was not recovered: {l}"
+        );
+    }
+}
+
+#[test]
+fn srt_live_transmit_and_gstreamer_through_the_lossy_relay_are_recovered() {
+    let dir = tmpdir("srt-lossy-peers");
+    let input = make_ts(&dir);
+    let g = Gateway::start(&dir, &[]);
+    for (i, (name, profile, latency_ms)) in lossy_profiles().into_iter().enumerate() {
+        let seed = 300 + i as u64 * 10;
+        let relay =
+            |seed: u64| Relay::start(g.srt, profile.clone(), profile.clone(), seed).expect("relay");
+
+        // srt-live-transmit both ways.
+        let key = format!("live/slt-{name}");
+        let (up, down) = (relay(seed), relay(seed + 1));
+        let udp = free_udp();
+        let mut sender = connected(&g, &format!("is publishing {key}"), &|| {
+            spawn(Command::new(slt()).args([
+                "-q".to_string(),
+                format!("udp://127.0.0.1:{udp}"),
+                format!(
+                    "srt://{}?streamid=publish:{key}&latency={latency_ms}",
+                    up.addr()
+                ),
+            ]))
+        });
+        let mut feed = spawn(
+            Command::new(ffmpeg5())
+                .args(["-v", "error", "-re", "-i"])
+                .arg(&input)
+                .args(["-c", "copy", "-f", "mpegts"])
+                .arg(format!("udp://127.0.0.1:{udp}?pkt_size=1316")),
+        );
+        wait_publishing(&g, &key);
+        let out = dir.join(format!("slt-{name}.ts"));
+        let play = || {
+            Command::new("timeout")
+                .arg("20")
+                .arg(slt())
+                .args([
+                    "-q".to_string(),
+                    "-a:no".to_string(),
+                    format!(
+                        "srt://{}?streamid=read:{key}&latency={latency_ms}",
+                        down.addr()
+                    ),
+                    "file://con".to_string(),
+                ])
+                .stdin(Stdio::null())
+                .stdout(std::fs::File::create(&out).expect("out"))
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("srt-live-transmit")
+        };
+        let mut p = keep_playing(&mut feed, &play, "srt-live-transmit's player");
+        finish(feed, "the UDP feed", Duration::from_secs(1));
+        std::thread::sleep(Duration::from_millis(1500));
+        interrupt(&sender);
+        let _ = sender.wait();
+        let _ = p.wait();
+        let dropped = relay_drops(&up, &down, profile.drop, &key);
+        eprintln!("srt-live-transmit ↔ arcly under {name} at {latency_ms} ms: the relays dropped {dropped}");
+        assert_frame_exact(&input, &out, &format!("srt-live-transmit under {name}"));
+        assert_sessions_recovered(&g, &key);
+
+        // GStreamer both ways.
+        let key = format!("live/gst-{name}");
+        let (up, down) = (relay(seed + 2), relay(seed + 3));
+        let sent = dir.join(format!("gst-{name}-sent.ts"));
+        let lat = format!("latency={latency_ms}");
+        let mut pubc = connected(&g, &format!("is publishing {key}"), &|| {
+            gst_publish(
+                &format!("srt://{}?streamid=publish:{key}", up.addr()),
+                &lat,
+                &sent,
+            )
+        });
+        wait_publishing(&g, &key);
+        let out = dir.join(format!("gst-{name}.ts"));
+        let play = || {
+            gst_play(
+                &format!("srt://{}?streamid=read:{key}", down.addr()),
+                &lat,
+                &out,
+                14,
+            )
+        };
+        let mut p = keep_playing(&mut pubc, &play, "GStreamer's player");
+        finish(pubc, "the GStreamer publisher", Duration::from_secs(1));
+        let _ = p.wait();
+        let dropped = relay_drops(&up, &down, profile.drop, &key);
+        eprintln!(
+            "GStreamer ↔ arcly under {name} at {latency_ms} ms: the relays dropped {dropped}"
+        );
+        assert_frame_exact(&sent, &out, &format!("GStreamer under {name}"));
+        assert_sessions_recovered(&g, &key);
     }
 }
 
