@@ -986,10 +986,11 @@ fn drive_caller(
     caller: arcly_srt::SrtCaller,
     clock: std::time::Instant,
     until: Instant,
+    port: u16,
 ) -> Option<String> {
     use arcly_core::session::{Conductor, ConnContext, Input};
     use std::task::{Context, Waker};
-    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let sock = std::net::UdpSocket::bind(("127.0.0.1", port)).expect("bind");
     sock.set_read_timeout(Some(Duration::from_millis(1)))
         .expect("timeout");
     let local = sock.local_addr().expect("addr");
@@ -1035,16 +1036,32 @@ fn our_caller_pushes_to_and_pulls_from_srt_live_transmit() {
     use arcly_srt::{CallerConfig, CallerMode, SrtCaller};
     let dir = tmpdir("srt-caller");
     let input = make_ts(&dir);
-    for pass in [None, Some("0123456789abcdef")] {
+    let pass = "0123456789abcdef";
+    for (pass, rendezvous) in [
+        (None, false),
+        (Some(pass), false),
+        (None, true),
+        (Some(pass), true),
+    ] {
         let (a, b) = (free_udp(), free_udp());
+        // In rendezvous each of our callers calls srt-live-transmit from the
+        // port it calls back.
+        let (pa, pb) = if rendezvous {
+            (free_udp(), free_udp())
+        } else {
+            (0, 0)
+        };
         let q = pass
             .map(|p| format!("&passphrase={p}&pbkeylen=16"))
             .unwrap_or_default();
-        let mut server = spawn(Command::new(slt()).args([
-            "-q",
-            &format!("srt://127.0.0.1:{a}?mode=listener&latency=120{q}"),
-            &format!("srt://127.0.0.1:{b}?mode=listener&latency=120{q}"),
-        ]));
+        let end = |ours: u16, port: u16| {
+            if rendezvous {
+                format!("srt://127.0.0.1:{ours}?mode=rendezvous&port={port}&latency=120{q}")
+            } else {
+                format!("srt://127.0.0.1:{port}?mode=listener&latency=120{q}")
+            }
+        };
+        let mut server = spawn(Command::new(slt()).args(["-q", &end(pa, a), &end(pb, b)]));
         std::thread::sleep(Duration::from_millis(300));
         // The input's frames, published into a local engine at their pace.
         let mut d = TsDemuxer::new(TsDemuxerConfig::default());
@@ -1075,8 +1092,9 @@ fn our_caller_pushes_to_and_pulls_from_srt_live_transmit() {
             passphrase: pass.map(String::from),
             key_len: KeyLen::Aes128,
             latency: Duration::from_millis(120),
-            connect_timeout: Duration::from_secs(3),
+            connect_timeout: Duration::from_secs(if rendezvous { 8 } else { 3 }),
             mode,
+            rendezvous,
         };
         let now = || arcly_core::time::Instant::from_micros(clock.elapsed().as_micros() as u64);
         let until = Instant::now() + Duration::from_secs(10);
@@ -1093,7 +1111,7 @@ fn our_caller_pushes_to_and_pulls_from_srt_live_transmit() {
         )
         .expect("caller");
         let dst2 = dst.clone();
-        let puller = std::thread::spawn(move || drive_caller(dst2, pull, clock, until));
+        let puller = std::thread::spawn(move || drive_caller(dst2, pull, clock, until, pb));
         let push = SrtCaller::new(
             cfg(
                 a,
@@ -1107,7 +1125,7 @@ fn our_caller_pushes_to_and_pulls_from_srt_live_transmit() {
         )
         .expect("caller");
         let src2 = src.clone();
-        let pusher = std::thread::spawn(move || drive_caller(src2, push, clock, until));
+        let pusher = std::thread::spawn(move || drive_caller(src2, push, clock, until, pa));
         let mut player = None;
         let mut got = Vec::new();
         // Audio and video interleave with their own time stamps: each frame
@@ -1146,12 +1164,13 @@ fn our_caller_pushes_to_and_pulls_from_srt_live_transmit() {
         let _ = server.wait();
         let pushed = pusher.join().expect("the pushing caller");
         let pulled = puller.join().expect("the pulling caller");
-        eprintln!("{pass:?}: pusher ended {pushed:?}, puller ended {pulled:?}");
+        eprintln!(
+            "{pass:?} rendezvous {rendezvous}: pusher ended {pushed:?}, puller ended {pulled:?}"
+        );
         // From the first key frame pulled, every frame of the input, exact.
-        let k = got
-            .iter()
-            .position(|f| f.is_key())
-            .unwrap_or_else(|| panic!("{pass:?}: nothing came back through srt-live-transmit"));
+        let k = got.iter().position(|f| f.is_key()).unwrap_or_else(|| {
+            panic!("{pass:?} rendezvous {rendezvous}: nothing came back through srt-live-transmit")
+        });
         let got = &got[k..];
         let at = frames
             .iter()
@@ -1160,12 +1179,15 @@ fn our_caller_pushes_to_and_pulls_from_srt_live_transmit() {
         let want = &frames[at..];
         assert!(
             got.len() + 3 >= want.len() && got.len() > 60,
-            "{pass:?}: {} of {} frames",
+            "{pass:?} rendezvous {rendezvous}: {} of {} frames",
             got.len(),
             want.len()
         );
         for (g, w) in got.iter().zip(want) {
-            assert_eq!(g.payload, w.payload, "{pass:?}: a frame differs");
+            assert_eq!(
+                g.payload, w.payload,
+                "{pass:?} rendezvous {rendezvous}: a frame differs"
+            );
         }
     }
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const HELP: &str = "\
-arcly: a live-media streaming gateway (RTMP in; RTMP, HLS and LL-HLS out)
+arcly: a live-media streaming gateway (RTMP and SRT in; RTMP, SRT, HLS and LL-HLS out)
 
 USAGE:
     arcly [FLAGS]

@@ -5,6 +5,15 @@
 //!
 //! The caller sends every datagram to [`CallerConfig::remote`] from the
 //! socket its host gives it (`Transmit::from` is `None`).
+//!
+//! With [`CallerConfig::rendezvous`] both ends call each other (each from
+//! the port the other calls): both wave (WAVEAHAND with a cookie), the
+//! larger cookie (by the sign of the 32-bit difference, as libsrt compares
+//! them) makes the Initiator, which sends its CONCLUSION with HSREQ (and
+//! KMREQ, stream id); the Responder answers with HSRSP (and KMRSP), and the
+//! Initiator's AGREEMENT, or its first data, connects the Responder. A peer
+//! whose CONCLUSION says it took the same role as ours decides: HSREQ from
+//! it makes us the Responder, an empty one the Initiator.
 
 use core::net::SocketAddr;
 use std::collections::VecDeque;
@@ -67,12 +76,34 @@ pub struct CallerConfig {
     pub connect_timeout: Duration,
     /// What to do once connected.
     pub mode: CallerMode,
+    /// Rendezvous: the remote calls us too, from the port we call (and to
+    /// the port we call from).
+    pub rendezvous: bool,
+}
+
+/// The role the cookie contest gave us in a rendezvous.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Initiator,
+    Responder,
 }
 
 #[derive(Debug)]
 enum State {
     Induction,
-    Conclusion { packet: Bytes },
+    Conclusion {
+        packet: Bytes,
+    },
+    /// Rendezvous: waving until the peer's first handshake.
+    Waving,
+    /// Rendezvous: the roles are known; `packet` is repeated until the
+    /// peer's answer; a Responder keeps the peer's HSREQ handshake once
+    /// answered (it connects on the AGREEMENT or the first data).
+    Rendezvous {
+        role: Role,
+        packet: Bytes,
+        answered: Option<Box<Handshake>>,
+    },
     Open,
     Done,
 }
@@ -83,6 +114,9 @@ pub struct SrtCaller {
     cfg: CallerConfig,
     id: u32,
     isn: Seq,
+    /// Our rendezvous cookie (never 0), and the peer's socket id once known.
+    cookie: u32,
+    peer_id: u32,
     state: State,
     crypto: Option<Crypto>,
     km: Option<Bytes>,
@@ -101,6 +135,7 @@ impl SrtCaller {
         let mut rng = Drbg::new(seed);
         let id = rng.next_u32() & 0x3FFF_FFFF | 1;
         let isn = Seq::new(rng.next_u32());
+        let cookie = rng.next_u32() | 1;
         let (crypto, km) = match &cfg.passphrase {
             Some(p) => {
                 let mut fill = |b: &mut [u8]| rng.fill(b);
@@ -110,10 +145,13 @@ impl SrtCaller {
             }
             None => (None, None),
         };
+        let rendezvous = cfg.rendezvous;
         let mut c = SrtCaller {
             cfg,
             id,
             isn,
+            cookie,
+            peer_id: 0,
             state: State::Induction,
             crypto,
             km,
@@ -124,7 +162,12 @@ impl SrtCaller {
             out: VecDeque::new(),
             closed: false,
         };
-        c.send_induction(now);
+        if rendezvous {
+            c.state = State::Waving;
+            c.send_wave(now);
+        } else {
+            c.send_induction(now);
+        }
         Ok(c)
     }
 
@@ -148,7 +191,7 @@ impl SrtCaller {
     fn push(&mut self, now: Instant, hs: Handshake) -> Bytes {
         let p = ControlPacket {
             timestamp: self.timestamp(now),
-            dest: 0,
+            dest: self.peer_id,
             control: Control::Handshake(hs),
         };
         let b = p.to_bytes();
@@ -180,6 +223,13 @@ impl SrtCaller {
     }
 
     fn conclusion(&mut self, now: Instant, cookie: u32) {
+        let hs = self.request(cookie);
+        let packet = self.push(now, hs);
+        self.state = State::Conclusion { packet };
+    }
+
+    /// The CONCLUSION that asks: HSREQ, KMREQ, the stream id.
+    fn request(&self, cookie: u32) -> Handshake {
         let latency = u16::try_from(self.cfg.latency.as_millis()).unwrap_or(u16::MAX);
         let mut flags = srt_flag::TSBPDSND
             | srt_flag::TSBPDRCV
@@ -207,16 +257,225 @@ impl SrtCaller {
             exts.push(Extension::StreamId(self.cfg.stream_id.clone()));
             ext |= ext_flag::CONFIG;
         }
-        let hs = Handshake {
+        Handshake {
             version: 5,
             encryption,
             extension: ext,
             cookie,
             extensions: exts,
             ..self.base(HsType::Conclusion)
+        }
+    }
+
+    /// The key length we advertise in a rendezvous (the encryption field).
+    fn advertised(&self) -> u16 {
+        if self.km.is_some() {
+            (self.cfg.key_len.bytes() / 8) as u16
+        } else {
+            0
+        }
+    }
+
+    fn send_wave(&mut self, now: Instant) {
+        let hs = Handshake {
+            version: 5,
+            encryption: self.advertised(),
+            extension: 0,
+            cookie: self.cookie,
+            ..self.base(HsType::WaveAHand)
+        };
+        self.push(now, hs);
+    }
+
+    /// The role our cookie wins against the peer's; `None` on a draw.
+    fn contest(&self, peer_cookie: u32) -> Option<Role> {
+        match (self.cookie.wrapping_sub(peer_cookie) as i32).signum() {
+            1 => Some(Role::Initiator),
+            -1 => Some(Role::Responder),
+            _ => None,
+        }
+    }
+
+    /// Rendezvous: the next handshake of `role` (HSREQ from the Initiator,
+    /// an empty CONCLUSION from a Responder that has no HSREQ yet).
+    fn rendezvous_step(&mut self, now: Instant, role: Role) {
+        let hs = match role {
+            Role::Initiator => self.request(self.cookie),
+            Role::Responder => Handshake {
+                version: 5,
+                encryption: self.advertised(),
+                extension: 0,
+                cookie: self.cookie,
+                ..self.base(HsType::Conclusion)
+            },
         };
         let packet = self.push(now, hs);
-        self.state = State::Conclusion { packet };
+        self.state = State::Rendezvous {
+            role,
+            packet,
+            answered: None,
+        };
+    }
+
+    /// Rendezvous, as the Responder: answers the Initiator's HSREQ with
+    /// HSRSP (and KMRSP), taking its keys.
+    fn respond(&mut self, now: Instant, hs: Handshake) {
+        if let Some(km) = hs.key_material() {
+            let Some(pass) = self.cfg.passphrase.clone() else {
+                let code = RejectCode::UNSECURE;
+                self.reject_peer(now, code);
+                return self.fail(
+                    ProtocolErrorKind::Unsupported,
+                    SrtError::UnexpectedEncryption,
+                );
+            };
+            match Crypto::from_km(km, pass) {
+                Ok(c) => self.crypto = Some(c),
+                Err(e) => {
+                    self.reject_peer(now, RejectCode::BADSECRET);
+                    return self.fail(
+                        ProtocolErrorKind::PeerRefused(Some(Rejection::Unauthorized)),
+                        SrtError::KeyMaterial(e),
+                    );
+                }
+            }
+        } else if self.km.is_some() {
+            self.reject_peer(now, RejectCode::UNSECURE);
+            return self.fail(
+                ProtocolErrorKind::PeerRefused(Some(Rejection::Unauthorized)),
+                SrtError::PassphraseRequired,
+            );
+        }
+        let ours = u16::try_from(self.cfg.latency.as_millis()).unwrap_or(u16::MAX);
+        let theirs = hs.options().unwrap_or(SrtOptions {
+            version: 0,
+            flags: 0,
+            recv_delay: 0,
+            send_delay: 0,
+        });
+        let mut flags = srt_flag::TSBPDSND
+            | srt_flag::TSBPDRCV
+            | srt_flag::TLPKTDROP
+            | srt_flag::PERIODICNAK
+            | srt_flag::REXMITFLG;
+        if self.crypto.is_some() {
+            flags |= srt_flag::CRYPT;
+        }
+        let mut exts = vec![Extension::HsRsp(SrtOptions {
+            version: SRT_VERSION,
+            flags,
+            recv_delay: ours.max(theirs.send_delay),
+            send_delay: ours.max(theirs.recv_delay),
+        })];
+        let mut ext = ext_flag::HSREQ;
+        if let Some(km) = hs.key_material() {
+            exts.push(Extension::KmRsp(km.clone()));
+            ext |= ext_flag::KMREQ;
+        }
+        let answer = Handshake {
+            version: 5,
+            encryption: 0,
+            extension: ext,
+            cookie: self.cookie,
+            extensions: exts,
+            ..self.base(HsType::Conclusion)
+        };
+        let packet = self.push(now, answer);
+        self.state = State::Rendezvous {
+            role: Role::Responder,
+            packet,
+            answered: Some(Box::new(hs)),
+        };
+    }
+
+    /// Tells the rendezvous peer it is refused.
+    fn reject_peer(&mut self, now: Instant, code: RejectCode) {
+        let hs = Handshake {
+            version: 5,
+            cookie: self.cookie,
+            ..self.base(HsType::Rejection(code))
+        };
+        self.push(now, hs);
+    }
+
+    /// Rendezvous: a handshake from the peer.
+    fn on_rendezvous(&mut self, now: Instant, hs: Handshake) {
+        let req = hs
+            .extensions
+            .iter()
+            .any(|e| matches!(e, Extension::HsReq(_)));
+        let rsp = hs
+            .extensions
+            .iter()
+            .any(|e| matches!(e, Extension::HsRsp(_)));
+        if self.peer_id == 0 && hs.socket_id != 0 {
+            self.peer_id = hs.socket_id;
+        }
+        let role = match &self.state {
+            State::Waving => match hs.hs_type {
+                HsType::WaveAHand | HsType::Conclusion => match self.contest(hs.cookie) {
+                    Some(r) => r,
+                    // A draw (the same cookie): wave on with a new one.
+                    None => {
+                        self.cookie = self.cookie.wrapping_mul(0x9E37_79B9) | 1;
+                        return;
+                    }
+                },
+                _ => return,
+            },
+            State::Rendezvous { role, .. } => *role,
+            State::Open => {
+                // The peer missed our AGREEMENT.
+                if hs.hs_type == HsType::Conclusion && rsp {
+                    let a = Handshake {
+                        version: 5,
+                        cookie: self.cookie,
+                        ..self.base(HsType::Agreement)
+                    };
+                    self.push(now, a);
+                }
+                return;
+            }
+            _ => return,
+        };
+        let waving = matches!(self.state, State::Waving);
+        match (role, hs.hs_type) {
+            (_, HsType::WaveAHand) if waving => self.rendezvous_step(now, role),
+            (_, HsType::WaveAHand) => {}
+            (Role::Responder, HsType::Conclusion) if rsp => self.open_answered(now),
+            (Role::Initiator, HsType::Conclusion) if rsp => {
+                let a = Handshake {
+                    version: 5,
+                    cookie: self.cookie,
+                    ..self.base(HsType::Agreement)
+                };
+                self.push(now, a);
+                self.open(now, hs);
+            }
+            // The peer is an Initiator too: it asks, so we answer.
+            (Role::Initiator | Role::Responder, HsType::Conclusion) if req => {
+                if self.peer_id == 0 {
+                    self.peer_id = hs.socket_id;
+                }
+                self.respond(now, hs);
+            }
+            // A Responder that has nothing to answer yet: we ask (as the
+            // Initiator we are, or become if the peer is a Responder too).
+            (_, HsType::Conclusion) => self.rendezvous_step(now, Role::Initiator),
+            (Role::Responder, HsType::Agreement) => self.open_answered(now),
+            _ => {}
+        }
+    }
+
+    /// Rendezvous, as the Responder that answered: connected.
+    fn open_answered(&mut self, now: Instant) {
+        let state = std::mem::replace(&mut self.state, State::Done);
+        match state {
+            State::Rendezvous {
+                answered: Some(hs), ..
+            } => self.open(now, *hs),
+            other => self.state = other,
+        }
     }
 
     fn fail(&mut self, kind: ProtocolErrorKind, why: SrtError) {
@@ -229,6 +488,9 @@ impl SrtCaller {
     }
 
     fn on_handshake(&mut self, now: Instant, hs: Handshake) {
+        if self.cfg.rendezvous && !matches!(hs.hs_type, HsType::Rejection(_)) {
+            return self.on_rendezvous(now, hs);
+        }
         match (&self.state, hs.hs_type) {
             (_, HsType::Rejection(code)) => {
                 let r = match code {
@@ -262,7 +524,9 @@ impl SrtCaller {
             ),
             None => (ours, ours),
         };
-        let mut cc = ConnConfig::new(self.id, hs.socket_id, self.isn, self.isn, recv);
+        // Each side sends from the first sequence number it announced (the
+        // listener's answer carries ours back).
+        let mut cc = ConnConfig::new(self.id, hs.socket_id, self.isn, hs.initial_seq, recv);
         cc.send_latency = send;
         cc.peer_window = hs.flow_window.clamp(32, 1 << 16);
         let mut conn = Connection::new(cc, now, self.crypto.take());
@@ -317,6 +581,16 @@ impl Session for SrtCaller {
             }
             return;
         }
+        if matches!(
+            self.state,
+            State::Rendezvous {
+                answered: Some(_),
+                ..
+            }
+        ) {
+            // The Initiator's first data stands for its lost AGREEMENT.
+            self.open_answered(now);
+        }
         if let Some(l) = self.link.as_mut() {
             l.conn.handle_datagram(now, data);
         }
@@ -342,13 +616,17 @@ impl Session for SrtCaller {
 
     fn handle_timeout(&mut self, now: Instant) {
         match &self.state {
-            State::Induction | State::Conclusion { .. } => {
+            State::Induction
+            | State::Conclusion { .. }
+            | State::Waving
+            | State::Rendezvous { .. } => {
                 if now >= self.started + self.cfg.connect_timeout {
                     return self.fail(ProtocolErrorKind::PeerRefused(None), SrtError::NoAnswer);
                 }
                 if now >= self.next_retry {
                     match &self.state {
-                        State::Conclusion { packet, .. } => {
+                        State::Waving => self.send_wave(now),
+                        State::Conclusion { packet, .. } | State::Rendezvous { packet, .. } => {
                             let p = packet.clone();
                             self.out
                                 .push_back(Transmit::datagram(None, self.cfg.remote, p));
@@ -407,7 +685,10 @@ impl Session for SrtCaller {
             return None;
         }
         match &self.state {
-            State::Induction | State::Conclusion { .. } => {
+            State::Induction
+            | State::Conclusion { .. }
+            | State::Waving
+            | State::Rendezvous { .. } => {
                 Some(self.next_retry.min(self.started + self.cfg.connect_timeout))
             }
             State::Open => self.link.as_ref().and_then(|l| l.conn.poll_timeout()),

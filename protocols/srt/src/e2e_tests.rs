@@ -60,6 +60,7 @@ fn caller(mode: CallerMode, sid: &str, pass: Option<&str>, now: Instant, seed: u
             latency: Duration::from_millis(120),
             connect_timeout: Duration::from_secs(3),
             mode,
+            rendezvous: false,
         },
         now,
         [seed; 32],
@@ -305,4 +306,161 @@ fn a_missing_passphrase_is_refused() {
     );
     assert!(r.refused.is_some());
     assert!(r.got.is_empty());
+}
+
+/// Rendezvous: one caller pushes the sample, the other (each calling the
+/// other's address) pulls it into a second engine; `seeds` decide the
+/// cookies, so swapping them swaps the Initiator and the Responder.
+fn rendezvous(link: LinkConfig, pass: (Option<&str>, Option<&str>), seeds: (u8, u8)) -> Run {
+    let (tracks, frames) = sample();
+    let src = Engine::default();
+    let dst = Engine::default();
+    let key = |s: &str| StreamKey::new("live", s).expect("key");
+    let mut publisher = src
+        .publish(&Request::new(key("src"), "test"), Instant::ZERO)
+        .expect("publish");
+    publisher.set_tracks(tracks);
+    let (pa, pb) = (at(1), at(2));
+    let mut net = Network::new(9, link);
+    let mut now = Instant::from_millis(1);
+    let ctx = ConnContext::default();
+    let make = |mode, remote, pass: Option<&str>, seed| {
+        SrtCaller::new(
+            CallerConfig {
+                remote,
+                stream_id: String::new(),
+                passphrase: pass.map(String::from),
+                key_len: KeyLen::Aes192,
+                latency: Duration::from_millis(120),
+                connect_timeout: Duration::from_secs(3),
+                mode,
+                rendezvous: true,
+            },
+            now,
+            [seed; 32],
+        )
+        .expect("caller")
+    };
+    let push = make(
+        CallerMode::Push {
+            app: "live".into(),
+            stream: "src".into(),
+        },
+        pb,
+        pass.0,
+        seeds.0,
+    );
+    let pull = make(
+        CallerMode::Pull {
+            app: "live".into(),
+            stream: "out".into(),
+        },
+        pa,
+        pass.1,
+        seeds.1,
+    );
+    let mut a = Conductor::new(src.clone(), push, ctx.clone());
+    let mut b = Conductor::new(dst.clone(), pull, ctx);
+    let mut player = None;
+    let mut got = Vec::new();
+    let mut cx = Context::from_waker(Waker::noop());
+    let first = frames.first().map(|f| f.dts.as_micros()).unwrap_or(0);
+    let (mut next, start) = (0usize, now);
+    let mut refused = None;
+    while now < start + Duration::from_secs(12) {
+        while next < frames.len()
+            && start.as_micros() + (frames[next].dts.as_micros() - first) as u64 <= now.as_micros()
+        {
+            let _ = publisher.publish(now, frames[next].clone());
+            next += 1;
+        }
+        if player.is_none() {
+            player = dst.play(&Request::new(key("out"), "test")).ok();
+        }
+        for c in [&mut a, &mut b] {
+            if c.poll_timeout().is_some_and(|t| t <= now) {
+                c.handle_timeout(now);
+            }
+            let _ = c.poll_deliveries(&mut cx, now);
+        }
+        while let Some(p) = net.poll_deliver(now) {
+            let c = if p.to == pa { &mut a } else { &mut b };
+            c.handle_input(
+                now,
+                Input::Datagram {
+                    from: p.from,
+                    local: p.to,
+                    data: BytesMut::from(&p.data[..]),
+                },
+            );
+        }
+        for (c, from, to) in [(&mut a, pa, pb), (&mut b, pb, pa)] {
+            let _ = c.poll_deliveries(&mut cx, now);
+            while let Some(t) = c.poll_transmit() {
+                net.send(now, from, to, t.data);
+            }
+            if let Some(e) = c.end() {
+                refused.get_or_insert(format!("{e:?}"));
+            }
+        }
+        if let Some(p) = player.as_mut() {
+            while let Ok(d) = p.subscription.try_recv() {
+                if let Delivery::Frame(f) = d {
+                    got.push(f);
+                }
+            }
+        }
+        let mut t = now + Duration::from_millis(2);
+        for c in [a.poll_timeout(), b.poll_timeout(), net.poll_timeout()]
+            .into_iter()
+            .flatten()
+        {
+            t = t.min(c);
+        }
+        now = t.max(now + Duration::from_micros(10));
+    }
+    Run {
+        got,
+        sent: frames,
+        refused,
+    }
+}
+
+#[test]
+fn rendezvous_is_frame_exact_whichever_side_initiates() {
+    for seeds in [(1, 2), (2, 1), (5, 9), (9, 5)] {
+        let r = rendezvous(
+            LinkConfig::delay(Duration::from_millis(5)),
+            (None, None),
+            seeds,
+        );
+        assert_same(&r);
+    }
+}
+
+#[test]
+fn rendezvous_under_ten_percent_loss_is_frame_exact() {
+    let link = LinkConfig {
+        loss: 0.10,
+        ..LinkConfig::delay(Duration::from_millis(5))
+    };
+    for seeds in [(3, 4), (4, 3)] {
+        assert_same(&rendezvous(link.clone(), (None, None), seeds));
+    }
+}
+
+#[test]
+fn encrypted_rendezvous_is_frame_exact_and_a_wrong_passphrase_is_refused() {
+    let p = Some("correct horse battery");
+    for seeds in [(1, 2), (2, 1)] {
+        let r = rendezvous(LinkConfig::delay(Duration::from_millis(5)), (p, p), seeds);
+        assert_same(&r);
+        let r = rendezvous(
+            LinkConfig::delay(Duration::from_millis(5)),
+            (p, Some("wrong horse battery")),
+            seeds,
+        );
+        assert!(r.refused.is_some(), "a wrong passphrase connected");
+        assert!(r.got.is_empty());
+    }
 }
