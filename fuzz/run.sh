@@ -64,6 +64,22 @@ for r in \
   { printf "\\x$(printf %02x $((n * 7)))"; printf '%b' "$r"; } >"seeds/http_request/vector$n"
 done
 
+# Our SRT caller: what the gateway answered real callers (the recorded
+# handshakes and the first control packets), as [len][datagram] after a mode
+# byte (0: pull, 4: push).
+mkdir -p seeds/srt_caller
+python3 - ../protocols/srt/testdata/callers <<'PY'
+import pathlib, sys
+for f in sorted(pathlib.Path(sys.argv[1]).glob("*.txt")):
+    out = bytearray([4 if "publish" in f.name else 0])
+    for line in f.read_text().splitlines():
+        d, _, h = line.split(" ")
+        b = bytes.fromhex(h)
+        if d == "l2c" and len(b) < 256 and len(out) < 4096:
+            out += bytes([len(b)]) + b
+    pathlib.Path("seeds/srt_caller", f.stem).write_bytes(out)
+PY
+
 cargo fuzz build >/dev/null
 
 run_one() {

@@ -63,7 +63,10 @@ fuzz_target!(|data: &[u8]| {
     let mut t = 0;
     for piece in [&data[..cut], &data[cut..]] {
         t += 1;
-        s.handle_input(Instant::from_millis(t), Input::Stream(BytesMut::from(piece)));
+        s.handle_input(
+            Instant::from_millis(t),
+            Input::Stream(BytesMut::from(piece)),
+        );
         assert!(s.buffered_input() <= MAX_HEADER + 4096);
         if take(&mut s, batch) {
             // Refused: the rest of the answers, then the end.

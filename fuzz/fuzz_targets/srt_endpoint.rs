@@ -26,7 +26,11 @@ fn hs(kind: HsType, version: u32, cookie: u32, exts: Vec<Extension>) -> BytesMut
         control: Control::Handshake(Handshake {
             version,
             encryption: 0,
-            extension: if exts.is_empty() { 2 } else { ext_flag::HSREQ | ext_flag::CONFIG },
+            extension: if exts.is_empty() {
+                2
+            } else {
+                ext_flag::HSREQ | ext_flag::CONFIG
+            },
             initial_seq: Seq::new(77),
             mtu: 1500,
             flow_window: 8192,
@@ -52,18 +56,31 @@ fuzz_target!(|data: &[u8]| {
     host.handle_datagram(now, local, peer, hs(HsType::Induction, 4, 0, vec![]));
     let mut cookie = 0;
     while let Some(t) = host.poll_transmit() {
-        if let Ok(Packet::Control(ControlPacket { control: Control::Handshake(h), .. })) = Packet::parse(t.data) {
+        if let Ok(Packet::Control(ControlPacket {
+            control: Control::Handshake(h),
+            ..
+        })) = Packet::parse(t.data)
+        {
             cookie = h.cookie;
         }
     }
     let exts = vec![
-        Extension::HsReq(SrtOptions { version: 0x010500, flags: 0x3F, recv_delay: 120, send_delay: 120 }),
+        Extension::HsReq(SrtOptions {
+            version: 0x010500,
+            flags: 0x3F,
+            recv_delay: 120,
+            send_delay: 120,
+        }),
         Extension::StreamId("publish:live/fuzz".into()),
     ];
     host.handle_datagram(now, local, peer, hs(HsType::Conclusion, 5, cookie, exts));
     let mut id = 0;
     while let Some(t) = host.poll_transmit() {
-        if let Ok(Packet::Control(ControlPacket { control: Control::Handshake(h), .. })) = Packet::parse(t.data) {
+        if let Ok(Packet::Control(ControlPacket {
+            control: Control::Handshake(h),
+            ..
+        })) = Packet::parse(t.data)
+        {
             id = h.socket_id;
         }
     }

@@ -16,7 +16,11 @@ fuzz_target!(|data: &[u8]| {
             Packet::Data(d) => Packet::parse(d.to_bytes()),
             Packet::Control(c) => Packet::parse(c.to_bytes()),
         };
-        if let (Packet::Control(ControlPacket { control: a, .. }), Ok(Packet::Control(ControlPacket { control: b, .. }))) = (&p, &again) {
+        if let (
+            Packet::Control(ControlPacket { control: a, .. }),
+            Ok(Packet::Control(ControlPacket { control: b, .. })),
+        ) = (&p, &again)
+        {
             // Handshakes may lose unknown bytes on the way back; the rest
             // round-trips exactly.
             if !matches!(a, arcly_srt::packet::Control::Handshake(_)) {

@@ -248,8 +248,9 @@ fn be32(d: &[u8], at: usize) -> u32 {
 
 /// Reads a string that libsrt writes as 32-bit words in host (little
 /// endian) order: each group of four bytes is reversed on the wire, and
-/// the end is padded with NULs.
-fn read_swapped(d: &[u8]) -> String {
+/// the end is padded with NULs. Not UTF-8 is an error: such a name could
+/// not be written back as it came (nor name a stream).
+fn read_swapped(d: &[u8]) -> Result<String, PacketError> {
     let mut s = Vec::with_capacity(d.len());
     for w in d.chunks(4) {
         s.extend(w.iter().rev());
@@ -257,7 +258,7 @@ fn read_swapped(d: &[u8]) -> String {
     while s.last() == Some(&0) {
         s.pop();
     }
-    String::from_utf8_lossy(&s).into_owned()
+    String::from_utf8(s).map_err(|_| PacketError::Bad("a handshake string is not UTF-8"))
 }
 
 fn write_swapped(out: &mut BytesMut, s: &str) {
@@ -332,9 +333,9 @@ impl Handshake {
                     if body.len() > MAX_STREAM_ID {
                         return Err(PacketError::Bad("stream id longer than 512 bytes"));
                     }
-                    Extension::StreamId(read_swapped(body))
+                    Extension::StreamId(read_swapped(body)?)
                 }
-                6 => Extension::Congestion(read_swapped(body)),
+                6 => Extension::Congestion(read_swapped(body)?),
                 _ => Extension::Other {
                     kind,
                     data: Bytes::copy_from_slice(body),

@@ -324,3 +324,36 @@ proptest::proptest! {
         check(&r);
     }
 }
+
+/// A stream id that is not UTF-8 is refused at parsing (it used to parse
+/// lossily and grow past 512 bytes when written back; found by fuzzing).
+#[test]
+fn a_stream_id_that_is_not_utf8_is_refused() {
+    use crate::handshake::{Extension, Handshake, HsType};
+    use crate::packet::{Control, ControlPacket, Packet};
+    let hs = Handshake {
+        version: 5,
+        encryption: 0,
+        extension: 4,
+        initial_seq: crate::seq::Seq::new(1),
+        mtu: 1500,
+        flow_window: 8192,
+        hs_type: HsType::Conclusion,
+        socket_id: 7,
+        cookie: 9,
+        peer_ip: [0; 16],
+        extensions: vec![Extension::StreamId("abcd".into())],
+    };
+    let b = ControlPacket {
+        timestamp: 0,
+        dest: 0,
+        control: Control::Handshake(hs),
+    }
+    .to_bytes();
+    assert!(Packet::parse(b.clone()).is_ok());
+    // The stream id's first byte (the words are byte-swapped on the wire).
+    let at = b.windows(4).position(|w| w == b"dcba").expect("stream id");
+    let mut bad = b.to_vec();
+    bad[at] = 0xFF;
+    assert!(Packet::parse(bytes::Bytes::from(bad)).is_err());
+}
