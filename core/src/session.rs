@@ -270,12 +270,19 @@ impl core::fmt::Display for SessionEnd {
 
 fn rejection_text(why: &Rejection) -> &'static str {
     match why {
-        Rejection::BadName => "bad stream name",
+        Rejection::BadName => "bad stream name (the name is APP/STREAM)",
         Rejection::Unauthorized => "unauthorized",
         Rejection::NotFound => "not found",
-        Rejection::AlreadyPublishing => "already publishing",
+        Rejection::AlreadyPublishing => "already being published",
         Rejection::Forbidden => "forbidden",
         Rejection::Unavailable => "unavailable",
+    }
+}
+
+/// In a person's words, as a peer or a log is told it.
+impl core::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(rejection_text(self))
     }
 }
 
@@ -894,10 +901,12 @@ impl<S: Session> Conductor<S> {
             Ok(k) => k,
             Err(why) => {
                 self.p.log.push_back(format!(
-                    "refused {} of {:?}/{:?}: bad name",
+                    "refused {} of {:?} over {} from {}: {}",
                     r.action.as_str(),
-                    r.app,
-                    r.stream
+                    format!("{}/{}", r.app, r.stream),
+                    self.p.session.protocol(),
+                    self.p.ctx.peer.as_deref().unwrap_or("?"),
+                    Rejection::BadName
                 ));
                 self.p.session.reject(now, r.id, why);
                 return;

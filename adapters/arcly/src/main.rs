@@ -116,7 +116,7 @@ impl Observer for GatewayObserver {
         }
         match e {
             EngineEvent::Unpublished { key, reason, .. } => {
-                log(Level::Info, &format!("stream {key} ended ({reason:?})"))
+                log(Level::Info, &format!("stream {key} ended: {reason}"))
             }
             EngineEvent::Rejected {
                 key,

@@ -66,10 +66,7 @@ impl MediaSink for PublishSink {
             .as_mut()
             .ok_or_else(|| io::Error::from(io::ErrorKind::BrokenPipe))?;
         p.publish(self.clock.now(), frame).map_err(|e| {
-            io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                format!("stream closed: {:?}", e.0),
-            )
+            io::Error::new(io::ErrorKind::BrokenPipe, format!("stream closed: {}", e.0))
         })
     }
 

@@ -81,6 +81,18 @@ pub enum CloseReason {
     Shutdown,
 }
 
+/// In a person's words.
+impl core::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            CloseReason::PublisherEnded => "the publisher ended it",
+            CloseReason::Idle => "idle too long",
+            CloseReason::Replaced => "a new publisher took it over",
+            CloseReason::Shutdown => "the server is shutting down",
+        })
+    }
+}
+
 impl CloseReason {
     fn to_u8(self) -> u8 {
         match self {
@@ -107,7 +119,7 @@ impl CloseReason {
 #[non_exhaustive]
 pub enum RecvError {
     /// The stream closed and everything published before was delivered.
-    #[error("stream closed: {0:?}")]
+    #[error("stream closed: {0}")]
     Closed(CloseReason),
     /// This subscriber fell more than the lag limit behind.
     #[error("subscriber evicted after falling {lost} frames behind")]

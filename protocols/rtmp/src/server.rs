@@ -375,7 +375,9 @@ impl ServerSession {
 
     fn on_publish(&mut self, stream_id: u32, c: &Command) -> Result<()> {
         let q = command::split_query(c.arg_str(0).unwrap_or_default());
-        if q.name.is_empty() || self.publishing.is_some() || self.app.is_none() {
+        // An empty name goes to the host like any other, which refuses it
+        // and says so in its log.
+        if self.publishing.is_some() || self.app.is_none() {
             let why = if self.publishing.is_some() {
                 Rejection::AlreadyPublishing
             } else {
@@ -397,7 +399,7 @@ impl ServerSession {
 
     fn on_play(&mut self, stream_id: u32, c: &Command) -> Result<()> {
         let q = command::split_query(c.arg_str(0).unwrap_or_default());
-        if q.name.is_empty() || self.playing.is_some() || self.app.is_none() {
+        if self.playing.is_some() || self.app.is_none() {
             self.refuse(false, stream_id, &q.name, &Rejection::BadName);
             return Ok(());
         }
@@ -419,7 +421,12 @@ impl ServerSession {
 
     fn refuse(&mut self, publish: bool, stream_id: u32, name: &str, why: &Rejection) {
         let code = command::rejection_code(publish, why);
-        let desc = format!("{name}: {why:?}");
+        let desc = match why {
+            Rejection::BadName => format!(
+                "stream name {name:?} missing or not valid: publish to or play rtmp://HOST/APP/STREAM"
+            ),
+            why => format!("{name}: {why}"),
+        };
         self.conn.send_command(
             CSID_STREAM,
             stream_id,

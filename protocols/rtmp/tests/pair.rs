@@ -420,3 +420,41 @@ fn publish_over_the_simulator_is_lossless_at_every_split() {
     assert_eq!(a, run(7), "the same seed replays exactly");
     assert_ne!(a, run(8), "another seed splits otherwise");
 }
+
+/// `rtmp://host/mystream` (no stream part): the request goes to the host
+/// like any other (which refuses it and logs why), and the client is told
+/// in words what to do, not an internal name.
+#[test]
+fn a_missing_stream_name_is_asked_of_the_host_and_explained_to_the_client() {
+    use arcly_core::session::Rejection;
+    let now = Instant::ZERO;
+    let mut server = ServerSession::new(RtmpConfig::default(), now);
+    let target = ClientTarget {
+        app: "mystream".into(),
+        stream: String::new(),
+        tc_url: "rtmp://127.0.0.1/mystream".into(),
+    };
+    let mut client = ClientSession::new(RtmpConfig::default(), ClientMode::Publish, target, now);
+    let mut asked = Vec::new();
+    let mut told = Vec::new();
+    for _ in 0..20 {
+        while let Some(t) = client.poll_transmit() {
+            server.handle_input(now, Input::Stream(BytesMut::from(&t.data[..])));
+        }
+        while let Some(e) = server.poll_event() {
+            if let SessionEvent::Request(r) = e {
+                asked.push((r.app.clone(), r.stream.clone()));
+                server.reject(now, r.id, Rejection::BadName);
+            }
+        }
+        while let Some(t) = server.poll_transmit() {
+            told.extend_from_slice(&t.data);
+            client.handle_input(now, Input::Stream(BytesMut::from(&t.data[..])));
+        }
+        while client.poll_event().is_some() {}
+    }
+    assert_eq!(asked, vec![("mystream".to_string(), String::new())]);
+    let told = String::from_utf8_lossy(&told);
+    assert!(told.contains("rtmp://HOST/APP/STREAM"), "{told}");
+    assert!(!told.contains(": BadName"), "{told}");
+}
