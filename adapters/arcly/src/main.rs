@@ -196,8 +196,13 @@ fn parse_addr(v: &str) -> Result<Option<SocketAddr>, String> {
 }
 
 fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
-    v.parse()
-        .map_err(|_| format!("{flag} takes a number, not {v:?}"))
+    v.parse().map_err(|_| {
+        if v.parse::<f64>().is_ok() {
+            format!("{flag} takes a whole number, not {v:?}")
+        } else {
+            format!("{flag} takes a number, not {v:?}")
+        }
+    })
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
@@ -307,7 +312,40 @@ fn parse(args: &[String]) -> Result<Options, String> {
             other => return Err(format!("unknown flag {other:?} (see --help)")),
         }
     }
+    check(&o)?;
     Ok(o)
+}
+
+/// The rules settings must meet together (whatever their order on the
+/// command line): nothing is taken silently and changed behind the user.
+fn check(o: &Options) -> Result<(), String> {
+    if !(1..=60).contains(&o.segment) {
+        return Err(format!(
+            "--segment takes whole seconds from 1 to 60, not {}",
+            o.segment
+        ));
+    }
+    if o.part_ms > 0 && !o.ts && (o.part_ms < 100 || o.part_ms * 2 > u64::from(o.segment) * 1000) {
+        return Err(format!(
+            "--part takes 100 ms up to half a segment ({} ms with --segment {}), or 0 for no parts, not {}",
+            u64::from(o.segment) * 500,
+            o.segment,
+            o.part_ms
+        ));
+    }
+    if !(3..=100).contains(&o.window) {
+        return Err(format!(
+            "--window takes 3 to 100 segments, not {}",
+            o.window
+        ));
+    }
+    if o.srt_latency == 0 || o.srt_latency > 60_000 {
+        return Err(format!(
+            "--srt-latency takes 1 to 60000 ms, not {}",
+            o.srt_latency
+        ));
+    }
+    Ok(())
 }
 
 fn token(args: &[String]) -> Result<String, String> {
@@ -817,5 +855,23 @@ mod tests {
         assert!(parse(&args("--ring many")).is_err());
         assert!(parse(&args("--bogus")).is_err());
         assert!(parse(&args("--rtmp")).is_err());
+    }
+
+    /// Settings that would be changed silently (or make invalid LL-HLS)
+    /// are refused with the rule, whatever their order.
+    #[test]
+    fn settings_out_of_range_are_refused_with_the_rule() {
+        let args = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+        let err = |s: &str| parse(&args(s)).err().unwrap_or_default();
+        assert!(err("--segment 0").contains("whole seconds from 1 to 60"));
+        assert!(err("--segment 1.5").contains("whole number"));
+        assert!(err("--part 5000").contains("half a segment (1000 ms"));
+        assert!(err("--part 1500 --segment 2").contains("half a segment"));
+        assert!(parse(&args("--part 1500 --segment 4")).is_ok());
+        assert!(parse(&args("--part 0")).is_ok());
+        assert!(parse(&args("--ts --part 5000")).is_ok());
+        assert!(err("--window 0").contains("3 to 100"));
+        assert!(err("--srt-latency 0").contains("1 to 60000"));
+        assert!(parse(&args("")).is_ok());
     }
 }
