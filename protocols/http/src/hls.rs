@@ -188,7 +188,9 @@ impl HlsOrigin {
         let origin = self.clone();
         Arc::new(move |key: &StreamKey, now: Instant| {
             let unix_ms = unix_base * 1000 + now.as_micros() / 1000;
-            Some(Box::new(origin.packager_at(key.clone(), unix_ms)) as Box<dyn Consumer>)
+            let mut p = origin.packager_at(key.clone(), unix_ms);
+            p.unix_base_ms = Some(unix_base * 1000);
+            Some(Box::new(p) as Box<dyn Consumer>)
         })
     }
 
@@ -223,6 +225,8 @@ impl HlsOrigin {
             stream,
             cfg: self.inner.cfg,
             restarted,
+            unix_base_ms: None,
+            anchored: false,
         }
     }
 
@@ -407,6 +411,13 @@ pub struct Packager {
     cfg: HlsConfig,
     /// A reconnect continues a lingering playlist: mark the first frame.
     restarted: bool,
+    /// The wall clock at the host's `Instant::ZERO` (Unix milliseconds),
+    /// when the host gave one: segments then carry
+    /// `EXT-X-PROGRAM-DATE-TIME`.
+    unix_base_ms: Option<u64>,
+    /// The segmenter's media time is anchored to the wall clock (again
+    /// after each discontinuity).
+    anchored: bool,
 }
 
 impl std::fmt::Debug for Packager {
@@ -423,6 +434,12 @@ impl Packager {
 
     /// One delivery from the stream's bus.
     pub fn handle(&mut self, d: DeliveryRef<'_>) {
+        self.handle_at(None, d);
+    }
+
+    /// One delivery from the stream's bus at host time `now` (which, with
+    /// the host's wall clock, dates the segments).
+    pub fn handle_at(&mut self, now: Option<Instant>, d: DeliveryRef<'_>) {
         let mut st = self.stream.lock();
         let st = &mut *st;
         match d {
@@ -432,6 +449,7 @@ impl Packager {
                         st.objects.clear();
                         st.segmenter = Some(seg);
                         self.restarted = false;
+                        self.anchored = false;
                     }
                     Err(_) => st.errors += 1,
                 },
@@ -442,12 +460,24 @@ impl Packager {
                 // the numbering continues after a discontinuity, with a
                 // new init segment.
                 Some(seg) => match seg.update_tracks(t) {
-                    Ok(()) => self.restarted = false,
+                    Ok(()) => {
+                        self.restarted = false;
+                        self.anchored = false;
+                    }
                     Err(_) => st.errors += 1,
                 },
             },
             DeliveryRef::Frame(f) => {
                 if let Some(seg) = st.segmenter.as_mut() {
+                    if self.restarted || f.discontinuity {
+                        self.anchored = false;
+                    }
+                    if let (false, Some(base), Some(now)) = (self.anchored, self.unix_base_ms, now)
+                    {
+                        let unix_ms = base + now.as_micros() / 1000;
+                        seg.set_wall_clock(f.dts, i64::try_from(unix_ms).unwrap_or(i64::MAX));
+                        self.anchored = true;
+                    }
                     let r = if std::mem::take(&mut self.restarted) {
                         let mut f = f.clone();
                         f.discontinuity = true;
@@ -475,8 +505,8 @@ impl Packager {
 }
 
 impl Consumer for Packager {
-    fn handle(&mut self, _now: Instant, delivery: DeliveryRef<'_>) {
-        Packager::handle(self, delivery);
+    fn handle(&mut self, now: Instant, delivery: DeliveryRef<'_>) {
+        Packager::handle_at(self, Some(now), delivery);
     }
 
     fn end(&mut self, now: Instant, _why: RecvError) {

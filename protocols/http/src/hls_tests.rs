@@ -390,3 +390,37 @@ fn one_packager_across_a_handover_continues_the_numbering() {
     unique.dedup();
     assert_eq!(unique.len(), names.len(), "{text}");
 }
+
+/// A packager the engine makes with the host's wall clock dates every
+/// segment (`EXT-X-PROGRAM-DATE-TIME`) from the time its first frame
+/// arrived, so players can sync to wall-clock time.
+#[test]
+fn live_playlists_carry_the_program_date_time() {
+    let origin = HlsOrigin::new(ll_hls(), Duration::from_secs(10));
+    let router = Router::new(Engine::default(), origin.clone(), 0);
+    let (tracks, frames) = demux(H264_OPUS);
+    // 2023-11-14T22:13:20Z at the host's zero; the stream starts 5 s later.
+    let factory = origin.consumer_factory(1_700_000_000);
+    let now = Instant::from_millis(5_000);
+    let mut c = factory(&key(), now).expect("a packager");
+    c.handle(now, DeliveryRef::Tracks(&tracks));
+    for f in &frames[..frames.len() * 3 / 4] {
+        c.handle(now, DeliveryRef::Frame(f));
+    }
+    let media = get(&router, "/live/s/media.m3u8").unwrap();
+    assert_eq!(media.status, 200);
+    let text = body(&media);
+    let dates: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:"))
+        .collect();
+    assert!(!dates.is_empty(), "{text}");
+    assert!(dates[0].starts_with("2023-11-14T22:13:25"), "{text}");
+    // Without the host's clock (a packager made by hand) there is none.
+    let plain = HlsOrigin::new(ll_hls(), Duration::from_secs(10));
+    let router = Router::new(Engine::default(), plain.clone(), 0);
+    let mut p = plain.packager(key());
+    feed(&mut p, &tracks, &frames[..frames.len() * 3 / 4]);
+    let text = body(&get(&router, "/live/s/media.m3u8").unwrap());
+    assert!(!text.contains("PROGRAM-DATE-TIME"), "{text}");
+}
