@@ -51,7 +51,7 @@ use crate::time::Instant;
 use core::fmt;
 use core::time::Duration;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 /// The longest app or stream name accepted.
@@ -301,6 +301,8 @@ struct StreamEntry {
     peer: Option<String>,
     /// Set while the stream waits for its publisher to come back.
     lingering: Option<Lingering>,
+    /// Consumers (taps) subscribed to the bus: not players.
+    taps: Arc<AtomicUsize>,
 }
 
 /// What a publisher that left hands over to the one that comes back.
@@ -481,7 +483,8 @@ pub struct StreamSnapshot {
     pub tracks: Arc<TrackSet>,
     /// Its counters.
     pub stats: Arc<StreamStats>,
-    /// Players attached.
+    /// Players attached (consumers such as the HLS packager are not
+    /// counted).
     pub subscribers: usize,
     /// The publisher went away and the stream waits for one to come back
     /// (`session` is the one that left); see [`EngineBuilder::linger`].
@@ -646,6 +649,7 @@ impl Engine {
             .store(now.as_micros(), Ordering::Relaxed);
         let tracks = Arc::new(Mutex::new(Arc::new(TrackSet::new())));
         // Consumers subscribe before the first frame, to this stream's bus.
+        let live_taps = Arc::new(AtomicUsize::new(0));
         let taps: Vec<Tap> = self
             .inner
             .consumers
@@ -653,7 +657,7 @@ impl Engine {
             .filter_map(|f| {
                 let c = f(&req.key, now)?;
                 let sub = bus.subscribe().ok()?;
-                Some(Tap::new(req.key.clone(), c, sub))
+                Some(Tap::new(req.key.clone(), c, sub, live_taps.clone()))
             })
             .collect();
         {
@@ -677,6 +681,7 @@ impl Engine {
                     protocol: req.protocol.into(),
                     peer: req.peer.map(Into::into),
                     lingering: None,
+                    taps: live_taps,
                 },
             );
         }
@@ -849,7 +854,12 @@ fn snapshot(key: &StreamKey, e: &StreamEntry) -> StreamSnapshot {
         peer: e.peer.clone(),
         tracks: e.tracks.lock().map(|t| t.clone()).unwrap_or_default(),
         stats: e.stats.clone(),
-        subscribers: e.bus.stats().subscribers.load(Ordering::Relaxed),
+        subscribers: e
+            .bus
+            .stats()
+            .subscribers
+            .load(Ordering::Relaxed)
+            .saturating_sub(e.taps.load(Ordering::Relaxed)),
         lingering: e.lingering.is_some(),
     }
 }

@@ -8,6 +8,7 @@
 
 use core::task::{Context, Poll};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::bus::{DeliveryRef, RecvError, Subscription};
@@ -39,6 +40,15 @@ pub struct Tap {
     consumer: Box<dyn Consumer>,
     subscription: Subscription,
     ended: bool,
+    /// The stream's count of live taps (its bus counts them among its
+    /// subscribers; the stats do not count them as players).
+    live: Arc<AtomicUsize>,
+}
+
+impl Drop for Tap {
+    fn drop(&mut self) {
+        self.live.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl core::fmt::Debug for Tap {
@@ -55,12 +65,15 @@ impl Tap {
         key: StreamKey,
         consumer: Box<dyn Consumer>,
         subscription: Subscription,
+        live: Arc<AtomicUsize>,
     ) -> Self {
+        live.fetch_add(1, Ordering::Relaxed);
         Tap {
             key,
             consumer,
             subscription,
             ended: false,
+            live,
         }
     }
 

@@ -664,3 +664,32 @@ fn a_second_publisher_is_still_refused_while_the_first_publishes() {
         EngineError::AlreadyPublishing(key("busy"))
     );
 }
+
+/// A consumer the engine attaches to every stream (the HLS packager) is
+/// not a player: the stream's count of subscribers leaves it out, also
+/// after it is gone.
+#[test]
+fn consumers_are_not_counted_as_players() {
+    struct Nothing;
+    impl tap::Consumer for Nothing {
+        fn handle(&mut self, _now: Instant, _d: crate::bus::DeliveryRef<'_>) {}
+        fn end(&mut self, _now: Instant, _why: RecvError) {}
+    }
+    let engine = Engine::builder()
+        .consumer(Arc::new(|_k: &StreamKey, _now: Instant| {
+            Some(Box::new(Nothing) as Box<dyn tap::Consumer>)
+        }))
+        .build();
+    let _p = engine
+        .publish(&Request::new(key("c"), "rtmp"), Instant::ZERO)
+        .unwrap();
+    assert_eq!(engine.stream(&key("c")).unwrap().subscribers, 0);
+    let player = engine.play(&Request::new(key("c"), "rtmp")).unwrap();
+    assert_eq!(engine.stream(&key("c")).unwrap().subscribers, 1);
+    // The tap gone (as a host drops an ended one): still one player.
+    let tap = engine.taps().try_next().expect("the consumer was attached");
+    drop(tap);
+    assert_eq!(engine.stream(&key("c")).unwrap().subscribers, 1);
+    drop(player);
+    assert_eq!(engine.stream(&key("c")).unwrap().subscribers, 0);
+}
