@@ -133,7 +133,43 @@ fn valid_name(s: &str) -> bool {
         })
 }
 
+/// Decodes the `%XX` escapes of a name as it comes in a URI (RTMP's
+/// `rtmp://host/APP/STREAM`, an HTTP path, RTSP's URL): the one rule every
+/// protocol applies to names carried as URI text, so a stream published as
+/// `a%20b` over RTMP is the one `GET /live/a%20b/index.m3u8` finds. `None`
+/// for an escape that is not two hex digits, or a result that is not UTF-8.
+/// (SRT's stream id is not URI text: callers send it decoded.)
+pub fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            let hex = core::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 impl StreamKey {
+    /// A key from names as they come in a URI: each is
+    /// [`percent_decode`]d once, then checked as by [`StreamKey::new`]
+    /// (an encoded `/` decodes to a `/` and is refused).
+    pub fn from_uri(app: &str, stream: &str) -> Result<Self, InvalidKey> {
+        let app = percent_decode(app).ok_or_else(|| InvalidKey(app.into()))?;
+        let stream = percent_decode(stream).ok_or_else(|| InvalidKey(stream.into()))?;
+        StreamKey::new(&app, &stream)
+    }
+
     /// A key. Refused: names that could escape a path or a URL segment
     /// (`/`, `\`, `.`, `..`), blank names and names with leading or
     /// trailing whitespace, and names holding control characters or

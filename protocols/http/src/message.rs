@@ -156,23 +156,9 @@ impl ParseError {
 }
 
 /// Decodes `%XX` escapes; `None` for a bad escape or a result that is not
-/// UTF-8.
+/// UTF-8. The same rule as every protocol's names (core's).
 pub fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = b.get(i + 1..i + 3)?;
-            let hex = std::str::from_utf8(hex).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    arcly_core::engine::percent_decode(s)
 }
 
 /// A query value as the client sent it, made safe to write into a URI (and

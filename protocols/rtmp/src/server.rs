@@ -336,7 +336,9 @@ impl ServerSession {
             .get("tcUrl")
             .and_then(Amf0Value::as_str)
             .and_then(|u| command::split_query(u).token);
-        self.app = Some(q.name.trim_matches('/').to_owned());
+        // The application name is URI text too; with a bad escape there is
+        // none, and a publish or play is refused as a bad name.
+        self.app = arcly_core::engine::percent_decode(q.name.trim_matches('/'));
         self.app_token = q.token.or(tc_token);
         let encoding = c
             .object
@@ -375,6 +377,15 @@ impl ServerSession {
 
     fn on_publish(&mut self, stream_id: u32, c: &Command) -> Result<()> {
         let q = command::split_query(c.arg_str(0).unwrap_or_default());
+        let Some(q) = decoded(q) else {
+            self.refuse(
+                true,
+                stream_id,
+                c.arg_str(0).unwrap_or_default(),
+                &Rejection::BadName,
+            );
+            return Ok(());
+        };
         // An empty name goes to the host like any other, which refuses it
         // and says so in its log.
         if self.publishing.is_some() || self.app.is_none() {
@@ -399,6 +410,15 @@ impl ServerSession {
 
     fn on_play(&mut self, stream_id: u32, c: &Command) -> Result<()> {
         let q = command::split_query(c.arg_str(0).unwrap_or_default());
+        let Some(q) = decoded(q) else {
+            self.refuse(
+                false,
+                stream_id,
+                c.arg_str(0).unwrap_or_default(),
+                &Rejection::BadName,
+            );
+            return Ok(());
+        };
         if self.playing.is_some() || self.app.is_none() {
             self.refuse(false, stream_id, &q.name, &Rejection::BadName);
             return Ok(());
@@ -693,4 +713,12 @@ impl Session for ServerSession {
     fn is_closed(&self) -> bool {
         self.closed && !self.conn.has_output()
     }
+}
+
+/// The stream name of a publish or play, percent-decoded as URI text (the
+/// one rule of `arcly_core::engine::percent_decode`); `None` for a bad
+/// escape.
+fn decoded(mut q: command::NameQuery) -> Option<command::NameQuery> {
+    q.name = arcly_core::engine::percent_decode(&q.name)?;
+    Some(q)
 }

@@ -458,3 +458,49 @@ fn a_missing_stream_name_is_asked_of_the_host_and_explained_to_the_client() {
     assert!(told.contains("rtmp://HOST/APP/STREAM"), "{told}");
     assert!(!told.contains(": BadName"), "{told}");
 }
+
+/// Names are URI text: `a%20b` asks for the stream "a b" (the one HLS
+/// serves at `/live/a%20b/`), the application is decoded too, and a bad
+/// escape is refused without asking the host.
+#[test]
+fn stream_names_are_percent_decoded_once() {
+    use arcly_core::session::Rejection;
+    let ask = |app: &str, stream: &str| {
+        let now = Instant::ZERO;
+        let mut server = ServerSession::new(RtmpConfig::default(), now);
+        let target = ClientTarget {
+            app: app.into(),
+            stream: stream.into(),
+            tc_url: format!("rtmp://127.0.0.1/{app}"),
+        };
+        let mut client =
+            ClientSession::new(RtmpConfig::default(), ClientMode::Publish, target, now);
+        let mut asked = Vec::new();
+        for _ in 0..20 {
+            while let Some(t) = client.poll_transmit() {
+                server.handle_input(now, Input::Stream(BytesMut::from(&t.data[..])));
+            }
+            while let Some(e) = server.poll_event() {
+                if let SessionEvent::Request(r) = e {
+                    asked.push((r.app.clone(), r.stream.clone(), r.token.clone()));
+                    server.reject(now, r.id, Rejection::NotFound);
+                }
+            }
+            while let Some(t) = server.poll_transmit() {
+                client.handle_input(now, Input::Stream(BytesMut::from(&t.data[..])));
+            }
+            while client.poll_event().is_some() {}
+        }
+        asked
+    };
+    assert_eq!(
+        ask("live", "a%20b?token=x%20y"),
+        vec![("live".into(), "a b".into(), Some("x%20y".into()))]
+    );
+    assert_eq!(
+        ask("my%20app", "100%25"),
+        vec![("my app".into(), "100%".into(), None)]
+    );
+    assert!(ask("live", "a%zzb").is_empty());
+    assert!(ask("li%ve", "a").is_empty());
+}
