@@ -62,6 +62,14 @@ use std::time::Duration;
 /// can finish what they started.
 const ENDED_KEPT: Duration = Duration::from_secs(60);
 
+/// An HLS viewer is a client (address and `User-Agent`) that asked for one
+/// of the stream's playlists within this time.
+pub const VIEWER_WINDOW: Duration = Duration::from_secs(10);
+
+/// Viewers remembered per stream at most (a flood of addresses cannot grow
+/// the table without bound; past it new ones are not counted).
+const MAX_VIEWERS: usize = 10_000;
+
 /// The media playlist's name next to `index.m3u8` (the multivariant one).
 pub const MEDIA_PLAYLIST: &str = "media.m3u8";
 
@@ -109,6 +117,9 @@ struct State {
     waiters: Vec<Waker>,
     /// Frames the segmenter refused (for logs and stats).
     errors: u64,
+    /// Clients that asked for a playlist lately, by address and a hash of
+    /// their `User-Agent`: when they last did.
+    viewers: HashMap<(std::net::IpAddr, u64), Instant>,
 }
 
 struct HlsStream {
@@ -298,6 +309,42 @@ impl HlsOrigin {
                 Poll::Pending
             }
         }
+    }
+
+    /// Notes that `req` (a playlist request for `key`) came at `now`, for
+    /// [`viewers`](Self::viewers).
+    pub fn seen(&self, key: &StreamKey, req: &Request, now: Instant) {
+        use std::hash::{Hash, Hasher};
+        let Some(peer) = req.peer else {
+            return;
+        };
+        let Some(stream) = self.stream(key) else {
+            return;
+        };
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        req.header("user-agent").unwrap_or("").hash(&mut h);
+        let mut st = stream.lock();
+        let id = (peer.ip(), h.finish());
+        if st.viewers.len() >= MAX_VIEWERS && !st.viewers.contains_key(&id) {
+            st.viewers
+                .retain(|_, at| now.saturating_duration_since(*at) < VIEWER_WINDOW);
+            if st.viewers.len() >= MAX_VIEWERS {
+                return;
+            }
+        }
+        st.viewers.insert(id, now);
+    }
+
+    /// The distinct clients (address and `User-Agent`) that asked for one
+    /// of `key`'s playlists within [`VIEWER_WINDOW`] of `now`.
+    pub fn viewers(&self, key: &StreamKey, now: Instant) -> usize {
+        self.stream(key).map_or(0, |s| {
+            s.lock()
+                .viewers
+                .values()
+                .filter(|at| now.saturating_duration_since(**at) < VIEWER_WINDOW)
+                .count()
+        })
     }
 
     /// Whether `key` is packaged.

@@ -424,3 +424,32 @@ fn live_playlists_carry_the_program_date_time() {
     let text = body(&get(&router, "/live/s/media.m3u8").unwrap());
     assert!(!text.contains("PROGRAM-DATE-TIME"), "{text}");
 }
+
+/// HLS viewers are the distinct clients (address and `User-Agent`) that
+/// asked for a playlist in the last 10 s; segment requests and repeats do
+/// not add any, and a client that stops asking stops counting.
+#[test]
+fn hls_viewers_are_recent_distinct_clients() {
+    let origin = HlsOrigin::new(ll_hls(), Duration::from_secs(10));
+    let router = Router::new(Engine::default(), origin.clone(), 0);
+    let (tracks, frames) = demux(H264_OPUS);
+    let mut p = origin.packager(key());
+    feed(&mut p, &tracks, &frames[..frames.len() / 2]);
+    let ask = |peer: &str, ua: &str, target: &str, at_ms: u64| {
+        let mut b =
+            BytesMut::from(format!("GET {target} HTTP/1.1\r\nUser-Agent: {ua}\r\n\r\n").as_bytes());
+        let mut req = parse_request(&mut b, 8192, 0).unwrap().unwrap();
+        req.peer = Some(peer.parse().unwrap());
+        let mut cx = Context::from_waker(Waker::noop());
+        let _ = router.poll_response(Instant::from_millis(at_ms), &req, &mut cx);
+    };
+    ask("10.0.0.1:4000", "hls.js", "/live/s/index.m3u8", 1_000);
+    ask("10.0.0.1:4001", "hls.js", "/live/s/media.m3u8", 1_500);
+    ask("10.0.0.2:4000", "hls.js", "/live/s/media.m3u8", 2_000);
+    ask("10.0.0.2:4000", "Safari", "/live/s/media.m3u8", 2_000);
+    ask("10.0.0.3:4000", "hls.js", "/live/s/init.mp4", 2_000);
+    assert_eq!(origin.viewers(&key(), Instant::from_millis(2_000)), 3);
+    ask("10.0.0.1:4000", "hls.js", "/live/s/media.m3u8", 11_000);
+    assert_eq!(origin.viewers(&key(), Instant::from_millis(12_500)), 1);
+    assert_eq!(origin.viewers(&key(), Instant::from_millis(30_000)), 0);
+}

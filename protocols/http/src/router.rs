@@ -159,12 +159,16 @@ impl Router {
             "/api/streams" => Response::new(
                 200,
                 "application/json",
-                stats::streams_json(&self.engine, &self.link_reports(), now),
+                stats::streams_json(&self.engine, &self.link_reports(), now, &|k| {
+                    self.hls.viewers(k, now)
+                }),
             ),
             "/metrics" => Response::new(
                 200,
                 "text/plain; version=0.0.4",
-                stats::metrics(&self.engine, &self.link_reports()),
+                stats::metrics(&self.engine, &self.link_reports(), &|k| {
+                    self.hls.viewers(k, now)
+                }),
             ),
             _ => Response::text(404, "not found: the API has /api/streams"),
         };
@@ -209,11 +213,12 @@ impl Handler for Router {
         // The token as sent: one spelling per token (the authenticator
         // sees the client's bytes, and playlists name them unchanged).
         let token = req.query_param("token");
+        let peer = req.peer.map(|p| p.to_string());
         let ereq = EngineRequest {
             key: key.clone(),
             token,
             protocol: "hls",
-            peer: None,
+            peer: peer.as_deref(),
             unix_time: self.unix_base + now.as_micros() / 1_000_000,
         };
         if let Err(e) = self.engine.authorize(&ereq, Action::Play) {
@@ -229,6 +234,9 @@ impl Handler for Router {
                 404,
                 &format!("stream {key} is not being published"),
             ));
+        }
+        if name.ends_with(".m3u8") {
+            self.hls.seen(&key, req, now);
         }
         self.hls.poll_get(&key, name, req, cx)
     }

@@ -1,7 +1,7 @@
 //! `GET /api/streams` (JSON) and `GET /metrics` (Prometheus text format),
 //! rendered from the engine's stream table.
 
-use arcly_core::engine::{Engine, LinkReport};
+use arcly_core::engine::{Engine, LinkReport, StreamKey};
 use arcly_core::time::Instant;
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
@@ -31,7 +31,12 @@ pub fn json_str(s: &str) -> String {
 /// publisher, players, uptime, and the link figures of its connections
 /// that have them (`links`: SRT's round trip, loss, retransmissions,
 /// drops, rates).
-pub fn streams_json(engine: &Engine, links: &[LinkReport], now: Instant) -> String {
+pub fn streams_json(
+    engine: &Engine,
+    links: &[LinkReport],
+    now: Instant,
+    hls_viewers: &dyn Fn(&StreamKey) -> usize,
+) -> String {
     let mut out = String::from("{\"streams\":[");
     for (i, s) in engine.streams().iter().enumerate() {
         if i > 0 {
@@ -41,13 +46,14 @@ pub fn streams_json(engine: &Engine, links: &[LinkReport], now: Instant) -> Stri
         let uptime = now.as_micros().saturating_sub(started) / 1_000_000;
         let _ = write!(
             out,
-            "{{\"app\":{},\"stream\":{},\"protocol\":{},\"publisher\":{},\"session\":{},\"subscribers\":{},\"uptime_secs\":{},\"bitrate_bps\":{},\"fps\":{:.2},\"frames\":{},\"bytes\":{},\"tracks\":[",
+            "{{\"app\":{},\"stream\":{},\"protocol\":{},\"publisher\":{},\"session\":{},\"subscribers\":{},\"hls_viewers\":{},\"uptime_secs\":{},\"bitrate_bps\":{},\"fps\":{:.2},\"frames\":{},\"bytes\":{},\"tracks\":[",
             json_str(s.key.app()),
             json_str(s.key.stream()),
             json_str(&s.protocol),
             s.peer.as_deref().map(json_str).unwrap_or_else(|| "null".into()),
             s.session.0,
             s.subscribers,
+            hls_viewers(&s.key),
             uptime,
             s.stats.bitrate(),
             s.stats.fps(),
@@ -188,17 +194,26 @@ const LINK_SERIES: [LinkSeries; 9] = [
 
 /// Prometheus text exposition of the per-stream counters and of each
 /// link's figures.
-pub fn metrics(engine: &Engine, links: &[LinkReport]) -> String {
+pub fn metrics(
+    engine: &Engine,
+    links: &[LinkReport],
+    hls_viewers: &dyn Fn(&StreamKey) -> usize,
+) -> String {
     let streams = engine.streams();
     let mut out = String::new();
     let _ = writeln!(out, "# HELP arcly_streams Streams being published.");
     let _ = writeln!(out, "# TYPE arcly_streams gauge");
     let _ = writeln!(out, "arcly_streams {}", streams.len());
-    let series: [(&str, &str, &str); 5] = [
+    let series: [(&str, &str, &str); 6] = [
         (
             "arcly_stream_subscribers",
             "gauge",
             "Players attached to the stream.",
+        ),
+        (
+            "arcly_stream_hls_viewers",
+            "gauge",
+            "Distinct HLS clients that asked for a playlist in the last 10 s.",
         ),
         ("arcly_stream_frames_total", "counter", "Frames published."),
         (
@@ -223,6 +238,7 @@ pub fn metrics(engine: &Engine, links: &[LinkReport]) -> String {
         for s in &streams {
             let value = match name {
                 "arcly_stream_subscribers" => s.subscribers.to_string(),
+                "arcly_stream_hls_viewers" => hls_viewers(&s.key).to_string(),
                 "arcly_stream_frames_total" => s.stats.frames.load(Ordering::Relaxed).to_string(),
                 "arcly_stream_bytes_total" => s.stats.bytes.load(Ordering::Relaxed).to_string(),
                 "arcly_stream_bitrate_bps" => s.stats.bitrate().to_string(),

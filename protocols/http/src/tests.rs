@@ -210,9 +210,10 @@ fn stats_render_streams_and_metrics() {
         ..link.clone()
     };
     let links = [link, other];
-    let j = stats::streams_json(&engine, &links, Instant::from_millis(3_000));
+    let j = stats::streams_json(&engine, &links, Instant::from_millis(3_000), &|_| 2);
     assert!(j.contains("\"stream\":\"a\\\"b\""), "{j}");
     assert!(j.contains("\"uptime_secs\":3"));
+    assert!(j.contains("\"subscribers\":0,\"hls_viewers\":2"), "{j}");
     assert!(
         j.contains("\"links\":[{\"protocol\":\"srt\",\"id\":7,\"role\":\"publish\",\"peer\":\"127.0.0.1:5000\",\"rtt_ms\":1.500"),
         "{j}"
@@ -223,8 +224,12 @@ fn stats_render_streams_and_metrics() {
     );
     // Only the stream's own links.
     assert_eq!(j.matches("\"protocol\":\"srt\"").count(), 1, "{j}");
-    let m = stats::metrics(&engine, &links);
+    let m = stats::metrics(&engine, &links, &|_| 2);
     assert!(m.contains("arcly_streams 1"));
+    assert!(
+        m.contains("arcly_stream_hls_viewers{app=\"live\",stream=\"a\\\"b\"} 2"),
+        "{m}"
+    );
     assert!(m.contains("arcly_stream_frames_total{app=\"live\",stream=\"a\\\"b\"} 0"));
     assert!(
         m.contains("arcly_link_rtt_seconds{protocol=\"srt\",app=\"live\",stream=\"a\\\"b\",role=\"publish\",id=\"7\",peer=\"127.0.0.1:5000\"} 0.0015"),
