@@ -756,7 +756,11 @@ impl<S: Session> Conductor<S> {
             Poll::Ready(Err(e)) => {
                 let key = player.key.clone();
                 self.p.player = None;
-                self.p.log.push_back(format!("play of {key} ended: {e}"));
+                self.p.log.push_back(format!(
+                    "play of {key} by {} over {} ended: {e}",
+                    self.p.ctx.peer.as_deref().unwrap_or("?"),
+                    self.p.session.protocol()
+                ));
                 self.p.session.handle_stream_end(now, e);
             }
         }
@@ -866,7 +870,12 @@ impl<S: Session> Conductor<S> {
                 }
                 SessionEvent::PlayStopped => {
                     if let Some(p) = self.p.player.take() {
-                        self.p.log.push_back(format!("play of {} stopped", p.key));
+                        self.p.log.push_back(format!(
+                            "play of {} by {} over {} stopped",
+                            p.key,
+                            self.p.ctx.peer.as_deref().unwrap_or("?"),
+                            self.p.session.protocol()
+                        ));
                     }
                 }
                 SessionEvent::Closed(end) => {
@@ -1121,6 +1130,13 @@ mod tests {
         assert!(
             logs.iter()
                 .any(|l| l.contains("publishing live/cam over lines")),
+            "{logs:?}"
+        );
+        // The play's end says which viewer, over what, and why in words.
+        let logs: Vec<String> = std::iter::from_fn(|| player.poll_log()).collect();
+        assert!(
+            logs.iter().any(|l| l
+                == "play of live/cam by ? over lines ended: stream closed: the publisher ended it"),
             "{logs:?}"
         );
     }
