@@ -455,7 +455,15 @@ impl Connection {
         while self.pace_next <= now {
             // Retransmissions first.
             if let Some(s) = self.snd_loss.pop_first() {
-                let Some(i) = self.index_of(s) else { continue };
+                let Some(i) = self.index_of(s) else {
+                    // No longer buffered: neither is anything before it;
+                    // past the buffer, nothing was sent.
+                    match self.snd_buf.front() {
+                        Some(f) if s.diff(f.seq) < 0 => self.snd_loss.remove_before(f.seq),
+                        _ => self.snd_loss.clear(),
+                    }
+                    continue;
+                };
                 let last = self.snd_buf[i].last_rexmit;
                 // Asked again within half a round trip of a retransmission:
                 // the retransmission may still be on its way (a periodic NAK
@@ -886,13 +894,17 @@ impl Connection {
             }
             Control::Nak(ranges) => {
                 for (a, z) in ranges {
-                    // Only what is still buffered and was sent.
+                    // Only what is still buffered and was sent: both ends
+                    // within [acknowledged, next) (a range checked at one
+                    // end only could wrap around the sequence space and
+                    // name a billion numbers).
                     let a = if a.diff(self.snd_acked) < 0 {
                         self.snd_acked
                     } else {
                         a
                     };
-                    if z.diff(a) < 0 || z.diff(self.snd_next) >= 0 {
+                    let sent = |s: Seq| s.diff(self.snd_acked) >= 0 && s.diff(self.snd_next) < 0;
+                    if !sent(a) || !sent(z) || z.diff(a) < 0 {
                         continue;
                     }
                     self.stats.pkt_send_loss += (z.diff(a) + 1) as u64;
