@@ -382,6 +382,20 @@ fn token(args: &[String]) -> Result<String, String> {
     Ok(HmacTokenAuthenticator::new(secret).mint(action, &key, now + ttl))
 }
 
+/// Calls `f` once a second (at once first) until `stop`: the gateway's
+/// housekeeping (refusal counts, HLS reaping, idle streams, SRT figures).
+pub(crate) async fn each_second(stop: arcly_tokio::ShutdownSignal, mut f: impl FnMut()) {
+    let stop = stop.wait();
+    tokio::pin!(stop);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tick.tick() => f(),
+        }
+    }
+}
+
 mod bench;
 mod refusals;
 mod remux;
@@ -532,22 +546,15 @@ async fn run(o: Options) -> Result<(), String> {
     let mut servers = tokio::task::JoinSet::new();
     // Repeated refusals are told as counts, once per window.
     servers.spawn({
-        let stop = shutdown.signal();
-        let refusals = refusals.clone();
+        let (stop, refusals) = (shutdown.signal(), refusals.clone());
         async move {
-            let stop = stop.wait();
-            tokio::pin!(stop);
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tokio::select! {
-                    _ = &mut stop => return Ok(()),
-                    _ = tick.tick() => {
-                        for line in refusals.flush(std::time::Instant::now()) {
-                            log(Level::Warn, &line);
-                        }
-                    }
+            each_second(stop, || {
+                for line in refusals.flush(std::time::Instant::now()) {
+                    log(Level::Warn, &line);
                 }
-            }
+            })
+            .await;
+            Ok(())
         }
     });
     if let Some(addr) = o.rtmp {
@@ -666,15 +673,8 @@ async fn run(o: Options) -> Result<(), String> {
         });
         let stop = shutdown.signal();
         servers.spawn(async move {
-            let stop = stop.wait();
-            tokio::pin!(stop);
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tokio::select! {
-                    _ = &mut stop => return Ok(()),
-                    _ = tick.tick() => origin.reap(clock.now()),
-                }
-            }
+            each_second(stop, || origin.reap(clock.now())).await;
+            Ok(())
         });
     }
     if let Some(dir) = o.record.clone() {
@@ -713,15 +713,11 @@ async fn run(o: Options) -> Result<(), String> {
     let reaper_engine = engine.clone();
     let reaper_stop = shutdown.signal();
     servers.spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        let stop = reaper_stop.wait();
-        tokio::pin!(stop);
-        loop {
-            tokio::select! {
-                _ = &mut stop => return Ok(()),
-                _ = tick.tick() => { reaper_engine.reap_idle(clock.now()); }
-            }
-        }
+        each_second(reaper_stop, || {
+            reaper_engine.reap_idle(clock.now());
+        })
+        .await;
+        Ok(())
     });
     wait_for_signal().await;
     log(Level::Info, "shutting down");

@@ -105,18 +105,12 @@ pub async fn bind(
             let log = log.clone();
             let stop = stop.clone();
             async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(1));
-                let wait = stop.wait();
-                tokio::pin!(wait);
-                loop {
-                    tokio::select! {
-                        _ = tick.tick() => {}
-                        _ = &mut wait => break,
-                    }
+                crate::each_second(stop, || {
                     for (id, info) in report.take_ended() {
                         log(format!("srt session {id:08x} ended: {info}"));
                     }
-                }
+                })
+                .await;
             }
         };
         let (r, ()) = tokio::join!(

@@ -161,15 +161,6 @@ pub fn percent_decode(s: &str) -> Option<String> {
 }
 
 impl StreamKey {
-    /// A key from names as they come in a URI: each is
-    /// [`percent_decode`]d once, then checked as by [`StreamKey::new`]
-    /// (an encoded `/` decodes to a `/` and is refused).
-    pub fn from_uri(app: &str, stream: &str) -> Result<Self, InvalidKey> {
-        let app = percent_decode(app).ok_or_else(|| InvalidKey(app.into()))?;
-        let stream = percent_decode(stream).ok_or_else(|| InvalidKey(stream.into()))?;
-        StreamKey::new(&app, &stream)
-    }
-
     /// A key. Refused: names that could escape a path or a URL segment
     /// (`/`, `\`, `.`, `..`), blank names and names with leading or
     /// trailing whitespace, and names holding control characters or

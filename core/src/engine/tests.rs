@@ -693,3 +693,17 @@ fn consumers_are_not_counted_as_players() {
     drop(player);
     assert_eq!(engine.stream(&key("c")).unwrap().subscribers, 0);
 }
+
+/// One decoding rule for names carried as URI text.
+#[test]
+fn percent_decoding_is_strict() {
+    assert_eq!(percent_decode("a%20b").as_deref(), Some("a b"));
+    assert_eq!(percent_decode("100%25").as_deref(), Some("100%"));
+    assert_eq!(percent_decode("caf%C3%A9").as_deref(), Some("café"));
+    assert_eq!(percent_decode("plain").as_deref(), Some("plain"));
+    // Not two hex digits (`from_str_radix` would take "+1"), cut short,
+    // or not UTF-8 once decoded.
+    for bad in ["%+1", "%zz", "a%4", "%", "%ff"] {
+        assert_eq!(percent_decode(bad), None, "{bad}");
+    }
+}

@@ -376,14 +376,7 @@ impl ServerSession {
     }
 
     fn on_publish(&mut self, stream_id: u32, c: &Command) -> Result<()> {
-        let q = command::split_query(c.arg_str(0).unwrap_or_default());
-        let Some(q) = decoded(q) else {
-            self.refuse(
-                true,
-                stream_id,
-                c.arg_str(0).unwrap_or_default(),
-                &Rejection::BadName,
-            );
+        let Some(q) = self.asked_name(true, stream_id, c) else {
             return Ok(());
         };
         // An empty name goes to the host like any other, which refuses it
@@ -409,14 +402,7 @@ impl ServerSession {
     }
 
     fn on_play(&mut self, stream_id: u32, c: &Command) -> Result<()> {
-        let q = command::split_query(c.arg_str(0).unwrap_or_default());
-        let Some(q) = decoded(q) else {
-            self.refuse(
-                false,
-                stream_id,
-                c.arg_str(0).unwrap_or_default(),
-                &Rejection::BadName,
-            );
+        let Some(q) = self.asked_name(false, stream_id, c) else {
             return Ok(());
         };
         if self.playing.is_some() || self.app.is_none() {
@@ -437,6 +423,29 @@ impl ServerSession {
             },
         ));
         Ok(())
+    }
+
+    /// The stream name a publish or play asks for, percent-decoded as URI
+    /// text (the one rule of `arcly_core::engine::percent_decode`); with a
+    /// bad escape the request is refused and `None` returned.
+    fn asked_name(
+        &mut self,
+        publish: bool,
+        stream_id: u32,
+        c: &Command,
+    ) -> Option<command::NameQuery> {
+        let raw = c.arg_str(0).unwrap_or_default();
+        let mut q = command::split_query(raw);
+        match arcly_core::engine::percent_decode(&q.name) {
+            Some(name) => {
+                q.name = name;
+                Some(q)
+            }
+            None => {
+                self.refuse(publish, stream_id, raw, &Rejection::BadName);
+                None
+            }
+        }
     }
 
     fn refuse(&mut self, publish: bool, stream_id: u32, name: &str, why: &Rejection) {
@@ -713,12 +722,4 @@ impl Session for ServerSession {
     fn is_closed(&self) -> bool {
         self.closed && !self.conn.has_output()
     }
-}
-
-/// The stream name of a publish or play, percent-decoded as URI text (the
-/// one rule of `arcly_core::engine::percent_decode`); `None` for a bad
-/// escape.
-fn decoded(mut q: command::NameQuery) -> Option<command::NameQuery> {
-    q.name = arcly_core::engine::percent_decode(&q.name)?;
-    Some(q)
 }

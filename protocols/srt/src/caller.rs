@@ -231,11 +231,7 @@ impl SrtCaller {
     /// The CONCLUSION that asks: HSREQ, KMREQ, the stream id.
     fn request(&self, cookie: u32) -> Handshake {
         let latency = u16::try_from(self.cfg.latency.as_millis()).unwrap_or(u16::MAX);
-        let mut flags = srt_flag::TSBPDSND
-            | srt_flag::TSBPDRCV
-            | srt_flag::TLPKTDROP
-            | srt_flag::PERIODICNAK
-            | srt_flag::REXMITFLG;
+        let mut flags = srt_flag::LIVE;
         let mut ext = ext_flag::HSREQ;
         let mut exts = Vec::new();
         if self.km.is_some() {
@@ -347,31 +343,7 @@ impl SrtCaller {
             );
         }
         let ours = u16::try_from(self.cfg.latency.as_millis()).unwrap_or(u16::MAX);
-        let theirs = hs.options().unwrap_or(SrtOptions {
-            version: 0,
-            flags: 0,
-            recv_delay: 0,
-            send_delay: 0,
-        });
-        let mut flags = srt_flag::TSBPDSND
-            | srt_flag::TSBPDRCV
-            | srt_flag::TLPKTDROP
-            | srt_flag::PERIODICNAK
-            | srt_flag::REXMITFLG;
-        if self.crypto.is_some() {
-            flags |= srt_flag::CRYPT;
-        }
-        let mut exts = vec![Extension::HsRsp(SrtOptions {
-            version: SRT_VERSION,
-            flags,
-            recv_delay: ours.max(theirs.send_delay),
-            send_delay: ours.max(theirs.recv_delay),
-        })];
-        let mut ext = ext_flag::HSREQ;
-        if let Some(km) = hs.key_material() {
-            exts.push(Extension::KmRsp(km.clone()));
-            ext |= ext_flag::KMREQ;
-        }
+        let (_, ext, exts) = crate::handshake::answer(&hs, ours, self.crypto.is_some());
         let answer = Handshake {
             version: 5,
             encryption: 0,

@@ -11,7 +11,6 @@ use arcly_core::bus::Delivery;
 use arcly_core::endpoint::EndpointHost;
 use arcly_core::engine::{Engine, Request, StreamKey};
 use arcly_core::frame::MediaFrame;
-use arcly_core::media::ts::{TsDemuxer, TsDemuxerConfig, TsEvent};
 use arcly_core::session::{Conductor, ConnContext, Input};
 use arcly_core::sim::{LinkConfig, Network};
 use arcly_core::time::Instant;
@@ -27,27 +26,13 @@ fn at(p: u16) -> SocketAddr {
 }
 
 /// The frames of a committed capture of ffmpeg's MPEG-TS (H.264 + AAC).
-fn sample() -> (arcly_core::frame::TrackSet, Vec<MediaFrame>) {
+pub(crate) fn sample() -> (arcly_core::frame::TrackSet, Vec<MediaFrame>) {
     let data = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../core/testdata/h264_aac.ts"
     ))
     .expect("core/testdata/h264_aac.ts");
-    let mut d = TsDemuxer::new(TsDemuxerConfig::default());
-    d.push(&data);
-    d.flush();
-    let mut tracks = arcly_core::frame::TrackSet::new();
-    let mut frames = Vec::new();
-    while let Some(ev) = d.poll_event() {
-        match ev {
-            TsEvent::Track(t) => {
-                tracks.upsert(t).expect("tracks");
-            }
-            TsEvent::Frame(f) => frames.push(f),
-            _ => {}
-        }
-    }
-    (tracks, frames)
+    crate::replay_tests::demux(&data)
 }
 
 fn caller(mode: CallerMode, sid: &str, pass: Option<&str>, now: Instant, seed: u8) -> SrtCaller {

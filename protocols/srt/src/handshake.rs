@@ -42,6 +42,10 @@ pub mod srt_flag {
     pub const STREAM: u32 = 0x40;
     /// A packet filter is configured.
     pub const PACKET_FILTER: u32 = 0x80;
+    /// What our live connections ask for and answer with: TSBPD both ways,
+    /// too-late drop, periodic NAK, the retransmitted flag (CRYPT is added
+    /// when encrypted).
+    pub const LIVE: u32 = TSBPDSND | TSBPDRCV | TLPKTDROP | PERIODICNAK | REXMITFLG;
 }
 
 /// The handshake type (or a rejection).
@@ -182,6 +186,33 @@ pub struct SrtOptions {
     pub recv_delay: u16,
     /// The sender's TSBPD delay, ms.
     pub send_delay: u16,
+}
+
+/// The answer to a CONCLUSION that asks (HSREQ, maybe KMREQ), as the
+/// listener and a rendezvous Responder give it: our HSRSP, where each
+/// direction takes the larger of both sides' latencies (`ours_ms` ours),
+/// and a KMRSP echoing the request's key material. Returns the HSRSP's
+/// options, the extension flags and the extensions.
+pub fn answer(req: &Handshake, ours_ms: u16, encrypted: bool) -> (SrtOptions, u16, Vec<Extension>) {
+    let theirs = req.options().unwrap_or(SrtOptions {
+        version: 0,
+        flags: 0,
+        recv_delay: 0,
+        send_delay: 0,
+    });
+    let options = SrtOptions {
+        version: crate::SRT_VERSION,
+        flags: srt_flag::LIVE | if encrypted { srt_flag::CRYPT } else { 0 },
+        recv_delay: ours_ms.max(theirs.send_delay),
+        send_delay: ours_ms.max(theirs.recv_delay),
+    };
+    let mut exts = vec![Extension::HsRsp(options)];
+    let mut ext = ext_flag::HSREQ;
+    if let Some(km) = req.key_material() {
+        exts.push(Extension::KmRsp(km.clone()));
+        ext |= ext_flag::KMREQ;
+    }
+    (options, ext, exts)
 }
 
 /// A handshake extension.

@@ -81,7 +81,7 @@ fn payloads<'a>(packets: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
 }
 
 /// The tracks and frames of an MPEG-TS stream.
-fn demux(ts: &[u8]) -> (TrackSet, Vec<MediaFrame>) {
+pub(crate) fn demux(ts: &[u8]) -> (TrackSet, Vec<MediaFrame>) {
     let mut d = TsDemuxer::new(TsDemuxerConfig::default());
     d.push(ts);
     d.flush();
@@ -186,12 +186,7 @@ impl Replay {
     /// Publishes the committed ffmpeg MPEG-TS sample to `live/STREAM`, paced
     /// from now on.
     fn publish_sample(&mut self, stream: &str) {
-        let data = std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../core/testdata/h264_aac.ts"
-        ))
-        .expect("core/testdata/h264_aac.ts");
-        let (tracks, frames) = demux(&data);
+        let (tracks, frames) = crate::e2e_tests::sample();
         let key = StreamKey::new("live", stream).expect("key");
         let mut publisher = self
             .hub

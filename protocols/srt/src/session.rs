@@ -21,11 +21,11 @@ use arcly_core::time::Instant;
 
 use crate::conn::{ConnConfig, Connection, Stats};
 use crate::crypto::Crypto;
-use crate::handshake::{ext_flag, srt_flag, Extension, Handshake, HsType, RejectCode, SrtOptions};
+use crate::handshake::{srt_flag, Handshake, HsType, RejectCode, SrtOptions};
 use crate::link::Link;
 use crate::packet::{Control, ControlPacket};
 use crate::streamid::StreamId;
-use crate::{SrtConfig, SrtError, SRT_VERSION};
+use crate::{SrtConfig, SrtError};
 
 /// The listener side of one connection. See the module documentation.
 #[derive(Debug)]
@@ -204,28 +204,8 @@ impl SrtSession {
             send_delay: 0,
         });
         let ours = u16::try_from(self.cfg.latency.as_millis()).unwrap_or(u16::MAX);
-        // Each direction takes the larger of the two sides' latencies.
-        let recv_delay = ours.max(theirs.send_delay);
-        let send_delay = ours.max(theirs.recv_delay);
-        let mut flags = srt_flag::TSBPDSND
-            | srt_flag::TSBPDRCV
-            | srt_flag::TLPKTDROP
-            | srt_flag::PERIODICNAK
-            | srt_flag::REXMITFLG;
-        if self.crypto.is_some() {
-            flags |= srt_flag::CRYPT;
-        }
-        let mut exts = vec![Extension::HsRsp(SrtOptions {
-            version: SRT_VERSION,
-            flags,
-            recv_delay,
-            send_delay,
-        })];
-        let mut ext = ext_flag::HSREQ;
-        if let Some(km) = self.hs.key_material() {
-            exts.push(Extension::KmRsp(km.clone()));
-            ext |= ext_flag::KMREQ;
-        }
+        let (opts, ext, exts) = crate::handshake::answer(&self.hs, ours, self.crypto.is_some());
+        let (recv_delay, send_delay) = (opts.recv_delay, opts.send_delay);
         let mtu = self.hs.mtu.min(self.cfg.mtu);
         let hs = Handshake {
             version: 5,
