@@ -15,23 +15,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-/// ffmpeg 9 from the `imageio-ffmpeg` wheel (or `ARCLY_FFMPEG9`).
-fn ffmpeg9() -> PathBuf {
-    if let Some(p) = std::env::var_os("ARCLY_FFMPEG9") {
-        return PathBuf::from(p);
-    }
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import imageio_ffmpeg as m; print(m.get_ffmpeg_exe())",
-        ])
-        .output();
-    match out {
-        Ok(o) if o.status.success() => PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()),
-        _ => panic!("interop: ffmpeg 9 is missing; install it with: pip install imageio-ffmpeg"),
-    }
-}
-
 fn run(cmd: &mut Command, what: &str) {
     let out = cmd
         .output()

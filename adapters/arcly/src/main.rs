@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const HELP: &str = "\
-arcly: a live-media streaming gateway (RTMP and SRT in; RTMP, SRT, HLS and LL-HLS out)
+arcly: a live-media streaming gateway (RTMP, RTSP and SRT in; RTMP, RTSP, SRT, HLS and LL-HLS out)
 
 USAGE:
     arcly [FLAGS]
@@ -26,6 +26,8 @@ USAGE:
 
 Publish with:   ffmpeg -re -i IN -c copy -f flv rtmp://127.0.0.1:1935/live/STREAM
 Play with:      ffplay rtmp://127.0.0.1:1935/live/STREAM
+RTSP:           ffmpeg -re -i IN -c copy -f rtsp rtsp://127.0.0.1:8554/live/STREAM
+                ffplay rtsp://127.0.0.1:8554/live/STREAM
 SRT:            ffmpeg -re -i IN -c copy -f mpegts 'srt://127.0.0.1:8890?streamid=publish:live/STREAM'
                 ffplay 'srt://127.0.0.1:8890?streamid=read:live/STREAM'
          or:    http://127.0.0.1:8888/live/STREAM/index.m3u8 (HLS / LL-HLS)
@@ -34,6 +36,10 @@ Stream list:    http://127.0.0.1:8888/api/streams    Metrics: /metrics
 FLAGS:
     --rtmp ADDR|off         RTMP listen address [default: 0.0.0.0:1935]
     --http ADDR|off         HTTP listen address (HLS, stats) [default: 0.0.0.0:8888]
+    --rtsp ADDR|off         RTSP listen address (TCP; media over TCP or UDP) [default: 0.0.0.0:8554]
+    --pull APP/STREAM=URL   pull an RTSP camera or server into APP/STREAM, reconnecting when it drops;
+                            URL is rtsp://[USER:PASS@]HOST[:PORT]/PATH, or udp:rtsp://... to ask for
+                            UDP first; repeat for more
     --srt ADDR|off          SRT listen address, UDP [default: 0.0.0.0:8890]
     --srt-latency MS        SRT latency (each direction takes the larger of both sides') [default: 120]
     --srt-passphrase PASS   encrypt every SRT stream (AES; 10 to 80 bytes) [default: none]
@@ -162,6 +168,8 @@ impl Observer for GatewayObserver {
 
 struct Options {
     rtmp: Option<SocketAddr>,
+    rtsp: Option<SocketAddr>,
+    pulls: Vec<rtsp::Pull>,
     http: Option<SocketAddr>,
     srt: Option<SocketAddr>,
     srt_latency: u64,
@@ -208,6 +216,8 @@ fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
 fn parse(args: &[String]) -> Result<Options, String> {
     let mut o = Options {
         rtmp: Some(SocketAddr::from(([0, 0, 0, 0], 1935))),
+        rtsp: Some(SocketAddr::from(([0, 0, 0, 0], 8554))),
+        pulls: Vec::new(),
         http: Some(SocketAddr::from(([0, 0, 0, 0], 8888))),
         srt: Some(SocketAddr::from(([0, 0, 0, 0], 8890))),
         srt_latency: 120,
@@ -241,6 +251,8 @@ fn parse(args: &[String]) -> Result<Options, String> {
         match flag.as_str() {
             "--rtmp" => o.rtmp = parse_addr(&value()?)?,
             "--http" => o.http = parse_addr(&value()?)?,
+            "--rtsp" => o.rtsp = parse_addr(&value()?)?,
+            "--pull" => o.pulls.push(rtsp::Pull::parse(&value()?)?),
             "--srt" => o.srt = parse_addr(&value()?)?,
             "--srt-latency" => o.srt_latency = number(flag, &value()?)?,
             "--srt-passphrase" => o.srt_passphrase = Some(value()?),
@@ -399,6 +411,7 @@ pub(crate) async fn each_second(stop: arcly_tokio::ShutdownSignal, mut f: impl F
 mod bench;
 mod refusals;
 mod remux;
+mod rtsp;
 mod srt;
 
 fn main() -> ExitCode {
@@ -587,6 +600,41 @@ async fn run(o: Options) -> Result<(), String> {
             shutdown.signal(),
             conn_log.clone(),
         ));
+    }
+    if let Some(addr) = o.rtsp {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen for RTSP on {addr}: {e}"))?;
+        log(
+            Level::Info,
+            &format!(
+                "RTSP listening on {}",
+                listener.local_addr().unwrap_or(addr)
+            ),
+        );
+        rtsp::spawn_listener(
+            &mut servers,
+            listener,
+            engine.clone(),
+            cfg.clone(),
+            clock.clone(),
+            shutdown.signal(),
+            conn_log.clone(),
+        );
+    }
+    for pull in &o.pulls {
+        let (pull, engine, clock, stop, cfg, l) = (
+            pull.clone(),
+            engine.clone(),
+            clock.clone(),
+            shutdown.signal(),
+            cfg.clone(),
+            conn_log.clone(),
+        );
+        servers.spawn(async move {
+            rtsp::run_pull(pull, engine, clock, stop, cfg, l).await;
+            Ok(())
+        });
     }
     // The connections whose link figures the API and metrics show.
     let mut link_sources: Vec<Arc<dyn arcly_core::engine::LinkSource>> = Vec::new();

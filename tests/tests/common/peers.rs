@@ -103,3 +103,20 @@ pub fn tmpdir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&d).expect("tmpdir");
     d
 }
+
+/// ffmpeg 9 from the `imageio-ffmpeg` wheel (or `ARCLY_FFMPEG9`).
+pub fn ffmpeg9() -> PathBuf {
+    if let Some(p) = std::env::var_os("ARCLY_FFMPEG9") {
+        return PathBuf::from(p);
+    }
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import imageio_ffmpeg as m; print(m.get_ffmpeg_exe())",
+        ])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()),
+        _ => panic!("interop: ffmpeg 9 is missing; install it with: pip install imageio-ffmpeg"),
+    }
+}

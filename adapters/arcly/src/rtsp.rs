@@ -1,0 +1,305 @@
+//! The gateway's RTSP: the listener (publish with ANNOUNCE/RECORD, play
+//! with DESCRIBE/PLAY, over TCP or UDP) and pulls from cameras or other
+//! servers into a key (`--pull APP/STREAM=rtsp://...`), reconnecting with
+//! backoff.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arcly_core::bus::{CloseReason, DeliveryRef, RecvError};
+use arcly_core::engine::Engine;
+use arcly_core::session::{
+    BindError, Conductor, ConnContext, Input, Rejection, RequestId, Session, SessionEnd,
+    SessionEvent, Transmit,
+};
+use arcly_core::time::Instant;
+use arcly_rtsp::client::{ClientConfig, PullTransport};
+use arcly_rtsp::{RtspClient, RtspConfig, RtspError, RtspSession};
+use arcly_tokio::{drive_stream, serve, Clock, ListenerConfig, Log, ShutdownSignal};
+
+/// One `--pull`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pull {
+    /// Our key's application.
+    pub app: String,
+    /// Our key's stream.
+    pub stream: String,
+    /// The remote URL (credentials in its user information).
+    pub url: String,
+    /// Start over UDP (falling back to TCP when nothing arrives).
+    pub udp: bool,
+}
+
+impl Pull {
+    /// `APP/STREAM=rtsp://...`, with an optional `udp:` before the URL.
+    pub fn parse(v: &str) -> Result<Pull, String> {
+        let (key, url) = v
+            .split_once('=')
+            .ok_or_else(|| format!("--pull takes APP/STREAM=rtsp://HOST/PATH, not {v:?}"))?;
+        let (app, stream) = key
+            .split_once('/')
+            .filter(|(a, s)| !a.is_empty() && !s.is_empty() && !s.contains('/'))
+            .ok_or_else(|| format!("--pull: the key is APP/STREAM, not {key:?}"))?;
+        let (udp, url) = match url.strip_prefix("udp:") {
+            Some(u) => (true, u),
+            None => (false, url),
+        };
+        if arcly_rtsp::url::RtspUrl::parse(url).is_none() {
+            return Err(format!("--pull: not an rtsp:// URL: {url:?}"));
+        }
+        Ok(Pull {
+            app: app.into(),
+            stream: stream.into(),
+            url: url.into(),
+            udp,
+        })
+    }
+}
+
+/// Serves RTSP on `listener`.
+#[allow(clippy::too_many_arguments)]
+pub fn spawn_listener(
+    set: &mut tokio::task::JoinSet<std::io::Result<()>>,
+    listener: tokio::net::TcpListener,
+    engine: Engine,
+    cfg: ListenerConfig,
+    clock: Clock,
+    stop: ShutdownSignal,
+    log: Log,
+) {
+    let rcfg = Arc::new(RtspConfig {
+        unix_base_us: clock.unix_base() * 1_000_000,
+        ..RtspConfig::default()
+    });
+    let seq = AtomicU64::new(u64::from_be_bytes(
+        crate::srt::seed()[..8].try_into().unwrap_or([7; 8]),
+    ));
+    set.spawn(serve(
+        listener,
+        engine,
+        move |now| {
+            let n = seq.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+            RtspSession::new(rcfg.clone(), n ^ now.as_micros(), now)
+        },
+        cfg,
+        clock,
+        stop,
+        log,
+    ));
+}
+
+/// A client session whose end the pull loop reads after the driver is
+/// done with it.
+struct Watched {
+    inner: RtspClient,
+    end: Arc<Mutex<Option<SessionEnd>>>,
+    playing: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Session for Watched {
+    fn protocol(&self) -> &'static str {
+        self.inner.protocol()
+    }
+    fn handle_input(&mut self, now: Instant, input: Input) {
+        self.inner.handle_input(now, input);
+        if self.inner.is_playing() {
+            self.playing.store(true, Ordering::Relaxed);
+        }
+    }
+    fn handle_delivery(&mut self, now: Instant, d: DeliveryRef<'_>) {
+        self.inner.handle_delivery(now, d);
+    }
+    fn handle_stream_end(&mut self, now: Instant, why: RecvError) {
+        self.inner.handle_stream_end(now, why);
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        self.inner.handle_timeout(now);
+    }
+    fn accept(&mut self, now: Instant, id: RequestId) {
+        self.inner.accept(now, id);
+    }
+    fn reject(&mut self, now: Instant, id: RequestId, why: Rejection) {
+        self.inner.reject(now, id, why);
+    }
+    fn close(&mut self, now: Instant, why: CloseReason) {
+        self.inner.close(now, why);
+    }
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.inner.poll_transmit()
+    }
+    fn poll_event(&mut self) -> Option<SessionEvent> {
+        let ev = self.inner.poll_event();
+        if let Some(SessionEvent::Closed(end)) = &ev {
+            if let Ok(mut e) = self.end.lock() {
+                *e = Some(end.clone());
+            }
+        }
+        ev
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.inner.poll_timeout()
+    }
+    fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+    fn sockets_bound(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        b: Result<Vec<SocketAddr>, BindError>,
+    ) {
+        self.inner.sockets_bound(now, id, b);
+    }
+    fn set_peer(&mut self, peer: SocketAddr) {
+        self.inner.set_peer(peer);
+    }
+}
+
+/// Runs one pull until shutdown: connect, play, publish under the key;
+/// on any end, wait (1 s, doubling up to 30 s; back to 1 s after a run
+/// that played) and call again. Over UDP, a call that got no packet goes
+/// over TCP from then on.
+pub async fn run_pull(
+    pull: Pull,
+    engine: Engine,
+    clock: Clock,
+    stop: ShutdownSignal,
+    cfg: ListenerConfig,
+    log: Log,
+) {
+    let mut backoff = Duration::from_secs(1);
+    let mut udp = pull.udp;
+    let mut n: u64 = 0;
+    let url = arcly_rtsp::url::RtspUrl::parse(&pull.url);
+    let Some(url) = url else { return };
+    let shown = url.without_credentials();
+    loop {
+        if stop.is_triggered() {
+            return;
+        }
+        n += 1;
+        let target = format!("{}:{}", url.host, url.port);
+        let connected = tokio::select! {
+            r = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(&target)) => r,
+            _ = stop.clone().wait() => return,
+        };
+        let mut played = false;
+        match connected {
+            Ok(Ok(sock)) => {
+                let now = clock.now();
+                let mut ccfg = ClientConfig::new(&pull.url, &pull.app, &pull.stream);
+                ccfg.transport = if udp {
+                    PullTransport::Udp
+                } else {
+                    PullTransport::Tcp
+                };
+                ccfg.seed = clock.unix_base() ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                match RtspClient::new(ccfg, now) {
+                    Ok(client) => {
+                        let end = Arc::new(Mutex::new(None));
+                        let playing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                        let session = Watched {
+                            inner: client,
+                            end: end.clone(),
+                            playing: playing.clone(),
+                        };
+                        let peer = sock.peer_addr().ok();
+                        let ctx = ConnContext {
+                            peer: Some(shown.clone()),
+                            peer_addr: peer,
+                            unix_base: clock.unix_base(),
+                            started: now,
+                            handshake_timeout: Some(Duration::from_secs(15)),
+                            idle_timeout: cfg.idle_timeout,
+                            ..ConnContext::default()
+                        };
+                        let conductor = Conductor::new(engine.clone(), session, ctx);
+                        log(format!(
+                            "pulling {}/{} from {shown} over {}",
+                            pull.app,
+                            pull.stream,
+                            if udp { "UDP" } else { "TCP" }
+                        ));
+                        let l = log.clone();
+                        let _ = drive_stream(
+                            sock,
+                            conductor,
+                            clock.clone(),
+                            stop.clone(),
+                            cfg.driver.clone(),
+                            &move |line| l(line),
+                        )
+                        .await;
+                        played = playing.load(Ordering::Relaxed);
+                        let end = end.lock().ok().and_then(|e| e.clone());
+                        let blocked = end
+                            .as_ref()
+                            .and_then(|e| e.protocol_error())
+                            .and_then(|e| e.downcast_ref::<RtspError>())
+                            == Some(&RtspError::UdpBlocked);
+                        if blocked && udp {
+                            log(format!(
+                                "pull of {}/{}: no packet over UDP from {shown}; going over TCP",
+                                pull.app, pull.stream
+                            ));
+                            udp = false;
+                            continue;
+                        }
+                        let why =
+                            end.map_or_else(|| "connection closed".to_string(), |e| e.to_string());
+                        log(format!(
+                            "pull of {}/{} from {shown} ended: {why}; calling again in {} s",
+                            pull.app,
+                            pull.stream,
+                            if played { 1 } else { backoff.as_secs() }
+                        ));
+                    }
+                    Err(e) => {
+                        log(format!("pull of {}/{}: {e}", pull.app, pull.stream));
+                        return;
+                    }
+                }
+            }
+            Ok(Err(e)) => log(format!(
+                "pull of {}/{}: cannot reach {target}: {e}; calling again in {} s",
+                pull.app,
+                pull.stream,
+                backoff.as_secs()
+            )),
+            Err(_) => log(format!(
+                "pull of {}/{}: no answer from {target} in 5 s; calling again in {} s",
+                pull.app,
+                pull.stream,
+                backoff.as_secs()
+            )),
+        }
+        if played {
+            backoff = Duration::from_secs(1);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.clone().wait() => return,
+        }
+        if !played {
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_flags() {
+        let p = Pull::parse("live/cam=rtsp://u:p@10.0.0.1:554/stream1").unwrap();
+        assert_eq!((p.app.as_str(), p.stream.as_str()), ("live", "cam"));
+        assert!(!p.udp);
+        assert!(Pull::parse("live/cam=udp:rtsp://h/x").unwrap().udp);
+        assert!(Pull::parse("cam=rtsp://h/x").is_err());
+        assert!(Pull::parse("live/cam=http://h/x").is_err());
+        assert!(Pull::parse("live/cam").is_err());
+    }
+}

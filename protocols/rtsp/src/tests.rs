@@ -1,0 +1,332 @@
+//! End to end through the engine: a stream published into an engine is
+//! served by [`RtspSession`] and pulled back by [`RtspClient`] under a new
+//! key, over interleaved TCP and over UDP on the simulator (seeded loss
+//! and reordering); the frames that come out are the frames that went in
+//! (over a lossy path: only whole ones, resuming at key frames).
+
+use core::net::SocketAddr;
+use core::task::{Context, Waker};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arcly_core::bus::Delivery;
+use arcly_core::engine::{Engine, Request, StreamKey};
+use arcly_core::frame::{MediaFrame, TrackSet};
+use arcly_core::media::ts::{TsDemuxer, TsDemuxerConfig, TsEvent};
+use arcly_core::session::{Conductor, ConnContext, Input, SessionEnd};
+use arcly_core::sim::{LinkConfig, Network};
+use arcly_core::time::Instant;
+use bytes::BytesMut;
+
+use crate::client::{ClientConfig, PullTransport};
+use crate::{RtspClient, RtspConfig, RtspSession};
+
+/// The frames of a committed capture of ffmpeg's MPEG-TS (H.264 + AAC).
+pub(crate) fn sample() -> (TrackSet, Vec<MediaFrame>) {
+    let data = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../core/testdata/h264_aac.ts"
+    ))
+    .expect("core/testdata/h264_aac.ts");
+    let mut d = TsDemuxer::new(TsDemuxerConfig::default());
+    d.push(&data);
+    d.flush();
+    let mut tracks = TrackSet::new();
+    let mut frames = Vec::new();
+    while let Some(ev) = d.poll_event() {
+        match ev {
+            TsEvent::Track(t) => tracks.upsert(t).expect("tracks"),
+            TsEvent::Frame(f) => frames.push(f),
+            _ => {}
+        }
+    }
+    (tracks, frames)
+}
+
+/// The NAL units of an H.264 access unit other than parameter sets and
+/// delimiters (which the path may move to the track configuration or add
+/// before key frames); audio payloads whole.
+fn pictures(au: &bytes::Bytes) -> Vec<bytes::Bytes> {
+    arcly_core::media::codec::nal::LengthPrefixedNals::new(au.clone())
+        .filter_map(Result::ok)
+        .filter(|n| !matches!(arcly_core::media::codec::h264::nal_type(n), 7 | 8 | 9))
+        .collect()
+}
+
+/// The sample `n` times over, each time after the last (its 2 s hold one
+/// key frame: a lossy path needs more than one to recover at).
+fn looped(n: i64) -> (TrackSet, Vec<MediaFrame>) {
+    let (tracks, frames) = sample();
+    let span = frames.iter().map(|f| f.dts.as_micros()).max().unwrap_or(0)
+        - frames.iter().map(|f| f.dts.as_micros()).min().unwrap_or(0)
+        + 40_000;
+    let mut out = Vec::new();
+    for k in 0..n {
+        for f in &frames {
+            let mut f = f.clone();
+            let shift = |t: arcly_core::time::MediaTime| {
+                arcly_core::time::MediaTime::new(
+                    t.ticks + k * span * i64::from(t.timescale.hz()) / 1_000_000,
+                    t.timescale,
+                )
+            };
+            f.pts = shift(f.pts);
+            f.dts = shift(f.dts);
+            out.push(f);
+        }
+    }
+    (tracks, out)
+}
+
+fn at(ip: u8, port: u16) -> SocketAddr {
+    SocketAddr::from(([10, 0, 0, ip], port))
+}
+
+struct Run {
+    sent: Vec<MediaFrame>,
+    got: Vec<MediaFrame>,
+    client_end: Option<SessionEnd>,
+    server_end: Option<SessionEnd>,
+}
+
+/// Publishes the sample into an engine, serves it with the server session
+/// and pulls it with the client into `live/out`, the control connection
+/// in order and UDP (if asked) through a simulated link.
+fn run(transport: PullTransport, link: LinkConfig, url_path: &str) -> Run {
+    let (tracks, frames) = looped(3);
+    let engine = Engine::default();
+    let key = |s: &str| StreamKey::new("live", s).expect("key");
+    let mut publisher = engine
+        .publish(&Request::new(key("src"), "test"), Instant::ZERO)
+        .expect("publish");
+    publisher.set_tracks(tracks);
+    let server_ctx = ConnContext {
+        peer_addr: Some(at(2, 40_000)),
+        ..ConnContext::default()
+    };
+    let client_ctx = ConnContext {
+        peer_addr: Some(at(1, 8554)),
+        ..ConnContext::default()
+    };
+    let mut now = Instant::from_millis(1);
+    let mut server = Conductor::new(
+        engine.clone(),
+        RtspSession::new(Arc::new(RtspConfig::default()), 42, now),
+        server_ctx,
+    );
+    let mut cfg = ClientConfig::new(format!("rtsp://10.0.0.1:8554{url_path}"), "live", "out");
+    cfg.transport = transport;
+    let mut client = Conductor::new(
+        engine.clone(),
+        RtspClient::new(cfg, now).expect("client"),
+        client_ctx,
+    );
+    let mut net = Network::new(9, link);
+    let mut player = None;
+    let mut got = Vec::new();
+    let mut cx = Context::from_waker(Waker::noop());
+    let first = frames.first().map(|f| f.dts.as_micros()).unwrap_or(0);
+    let start = now;
+    let mut next = 0usize;
+    let mut ports = 20_000u16;
+    let last = frames.last().map(|f| f.dts.as_micros()).unwrap_or(0);
+    let end = start + Duration::from_micros((last - first) as u64) + Duration::from_secs(3);
+    while now < end {
+        while next < frames.len()
+            && start.as_micros() + (frames[next].dts.as_micros() - first) as u64 <= now.as_micros()
+        {
+            let _ = publisher.publish(now, frames[next].clone());
+            next += 1;
+        }
+        if player.is_none() {
+            player = engine.play(&Request::new(key("out"), "test")).ok();
+        }
+        if server.poll_timeout().is_some_and(|t| t <= now) {
+            server.handle_timeout(now);
+        }
+        if client.poll_timeout().is_some_and(|t| t <= now) {
+            client.handle_timeout(now);
+        }
+        // Socket requests: even/odd pairs on each side's address.
+        while let Some(r) = server.poll_socket_request() {
+            ports += 2;
+            server.sockets_bound(now, r.id, Ok(vec![at(1, ports), at(1, ports + 1)]));
+        }
+        while let Some(r) = client.poll_socket_request() {
+            ports += 2;
+            client.sockets_bound(now, r.id, Ok(vec![at(2, ports), at(2, ports + 1)]));
+        }
+        let _ = server.poll_deliveries(&mut cx, now);
+        // The control connection: in order, at once.
+        loop {
+            let mut moved = false;
+            while let Some(t) = client.poll_transmit() {
+                moved = true;
+                match t.to {
+                    None => server.handle_input(now, Input::Stream(BytesMut::from(&t.data[..]))),
+                    Some(to) => net.send(now, t.from.unwrap_or(at(2, 1)), to, t.data),
+                }
+            }
+            while let Some(t) = server.poll_transmit() {
+                moved = true;
+                match t.to {
+                    None => client.handle_input(now, Input::Stream(BytesMut::from(&t.data[..]))),
+                    Some(to) => net.send(now, t.from.unwrap_or(at(1, 1)), to, t.data),
+                }
+            }
+            while let Some(r) = server.poll_socket_request() {
+                moved = true;
+                ports += 2;
+                server.sockets_bound(now, r.id, Ok(vec![at(1, ports), at(1, ports + 1)]));
+            }
+            while let Some(r) = client.poll_socket_request() {
+                moved = true;
+                ports += 2;
+                client.sockets_bound(now, r.id, Ok(vec![at(2, ports), at(2, ports + 1)]));
+            }
+            if server.poll_deliveries(&mut cx, now).is_ready() {
+                moved = true;
+            }
+            if !moved {
+                break;
+            }
+        }
+        while let Some(p) = net.poll_deliver(now) {
+            let input = Input::Datagram {
+                from: p.from,
+                local: p.to,
+                data: BytesMut::from(&p.data[..]),
+            };
+            if p.to.ip() == at(2, 0).ip() {
+                client.handle_input(now, input);
+            } else {
+                server.handle_input(now, input);
+            }
+        }
+        while server.poll_log().is_some() {}
+        while client.poll_log().is_some() {}
+        if let Some(p) = player.as_mut() {
+            while let Ok(d) = p.subscription.try_recv() {
+                if let Delivery::Frame(f) = d {
+                    got.push(f);
+                }
+            }
+        }
+        let mut t = now + Duration::from_millis(5);
+        for c in [
+            server.poll_timeout(),
+            client.poll_timeout(),
+            net.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if c > now {
+                t = t.min(c);
+            }
+        }
+        now = t;
+    }
+    Run {
+        sent: frames,
+        got,
+        client_end: client.end().cloned(),
+        server_end: server.end().cloned(),
+    }
+}
+
+#[test]
+fn a_stream_served_over_interleaved_tcp_is_pulled_back_frame_exact() {
+    let r = run(
+        PullTransport::Tcp,
+        LinkConfig::delay(Duration::ZERO),
+        "/live/src",
+    );
+    assert_eq!(r.client_end, None, "the pull ended");
+    assert_eq!(r.server_end, None, "the play ended");
+    let video: Vec<_> = r.sent.iter().filter(|f| f.codec.is_video()).collect();
+    let audio: Vec<_> = r.sent.iter().filter(|f| f.codec.is_audio()).collect();
+    let got_v: Vec<_> = r.got.iter().filter(|f| f.codec.is_video()).collect();
+    let got_a: Vec<_> = r.got.iter().filter(|f| f.codec.is_audio()).collect();
+    assert!(!video.is_empty() && !audio.is_empty());
+    // Every frame, in order, the same bytes; the first one a key frame.
+    assert_eq!(got_v.len(), video.len(), "video frames");
+    assert_eq!(got_a.len(), audio.len(), "audio frames");
+    assert!(got_v[0].is_key());
+    for (a, b) in video.iter().zip(&got_v) {
+        assert_eq!(pictures(&a.payload), pictures(&b.payload));
+        assert_eq!(a.kind, b.kind);
+    }
+    // The sample has B-frames: decode times rise and never pass
+    // presentation times.
+    assert!(got_v.windows(2).all(|w| w[0].dts.ticks < w[1].dts.ticks));
+    assert!(got_v.iter().all(|f| f.dts.ticks <= f.pts.ticks));
+    for (a, b) in audio.iter().zip(&got_a) {
+        assert_eq!(a.payload, b.payload);
+    }
+    // One timeline: presentation times keep their distances, across tracks
+    // too (to a millisecond: the audio clock is the sample rate).
+    let t0 = video[0].pts.as_micros();
+    let g0 = got_v[0].pts.as_micros();
+    for (a, b) in video.iter().chain(&audio).zip(got_v.iter().chain(&got_a)) {
+        let want = a.pts.as_micros() - t0;
+        let have = b.pts.as_micros() - g0;
+        assert!((want - have).abs() <= 1_000, "pts {want} vs {have}");
+    }
+}
+
+#[test]
+fn a_stream_pulled_over_udp_through_loss_and_reordering_has_only_whole_frames() {
+    let link = LinkConfig {
+        loss: 0.02,
+        reorder: 0.05,
+        reorder_delay: Duration::from_millis(15),
+        jitter: Duration::from_millis(5),
+        ..LinkConfig::delay(Duration::from_millis(10))
+    };
+    let r = run(PullTransport::Udp, link, "/live/src");
+    assert_eq!(r.client_end, None, "the pull ended");
+    let sent: std::collections::HashSet<_> = r.sent.iter().map(|f| pictures(&f.payload)).collect();
+    let got_v: Vec<_> = r.got.iter().filter(|f| f.codec.is_video()).collect();
+    assert!(
+        got_v.len() > 10,
+        "{} video frames, {} in all; server {:?}",
+        got_v.len(),
+        r.got.len(),
+        r.server_end
+    );
+    // Never a corrupt access unit: each one is a frame that was sent.
+    for f in &r.got {
+        let p = if f.codec.is_video() {
+            pictures(&f.payload)
+        } else {
+            vec![f.payload.clone()]
+        };
+        assert!(
+            sent.contains(&p) || !f.codec.is_video(),
+            "a frame that was never sent"
+        );
+    }
+    assert!(got_v[0].is_key());
+    let audio = r.got.iter().filter(|f| f.codec.is_audio()).count();
+    assert!(audio > 10, "{audio} audio frames");
+}
+
+#[test]
+fn a_stream_that_is_not_there_is_refused_with_404() {
+    let r = run(
+        PullTransport::Tcp,
+        LinkConfig::delay(Duration::ZERO),
+        "/live/nothing",
+    );
+    let end = r.client_end.expect("the pull ended");
+    let e = end.protocol_error().expect("a protocol error");
+    assert_eq!(
+        e.kind(),
+        &arcly_core::session::ProtocolErrorKind::PeerRefused(Some(
+            arcly_core::session::Rejection::NotFound
+        ))
+    );
+    assert!(e.to_string().contains("DESCRIBE answered 404"), "{e}");
+    assert!(r.got.is_empty());
+}
