@@ -131,8 +131,20 @@ impl Egress {
     /// The RTP time stamp track `i` gives media time `us` (µs).
     fn rtp_time(&self, i: usize, us: i64) -> u32 {
         let t = &self.tracks[i];
-        let ticks = us.saturating_mul(i64::from(t.clock)) / 1_000_000;
+        let clock =
+            arcly_core::time::Timescale::new(t.clock).unwrap_or(arcly_core::time::Timescale::MPEG);
+        let ticks = arcly_core::time::rescale(us, arcly_core::time::Timescale::MICROS, clock);
         (ticks as u32).wrapping_add(t.ts_offset)
+    }
+
+    /// The RTP time stamp of a frame's presentation time on track `i`,
+    /// rescaled from its own ticks (an audio track whose timescale is its
+    /// sample rate keeps exact steps).
+    fn frame_rtp_time(&self, i: usize, t: arcly_core::time::MediaTime) -> u32 {
+        let track = &self.tracks[i];
+        let clock = arcly_core::time::Timescale::new(track.clock)
+            .unwrap_or(arcly_core::time::Timescale::MPEG);
+        (t.rescale(clock).ticks as u32).wrapping_add(track.ts_offset)
     }
 
     /// `RTP-Info` for a PLAY whose first frame is at media time `start_us`
@@ -156,6 +168,15 @@ impl Egress {
         parts.join(",")
     }
 
+    /// Maps media time `live_us` (the newest frame at hand) to `now` for
+    /// sender reports, and makes the first report due at once: sent before
+    /// the first packet, it gives a player one mapping for every packet,
+    /// the GOP cache's older frames included.
+    pub(crate) fn start(&mut self, now: Instant, live_us: i64) {
+        self.origin = Some((live_us, now));
+        self.sr_due = Some(now);
+    }
+
     /// Sends `f` (if its track is set up), queueing its packets on `out`.
     pub(crate) fn send(&mut self, now: Instant, f: &MediaFrame, out: &mut VecDeque<Transmit>) {
         let Some(i) = self.index_of(f.track) else {
@@ -174,10 +195,10 @@ impl Egress {
         }
         let us = f.pts.as_micros();
         if self.origin.is_none() {
-            self.origin = Some((us, now));
-            self.sr_due = Some(now);
+            self.start(now, us);
+            self.handle_timeout(now, out);
         }
-        let ts = self.rtp_time(i, us);
+        let ts = self.frame_rtp_time(i, f.pts);
         let t = &mut self.tracks[i];
         let payload = if f.is_key() && !t.params.is_empty() && !has_parameter_sets(f) {
             let mut b = BytesMut::with_capacity(t.params.len() + f.payload.len());

@@ -25,6 +25,9 @@ use crate::rtp::{ReorderBuffer, RtpPacket};
 use crate::sdp::Description;
 use crate::RtspError;
 
+/// Where the session timeline starts, in µs (see `Ingest::session_us`).
+const LEAD_US: i64 = 1_000_000;
+
 /// Packets a UDP track holds waiting for a missing one.
 const REORDER_PACKETS: usize = 64;
 /// How long a UDP track waits for a missing packet, in microseconds.
@@ -193,6 +196,13 @@ impl Ingest {
         })
     }
 
+    /// The session timeline at `now`, in µs. It starts at [`LEAD_US`], so
+    /// a track whose sender report places its first packets a little
+    /// before the first instant seen still gets positive times.
+    fn session_us(&self, now: Instant) -> i64 {
+        LEAD_US + now.saturating_duration_since(self.started).as_micros() as i64
+    }
+
     /// Track `i`'s packets come over UDP: put them in order.
     pub(crate) fn set_udp(&mut self, i: usize) {
         if let Some(t) = self.tracks.get_mut(i) {
@@ -224,7 +234,7 @@ impl Ingest {
     /// Places track `i` at `rtptime` on the timeline's instant `now` (the
     /// server's `RTP-Info` for a PLAY answered at `now`).
     pub(crate) fn anchor_rtp_info(&mut self, i: usize, rtptime: u32, now: Instant) {
-        let session_us = now.saturating_duration_since(self.started).as_micros() as i64;
+        let session_us = self.session_us(now);
         if let Some(t) = self.tracks.get_mut(i) {
             let ext = t.unwrap.extend(u64::from(rtptime));
             t.anchor = Some((ext, session_us * i64::from(t.clock) / 1_000_000));
@@ -233,7 +243,7 @@ impl Ingest {
 
     /// An RTCP packet for track `i`.
     pub(crate) fn rtcp(&mut self, now: Instant, i: usize, data: &[u8]) {
-        let session_us = now.saturating_duration_since(self.started).as_micros() as i64;
+        let session_us = self.session_us(now);
         for sr in rtcp::sender_reports(data) {
             let Some(t) = self.tracks.get_mut(i) else {
                 return;
@@ -336,7 +346,7 @@ impl Ingest {
         lost: bool,
         events: &mut VecDeque<SessionEvent>,
     ) -> Result<(), RtspError> {
-        let session_us = now.saturating_duration_since(self.started).as_micros() as i64;
+        let session_us = self.session_us(now);
         let t = &mut self.tracks[i];
         t.highest_seq = pkt.header.sequence;
         let ext = t.unwrap.extend(u64::from(pkt.header.timestamp));

@@ -522,7 +522,12 @@ impl RtspSession {
         if !e.tracks.iter().any(|t| t.wire.is_some()) {
             return self.status(cseq, 455);
         }
-        let start_us = p.held.iter().map(|f| f.pts.as_micros()).min();
+        let start_us = p
+            .held
+            .iter()
+            .find(|f| f.is_key())
+            .or(p.held.front())
+            .map(|f| f.pts.as_micros());
         let info = e.rtp_info(&base, start_us);
         let resumed = p.playing;
         p.playing = true;
@@ -538,10 +543,23 @@ impl RtspSession {
             return;
         };
         let Some(e) = p.egress.as_mut() else { return };
+        if let Some(live) = p.held.iter().map(|f| f.pts.as_micros()).max() {
+            e.start(now, live);
+            e.handle_timeout(now, &mut self.out);
+        }
+        // The play starts at the key frame: audio from before it would only
+        // make a player's first picture late against its clock.
+        let key = p
+            .held
+            .iter()
+            .find(|f| f.is_key())
+            .map(|f| f.pts.as_micros());
         while let Some(f) = p.held.pop_front() {
+            if key.is_some_and(|k| f.codec.is_audio() && f.pts.as_micros() < k) {
+                continue;
+            }
             e.send(now, &f, &mut self.out);
         }
-        e.handle_timeout(now, &mut self.out);
     }
 
     fn pause(&mut self, cseq: u32) {
