@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The interop suite: our code against real third-party clients (ffmpeg,
-# ffprobe, nginx-rtmp, GStreamer, srt-live-transmit). Fails loudly, naming the
+# ffprobe, nginx-rtmp, GStreamer and its RTSP server, srt-live-transmit). Fails loudly, naming the
 # tool, when a client is missing: install them as .ci/run does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +12,8 @@ done
 [ -f /usr/lib/nginx/modules/ngx_rtmp_module.so ] || missing+=("libnginx-mod-rtmp")
 python3 -c 'import imageio_ffmpeg' 2>/dev/null || missing+=("ffmpeg 9 (pip install imageio-ffmpeg)")
 python3 -c 'import m3u8' 2>/dev/null || missing+=("m3u8 (pip install m3u8)")
+/usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer" 2>/dev/null \
+  || missing+=("GStreamer's RTSP server (apt-get install python3-gi gir1.2-gst-rtsp-server-1.0)")
 command -v chromium >/dev/null 2>&1 || missing+=("chromium")
 command -v node >/dev/null 2>&1 || missing+=("node")
 if [ ${#missing[@]} -gt 0 ]; then

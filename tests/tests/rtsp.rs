@@ -488,32 +488,3 @@ fn the_gateway_pulls_from_gstreamers_rtsp_server_and_calls_again_after_a_restart
         );
     }
 }
-
-#[test]
-fn vlc_plays_over_rtsp_if_it_runs_here() {
-    let Some(vlc) = common::peers::which("cvlc") else {
-        panic!("interop: VLC is missing: apt-get install -y vlc-bin vlc-plugin-base");
-    };
-    let dir = tmpdir("rtsp-vlc");
-    let g = Gateway::start(&dir, &[]);
-    let input = make_ts(&dir);
-    let publisher = ffmpeg_publish(&input, &g.url("live/vlc"), "tcp");
-    wait_publishing(&g, "live/vlc");
-    let out = dir.join("vlc.ts");
-    let mut p = spawn(
-        Command::new(vlc)
-            .args(["-I", "dummy", "--rtsp-tcp", "--play-and-exit"])
-            .arg(g.url("live/vlc"))
-            .arg(format!(
-                "--sout=#std{{access=file,mux=ts,dst={}}}",
-                out.display()
-            )),
-    );
-    finish(publisher, "ffmpeg publishing", Duration::from_secs(20));
-    std::thread::sleep(Duration::from_secs(2));
-    let _ = p.kill();
-    let _ = p.wait();
-    let got = packets(&out);
-    let v = got.iter().filter(|p| p.0 == "video").count();
-    assert!(v >= 60, "VLC recorded {v} video frames");
-}
