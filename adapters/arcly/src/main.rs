@@ -617,7 +617,7 @@ async fn run(o: Options) -> Result<(), String> {
             listener,
             engine.clone(),
             cfg.clone(),
-            clock.clone(),
+            clock,
             shutdown.signal(),
             conn_log.clone(),
         );
@@ -626,7 +626,7 @@ async fn run(o: Options) -> Result<(), String> {
         let (pull, engine, clock, stop, cfg, l) = (
             pull.clone(),
             engine.clone(),
-            clock.clone(),
+            clock,
             shutdown.signal(),
             cfg.clone(),
             conn_log.clone(),

@@ -226,7 +226,7 @@ pub async fn run_pull(
                         let _ = drive_stream(
                             sock,
                             conductor,
-                            clock.clone(),
+                            clock,
                             stop.clone(),
                             cfg.driver.clone(),
                             &move |line| l(line),

@@ -49,7 +49,7 @@ pub(crate) fn sample() -> (TrackSet, Vec<MediaFrame>) {
 fn pictures(au: &bytes::Bytes) -> Vec<bytes::Bytes> {
     arcly_core::media::codec::nal::LengthPrefixedNals::new(au.clone())
         .filter_map(Result::ok)
-        .filter(|n| !matches!(arcly_core::media::codec::h264::nal_type(n), 7 | 8 | 9))
+        .filter(|n| !matches!(arcly_core::media::codec::h264::nal_type(n), 7..=9))
         .collect()
 }
 
