@@ -488,3 +488,60 @@ fn the_gateway_pulls_from_gstreamers_rtsp_server_and_calls_again_after_a_restart
         );
     }
 }
+
+/// ffmpeg publishes over UDP through `testdata/lossy_udp_relay.py`, which
+/// carries the RTSP connection, rewrites the port pairs of each SETUP and
+/// loses 2 % of the RTP and RTCP on the way to the gateway: what reaches
+/// the bus is only whole frames, so a player's copy decodes strictly, with
+/// playback resuming at the key frame after each loss.
+#[test]
+fn a_publish_over_udp_losing_two_percent_gives_only_whole_frames() {
+    let dir = tmpdir("rtsp-lossy");
+    let g = Gateway::start(&dir, &[]);
+    let input = make_ts(&dir);
+    let relay_port = free_tcp();
+    let relay = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../protocols/rtsp/testdata/lossy_udp_relay.py"
+    );
+    let mut relay = Command::new("python3")
+        .arg(relay)
+        .args([&relay_port.to_string(), &g.rtsp.port().to_string()])
+        .args(["--loss-c2s", "0.02", "--seed", "7", "--idle", "3"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the lossy relay starts");
+    {
+        use std::io::Read;
+        let mut line = [0u8; 9];
+        let out = relay.stdout.as_mut().expect("stdout");
+        let _ = out.read_exact(&mut line);
+        assert_eq!(&line, b"listening", "the lossy relay did not start");
+    }
+    let publisher = ffmpeg_publish(
+        &input,
+        &format!("rtsp://127.0.0.1:{relay_port}/live/lossy"),
+        "udp",
+    );
+    wait_publishing(&g, "live/lossy");
+    let out = dir.join("played.ts");
+    let player = ffmpeg_play(&g.url("live/lossy"), Some("tcp"), &out);
+    finish(
+        publisher,
+        "ffmpeg publishing over UDP through loss",
+        Duration::from_secs(20),
+    );
+    done(player, "ffmpeg playing over RTSP");
+    let st = relay.wait_with_output().expect("the relay ends");
+    let report = String::from_utf8_lossy(&st.stderr).to_string();
+    let got = packets(&out);
+    let v = got.iter().filter(|p| p.0 == "video").count();
+    assert!(v >= 60, "{v} video frames played; relay: {report}");
+    assert!(got.iter().find(|p| p.0 == "video").is_some_and(|p| p.2));
+    common::peers::strict_decode(&out);
+    eprintln!(
+        "lossy publish: {v} of 180 video frames played; relay: {}",
+        report.trim()
+    );
+}
