@@ -448,3 +448,76 @@ fn ffmpeg_5_1s_recorded_publish_comes_out_frame_exact() {
         .collect();
     assert!(at.windows(2).all(|w| w[1] - w[0] == 1024), "{at:?}");
 }
+
+/// Replays what GStreamer's RTSP server answered ffmpeg into our client
+/// (which asks the same things in the same order, so the recorded answers
+/// fit), granting its publish; returns its frames and how it ended.
+fn replay_pull(name: &str, url: &str) -> (Vec<MediaFrame>, Option<SessionEnd>, Vec<String>) {
+    use arcly_core::session::{Session, SessionEvent};
+    let mut c =
+        RtspClient::new(ClientConfig::new(url, "live", "cam"), Instant::ZERO).expect("client");
+    c.set_peer(at(1, 554));
+    let mut frames = Vec::new();
+    let mut sent = Vec::new();
+    let mut end = None;
+    for (c2s, us, bytes) in capture(name) {
+        if c2s {
+            continue;
+        }
+        let now = Instant::from_micros(us + 1);
+        c.handle_input(now, Input::Stream(BytesMut::from(&bytes[..])));
+        loop {
+            let mut any = false;
+            while let Some(t) = c.poll_transmit() {
+                let text = String::from_utf8_lossy(&t.data);
+                if let Some(line) = text.lines().next().filter(|l| l.ends_with("RTSP/1.0")) {
+                    sent.push(line.to_string());
+                }
+                any = true;
+            }
+            while let Some(ev) = c.poll_event() {
+                any = true;
+                match ev {
+                    SessionEvent::Request(r) => c.accept(now, r.id),
+                    SessionEvent::Frame(f) => frames.push(f),
+                    SessionEvent::Closed(e) => end = Some(e),
+                    _ => {}
+                }
+            }
+            if !any {
+                break;
+            }
+        }
+    }
+    (frames, end, sent)
+}
+
+#[test]
+fn pulls_recorded_from_gstreamers_rtsp_server_give_whole_frames() {
+    for (name, path, audio) in [
+        ("gst_server_h264aac_tcp.txt", "h264aac", true),
+        ("gst_server_h265_tcp.txt", "h265", false),
+        ("gst_server_opus_tcp.txt", "opus", true),
+        ("gst_server_auth_tcp.txt", "auth/h264aac", true),
+    ] {
+        let url = format!("rtsp://user:pass@127.0.0.1:40801/{path}");
+        let (frames, end, sent) = replay_pull(name, &url);
+        assert_eq!(end, None, "{name}: {sent:?}");
+        let v: Vec<_> = frames.iter().filter(|f| f.codec.is_video()).collect();
+        let a = frames.iter().filter(|f| f.codec.is_audio()).count();
+        // The recordings hold 2 s at 25 fps (51 to 53 pictures, the last
+        // cut by the end of the recording).
+        assert!(v.len() >= 48, "{name}: {} video frames; {sent:?}", v.len());
+        assert!(v[0].is_key(), "{name}");
+        assert!(
+            v.windows(2)
+                .all(|w| w[0].dts.ticks < w[1].dts.ticks && w[1].pts.ticks > w[0].pts.ticks),
+            "{name}"
+        );
+        assert_eq!(a > 40, audio, "{name}: {a} audio frames");
+        assert!(
+            sent.iter().any(|l| l.starts_with("PLAY ")),
+            "{name}: {sent:?}"
+        );
+    }
+}
