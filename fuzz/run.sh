@@ -80,6 +80,46 @@ for f in sorted(pathlib.Path(sys.argv[1]).glob("*.txt")):
     pathlib.Path("seeds/srt_caller", f.stem).write_bytes(out)
 PY
 
+# The RTP depacketizers: the RTP that GStreamer and ffmpeg sent in the
+# committed RTSP captures, per channel, as [mode][flags=2][len LE][packet]...
+# (mode: 1 H.264, 3 H.265, 4 AAC, 7 Opus; see the target's docs).
+mkdir -p seeds/rtp_depacketize
+python3 - ../protocols/rtsp/testdata <<'PY'
+import pathlib, sys
+def frames(path, direction):
+    data = bytearray()
+    for line in open(path):
+        d, _, h = line.split()
+        if d == direction:
+            data += bytes.fromhex(h)
+    i = 0
+    while i < len(data):
+        if data[i] == 0x24:
+            if i + 4 > len(data): return
+            n = int.from_bytes(data[i + 2:i + 4], "big")
+            yield data[i + 1], bytes(data[i + 4:i + 4 + n])
+            i += 4 + n
+            continue
+        end = data.find(b"\r\n\r\n", i)
+        if end < 0: return
+        length = 0
+        for l in data[i:end].split(b"\r\n"):
+            if l.lower().startswith(b"content-length:"):
+                length = int(l.split(b":", 1)[1])
+        i = end + 4 + length
+d = pathlib.Path(sys.argv[1])
+for name, direction, channel, mode in [
+    ("gst_server_h264aac_tcp", "s2c", 0, 1), ("gst_server_h264aac_tcp", "s2c", 2, 4),
+    ("gst_server_h265_tcp", "s2c", 0, 3), ("gst_server_opus_tcp", "s2c", 2, 7),
+    ("ffmpeg5_publish_tcp", "c2s", 0, 1), ("ffmpeg5_publish_tcp", "c2s", 2, 4),
+]:
+    out = bytearray([mode])
+    for c, pkt in frames(d / (name + ".txt"), direction):
+        if c == channel and len(out) + len(pkt) < 32768:
+            out += bytes([2]) + len(pkt).to_bytes(2, "little") + pkt
+    pathlib.Path("seeds/rtp_depacketize", f"{name}.ch{channel}").write_bytes(out)
+PY
+
 cargo fuzz build >/dev/null
 
 run_one() {

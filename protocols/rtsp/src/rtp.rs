@@ -215,6 +215,14 @@ impl SeqUnwrapper {
 /// A packet this far behind the next expected one is not late but from a
 /// restarted sender (RFC 3550 Appendix A.1 `MAX_MISORDER`).
 const MAX_MISORDER: i64 = 100;
+/// A packet this far ahead is not after a loss but from a restarted
+/// sender (RFC 3550 Appendix A.1 `MAX_DROPOUT`).
+const MAX_DROPOUT: i64 = 3000;
+
+/// The extended sequence number nearest `reference` with low bits `seq`.
+fn nearest(reference: i64, seq: u16) -> i64 {
+    reference + i64::from(seq.wrapping_sub(reference as u16) as i16)
+}
 
 /// A packet held by the reorder buffer.
 #[derive(Clone, Debug)]
@@ -229,12 +237,14 @@ struct Held {
 /// It holds at most `capacity` packets. A gap is given up on (the missing
 /// packets declared lost) when the buffer is full or when a held packet
 /// has waited `max_delay_us`. Duplicates and packets older than what was
-/// already released are dropped and counted. The first packet is released
-/// at once (there is nothing to wait for yet).
+/// already released are dropped and counted. The first packet pushed
+/// starts the count: it is released at once, and packets numbered before
+/// it are late.
 ///
-/// A sender that restarts its sequence numbers far behind the released
-/// ones is followed once two packets in a row continue each other there
-/// (RFC 3550 Appendix A.1); until then they count as dropped.
+/// A sender that restarts its sequence numbers far from the released ones
+/// (more than 100 behind or 3000 ahead) is followed once two packets in a
+/// row continue each other there (RFC 3550 Appendix A.1); until then they
+/// count as dropped.
 ///
 /// Use: [`push`](Self::push) each packet, then [`pop`](Self::pop) until
 /// `None`; arm a timer at [`next_deadline`](Self::next_deadline) and pop
@@ -243,7 +253,6 @@ struct Held {
 pub struct ReorderBuffer {
     capacity: usize,
     max_delay_us: u64,
-    unwrap: SeqUnwrapper,
     /// The extended sequence number the next released packet should have.
     next: Option<i64>,
     held: BTreeMap<i64, Held>,
@@ -264,7 +273,6 @@ impl ReorderBuffer {
         ReorderBuffer {
             capacity: capacity.max(1),
             max_delay_us,
-            unwrap: SeqUnwrapper::new(),
             next: None,
             held: BTreeMap::new(),
             ready: VecDeque::new(),
@@ -277,23 +285,25 @@ impl ReorderBuffer {
 
     /// A packet arrived at `now_us`.
     pub fn push(&mut self, now_us: u64, pkt: RtpPacket) {
-        let ext = self.unwrap.extend(pkt.header.sequence);
-        if let Some(next) = self.next {
-            if ext < next {
-                if next - ext > MAX_MISORDER {
-                    if self.probation == Some(ext) {
-                        self.resync(ext);
-                    } else {
-                        self.probation = Some(ext + 1);
-                        self.dropped += 1;
-                        return;
-                    }
-                } else {
-                    // Late (already given up on) or a duplicate.
-                    self.dropped += 1;
-                    return;
-                }
+        let seq = pkt.header.sequence;
+        // Sequence numbers are read near the next one to release: what is
+        // held lies between it and MAX_DROPOUT after it, so each number
+        // has one reading, and one already released is known as such. The
+        // first packet starts the count.
+        let next = *self.next.get_or_insert(i64::from(seq));
+        let ext = nearest(next, seq);
+        if ext < next - MAX_MISORDER || ext > next + MAX_DROPOUT {
+            if self.probation == Some(ext) {
+                self.resync(ext);
+            } else {
+                self.probation = Some(ext + 1);
+                self.dropped += 1;
+                return;
             }
+        } else if ext < next {
+            // Late (already given up on) or a duplicate.
+            self.dropped += 1;
+            return;
         }
         self.probation = None;
         if self.held.contains_key(&ext) {
@@ -308,11 +318,18 @@ impl ReorderBuffer {
             },
         );
         // Only a caller that does not pop between pushes gets here with a
-        // full buffer: keep the packets nearest in order.
-        while self.held.len() > self.capacity {
-            if self.held.pop_last().is_some() {
-                self.dropped += 1;
+        // full buffer: let go of what it left waiting after a restart,
+        // then of the packets furthest ahead.
+        while self.len() > self.capacity {
+            if self.ready.pop_front().is_some() {
+                match self.ready.front_mut() {
+                    Some(first) => first.1 = true,
+                    None => self.gap_pending = true,
+                }
+            } else {
+                self.held.pop_last();
             }
+            self.dropped += 1;
         }
     }
 
@@ -596,6 +613,74 @@ mod tests {
             [(0, true), (1, false), (2, false), (3, false)]
         );
         assert_eq!(r.lost(), 1);
+    }
+
+    #[test]
+    fn a_released_number_stays_released_however_far_pushes_wander() {
+        // Found by fuzzing: pushes far apart used to move the reference of
+        // the extension, so that a number released before came back.
+        let mut r = ReorderBuffer::new(1, 0);
+        for s in [0u16, 24_834, 24_845, 49_087] {
+            r.push(0, pkt(s));
+        }
+        assert_eq!(seqs(&drain(&mut r, 0)), [(0, false)]);
+        r.push(1, pkt(0));
+        assert!(r.pop(1).is_none());
+        assert_eq!(r.lost(), 0);
+        // And never twice the same number, whatever came before.
+        let mut r = ReorderBuffer::new(63, 10_000);
+        let mut out = Vec::new();
+        for (t, s) in [
+            0u16, 2, 34_401, 65_535, 5, 24_929, 24_930, 24_930, 24_932, 34_401, 24_930,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            r.push(t as u64 * 1000, pkt(s));
+            out.extend(seqs(&drain(&mut r, t as u64 * 1000)));
+        }
+        out.extend(seqs(&r.flush()));
+        // 24 929 then 24 930: a restart there.
+        assert_eq!(
+            out,
+            [
+                (0, false),
+                (2, true),
+                (5, true),
+                (24_930, true),
+                (24_932, true)
+            ]
+        );
+    }
+
+    #[test]
+    fn bounded_without_pops_across_restarts() {
+        // Found by fuzzing: restarts moved what was held to the released
+        // queue, which a caller that never pops let grow.
+        let mut r = ReorderBuffer::new(4, 1000);
+        r.push(0, pkt(0));
+        for k in 0..50u16 {
+            for s in 0..3 {
+                r.push(1, pkt(k.wrapping_mul(5000).wrapping_add(s)));
+                assert!(r.len() <= 4);
+            }
+        }
+        let out = drain(&mut r, 1);
+        assert!(out.len() <= 4);
+        assert!(out[0].1, "the first after what was let go is marked");
+    }
+
+    #[test]
+    fn follows_a_sender_that_jumps_ahead() {
+        let mut r = ReorderBuffer::new(8, 1000);
+        r.push(0, pkt(10));
+        assert_eq!(drain(&mut r, 0).len(), 1);
+        r.push(1, pkt(40_000));
+        assert!(r.pop(1).is_none());
+        r.push(2, pkt(40_001));
+        assert_eq!(seqs(&drain(&mut r, 2)), [(40_001, true)]);
+        assert_eq!(r.lost(), 0);
+        assert_eq!(r.dropped(), 1);
     }
 
     #[test]

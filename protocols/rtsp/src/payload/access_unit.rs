@@ -10,6 +10,11 @@
 //! start or end, a packet was malformed) is dropped, and so is every
 //! access unit after it until a key frame; an access unit made of
 //! parameter sets or SEI only is kept and put in front of the next one.
+//! The first access unit of a stream is taken when it begins with a NAL
+//! unit that may begin one (anything but a slice other than the first of
+//! its picture): joined in the middle of an access unit, the stream's
+//! first picture may lack the SEI or parameter sets sent before it, never
+//! a slice.
 
 use std::collections::VecDeque;
 
@@ -126,12 +131,34 @@ impl NalAssembler {
         self.wait_key = true;
     }
 
-    /// An access unit delimiter: what came before it is a whole access
-    /// unit, and a new one (same time stamp) starts clean.
-    pub fn delimit(&mut self) {
+    /// The access unit under way ends here and a new one (same time
+    /// stamp) starts clean.
+    pub fn split(&mut self) {
         let ts = self.ts;
         self.finish();
         self.ts = ts;
+    }
+
+    /// An access unit delimiter (H.264 §7.4.1.2.3, H.265 §7.4.2.4.4: the
+    /// first NAL unit of an access unit). After a picture it ends that
+    /// access unit. After NAL units that are no picture (parameter sets
+    /// or SEI a sender put after the marker of the previous picture, or
+    /// before the delimiter) it goes in front of them, where it belongs.
+    pub fn delimiter(&mut self, nal: Bytes, kind: NalKind, seq: u16) -> Result<(), PayloadError> {
+        if self.kind.vcl || self.broken || self.fu.is_some() || self.nals.is_empty() {
+            self.split();
+            return self.nal(nal, kind, seq);
+        }
+        self.check_room(4 + nal.len(), 1, seq)?;
+        self.bytes += 4 + nal.len();
+        let len = nal.len();
+        self.pieces.insert(0, Piece::Data(nal));
+        for n in &mut self.nals {
+            n.pieces_end += 1;
+        }
+        self.nals.insert(0, Nal { pieces_end: 1, len });
+        self.add_kind(kind);
+        Ok(())
     }
 
     fn check_room(&mut self, add: usize, pieces: usize, seq: u16) -> Result<(), PayloadError> {
@@ -326,7 +353,7 @@ impl NalAssembler {
         let mut start = 0;
         for n in &self.nals {
             data.put_u32(n.len as u32);
-            for p in &self.pieces[start..n.pieces_end] {
+            for p in self.pieces.get(start..n.pieces_end).unwrap_or_default() {
                 match p {
                     Piece::Header(h, k) => data.put_slice(&h[..usize::from(*k)]),
                     Piece::Data(d) => data.put_slice(d),

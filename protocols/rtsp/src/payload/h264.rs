@@ -245,7 +245,7 @@ impl H264Depacketizer {
                 let data = p.slice(2..);
                 if start {
                     if t == NAL_AUD {
-                        self.au.delimit();
+                        self.au.split();
                     }
                     let k = kind(t, data.first().copied());
                     return self.au.fragment_start(&[(first & 0xE0) | t], data, k, seq);
@@ -278,13 +278,14 @@ impl H264Depacketizer {
                 what: "an aggregated NAL unit of type 0 or 24..=31",
             });
         }
-        if t == NAL_AUD {
-            self.au.delimit();
-        }
+
         if matches!(t, NAL_SPS | NAL_PPS) {
             self.parameter_set(&nal);
         }
         let k = kind(t, nal.get(1).copied());
+        if t == NAL_AUD {
+            return self.au.delimiter(nal, k, seq);
+        }
         self.au.nal(nal, k, seq)
     }
 

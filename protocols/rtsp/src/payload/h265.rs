@@ -204,7 +204,7 @@ impl H265Depacketizer {
                 let data = p.slice(3..);
                 if start {
                     if t == NAL_AUD {
-                        self.au.delimit();
+                        self.au.split();
                     }
                     // The NAL unit header: F, LayerId and TID of the payload
                     // header, the type of the FU header.
@@ -240,13 +240,14 @@ impl H265Depacketizer {
                 what: "an aggregated NAL unit of type 48..=63",
             });
         }
-        if t == NAL_AUD {
-            self.au.delimit();
-        }
+
         if matches!(t, NAL_VPS | NAL_SPS | NAL_PPS) {
             self.parameter_set(&nal);
         }
         let k = kind(t, nal.get(2).copied());
+        if t == NAL_AUD {
+            return self.au.delimiter(nal, k, seq);
+        }
         self.au.nal(nal, k, seq)
     }
 

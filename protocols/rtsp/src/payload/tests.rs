@@ -283,6 +283,28 @@ fn h264_parameter_sets_alone_go_with_the_next_picture() {
 }
 
 #[test]
+fn h264_the_delimiter_goes_first() {
+    let mut d = h264("packetization-mode=1");
+    let (sps, pps) = (h264_sps(), h264_pps());
+    let aud: &[u8] = &[0x09, 0x10];
+    // Parameter sets put before the delimiter (as a server that adds them
+    // to a key frame may), in packets of their own.
+    for (seq, n) in [&sps[..], &pps, aud, &[0x06, 5, 1, 0x80]]
+        .into_iter()
+        .enumerate()
+    {
+        d.push(&pkt(seq as u16, 0, false, n), 0, false).unwrap();
+    }
+    d.push(&pkt(4, 0, true, IDR), 0, false).unwrap();
+    let out = drain(&mut d);
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        out[0].data,
+        au(&[aud, &sps, &pps, &[0x06, 5, 1, 0x80], IDR])
+    );
+}
+
+#[test]
 fn h264_a_new_sps_changes_the_config() {
     let mut d = h264(&format!("sprop-parameter-sets={FFMPEG_SPROP}"));
     assert!(d.take_config_changed());
