@@ -15,10 +15,12 @@ arcly bench: a load tool of RTMP players or HLS clients
 USAGE:
     arcly bench --url rtmp://HOST:PORT/APP/STREAM [--players N] [--ramp N] [--duration SECS]
                 [--reconnect]
+    arcly bench --url rtsp://HOST:PORT/PATH [--players N] [--ramp N] [--duration SECS]
     arcly bench --url http://HOST:PORT/PATH/index.m3u8 [--players N] [--ramp N] [--duration SECS]
                 [--ll-hls]
 
-An rtmp:// URL runs RTMP players; an http:// URL runs HLS clients. Give
+An rtmp:// URL runs RTMP players, an rtsp:// URL RTSP players (TCP); an
+http:// URL runs HLS clients. Give
 --url more than once to mix them: the players take the URLs in turn. An HLS
 client runs on one keep-alive connection: the playlist, then every new
 segment from three before the live edge, with playback modelled so that
@@ -110,6 +112,9 @@ pub fn run(args: &[String]) -> Result<String, String> {
                         Target::Rtmp { addr, target } => {
                             tasks.spawn(player(addr.clone(), target.clone(), seed, clock, end, totals, reconnect));
                         }
+                        Target::Rtsp { addr, url } => {
+                            tasks.spawn(rtsp_player(addr.clone(), url.clone(), clock, end, totals));
+                        }
                         Target::Hls { addr, host, path } => {
                             tasks.spawn(hls_client(addr.clone(), host.clone(), path.clone(), low_latency, clock, end, totals));
                         }
@@ -148,8 +153,15 @@ pub fn run(args: &[String]) -> Result<String, String> {
     })
 }
 
-/// An rtmp:// URL for RTMP players or an http:// one for HLS clients.
+/// An rtmp:// URL for RTMP players, an rtsp:// one for RTSP players
+/// (media interleaved on TCP), or an http:// one for HLS clients.
 fn parse_target(url: &str) -> Result<Target, String> {
+    if let Some(u) = arcly_rtsp::url::RtspUrl::parse(url) {
+        return Ok(Target::Rtsp {
+            addr: format!("{}:{}", u.host, u.port),
+            url: url.to_string(),
+        });
+    }
     if let Some((host, port, path)) = arcly_http::client::split_http_url(url) {
         return Ok(Target::Hls {
             addr: format!("{host}:{port}"),
@@ -167,6 +179,10 @@ fn parse_target(url: &str) -> Result<Target, String> {
 
 /// What the players play.
 enum Target {
+    Rtsp {
+        addr: String,
+        url: String,
+    },
     Rtmp {
         addr: String,
         target: ClientTarget,
@@ -378,4 +394,55 @@ async fn connection(
         return Outcome::Done;
     }
     outcome
+}
+
+/// One RTSP player (media interleaved on its TCP connection) until `end`:
+/// joined at its first video key frame; a second without video once
+/// joined is a stall.
+async fn rtsp_player(addr: String, url: String, clock: Clock, end: Instant, totals: Arc<Totals>) {
+    let t0 = Instant::now();
+    let Ok(sock) = tokio::net::TcpStream::connect(&addr).await else {
+        totals.errors.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let mut cfg = arcly_rtsp::ClientConfig::new(url, "bench", "player");
+    cfg.publish = false;
+    let Ok(session) = arcly_rtsp::RtspClient::new(cfg, clock.now()) else {
+        totals.errors.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let mut joined = false;
+    let mut last_video: Option<Instant> = None;
+    let stop = tokio::time::sleep_until(end.into());
+    let r = drive_client(sock, session, clock, stop, |_, ev| match ev {
+        SessionEvent::Frame(f) => {
+            totals
+                .bytes
+                .fetch_add(f.payload.len() as u64, Ordering::Relaxed);
+            if f.codec.is_video() {
+                let now = Instant::now();
+                if !joined && f.is_key() {
+                    joined = true;
+                    let us = t0.elapsed().as_micros() as u64;
+                    totals.joined.fetch_add(1, Ordering::Relaxed);
+                    totals.join_us_sum.fetch_add(us, Ordering::Relaxed);
+                    totals.join_us_max.fetch_max(us, Ordering::Relaxed);
+                }
+                if let Some(prev) = last_video {
+                    if joined && now - prev > Duration::from_secs(1) {
+                        totals.stalls.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                last_video = Some(now);
+            }
+        }
+        SessionEvent::Closed(SessionEnd::Protocol(_)) => {
+            totals.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        _ => {}
+    })
+    .await;
+    if r.is_err() {
+        totals.errors.fetch_add(1, Ordering::Relaxed);
+    }
 }

@@ -64,6 +64,10 @@ pub struct ClientConfig {
     pub seed: u64,
     /// Bounds on what one message may hold.
     pub limits: message::Limits,
+    /// Publish under `app`/`stream` through the host (a pull), or only
+    /// hand the frames to the host as events (a player, as a load tool
+    /// runs them).
+    pub publish: bool,
 }
 
 impl ClientConfig {
@@ -79,6 +83,7 @@ impl ClientConfig {
             media_timeout: Duration::from_secs(10),
             seed: 1,
             limits: message::Limits::default(),
+            publish: true,
         }
     }
 }
@@ -418,6 +423,12 @@ impl RtspClient {
             .collect();
         self.arrivals = vec![None; ingest.tracks.len()];
         self.ingest = Some(ingest);
+        if !self.cfg.publish {
+            if let Some(i) = self.ingest.as_mut() {
+                i.announce(&mut self.events);
+            }
+            return self.setup_next(0);
+        }
         self.step = Step::Publish;
         self.next_id += 1;
         let id = RequestId(self.next_id);
