@@ -19,8 +19,9 @@ use crate::rtp::{ReorderBuffer, RtpHeader, RtpPacket, TimestampUnwrapper};
 
 // ---------------------------------------------------------------- helpers
 
-/// ffmpeg's `sprop-parameter-sets` (x264, High, 320x180).
-const FFMPEG_SPROP: &str = "Z2QADKzZQ8Z4QAAAAwBAAAAMg8UKZYA=,aOvjyyLA";
+/// ffmpeg's `sprop-parameter-sets` (x264, High, level 1.1), as it
+/// announced them in `testdata/ffmpeg5_publish_tcp.txt`.
+const FFMPEG_SPROP: &str = "Z2QAC6yyBQj8uAiAAAADAIAAABkHihUk,aOvDyyLA";
 /// GStreamer's H.265 parameter sets (x265, Main).
 const GST_VPS: &str = "QAEMAf//AWAAAAMAkAAAAwAAAwA8ugJA";
 const GST_SPS: &str = "QgEBAWAAAAMAkAAAAwAAAwA8oAoIDxZbpKTC//AAEAAWoMDAwIAAAAMAgAAADIQ=";
@@ -124,6 +125,7 @@ fn h264_stap_a_with_parameter_sets_and_idr() {
     assert!(d.take_config_changed());
     assert!(!d.take_config_changed());
     let c = AvcConfig::parse(&d.config().unwrap()).unwrap();
+    assert_eq!(c.params().unwrap().codec_string.as_str(), "avc1.64000b");
     assert_eq!((c.sps, c.pps), (vec![sps.clone()], vec![pps.clone()]));
     // The same sets again change nothing.
     d.push(
@@ -797,7 +799,7 @@ fn sdp_parameters_round_trip_through_the_depacketizer() {
     let f = fmtp(&t).unwrap();
     assert_eq!(
         f,
-        format!("packetization-mode=1;profile-level-id=64000c;sprop-parameter-sets={FFMPEG_SPROP}")
+        format!("packetization-mode=1;profile-level-id=64000b;sprop-parameter-sets={FFMPEG_SPROP}")
     );
     assert_eq!(clock_rate(&t), 90_000);
     assert_eq!(h264(&f).config(), Some(avcc));
