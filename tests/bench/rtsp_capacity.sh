@@ -14,6 +14,8 @@
 # Needs GStreamer with its RTSP server (python3-gi,
 # gir1.2-gst-rtsp-server-1.0, x264enc, avenc_aac) and builds arcly in release.
 set -euo pipefail
+# Hundreds of players: more descriptors than the default 1,024.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 cd "$(dirname "$0")/../.."
 counts="${*:-100 200 400}"
 for t in ffmpeg gst-launch-1.0; do command -v $t >/dev/null || { echo "rtsp_capacity: $t is missing" >&2; exit 1; }; done
