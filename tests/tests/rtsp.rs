@@ -536,9 +536,18 @@ fn a_publish_over_udp_losing_two_percent_gives_only_whole_frames() {
     let st = relay.wait_with_output().expect("the relay ends");
     let report = String::from_utf8_lossy(&st.stderr).to_string();
     let got = packets(&out);
-    let v = got.iter().filter(|p| p.0 == "video").count();
-    assert!(v >= 60, "{v} video frames played; relay: {report}");
-    assert!(got.iter().find(|p| p.0 == "video").is_some_and(|p| p.2));
+    let video: Vec<_> = got.iter().filter(|p| p.0 == "video").collect();
+    let v = video.len();
+    // Which frames a loss takes depends on where it falls (the rest of its
+    // group of pictures goes): what must hold is that playback starts at a
+    // key frame and goes on after every loss to the stream's end.
+    assert!(v >= 30, "{v} video frames played; relay: {report}");
+    assert!(video[0].2, "playback starts at a key frame");
+    let span = video[v - 1].1 - video[0].1;
+    assert!(
+        span >= 5_000,
+        "playback stopped {span} ms in, of 6 s; relay: {report}"
+    );
     common::peers::strict_decode(&out);
     eprintln!(
         "lossy publish: {v} of 180 video frames played; relay: {}",

@@ -296,7 +296,9 @@ impl RtspClient {
             return;
         };
         if is_rtcp {
-            ingest.rtcp(now, i, &data);
+            if let Err(e) = ingest.rtcp(now, i, &data, &mut self.events) {
+                self.fail(ProtocolErrorKind::Malformed, e);
+            }
             return;
         }
         if !playing {

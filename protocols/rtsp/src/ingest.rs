@@ -9,7 +9,11 @@
 //! first, from the server's `RTP-Info` (a pull: every track's `rtptime`
 //! is the same instant), from an RTCP sender report that arrived before the
 //! track's first packet (its NTP time says when; ffmpeg sends one first),
-//! or from the arrival of the track's first packet.
+//! or from the arrival of the track's first packet. Until one of them
+//! places it, a track's packets wait (at most [`ANCHOR_WAIT_US`]): over UDP
+//! a report and the first packets come on different sockets in no
+//! particular order, and anchoring one track by a report and another by an
+//! arrival would put them out of sync by whatever the two deliveries took.
 
 use std::collections::VecDeque;
 
@@ -27,6 +31,12 @@ use crate::RtspError;
 
 /// Where the session timeline starts, in µs (see `Ingest::session_us`).
 const LEAD_US: i64 = 1_000_000;
+
+/// How long a track's first packets wait for a sender report to place
+/// them, in µs, before their arrival does.
+const ANCHOR_WAIT_US: u64 = 1_000_000;
+/// Packets a track holds while it waits for a sender report.
+const ANCHOR_WAIT_PACKETS: usize = 1024;
 
 /// Packets a UDP track holds waiting for a missing one.
 const REORDER_PACKETS: usize = 64;
@@ -113,6 +123,11 @@ pub(crate) struct InTrack {
     expected_seq: Option<u16>,
     /// `(extended RTP time, session ticks in the track's clock)`.
     anchor: Option<(i64, i64)>,
+    /// The anchor came from a sender report or `RTP-Info`.
+    reported: bool,
+    /// Packets in order, waiting for the anchor, and when the first came.
+    unplaced: VecDeque<(RtpPacket, bool, Instant)>,
+    first_seen: Option<Instant>,
     dts: DtsFromPts,
     /// Packets received and lost.
     pub(crate) received: u64,
@@ -130,6 +145,15 @@ pub(crate) struct Ingest {
     /// Unix microseconds at the session timeline's zero, once an RTCP
     /// sender report has told us.
     ntp_base: Option<i64>,
+    /// How far (µs) a sender's reports place a track's first packet from
+    /// its arrival, learnt from the first track placed by a report. A
+    /// sender's report may map its clock a second away from when it sends
+    /// (ffmpeg's does): a track whose report never came is placed by its
+    /// arrival plus this, to stay in step with the others.
+    lead_us: Option<i64>,
+    /// A track was placed by its arrival before any lead was known: the
+    /// others are too, reports or not.
+    by_arrival: bool,
     /// The track set last announced.
     announced: TrackSet,
     /// Access units dropped for want of a decoder configuration.
@@ -177,6 +201,9 @@ impl Ingest {
                 reorder: None,
                 expected_seq: None,
                 anchor: None,
+                reported: false,
+                unplaced: VecDeque::new(),
+                first_seen: None,
                 dts: DtsFromPts::default(),
                 received: 0,
                 lost: 0,
@@ -191,6 +218,8 @@ impl Ingest {
             tracks,
             started: now,
             ntp_base: None,
+            lead_us: None,
+            by_arrival: false,
             announced: TrackSet::new(),
             unconfigured: 0,
         })
@@ -238,24 +267,112 @@ impl Ingest {
         if let Some(t) = self.tracks.get_mut(i) {
             let ext = t.unwrap.extend(u64::from(rtptime));
             t.anchor = Some((ext, session_us * i64::from(t.clock) / 1_000_000));
+            t.reported = true;
         }
     }
 
-    /// An RTCP packet for track `i`.
-    pub(crate) fn rtcp(&mut self, now: Instant, i: usize, data: &[u8]) {
+    /// An RTCP packet for track `i`; packets its sender report places go
+    /// on as frames to `events`.
+    pub(crate) fn rtcp(
+        &mut self,
+        now: Instant,
+        i: usize,
+        data: &[u8],
+        events: &mut VecDeque<SessionEvent>,
+    ) -> Result<(), RtspError> {
         let session_us = self.session_us(now);
         for sr in rtcp::sender_reports(data) {
             let Some(t) = self.tracks.get_mut(i) else {
-                return;
+                return Ok(());
             };
-            if t.anchor.is_some() {
+            if t.anchor.is_some() || self.by_arrival {
                 continue;
             }
             let unix = sr.unix_micros() as i64;
             let base = *self.ntp_base.get_or_insert(unix - session_us);
             let ext = t.unwrap.extend(u64::from(sr.rtp_time));
             t.anchor = Some((ext, (unix - base) * i64::from(t.clock) / 1_000_000));
+            t.reported = true;
         }
+        self.place(now, i, events)
+    }
+
+    /// Sends on the packets of track `i` that waited for its anchor, once
+    /// it has one: from a report or `RTP-Info`, or from the first packet's
+    /// arrival when none came in time or too many wait.
+    fn place(
+        &mut self,
+        now: Instant,
+        i: usize,
+        events: &mut VecDeque<SessionEvent>,
+    ) -> Result<(), RtspError> {
+        self.place_or_force(now, i, false, events)
+    }
+
+    /// The media still held when the sender ends (a `TEARDOWN`, its
+    /// connection closed): tracks still waiting for a report are placed by
+    /// their arrival, and what the reorder buffers hold goes out in order.
+    pub(crate) fn flush(
+        &mut self,
+        now: Instant,
+        events: &mut VecDeque<SessionEvent>,
+    ) -> Result<(), RtspError> {
+        for i in 0..self.tracks.len() {
+            loop {
+                let t = &mut self.tracks[i];
+                let Some(r) = t.reorder.as_mut() else { break };
+                let Some((pkt, lost)) = r.pop(u64::MAX / 2) else {
+                    break;
+                };
+                t.lost = r.lost();
+                self.admit(now, i, pkt, lost, events)?;
+            }
+            self.place_or_force(now, i, true, events)?;
+        }
+        Ok(())
+    }
+
+    fn place_or_force(
+        &mut self,
+        now: Instant,
+        i: usize,
+        force: bool,
+        events: &mut VecDeque<SessionEvent>,
+    ) -> Result<(), RtspError> {
+        let Some(t) = self.tracks.get_mut(i) else {
+            return Ok(());
+        };
+        if t.anchor.is_none() {
+            let Some(first) = t.first_seen else {
+                return Ok(());
+            };
+            let waited = now.saturating_duration_since(first).as_micros() as u64;
+            if !force
+                && waited < ANCHOR_WAIT_US
+                && t.unplaced.len() < ANCHOR_WAIT_PACKETS
+                && !self.by_arrival
+            {
+                return Ok(());
+            }
+            let Some((pkt, _, _)) = t.unplaced.front() else {
+                return Ok(());
+            };
+            let ext = t.unwrap.extend(u64::from(pkt.header.timestamp));
+            let arrival =
+                LEAD_US + first.saturating_duration_since(self.started).as_micros() as i64;
+            let at = match self.lead_us {
+                Some(lead) => arrival + lead,
+                None => {
+                    self.by_arrival = true;
+                    arrival
+                }
+            };
+            t.anchor = Some((ext, at * i64::from(t.clock) / 1_000_000));
+        }
+        while let Some((pkt, lost, arrival)) = self.tracks[i].unplaced.pop_front() {
+            self.depacketize(arrival, i, pkt, lost, events)?;
+        }
+        Ok(())
     }
 
     /// An RTP packet for track `i`; frames and track changes go to
@@ -290,7 +407,7 @@ impl Ingest {
                 }
             }
             t.expected_seq = Some(pkt.header.sequence.wrapping_add(1));
-            self.depacketize(now, i, pkt, lost, events)?;
+            self.admit(now, i, pkt, lost, events)?;
         }
         self.drain(now, i, events)
     }
@@ -302,18 +419,34 @@ impl Ingest {
         events: &mut VecDeque<SessionEvent>,
     ) -> Result<(), RtspError> {
         for i in 0..self.tracks.len() {
+            self.place(now, i, events)?;
             self.drain(now, i, events)?;
         }
         Ok(())
     }
 
-    /// When a reorder buffer gives up on a missing packet.
+    /// When a reorder buffer gives up on a missing packet, or a track
+    /// stops waiting for a sender report.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.tracks
+        let reorder = self
+            .tracks
             .iter()
             .filter_map(|t| t.reorder.as_ref()?.next_deadline())
             .min()
-            .map(Instant::from_micros)
+            .map(Instant::from_micros);
+        let anchor = self
+            .tracks
+            .iter()
+            .filter(|t| t.anchor.is_none())
+            .filter_map(|t| {
+                t.first_seen
+                    .map(|f| f.saturating_add(core::time::Duration::from_micros(ANCHOR_WAIT_US)))
+            })
+            .min();
+        match (reorder, anchor) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn drain(
@@ -334,11 +467,29 @@ impl Ingest {
                 return Ok(());
             };
             t.lost = r.lost();
-            self.depacketize(now, i, pkt, lost, events)?;
+            self.admit(now, i, pkt, lost, events)?;
         }
     }
 
-    fn depacketize(
+    /// Learns the sender's lead from track `i`, placed by a report, whose
+    /// packet arriving at `arrival` completed a frame at RTP time `ext`. A
+    /// packet leaves no earlier than its last frame's time (an AAC packet
+    /// may carry several), so that frame is the one to measure.
+    fn learn_lead(&mut self, i: usize, ext: i64, arrival: Instant) {
+        let t = &self.tracks[i];
+        if self.lead_us.is_some() || !t.reported || t.clock == 0 {
+            return;
+        }
+        let Some((a_rtp, a_ticks)) = t.anchor else {
+            return;
+        };
+        let placed = (a_ticks + ext - a_rtp) * 1_000_000 / i64::from(t.clock);
+        self.lead_us = Some(placed - self.session_us(arrival));
+    }
+
+    /// A packet in order: on to the depacketizer once the track is placed
+    /// on the timeline, else it waits.
+    fn admit(
         &mut self,
         now: Instant,
         i: usize,
@@ -346,19 +497,35 @@ impl Ingest {
         lost: bool,
         events: &mut VecDeque<SessionEvent>,
     ) -> Result<(), RtspError> {
-        let session_us = self.session_us(now);
+        let t = &mut self.tracks[i];
+        if t.anchor.is_some() && t.unplaced.is_empty() {
+            t.first_seen.get_or_insert(now);
+            return self.depacketize(now, i, pkt, lost, events);
+        }
+        t.first_seen.get_or_insert(now);
+        t.unplaced.push_back((pkt, lost, now));
+        self.place(now, i, events)
+    }
+
+    fn depacketize(
+        &mut self,
+        arrival: Instant,
+        i: usize,
+        pkt: RtpPacket,
+        lost: bool,
+        events: &mut VecDeque<SessionEvent>,
+    ) -> Result<(), RtspError> {
         let t = &mut self.tracks[i];
         t.highest_seq = pkt.header.sequence;
         let ext = t.unwrap.extend(u64::from(pkt.header.timestamp));
-        if t.anchor.is_none() {
-            t.anchor = Some((ext, session_us * i64::from(t.clock) / 1_000_000));
-        }
         // A malformed packet drops the access unit it was in; the
         // depacketizer waits for the next key frame by itself.
         let _ = t.depack.push(&pkt, ext, lost);
         let mut changed = false;
         let mut frames = Vec::new();
+        let mut last_au: Option<i64> = None;
         while let Some(au) = t.depack.pop() {
+            last_au = Some(last_au.map_or(au.timestamp, |l| l.max(au.timestamp)));
             changed |= t.depack.take_config_changed();
             if t.depack.config().is_none() {
                 self.unconfigured += 1;
@@ -394,6 +561,9 @@ impl Ingest {
             });
         }
         changed |= t.depack.take_config_changed();
+        if let Some(ext) = last_au {
+            self.learn_lead(i, ext, arrival);
+        }
         if changed {
             self.announce(events);
         }

@@ -271,15 +271,27 @@ impl RtspSession {
                 let mut h = Headers::new();
                 h.push("Session", self.session_header());
                 self.respond(cseq, 200, "OK", h, b"");
-                match &self.mode {
-                    Mode::Player(_) => self.events.push_back(SessionEvent::PlayStopped),
-                    Mode::Publisher(_) => self.events.push_back(SessionEvent::PublishStopped),
-                    Mode::Idle => {}
-                }
-                self.finish(SessionEnd::Normal);
+                self.sender_ended(now);
             }
             _ => self.status(cseq, 501),
         }
+    }
+
+    /// The peer ended the session (`TEARDOWN`, or its side of the
+    /// connection closed): a publisher's held media goes out first.
+    fn sender_ended(&mut self, now: Instant) {
+        match &mut self.mode {
+            Mode::Player(_) => self.events.push_back(SessionEvent::PlayStopped),
+            Mode::Publisher(p) => {
+                if p.recording {
+                    // Nothing held parses worse at the end than it did.
+                    let _ = p.ingest.flush(now, &mut self.events);
+                }
+                self.events.push_back(SessionEvent::PublishStopped);
+            }
+            Mode::Idle => {}
+        }
+        self.finish(SessionEnd::Normal);
     }
 
     /// The request's stream key and token; answers 400 itself when the URI
@@ -605,7 +617,9 @@ impl RtspSession {
             return;
         };
         if rtcp {
-            p.ingest.rtcp(now, track, &data);
+            if let Err(e) = p.ingest.rtcp(now, track, &data, &mut self.events) {
+                self.fail(ProtocolErrorKind::Malformed, e);
+            }
             return;
         }
         if !p.recording {
@@ -647,14 +661,7 @@ impl Session for RtspSession {
                     }
                 }
             }
-            Input::Eof => {
-                match &self.mode {
-                    Mode::Player(_) => self.events.push_back(SessionEvent::PlayStopped),
-                    Mode::Publisher(_) => self.events.push_back(SessionEvent::PublishStopped),
-                    Mode::Idle => {}
-                }
-                self.finish(SessionEnd::Normal);
-            }
+            Input::Eof => self.sender_ended(now),
         }
     }
 

@@ -385,12 +385,17 @@ fn replace(bytes: &[u8], what: &[u8], with: &[u8]) -> Vec<u8> {
 /// recording was made against a server whose mount is `/rec`: its URLs
 /// are given our `APP/STREAM` form (`/live/rec`).
 fn replay_publish(name: &str) -> (Vec<MediaFrame>, String) {
+    replay_publish_from(capture(name))
+}
+
+/// [`replay_publish`] of a recording given as its lines.
+fn replay_publish_from(lines: Vec<(bool, u64, Vec<u8>)>) -> (Vec<MediaFrame>, String) {
     use arcly_core::session::{Session, SessionEvent};
     let mut s = RtspSession::new(Arc::new(RtspConfig::default()), 5, Instant::ZERO);
     s.set_peer(at(2, 40_000));
     let mut frames = Vec::new();
     let mut answers = String::new();
-    for (c2s, us, bytes) in capture(name) {
+    for (c2s, us, bytes) in lines {
         if !c2s {
             continue;
         }
@@ -447,6 +452,127 @@ fn ffmpeg_5_1s_recorded_publish_comes_out_frame_exact() {
         .map(|f| f.pts.ticks)
         .collect();
     assert!(at.windows(2).all(|w| w[1] - w[0] == 1024), "{at:?}");
+}
+
+/// What a client sent, one line per RTSP message or interleaved frame.
+fn split_sent(lines: Vec<(bool, u64, Vec<u8>)>) -> Vec<(bool, u64, Vec<u8>)> {
+    let mut stream = Vec::new();
+    let mut times = Vec::new();
+    for (c2s, us, bytes) in lines.into_iter().filter(|l| l.0) {
+        debug_assert!(c2s);
+        times.extend(std::iter::repeat_n(us, bytes.len()));
+        stream.extend(bytes);
+    }
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < stream.len() {
+        let len = if stream[i] == b'$' {
+            4 + usize::from(u16::from_be_bytes([stream[i + 2], stream[i + 3]]))
+        } else {
+            let head = (i..stream.len())
+                .find(|&j| stream[j..].starts_with(b"\r\n\r\n"))
+                .expect("a whole message")
+                + 4
+                - i;
+            let text = String::from_utf8_lossy(&stream[i..i + head]).to_ascii_lowercase();
+            let body = text
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse::<usize>().unwrap_or(0));
+            head + body
+        };
+        let end = (i + len).min(stream.len());
+        out.push((true, times[end - 1], stream[i..end].to_vec()));
+        i = end;
+    }
+    out
+}
+
+#[test]
+fn a_sender_report_after_a_tracks_first_packets_still_places_them() {
+    // Over UDP a report and the first packets of its track come on
+    // different sockets, in no set order. Here the video track's report
+    // and its packets of the first 30 ms come 30 ms late, the report last:
+    // the video must keep its place against the audio all the same.
+    let lines = split_sent(capture("ffmpeg5_publish_tcp.txt"));
+    let channel = |l: &(bool, u64, Vec<u8>)| (l.2.first() == Some(&b'$')).then(|| l.2[1]);
+    let sr = lines
+        .iter()
+        .position(|l| channel(l) == Some(1))
+        .expect("a report");
+    let late_at = lines[sr].1 + 30_000;
+    let held: Vec<usize> = (sr..lines.len())
+        .filter(|&i| channel(&lines[i]) == Some(0) && lines[i].1 <= late_at)
+        .collect();
+    assert!(held.len() >= 3, "the first frame's packets come in 30 ms");
+    let mut moved: Vec<_> = held.iter().map(|&i| lines[i].clone()).collect();
+    moved.push(lines[sr].clone());
+    let mut late: Vec<_> = lines
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != sr && !held.contains(i))
+        .map(|(_, l)| l.clone())
+        .collect();
+    let at = late
+        .iter()
+        .position(|l| l.1 > late_at)
+        .expect("later lines");
+    for (k, mut l) in moved.into_iter().enumerate() {
+        l.1 = late_at;
+        late.insert(at + k, l);
+    }
+    let gap = |frames: &[MediaFrame]| {
+        let first = |audio: bool| {
+            frames
+                .iter()
+                .find(|f| f.codec.is_audio() == audio)
+                .map(|f| f.pts.as_micros())
+                .expect("frames of both kinds")
+        };
+        first(true) - first(false)
+    };
+    let (in_order, _) = replay_publish_from(capture("ffmpeg5_publish_tcp.txt"));
+    let (reordered, answers) = replay_publish_from(late);
+    assert_eq!(reordered.len(), in_order.len(), "{answers}");
+    let (a, b) = (gap(&in_order), gap(&reordered));
+    assert!(
+        (a - b).abs() <= 1,
+        "audio after video: {a} µs in order, {b} µs reordered"
+    );
+}
+
+#[test]
+fn a_track_whose_report_is_lost_stays_in_step_with_the_others() {
+    // ffmpeg's reports place its packets about a second from when it sends
+    // them. With the video's first report lost, the video is placed by its
+    // arrival after a wait, moved by the lead the audio's report showed:
+    // within the arrivals' jitter of where its report would have put it,
+    // not a second off.
+    let lines = split_sent(capture("ffmpeg5_publish_tcp.txt"));
+    let sr = lines
+        .iter()
+        .position(|l| l.2.first() == Some(&b'$') && l.2[1] == 1)
+        .expect("a report");
+    let mut lost = lines.clone();
+    lost.remove(sr);
+    let gap = |frames: &[MediaFrame]| {
+        let first = |audio: bool| {
+            frames
+                .iter()
+                .find(|f| f.codec.is_audio() == audio)
+                .map(|f| f.pts.as_micros())
+                .expect("frames of both kinds")
+        };
+        first(true) - first(false)
+    };
+    let (in_order, _) = replay_publish_from(lines);
+    let (without, answers) = replay_publish_from(lost);
+    assert_eq!(without.len(), in_order.len(), "{answers}");
+    let (a, b) = (gap(&in_order), gap(&without));
+    assert!(
+        (a - b).abs() < 40_000,
+        "audio after video: {a} µs with the report, {b} µs without"
+    );
 }
 
 /// Replays what GStreamer's RTSP server answered ffmpeg into our client
