@@ -175,7 +175,8 @@ fn done(child: Child, what: &str) {
 fn ffmpeg_publishes_over_rtsp_and_it_plays_over_rtsp_rtmp_and_in_gstreamer() {
     for transport in ["tcp", "udp"] {
         let dir = tmpdir(&format!("rtsp-publish-{transport}"));
-        let g = Gateway::start(&dir, &[]);
+        let rec = dir.join("rec");
+        let g = Gateway::start(&dir, &["--record", rec.to_str().expect("utf-8 path")]);
         let input = make_ts(&dir);
         let publisher = ffmpeg_publish(&input, &g.url("live/cam"), transport);
         wait_publishing(&g, "live/cam");
@@ -218,6 +219,28 @@ fn ffmpeg_publishes_over_rtsp_and_it_plays_over_rtsp_rtmp_and_in_gstreamer() {
                 8,
             );
         }
+        // HLS: the recording, an ended playlist the packager wrote as it
+        // went, holds every frame from the first key frame.
+        let mut playlist = None;
+        for _ in 0..50 {
+            playlist = std::fs::read_dir(rec.join("live/cam"))
+                .ok()
+                .and_then(|mut d| d.next())
+                .and_then(|e| e.ok())
+                .map(|e| e.path().join("index.m3u8"))
+                .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("#EXT-X-ENDLIST")));
+            if playlist.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let playlist = playlist.expect("an ended HLS recording under live/cam/");
+        assert_frame_exact_slack(
+            &input,
+            &playlist,
+            &format!("published over {transport}, HLS"),
+            8,
+        );
         let log = g.log();
         assert!(!log.contains("ERROR"), "{log}");
     }

@@ -160,6 +160,14 @@ impl Egress {
         }
         let dts = f.dts.as_millis();
         let base = *self.base.get_or_insert(dts);
+        // Audio packed with the first key frame may begin a little before
+        // it (an RTP sender packs several AAC frames into a packet): it
+        // would go out at 0 beside the frame that is really at 0, and
+        // players take two frames at one time as an error. It is from
+        // before the play's start; drop it.
+        if f.codec.is_audio() && dts < base && base - dts <= 1_000 {
+            return;
+        }
         // RTMP's clock is 32 bits and wraps; truncation is the wire's rule.
         let ts = (dts - base).max(0) as u32;
         let cts = i32::try_from(f.pts.as_millis() - dts).unwrap_or(0);
@@ -213,6 +221,46 @@ mod tests {
         e.frame(&f(0, CodecId::H264, 5040), &mut conn, 1);
         assert_eq!(e.frames, 2);
         assert_eq!(e.last_ts, 40);
+    }
+
+    #[test]
+    fn audio_from_just_before_the_first_frame_is_not_sent_at_zero() {
+        let mut conn = Connection::new(RtmpConfig::default(), Handshake::server(0));
+        let mut set = TrackSet::new();
+        for (id, codec) in [(0, CodecId::H264), (1, CodecId::Aac)] {
+            set.upsert(TrackInfo::new(
+                TrackId(id),
+                codec,
+                Timescale::MILLIS,
+                Bytes::from_static(b"cfg"),
+            ))
+            .unwrap();
+        }
+        let mut e = Egress::default();
+        e.tracks(&Arc::new(set), &mut conn, 1, false);
+        let _ = conn.take_output();
+        let audio = |ms: i64| {
+            MediaFrame::audio(
+                TrackId(1),
+                CodecId::Aac,
+                MediaTime::from_millis(ms),
+                Bytes::from_static(b"a"),
+            )
+        };
+        let key = MediaFrame::video(
+            TrackId(0),
+            CodecId::H264,
+            true,
+            MediaTime::from_millis(1000),
+            Bytes::from_static(b"k"),
+        );
+        e.frame(&key, &mut conn, 1);
+        // Packed with the key frame, from 21 ms before it: not sent.
+        e.frame(&audio(979), &mut conn, 1);
+        assert_eq!(e.frames, 1);
+        e.frame(&audio(1000), &mut conn, 1);
+        e.frame(&audio(1021), &mut conn, 1);
+        assert_eq!((e.frames, e.last_ts), (3, 21));
     }
 
     #[test]
