@@ -195,6 +195,29 @@ fn ffmpeg_publishes_over_rtsp_and_it_plays_over_rtsp_rtmp_and_in_gstreamer() {
             gst_play(&g.url("live/cam"), "tcp", &outs[3].1),
             gst_play(&g.url("live/cam"), "udp", &outs[4].1),
         ];
+        // While they play, the stats API shows each RTSP session's link:
+        // its role, transport and packets.
+        std::thread::sleep(Duration::from_millis(2500));
+        let streams = http_get(g.http, "/api/streams");
+        let links = streams.split("\"links\":[").nth(1).unwrap_or("");
+        let rtsp: Vec<&str> = links
+            .split("{\"protocol\":")
+            .filter(|l| l.starts_with("\"rtsp\""))
+            .collect();
+        let has = |role: &str, tr: &str| {
+            rtsp.iter().any(|l| {
+                let counted = if role == "publish" {
+                    "\"packets_received\":0,"
+                } else {
+                    "\"packets_sent\":0,"
+                };
+                l.contains(&format!("\"role\":\"{role}\""))
+                    && l.contains(&format!("\"transport\":\"{tr}\""))
+                    && !l.contains(counted)
+            })
+        };
+        assert!(has("publish", transport), "{streams}");
+        assert!(has("play", "tcp") && has("play", "udp"), "{streams}");
         finish(
             publisher,
             &format!("ffmpeg publishing over {transport}"),

@@ -601,6 +601,7 @@ async fn run(o: Options) -> Result<(), String> {
             conn_log.clone(),
         ));
     }
+    let mut rtsp_stats = None;
     if let Some(addr) = o.rtsp {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -612,7 +613,7 @@ async fn run(o: Options) -> Result<(), String> {
                 listener.local_addr().unwrap_or(addr)
             ),
         );
-        rtsp::spawn_listener(
+        rtsp_stats = Some(rtsp::spawn_listener(
             &mut servers,
             listener,
             engine.clone(),
@@ -620,7 +621,7 @@ async fn run(o: Options) -> Result<(), String> {
             clock,
             shutdown.signal(),
             conn_log.clone(),
-        );
+        ));
     }
     for pull in &o.pulls {
         let (pull, engine, clock, stop, cfg, l) = (
@@ -638,6 +639,9 @@ async fn run(o: Options) -> Result<(), String> {
     }
     // The connections whose link figures the API and metrics show.
     let mut link_sources: Vec<Arc<dyn arcly_core::engine::LinkSource>> = Vec::new();
+    if let Some(stats) = rtsp_stats {
+        link_sources.push(Arc::new(stats));
+    }
     if let Some(addr) = o.srt {
         let opts = srt::SrtOptions {
             addr,

@@ -16,7 +16,7 @@ use arcly_core::session::{
 };
 use arcly_core::time::Instant;
 use arcly_rtsp::client::{ClientConfig, PullTransport};
-use arcly_rtsp::{RtspClient, RtspConfig, RtspError, RtspSession};
+use arcly_rtsp::{RtspClient, RtspConfig, RtspError, RtspSession, RtspStats};
 use arcly_tokio::{drive_stream, serve, Clock, ListenerConfig, Log, ShutdownSignal};
 
 /// One `--pull`.
@@ -58,7 +58,8 @@ impl Pull {
     }
 }
 
-/// Serves RTSP on `listener`.
+/// Serves RTSP on `listener`; the sessions' link figures (transport,
+/// packets, loss) go to the registry returned, for the stats API.
 #[allow(clippy::too_many_arguments)]
 pub fn spawn_listener(
     set: &mut tokio::task::JoinSet<std::io::Result<()>>,
@@ -68,7 +69,9 @@ pub fn spawn_listener(
     clock: Clock,
     stop: ShutdownSignal,
     log: Log,
-) {
+) -> RtspStats {
+    let stats = RtspStats::new();
+    let report = stats.clone();
     let rcfg = Arc::new(RtspConfig {
         unix_base_us: clock.unix_base() * 1_000_000,
         ..RtspConfig::default()
@@ -81,13 +84,14 @@ pub fn spawn_listener(
         engine,
         move |now| {
             let n = seq.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
-            RtspSession::new(rcfg.clone(), n ^ now.as_micros(), now)
+            RtspSession::new(rcfg.clone(), n ^ now.as_micros(), now).with_stats(report.clone())
         },
         cfg,
         clock,
         stop,
         log,
     ));
+    stats
 }
 
 /// A client session whose end the pull loop reads after the driver is

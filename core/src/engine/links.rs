@@ -23,6 +23,8 @@ pub struct LinkReport {
     pub publishing: bool,
     /// The peer's address.
     pub peer: String,
+    /// How the media travels (`"udp"`, `"tcp"`: RTSP's interleaved RTP).
+    pub transport: &'static str,
     /// Its figures.
     pub figures: LinkFigures,
 }

@@ -196,6 +196,7 @@ fn stats_render_streams_and_metrics() {
         resource: "live/a\"b".into(),
         publishing: true,
         peer: "127.0.0.1:5000".into(),
+        transport: "udp",
         figures: arcly_core::engine::LinkFigures {
             rtt_us: 1_500,
             pkt_recv: 40,

@@ -262,6 +262,13 @@ impl Egress {
         }
     }
 
+    /// RTP packets and payload bytes sent over all tracks.
+    pub(crate) fn sent(&self) -> (u64, u64) {
+        self.tracks.iter().fold((0, 0), |(p, b), t| {
+            (p + u64::from(t.packets), b + u64::from(t.octets))
+        })
+    }
+
     /// When the next sender report is due.
     pub(crate) fn next_timeout(&self) -> Option<Instant> {
         self.sr_due

@@ -129,8 +129,9 @@ pub(crate) struct InTrack {
     unplaced: VecDeque<(RtpPacket, bool, Instant)>,
     first_seen: Option<Instant>,
     dts: DtsFromPts,
-    /// Packets received and lost.
+    /// Packets received and lost, bytes received.
     pub(crate) received: u64,
+    received_bytes: u64,
     pub(crate) lost: u64,
     pub(crate) highest_seq: u16,
     pub(crate) ssrc: u32,
@@ -206,6 +207,7 @@ impl Ingest {
                 first_seen: None,
                 dts: DtsFromPts::default(),
                 received: 0,
+                received_bytes: 0,
                 lost: 0,
                 highest_seq: 0,
                 ssrc: 0,
@@ -395,6 +397,7 @@ impl Ingest {
             }
         };
         t.received += 1;
+        t.received_bytes += pkt.payload.len() as u64;
         t.ssrc = pkt.header.ssrc;
         if let Some(r) = t.reorder.as_mut() {
             r.push(now.as_micros(), pkt);
@@ -579,6 +582,11 @@ impl Ingest {
     /// Packets lost over all tracks.
     pub(crate) fn lost(&self) -> u64 {
         self.tracks.iter().map(|t| t.lost).sum()
+    }
+
+    /// RTP payload bytes received over all tracks.
+    pub(crate) fn received_bytes(&self) -> u64 {
+        self.tracks.iter().map(|t| t.received_bytes).sum()
     }
 
     /// Packets received over all tracks.

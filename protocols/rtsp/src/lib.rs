@@ -32,6 +32,7 @@ pub mod rtcp;
 pub mod rtp;
 pub mod sdp;
 pub mod server;
+mod stats;
 pub mod url;
 
 #[cfg(test)]
@@ -39,6 +40,7 @@ mod tests;
 
 pub use client::{ClientConfig, RtspClient};
 pub use server::RtspSession;
+pub use stats::RtspStats;
 
 /// The server's settings.
 #[derive(Clone, Debug)]

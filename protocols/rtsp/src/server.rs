@@ -23,7 +23,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use arcly_core::bus::{CloseReason, DeliveryRef, RecvError};
-use arcly_core::engine::Action;
+use arcly_core::engine::{Action, LinkFigures, LinkReport};
 use arcly_core::frame::{MediaFrame, TrackSet};
 use arcly_core::session::{
     BindError, Input, ProtocolError, ProtocolErrorKind, Rejection, RequestId, Session, SessionEnd,
@@ -36,7 +36,7 @@ use crate::egress::{Egress, Wire};
 use crate::ingest::Ingest;
 use crate::message::{self, Headers, Message, Request};
 use crate::url::{self, parse_transport, path_parts, TransportSpec};
-use crate::{auth, sdp, RtspConfig, RtspError};
+use crate::{auth, sdp, RtspConfig, RtspError, RtspStats};
 
 /// Frames held between DESCRIBE and PLAY at most (the GOP cache's start);
 /// past it the hold restarts at the next key frame.
@@ -118,6 +118,11 @@ pub struct RtspSession {
     last_heard: Instant,
     closed: bool,
     end: Option<SessionEnd>,
+    /// `APP/STREAM` of the publish or play asked for.
+    resource: String,
+    /// Where the link figures go, and when next.
+    stats: Option<RtspStats>,
+    stats_due: Instant,
 }
 
 impl RtspSession {
@@ -141,7 +146,52 @@ impl RtspSession {
             last_heard: now,
             closed: false,
             end: None,
+            resource: String::new(),
+            stats: None,
+            stats_due: now,
         }
+    }
+
+    /// Reports the session's link figures (transport, packets, loss) to
+    /// `stats`, at most once a second, for the stats API.
+    #[must_use]
+    pub fn with_stats(mut self, stats: RtspStats) -> Self {
+        self.stats = Some(stats);
+        self
+    }
+
+    /// Writes the link figures when due.
+    fn report(&mut self, now: Instant) {
+        let Some(stats) = &self.stats else { return };
+        if now < self.stats_due || matches!(self.mode, Mode::Idle) {
+            return;
+        }
+        self.stats_due = now.saturating_add(core::time::Duration::from_secs(1));
+        let mut figures = LinkFigures::default();
+        let publishing = match &self.mode {
+            Mode::Idle => return,
+            Mode::Player(p) => {
+                if let Some(e) = &p.egress {
+                    (figures.pkt_sent, figures.bytes_sent) = e.sent();
+                }
+                false
+            }
+            Mode::Publisher(p) => {
+                figures.pkt_recv = p.ingest.received();
+                figures.pkt_recv_loss = p.ingest.lost();
+                figures.bytes_recv = p.ingest.received_bytes();
+                true
+            }
+        };
+        stats.update(LinkReport {
+            protocol: "rtsp",
+            id: self.seed,
+            resource: self.resource.clone(),
+            publishing,
+            peer: self.peer.map(|p| p.to_string()).unwrap_or_default(),
+            transport: if self.udp { "udp" } else { "tcp" },
+            figures,
+        });
     }
 
     /// How the session ended, once it has.
@@ -182,6 +232,9 @@ impl RtspSession {
         }
         self.closed = true;
         self.end = Some(end.clone());
+        if let Some(stats) = &self.stats {
+            stats.remove(self.seed);
+        }
         self.events.push_back(SessionEvent::Closed(end));
     }
 
@@ -324,6 +377,7 @@ impl RtspSession {
             None => r.uri.clone(),
         };
         self.base = base.trim_end_matches('/').to_string();
+        self.resource = format!("{}/{}", parts.app, parts.stream);
         self.next_id += 1;
         Some(StreamRequest {
             id: RequestId(self.next_id),
@@ -663,9 +717,11 @@ impl Session for RtspSession {
             }
             Input::Eof => self.sender_ended(now),
         }
+        self.report(now);
     }
 
     fn handle_delivery(&mut self, now: Instant, delivery: DeliveryRef<'_>) {
+        self.report(now);
         let Mode::Player(p) = &mut self.mode else {
             return;
         };
@@ -746,6 +802,7 @@ impl Session for RtspSession {
             }
             _ => {}
         }
+        self.report(now);
     }
 
     fn accept(&mut self, now: Instant, id: RequestId) {

@@ -390,8 +390,19 @@ fn replay_publish(name: &str) -> (Vec<MediaFrame>, String) {
 
 /// [`replay_publish`] of a recording given as its lines.
 fn replay_publish_from(lines: Vec<(bool, u64, Vec<u8>)>) -> (Vec<MediaFrame>, String) {
+    replay_publish_with(lines, None)
+}
+
+/// [`replay_publish_from`], the session reporting its link to `stats`.
+fn replay_publish_with(
+    lines: Vec<(bool, u64, Vec<u8>)>,
+    stats: Option<crate::RtspStats>,
+) -> (Vec<MediaFrame>, String) {
     use arcly_core::session::{Session, SessionEvent};
     let mut s = RtspSession::new(Arc::new(RtspConfig::default()), 5, Instant::ZERO);
+    if let Some(stats) = stats {
+        s = s.with_stats(stats);
+    }
     s.set_peer(at(2, 40_000));
     let mut frames = Vec::new();
     let mut answers = String::new();
@@ -573,6 +584,43 @@ fn a_track_whose_report_is_lost_stays_in_step_with_the_others() {
         (a - b).abs() < 40_000,
         "audio after video: {a} µs with the report, {b} µs without"
     );
+}
+
+#[test]
+fn a_publishers_link_figures_are_reported_while_it_lasts() {
+    use arcly_core::engine::LinkSource;
+    let stats = crate::RtspStats::new();
+    let lines = split_sent(capture("ffmpeg5_publish_tcp.txt"));
+    let teardown = lines
+        .iter()
+        .position(|l| l.2.starts_with(b"TEARDOWN"))
+        .expect("a TEARDOWN");
+    // A keepalive a second after the media began: the figures are written
+    // then.
+    let mut before_end = lines[..teardown].to_vec();
+    before_end.push((
+        true,
+        lines[teardown].1 + 100_000,
+        b"GET_PARAMETER rtsp://127.0.0.1:40801/rec RTSP/1.0\r\nCSeq: 9\r\n\r\n".to_vec(),
+    ));
+    let (frames, _) = replay_publish_with(before_end, Some(stats.clone()));
+    assert_eq!(frames.len(), 135);
+    let links = stats.links();
+    assert_eq!(links.len(), 1, "{links:?}");
+    let l = &links[0];
+    assert_eq!(
+        (l.protocol, l.resource.as_str(), l.publishing, l.transport),
+        ("rtsp", "live/rec", true, "tcp")
+    );
+    assert_eq!(l.peer, "10.0.0.2:40000");
+    assert!(
+        l.figures.pkt_recv > 50 && l.figures.bytes_recv > 10_000,
+        "{l:?}"
+    );
+    assert_eq!(l.figures.pkt_recv_loss, 0);
+    // Gone once the session ends.
+    let _ = replay_publish_with(lines, Some(stats.clone()));
+    assert!(stats.links().is_empty());
 }
 
 /// Replays what GStreamer's RTSP server answered ffmpeg into our client

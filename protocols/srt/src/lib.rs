@@ -246,6 +246,7 @@ impl SessionInfo {
             resource: self.resource.clone(),
             publishing: self.publishing,
             peer: self.peer.clone(),
+            transport: "udp",
             figures: arcly_core::engine::LinkFigures {
                 rtt_us: u64::from(s.rtt),
                 rtt_var_us: u64::from(s.rtt_var),
