@@ -473,6 +473,34 @@ fn the_gateway_pulls_from_gstreamers_rtsp_server_and_calls_again_after_a_restart
     ] {
         wait_publishing(&g, key);
     }
+    // Each pull's link is in the stats API, UDP where it pulls over UDP,
+    // and without the credentials of its URL.
+    let linked = |streams: &str, key: &str, tr: &str| {
+        let (app, stream) = key.split_once('/').expect("APP/STREAM");
+        streams
+            .split("{\"app\":")
+            .find(|e| e.starts_with(&format!("\"{app}\",\"stream\":\"{stream}\"")))
+            .is_some_and(|entry| {
+                entry.contains("\"protocol\":\"rtsp\"")
+                    && entry.contains("\"role\":\"publish\"")
+                    && entry.contains(&format!("\"transport\":\"{tr}\""))
+            })
+    };
+    let pulls = [
+        ("cam/h264", "tcp"),
+        ("cam/h264udp", "udp"),
+        ("cam/auth", "tcp"),
+    ];
+    let until = Instant::now() + Duration::from_secs(5);
+    let mut streams = http_get(g.http, "/api/streams");
+    while !pulls.iter().all(|(k, tr)| linked(&streams, k, tr)) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(200));
+        streams = http_get(g.http, "/api/streams");
+    }
+    for (key, tr) in pulls {
+        assert!(linked(&streams, key, tr), "{key} over {tr}: {streams}");
+    }
+    assert!(!streams.contains("user:pass"), "{streams}");
     // Each plays back over RTSP and decodes strictly.
     for (key, secs) in [
         ("cam/h264", 3),

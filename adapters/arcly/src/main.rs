@@ -601,7 +601,8 @@ async fn run(o: Options) -> Result<(), String> {
             conn_log.clone(),
         ));
     }
-    let mut rtsp_stats = None;
+    // The RTSP sessions' and pulls' link figures, for the API.
+    let rtsp_links = arcly_rtsp::RtspStats::new();
     if let Some(addr) = o.rtsp {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -613,7 +614,7 @@ async fn run(o: Options) -> Result<(), String> {
                 listener.local_addr().unwrap_or(addr)
             ),
         );
-        rtsp_stats = Some(rtsp::spawn_listener(
+        rtsp::spawn_listener(
             &mut servers,
             listener,
             engine.clone(),
@@ -621,26 +622,28 @@ async fn run(o: Options) -> Result<(), String> {
             clock,
             shutdown.signal(),
             conn_log.clone(),
-        ));
+            rtsp_links.clone(),
+        );
     }
     for pull in &o.pulls {
-        let (pull, engine, clock, stop, cfg, l) = (
+        let (pull, engine, clock, stop, cfg, l, links) = (
             pull.clone(),
             engine.clone(),
             clock,
             shutdown.signal(),
             cfg.clone(),
             conn_log.clone(),
+            rtsp_links.clone(),
         );
         servers.spawn(async move {
-            rtsp::run_pull(pull, engine, clock, stop, cfg, l).await;
+            rtsp::run_pull(pull, engine, clock, stop, cfg, l, links).await;
             Ok(())
         });
     }
     // The connections whose link figures the API and metrics show.
     let mut link_sources: Vec<Arc<dyn arcly_core::engine::LinkSource>> = Vec::new();
-    if let Some(stats) = rtsp_stats {
-        link_sources.push(Arc::new(stats));
+    if o.rtsp.is_some() || !o.pulls.is_empty() {
+        link_sources.push(Arc::new(rtsp_links));
     }
     if let Some(addr) = o.srt {
         let opts = srt::SrtOptions {

@@ -58,8 +58,12 @@ impl Pull {
     }
 }
 
+/// Ids of pull calls in the stats API; the top bit keeps them apart from
+/// server sessions' ids.
+static PULL_IDS: AtomicU64 = AtomicU64::new(1 << 63);
+
 /// Serves RTSP on `listener`; the sessions' link figures (transport,
-/// packets, loss) go to the registry returned, for the stats API.
+/// packets, loss) go to `stats`, for the stats API.
 #[allow(clippy::too_many_arguments)]
 pub fn spawn_listener(
     set: &mut tokio::task::JoinSet<std::io::Result<()>>,
@@ -69,9 +73,9 @@ pub fn spawn_listener(
     clock: Clock,
     stop: ShutdownSignal,
     log: Log,
-) -> RtspStats {
-    let stats = RtspStats::new();
-    let report = stats.clone();
+    stats: RtspStats,
+) {
+    let report = stats;
     let rcfg = Arc::new(RtspConfig {
         unix_base_us: clock.unix_base() * 1_000_000,
         ..RtspConfig::default()
@@ -91,7 +95,6 @@ pub fn spawn_listener(
         stop,
         log,
     ));
-    stats
 }
 
 /// A client session whose end the pull loop reads after the driver is
@@ -164,7 +167,7 @@ impl Session for Watched {
 /// Runs one pull until shutdown: connect, play, publish under the key;
 /// on any end, wait (1 s, doubling up to 30 s; back to 1 s after a run
 /// that played) and call again. Over UDP, a call that got no packet goes
-/// over TCP from then on.
+/// over TCP from then on. Each call's link figures go to `stats`.
 pub async fn run_pull(
     pull: Pull,
     engine: Engine,
@@ -172,6 +175,7 @@ pub async fn run_pull(
     stop: ShutdownSignal,
     cfg: ListenerConfig,
     log: Log,
+    stats: RtspStats,
 ) {
     let mut backoff = Duration::from_secs(1);
     let mut udp = pull.udp;
@@ -200,7 +204,9 @@ pub async fn run_pull(
                     PullTransport::Tcp
                 };
                 ccfg.seed = clock.unix_base() ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                match RtspClient::new(ccfg, now) {
+                // Distinct across pulls (each counts its calls from 1).
+                let id = PULL_IDS.fetch_add(1, Ordering::Relaxed);
+                match RtspClient::new(ccfg, now).map(|c| c.with_stats(stats.clone(), id)) {
                     Ok(client) => {
                         let end = Arc::new(Mutex::new(None));
                         let playing = Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -152,6 +152,9 @@ pub struct RtspClient {
     next_report: Option<Instant>,
     closed: bool,
     end: Option<SessionEnd>,
+    /// Where the link figures go (with this session's id), and when next.
+    stats: Option<(crate::RtspStats, u64)>,
+    stats_due: Instant,
 }
 
 impl RtspClient {
@@ -189,11 +192,49 @@ impl RtspClient {
             next_report: None,
             closed: false,
             end: None,
+            stats: None,
+            stats_due: now,
         };
         let u = c.request_url.clone();
         c.send("OPTIONS", &u, Headers::new());
-        let _ = now;
         Ok(c)
+    }
+
+    /// Reports the pull's link figures (transport, packets, loss) to
+    /// `stats` under `id`, at most once a second, for the stats API.
+    #[must_use]
+    pub fn with_stats(mut self, stats: crate::RtspStats, id: u64) -> Self {
+        self.stats = Some((stats, id));
+        self
+    }
+
+    /// Writes the link figures when due.
+    fn report(&mut self, now: Instant) {
+        let (Some((stats, id)), Some(ingest)) = (&self.stats, &self.ingest) else {
+            return;
+        };
+        if now < self.stats_due || !self.is_playing() {
+            return;
+        }
+        self.stats_due = now.saturating_add(Duration::from_secs(1));
+        let udp = self
+            .arrivals
+            .iter()
+            .any(|a| matches!(a, Some(Arrival::Udp { .. })));
+        stats.update(arcly_core::engine::LinkReport {
+            protocol: "rtsp",
+            id: *id,
+            resource: format!("{}/{}", self.cfg.app, self.cfg.stream),
+            publishing: true,
+            peer: self.request_url.clone(),
+            transport: if udp { "udp" } else { "tcp" },
+            figures: arcly_core::engine::LinkFigures {
+                pkt_recv: ingest.received(),
+                pkt_recv_loss: ingest.lost(),
+                bytes_recv: ingest.received_bytes(),
+                ..Default::default()
+            },
+        });
     }
 
     /// How the session ended, once it has.
@@ -256,6 +297,9 @@ impl RtspClient {
         }
         self.closed = true;
         self.end = Some(end.clone());
+        if let Some((stats, id)) = &self.stats {
+            stats.remove(*id);
+        }
         self.events.push_back(SessionEvent::Closed(end));
     }
 
@@ -606,6 +650,7 @@ impl Session for RtspClient {
             }
             Input::Eof => self.finish(SessionEnd::Normal),
         }
+        self.report(now);
     }
 
     fn handle_delivery(&mut self, _now: Instant, _delivery: DeliveryRef<'_>) {}
@@ -616,6 +661,7 @@ impl Session for RtspClient {
         if self.closed || !self.is_playing() {
             return;
         }
+        self.report(now);
         if let Some(ingest) = self.ingest.as_mut() {
             if let Err(e) = ingest.handle_timeout(now, &mut self.events) {
                 return self.fail(ProtocolErrorKind::Malformed, e);

@@ -627,9 +627,21 @@ fn a_publishers_link_figures_are_reported_while_it_lasts() {
 /// (which asks the same things in the same order, so the recorded answers
 /// fit), granting its publish; returns its frames and how it ended.
 fn replay_pull(name: &str, url: &str) -> (Vec<MediaFrame>, Option<SessionEnd>, Vec<String>) {
+    replay_pull_with(name, url, None)
+}
+
+/// [`replay_pull`], the client reporting its link to `stats`.
+fn replay_pull_with(
+    name: &str,
+    url: &str,
+    stats: Option<crate::RtspStats>,
+) -> (Vec<MediaFrame>, Option<SessionEnd>, Vec<String>) {
     use arcly_core::session::{Session, SessionEvent};
     let mut c =
         RtspClient::new(ClientConfig::new(url, "live", "cam"), Instant::ZERO).expect("client");
+    if let Some(stats) = stats {
+        c = c.with_stats(stats, 77);
+    }
     c.set_peer(at(1, 554));
     let mut frames = Vec::new();
     let mut sent = Vec::new();
@@ -664,6 +676,34 @@ fn replay_pull(name: &str, url: &str) -> (Vec<MediaFrame>, Option<SessionEnd>, V
         }
     }
     (frames, end, sent)
+}
+
+#[test]
+fn a_pulls_link_figures_are_reported_without_its_credentials() {
+    use arcly_core::engine::LinkSource;
+    let stats = crate::RtspStats::new();
+    let (frames, end, _) = replay_pull_with(
+        "gst_server_auth_tcp.txt",
+        "rtsp://user:pass@127.0.0.1:40801/auth/h264aac",
+        Some(stats.clone()),
+    );
+    assert_eq!(end, None);
+    assert!(!frames.is_empty());
+    let links = stats.links();
+    assert_eq!(links.len(), 1, "{links:?}");
+    let l = &links[0];
+    assert_eq!(
+        (
+            l.protocol,
+            l.id,
+            l.resource.as_str(),
+            l.publishing,
+            l.transport
+        ),
+        ("rtsp", 77, "live/cam", true, "tcp")
+    );
+    assert_eq!(l.peer, "rtsp://127.0.0.1:40801/auth/h264aac");
+    assert!(l.figures.pkt_recv > 0 && l.figures.bytes_recv > 0, "{l:?}");
 }
 
 #[test]
