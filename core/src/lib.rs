@@ -47,6 +47,8 @@ pub mod host;
 pub mod media;
 #[cfg(feature = "std")]
 pub mod session;
+#[cfg(feature = "std")]
+pub mod signal;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod storage;

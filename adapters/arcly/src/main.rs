@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const HELP: &str = "\
-arcly: a live-media streaming gateway (RTMP, RTSP and SRT in; RTMP, RTSP, SRT, HLS and LL-HLS out)
+arcly: a live-media streaming gateway (RTMP, RTSP, SRT and WebRTC WHIP in; RTMP, RTSP, SRT, HLS and LL-HLS out)
 
 USAGE:
     arcly [FLAGS]
@@ -31,6 +31,7 @@ RTSP:           ffmpeg -re -i IN -c copy -f rtsp rtsp://127.0.0.1:8554/live/STRE
 SRT:            ffmpeg -re -i IN -c copy -f mpegts 'srt://127.0.0.1:8890?streamid=publish:live/STREAM'
                 ffplay 'srt://127.0.0.1:8890?streamid=read:live/STREAM'
          or:    http://127.0.0.1:8888/live/STREAM/index.m3u8 (HLS / LL-HLS)
+WebRTC (WHIP):  ffmpeg -re -i IN -c:v libx264 -bf 0 -c:a libopus -f whip http://127.0.0.1:8888/live/STREAM/whip
 Stream list:    http://127.0.0.1:8888/api/streams    Metrics: /metrics
 
 FLAGS:
@@ -46,6 +47,11 @@ FLAGS:
     --srt-key-passphrase APP/STREAM=PASS
                             a passphrase for one stream, or for a prefix ending in * (live/*=...);
                             repeat for more; the first match wins over --srt-passphrase
+    --webrtc ADDR|off       WebRTC UDP address, one port for every peer; offers come over HTTP at
+                            /APP/STREAM/whip [default: 0.0.0.0:8189]
+    --webrtc-host IP        an address peers are told to send to (a public one behind NAT); repeat
+                            for more [default: the bound address, or loopback and the default
+                            route's interface]
     --segment SECS          HLS target segment duration [default: 2]
     --part MS               LL-HLS part duration, 0 for plain HLS [default: 200]
     --window N              segments listed in the playlist [default: 6]
@@ -175,6 +181,8 @@ struct Options {
     srt_latency: u64,
     srt_passphrase: Option<String>,
     srt_key_passphrases: Vec<(String, String)>,
+    webrtc: Option<SocketAddr>,
+    webrtc_hosts: Vec<std::net::IpAddr>,
     segment: u32,
     part_ms: u64,
     window: usize,
@@ -223,6 +231,8 @@ fn parse(args: &[String]) -> Result<Options, String> {
         srt_latency: 120,
         srt_passphrase: None,
         srt_key_passphrases: Vec::new(),
+        webrtc: Some(SocketAddr::from(([0, 0, 0, 0], 8189))),
+        webrtc_hosts: Vec::new(),
         segment: 2,
         part_ms: 200,
         window: 6,
@@ -255,6 +265,14 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--pull" => o.pulls.push(rtsp::Pull::parse(&value()?)?),
             "--srt" => o.srt = parse_addr(&value()?)?,
             "--srt-latency" => o.srt_latency = number(flag, &value()?)?,
+            "--webrtc" => o.webrtc = parse_addr(&value()?)?,
+            "--webrtc-host" => {
+                let v = value()?;
+                o.webrtc_hosts.push(
+                    v.parse()
+                        .map_err(|_| format!("{flag} takes an IP address, not {v:?}"))?,
+                );
+            }
             "--srt-passphrase" => o.srt_passphrase = Some(value()?),
             "--srt-key-passphrase" => {
                 let v = value()?;
@@ -413,6 +431,7 @@ mod refusals;
 mod remux;
 mod rtsp;
 mod srt;
+mod webrtc;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -680,6 +699,33 @@ async fn run(o: Options) -> Result<(), String> {
         servers.spawn(task);
         link_sources.push(Arc::new(stats));
     }
+    let mut signalling = None;
+    if let Some(addr) = o.webrtc {
+        let ctx = arcly_core::session::ConnContext {
+            unix_base: clock.unix_base(),
+            ..arcly_core::session::ConnContext::default()
+        };
+        let (local, candidates, sig, task) = webrtc::bind(
+            addr,
+            &o.webrtc_hosts,
+            engine.clone(),
+            clock,
+            ctx,
+            shutdown.signal(),
+            conn_log.clone(),
+        )
+        .await?;
+        let shown: Vec<String> = candidates.iter().map(ToString::to_string).collect();
+        log(
+            Level::Info,
+            &format!(
+                "WebRTC listening on {local}/udp (WHIP at /APP/STREAM/whip on the HTTP port; peers sent to {})",
+                shown.join(", ")
+            ),
+        );
+        servers.spawn(task);
+        signalling = Some(sig);
+    }
     if let Some(addr) = o.http {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -705,6 +751,10 @@ async fn run(o: Options) -> Result<(), String> {
                 Router::with_links,
             ),
         );
+        let router = match signalling.take() {
+            Some(sig) => Arc::new(Arc::unwrap_or_clone(router).with_signalling(Arc::new(sig))),
+            None => router,
+        };
         let http_cfg = ListenerConfig {
             handshake_timeout: None,
             ..cfg.clone()

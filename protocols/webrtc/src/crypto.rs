@@ -99,7 +99,16 @@ pub fn generate_certificate() -> Result<DtlsCert, CertError> {
     let validity = Validity::from_now(CERT_VALIDITY).map_err(cert_err)?;
     let subject = Name::from_str("CN=arcly").map_err(cert_err)?;
     let spki = SubjectPublicKeyInfoOwned::from_key(*key.verifying_key()).map_err(cert_err)?;
-    let builder = CertificateBuilder::new(Profile::Root, serial, validity, subject, spki, &key)
+    // An end entity certificate, its own issuer: its key usage is digital
+    // signature, which OpenSSL (ffmpeg's DTLS) requires of an ECDSA
+    // certificate it verifies a handshake with; a root's would be
+    // certificate signing only.
+    let profile = Profile::Leaf {
+        issuer: subject.clone(),
+        enable_key_agreement: false,
+        enable_key_encipherment: false,
+    };
+    let builder = CertificateBuilder::new(profile, serial, validity, subject, spki, &key)
         .map_err(cert_err)?;
     let cert = builder.build::<DerSignature>().map_err(cert_err)?;
     Ok(DtlsCert {

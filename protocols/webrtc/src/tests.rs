@@ -255,3 +255,258 @@ fn hmac_sha1_over_pieces_matches_rfc_2202() {
         hex("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
     );
 }
+
+/// The parameter sets ffmpeg 5.1's libx264 announced in the committed RTSP
+/// publish capture (160x120, High).
+const SPS: &[u8] = &[
+    0x67, 0x64, 0x00, 0x0b, 0xac, 0xb2, 0x05, 0x08, 0xfc, 0xb8, 0x08, 0x80, 0x00, 0x00, 0x03, 0x00,
+    0x80, 0x00, 0x00, 0x19, 0x07, 0x8a, 0x15, 0x24,
+];
+const PPS: &[u8] = &[0x68, 0xeb, 0xc3, 0xcb, 0x22, 0xc0];
+
+/// A WHIP publisher (a str0m peer on our provider) through the signalling
+/// and the endpoint into a session: the host's publish request, then
+/// canonical frames.
+#[test]
+fn a_whip_publisher_gets_through_signalling_and_the_endpoint_to_canonical_frames() {
+    use arcly_core::endpoint::{Endpoint, Route, Unrouted};
+    use arcly_core::session::{Input as SInput, Session, SessionEvent};
+    use arcly_core::signal::{Offer, Signalling};
+    use arcly_core::time::Instant as HInstant;
+    use bytes::BytesMut;
+
+    let server: SocketAddr = "10.0.0.1:8189".parse().expect("addr");
+    let (mut ep, sig) = crate::webrtc(crate::WebRtcConfig {
+        candidates: vec![server],
+        ..Default::default()
+    });
+    let origin = Instant::now();
+    let mut now = origin;
+    let host = |t: Instant| HInstant::from_micros(t.duration_since(origin).as_micros() as u64);
+    let mut client = Peer::new("10.0.0.2:50000", false, now);
+    let mut sdp = client.rtc.sdp_api();
+    let vmid = sdp.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+    let amid = sdp.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+    let (offer, pending) = sdp.apply().expect("an offer");
+    let answer = sig
+        .offer(
+            host(now),
+            Offer {
+                action: arcly_core::engine::Action::Publish,
+                app: "live".into(),
+                stream: "cam".into(),
+                token: Some("t".into()),
+                sdp: offer.to_sdp_string(),
+            },
+        )
+        .expect("an answer");
+    assert_eq!(answer.id.len(), 16);
+    let answer_sdp = str0m::change::SdpAnswer::from_sdp_string(&answer.sdp).expect("parses");
+    client
+        .rtc
+        .sdp_api()
+        .accept_answer(pending, answer_sdp)
+        .expect("taken");
+
+    let mut session: Option<crate::WhipSession> = None;
+    let mut asked = Vec::new();
+    let mut frames = Vec::new();
+    let mut tracks = Vec::new();
+    let mut step = |client: &mut Peer,
+                    session: &mut Option<crate::WhipSession>,
+                    now: Instant,
+                    asked: &mut Vec<_>,
+                    frames: &mut Vec<_>,
+                    tracks: &mut Vec<_>| {
+        let mut wire = Vec::new();
+        client.drain(&mut wire);
+        for (from, to, bytes) in wire {
+            assert_eq!(to, server);
+            let data = BytesMut::from(&bytes[..]);
+            match ep.route(host(now), server, from, &bytes) {
+                Route::Session(k) if session.is_some() => {
+                    assert_eq!(k, answer.id);
+                    let s = session.as_mut().expect("a session");
+                    s.handle_input(
+                        host(now),
+                        SInput::Datagram {
+                            from,
+                            local: server,
+                            data,
+                        },
+                    );
+                }
+                Route::Session(_) | Route::Endpoint => {
+                    match ep.handle_unrouted(host(now), server, from, data) {
+                        Unrouted::Accept {
+                            key,
+                            session: mut s,
+                            input,
+                        } => {
+                            assert_eq!(key, answer.id);
+                            if let Some(d) = input {
+                                s.handle_input(
+                                    host(now),
+                                    SInput::Datagram {
+                                        from,
+                                        local: server,
+                                        data: d,
+                                    },
+                                );
+                            }
+                            *session = Some(s);
+                        }
+                        Unrouted::Handled => {}
+                    }
+                }
+                Route::Drop => {}
+            }
+        }
+        let Some(s) = session.as_mut() else { return };
+        if s.poll_timeout().is_some_and(|t| t <= host(now)) {
+            s.handle_timeout(host(now));
+        }
+        while let Some(ev) = s.poll_event() {
+            match ev {
+                SessionEvent::Request(r) => {
+                    asked.push((r.app.clone(), r.stream.clone(), r.token.clone()));
+                    s.accept(host(now), r.id);
+                }
+                SessionEvent::Frame(f) => frames.push(f),
+                SessionEvent::Tracks(t) => tracks.push(*t),
+                _ => {}
+            }
+        }
+        while let Some(t) = s.poll_transmit() {
+            let to = t.to.expect("a datagram");
+            let r = Receive::new(Protocol::Udp, server, to, &t.data).expect("str0m reads it");
+            client
+                .rtc
+                .handle_input(Input::Receive(now, r))
+                .expect("input");
+        }
+    };
+    let end = now + Duration::from_secs(5);
+    while now < end && asked.is_empty() {
+        step(
+            &mut client,
+            &mut session,
+            now,
+            &mut asked,
+            &mut frames,
+            &mut tracks,
+        );
+        now += Duration::from_millis(1);
+        client
+            .rtc
+            .handle_input(Input::Timeout(now))
+            .expect("timeout");
+    }
+    assert_eq!(asked, [("live".into(), "cam".into(), Some("t".into()))]);
+
+    // Ten pictures at 30 fps, the first a key frame with its parameter
+    // sets (slice bytes with no zeros, so no start code hides in them);
+    // 20 ms Opus packets.
+    let vpt = client
+        .rtc
+        .writer(vmid)
+        .expect("writer")
+        .payload_params()
+        .find(|p| p.spec().codec == Codec::H264)
+        .copied()
+        .expect("H.264 negotiated")
+        .pt();
+    let apt = opus_pt(&mut client.rtc, amid).pt();
+    let mut sent = Vec::new();
+    for i in 0..10u64 {
+        let slice: Vec<u8> = if i == 0 {
+            [&[0x65u8, 0x88][..], &[0x11 + i as u8; 300][..]].concat()
+        } else {
+            [&[0x41u8, 0x9a][..], &[0x11 + i as u8; 100][..]].concat()
+        };
+        let mut au = Vec::new();
+        if i == 0 {
+            for ps in [SPS, PPS] {
+                au.extend_from_slice(&[0, 0, 0, 1]);
+                au.extend_from_slice(ps);
+            }
+        }
+        au.extend_from_slice(&[0, 0, 0, 1]);
+        au.extend_from_slice(&slice);
+        sent.push(slice);
+        let t = MediaTime::new(3000 * i, Frequency::NINETY_KHZ);
+        client
+            .rtc
+            .writer(vmid)
+            .expect("writer")
+            .write(vpt, now, t, au)
+            .expect("video written");
+        let a = MediaTime::new(960 * i, Frequency::FORTY_EIGHT_KHZ);
+        client
+            .rtc
+            .writer(amid)
+            .expect("writer")
+            .write(apt, now, a, vec![0xfc; 40])
+            .expect("audio written");
+        for _ in 0..33 {
+            step(
+                &mut client,
+                &mut session,
+                now,
+                &mut asked,
+                &mut frames,
+                &mut tracks,
+            );
+            now += Duration::from_millis(1);
+            client
+                .rtc
+                .handle_input(Input::Timeout(now))
+                .expect("timeout");
+        }
+    }
+    for _ in 0..200 {
+        step(
+            &mut client,
+            &mut session,
+            now,
+            &mut asked,
+            &mut frames,
+            &mut tracks,
+        );
+        now += Duration::from_millis(1);
+        client
+            .rtc
+            .handle_input(Input::Timeout(now))
+            .expect("timeout");
+    }
+    let video: Vec<_> = frames.iter().filter(|f| f.codec.is_video()).collect();
+    let audio: Vec<_> = frames.iter().filter(|f| f.codec.is_audio()).collect();
+    assert!(video.len() >= 9, "{} pictures", video.len());
+    assert!(video[0].is_key(), "the first picture is the key frame");
+    // Canonical: length-prefixed, parameter sets taken out.
+    let first = &video[0].payload;
+    assert_eq!(&first[..4], &(sent[0].len() as u32).to_be_bytes());
+    assert_eq!(&first[4..], &sent[0][..]);
+    // 30 fps, exactly.
+    let steps: Vec<i64> = video
+        .windows(2)
+        .map(|w| w[1].pts.ticks - w[0].pts.ticks)
+        .collect();
+    assert!(steps.iter().all(|s| *s == 3000), "{steps:?}");
+    assert!(audio.len() >= 9, "{} audio packets", audio.len());
+    let last = tracks.last().expect("tracks announced");
+    let v = last.video().expect("a video track");
+    assert_eq!(v.codec, arcly_core::frame::CodecId::H264);
+    assert_eq!((v.params.width, v.params.height), (160, 120));
+    assert!(last
+        .audio()
+        .is_some_and(|a| a.codec == arcly_core::frame::CodecId::Opus));
+
+    // A DELETE of the resource ends the session within a second.
+    assert!(sig.end(&answer.id));
+    let s = session.as_mut().expect("a session");
+    let later = host(now).saturating_add(Duration::from_secs(2));
+    s.handle_timeout(later);
+    assert!(s.is_closed());
+    assert!(!sig.end("nope"));
+}

@@ -1,0 +1,71 @@
+//! WebRTC in the gateway: the UDP socket every peer shares, driven as an
+//! endpoint, and the signalling the HTTP router hands WHIP offers to.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+
+use arcly_core::endpoint::EndpointHost;
+use arcly_core::engine::Engine;
+use arcly_core::session::ConnContext;
+use arcly_tokio::{Clock, ShutdownSignal};
+use arcly_webrtc::{WebRtcConfig, WebRtcSignalling};
+
+/// The addresses peers are told to send to: the socket's own address when
+/// it is bound to one; when bound to all, loopback and the address of the
+/// interface the default route leaves by (found by connecting a UDP socket,
+/// which sends nothing), unless `hosts` names them.
+pub fn candidates(bound: SocketAddr, hosts: &[IpAddr]) -> Vec<SocketAddr> {
+    let port = bound.port();
+    if !hosts.is_empty() {
+        return hosts.iter().map(|ip| SocketAddr::new(*ip, port)).collect();
+    }
+    if !bound.ip().is_unspecified() {
+        return vec![bound];
+    }
+    let mut out = vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)];
+    let routed = UdpSocket::bind(("0.0.0.0", 0))
+        .and_then(|s| {
+            s.connect(("192.0.2.1", 9))?;
+            s.local_addr()
+        })
+        .ok()
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified());
+    if let Some(ip) = routed {
+        out.push(SocketAddr::new(ip, port));
+    }
+    out
+}
+
+/// Binds the WebRTC socket; returns its address, the candidates given to
+/// peers, the signalling for the HTTP router and the task that serves it.
+pub async fn bind(
+    addr: SocketAddr,
+    hosts: &[IpAddr],
+    engine: Engine,
+    clock: Clock,
+    ctx: ConnContext,
+    stop: ShutdownSignal,
+    log: Arc<dyn Fn(String) + Send + Sync>,
+) -> Result<
+    (
+        SocketAddr,
+        Vec<SocketAddr>,
+        WebRtcSignalling,
+        impl std::future::Future<Output = std::io::Result<()>>,
+    ),
+    String,
+> {
+    let sock = tokio::net::UdpSocket::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen for WebRTC on {addr}/udp: {e}"))?;
+    let local = sock.local_addr().unwrap_or(addr);
+    let candidates = candidates(local, hosts);
+    let (endpoint, signalling) = arcly_webrtc::webrtc(WebRtcConfig {
+        candidates: candidates.clone(),
+        ..WebRtcConfig::default()
+    });
+    let host = EndpointHost::new(endpoint, engine, ctx);
+    let task = async move { arcly_tokio::drive_endpoint(sock, host, clock, stop, &*log).await };
+    Ok((local, candidates, signalling, task))
+}

@@ -1,0 +1,462 @@
+//! A WHIP publisher (RFC 9725): one str0m `Rtc` as a session of the
+//! kernel's contract. Its datagrams come through the endpoint; once ICE
+//! and DTLS are through it asks the host to publish, and turns what str0m
+//! depacketized into canonical frames: H.264 from Annex B to length
+//! prefixes with its parameter sets as the track's configuration, Opus as
+//! it comes.
+//!
+//! str0m is drained until it returns a timeout after every input, as its
+//! documentation requires. Its clock is `std::time::Instant`: the host's
+//! microseconds are laid on a fixed origin, and only differences matter.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use arcly_core::bus::{CloseReason, DeliveryRef, RecvError};
+use arcly_core::engine::Action;
+use arcly_core::frame::{CodecId, MediaFrame, TrackId, TrackInfo, TrackSet};
+use arcly_core::media::codec::h264::{nal_type, AvcConfig};
+use arcly_core::media::codec::nal::AnnexBNals;
+use arcly_core::media::codec::opus::OpusHead;
+use arcly_core::media::codec::track_params;
+use arcly_core::session::{
+    Input, ProtocolError, ProtocolErrorKind, Rejection, RequestId, Session, SessionEnd,
+    SessionEvent, StreamRequest, Transmit,
+};
+use arcly_core::time::{Instant, MediaTime, Timescale};
+use bytes::{BufMut, Bytes, BytesMut};
+use str0m::format::Codec;
+use str0m::media::{KeyframeRequestKind, MediaData, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Event, IceConnectionState, Output, Rtc};
+
+/// Where the session timeline starts, in µs: a little room before the
+/// first frame.
+const LEAD_US: i64 = 1_000_000;
+
+/// How often the session looks at its end flag (a `DELETE`).
+const FLAG_POLL_US: u64 = 1_000_000;
+
+/// What went wrong in str0m, as text.
+#[derive(Debug)]
+struct WebRtcFailure(String);
+
+impl core::fmt::Display for WebRtcFailure {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for WebRtcFailure {}
+
+/// Lays the host's microseconds on str0m's clock and back.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Clock(pub(crate) std::time::Instant);
+
+impl Clock {
+    fn to_std(self, now: Instant) -> std::time::Instant {
+        self.0 + core::time::Duration::from_micros(now.as_micros())
+    }
+
+    fn host_instant(self, t: std::time::Instant) -> Instant {
+        Instant::from_micros(t.saturating_duration_since(self.0).as_micros() as u64)
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum State {
+    /// ICE and DTLS under way.
+    Connecting,
+    /// Connected; the publish request is with the host.
+    Asked(RequestId),
+    /// Publishing.
+    Publishing,
+}
+
+/// One incoming track.
+#[derive(Debug)]
+struct InTrack {
+    mid: Mid,
+    id: TrackId,
+    codec: CodecId,
+    clock: u32,
+    config: Option<Bytes>,
+    /// `(RTP time of the first frame, session ticks it is placed at)`.
+    anchor: Option<(u64, i64)>,
+}
+
+/// A WHIP publisher's session.
+pub struct WhipSession {
+    rtc: Rtc,
+    clock: Clock,
+    app: String,
+    stream: String,
+    token: Option<String>,
+    ended: Arc<AtomicBool>,
+    state: State,
+    next_id: u32,
+    local: Option<SocketAddr>,
+    /// The media lines the peer sends on.
+    mids: Vec<Mid>,
+    tracks: Vec<InTrack>,
+    announced: TrackSet,
+    /// The host instant of the first frame: the timeline's origin.
+    started: Option<Instant>,
+    out: VecDeque<Transmit>,
+    events: VecDeque<SessionEvent>,
+    wake: Option<Instant>,
+    flag_due: Instant,
+    closed: bool,
+    /// Frames dropped while waiting for parameter sets.
+    pub(crate) unconfigured: u64,
+}
+
+impl core::fmt::Debug for WhipSession {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("WhipSession")
+            .field("app", &self.app)
+            .field("stream", &self.stream)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WhipSession {
+    /// A publisher for `APP/STREAM` over `rtc`, which has taken the offer;
+    /// `ended` set (by a `DELETE`) ends it.
+    pub(crate) fn new(
+        rtc: Rtc,
+        clock: Clock,
+        app: String,
+        stream: String,
+        token: Option<String>,
+        ended: Arc<AtomicBool>,
+    ) -> Self {
+        WhipSession {
+            rtc,
+            clock,
+            app,
+            stream,
+            token,
+            ended,
+            state: State::Connecting,
+            next_id: 0,
+            local: None,
+            mids: Vec::new(),
+            tracks: Vec::new(),
+            announced: TrackSet::new(),
+            started: None,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            wake: None,
+            flag_due: Instant::ZERO,
+            closed: false,
+            unconfigured: 0,
+        }
+    }
+
+    /// The flag that ends the session when set.
+    pub(crate) fn end_flag(&self) -> Arc<AtomicBool> {
+        self.ended.clone()
+    }
+
+    fn finish(&mut self, end: SessionEnd) {
+        if self.closed {
+            return;
+        }
+        if self.state == State::Publishing {
+            self.events.push_back(SessionEvent::PublishStopped);
+        }
+        self.rtc.disconnect();
+        self.closed = true;
+        self.events.push_back(SessionEvent::Closed(end));
+    }
+
+    fn fail(&mut self, why: impl core::fmt::Display) {
+        let err = ProtocolError::new(
+            "webrtc",
+            ProtocolErrorKind::Malformed,
+            WebRtcFailure(why.to_string()),
+        );
+        self.finish(SessionEnd::Protocol(err));
+    }
+
+    /// Everything str0m has to say, until it names its next timeout.
+    fn drain(&mut self, now: Instant) {
+        while !self.closed {
+            let out = match self.rtc.poll_output() {
+                Ok(o) => o,
+                Err(e) => return self.fail(e),
+            };
+            match out {
+                Output::Timeout(t) => {
+                    self.wake = Some(self.clock.host_instant(t));
+                    return;
+                }
+                Output::Transmit(t) => {
+                    let data = Bytes::copy_from_slice(&t.contents);
+                    if is_client_hello(&data) {
+                        // ffmpeg's WHIP muxer, the DTLS server by default,
+                        // takes the first ClientHello as its sign that ICE
+                        // is up and handshakes on the one that follows: it
+                        // gets that one at once. A DTLS server takes a
+                        // repeated ClientHello as the retransmission it may
+                        // always be (RFC 6347 §4.2.4).
+                        self.out
+                            .push_back(Transmit::datagram(None, t.destination, data.clone()));
+                    }
+                    self.out
+                        .push_back(Transmit::datagram(None, t.destination, data));
+                }
+                Output::Event(e) => self.event(now, e),
+            }
+        }
+    }
+
+    fn event(&mut self, now: Instant, e: Event) {
+        match e {
+            Event::Connected if self.state == State::Connecting => {
+                self.next_id += 1;
+                let id = RequestId(self.next_id);
+                self.state = State::Asked(id);
+                self.events.push_back(SessionEvent::Request(StreamRequest {
+                    id,
+                    action: Action::Publish,
+                    app: self.app.clone(),
+                    stream: self.stream.clone(),
+                    token: self.token.clone(),
+                }));
+            }
+            Event::MediaAdded(m) => self.mids.push(m.mid),
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                self.finish(SessionEnd::Normal);
+            }
+            Event::MediaData(d) if self.state == State::Publishing => self.media(now, d),
+            _ => {}
+        }
+    }
+
+    /// The track for `d`'s media line, made on its first frame.
+    fn track(&mut self, d: &MediaData) -> Option<usize> {
+        if let Some(i) = self.tracks.iter().position(|t| t.mid == d.mid) {
+            return Some(i);
+        }
+        let spec = d.params.spec();
+        let (codec, config) = match spec.codec {
+            Codec::H264 => (CodecId::H264, None),
+            Codec::Opus => {
+                let channels = spec.channels.unwrap_or(2);
+                // WebRTC carries no pre-skip; players skip none.
+                let head = OpusHead::new(channels, 0, spec.clock_rate.get());
+                (CodecId::Opus, Some(head.to_bytes()))
+            }
+            _ => return None,
+        };
+        let taken = |id: u8| self.tracks.iter().any(|t| t.id.0 == id);
+        let id = match codec {
+            c if c.is_video() && !taken(0) => 0,
+            c if c.is_audio() && !taken(1) => 1,
+            _ => (2..=u8::MAX).find(|&i| !taken(i))?,
+        };
+        self.tracks.push(InTrack {
+            mid: d.mid,
+            id: TrackId(id),
+            codec,
+            clock: spec.clock_rate.get(),
+            config,
+            anchor: None,
+        });
+        Some(self.tracks.len() - 1)
+    }
+
+    fn media(&mut self, now: Instant, d: MediaData) {
+        let Some(i) = self.track(&d) else { return };
+        let arrival = self.clock.host_instant(d.network_time);
+        let started = *self.started.get_or_insert(arrival.min(now));
+        let t = &mut self.tracks[i];
+        let (payload, key) = if t.codec == CodecId::H264 {
+            let (payload, key, config) = h264_frame(Bytes::from(d.data));
+            if let Some(c) = config {
+                if t.config.as_ref() != Some(&c) {
+                    t.config = Some(c);
+                }
+            }
+            (payload, key)
+        } else {
+            (Bytes::from(d.data), true)
+        };
+        if t.config.is_none() {
+            // No parameter sets yet: ask for a key frame, which brings them.
+            self.unconfigured += 1;
+            let mid = t.mid;
+            if let Some(mut w) = self.rtc.writer(mid) {
+                let _ = w.request_keyframe(None, KeyframeRequestKind::Pli);
+            }
+            return;
+        }
+        if payload.is_empty() {
+            return;
+        }
+        let rtp = d.time.numer();
+        let clock = i64::from(t.clock);
+        let anchor = *t.anchor.get_or_insert_with(|| {
+            let us = LEAD_US + arrival.saturating_duration_since(started).as_micros() as i64;
+            (rtp, us * clock / 1_000_000)
+        });
+        let pts = anchor.1 + (rtp as i64 - anchor.0 as i64);
+        let Some(ts) = Timescale::new(t.clock) else {
+            return;
+        };
+        let (id, codec) = (t.id, t.codec);
+        let frame = if codec.is_video() {
+            MediaFrame::video(id, codec, key, MediaTime::new(pts, ts), payload)
+        } else {
+            MediaFrame::audio(id, codec, MediaTime::new(pts, ts), payload)
+        };
+        self.announce();
+        self.events.push_back(SessionEvent::Frame(frame));
+    }
+
+    /// The tracks with a configuration, when they changed.
+    fn announce(&mut self) {
+        let mut set = TrackSet::new();
+        for t in &self.tracks {
+            let (Some(config), Some(ts)) = (&t.config, Timescale::new(t.clock)) else {
+                continue;
+            };
+            let mut info = TrackInfo::new(t.id, t.codec, ts, config.clone());
+            info.params = track_params(t.codec, config).unwrap_or_default();
+            let _ = set.upsert(info);
+        }
+        if set != self.announced && !set.is_empty() {
+            self.announced = set.clone();
+            self.events.push_back(SessionEvent::Tracks(Box::new(set)));
+        }
+    }
+}
+
+/// Whether a datagram is a DTLS record carrying a ClientHello (content
+/// type 22, handshake type 1).
+fn is_client_hello(d: &[u8]) -> bool {
+    d.len() > 13 && d[0] == 22 && d[1] == 0xfe && d[13] == 1
+}
+
+/// An Annex B access unit as a canonical frame: the NAL units other than
+/// parameter sets and delimiters, length-prefixed; whether it holds an IDR
+/// slice; the configuration its parameter sets make, if it carries both.
+fn h264_frame(au: Bytes) -> (Bytes, bool, Option<Bytes>) {
+    let mut out = BytesMut::with_capacity(au.len() + 16);
+    let (mut sps, mut pps) = (Vec::new(), Vec::new());
+    let mut key = false;
+    for nal in AnnexBNals::new(au) {
+        match nal_type(&nal) {
+            7 => sps.push(nal),
+            8 => pps.push(nal),
+            9 => {}
+            t => {
+                key |= t == 5;
+                out.put_u32(nal.len() as u32);
+                out.put_slice(&nal);
+            }
+        }
+    }
+    let config = (!sps.is_empty() && !pps.is_empty())
+        .then(|| AvcConfig::from_parameter_sets(sps, pps).ok())
+        .flatten()
+        .map(|c| c.to_bytes());
+    (out.freeze(), key, config)
+}
+
+impl Session for WhipSession {
+    fn protocol(&self) -> &'static str {
+        "webrtc"
+    }
+
+    fn handle_input(&mut self, now: Instant, input: Input) {
+        if self.closed {
+            return;
+        }
+        let Input::Datagram { from, local, data } = input else {
+            return;
+        };
+        self.local = Some(local);
+        let Ok(r) = Receive::new(Protocol::Udp, from, local, &data) else {
+            // Not STUN, DTLS or (S)RTP: dropped.
+            return;
+        };
+        if let Err(e) = self
+            .rtc
+            .handle_input(str0m::Input::Receive(self.clock.to_std(now), r))
+        {
+            return self.fail(e);
+        }
+        self.drain(now);
+    }
+
+    fn handle_delivery(&mut self, _now: Instant, _delivery: DeliveryRef<'_>) {}
+
+    fn handle_stream_end(&mut self, _now: Instant, _why: RecvError) {}
+
+    fn handle_timeout(&mut self, now: Instant) {
+        if self.closed {
+            return;
+        }
+        if now >= self.flag_due {
+            self.flag_due = now.saturating_add(core::time::Duration::from_micros(FLAG_POLL_US));
+            if self.ended.load(Ordering::Relaxed) {
+                return self.finish(SessionEnd::Normal);
+            }
+        }
+        if let Err(e) = self
+            .rtc
+            .handle_input(str0m::Input::Timeout(self.clock.to_std(now)))
+        {
+            return self.fail(e);
+        }
+        self.drain(now);
+    }
+
+    fn accept(&mut self, now: Instant, id: RequestId) {
+        if self.state == State::Asked(id) {
+            self.state = State::Publishing;
+            // Start from a key frame.
+            for mid in self.mids.clone() {
+                if let Some(mut w) = self.rtc.writer(mid) {
+                    let _ = w.request_keyframe(None, KeyframeRequestKind::Pli);
+                }
+            }
+            self.drain(now);
+        }
+    }
+
+    fn reject(&mut self, _now: Instant, id: RequestId, why: Rejection) {
+        if self.state == State::Asked(id) {
+            self.finish(SessionEnd::Refused(why));
+        }
+    }
+
+    fn close(&mut self, _now: Instant, _why: CloseReason) {
+        self.finish(SessionEnd::Host);
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front()
+    }
+
+    fn poll_event(&mut self) -> Option<SessionEvent> {
+        self.events.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        if self.closed {
+            return None;
+        }
+        Some(self.wake.map_or(self.flag_due, |w| w.min(self.flag_due)))
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed
+    }
+}

@@ -1,0 +1,233 @@
+//! WebRTC against real peers (the `interop` feature): ffmpeg 9's WHIP
+//! muxer publishes H.264 + Opus, as DTLS server (its default) and as DTLS
+//! client, and the stream plays frame-exact over RTMP (enhanced RTMP for
+//! the Opus) and in the HLS recording.
+
+#![cfg(feature = "interop")]
+
+mod common;
+
+use common::media::{finish, frame_exact_with};
+use common::peers::{ffmpeg9, free_port, spawn, strict_decode, tmpdir};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The gateway with RTMP, HTTP and WebRTC on free ports; killed on drop.
+struct Gateway {
+    child: Child,
+    rtmp: SocketAddr,
+    http: SocketAddr,
+    log: PathBuf,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_udp() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free UDP port")
+        .port()
+}
+
+impl Gateway {
+    fn start(dir: &Path, extra: &[&str]) -> Gateway {
+        let bin = std::env::var_os("ARCLY_BIN").map(PathBuf::from).expect(
+            "interop: ARCLY_BIN is not set; run tests/interop.sh, which builds the arcly binary",
+        );
+        let rtmp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let webrtc = format!("127.0.0.1:{}", free_udp());
+        let log = dir.join("arcly.log");
+        let child = Command::new(bin)
+            .args(["--rtmp", &rtmp.to_string(), "--http", &http.to_string()])
+            .args(["--webrtc", &webrtc, "--rtsp", "off", "--srt", "off"])
+            .args(["--linger", "0"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("arcly starts");
+        let up = (0..100).any(|_| {
+            std::thread::sleep(Duration::from_millis(30));
+            std::net::TcpStream::connect(http).is_ok()
+        });
+        assert!(up, "arcly did not start listening");
+        Gateway {
+            child,
+            rtmp,
+            http,
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait_log(&self, what: &str, secs: u64) -> bool {
+        let end = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < end {
+            if self.log().contains(what) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+/// A 6-second Matroska file from ffmpeg 9: H.264 320x240 at 30 fps
+/// (Constrained Baseline, GOP 30, no B-frames, as WebRTC carries it) and
+/// Opus stereo at 48 kHz.
+fn make_input(dir: &Path) -> PathBuf {
+    let out = dir.join("in.mkv");
+    let st = Command::new(ffmpeg9())
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=30",
+        ])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            "6",
+        ])
+        .args([
+            "-c:v",
+            "libx264",
+            "-profile:v",
+            "baseline",
+            "-bf",
+            "0",
+            "-g",
+            "30",
+        ])
+        .args(["-pix_fmt", "yuv420p", "-b:v", "800k"])
+        .args(["-c:a", "libopus", "-ac", "2", "-b:a", "64k"])
+        .arg(&out)
+        .status()
+        .expect("ffmpeg 9 runs");
+    assert!(st.success(), "making the test file failed");
+    out
+}
+
+#[test]
+fn ffmpeg_publishes_over_whip_and_it_plays_over_rtmp_and_hls() {
+    for (mode, flags) in [
+        ("ffmpeg as DTLS server", &[][..]),
+        ("ffmpeg as DTLS client", &["-whip_flags", "dtls_active"][..]),
+    ] {
+        let dir = tmpdir(&format!("whip-{}", flags.len()));
+        let rec = dir.join("rec");
+        let g = Gateway::start(&dir, &["--record", rec.to_str().expect("utf-8 path")]);
+        let input = make_input(&dir);
+        let whip = format!("http://{}/live/cam/whip", g.http);
+        let publisher = spawn(
+            Command::new(ffmpeg9())
+                .args(["-v", "error", "-re", "-i"])
+                .arg(&input)
+                .args(["-c", "copy"])
+                .args(flags)
+                .args(["-f", "whip", &whip]),
+        );
+        assert!(
+            g.wait_log("is publishing live/cam over webrtc", 10),
+            "{mode}: no WHIP publish:\n{}",
+            g.log()
+        );
+        let played = dir.join("rtmp.mkv");
+        let player = spawn(
+            Command::new(ffmpeg9())
+                .args(["-v", "error", "-rw_timeout", "10000000", "-i"])
+                .arg(format!("rtmp://{}/live/cam", g.rtmp))
+                .args(["-c", "copy", "-y"])
+                .arg(&played),
+        );
+        finish(
+            publisher,
+            &format!("{mode}: ffmpeg publishing over WHIP"),
+            Duration::from_secs(30),
+        );
+        finish(
+            player,
+            &format!("{mode}: ffmpeg playing over RTMP"),
+            Duration::from_secs(30),
+        );
+        // Over loopback nothing is lost: every picture from the key frame
+        // the player joined at, at the input's times; the audio after it
+        // (a packet or two either side of the join and the end).
+        if let Err(e) = frame_exact_with(&input, &played, 3) {
+            panic!("{mode}: WHIP in, RTMP out: {e}\n{}", g.log());
+        }
+        strict_decode(&played);
+        // The HLS recording, written as the stream came.
+        let mut playlist = None;
+        for _ in 0..50 {
+            playlist = std::fs::read_dir(rec.join("live/cam"))
+                .ok()
+                .and_then(|mut d| d.next())
+                .and_then(|e| e.ok())
+                .map(|e| e.path().join("index.m3u8"))
+                .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("#EXT-X-ENDLIST")));
+            if playlist.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let playlist = playlist.unwrap_or_else(|| panic!("{mode}: no ended HLS recording"));
+        if let Err(e) = frame_exact_with(&input, &playlist, 3) {
+            panic!("{mode}: WHIP in, HLS recording: {e}");
+        }
+        let log = g.log();
+        assert!(!log.contains("ERROR"), "{log}");
+        assert!(
+            log.contains("live/cam tracks: h264, opus"),
+            "{mode}: tracks not announced: {log}"
+        );
+    }
+}
+
+/// What WHIP's HTTP side answers to what is not an offer it can take.
+#[test]
+fn bad_whip_offers_get_a_clear_4xx() {
+    let dir = tmpdir("whip-bad");
+    let g = Gateway::start(&dir, &[]);
+    let post = |ctype: &str, body: &str| -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(g.http).expect("connects");
+        let req = format!(
+            "POST /live/x/whip HTTP/1.1\r\nHost: a\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).expect("writes");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+    let garbage = post("application/sdp", "this is not SDP");
+    assert!(garbage.starts_with("HTTP/1.1 400"), "{garbage}");
+    assert!(garbage.contains("the offer does not parse"), "{garbage}");
+    let not_sdp = post("text/plain", "v=0");
+    assert!(not_sdp.starts_with("HTTP/1.1 415"), "{not_sdp}");
+    // An offer with only a codec not taken here (VP8 video).
+    let vp8 = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF\r\na=setup:actpass\r\na=mid:0\r\na=sendonly\r\na=rtcp-mux\r\na=rtpmap:96 VP8/90000\r\n";
+    let only_vp8 = post("application/sdp", vp8);
+    assert!(only_vp8.starts_with("HTTP/1.1 400"), "{only_vp8}");
+    assert!(only_vp8.contains("no codec taken here"), "{only_vp8}");
+    // The server is fine afterwards.
+    assert!(post("application/sdp", "x").starts_with("HTTP/1.1 400"));
+}
