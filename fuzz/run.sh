@@ -64,6 +64,12 @@ for r in \
   { printf "\\x$(printf %02x $((n * 7)))"; printf '%b' "$r"; } >"seeds/http_request/vector$n"
 done
 
+# WHIP: ffmpeg 9's recorded offers; at the endpoint, the waiting session's
+# STUN binding (a datagram starting 0xff) from two peers, then bytes.
+mkdir -p seeds/webrtc_offer seeds/webrtc_endpoint
+cp ../protocols/webrtc/testdata/*.sdp seeds/webrtc_offer/
+printf '\x01\xff\x41\xff\x05\x16\xfe\xfd\x00\x00\x04\x80\x60\x00\x01' > seeds/webrtc_endpoint/binding
+
 # Our SRT caller: what the gateway answered real callers (the recorded
 # handshakes and the first control packets), as [len][datagram] after a mode
 # byte (0: pull, 4: push).

@@ -33,6 +33,10 @@ pub struct WebRtcConfig {
     pub candidates: Vec<SocketAddr>,
     /// Sessions at once, waiting and live; an offer past it gets 503.
     pub max_sessions: usize,
+    /// Answered offers waiting for their peer at once; an offer past it
+    /// gets 503 (a flood of offers holds this many, for at most
+    /// `connect_timeout_us`).
+    pub max_waiting: usize,
     /// How long an answered offer waits for its peer, µs.
     pub connect_timeout_us: u64,
 }
@@ -42,6 +46,7 @@ impl Default for WebRtcConfig {
         WebRtcConfig {
             candidates: Vec::new(),
             max_sessions: 1000,
+            max_waiting: 64,
             connect_timeout_us: 30_000_000,
         }
     }
@@ -123,7 +128,9 @@ impl Signalling for WebRtcSignalling {
         }
         {
             let s = self.shared.lock().map_err(|_| OfferError::Busy)?;
-            if s.waiting.len() + s.live.len() >= self.cfg.max_sessions {
+            if s.waiting.len() + s.live.len() >= self.cfg.max_sessions
+                || s.waiting.len() >= self.cfg.max_waiting
+            {
                 return Err(OfferError::Busy);
             }
         }

@@ -510,3 +510,79 @@ fn a_whip_publisher_gets_through_signalling_and_the_endpoint_to_canonical_frames
     assert!(s.is_closed());
     assert!(!sig.end("nope"));
 }
+
+#[test]
+fn ffmpegs_recorded_offers_are_answered_in_the_dtls_role_they_leave_us() {
+    use arcly_core::signal::{Offer, Signalling};
+    for (file, ours) in [
+        ("ffmpeg9_whip_offer.sdp", "a=setup:active"),
+        ("ffmpeg9_whip_offer_dtls_active.sdp", "a=setup:passive"),
+    ] {
+        let path = format!("{}/testdata/{file}", env!("CARGO_MANIFEST_DIR"));
+        let sdp = std::fs::read_to_string(&path).expect("the recorded offer");
+        // What str0m's parser refuses as ffmpeg writes it.
+        assert!(sdp.contains("o=FFmpeg ") && sdp.contains("s=FFmpegPublishSession"));
+        let (_ep, sig) = crate::webrtc(crate::WebRtcConfig {
+            candidates: vec!["127.0.0.1:8189".parse().expect("addr")],
+            ..Default::default()
+        });
+        let answer = sig
+            .offer(
+                arcly_core::time::Instant::ZERO,
+                Offer {
+                    action: arcly_core::engine::Action::Publish,
+                    app: "live".into(),
+                    stream: "cam".into(),
+                    token: None,
+                    sdp,
+                },
+            )
+            .unwrap_or_else(|e| panic!("{file}: {e:?}"));
+        let a = answer.sdp;
+        assert!(a.contains(ours), "{file}: {a}");
+        assert!(a.contains("a=ice-lite"), "{file}: {a}");
+        assert!(
+            a.contains(&format!("a=ice-ufrag:{}", answer.id)),
+            "{file}: {a}"
+        );
+        assert!(a.contains("127.0.0.1 8189 typ host"), "{file}: {a}");
+        assert!(
+            a.contains("H264/90000") && a.contains("opus/48000/2"),
+            "{file}: {a}"
+        );
+        assert!(a.contains("a=recvonly"), "{file}: {a}");
+    }
+}
+
+#[test]
+fn a_flood_of_offers_holds_a_bounded_number_and_then_gets_busy() {
+    use arcly_core::endpoint::Endpoint;
+    use arcly_core::signal::{Offer, OfferError, Signalling};
+    use arcly_core::time::Instant as HInstant;
+    let path = format!(
+        "{}/testdata/ffmpeg9_whip_offer.sdp",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let sdp = std::fs::read_to_string(&path).expect("the recorded offer");
+    let (mut ep, sig) = crate::webrtc(crate::WebRtcConfig {
+        candidates: vec!["127.0.0.1:8189".parse().expect("addr")],
+        max_waiting: 8,
+        connect_timeout_us: 1_000_000,
+        ..Default::default()
+    });
+    let offer = || Offer {
+        action: arcly_core::engine::Action::Publish,
+        app: "live".into(),
+        stream: "cam".into(),
+        token: None,
+        sdp: sdp.clone(),
+    };
+    for _ in 0..8 {
+        sig.offer(HInstant::ZERO, offer()).expect("answered");
+    }
+    assert_eq!(sig.offer(HInstant::ZERO, offer()), Err(OfferError::Busy));
+    // Unanswered by their peers, they expire, and room comes back.
+    assert_eq!(ep.poll_timeout(), Some(HInstant::from_micros(1_000_000)));
+    ep.handle_timeout(HInstant::from_micros(1_000_000));
+    assert!(sig.offer(HInstant::from_micros(1_000_001), offer()).is_ok());
+}
