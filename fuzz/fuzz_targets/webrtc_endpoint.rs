@@ -69,7 +69,7 @@ fuzz_target!(|data: &[u8]| {
         let now = Instant::from_micros(t);
         match ep.route(now, local, from, &d) {
             Route::Session(_) if session.is_some() => {
-                let s: &mut arcly_webrtc::WhipSession = session.as_mut().unwrap();
+                let s: &mut arcly_webrtc::PeerSession = session.as_mut().unwrap();
                 s.handle_input(now, Input::Datagram { from, local, data: BytesMut::from(&d[..]) });
                 s.handle_timeout(now);
                 while s.poll_transmit().is_some() {}

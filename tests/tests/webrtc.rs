@@ -231,3 +231,103 @@ fn bad_whip_offers_get_a_clear_4xx() {
     // The server is fine afterwards.
     assert!(post("application/sdp", "x").starts_with("HTTP/1.1 400"));
 }
+
+/// `testdata/aiortc_peer.py` (aiortc, from PyPI) as a WHEP player or a
+/// WHIP publisher against `url` for `secs`; its JSON report.
+fn aiortc(mode: &str, url: &str, secs: f64) -> Child {
+    let ok = Command::new("python3")
+        .args(["-c", "import aiortc"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "interop: aiortc is missing (pip install aiortc)");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../protocols/webrtc/testdata/aiortc_peer.py"
+    );
+    Command::new("python3")
+        .args([script, mode, url, &secs.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs")
+}
+
+fn report(child: Child, what: &str) -> serde_json::Value {
+    let out = child.wait_with_output().expect("the peer ends");
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.trim()).unwrap_or_else(|_| {
+        panic!(
+            "{what}: no report: {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[test]
+fn aiortc_publishes_over_whip_and_plays_over_whep() {
+    let dir = tmpdir("whip-aiortc");
+    let g = Gateway::start(&dir, &[]);
+    let publisher = aiortc("whip", &format!("http://{}/live/ai/whip", g.http), 7.0);
+    assert!(
+        g.wait_log("live/ai tracks: h264, opus", 15),
+        "aiortc's WHIP publish brought no H.264 + Opus:\n{}",
+        g.log()
+    );
+    let player = aiortc("whep", &format!("http://{}/live/ai/whep", g.http), 3.0);
+    let played = report(player, "aiortc playing over WHEP");
+    let published = report(publisher, "aiortc publishing over WHIP");
+    assert_eq!(published["status"], 201, "{published}");
+    assert_eq!(
+        published["deleted"], 200,
+        "the WHIP resource was not deleted: {published}"
+    );
+    assert_eq!(played["status"], 201, "{played}");
+    let video = played["frames"]["video"].as_u64().unwrap_or(0);
+    let audio = played["frames"]["audio"].as_u64().unwrap_or(0);
+    // 3 s at 30 fps and 50 audio frames a second, and the GOP cache's
+    // frames at the start.
+    assert!(video >= 60, "{video} pictures decoded: {played}");
+    assert!(audio >= 100, "{audio} audio frames decoded: {played}");
+    assert_eq!(played["size"], serde_json::json!([640, 480]), "{played}");
+    assert!(g.wait_log("live/ai unpublished", 5), "{}", g.log());
+}
+
+#[test]
+fn an_rtmp_publish_plays_over_whep_at_the_sources_times() {
+    let dir = tmpdir("whep-rtmp");
+    let g = Gateway::start(&dir, &[]);
+    let input = make_input(&dir);
+    let publisher = spawn(
+        Command::new(ffmpeg9())
+            .args(["-v", "error", "-re", "-i"])
+            .arg(&input)
+            .args(["-c", "copy", "-f", "flv"])
+            .arg(format!("rtmp://{}/live/rt", g.rtmp)),
+    );
+    assert!(g.wait_log("live/rt tracks: h264, opus", 10), "{}", g.log());
+    let player = aiortc("whep", &format!("http://{}/live/rt/whep", g.http), 3.0);
+    let played = report(player, "aiortc playing over WHEP");
+    finish(
+        publisher,
+        "ffmpeg 9 publishing over RTMP",
+        Duration::from_secs(30),
+    );
+    assert_eq!(played["status"], 201, "{played}");
+    assert_eq!(played["size"], serde_json::json!([320, 240]), "{played}");
+    let pts: Vec<f64> = played["pts"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
+        .unwrap_or_default();
+    assert!(pts.len() >= 60, "{} pictures decoded: {played}", pts.len());
+    // Every picture one frame after the one before (the RTMP source's
+    // millisecond times, rounded back to 90 kHz).
+    let off = pts
+        .windows(2)
+        .filter(|w| ((w[1] - w[0]) - 1.0 / 30.0).abs() > 0.0015)
+        .count();
+    assert_eq!(off, 0, "picture times not at 30 fps: {pts:?}");
+    assert!(
+        played["frames"]["audio"].as_u64().unwrap_or(0) >= 100,
+        "{played}"
+    );
+}

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const HELP: &str = "\
-arcly: a live-media streaming gateway (RTMP, RTSP, SRT and WebRTC WHIP in; RTMP, RTSP, SRT, HLS and LL-HLS out)
+arcly: a live-media streaming gateway (RTMP, RTSP, SRT and WebRTC in; RTMP, RTSP, SRT, WebRTC, HLS and LL-HLS out)
 
 USAGE:
     arcly [FLAGS]
@@ -32,6 +32,7 @@ SRT:            ffmpeg -re -i IN -c copy -f mpegts 'srt://127.0.0.1:8890?streami
                 ffplay 'srt://127.0.0.1:8890?streamid=read:live/STREAM'
          or:    http://127.0.0.1:8888/live/STREAM/index.m3u8 (HLS / LL-HLS)
 WebRTC (WHIP):  ffmpeg -re -i IN -c:v libx264 -bf 0 -c:a libopus -f whip http://127.0.0.1:8888/live/STREAM/whip
+       (WHEP):  a WHEP player at http://127.0.0.1:8888/live/STREAM/whep
 Stream list:    http://127.0.0.1:8888/api/streams    Metrics: /metrics
 
 FLAGS:
@@ -48,7 +49,7 @@ FLAGS:
                             a passphrase for one stream, or for a prefix ending in * (live/*=...);
                             repeat for more; the first match wins over --srt-passphrase
     --webrtc ADDR|off       WebRTC UDP address, one port for every peer; offers come over HTTP at
-                            /APP/STREAM/whip [default: 0.0.0.0:8189]
+                            /APP/STREAM/whip and /APP/STREAM/whep [default: 0.0.0.0:8189]
     --webrtc-host IP        an address peers are told to send to (a public one behind NAT); repeat
                             for more [default: the bound address, or loopback and the default
                             route's interface]
@@ -719,7 +720,7 @@ async fn run(o: Options) -> Result<(), String> {
         log(
             Level::Info,
             &format!(
-                "WebRTC listening on {local}/udp (WHIP at /APP/STREAM/whip on the HTTP port; peers sent to {})",
+                "WebRTC listening on {local}/udp (WHIP and WHEP at /APP/STREAM/whip and /whep on the HTTP port; peers sent to {})",
                 shown.join(", ")
             ),
         );

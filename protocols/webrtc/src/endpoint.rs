@@ -22,8 +22,8 @@ use bytes::BytesMut;
 use str0m::change::SdpOffer;
 use str0m::{Candidate, IceCreds, RtcConfig};
 
+use crate::peer::{Clock, PeerSession, Role};
 use crate::stun;
-use crate::whip::{Clock, WhipSession};
 
 /// The WebRTC endpoint's settings.
 #[derive(Clone, Debug)]
@@ -57,7 +57,7 @@ impl Default for WebRtcConfig {
 struct Shared {
     /// Answered offers waiting for their peer, by local ufrag, with when
     /// they were answered.
-    waiting: HashMap<String, (WhipSession, Instant)>,
+    waiting: HashMap<String, (PeerSession, Instant)>,
     /// Live sessions' end flags, by ufrag.
     live: HashMap<String, Arc<AtomicBool>>,
 }
@@ -123,9 +123,10 @@ fn origin_without_user(sdp: &str) -> String {
 
 impl Signalling for WebRtcSignalling {
     fn offer(&self, now: Instant, offer: Offer) -> Result<Answer, OfferError> {
-        if offer.action != Action::Publish {
-            return Err(OfferError::Unsupported);
-        }
+        let role = match offer.action {
+            Action::Publish => Role::Publish,
+            Action::Play => Role::Play,
+        };
         {
             let s = self.shared.lock().map_err(|_| OfferError::Busy)?;
             if s.waiting.len() + s.live.len() >= self.cfg.max_sessions
@@ -145,6 +146,11 @@ impl Signalling for WebRtcSignalling {
             .set_crypto_provider(crate::crypto::shared_provider())
             .set_ice_lite(true)
             .set_local_ice_credentials(creds)
+            // The codecs taken in and sent out: a peer that offers VP8 as
+            // well (aiortc, browsers) is answered with H.264.
+            .clear_codecs()
+            .enable_h264(true)
+            .enable_opus(true)
             .build();
         for c in &self.cfg.candidates {
             if let Ok(c) = Candidate::host(*c, "udp") {
@@ -166,8 +172,15 @@ impl Signalling for WebRtcSignalling {
             ));
         }
         let ended = Arc::new(AtomicBool::new(false));
-        let session =
-            WhipSession::new(rtc, self.clock, offer.app, offer.stream, offer.token, ended);
+        let session = PeerSession::new(
+            role,
+            rtc,
+            self.clock,
+            offer.app,
+            offer.stream,
+            offer.token,
+            ended,
+        );
         let mut s = self.shared.lock().map_err(|_| OfferError::Busy)?;
         s.waiting.insert(ufrag.clone(), (session, now));
         Ok(Answer {
@@ -206,7 +219,7 @@ pub struct WebRtcEndpoint {
 
 impl Endpoint for WebRtcEndpoint {
     type Key = String;
-    type Session = WhipSession;
+    type Session = PeerSession;
 
     fn route(
         &mut self,
@@ -236,7 +249,7 @@ impl Endpoint for WebRtcEndpoint {
         _local: SocketAddr,
         from: SocketAddr,
         data: BytesMut,
-    ) -> Unrouted<String, WhipSession> {
+    ) -> Unrouted<String, PeerSession> {
         let Some(ufrag) = stun::local_ufrag(&data).map(str::to_string) else {
             return Unrouted::Handled;
         };

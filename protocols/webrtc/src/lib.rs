@@ -6,19 +6,18 @@
 //! * [`endpoint`]: every peer on one UDP port, and the signalling side
 //!   that answers WHIP offers for the HTTP router (through
 //!   `arcly_core::signal`);
-//! * [`WhipSession`]: a WHIP publisher, H.264 and Opus in.
-//!
-//! WHEP playback is not here yet: a WHEP offer is answered 501.
+//! * [`PeerSession`]: a WHIP publisher (H.264 and Opus in) or a WHEP
+//!   player (H.264 and Opus out, from the GOP cache's key frame).
 
 #![forbid(unsafe_code)]
 
 pub mod crypto;
 pub mod endpoint;
+mod peer;
 mod stun;
-mod whip;
 
 pub use endpoint::{webrtc, WebRtcConfig, WebRtcEndpoint, WebRtcSignalling};
-pub use whip::WhipSession;
+pub use peer::{PeerSession, Role};
 
 #[cfg(test)]
 mod tests;

@@ -308,12 +308,12 @@ fn a_whip_publisher_gets_through_signalling_and_the_endpoint_to_canonical_frames
         .accept_answer(pending, answer_sdp)
         .expect("taken");
 
-    let mut session: Option<crate::WhipSession> = None;
+    let mut session: Option<crate::PeerSession> = None;
     let mut asked = Vec::new();
     let mut frames = Vec::new();
     let mut tracks = Vec::new();
     let mut step = |client: &mut Peer,
-                    session: &mut Option<crate::WhipSession>,
+                    session: &mut Option<crate::PeerSession>,
                     now: Instant,
                     asked: &mut Vec<_>,
                     frames: &mut Vec<_>,
@@ -585,4 +585,201 @@ fn a_flood_of_offers_holds_a_bounded_number_and_then_gets_busy() {
     assert_eq!(ep.poll_timeout(), Some(HInstant::from_micros(1_000_000)));
     ep.handle_timeout(HInstant::from_micros(1_000_000));
     assert!(sig.offer(HInstant::from_micros(1_000_001), offer()).is_ok());
+}
+
+/// A WHEP player (a str0m peer receiving) through signalling and the
+/// endpoint: the host's play request, then frames from the bus out as RTP
+/// the player depacketizes: H.264 with its parameter sets before the key
+/// frame, Opus as it was.
+#[test]
+fn a_whep_player_gets_the_bus_frames_as_rtp() {
+    use arcly_core::bus::DeliveryRef;
+    use arcly_core::endpoint::{Endpoint, Route, Unrouted};
+    use arcly_core::frame::{CodecId, MediaFrame, TrackId, TrackInfo, TrackSet};
+    use arcly_core::media::codec::h264::AvcConfig;
+    use arcly_core::media::codec::opus::OpusHead;
+    use arcly_core::session::{Input as SInput, Session, SessionEvent};
+    use arcly_core::signal::{Offer, Signalling};
+    use arcly_core::time::{Instant as HInstant, MediaTime as HTime, Timescale};
+    use bytes::{Bytes, BytesMut};
+
+    let server: SocketAddr = "10.0.0.1:8189".parse().expect("addr");
+    let (mut ep, sig) = crate::webrtc(crate::WebRtcConfig {
+        candidates: vec![server],
+        ..Default::default()
+    });
+    let origin = Instant::now();
+    let mut now = origin;
+    let host = |t: Instant| HInstant::from_micros(t.duration_since(origin).as_micros() as u64);
+    let mut client = Peer::new("10.0.0.2:50000", false, now);
+    let mut sdp = client.rtc.sdp_api();
+    sdp.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+    sdp.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+    let (offer, pending) = sdp.apply().expect("an offer");
+    let answer = sig
+        .offer(
+            host(now),
+            Offer {
+                action: arcly_core::engine::Action::Play,
+                app: "live".into(),
+                stream: "cam".into(),
+                token: None,
+                sdp: offer.to_sdp_string(),
+            },
+        )
+        .expect("an answer");
+    assert!(answer.sdp.contains("a=sendonly"), "{}", answer.sdp);
+    let answer_sdp = str0m::change::SdpAnswer::from_sdp_string(&answer.sdp).expect("parses");
+    client
+        .rtc
+        .sdp_api()
+        .accept_answer(pending, answer_sdp)
+        .expect("taken");
+
+    let mut session: Option<crate::PeerSession> = None;
+    let mut asked = 0;
+    // One millisecond of both peers: datagrams each way, timeouts, events.
+    let mut pump = |client: &mut Peer, session: &mut Option<crate::PeerSession>, now: Instant| {
+        let mut wire = Vec::new();
+        client.drain(&mut wire);
+        for (from, _, bytes) in wire {
+            let data = BytesMut::from(&bytes[..]);
+            match (ep.route(host(now), server, from, &bytes), session.as_mut()) {
+                (Route::Session(_), Some(s)) => s.handle_input(
+                    host(now),
+                    SInput::Datagram {
+                        from,
+                        local: server,
+                        data,
+                    },
+                ),
+                (Route::Drop, _) => {}
+                _ => {
+                    if let Unrouted::Accept {
+                        session: mut s,
+                        input,
+                        ..
+                    } = ep.handle_unrouted(host(now), server, from, data)
+                    {
+                        if let Some(d) = input {
+                            s.handle_input(
+                                host(now),
+                                SInput::Datagram {
+                                    from,
+                                    local: server,
+                                    data: d,
+                                },
+                            );
+                        }
+                        *session = Some(s);
+                    }
+                }
+            }
+        }
+        if let Some(s) = session.as_mut() {
+            if s.poll_timeout().is_some_and(|t| t <= host(now)) {
+                s.handle_timeout(host(now));
+            }
+            while let Some(ev) = s.poll_event() {
+                if let SessionEvent::Request(r) = ev {
+                    asked += 1;
+                    s.accept(host(now), r.id);
+                }
+            }
+            while let Some(t) = s.poll_transmit() {
+                let to = t.to.expect("a datagram");
+                let r = Receive::new(Protocol::Udp, server, to, &t.data).expect("str0m reads it");
+                client
+                    .rtc
+                    .handle_input(Input::Receive(now, r))
+                    .expect("input");
+            }
+        }
+        client
+            .rtc
+            .handle_input(Input::Timeout(now))
+            .expect("timeout");
+    };
+    let end = now + Duration::from_secs(5);
+    while now < end && !(client.connected && session.as_ref().is_some_and(|s| !s.is_closed())) {
+        pump(&mut client, &mut session, now);
+        now += Duration::from_millis(1);
+    }
+    for _ in 0..50 {
+        pump(&mut client, &mut session, now);
+        now += Duration::from_millis(1);
+    }
+    assert!(client.connected, "no DTLS association");
+
+    // The stream's tracks and frames, as the bus would hand them.
+    let avcc = AvcConfig::from_parameter_sets(
+        vec![Bytes::from_static(SPS)],
+        vec![Bytes::from_static(PPS)],
+    )
+    .expect("avcC")
+    .to_bytes();
+    let mut set = TrackSet::new();
+    set.upsert(TrackInfo::new(
+        TrackId(0),
+        CodecId::H264,
+        Timescale::new(90_000).expect("ts"),
+        avcc,
+    ))
+    .expect("video");
+    set.upsert(TrackInfo::new(
+        TrackId(1),
+        CodecId::Opus,
+        Timescale::new(48_000).expect("ts"),
+        OpusHead::new(2, 0, 48_000).to_bytes(),
+    ))
+    .expect("audio");
+    let set = std::sync::Arc::new(set);
+    let s = session.as_mut().expect("a session");
+    s.handle_delivery(host(now), DeliveryRef::Tracks(&set));
+    let slice = |i: u8| -> Vec<u8> {
+        let head: &[u8] = if i == 0 { &[0x65, 0x88] } else { &[0x41, 0x9a] };
+        [head, &[0x11 + i; 200][..]].concat()
+    };
+    for i in 0..6u8 {
+        let body = slice(i);
+        let mut lp = (body.len() as u32).to_be_bytes().to_vec();
+        lp.extend_from_slice(&body);
+        let v = MediaFrame::video(
+            TrackId(0),
+            CodecId::H264,
+            i == 0,
+            HTime::new(3000 * i64::from(i), Timescale::new(90_000).expect("ts")),
+            Bytes::from(lp),
+        );
+        let a = MediaFrame::audio(
+            TrackId(1),
+            CodecId::Opus,
+            HTime::new(960 * i64::from(i), Timescale::new(48_000).expect("ts")),
+            Bytes::from(vec![0xf8, i, i, i]),
+        );
+        let s = session.as_mut().expect("a session");
+        s.handle_delivery(host(now), DeliveryRef::Frame(&v));
+        s.handle_delivery(host(now), DeliveryRef::Frame(&a));
+        for _ in 0..33 {
+            pump(&mut client, &mut session, now);
+            now += Duration::from_millis(1);
+        }
+    }
+    for _ in 0..200 {
+        pump(&mut client, &mut session, now);
+        now += Duration::from_millis(1);
+    }
+    assert_eq!(asked, 1);
+    let pictures: Vec<&Vec<u8>> = client.got.iter().filter(|d| d.len() > 100).collect();
+    let sounds: Vec<&Vec<u8>> = client.got.iter().filter(|d| d.len() < 10).collect();
+    assert!(pictures.len() >= 5, "{} pictures", pictures.len());
+    // The key frame: SPS, PPS, then the slice, in Annex B.
+    let mut key = Vec::new();
+    for nal in [SPS, PPS, &slice(0)[..]] {
+        key.extend_from_slice(&[0, 0, 0, 1]);
+        key.extend_from_slice(nal);
+    }
+    assert_eq!(pictures[0], &key);
+    assert!(sounds.len() >= 5, "{} audio packets", sounds.len());
+    assert_eq!(sounds[0], &vec![0xf8, 0, 0, 0]);
 }

@@ -1,9 +1,13 @@
-//! A WHIP publisher (RFC 9725): one str0m `Rtc` as a session of the
-//! kernel's contract. Its datagrams come through the endpoint; once ICE
-//! and DTLS are through it asks the host to publish, and turns what str0m
-//! depacketized into canonical frames: H.264 from Annex B to length
-//! prefixes with its parameter sets as the track's configuration, Opus as
-//! it comes.
+//! A WebRTC peer: one str0m `Rtc` as a session of the kernel's contract,
+//! a WHIP publisher (RFC 9725) or a WHEP player. Its datagrams come
+//! through the endpoint; once ICE and DTLS are through it asks the host
+//! to publish or play.
+//!
+//! A publisher's media, as str0m depacketized it, becomes canonical frames:
+//! H.264 from Annex B to length prefixes with its parameter sets as the
+//! track's configuration, Opus as it comes. A player gets the stream from
+//! its GOP cache's key frame: H.264 back to Annex B with the parameter
+//! sets before each key frame, Opus as it is; other codecs are not sent.
 //!
 //! str0m is drained until it returns a timeout after every input, as its
 //! documentation requires. Its clock is `std::time::Instant`: the host's
@@ -28,7 +32,7 @@ use arcly_core::session::{
 use arcly_core::time::{Instant, MediaTime, Timescale};
 use bytes::{BufMut, Bytes, BytesMut};
 use str0m::format::Codec;
-use str0m::media::{KeyframeRequestKind, MediaData, Mid};
+use str0m::media::{KeyframeRequestKind, MediaData, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Event, IceConnectionState, Output, Rtc};
 
@@ -65,14 +69,30 @@ impl Clock {
     }
 }
 
+/// What a peer does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Sends media in (WHIP).
+    Publish,
+    /// Takes media out (WHEP).
+    Play,
+}
+
 #[derive(Debug, PartialEq, Eq)]
 enum State {
     /// ICE and DTLS under way.
     Connecting,
     /// Connected; the publish request is with the host.
     Asked(RequestId),
-    /// Publishing.
+    /// Publishing, or playing.
     Publishing,
+}
+
+/// A media line a player sends on.
+#[derive(Debug)]
+struct OutLine {
+    mid: Mid,
+    video: bool,
 }
 
 /// One incoming track.
@@ -88,7 +108,8 @@ struct InTrack {
 }
 
 /// A WHIP publisher's session.
-pub struct WhipSession {
+pub struct PeerSession {
+    role: Role,
     rtc: Rtc,
     clock: Clock,
     app: String,
@@ -111,11 +132,16 @@ pub struct WhipSession {
     closed: bool,
     /// Frames dropped while waiting for parameter sets.
     pub(crate) unconfigured: u64,
+    /// A player's media lines, its tracks from the bus, and whether it
+    /// waits for a key frame.
+    out_lines: Vec<OutLine>,
+    play_tracks: Option<Arc<TrackSet>>,
+    wait_key: bool,
 }
 
-impl core::fmt::Debug for WhipSession {
+impl core::fmt::Debug for PeerSession {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("WhipSession")
+        f.debug_struct("PeerSession")
             .field("app", &self.app)
             .field("stream", &self.stream)
             .field("state", &self.state)
@@ -123,10 +149,11 @@ impl core::fmt::Debug for WhipSession {
     }
 }
 
-impl WhipSession {
+impl PeerSession {
     /// A publisher for `APP/STREAM` over `rtc`, which has taken the offer;
     /// `ended` set (by a `DELETE`) ends it.
     pub(crate) fn new(
+        role: Role,
         rtc: Rtc,
         clock: Clock,
         app: String,
@@ -134,7 +161,8 @@ impl WhipSession {
         token: Option<String>,
         ended: Arc<AtomicBool>,
     ) -> Self {
-        WhipSession {
+        PeerSession {
+            role,
             rtc,
             clock,
             app,
@@ -154,6 +182,9 @@ impl WhipSession {
             flag_due: Instant::ZERO,
             closed: false,
             unconfigured: 0,
+            out_lines: Vec::new(),
+            play_tracks: None,
+            wait_key: true,
         }
     }
 
@@ -167,7 +198,10 @@ impl WhipSession {
             return;
         }
         if self.state == State::Publishing {
-            self.events.push_back(SessionEvent::PublishStopped);
+            self.events.push_back(match self.role {
+                Role::Publish => SessionEvent::PublishStopped,
+                Role::Play => SessionEvent::PlayStopped,
+            });
         }
         self.rtc.disconnect();
         self.closed = true;
@@ -223,17 +257,30 @@ impl WhipSession {
                 self.state = State::Asked(id);
                 self.events.push_back(SessionEvent::Request(StreamRequest {
                     id,
-                    action: Action::Publish,
+                    action: match self.role {
+                        Role::Publish => Action::Publish,
+                        Role::Play => Action::Play,
+                    },
                     app: self.app.clone(),
                     stream: self.stream.clone(),
                     token: self.token.clone(),
                 }));
             }
-            Event::MediaAdded(m) => self.mids.push(m.mid),
+            Event::MediaAdded(m) => {
+                self.mids.push(m.mid);
+                self.out_lines.push(OutLine {
+                    mid: m.mid,
+                    video: m.kind == MediaKind::Video,
+                });
+            }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 self.finish(SessionEnd::Normal);
             }
-            Event::MediaData(d) if self.state == State::Publishing => self.media(now, d),
+            Event::MediaData(d)
+                if self.state == State::Publishing && self.role == Role::Publish =>
+            {
+                self.media(now, d)
+            }
             _ => {}
         }
     }
@@ -337,6 +384,93 @@ impl WhipSession {
     }
 }
 
+impl PeerSession {
+    /// A frame from the bus to the player: on the media line of its kind
+    /// with the payload type negotiated for its codec.
+    fn play_frame(&mut self, now: Instant, f: &MediaFrame) {
+        let video = f.codec.is_video();
+        if video && self.wait_key {
+            if !f.is_key() {
+                return;
+            }
+            self.wait_key = false;
+        }
+        let (codec, clock) = match f.codec {
+            CodecId::H264 => (Codec::H264, 90_000),
+            CodecId::Opus => (Codec::Opus, 48_000),
+            _ => return,
+        };
+        let Some(mid) = self
+            .out_lines
+            .iter()
+            .find(|l| l.video == video)
+            .map(|l| l.mid)
+        else {
+            return;
+        };
+        let payload = if f.codec == CodecId::H264 {
+            let config = self
+                .play_tracks
+                .as_ref()
+                .and_then(|t| t.get(f.track))
+                .map(|t| t.config.clone());
+            match h264_annex_b(f, config) {
+                Some(p) => p,
+                None => return,
+            }
+        } else {
+            f.payload.to_vec()
+        };
+        let Some(ts) = Timescale::new(clock) else {
+            return;
+        };
+        let ticks = f.pts.rescale(ts).ticks.max(0) as u64;
+        let wall = self.clock.to_std(now);
+        let Some(w) = self.rtc.writer(mid) else {
+            return;
+        };
+        let Some(pt) = w
+            .payload_params()
+            .find(|p| p.spec().codec == codec)
+            .map(|p| p.pt())
+        else {
+            return;
+        };
+        let freq = if clock == 90_000 {
+            str0m::media::Frequency::NINETY_KHZ
+        } else {
+            str0m::media::Frequency::FORTY_EIGHT_KHZ
+        };
+        if let Err(e) = w.write(pt, wall, str0m::media::MediaTime::new(ticks, freq), payload) {
+            return self.fail(e);
+        }
+        // str0m packetizes what was written (one frame per media line) as
+        // time is handed in: hand it now, so a GOP cache's burst goes out
+        // frame by frame instead of piling up.
+        if let Err(e) = self.rtc.handle_input(str0m::Input::Timeout(wall)) {
+            return self.fail(e);
+        }
+        self.drain(now);
+    }
+}
+
+/// A canonical H.264 frame as Annex B for RTP, with the parameter sets of
+/// `config` (avcC) before a key frame.
+fn h264_annex_b(f: &MediaFrame, config: Option<Bytes>) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(f.payload.len() + 64);
+    if f.is_key() {
+        if let Some(c) = config.and_then(|c| AvcConfig::parse(&c).ok()) {
+            for ps in c.sps.iter().chain(&c.pps) {
+                out.extend_from_slice(&[0, 0, 0, 1]);
+                out.extend_from_slice(ps);
+            }
+        }
+    }
+    let body = arcly_core::media::codec::nal::length_prefixed_to_annex_b(f.payload.clone()).ok()?;
+    out.extend_from_slice(&body);
+    Some(out)
+}
+
 /// Whether a datagram is a DTLS record carrying a ClientHello (content
 /// type 22, handshake type 1).
 fn is_client_hello(d: &[u8]) -> bool {
@@ -369,7 +503,7 @@ fn h264_frame(au: Bytes) -> (Bytes, bool, Option<Bytes>) {
     (out.freeze(), key, config)
 }
 
-impl Session for WhipSession {
+impl Session for PeerSession {
     fn protocol(&self) -> &'static str {
         "webrtc"
     }
@@ -395,7 +529,16 @@ impl Session for WhipSession {
         self.drain(now);
     }
 
-    fn handle_delivery(&mut self, _now: Instant, _delivery: DeliveryRef<'_>) {}
+    fn handle_delivery(&mut self, now: Instant, delivery: DeliveryRef<'_>) {
+        if self.closed || self.role != Role::Play || self.state != State::Publishing {
+            return;
+        }
+        match delivery {
+            DeliveryRef::Tracks(t) => self.play_tracks = Some(t.clone()),
+            DeliveryRef::Frame(f) => self.play_frame(now, f),
+            DeliveryRef::Lagged { .. } => self.wait_key = true,
+        }
+    }
 
     fn handle_stream_end(&mut self, _now: Instant, _why: RecvError) {}
 
@@ -421,6 +564,9 @@ impl Session for WhipSession {
     fn accept(&mut self, now: Instant, id: RequestId) {
         if self.state == State::Asked(id) {
             self.state = State::Publishing;
+            if self.role == Role::Play {
+                return;
+            }
             // Start from a key frame.
             for mid in self.mids.clone() {
                 if let Some(mut w) = self.rtc.writer(mid) {
