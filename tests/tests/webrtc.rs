@@ -19,6 +19,7 @@ struct Gateway {
     child: Child,
     rtmp: SocketAddr,
     http: SocketAddr,
+    webrtc: SocketAddr,
     log: PathBuf,
 }
 
@@ -43,11 +44,18 @@ impl Gateway {
         );
         let rtmp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        let webrtc = format!("127.0.0.1:{}", free_udp());
+        let webrtc: SocketAddr = format!("127.0.0.1:{}", free_udp()).parse().expect("addr");
         let log = dir.join("arcly.log");
         let child = Command::new(bin)
             .args(["--rtmp", &rtmp.to_string(), "--http", &http.to_string()])
-            .args(["--webrtc", &webrtc, "--rtsp", "off", "--srt", "off"])
+            .args([
+                "--webrtc",
+                &webrtc.to_string(),
+                "--rtsp",
+                "off",
+                "--srt",
+                "off",
+            ])
             .args(["--linger", "0"])
             .args(extra)
             .stdout(Stdio::null())
@@ -63,6 +71,7 @@ impl Gateway {
             child,
             rtmp,
             http,
+            webrtc,
             log,
         }
     }
@@ -274,7 +283,40 @@ fn aiortc_publishes_over_whip_and_plays_over_whep() {
         g.log()
     );
     let player = aiortc("whep", &format!("http://{}/live/ai/whep", g.http), 3.0);
+    // Meanwhile, garbage at the WebRTC port from a stranger: STUN-looking
+    // and DTLS-looking datagrams and random bytes. The peers keep going.
+    let target = g.webrtc;
+    let garbage = std::thread::spawn(move || {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("a socket");
+        let mut x: u32 = 12345;
+        for i in 0..3000u32 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let mut d: Vec<u8> = (0..(x % 1200) as usize)
+                .map(|j| (x >> (j % 24)) as u8)
+                .collect();
+            match i % 3 {
+                0 if d.len() >= 20 => {
+                    d[0] = 0;
+                    d[1] = 1;
+                    d[4..8].copy_from_slice(&[0x21, 0x12, 0xA4, 0x42]);
+                }
+                1 if d.len() >= 13 => {
+                    d[0] = 22;
+                    d[1] = 0xfe;
+                    d[2] = 0xfd;
+                }
+                _ => {}
+            }
+            let _ = s.send_to(&d, target);
+            if i % 100 == 0 {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    });
     let played = report(player, "aiortc playing over WHEP");
+    garbage.join().expect("the garbage sender");
     let published = report(publisher, "aiortc publishing over WHIP");
     assert_eq!(published["status"], 201, "{published}");
     assert_eq!(

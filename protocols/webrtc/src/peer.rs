@@ -540,7 +540,16 @@ impl Session for PeerSession {
         }
     }
 
-    fn handle_stream_end(&mut self, _now: Instant, _why: RecvError) {}
+    fn handle_stream_end(&mut self, _now: Instant, why: RecvError) {
+        // A player's stream is gone (its publisher did not come back in
+        // the linger): the peer is told by the end of its media.
+        if self.role == Role::Play {
+            self.finish(match why {
+                RecvError::Evicted { .. } => SessionEnd::Timeout,
+                _ => SessionEnd::Normal,
+            });
+        }
+    }
 
     fn handle_timeout(&mut self, now: Instant) {
         if self.closed {
@@ -604,5 +613,73 @@ impl Session for PeerSession {
 
     fn is_closed(&self) -> bool {
         self.closed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arcly_core::frame::TrackId;
+    use proptest::prelude::*;
+
+    const SPS: &[u8] = &[
+        0x67, 0x64, 0x00, 0x0b, 0xac, 0xb2, 0x05, 0x08, 0xfc, 0xb8, 0x08, 0x80, 0x00, 0x00, 0x03,
+        0x00, 0x80, 0x00, 0x00, 0x19, 0x07, 0x8a, 0x15, 0x24,
+    ];
+    const PPS: &[u8] = &[0x68, 0xeb, 0xc3, 0xcb, 0x22, 0xc0];
+
+    proptest! {
+        /// A canonical frame out as Annex B (parameter sets before a key
+        /// frame) and back in is the same frame, key flag and
+        /// configuration included.
+        #[test]
+        fn h264_out_and_back_in_is_the_same_frame(
+            key in any::<bool>(),
+            nals in prop::collection::vec(
+                (prop::sample::select(vec![1u8, 5, 6]), prop::collection::vec(1u8..=255, 1..300)),
+                1..6,
+            ),
+        ) {
+            let mut lp = Vec::new();
+            for (t, body) in &nals {
+                let t = if key { *t } else if *t == 5 { 1 } else { *t };
+                lp.extend_from_slice(&((body.len() + 1) as u32).to_be_bytes());
+                lp.push(0x40 | t);
+                lp.extend_from_slice(body);
+            }
+            let has_idr = key && nals.iter().any(|(t, _)| *t == 5);
+            let config = AvcConfig::from_parameter_sets(
+                vec![Bytes::from_static(SPS)],
+                vec![Bytes::from_static(PPS)],
+            )
+            .expect("avcC")
+            .to_bytes();
+            let f = MediaFrame::video(
+                TrackId(0),
+                CodecId::H264,
+                has_idr,
+                MediaTime::new(0, Timescale::new(90_000).expect("ts")),
+                Bytes::from(lp.clone()),
+            );
+            let annex = h264_annex_b(&f, Some(config.clone())).expect("Annex B");
+            let (payload, key_in, config_in) = h264_frame(Bytes::from(annex));
+            prop_assert_eq!(&payload[..], &lp[..]);
+            prop_assert_eq!(key_in, has_idr);
+            prop_assert_eq!(config_in, has_idr.then_some(config));
+        }
+
+        /// Any bytes as an Annex B access unit: no panic, and what comes
+        /// out is well formed length-prefixed NAL units.
+        #[test]
+        fn any_annex_b_is_taken_without_a_panic(data in prop::collection::vec(any::<u8>(), 0..600)) {
+            let (payload, _, _) = h264_frame(Bytes::from(data));
+            let mut at = 0;
+            while at < payload.len() {
+                prop_assert!(at + 4 <= payload.len());
+                let n = u32::from_be_bytes([payload[at], payload[at + 1], payload[at + 2], payload[at + 3]]) as usize;
+                at += 4 + n;
+            }
+            prop_assert_eq!(at, payload.len());
+        }
     }
 }
