@@ -373,3 +373,144 @@ fn an_rtmp_publish_plays_over_whep_at_the_sources_times() {
         "{played}"
     );
 }
+
+/// The gateway's pages in headless Chromium (`tests/browser/webrtc_pages.mjs`):
+/// the report of each page and the player's per-second figures.
+fn pages_in_chromium(base: &str, secs: u32, shot: &str, publish: bool) -> serde_json::Value {
+    common::peers::need("chromium", "apt-get install -y chromium");
+    let node = common::peers::need("node", "apt-get install -y nodejs npm");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
+    assert!(
+        dir.join("node_modules/playwright-core").exists(),
+        "interop: playwright-core is missing; run: npm install --prefix tests/browser"
+    );
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/browser");
+    std::fs::create_dir_all(&shots).expect("screenshot dir");
+    let mut cmd = Command::new(node);
+    cmd.arg(dir.join("webrtc_pages.mjs"))
+        .arg(base)
+        .arg(secs.to_string())
+        .arg(shots.join(shot));
+    if publish {
+        cmd.arg("publish");
+    }
+    let out = cmd.output().expect("node runs");
+    assert!(
+        out.status.success(),
+        "the browser run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "the browser printed no report ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// 20 s of the player page: over WebRTC, pictures decoded every second,
+/// no freeze, audio arriving.
+fn assert_smooth(r: &serde_json::Value, what: &str) {
+    let player = &r["player"];
+    assert_eq!(player["via"], "webrtc", "{what}: {player}");
+    assert_eq!(player["errors"], serde_json::json!([]), "{what}: {player}");
+    let decoded: Vec<u64> = r["samples"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| s["video"]["framesDecoded"].as_u64().unwrap_or(0))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(decoded.len() >= 20, "{what}: {decoded:?}");
+    // After the first two seconds, at least 15 pictures in every second.
+    let slow: Vec<_> = decoded[2..]
+        .windows(2)
+        .filter(|w| w[1] < w[0] + 15)
+        .collect();
+    assert!(
+        slow.is_empty(),
+        "{what}: pictures decoded per second: {decoded:?}"
+    );
+    let stats = &player["stats"];
+    assert_eq!(stats["video"]["freezeCount"], 0, "{what}: {stats}");
+    assert!(
+        stats["audio"]["packetsReceived"].as_u64().unwrap_or(0) > 500,
+        "{what}: {stats}"
+    );
+}
+
+#[test]
+fn chromium_publishes_through_the_publish_page_and_plays_through_the_player_page() {
+    let dir = tmpdir("webrtc-pages");
+    let g = Gateway::start(&dir, &[]);
+    let base = format!("http://{}/live/page", g.http);
+    let r = pages_in_chromium(&base, 20, "webrtc-page", true);
+    assert_eq!(r["publisher"]["state"], "publishing", "{}", r["publisher"]);
+    assert_smooth(&r, "Chromium's camera through the pages");
+    let log = g.log();
+    assert!(log.contains("live/page tracks: h264, opus"), "{log}");
+    assert!(log.contains("is playing live/page over webrtc"), "{log}");
+}
+
+#[test]
+fn chromium_plays_an_rtmp_publish_through_the_player_page() {
+    let dir = tmpdir("webrtc-page-rtmp");
+    let g = Gateway::start(&dir, &[]);
+    // 30 s of H.264 (no B-frames) and Opus from ffmpeg 9 over RTMP.
+    let input = dir.join("long.mkv");
+    let st = Command::new(ffmpeg9())
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=30",
+        ])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            "30",
+        ])
+        .args([
+            "-c:v",
+            "libx264",
+            "-profile:v",
+            "baseline",
+            "-bf",
+            "0",
+            "-g",
+            "30",
+        ])
+        .args([
+            "-pix_fmt", "yuv420p", "-b:v", "800k", "-c:a", "libopus", "-ac", "2",
+        ])
+        .arg(&input)
+        .status()
+        .expect("ffmpeg 9 runs");
+    assert!(st.success());
+    let publisher = spawn(
+        Command::new(ffmpeg9())
+            .args(["-v", "error", "-re", "-i"])
+            .arg(&input)
+            .args(["-c", "copy", "-f", "flv"])
+            .arg(format!("rtmp://{}/live/tv", g.rtmp)),
+    );
+    assert!(g.wait_log("live/tv tracks: h264, opus", 10), "{}", g.log());
+    let r = pages_in_chromium(
+        &format!("http://{}/live/tv", g.http),
+        20,
+        "webrtc-page-rtmp",
+        false,
+    );
+    assert_smooth(&r, "an RTMP publish in the player page");
+    assert_eq!(r["player"]["stats"]["video"]["frameWidth"], 320);
+    let mut p = publisher;
+    let _ = p.kill();
+    let _ = p.wait();
+}

@@ -32,7 +32,8 @@ SRT:            ffmpeg -re -i IN -c copy -f mpegts 'srt://127.0.0.1:8890?streami
                 ffplay 'srt://127.0.0.1:8890?streamid=read:live/STREAM'
          or:    http://127.0.0.1:8888/live/STREAM/index.m3u8 (HLS / LL-HLS)
 WebRTC (WHIP):  ffmpeg -re -i IN -c:v libx264 -bf 0 -c:a libopus -f whip http://127.0.0.1:8888/live/STREAM/whip
-       (WHEP):  a WHEP player at http://127.0.0.1:8888/live/STREAM/whep
+       (WHEP):  http://127.0.0.1:8888/live/STREAM/ in a browser (a WHEP player page);
+                the camera from a browser: http://127.0.0.1:8888/live/STREAM/publish
 Stream list:    http://127.0.0.1:8888/api/streams    Metrics: /metrics
 
 FLAGS:

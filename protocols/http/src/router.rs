@@ -60,6 +60,17 @@ impl std::fmt::Debug for Router {
     }
 }
 
+/// The player page (`/APP/STREAM/`: WebRTC through WHEP, LL-HLS where the
+/// browser plays it itself) and the publish page (`/APP/STREAM/publish`:
+/// the camera through WHIP), plain HTML and JavaScript.
+fn page(name: &str) -> Option<&'static str> {
+    match name {
+        "" | "index.html" => Some(include_str!("pages/play.html")),
+        "publish" => Some(include_str!("pages/publish.html")),
+        _ => None,
+    }
+}
+
 /// Whether `path` is the API's or the metrics'.
 fn is_api(path: &str) -> bool {
     path == "/metrics" || path == "/api" || path.starts_with("/api/")
@@ -327,6 +338,17 @@ impl Handler for Router {
                 "not found: media paths are /APP/STREAM/FILE",
             ));
         };
+        if let Some(page) = page(name) {
+            // The pages carry no media: the streams they open are checked
+            // when the page asks for them.
+            if StreamKey::new(app, stream).is_err() {
+                return Poll::Ready(Response::text(400, "bad stream name"));
+            }
+            return Poll::Ready(
+                Response::new(200, "text/html; charset=utf-8", page)
+                    .with_header("Cache-Control", "no-cache"),
+            );
+        }
         if name.is_empty() || name.starts_with('.') {
             return Poll::Ready(Response::text(400, "bad file name"));
         }
