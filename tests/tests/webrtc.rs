@@ -241,6 +241,17 @@ fn bad_whip_offers_get_a_clear_4xx() {
     assert!(post("application/sdp", "x").starts_with("HTTP/1.1 400"));
 }
 
+/// The body of `GET path`.
+fn http_get(addr: SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connects");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).expect("writes");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
 /// `testdata/aiortc_peer.py` (aiortc, from PyPI) as a WHEP player or a
 /// WHIP publisher against `url` for `secs`; its JSON report.
 fn aiortc(mode: &str, url: &str, secs: f64) -> Child {
@@ -315,6 +326,20 @@ fn aiortc_publishes_over_whip_and_plays_over_whep() {
             }
         }
     });
+    // While both run, the stats API shows both peers' links.
+    std::thread::sleep(Duration::from_millis(2000));
+    let streams = http_get(g.http, "/api/streams");
+    for role in ["publish", "play"] {
+        assert!(
+            streams
+                .split("{\"protocol\":")
+                .any(|l| l.starts_with("\"webrtc\"")
+                    && l.contains(&format!("\"role\":\"{role}\""))
+                    && l.contains("\"transport\":\"udp\"")
+                    && !l.contains("\"packets_received\":0,")),
+            "no WebRTC {role} link in /api/streams: {streams}"
+        );
+    }
     let played = report(player, "aiortc playing over WHEP");
     garbage.join().expect("the garbage sender");
     let published = report(publisher, "aiortc publishing over WHIP");

@@ -726,6 +726,7 @@ async fn run(o: Options) -> Result<(), String> {
             ),
         );
         servers.spawn(task);
+        link_sources.push(Arc::new(sig.stats()));
         signalling = Some(sig);
     }
     if let Some(addr) = o.http {

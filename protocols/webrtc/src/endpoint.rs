@@ -24,6 +24,7 @@ use str0m::{Candidate, IceCreds, RtcConfig};
 
 use crate::peer::{Clock, PeerSession, Role};
 use crate::stun;
+use crate::WebRtcStats;
 
 /// The WebRTC endpoint's settings.
 #[derive(Clone, Debug)]
@@ -70,6 +71,7 @@ pub fn webrtc(cfg: WebRtcConfig) -> (WebRtcEndpoint, WebRtcSignalling) {
     }));
     let clock = Clock(std::time::Instant::now());
     let cfg = Arc::new(cfg);
+    let stats = WebRtcStats::default();
     (
         WebRtcEndpoint {
             shared: shared.clone(),
@@ -77,7 +79,13 @@ pub fn webrtc(cfg: WebRtcConfig) -> (WebRtcEndpoint, WebRtcSignalling) {
             by_addr: HashMap::new(),
             keys: HashSet::new(),
         },
-        WebRtcSignalling { shared, cfg, clock },
+        WebRtcSignalling {
+            shared,
+            cfg,
+            clock,
+            stats,
+            next_id: Arc::new(std::sync::atomic::AtomicU64::new(1)),
+        },
     )
 }
 
@@ -87,6 +95,15 @@ pub struct WebRtcSignalling {
     shared: Arc<Mutex<Shared>>,
     cfg: Arc<WebRtcConfig>,
     clock: Clock,
+    stats: WebRtcStats,
+    next_id: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl WebRtcSignalling {
+    /// The live peers' link figures, for the stats API.
+    pub fn stats(&self) -> WebRtcStats {
+        self.stats.clone()
+    }
 }
 
 /// `n` characters from the ICE alphabet, from the system's randomness.
@@ -180,6 +197,10 @@ impl Signalling for WebRtcSignalling {
             offer.stream,
             offer.token,
             ended,
+        )
+        .with_stats(
+            self.stats.clone(),
+            self.next_id.fetch_add(1, Ordering::Relaxed),
         );
         let mut s = self.shared.lock().map_err(|_| OfferError::Busy)?;
         s.waiting.insert(ufrag.clone(), (session, now));

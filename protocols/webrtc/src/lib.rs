@@ -14,10 +14,12 @@
 pub mod crypto;
 pub mod endpoint;
 mod peer;
+mod stats;
 mod stun;
 
 pub use endpoint::{webrtc, WebRtcConfig, WebRtcEndpoint, WebRtcSignalling};
 pub use peer::{PeerSession, Role};
+pub use stats::WebRtcStats;
 
 #[cfg(test)]
 mod tests;

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arcly_core::bus::{CloseReason, DeliveryRef, RecvError};
-use arcly_core::engine::Action;
+use arcly_core::engine::{Action, LinkFigures, LinkReport};
 use arcly_core::frame::{CodecId, MediaFrame, TrackId, TrackInfo, TrackSet};
 use arcly_core::media::codec::h264::{nal_type, AvcConfig};
 use arcly_core::media::codec::nal::AnnexBNals;
@@ -137,6 +137,12 @@ pub struct PeerSession {
     out_lines: Vec<OutLine>,
     play_tracks: Option<Arc<TrackSet>>,
     wait_key: bool,
+    /// Where the link figures go (with this peer's id), when next, and
+    /// the datagrams and bytes each way.
+    stats: Option<(crate::WebRtcStats, u64)>,
+    stats_due: Instant,
+    peer: Option<SocketAddr>,
+    counts: LinkFigures,
 }
 
 impl core::fmt::Debug for PeerSession {
@@ -185,7 +191,38 @@ impl PeerSession {
             out_lines: Vec::new(),
             play_tracks: None,
             wait_key: true,
+            stats: None,
+            stats_due: Instant::ZERO,
+            peer: None,
+            counts: LinkFigures::default(),
         }
+    }
+
+    /// Reports the peer's link figures to `stats` under `id`, at most
+    /// once a second, for the stats API.
+    pub(crate) fn with_stats(mut self, stats: crate::WebRtcStats, id: u64) -> Self {
+        self.stats = Some((stats, id));
+        self
+    }
+
+    /// Writes the link figures when due.
+    fn report(&mut self, now: Instant) {
+        let Some((stats, id)) = &self.stats else {
+            return;
+        };
+        if now < self.stats_due || self.state != State::Publishing {
+            return;
+        }
+        self.stats_due = now.saturating_add(core::time::Duration::from_secs(1));
+        stats.update(LinkReport {
+            protocol: "webrtc",
+            id: *id,
+            resource: format!("{}/{}", self.app, self.stream),
+            publishing: self.role == Role::Publish,
+            peer: self.peer.map(|p| p.to_string()).unwrap_or_default(),
+            transport: "udp",
+            figures: self.counts,
+        });
     }
 
     /// The flag that ends the session when set.
@@ -205,6 +242,9 @@ impl PeerSession {
         }
         self.rtc.disconnect();
         self.closed = true;
+        if let Some((stats, id)) = &self.stats {
+            stats.remove(*id);
+        }
         self.events.push_back(SessionEvent::Closed(end));
     }
 
@@ -231,6 +271,8 @@ impl PeerSession {
                 }
                 Output::Transmit(t) => {
                     let data = Bytes::copy_from_slice(&t.contents);
+                    self.counts.pkt_sent += 1;
+                    self.counts.bytes_sent += data.len() as u64;
                     if is_client_hello(&data) {
                         // ffmpeg's WHIP muxer, the DTLS server by default,
                         // takes the first ClientHello as its sign that ICE
@@ -516,6 +558,9 @@ impl Session for PeerSession {
             return;
         };
         self.local = Some(local);
+        self.peer = Some(from);
+        self.counts.pkt_recv += 1;
+        self.counts.bytes_recv += data.len() as u64;
         let Ok(r) = Receive::new(Protocol::Udp, from, local, &data) else {
             // Not STUN, DTLS or (S)RTP: dropped.
             return;
@@ -527,6 +572,7 @@ impl Session for PeerSession {
             return self.fail(e);
         }
         self.drain(now);
+        self.report(now);
     }
 
     fn handle_delivery(&mut self, now: Instant, delivery: DeliveryRef<'_>) {
@@ -568,6 +614,7 @@ impl Session for PeerSession {
             return self.fail(e);
         }
         self.drain(now);
+        self.report(now);
     }
 
     fn accept(&mut self, now: Instant, id: RequestId) {

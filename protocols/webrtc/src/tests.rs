@@ -502,12 +502,23 @@ fn a_whip_publisher_gets_through_signalling_and_the_endpoint_to_canonical_frames
         .audio()
         .is_some_and(|a| a.codec == arcly_core::frame::CodecId::Opus));
 
+    // Its link is in the stats while it lasts.
+    use arcly_core::engine::LinkSource;
+    let links = sig.stats().links();
+    assert!(
+        links.iter().any(|l| l.protocol == "webrtc"
+            && l.publishing
+            && l.resource == "live/cam"
+            && l.figures.pkt_recv > 0),
+        "{links:?}"
+    );
     // A DELETE of the resource ends the session within a second.
     assert!(sig.end(&answer.id));
     let s = session.as_mut().expect("a session");
     let later = host(now).saturating_add(Duration::from_secs(2));
     s.handle_timeout(later);
     assert!(s.is_closed());
+    assert!(sig.stats().links().is_empty());
     assert!(!sig.end("nope"));
 }
 
