@@ -71,3 +71,42 @@ pub trait LinkSource: Send + Sync {
     /// Every live connection's figures.
     fn links(&self) -> Vec<LinkReport>;
 }
+
+/// Live connections' figures by id, shared by the sessions that write
+/// them (at most about once a second each) and the API that reads them:
+/// the [`LinkSource`] a protocol crate hands its host. A lock guards it;
+/// no media packet takes it.
+#[derive(Clone, Debug, Default)]
+pub struct LinkRegistry(
+    alloc::sync::Arc<std::sync::Mutex<alloc::collections::BTreeMap<u64, LinkReport>>>,
+);
+
+impl LinkRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records `report` under its id, replacing what was there.
+    pub fn update(&self, report: LinkReport) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(report.id, report);
+        }
+    }
+
+    /// Forgets connection `id` (it ended).
+    pub fn remove(&self, id: u64) {
+        if let Ok(mut m) = self.0.lock() {
+            m.remove(&id);
+        }
+    }
+}
+
+impl LinkSource for LinkRegistry {
+    fn links(&self) -> Vec<LinkReport> {
+        match self.0.lock() {
+            Ok(m) => m.values().cloned().collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+}

@@ -32,7 +32,6 @@ pub mod rtcp;
 pub mod rtp;
 pub mod sdp;
 pub mod server;
-mod stats;
 pub mod url;
 
 #[cfg(test)]
@@ -40,7 +39,8 @@ mod tests;
 
 pub use client::{ClientConfig, RtspClient};
 pub use server::RtspSession;
-pub use stats::RtspStats;
+/// Live RTSP sessions' and pulls' link figures, for the stats API.
+pub type RtspStats = arcly_core::engine::LinkRegistry;
 
 /// The server's settings.
 #[derive(Clone, Debug)]

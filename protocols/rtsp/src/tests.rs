@@ -499,6 +499,18 @@ fn split_sent(lines: Vec<(bool, u64, Vec<u8>)>) -> Vec<(bool, u64, Vec<u8>)> {
     out
 }
 
+/// How far (µs) the first audio frame comes after the first video frame.
+fn gap(frames: &[MediaFrame]) -> i64 {
+    let first = |audio: bool| {
+        frames
+            .iter()
+            .find(|f| f.codec.is_audio() == audio)
+            .map(|f| f.pts.as_micros())
+            .expect("frames of both kinds")
+    };
+    first(true) - first(false)
+}
+
 #[test]
 fn a_sender_report_after_a_tracks_first_packets_still_places_them() {
     // Over UDP a report and the first packets of its track come on
@@ -532,16 +544,6 @@ fn a_sender_report_after_a_tracks_first_packets_still_places_them() {
         l.1 = late_at;
         late.insert(at + k, l);
     }
-    let gap = |frames: &[MediaFrame]| {
-        let first = |audio: bool| {
-            frames
-                .iter()
-                .find(|f| f.codec.is_audio() == audio)
-                .map(|f| f.pts.as_micros())
-                .expect("frames of both kinds")
-        };
-        first(true) - first(false)
-    };
     let (in_order, _) = replay_publish_from(capture("ffmpeg5_publish_tcp.txt"));
     let (reordered, answers) = replay_publish_from(late);
     assert_eq!(reordered.len(), in_order.len(), "{answers}");
@@ -566,16 +568,6 @@ fn a_track_whose_report_is_lost_stays_in_step_with_the_others() {
         .expect("a report");
     let mut lost = lines.clone();
     lost.remove(sr);
-    let gap = |frames: &[MediaFrame]| {
-        let first = |audio: bool| {
-            frames
-                .iter()
-                .find(|f| f.codec.is_audio() == audio)
-                .map(|f| f.pts.as_micros())
-                .expect("frames of both kinds")
-        };
-        first(true) - first(false)
-    };
     let (in_order, _) = replay_publish_from(lines);
     let (without, answers) = replay_publish_from(lost);
     assert_eq!(without.len(), in_order.len(), "{answers}");

@@ -250,11 +250,14 @@ impl Endpoint for WebRtcEndpoint {
         data: &[u8],
     ) -> Route<String> {
         if let Some(ufrag) = stun::local_ufrag(data) {
-            if self.keys.contains(ufrag) {
-                // A live session's peer may move (ICE picks another pair).
-                if self.by_addr.get(&from).map(String::as_str) != Some(ufrag) {
-                    self.by_addr.insert(from, ufrag.to_string());
-                }
+            // A live session's peer may move (ICE picks another pair);
+            // the addresses learnt stay bounded by the live sessions.
+            let room = self.by_addr.len() < 8 * self.keys.len() + 64;
+            if self.keys.contains(ufrag)
+                && room
+                && self.by_addr.get(&from).map(String::as_str) != Some(ufrag)
+            {
+                self.by_addr.insert(from, ufrag.to_string());
             }
             return Route::Session(ufrag.to_string());
         }

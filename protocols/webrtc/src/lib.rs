@@ -14,12 +14,12 @@
 pub mod crypto;
 pub mod endpoint;
 mod peer;
-mod stats;
 mod stun;
 
 pub use endpoint::{webrtc, WebRtcConfig, WebRtcEndpoint, WebRtcSignalling};
 pub use peer::{PeerSession, Role};
-pub use stats::WebRtcStats;
+/// Live WebRTC peers' link figures, for the stats API.
+pub type WebRtcStats = arcly_core::engine::LinkRegistry;
 
 #[cfg(test)]
 mod tests;
