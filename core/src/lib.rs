@@ -22,6 +22,8 @@
 //! * `sim` (feature `sim`): a deterministic network simulator for sans-IO
 //!   tests (seeded loss, reordering, duplication, delay, bandwidth).
 //! * [`media`]: the media plane (codec parsers, containers, playlists).
+//! * [`transcode`]: where a host's audio transcoder plugs in for a player
+//!   whose protocol cannot carry the stream's codec.
 //!
 //! With `default-features = false` the crate is `#![no_std]` + `alloc` and
 //! offers the time and frame model (and, as they arrive, the media plane's
@@ -52,6 +54,7 @@ pub mod signal;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod storage;
+pub mod transcode;
 
 pub use bytes::{Bytes, BytesMut};
 pub use frame::{CodecId, FrameKind, MediaFrame, TrackId, TrackInfo, TrackSet};

@@ -201,6 +201,10 @@ pub enum SessionEvent {
     /// Stream metadata from the publisher (e.g. RTMP `onMetaData`), as
     /// name/value pairs in text.
     Metadata(Vec<(String, String)>),
+    /// Something about the session the host should log, in a person's
+    /// words: a player gets less than the stream (a codec its protocol
+    /// cannot carry, frames its peer cannot decode).
+    Notice(String),
     /// The peer stopped publishing (the session may go on).
     PublishStopped,
     /// The peer stopped playing (the session may go on).
@@ -862,6 +866,11 @@ impl<S: Session> Conductor<S> {
                     }
                 }
                 SessionEvent::Metadata(_) => {}
+                SessionEvent::Notice(text) => self.p.log.push_back(format!(
+                    "{} over {}: {text}",
+                    self.p.ctx.peer.as_deref().unwrap_or("?"),
+                    self.p.session.protocol()
+                )),
                 SessionEvent::Sockets(r) => self.p.sockets.push_back(r),
                 SessionEvent::PublishStopped => {
                     if let Some(p) = self.p.publisher.take() {

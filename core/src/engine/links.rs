@@ -27,6 +27,10 @@ pub struct LinkReport {
     pub transport: &'static str,
     /// Its figures.
     pub figures: LinkFigures,
+    /// What the link's peer gets less of, a word each (WebRTC: `"b-frames"`,
+    /// H.264 with B-frames, which browsers' WebRTC decoders cannot reorder;
+    /// `"no-audio:aac"`, audio in a codec the protocol cannot carry).
+    pub notes: Vec<&'static str>,
 }
 
 /// What a connection counted, the figures `srt_bstats` reports.

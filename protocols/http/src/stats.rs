@@ -95,7 +95,7 @@ fn link_json(out: &mut String, l: &LinkReport) {
     let f = &l.figures;
     let _ = write!(
         out,
-        "{{\"protocol\":{},\"id\":{},\"role\":{},\"peer\":{},\"rtt_ms\":{:.3},\"rtt_var_ms\":{:.3},\"packets_sent\":{},\"packets_retransmitted\":{},\"packets_reported_lost\":{},\"packets_send_dropped\":{},\"packets_received\":{},\"packets_lost\":{},\"packets_recovered\":{},\"packets_dropped\":{},\"packets_undecryptable\":{},\"bytes_sent\":{},\"bytes_received\":{},\"send_rate_bps\":{},\"receive_rate_bps\":{},\"capacity_pps\":{},\"transport\":{}}}",
+        "{{\"protocol\":{},\"id\":{},\"role\":{},\"peer\":{},\"rtt_ms\":{:.3},\"rtt_var_ms\":{:.3},\"packets_sent\":{},\"packets_retransmitted\":{},\"packets_reported_lost\":{},\"packets_send_dropped\":{},\"packets_received\":{},\"packets_lost\":{},\"packets_recovered\":{},\"packets_dropped\":{},\"packets_undecryptable\":{},\"bytes_sent\":{},\"bytes_received\":{},\"send_rate_bps\":{},\"receive_rate_bps\":{},\"capacity_pps\":{},\"transport\":{},\"notes\":[{}]}}",
         json_str(l.protocol),
         l.id,
         json_str(role(l)),
@@ -117,6 +117,11 @@ fn link_json(out: &mut String, l: &LinkReport) {
         f.recv_rate * 8,
         f.capacity,
         json_str(l.transport),
+        l.notes
+            .iter()
+            .map(|n| json_str(n))
+            .collect::<Vec<_>>()
+            .join(","),
     );
 }
 

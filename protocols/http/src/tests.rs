@@ -197,6 +197,7 @@ fn stats_render_streams_and_metrics() {
         publishing: true,
         peer: "127.0.0.1:5000".into(),
         transport: "udp",
+        notes: vec!["b-frames"],
         figures: arcly_core::engine::LinkFigures {
             rtt_us: 1_500,
             pkt_recv: 40,
@@ -221,6 +222,10 @@ fn stats_render_streams_and_metrics() {
     );
     assert!(
         j.contains("\"packets_lost\":3,\"packets_recovered\":2,\"packets_dropped\":1"),
+        "{j}"
+    );
+    assert!(
+        j.contains("\"transport\":\"udp\",\"notes\":[\"b-frames\"]}"),
         "{j}"
     );
     // Only the stream's own links.

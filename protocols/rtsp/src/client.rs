@@ -228,6 +228,7 @@ impl RtspClient {
             publishing: true,
             peer: self.request_url.clone(),
             transport: if udp { "udp" } else { "tcp" },
+            notes: Vec::new(),
             figures: arcly_core::engine::LinkFigures {
                 pkt_recv: ingest.received(),
                 pkt_recv_loss: ingest.lost(),

@@ -190,6 +190,7 @@ impl RtspSession {
             publishing,
             peer: self.peer.map(|p| p.to_string()).unwrap_or_default(),
             transport: if self.udp { "udp" } else { "tcp" },
+            notes: Vec::new(),
             figures,
         });
     }

@@ -247,6 +247,7 @@ impl SessionInfo {
             publishing: self.publishing,
             peer: self.peer.clone(),
             transport: "udp",
+            notes: Vec::new(),
             figures: arcly_core::engine::LinkFigures {
                 rtt_us: u64::from(s.rtt),
                 rtt_var_us: u64::from(s.rtt_var),

@@ -8,6 +8,7 @@
 //! The two sides share the waiting sessions behind a lock that only
 //! signalling and session starts take, never a media packet.
 
+use arcly_core::transcode::TranscoderFactory;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,6 +41,10 @@ pub struct WebRtcConfig {
     pub max_waiting: usize,
     /// How long an answered offer waits for its peer, µs.
     pub connect_timeout_us: u64,
+    /// Where a player gets a transcoder for audio WebRTC cannot carry
+    /// (AAC to Opus); without one such audio is not sent, and the player
+    /// is told so in the log and in its link's notes.
+    pub audio_transcoder: Option<TranscoderFactory>,
 }
 
 impl Default for WebRtcConfig {
@@ -49,6 +54,7 @@ impl Default for WebRtcConfig {
             max_sessions: 1000,
             max_waiting: 64,
             connect_timeout_us: 30_000_000,
+            audio_transcoder: None,
         }
     }
 }
@@ -201,7 +207,8 @@ impl Signalling for WebRtcSignalling {
         .with_stats(
             self.stats.clone(),
             self.next_id.fetch_add(1, Ordering::Relaxed),
-        );
+        )
+        .with_transcoder(self.cfg.audio_transcoder.clone());
         let mut s = self.shared.lock().map_err(|_| OfferError::Busy)?;
         s.waiting.insert(ufrag.clone(), (session, now));
         Ok(Answer {

@@ -30,6 +30,7 @@ use arcly_core::session::{
     SessionEvent, StreamRequest, Transmit,
 };
 use arcly_core::time::{Instant, MediaTime, Timescale};
+use arcly_core::transcode::{AudioTranscoder, TranscoderFactory};
 use bytes::{BufMut, Bytes, BytesMut};
 use str0m::format::Codec;
 use str0m::media::{KeyframeRequestKind, MediaData, MediaKind, Mid};
@@ -143,6 +144,29 @@ pub struct PeerSession {
     stats_due: Instant,
     peer: Option<SocketAddr>,
     counts: LinkFigures,
+    /// What this player gets less of (see [`LinkReport::notes`]), each
+    /// told once in the log.
+    notes: Vec<&'static str>,
+    /// Where a player's audio transcoders come from, and the one at work:
+    /// the source track it takes and the track it makes.
+    transcoders: Option<TranscoderFactory>,
+    transcoding: Option<Transcoding>,
+}
+
+/// A player's audio transcoder at work.
+struct Transcoding {
+    from: TrackId,
+    to: TrackInfo,
+    tx: Box<dyn AudioTranscoder>,
+}
+
+impl core::fmt::Debug for Transcoding {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Transcoding")
+            .field("from", &self.from)
+            .field("to", &self.to.codec)
+            .finish_non_exhaustive()
+    }
 }
 
 impl core::fmt::Debug for PeerSession {
@@ -195,6 +219,27 @@ impl PeerSession {
             stats_due: Instant::ZERO,
             peer: None,
             counts: LinkFigures::default(),
+            notes: Vec::new(),
+            transcoders: None,
+            transcoding: None,
+        }
+    }
+
+    /// Where this player gets a transcoder for audio WebRTC cannot carry.
+    pub(crate) fn with_transcoder(mut self, t: Option<TranscoderFactory>) -> Self {
+        self.transcoders = t;
+        self
+    }
+
+    /// Tells the host, once per `note`, that this player gets less than
+    /// the stream, and why.
+    fn notice(&mut self, note: &'static str, text: String) {
+        if !self.notes.contains(&note) {
+            self.notes.push(note);
+            self.events.push_back(SessionEvent::Notice(format!(
+                "playing {}/{}: {text}",
+                self.app, self.stream
+            )));
         }
     }
 
@@ -221,6 +266,7 @@ impl PeerSession {
             publishing: self.role == Role::Publish,
             peer: self.peer.map(|p| p.to_string()).unwrap_or_default(),
             transport: "udp",
+            notes: self.notes.clone(),
             figures: self.counts,
         });
     }
@@ -427,9 +473,81 @@ impl PeerSession {
 }
 
 impl PeerSession {
-    /// A frame from the bus to the player: on the media line of its kind
-    /// with the payload type negotiated for its codec.
+    /// What of the stream this player cannot get as it is, told once: a
+    /// video codec other than H.264, audio other than Opus (through a
+    /// transcoder when the host has one).
+    fn check_tracks(&mut self) {
+        let Some(tracks) = self.play_tracks.clone() else {
+            return;
+        };
+        for t in tracks.iter() {
+            let c = t.codec;
+            if matches!(c, CodecId::H264 | CodecId::Opus) {
+                continue;
+            }
+            if c.is_video() {
+                self.notice(
+                    "no-video",
+                    format!("its video is {}, which is not sent over WebRTC here (H.264 is): this player gets audio only", c.name()),
+                );
+                continue;
+            }
+            if self.transcoding.as_ref().is_some_and(|x| x.from == t.id) {
+                continue;
+            }
+            let started = self
+                .transcoders
+                .as_ref()
+                .and_then(|f| f.make(c, CodecId::Opus))
+                .map(|mut tx| tx.start(t).map(|to| (tx, to)));
+            match started {
+                Some(Ok((tx, to))) => {
+                    self.transcoding = Some(Transcoding { from: t.id, to, tx });
+                    self.notice(
+                        "audio-transcoded",
+                        format!("its audio is {}, transcoded to Opus for this player", c.name()),
+                    );
+                }
+                Some(Err(e)) => self.notice(
+                    "no-audio",
+                    format!("its audio is {}, which WebRTC does not carry, and the transcoder did not take it ({e}): this player gets video only", c.name()),
+                ),
+                None => self.notice(
+                    "no-audio",
+                    format!("its audio is {}, which WebRTC does not carry, and no transcoder to Opus is configured: this player gets video only", c.name()),
+                ),
+            }
+        }
+    }
+
+    /// A frame from the bus to the player: audio WebRTC cannot carry
+    /// through the transcoder when there is one, the rest as it is.
     fn play_frame(&mut self, now: Instant, f: &MediaFrame) {
+        if f.codec.is_video() || f.codec == CodecId::Opus {
+            return self.send_frame(now, f);
+        }
+        let Some(x) = self.transcoding.as_mut().filter(|x| x.from == f.track) else {
+            return;
+        };
+        if let Err(e) = x.tx.push(f) {
+            let codec = f.codec.name();
+            self.transcoding = None;
+            self.notes.retain(|n| *n != "audio-transcoded");
+            return self.notice(
+                "no-audio",
+                format!("transcoding its {codec} audio stopped ({e}): this player gets video only"),
+            );
+        }
+        let out: Vec<MediaFrame> = core::iter::from_fn(|| x.tx.poll()).collect();
+        let to = x.to.codec;
+        for o in out.iter().filter(|o| o.codec == to) {
+            self.send_frame(now, o);
+        }
+    }
+
+    /// A frame to the player: on the media line of its kind with the
+    /// payload type negotiated for its codec.
+    fn send_frame(&mut self, now: Instant, f: &MediaFrame) {
         let video = f.codec.is_video();
         if video && self.wait_key {
             if !f.is_key() {
@@ -451,6 +569,16 @@ impl PeerSession {
             return;
         };
         let payload = if f.codec == CodecId::H264 {
+            if f.pts != f.dts {
+                self.notice(
+                    "b-frames",
+                    "its H.264 has B-frames, which browsers' WebRTC decoders cannot reorder: \
+                     the gateway's player page decodes them itself where the browser has \
+                     WebCodecs (HTTPS or localhost), other players may stutter; publish \
+                     without B-frames (x264: -bf 0) for every player"
+                        .into(),
+                );
+            }
             let config = self
                 .play_tracks
                 .as_ref()
@@ -580,7 +708,10 @@ impl Session for PeerSession {
             return;
         }
         match delivery {
-            DeliveryRef::Tracks(t) => self.play_tracks = Some(t.clone()),
+            DeliveryRef::Tracks(t) => {
+                self.play_tracks = Some(t.clone());
+                self.check_tracks();
+            }
             DeliveryRef::Frame(f) => self.play_frame(now, f),
             DeliveryRef::Lagged { .. } => self.wait_key = true,
         }

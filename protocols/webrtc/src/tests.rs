@@ -598,12 +598,137 @@ fn a_flood_of_offers_holds_a_bounded_number_and_then_gets_busy() {
     assert!(sig.offer(HInstant::from_micros(1_000_001), offer()).is_ok());
 }
 
+/// What a WHEP player got: the media payloads it depacketized, the
+/// session's notices, and the play requests the host saw.
+struct PlayRun {
+    got: Vec<Vec<u8>>,
+    notices: Vec<String>,
+    asked: usize,
+}
+
+/// An AAC-to-Opus stand-in: each AAC frame becomes an Opus packet
+/// `[0xf8, 0xaa, n]` at the same time.
+struct FakeOpus(
+    std::collections::VecDeque<arcly_core::frame::MediaFrame>,
+    u8,
+);
+
+impl arcly_core::transcode::AudioTranscoder for FakeOpus {
+    fn start(
+        &mut self,
+        input: &arcly_core::frame::TrackInfo,
+    ) -> Result<arcly_core::frame::TrackInfo, arcly_core::transcode::TranscodeError> {
+        assert_eq!(input.codec, arcly_core::frame::CodecId::Aac);
+        Ok(arcly_core::frame::TrackInfo::new(
+            input.id,
+            arcly_core::frame::CodecId::Opus,
+            arcly_core::time::Timescale::new(48_000).expect("ts"),
+            arcly_core::media::codec::opus::OpusHead::new(2, 0, 48_000).to_bytes(),
+        ))
+    }
+
+    fn push(
+        &mut self,
+        f: &arcly_core::frame::MediaFrame,
+    ) -> Result<(), arcly_core::transcode::TranscodeError> {
+        let ts = arcly_core::time::Timescale::new(48_000).expect("ts");
+        self.0.push_back(arcly_core::frame::MediaFrame::audio(
+            f.track,
+            arcly_core::frame::CodecId::Opus,
+            f.pts.rescale(ts),
+            bytes::Bytes::from(vec![0xf8, 0xaa, self.1]),
+        ));
+        self.1 += 1;
+        Ok(())
+    }
+
+    fn poll(&mut self) -> Option<arcly_core::frame::MediaFrame> {
+        self.0.pop_front()
+    }
+}
+
 /// A WHEP player (a str0m peer receiving) through signalling and the
 /// endpoint: the host's play request, then frames from the bus out as RTP
 /// the player depacketizes: H.264 with its parameter sets before the key
 /// frame, Opus as it was.
 #[test]
 fn a_whep_player_gets_the_bus_frames_as_rtp() {
+    let run = whep_play(None, false, false);
+    assert_eq!(run.asked, 1);
+    assert_eq!(run.notices, Vec::<String>::new());
+    let pictures: Vec<&Vec<u8>> = run.got.iter().filter(|d| d.len() > 100).collect();
+    let sounds: Vec<&Vec<u8>> = run.got.iter().filter(|d| d.len() < 10).collect();
+    assert!(pictures.len() >= 5, "{} pictures", pictures.len());
+    // The key frame: SPS, PPS, then the slice, in Annex B.
+    let mut key = Vec::new();
+    for nal in [SPS, PPS, &play_slice(0)[..]] {
+        key.extend_from_slice(&[0, 0, 0, 1]);
+        key.extend_from_slice(nal);
+    }
+    assert_eq!(pictures[0], &key);
+    assert!(sounds.len() >= 5, "{} audio packets", sounds.len());
+    assert_eq!(sounds[0], &vec![0xf8, 0, 0, 0]);
+}
+
+#[test]
+fn a_whep_player_of_an_aac_source_gets_the_video_and_is_told_why_no_audio() {
+    let run = whep_play(None, true, false);
+    assert!(run.got.iter().filter(|d| d.len() > 100).count() >= 5);
+    assert_eq!(run.got.iter().filter(|d| d.len() < 10).count(), 0);
+    assert_eq!(
+        run.notices,
+        ["playing live/cam: its audio is aac, which WebRTC does not carry, and no transcoder to Opus is configured: this player gets video only"]
+    );
+}
+
+#[test]
+fn a_whep_player_of_an_aac_source_gets_opus_through_the_hosts_transcoder() {
+    let factory = arcly_core::transcode::TranscoderFactory(std::sync::Arc::new(|from, to| {
+        (from == arcly_core::frame::CodecId::Aac && to == arcly_core::frame::CodecId::Opus).then(
+            || {
+                Box::new(FakeOpus(Default::default(), 0))
+                    as Box<dyn arcly_core::transcode::AudioTranscoder>
+            },
+        )
+    }));
+    let run = whep_play(Some(factory), true, false);
+    let sounds: Vec<&Vec<u8>> = run.got.iter().filter(|d| d.len() < 10).collect();
+    assert!(sounds.len() >= 5, "{} audio packets", sounds.len());
+    assert_eq!(sounds[0], &vec![0xf8, 0xaa, 0]);
+    assert_eq!(sounds[4], &vec![0xf8, 0xaa, 4]);
+    assert_eq!(
+        run.notices,
+        ["playing live/cam: its audio is aac, transcoded to Opus for this player"]
+    );
+}
+
+#[test]
+fn a_whep_player_of_h264_with_b_frames_is_told_once() {
+    let run = whep_play(None, false, true);
+    assert!(run.got.iter().filter(|d| d.len() > 100).count() >= 5);
+    assert_eq!(run.notices.len(), 1, "{:?}", run.notices);
+    assert!(
+        run.notices[0]
+            .contains("its H.264 has B-frames, which browsers' WebRTC decoders cannot reorder"),
+        "{:?}",
+        run.notices
+    );
+}
+
+/// The slice of test frame `i` (an IDR for 0).
+fn play_slice(i: u8) -> Vec<u8> {
+    let head: &[u8] = if i == 0 { &[0x65, 0x88] } else { &[0x41, 0x9a] };
+    [head, &[0x11 + i; 200][..]].concat()
+}
+
+/// A player of six H.264 frames (with `b_frames`, presentation times
+/// after their decode times) and six audio frames, Opus or (`aac`) AAC,
+/// with `transcoder` as the host's.
+fn whep_play(
+    transcoder: Option<arcly_core::transcode::TranscoderFactory>,
+    aac: bool,
+    b_frames: bool,
+) -> PlayRun {
     use arcly_core::bus::DeliveryRef;
     use arcly_core::endpoint::{Endpoint, Route, Unrouted};
     use arcly_core::frame::{CodecId, MediaFrame, TrackId, TrackInfo, TrackSet};
@@ -617,6 +742,7 @@ fn a_whep_player_gets_the_bus_frames_as_rtp() {
     let server: SocketAddr = "10.0.0.1:8189".parse().expect("addr");
     let (mut ep, sig) = crate::webrtc(crate::WebRtcConfig {
         candidates: vec![server],
+        audio_transcoder: transcoder,
         ..Default::default()
     });
     let origin = Instant::now();
@@ -649,6 +775,7 @@ fn a_whep_player_gets_the_bus_frames_as_rtp() {
 
     let mut session: Option<crate::PeerSession> = None;
     let mut asked = 0;
+    let mut notices = Vec::new();
     // One millisecond of both peers: datagrams each way, timeouts, events.
     let mut pump = |client: &mut Peer, session: &mut Option<crate::PeerSession>, now: Instant| {
         let mut wire = Vec::new();
@@ -692,9 +819,13 @@ fn a_whep_player_gets_the_bus_frames_as_rtp() {
                 s.handle_timeout(host(now));
             }
             while let Some(ev) = s.poll_event() {
-                if let SessionEvent::Request(r) = ev {
-                    asked += 1;
-                    s.accept(host(now), r.id);
+                match ev {
+                    SessionEvent::Request(r) => {
+                        asked += 1;
+                        s.accept(host(now), r.id);
+                    }
+                    SessionEvent::Notice(n) => notices.push(n),
+                    _ => {}
                 }
             }
             while let Some(t) = s.poll_transmit() {
@@ -737,34 +868,45 @@ fn a_whep_player_gets_the_bus_frames_as_rtp() {
         avcc,
     ))
     .expect("video");
-    set.upsert(TrackInfo::new(
-        TrackId(1),
-        CodecId::Opus,
-        Timescale::new(48_000).expect("ts"),
-        OpusHead::new(2, 0, 48_000).to_bytes(),
-    ))
+    set.upsert(if aac {
+        TrackInfo::new(
+            TrackId(1),
+            CodecId::Aac,
+            Timescale::new(48_000).expect("ts"),
+            Bytes::from_static(&[0x11, 0x90]),
+        )
+    } else {
+        TrackInfo::new(
+            TrackId(1),
+            CodecId::Opus,
+            Timescale::new(48_000).expect("ts"),
+            OpusHead::new(2, 0, 48_000).to_bytes(),
+        )
+    })
     .expect("audio");
     let set = std::sync::Arc::new(set);
     let s = session.as_mut().expect("a session");
     s.handle_delivery(host(now), DeliveryRef::Tracks(&set));
-    let slice = |i: u8| -> Vec<u8> {
-        let head: &[u8] = if i == 0 { &[0x65, 0x88] } else { &[0x41, 0x9a] };
-        [head, &[0x11 + i; 200][..]].concat()
-    };
     for i in 0..6u8 {
-        let body = slice(i);
+        let body = play_slice(i);
         let mut lp = (body.len() as u32).to_be_bytes().to_vec();
         lp.extend_from_slice(&body);
-        let v = MediaFrame::video(
+        let mut v = MediaFrame::video(
             TrackId(0),
             CodecId::H264,
             i == 0,
             HTime::new(3000 * i64::from(i), Timescale::new(90_000).expect("ts")),
             Bytes::from(lp),
         );
+        if b_frames {
+            v.pts = HTime::new(
+                3000 * i64::from(i) + 6000,
+                Timescale::new(90_000).expect("ts"),
+            );
+        }
         let a = MediaFrame::audio(
             TrackId(1),
-            CodecId::Opus,
+            if aac { CodecId::Aac } else { CodecId::Opus },
             HTime::new(960 * i64::from(i), Timescale::new(48_000).expect("ts")),
             Bytes::from(vec![0xf8, i, i, i]),
         );
@@ -780,17 +922,9 @@ fn a_whep_player_gets_the_bus_frames_as_rtp() {
         pump(&mut client, &mut session, now);
         now += Duration::from_millis(1);
     }
-    assert_eq!(asked, 1);
-    let pictures: Vec<&Vec<u8>> = client.got.iter().filter(|d| d.len() > 100).collect();
-    let sounds: Vec<&Vec<u8>> = client.got.iter().filter(|d| d.len() < 10).collect();
-    assert!(pictures.len() >= 5, "{} pictures", pictures.len());
-    // The key frame: SPS, PPS, then the slice, in Annex B.
-    let mut key = Vec::new();
-    for nal in [SPS, PPS, &slice(0)[..]] {
-        key.extend_from_slice(&[0, 0, 0, 1]);
-        key.extend_from_slice(nal);
+    PlayRun {
+        got: client.got.clone(),
+        notices,
+        asked,
     }
-    assert_eq!(pictures[0], &key);
-    assert!(sounds.len() >= 5, "{} audio packets", sounds.len());
-    assert_eq!(sounds[0], &vec![0xf8, 0, 0, 0]);
 }
