@@ -647,3 +647,54 @@ fn chromium_plays_the_video_of_an_aac_source_and_the_audio_is_flagged() {
     let _ = p.kill();
     let _ = p.wait();
 }
+
+#[test]
+fn chromium_measures_glass_to_glass_latency_over_webrtc_and_ll_hls() {
+    // The publish page sends the wall clock drawn as blocks (?clock) over
+    // WHIP; the player page reads it back from each new picture (?latency),
+    // over WHEP and over LL-HLS (hls.js) at once.
+    common::peers::need("chromium", "apt-get install -y chromium");
+    let node = common::peers::need("node", "apt-get install -y nodejs npm");
+    let dir = tmpdir("webrtc-latency");
+    let g = Gateway::start(&dir, &[]);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser/latency.mjs");
+    std::fs::create_dir_all(Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/browser"))
+        .expect("screenshot dir");
+    let out = Command::new(node)
+        .arg(script)
+        .arg(format!("http://{}/live/clock", g.http))
+        .arg("20")
+        .output()
+        .expect("node runs");
+    assert!(
+        out.status.success(),
+        "the browser run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a report");
+    assert_eq!(r["publisher"]["state"], "publishing", "{}", r["publisher"]);
+    let figure = |via: &str| -> (u64, u64, u64) {
+        let l = &r[via]["latency"];
+        assert_eq!(r[via]["errors"], serde_json::json!([]), "{via}: {}", r[via]);
+        (
+            l["count"].as_u64().unwrap_or(0),
+            l["median"].as_u64().unwrap_or(u64::MAX),
+            l["p90"].as_u64().unwrap_or(u64::MAX),
+        )
+    };
+    let (n, webrtc, webrtc90) = figure("webrtc");
+    let (m, hls, hls90) = figure("hls");
+    eprintln!(
+        "glass to glass: WebRTC median {webrtc} ms (p90 {webrtc90} ms, {n} pictures), \
+         LL-HLS median {hls} ms (p90 {hls90} ms, {m} pictures)"
+    );
+    // 20 s at 30 pictures a second, each read once when first shown.
+    assert!(n >= 300, "WebRTC: {} pictures read", n);
+    assert!(m >= 300, "LL-HLS: {} pictures read", m);
+    assert!(webrtc < 400, "WebRTC latency {webrtc} ms: {}", r["webrtc"]);
+    assert!(hls < 4000, "LL-HLS latency {hls} ms: {}", r["hls"]);
+    assert!(
+        webrtc < hls,
+        "WebRTC {webrtc} ms is not below LL-HLS {hls} ms"
+    );
+}
