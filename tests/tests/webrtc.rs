@@ -698,3 +698,41 @@ fn chromium_measures_glass_to_glass_latency_over_webrtc_and_ll_hls() {
         "WebRTC {webrtc} ms is not below LL-HLS {hls} ms"
     );
 }
+
+#[test]
+fn arcly_bench_runs_whep_players() {
+    // The load tool's WebRTC players (str0m, ICE controlling, each on its
+    // own UDP socket) against an RTMP publish: all join at a key frame and
+    // none stalls.
+    let dir = tmpdir("webrtc-bench");
+    let g = Gateway::start(&dir, &[]);
+    let mut p = rtmp_source(
+        &g,
+        &dir,
+        &ffmpeg9(),
+        "bench",
+        &["-profile:v", "baseline", "-bf", "0"],
+        &["-c:a", "libopus", "-ac", "2"],
+    );
+    assert!(
+        g.wait_log("live/bench tracks: h264, opus", 10),
+        "{}",
+        g.log()
+    );
+    let bin = std::env::var_os("ARCLY_BIN").expect("ARCLY_BIN");
+    let out = Command::new(bin)
+        .args(["bench", "--url"])
+        .arg(format!("http://{}/live/bench/whep", g.http))
+        .args(["--players", "5", "--duration", "6"])
+        .output()
+        .expect("arcly bench runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("players 5, joined 5,") && last.contains("stalls 0, errors 0"),
+        "{text}\n{}",
+        g.log()
+    );
+    let _ = p.kill();
+    let _ = p.wait();
+}

@@ -18,9 +18,12 @@ USAGE:
     arcly bench --url rtsp://HOST:PORT/PATH [--players N] [--ramp N] [--duration SECS]
     arcly bench --url http://HOST:PORT/PATH/index.m3u8 [--players N] [--ramp N] [--duration SECS]
                 [--ll-hls]
+    arcly bench --url http://HOST:PORT/APP/STREAM/whep [--players N] [--ramp N] [--duration SECS]
 
 An rtmp:// URL runs RTMP players, an rtsp:// URL RTSP players (TCP); an
-http:// URL runs HLS clients. Give
+http:// URL ending in /whep runs WebRTC players (WHEP: the offer over HTTP,
+then ICE, DTLS and SRTP on a UDP socket of their own), any other http://
+URL HLS clients. Give
 --url more than once to mix them: the players take the URLs in turn. An HLS
 client runs on one keep-alive connection: the playlist, then every new
 segment from three before the live edge, with playback modelled so that
@@ -115,6 +118,9 @@ pub fn run(args: &[String]) -> Result<String, String> {
                         Target::Rtsp { addr, url } => {
                             tasks.spawn(rtsp_player(addr.clone(), url.clone(), clock, end, totals));
                         }
+                        Target::Whep { addr, host, path } => {
+                            tasks.spawn(whep_player(addr.clone(), host.clone(), path.clone(), clock, end, totals));
+                        }
                         Target::Hls { addr, host, path } => {
                             tasks.spawn(hls_client(addr.clone(), host.clone(), path.clone(), low_latency, clock, end, totals));
                         }
@@ -163,6 +169,13 @@ fn parse_target(url: &str) -> Result<Target, String> {
         });
     }
     if let Some((host, port, path)) = arcly_http::client::split_http_url(url) {
+        if path.trim_end_matches('/').ends_with("/whep") {
+            return Ok(Target::Whep {
+                addr: format!("{host}:{port}"),
+                host,
+                path,
+            });
+        }
         return Ok(Target::Hls {
             addr: format!("{host}:{port}"),
             host,
@@ -188,6 +201,11 @@ enum Target {
         target: ClientTarget,
     },
     Hls {
+        addr: String,
+        host: String,
+        path: String,
+    },
+    Whep {
         addr: String,
         host: String,
         path: String,
@@ -444,5 +462,145 @@ async fn rtsp_player(addr: String, url: String, clock: Clock, end: Instant, tota
     .await;
     if r.is_err() {
         totals.errors.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// An HTTP/1.1 request on a connection of its own: the status, the
+/// `Location` header and the body.
+async fn http_request(
+    addr: &str,
+    host: &str,
+    method: &str,
+    path: &str,
+    sdp: &str,
+) -> Result<(u16, Option<String>, String), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    s.write_all(req.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&buf);
+    let (head, body) = text.split_once("\r\n\r\n").ok_or("no response head")?;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or("no status")?;
+    let location = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("location")
+            .then(|| v.trim().to_string())
+    });
+    Ok((status, location, body.to_string()))
+}
+
+/// One WebRTC player (WHEP) until `end`: the offer POSTed, then its own
+/// UDP socket; joined at its first IDR picture; a second without video
+/// once joined is a stall. It DELETEs its resource at the end.
+async fn whep_player(
+    addr: String,
+    host: String,
+    path: String,
+    clock: Clock,
+    end: Instant,
+    totals: Arc<Totals>,
+) {
+    let t0 = Instant::now();
+    let error = || {
+        totals.errors.fetch_add(1, Ordering::Relaxed);
+    };
+    // The address the server is reached from (a connected probe tells),
+    // for the ICE candidate.
+    let Ok(Some(server)) = tokio::net::lookup_host(&addr).await.map(|mut a| a.next()) else {
+        return error();
+    };
+    let ip = match std::net::UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, 0))
+        .and_then(|p| p.connect(server).and_then(|_| p.local_addr()))
+    {
+        Ok(a) => a.ip(),
+        Err(_) => return error(),
+    };
+    let Ok(sock) = tokio::net::UdpSocket::bind((ip, 0)).await else {
+        return error();
+    };
+    let Ok(local) = sock.local_addr() else {
+        return error();
+    };
+    let (mut c, offer) = arcly_webrtc::WhepClient::new(local);
+    let resource = match http_request(&addr, &host, "POST", &path, &offer).await {
+        Ok((201, location, answer)) => {
+            if c.accept_answer(clock.now(), &answer).is_err() {
+                return error();
+            }
+            location
+        }
+        _ => return error(),
+    };
+    let mut joined = false;
+    let mut last_video: Option<Instant> = None;
+    let mut buf = vec![0u8; 2048];
+    'run: loop {
+        while let Some((to, d)) = c.poll_transmit() {
+            let _ = sock.send_to(&d, to).await;
+        }
+        while let Some(ev) = c.poll_event() {
+            match ev {
+                arcly_webrtc::WhepEvent::Media { video, key, len } => {
+                    totals.bytes.fetch_add(len as u64, Ordering::Relaxed);
+                    if !video {
+                        continue;
+                    }
+                    let now = Instant::now();
+                    if !joined && key {
+                        joined = true;
+                        let us = t0.elapsed().as_micros() as u64;
+                        totals.joined.fetch_add(1, Ordering::Relaxed);
+                        totals.join_us_sum.fetch_add(us, Ordering::Relaxed);
+                        totals.join_us_max.fetch_max(us, Ordering::Relaxed);
+                    }
+                    if let Some(prev) = last_video {
+                        if joined && now - prev > Duration::from_secs(1) {
+                            totals.stalls.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    last_video = Some(now);
+                }
+                arcly_webrtc::WhepEvent::Disconnected => {
+                    error();
+                    break 'run;
+                }
+                arcly_webrtc::WhepEvent::Connected => {}
+            }
+        }
+        let stop = tokio::time::Instant::from_std(end);
+        let wake = c
+            .poll_timeout()
+            .map(|t| clock.to_tokio(t))
+            .unwrap_or(stop)
+            .min(stop);
+        tokio::select! {
+            r = sock.recv_from(&mut buf) => {
+                if let Ok((n, from)) = r {
+                    c.handle_datagram(clock.now(), from, &buf[..n]);
+                }
+            }
+            _ = tokio::time::sleep_until(wake) => {
+                if Instant::now() >= end {
+                    break;
+                }
+                c.handle_timeout(clock.now());
+            }
+        }
+    }
+    if let Some(r) = resource {
+        let _ = http_request(&addr, &host, "DELETE", &r, "").await;
     }
 }

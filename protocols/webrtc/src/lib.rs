@@ -6,16 +6,19 @@
 //! * [`endpoint`]: every peer on one UDP port, and the signalling side
 //!   that answers WHIP offers for the HTTP router (through
 //!   `arcly_core::signal`);
+//! * [`WhepClient`]: a WHEP player for load tools;
 //! * [`PeerSession`]: a WHIP publisher (H.264 and Opus in) or a WHEP
 //!   player (H.264 and Opus out, from the GOP cache's key frame).
 
 #![forbid(unsafe_code)]
 
+pub mod client;
 pub mod crypto;
 pub mod endpoint;
 mod peer;
 mod stun;
 
+pub use client::{WhepClient, WhepEvent};
 pub use endpoint::{webrtc, WebRtcConfig, WebRtcEndpoint, WebRtcSignalling};
 pub use peer::{PeerSession, Role};
 /// Live WebRTC peers' link figures, for the stats API.

@@ -61,11 +61,11 @@ impl std::error::Error for WebRtcFailure {}
 pub(crate) struct Clock(pub(crate) std::time::Instant);
 
 impl Clock {
-    fn to_std(self, now: Instant) -> std::time::Instant {
+    pub(crate) fn to_std(self, now: Instant) -> std::time::Instant {
         self.0 + core::time::Duration::from_micros(now.as_micros())
     }
 
-    fn host_instant(self, t: std::time::Instant) -> Instant {
+    pub(crate) fn host_instant(self, t: std::time::Instant) -> Instant {
         Instant::from_micros(t.saturating_duration_since(self.0).as_micros() as u64)
     }
 }
