@@ -1,7 +1,9 @@
 //! WebRTC against real peers (the `interop` feature): ffmpeg 9's WHIP
 //! muxer publishes H.264 + Opus, as DTLS server (its default) and as DTLS
 //! client, and the stream plays frame-exact over RTMP (enhanced RTMP for
-//! the Opus) and in the HLS recording.
+//! the Opus) and in the HLS recording, and over WHEP in aiortc; aiortc
+//! publishes and plays; Chromium runs the gateway's pages (B-frames, AAC,
+//! glass-to-glass latency); `arcly bench` runs WHEP players.
 
 #![cfg(feature = "interop")]
 
@@ -166,6 +168,10 @@ fn ffmpeg_publishes_over_whip_and_it_plays_over_rtmp_and_hls() {
                 .args(["-c", "copy", "-y"])
                 .arg(&played),
         );
+        // And over WHEP, while it lasts (aiortc, 3 s), in the first mode.
+        let whep = flags
+            .is_empty()
+            .then(|| aiortc("whep", &format!("http://{}/live/cam/whep", g.http), 3.0));
         finish(
             publisher,
             &format!("{mode}: ffmpeg publishing over WHIP"),
@@ -183,6 +189,15 @@ fn ffmpeg_publishes_over_whip_and_it_plays_over_rtmp_and_hls() {
             panic!("{mode}: WHIP in, RTMP out: {e}\n{}", g.log());
         }
         strict_decode(&played);
+        if let Some(whep) = whep {
+            let r = report(whep, "aiortc playing ffmpeg's WHIP publish over WHEP");
+            assert_eq!(r["status"], 201, "{r}");
+            let video = r["frames"]["video"].as_u64().unwrap_or(0);
+            let audio = r["frames"]["audio"].as_u64().unwrap_or(0);
+            assert!(video >= 60, "{video} pictures decoded over WHEP: {r}");
+            assert!(audio >= 100, "{audio} audio frames decoded over WHEP: {r}");
+            assert_eq!(r["size"], serde_json::json!([320, 240]), "{r}");
+        }
         // The HLS recording, written as the stream came.
         let mut playlist = None;
         for _ in 0..50 {
@@ -472,7 +487,19 @@ fn chromium_publishes_through_the_publish_page_and_plays_through_the_player_page
     let dir = tmpdir("webrtc-pages");
     let g = Gateway::start(&dir, &[]);
     let base = format!("http://{}/live/page", g.http);
-    let r = pages_in_chromium(&base, 20, "webrtc-page", true);
+    let browser = std::thread::spawn(move || pages_in_chromium(&base, 20, "webrtc-page", true));
+    // While it publishes, the front page lists the stream with its page.
+    let until = Instant::now() + Duration::from_secs(15);
+    let mut front = String::new();
+    while Instant::now() < until && !front.contains("<a href=\"/live/page/\">live/page</a>") {
+        std::thread::sleep(Duration::from_millis(500));
+        front = http_get(g.http, "/");
+    }
+    let r = browser.join().expect("the browser run");
+    assert!(
+        front.contains("<a href=\"/live/page/\">live/page</a> <span>h264, opus from webrtc</span>"),
+        "{front}"
+    );
     assert_eq!(r["publisher"]["state"], "publishing", "{}", r["publisher"]);
     assert_smooth(&r, "Chromium's camera through the pages", true);
     assert_eq!(r["player"]["decoder"], "webrtc", "{}", r["player"]);

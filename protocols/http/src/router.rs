@@ -71,6 +71,58 @@ fn page(name: &str) -> Option<&'static str> {
     }
 }
 
+/// The front page: the live streams, each with its player page and its
+/// LL-HLS playlist, and how to publish one.
+fn index_page(engine: &Engine) -> String {
+    use core::fmt::Write as _;
+    let mut streams = engine.streams();
+    streams.sort_by(|a, b| a.key.to_string().cmp(&b.key.to_string()));
+    let mut items = String::new();
+    for s in &streams {
+        let path = format!(
+            "/{}/{}/",
+            path_segment(s.key.app()),
+            path_segment(s.key.stream())
+        );
+        let codecs: Vec<&str> = s.tracks.iter().map(|t| t.codec.name()).collect();
+        let _ = write!(
+            items,
+            "<li><a href=\"{path}\">{}/{}</a> <span>{} from {}{}</span> <a class=\"more\" href=\"{path}index.m3u8\">HLS</a></li>\n",
+            html(s.key.app()),
+            html(s.key.stream()),
+            html(&codecs.join(", ")),
+            html(&s.protocol),
+            if s.lingering { ", waiting for its publisher" } else { "" },
+        );
+    }
+    if items.is_empty() {
+        items.push_str("<li class=\"none\">nothing is live: publish to rtmp://HOST:1935/APP/STREAM, or from a browser at /APP/STREAM/publish</li>\n");
+    }
+    include_str!("pages/index.html").replace("<!-- streams -->", &items)
+}
+
+/// Text for HTML.
+fn html(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A name as one URL path segment (RFC 3986 unreserved bytes as they
+/// are, the rest percent-encoded).
+fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Whether `path` is the API's or the metrics'.
 fn is_api(path: &str) -> bool {
     path == "/metrics" || path == "/api" || path.starts_with("/api/")
@@ -326,9 +378,10 @@ impl Handler for Router {
             return Poll::Ready(self.api(now, req));
         }
         if req.path == "/" {
-            return Poll::Ready(Response::text(
+            return Poll::Ready(Response::new(
                 200,
-                "arcly: HLS at /APP/STREAM/index.m3u8, stream list at /api/streams, metrics at /metrics",
+                "text/html; charset=utf-8",
+                index_page(&self.engine),
             ));
         }
         let parts: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
@@ -431,6 +484,22 @@ mod tests {
 
     fn status(o: &str) -> &str {
         o.get(9..12).unwrap_or("")
+    }
+
+    #[test]
+    fn the_front_page_lists_the_live_streams_with_their_pages() {
+        let (r, p) = router(None);
+        let o = get(&r, Some("192.0.2.7:5000"), "GET / HTTP/1.1\r\n\r\n");
+        assert_eq!(status(&o), "200", "{o}");
+        assert!(o.contains("Content-Type: text/html"), "{o}");
+        assert!(o.contains("<a href=\"/live/a/\">live/a</a>"), "{o}");
+        assert!(o.contains("href=\"/live/a/index.m3u8\""), "{o}");
+        drop(p);
+        let o = get(&r, Some("192.0.2.7:5000"), "GET / HTTP/1.1\r\n\r\n");
+        assert!(!o.contains("live/a"), "{o}");
+        assert!(o.contains("nothing is live"), "{o}");
+        assert_eq!(html("<a href=\"x\">&"), "&lt;a href=&quot;x&quot;&gt;&amp;");
+        assert_eq!(path_segment("cam 1/é"), "cam%201%2F%C3%A9");
     }
 
     /// Signalling that answers every offer with a fixed SDP and id, and
