@@ -76,7 +76,7 @@ fn page(name: &str) -> Option<&'static str> {
 fn index_page(engine: &Engine) -> String {
     use core::fmt::Write as _;
     let mut streams = engine.streams();
-    streams.sort_by(|a, b| a.key.to_string().cmp(&b.key.to_string()));
+    streams.sort_by_key(|s| s.key.to_string());
     let mut items = String::new();
     for s in &streams {
         let path = format!(
@@ -85,9 +85,9 @@ fn index_page(engine: &Engine) -> String {
             path_segment(s.key.stream())
         );
         let codecs: Vec<&str> = s.tracks.iter().map(|t| t.codec.name()).collect();
-        let _ = write!(
+        let _ = writeln!(
             items,
-            "<li><a href=\"{path}\">{}/{}</a> <span>{} from {}{}</span> <a class=\"more\" href=\"{path}index.m3u8\">HLS</a></li>\n",
+            "<li><a href=\"{path}\">{}/{}</a> <span>{} from {}{}</span> <a class=\"more\" href=\"{path}index.m3u8\">HLS</a></li>",
             html(s.key.app()),
             html(s.key.stream()),
             html(&codecs.join(", ")),
