@@ -763,3 +763,48 @@ fn arcly_bench_runs_whep_players() {
     let _ = p.kill();
     let _ = p.wait();
 }
+
+#[test]
+fn chromium_hears_an_aac_source_through_the_ffmpeg_transcoder() {
+    // The same H.264 + AAC source with --webrtc-audio-transcode ffmpeg:
+    // each WebRTC player's AAC goes through an ffmpeg 5.1 process to Opus
+    // (MPEG-TS both ways through the kernel's muxer and demuxer).
+    let dir = tmpdir("webrtc-page-aac-opus");
+    let ffmpeg = common::peers::need("ffmpeg", "apt-get install -y ffmpeg");
+    let g = Gateway::start(
+        &dir,
+        &[
+            "--webrtc-audio-transcode",
+            &format!("ffmpeg={}", ffmpeg.display()),
+        ],
+    );
+    let mut p = rtmp_source(
+        &g,
+        &dir,
+        &ffmpeg,
+        "aacopus",
+        &["-profile:v", "baseline", "-bf", "0"],
+        &["-c:a", "aac", "-ac", "2"],
+    );
+    assert!(
+        g.wait_log("live/aacopus tracks: h264, aac", 10),
+        "{}",
+        g.log()
+    );
+    let base = format!("http://{}/live/aacopus", g.http);
+    let browser =
+        std::thread::spawn(move || pages_in_chromium(&base, 20, "webrtc-page-aac-opus", false));
+    let notes = player_notes(&g);
+    let r = browser.join().expect("the browser run");
+    // Pictures every second, no freeze, and more than 500 Opus packets.
+    assert_smooth(&r, "an AAC source transcoded for the player page", true);
+    assert!(notes.contains("\"audio-transcoded\""), "{notes}");
+    assert!(
+        g.log()
+            .contains("its audio is aac, transcoded to Opus for this player"),
+        "{}",
+        g.log()
+    );
+    let _ = p.kill();
+    let _ = p.wait();
+}

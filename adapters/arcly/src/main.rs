@@ -54,6 +54,9 @@ FLAGS:
     --webrtc-host IP        an address peers are told to send to (a public one behind NAT); repeat
                             for more [default: the bound address, or loopback and the default
                             route's interface]
+    --webrtc-audio-transcode ffmpeg|ffmpeg=PATH|off
+                            AAC audio to Opus for WebRTC players, by an ffmpeg process per player
+                            (with libopus); off: such players get the video only [default: off]
     --segment SECS          HLS target segment duration [default: 2]
     --part MS               LL-HLS part duration, 0 for plain HLS [default: 200]
     --window N              segments listed in the playlist [default: 6]
@@ -185,6 +188,7 @@ struct Options {
     srt_key_passphrases: Vec<(String, String)>,
     webrtc: Option<SocketAddr>,
     webrtc_hosts: Vec<std::net::IpAddr>,
+    webrtc_audio_transcode: Option<String>,
     segment: u32,
     part_ms: u64,
     window: usize,
@@ -235,6 +239,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         srt_key_passphrases: Vec::new(),
         webrtc: Some(SocketAddr::from(([0, 0, 0, 0], 8189))),
         webrtc_hosts: Vec::new(),
+        webrtc_audio_transcode: None,
         segment: 2,
         part_ms: 200,
         window: 6,
@@ -274,6 +279,21 @@ fn parse(args: &[String]) -> Result<Options, String> {
                     v.parse()
                         .map_err(|_| format!("{flag} takes an IP address, not {v:?}"))?,
                 );
+            }
+            "--webrtc-audio-transcode" => {
+                let v = value()?;
+                o.webrtc_audio_transcode = match v.as_str() {
+                    "off" => None,
+                    "ffmpeg" => Some("ffmpeg".into()),
+                    _ => match v.strip_prefix("ffmpeg=") {
+                        Some(path) if !path.is_empty() => Some(path.into()),
+                        _ => {
+                            return Err(format!(
+                                "{flag} takes ffmpeg, ffmpeg=PATH or off, not {v:?}"
+                            ))
+                        }
+                    },
+                };
             }
             "--srt-passphrase" => o.srt_passphrase = Some(value()?),
             "--srt-key-passphrase" => {
@@ -433,6 +453,7 @@ mod refusals;
 mod remux;
 mod rtsp;
 mod srt;
+mod transcode;
 mod webrtc;
 
 fn main() -> ExitCode {
@@ -708,8 +729,14 @@ async fn run(o: Options) -> Result<(), String> {
             ..arcly_core::session::ConnContext::default()
         };
         let (local, candidates, sig, task) = webrtc::bind(
-            addr,
-            &o.webrtc_hosts,
+            webrtc::Setup {
+                addr,
+                hosts: &o.webrtc_hosts,
+                audio_transcoder: o
+                    .webrtc_audio_transcode
+                    .clone()
+                    .map(transcode::ffmpeg_factory),
+            },
             engine.clone(),
             clock,
             ctx,
@@ -959,6 +986,22 @@ mod tests {
         assert!(parse(&args("--ring many")).is_err());
         assert!(parse(&args("--bogus")).is_err());
         assert!(parse(&args("--rtmp")).is_err());
+        let t = |s: &str| parse(&args(s)).map(|o| o.webrtc_audio_transcode);
+        assert_eq!(t(""), Ok(None));
+        assert_eq!(
+            t("--webrtc-audio-transcode ffmpeg"),
+            Ok(Some("ffmpeg".into()))
+        );
+        assert_eq!(
+            t("--webrtc-audio-transcode ffmpeg=/opt/ff/ffmpeg"),
+            Ok(Some("/opt/ff/ffmpeg".into()))
+        );
+        assert_eq!(
+            t("--webrtc-audio-transcode ffmpeg --webrtc-audio-transcode off"),
+            Ok(None)
+        );
+        assert!(t("--webrtc-audio-transcode sox").is_err());
+        assert!(t("--webrtc-audio-transcode ffmpeg=").is_err());
     }
 
     /// Settings that would be changed silently (or make invalid LL-HLS)

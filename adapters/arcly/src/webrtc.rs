@@ -37,11 +37,21 @@ pub fn candidates(bound: SocketAddr, hosts: &[IpAddr]) -> Vec<SocketAddr> {
     out
 }
 
+/// What the WebRTC side is set up with: the UDP address, the addresses
+/// peers are sent to (none: found), and the transcoder for AAC players.
+pub struct Setup<'a> {
+    /// The UDP address every peer shares.
+    pub addr: SocketAddr,
+    /// The addresses peers are sent to (`--webrtc-host`).
+    pub hosts: &'a [IpAddr],
+    /// AAC to Opus for players (`--webrtc-audio-transcode`).
+    pub audio_transcoder: Option<arcly_core::transcode::TranscoderFactory>,
+}
+
 /// Binds the WebRTC socket; returns its address, the candidates given to
 /// peers, the signalling for the HTTP router and the task that serves it.
 pub async fn bind(
-    addr: SocketAddr,
-    hosts: &[IpAddr],
+    setup: Setup<'_>,
     engine: Engine,
     clock: Clock,
     ctx: ConnContext,
@@ -56,6 +66,11 @@ pub async fn bind(
     ),
     String,
 > {
+    let Setup {
+        addr,
+        hosts,
+        audio_transcoder,
+    } = setup;
     let sock = tokio::net::UdpSocket::bind(addr)
         .await
         .map_err(|e| format!("cannot listen for WebRTC on {addr}/udp: {e}"))?;
@@ -63,6 +78,7 @@ pub async fn bind(
     let candidates = candidates(local, hosts);
     let (endpoint, signalling) = arcly_webrtc::webrtc(WebRtcConfig {
         candidates: candidates.clone(),
+        audio_transcoder,
         ..WebRtcConfig::default()
     });
     let host = EndpointHost::new(endpoint, engine, ctx);
