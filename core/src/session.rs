@@ -201,6 +201,9 @@ pub enum SessionEvent {
     /// Stream metadata from the publisher (e.g. RTMP `onMetaData`), as
     /// name/value pairs in text.
     Metadata(Vec<(String, String)>),
+    /// This playing session's peer needs a key frame (it lost packets and
+    /// cannot decode on): the host asks the stream's publisher.
+    KeyFrameWanted,
     /// Something about the session the host should log, in a person's
     /// words: a player gets less than the stream (a codec its protocol
     /// cannot carry, frames its peer cannot decode).
@@ -482,6 +485,14 @@ pub trait Session {
         true
     }
 
+    /// A player of the stream this session publishes asked for a key
+    /// frame: a session whose peer makes one on request (WebRTC's PLI)
+    /// asks it. The default ignores it (RTMP, RTSP and SRT publishers
+    /// cannot be asked; players wait for the next one).
+    fn handle_key_frame_request(&mut self, now: Instant) {
+        let _ = now;
+    }
+
     /// The host's answer to a [`SocketRequest`]: the local addresses of the
     /// sockets bound (datagrams to them arrive as [`Input::Datagram`] with
     /// that `local`), or why not. The default ignores it.
@@ -576,6 +587,9 @@ struct Parts<S> {
     log: VecDeque<String>,
     /// Socket requests for the host.
     sockets: VecDeque<SocketRequest>,
+    /// The stream's key frame requests this publishing session has passed
+    /// on (set when it starts publishing).
+    key_requests_seen: Option<u64>,
 }
 
 impl<S: Session> core::fmt::Debug for Conductor<S> {
@@ -612,6 +626,7 @@ impl<S: Session> Conductor<S> {
                 last_input,
                 log: VecDeque::new(),
                 sockets: VecDeque::new(),
+                key_requests_seen: None,
             }),
         }
     }
@@ -841,6 +856,18 @@ impl<S: Session> Conductor<S> {
     }
 
     fn process(&mut self, now: Instant) {
+        // Players' key frame requests since the last look, to the publisher.
+        if let Some(p) = &self.p.publisher {
+            let n = p.key_frame_requests();
+            match self.p.key_requests_seen {
+                Some(seen) if seen != n => {
+                    self.p.key_requests_seen = Some(n);
+                    self.p.session.handle_key_frame_request(now);
+                }
+                None => self.p.key_requests_seen = Some(n),
+                Some(_) => {}
+            }
+        }
         while let Some(ev) = self.p.session.poll_event() {
             match ev {
                 SessionEvent::Request(r) => self.answer(now, r),
@@ -866,6 +893,11 @@ impl<S: Session> Conductor<S> {
                     }
                 }
                 SessionEvent::Metadata(_) => {}
+                SessionEvent::KeyFrameWanted => {
+                    if let Some(p) = &self.p.player {
+                        p.request_key_frame();
+                    }
+                }
                 SessionEvent::Notice(text) => self.p.log.push_back(format!(
                     "{} over {}: {text}",
                     self.p.ctx.peer.as_deref().unwrap_or("?"),
@@ -1022,6 +1054,10 @@ mod tests {
                 let action = match verb {
                     "publish" => Action::Publish,
                     "play" => Action::Play,
+                    "key" => {
+                        self.events.push_back(SessionEvent::KeyFrameWanted);
+                        continue;
+                    }
                     "frame" => {
                         self.t += 1;
                         self.events.push_back(SessionEvent::Frame(MediaFrame::video(
@@ -1064,6 +1100,10 @@ mod tests {
                 .push_back(Transmit::stream(Bytes::from_static(b"end\n")));
         }
         fn handle_timeout(&mut self, _now: Instant) {}
+        fn handle_key_frame_request(&mut self, _now: Instant) {
+            self.out
+                .push_back(Transmit::stream(Bytes::from_static(b"K\n")));
+        }
         fn accept(&mut self, _now: Instant, _id: RequestId) {
             self.out
                 .push_back(Transmit::stream(Bytes::from_static(b"ok\n")));
@@ -1148,6 +1188,32 @@ mod tests {
                 == "play of live/cam by ? over lines ended: stream closed: the publisher ended it"),
             "{logs:?}"
         );
+    }
+
+    /// A player's peer asks for a key frame: the publishing session is
+    /// asked once, at its next turn, and not again until another request.
+    #[test]
+    fn a_players_key_frame_request_reaches_the_publishing_session() {
+        let engine = Engine::default();
+        let mut publisher =
+            Conductor::new(engine.clone(), Lines::default(), ConnContext::default());
+        let mut player = Conductor::new(engine.clone(), Lines::default(), ConnContext::default());
+        publisher.handle_input(Instant::ZERO, input("publish cam\nframe\n"));
+        assert_eq!(sent(&mut publisher), "ok\n");
+        player.handle_input(Instant::ZERO, input("play cam\n"));
+        assert_eq!(sent(&mut player), "ok\n");
+        publisher.handle_input(Instant::ZERO, input("frame\n"));
+        assert_eq!(sent(&mut publisher), "");
+        player.handle_input(Instant::ZERO, input("key\nkey\n"));
+        publisher.handle_input(Instant::ZERO, input("frame\n"));
+        assert_eq!(sent(&mut publisher), "K\n");
+        publisher.handle_input(Instant::ZERO, input("frame\n"));
+        assert_eq!(sent(&mut publisher), "");
+        // A session that does not play asks nobody.
+        let mut idle = Conductor::new(engine.clone(), Lines::default(), ConnContext::default());
+        idle.handle_input(Instant::ZERO, input("key\n"));
+        publisher.handle_input(Instant::ZERO, input("frame\n"));
+        assert_eq!(sent(&mut publisher), "");
     }
 
     #[cfg(feature = "auth-hmac")]

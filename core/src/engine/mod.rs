@@ -782,11 +782,11 @@ impl Engine {
     /// first key frame of the publisher that comes back.
     pub fn play(&self, req: &Request<'_>) -> Result<Player, EngineError> {
         self.authorize(req, Action::Play)?;
-        let bus = {
+        let found = {
             let t = self.inner.table();
-            t.get(&req.key).map(|e| e.bus.clone())
+            t.get(&req.key).map(|e| (e.bus.clone(), e.stats.clone()))
         };
-        let bus = bus.ok_or_else(|| {
+        let (bus, stats) = found.ok_or_else(|| {
             self.reject(req, Action::Play, EngineError::NotFound(req.key.clone()))
         })?;
         let subscription = bus.subscribe().map_err(|_| {
@@ -806,6 +806,7 @@ impl Engine {
             key: req.key.clone(),
             session,
             subscription,
+            stats,
         })
     }
 
@@ -929,6 +930,12 @@ impl Publisher {
     }
 
     /// The stream's counters.
+    /// How many key frames the stream's players have asked for so far.
+    pub fn key_frame_requests(&self) -> u64 {
+        self.stats.key_frame_requests.load(Ordering::Relaxed)
+    }
+
+    /// The stream's counters.
     pub fn stats(&self) -> &Arc<StreamStats> {
         &self.stats
     }
@@ -1011,6 +1018,18 @@ pub struct Player {
     pub session: SessionId,
     /// The subscription; receive from it.
     pub subscription: Subscription,
+    /// The stream's counters (for key frame requests).
+    stats: Arc<StreamStats>,
+}
+
+impl Player {
+    /// Asks the stream's publisher for a key frame (counted in the
+    /// stream's [`StreamStats::key_frame_requests`]).
+    pub fn request_key_frame(&self) {
+        self.stats
+            .key_frame_requests
+            .fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 #[cfg(test)]

@@ -22,6 +22,10 @@ pub struct StreamStats {
     pub started_at: AtomicU64,
     /// When the last frame arrived (host µs).
     pub last_frame_at: AtomicU64,
+    /// Key frames players asked for (they joined without one, or lost
+    /// packets); the publishing session asks its peer when its protocol
+    /// can ([`Session::handle_key_frame_request`](crate::session::Session::handle_key_frame_request)).
+    pub key_frame_requests: AtomicU64,
 }
 
 impl StreamStats {

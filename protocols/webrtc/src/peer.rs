@@ -41,6 +41,9 @@ use str0m::{Event, IceConnectionState, Output, Rtc};
 /// first frame.
 const LEAD_US: i64 = 1_000_000;
 
+/// The least time between two key frame requests a player passes on.
+const KEY_REQUEST_GAP: core::time::Duration = core::time::Duration::from_secs(1);
+
 /// How often the session looks at its end flag (a `DELETE`).
 const FLAG_POLL_US: u64 = 1_000_000;
 
@@ -151,6 +154,9 @@ pub struct PeerSession {
     /// the source track it takes and the track it makes.
     transcoders: Option<TranscoderFactory>,
     transcoding: Option<Transcoding>,
+    /// When a key frame may next be asked for: of the publisher's peer
+    /// (a PLI), or of the stream for this player's peer.
+    key_request_due: Instant,
 }
 
 /// A player's audio transcoder at work.
@@ -222,6 +228,7 @@ impl PeerSession {
             notes: Vec::new(),
             transcoders: None,
             transcoding: None,
+            key_request_due: Instant::ZERO,
         }
     }
 
@@ -369,6 +376,17 @@ impl PeerSession {
             {
                 self.media(now, d)
             }
+            // The player's peer lost packets it cannot decode on: the
+            // stream's publisher is asked for a key frame (at most once a
+            // second), and the peer gets the next one anyway.
+            Event::KeyframeRequest(_)
+                if self.state == State::Publishing
+                    && self.role == Role::Play
+                    && now >= self.key_request_due =>
+            {
+                self.key_request_due = now.saturating_add(KEY_REQUEST_GAP);
+                self.events.push_back(SessionEvent::KeyFrameWanted);
+            }
             _ => {}
         }
     }
@@ -473,6 +491,22 @@ impl PeerSession {
 }
 
 impl PeerSession {
+    /// A PLI to the publisher's peer on each of its video lines.
+    fn ask_key_frame(&mut self, now: Instant) {
+        let video: Vec<Mid> = self
+            .out_lines
+            .iter()
+            .filter(|l| l.video)
+            .map(|l| l.mid)
+            .collect();
+        for mid in video {
+            if let Some(mut w) = self.rtc.writer(mid) {
+                let _ = w.request_keyframe(None, KeyframeRequestKind::Pli);
+            }
+        }
+        self.drain(now);
+    }
+
     /// What of the stream this player cannot get as it is, told once: a
     /// video codec other than H.264, audio other than Opus (through a
     /// transcoder when the host has one).
@@ -551,6 +585,12 @@ impl PeerSession {
         let video = f.codec.is_video();
         if video && self.wait_key {
             if !f.is_key() {
+                // Joined without a key frame in the cache (or fell behind):
+                // the publisher is asked for one where it can make one.
+                if now >= self.key_request_due {
+                    self.key_request_due = now.saturating_add(KEY_REQUEST_GAP);
+                    self.events.push_back(SessionEvent::KeyFrameWanted);
+                }
                 return;
             }
             self.wait_key = false;
@@ -755,13 +795,22 @@ impl Session for PeerSession {
                 return;
             }
             // Start from a key frame.
-            for mid in self.mids.clone() {
-                if let Some(mut w) = self.rtc.writer(mid) {
-                    let _ = w.request_keyframe(None, KeyframeRequestKind::Pli);
-                }
-            }
-            self.drain(now);
+            self.ask_key_frame(now);
         }
+    }
+
+    fn handle_key_frame_request(&mut self, now: Instant) {
+        // A player asked: the publisher's peer is sent a PLI on each video
+        // line, at most twice a second.
+        if self.closed
+            || self.role != Role::Publish
+            || self.state != State::Publishing
+            || now < self.key_request_due
+        {
+            return;
+        }
+        self.key_request_due = now.saturating_add(KEY_REQUEST_GAP / 2);
+        self.ask_key_frame(now);
     }
 
     fn reject(&mut self, _now: Instant, id: RequestId, why: Rejection) {

@@ -19,6 +19,8 @@ struct Peer {
     connected: bool,
     got: Vec<Vec<u8>>,
     wake: Instant,
+    /// Key frame requests (PLI, FIR) the peer got.
+    key_requests: usize,
 }
 
 impl Peer {
@@ -35,6 +37,7 @@ impl Peer {
             connected: false,
             got: Vec::new(),
             wake: now,
+            key_requests: 0,
         }
     }
 
@@ -54,6 +57,7 @@ impl Peer {
                 }
                 Output::Event(Event::Connected) => self.connected = true,
                 Output::Event(Event::MediaData(d)) => self.got.push(d.data),
+                Output::Event(Event::KeyframeRequest(_)) => self.key_requests += 1,
                 Output::Event(_) => {}
             }
         }
@@ -502,6 +506,33 @@ fn a_whip_publisher_gets_through_signalling_and_the_endpoint_to_canonical_frames
         .audio()
         .is_some_and(|a| a.codec == arcly_core::frame::CodecId::Opus));
 
+    // A player's key frame request reaches the publisher as a PLI (one
+    // came when it was accepted), and no more than two a second.
+    let before = client.key_requests;
+    assert!(before >= 1, "no PLI when the publish was accepted");
+    for _ in 0..3 {
+        session
+            .as_mut()
+            .expect("a session")
+            .handle_key_frame_request(host(now));
+        for _ in 0..20 {
+            step(
+                &mut client,
+                &mut session,
+                now,
+                &mut asked,
+                &mut frames,
+                &mut tracks,
+            );
+            now += Duration::from_millis(1);
+            client
+                .rtc
+                .handle_input(Input::Timeout(now))
+                .expect("timeout");
+        }
+    }
+    assert_eq!(client.key_requests, before + 1);
+
     // Its link is in the stats while it lasts.
     use arcly_core::engine::LinkSource;
     let links = sig.stats().links();
@@ -604,6 +635,8 @@ struct PlayRun {
     got: Vec<Vec<u8>>,
     notices: Vec<String>,
     asked: usize,
+    /// Key frames the session asked the stream for.
+    key_wanted: usize,
 }
 
 /// An AAC-to-Opus stand-in: each AAC frame becomes an Opus packet
@@ -655,6 +688,10 @@ impl arcly_core::transcode::AudioTranscoder for FakeOpus {
 fn a_whep_player_gets_the_bus_frames_as_rtp() {
     let run = whep_play(None, false, false);
     assert_eq!(run.asked, 1);
+    assert_eq!(
+        run.key_wanted, 1,
+        "the player's PLIs did not reach the stream"
+    );
     assert_eq!(run.notices, Vec::<String>::new());
     let pictures: Vec<&Vec<u8>> = run.got.iter().filter(|d| d.len() > 100).collect();
     let sounds: Vec<&Vec<u8>> = run.got.iter().filter(|d| d.len() < 10).collect();
@@ -750,7 +787,7 @@ fn whep_play(
     let host = |t: Instant| HInstant::from_micros(t.duration_since(origin).as_micros() as u64);
     let mut client = Peer::new("10.0.0.2:50000", false, now);
     let mut sdp = client.rtc.sdp_api();
-    sdp.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+    let video_mid = sdp.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
     sdp.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
     let (offer, pending) = sdp.apply().expect("an offer");
     let answer = sig
@@ -776,6 +813,7 @@ fn whep_play(
     let mut session: Option<crate::PeerSession> = None;
     let mut asked = 0;
     let mut notices = Vec::new();
+    let mut key_wanted = 0;
     // One millisecond of both peers: datagrams each way, timeouts, events.
     let mut pump = |client: &mut Peer, session: &mut Option<crate::PeerSession>, now: Instant| {
         let mut wire = Vec::new();
@@ -825,6 +863,7 @@ fn whep_play(
                         s.accept(host(now), r.id);
                     }
                     SessionEvent::Notice(n) => notices.push(n),
+                    SessionEvent::KeyFrameWanted => key_wanted += 1,
                     _ => {}
                 }
             }
@@ -922,9 +961,24 @@ fn whep_play(
         pump(&mut client, &mut session, now);
         now += Duration::from_millis(1);
     }
+    // The player's peer asks for a key frame twice in 100 ms: the stream
+    // is asked once.
+    for _ in 0..2 {
+        client
+            .rtc
+            .writer(video_mid)
+            .expect("a writer")
+            .request_keyframe(None, str0m::media::KeyframeRequestKind::Pli)
+            .expect("a PLI");
+        for _ in 0..50 {
+            pump(&mut client, &mut session, now);
+            now += Duration::from_millis(1);
+        }
+    }
     PlayRun {
         got: client.got.clone(),
         notices,
         asked,
+        key_wanted,
     }
 }
