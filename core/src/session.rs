@@ -174,6 +174,8 @@ pub enum Rejection {
 impl From<&EngineError> for Rejection {
     fn from(e: &EngineError) -> Self {
         match e {
+            // Refused whatever the credentials: no point asking again.
+            EngineError::Unauthorized(crate::engine::AuthError::Denied(_)) => Rejection::Forbidden,
             EngineError::Unauthorized(_) => Rejection::Unauthorized,
             EngineError::NotFound(_) => Rejection::NotFound,
             EngineError::AlreadyPublishing(_) => Rejection::AlreadyPublishing,

@@ -20,6 +20,8 @@ arcly: a live-media streaming gateway (RTMP, RTSP, SRT and WebRTC in; RTMP, RTSP
 
 USAGE:
     arcly [FLAGS]
+    arcly --config FILE [FLAGS] settings and per-stream rules from a TOML file; flags override it
+    arcly config --default      print a commented configuration file with every default
     arcly remux IN OUT          convert FLV / MPEG-TS to MPEG-TS, fMP4 or HLS (see arcly remux --help)
     arcly bench --url URL       run N RTMP players against a server (see arcly bench --help)
     arcly token --secret SECRET --action publish|play --key APP/STREAM [--ttl SECONDS]
@@ -37,6 +39,8 @@ WebRTC (WHIP):  ffmpeg -re -i IN -c:v libx264 -bf 0 -c:a libopus -f whip http://
 Stream list:    http://127.0.0.1:8888/api/streams    Metrics: /metrics
 
 FLAGS:
+    --config FILE           read settings and [[paths]] rules from FILE (see arcly config --default);
+                            SIGHUP or POST /api/config/reload applies its [[paths]] again
     --rtmp ADDR|off         RTMP listen address [default: 0.0.0.0:1935]
     --http ADDR|off         HTTP listen address (HLS, stats) [default: 0.0.0.0:8888]
     --rtsp ADDR|off         RTSP listen address (TCP; media over TCP or UDP) [default: 0.0.0.0:8554]
@@ -81,7 +85,7 @@ FLAGS:
     -h, --help              this text
 ";
 
-#[derive(Clone, Copy, PartialEq, PartialOrd)]
+#[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
 enum Level {
     Error = 0,
     Warn = 1,
@@ -177,7 +181,15 @@ impl Observer for GatewayObserver {
     }
 }
 
+#[derive(Debug)]
 struct Options {
+    /// Settings the configuration file set and no flag changed: the
+    /// flag's name and the file's field, so a check names the field.
+    from_file: Vec<(&'static str, String)>,
+    /// The configuration file, read again on reload.
+    config: Option<config::Loaded>,
+    config_path: Option<std::path::PathBuf>,
+    log: Level,
     rtmp: Option<SocketAddr>,
     rtsp: Option<SocketAddr>,
     pulls: Vec<rtsp::Pull>,
@@ -227,8 +239,36 @@ fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
     })
 }
 
-fn parse(args: &[String]) -> Result<Options, String> {
-    let mut o = Options {
+/// `--log`'s levels.
+fn log_level(v: &str) -> Result<Level, String> {
+    Ok(match v {
+        "error" => Level::Error,
+        "warn" => Level::Warn,
+        "info" => Level::Info,
+        "debug" => Level::Debug,
+        v => return Err(format!("takes error, warn, info or debug, not {v:?}")),
+    })
+}
+
+/// `--webrtc-audio-transcode`'s values: the ffmpeg to run, or none.
+fn transcode_setting(v: &str) -> Result<Option<String>, String> {
+    Ok(match v {
+        "off" => None,
+        "ffmpeg" => Some("ffmpeg".into()),
+        _ => match v.strip_prefix("ffmpeg=") {
+            Some(path) if !path.is_empty() => Some(path.into()),
+            _ => return Err(format!("takes ffmpeg, ffmpeg=PATH or off, not {v:?}")),
+        },
+    })
+}
+
+/// Every setting at its default.
+fn defaults() -> Options {
+    Options {
+        from_file: Vec::new(),
+        config: None,
+        config_path: None,
+        log: Level::Info,
         rtmp: Some(SocketAddr::from(([0, 0, 0, 0], 1935))),
         rtsp: Some(SocketAddr::from(([0, 0, 0, 0], 8554))),
         pulls: Vec::new(),
@@ -257,7 +297,22 @@ fn parse(args: &[String]) -> Result<Options, String> {
         api_secret: None,
         protect_play: false,
         workers: None,
-    };
+    }
+}
+
+fn parse(args: &[String]) -> Result<Options, String> {
+    let mut o = defaults();
+    // The file first, wherever --config stands: flags override it.
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        if flag == "--config" {
+            let path: std::path::PathBuf = it.next().ok_or("--config needs a value")?.into();
+            let loaded = config::load(&path)?;
+            loaded.apply(&path.display().to_string(), &mut o)?;
+            o.config = Some(loaded);
+            o.config_path = Some(path);
+        }
+    }
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let mut value = || {
@@ -265,7 +320,12 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 .cloned()
                 .ok_or_else(|| format!("{flag} needs a value"))
         };
+        // A flag takes the blame for its setting from here on.
+        o.from_file.retain(|(f, _)| f != flag);
         match flag.as_str() {
+            "--config" => {
+                value()?;
+            }
             "--rtmp" => o.rtmp = parse_addr(&value()?)?,
             "--http" => o.http = parse_addr(&value()?)?,
             "--rtsp" => o.rtsp = parse_addr(&value()?)?,
@@ -281,19 +341,8 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 );
             }
             "--webrtc-audio-transcode" => {
-                let v = value()?;
-                o.webrtc_audio_transcode = match v.as_str() {
-                    "off" => None,
-                    "ffmpeg" => Some("ffmpeg".into()),
-                    _ => match v.strip_prefix("ffmpeg=") {
-                        Some(path) if !path.is_empty() => Some(path.into()),
-                        _ => {
-                            return Err(format!(
-                                "{flag} takes ffmpeg, ffmpeg=PATH or off, not {v:?}"
-                            ))
-                        }
-                    },
-                };
+                o.webrtc_audio_transcode =
+                    transcode_setting(&value()?).map_err(|e| format!("{flag} {e}"))?;
             }
             "--srt-passphrase" => o.srt_passphrase = Some(value()?),
             "--srt-key-passphrase" => {
@@ -351,16 +400,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             }
             "--protect-play" => o.protect_play = true,
             "--workers" => o.workers = Some(number(flag, &value()?)?),
-            "--log" => {
-                let l = match value()?.as_str() {
-                    "error" => Level::Error,
-                    "warn" => Level::Warn,
-                    "info" => Level::Info,
-                    "debug" => Level::Debug,
-                    v => return Err(format!("--log takes error, warn, info or debug, not {v:?}")),
-                };
-                LEVEL.store(l as u8, Ordering::Relaxed);
-            }
+            "--log" => o.log = log_level(&value()?).map_err(|e| format!("--log {e}"))?,
             other => return Err(format!("unknown flag {other:?} (see --help)")),
         }
     }
@@ -371,29 +411,48 @@ fn parse(args: &[String]) -> Result<Options, String> {
 /// The rules settings must meet together (whatever their order on the
 /// command line): nothing is taken silently and changed behind the user.
 fn check(o: &Options) -> Result<(), String> {
+    // A setting is named as the user wrote it: the file's field (where
+    // the file set it), or the flag.
+    let name = |flag: &'static str| {
+        o.from_file
+            .iter()
+            .find(|(f, _)| *f == flag)
+            .map_or_else(|| flag.to_string(), |(_, field)| format!("{field}:"))
+    };
+    // How the other setting a rule depends on was given.
+    let given = |flag: &'static str, v: &dyn std::fmt::Display| {
+        o.from_file.iter().find(|(f, _)| *f == flag).map_or_else(
+            || format!("{flag} {v}"),
+            |(_, field)| format!("{field} = {v}"),
+        )
+    };
     if !(1..=60).contains(&o.segment) {
         return Err(format!(
-            "--segment takes whole seconds from 1 to 60, not {}",
+            "{} takes whole seconds from 1 to 60, not {}",
+            name("--segment"),
             o.segment
         ));
     }
     if o.part_ms > 0 && !o.ts && (o.part_ms < 100 || o.part_ms * 2 > u64::from(o.segment) * 1000) {
         return Err(format!(
-            "--part takes 100 ms up to half a segment ({} ms with --segment {}), or 0 for no parts, not {}",
+            "{} takes 100 ms up to half a segment ({} ms with {}), or 0 for no parts, not {}",
+            name("--part"),
             u64::from(o.segment) * 500,
-            o.segment,
+            given("--segment", &o.segment),
             o.part_ms
         ));
     }
     if !(3..=100).contains(&o.window) {
         return Err(format!(
-            "--window takes 3 to 100 segments, not {}",
+            "{} takes 3 to 100 segments, not {}",
+            name("--window"),
             o.window
         ));
     }
     if o.srt_latency == 0 || o.srt_latency > 60_000 {
         return Err(format!(
-            "--srt-latency takes 1 to 60000 ms, not {}",
+            "{} takes 1 to 60000 ms, not {}",
+            name("--srt-latency"),
             o.srt_latency
         ));
     }
@@ -449,6 +508,7 @@ pub(crate) async fn each_second(stop: arcly_tokio::ShutdownSignal, mut f: impl F
 }
 
 mod bench;
+mod config;
 mod refusals;
 mod remux;
 mod rtsp;
@@ -494,6 +554,14 @@ fn main() -> ExitCode {
         print!("{HELP}");
         return ExitCode::SUCCESS;
     }
+    if args.first().map(String::as_str) == Some("config") {
+        if args.get(1).map(String::as_str) == Some("--default") && args.len() == 2 {
+            print!("{}", config::DEFAULT);
+            return ExitCode::SUCCESS;
+        }
+        eprintln!("arcly config: the one form is arcly config --default");
+        return ExitCode::from(2);
+    }
     if args.first().map(String::as_str) == Some("token") {
         return match token(&args[1..]) {
             Ok(t) => {
@@ -507,7 +575,10 @@ fn main() -> ExitCode {
         };
     }
     let opts = match parse(&args) {
-        Ok(o) => o,
+        Ok(o) => {
+            LEVEL.store(o.log as u8, Ordering::Relaxed);
+            o
+        }
         Err(e) => {
             eprintln!("arcly: {e}");
             return ExitCode::from(2);
@@ -574,10 +645,28 @@ async fn run(o: Options) -> Result<(), String> {
         // engine subscribes to that stream's own bus.
         builder = builder.consumer(origin.consumer_factory(clock.unix_base()));
     }
-    if let Some(secret) = &o.auth_secret {
+    let hmac = o.auth_secret.as_ref().map(|secret| {
         let mut auth = HmacTokenAuthenticator::new(secret.as_bytes());
         auth.protect_play = o.protect_play;
-        builder = builder.authenticator(Arc::new(auth));
+        auth
+    });
+    let rules = o
+        .config
+        .as_ref()
+        .map(|c| c.rules.clone())
+        .unwrap_or_default();
+    if !rules.paths.is_empty() {
+        log(
+            Level::Info,
+            &format!(
+                "{} path rules from the configuration; names that none matches are refused",
+                rules.paths.len()
+            ),
+        );
+    }
+    let gate = config::Gate::new(rules, hmac);
+    builder = builder.authenticator(gate.clone());
+    if o.auth_secret.is_some() {
         log(
             Level::Info,
             &format!(
@@ -587,7 +676,22 @@ async fn run(o: Options) -> Result<(), String> {
         );
     }
     let engine = builder.build();
+    gate.attach(engine.clone());
     let shutdown = Shutdown::new();
+    // Reload: the file's [[paths]] again, on SIGHUP or POST /api/config/reload.
+    let reload: Option<arcly_http::ReloadHook> = o.config_path.clone().map(|path| {
+        let gate = gate.clone();
+        let hook: arcly_http::ReloadHook = Arc::new(move || {
+            let r = config::reload(&gate, &path);
+            match &r {
+                Ok(msg) => log(Level::Info, msg),
+                Err(e) => log(Level::Warn, &format!("configuration not reloaded: {e}")),
+            }
+            r
+        });
+        hook
+    });
+
     let conn_log: arcly_tokio::Log = Arc::new(|line: String| log(Level::Info, &line));
     let cfg = ListenerConfig {
         max_connections: o.max_connections,
@@ -599,6 +703,24 @@ async fn run(o: Options) -> Result<(), String> {
         ..ListenerConfig::default()
     };
     let mut servers = tokio::task::JoinSet::new();
+    if let Some(hook) = reload.clone() {
+        let stop = shutdown.signal();
+        servers.spawn(async move {
+            let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                return Ok(());
+            };
+            let stop = stop.wait();
+            tokio::pin!(stop);
+            loop {
+                tokio::select! {
+                    _ = &mut stop => return Ok(()),
+                    Some(()) = hup.recv() => { let _ = hook(); }
+                }
+            }
+        });
+    }
     // Repeated refusals are told as counts, once per window.
     servers.spawn({
         let (stop, refusals) = (shutdown.signal(), refusals.clone());
@@ -777,7 +899,8 @@ async fn run(o: Options) -> Result<(), String> {
         let router = Arc::new(
             link_sources.into_iter().fold(
                 Router::new(engine.clone(), origin.clone(), clock.unix_base())
-                    .with_api_secret(o.api_secret.clone()),
+                    .with_api_secret(o.api_secret.clone())
+                    .with_reload(reload.clone()),
                 Router::with_links,
             ),
         );
@@ -833,6 +956,9 @@ async fn run(o: Options) -> Result<(), String> {
                 tokio::select! {
                     _ = &mut stop => return Ok(()),
                     Some(key) = recorded_rx.recv() => {
+                        if !gate.records(&key) {
+                            continue;
+                        }
                         if let Some(sub) = engine2.bus(&key).and_then(|b| b.subscribe().ok()) {
                             tokio::spawn(record(key, sub, storage.clone(), format, segment, clock));
                         }

@@ -79,6 +79,9 @@ pub enum CloseReason {
     Replaced,
     /// The host is shutting down.
     Shutdown,
+    /// The host's rules no longer allow the stream (a configuration
+    /// reload took its name away).
+    Revoked,
 }
 
 /// In a person's words.
@@ -89,6 +92,7 @@ impl core::fmt::Display for CloseReason {
             CloseReason::Idle => "idle too long",
             CloseReason::Replaced => "a new publisher took it over",
             CloseReason::Shutdown => "the server is shutting down",
+            CloseReason::Revoked => "the server's rules no longer allow it",
         })
     }
 }
@@ -100,6 +104,7 @@ impl CloseReason {
             CloseReason::Idle => 2,
             CloseReason::Replaced => 3,
             CloseReason::Shutdown => 4,
+            CloseReason::Revoked => 5,
         }
     }
 
@@ -109,6 +114,7 @@ impl CloseReason {
             2 => CloseReason::Idle,
             3 => CloseReason::Replaced,
             4 => CloseReason::Shutdown,
+            5 => CloseReason::Revoked,
             _ => return None,
         })
     }

@@ -37,6 +37,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+/// Reads the host's configuration again (`POST /api/config/reload`): what
+/// changed, or why nothing did.
+pub type ReloadHook = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
+
 /// Routes requests to the HLS origin and the stats endpoints, checking
 /// `?token=` (as sent) through the engine's authenticator for media, and the API
 /// policy (see the module docs) for `/api/...` and `/metrics`.
@@ -48,6 +52,7 @@ pub struct Router {
     api_secret: Option<String>,
     links: Vec<Arc<dyn LinkSource>>,
     signalling: Option<SharedSignalling>,
+    reload: Option<ReloadHook>,
 }
 
 impl std::fmt::Debug for Router {
@@ -163,7 +168,34 @@ impl Router {
             api_secret: None,
             links: Vec::new(),
             signalling: None,
+            reload: None,
         }
+    }
+
+    /// Also serves `POST /api/config/reload` (under the API's policy),
+    /// calling `hook`: 200 with what changed, or 422 with why nothing did.
+    /// Without a hook the path answers 404.
+    pub fn with_reload(mut self, hook: Option<ReloadHook>) -> Self {
+        self.reload = hook;
+        self
+    }
+
+    fn config_reload(&self, req: &Request) -> Response {
+        if let Err(refused) = self.api_allowed(req) {
+            return refused.with_header("Cache-Control", "no-store");
+        }
+        let resp = match (&req.method, &self.reload) {
+            (_, None) => Response::text(
+                404,
+                "no configuration file to reload: the server was started without --config",
+            ),
+            (Method::Post, Some(hook)) => match hook() {
+                Ok(done) => Response::text(200, &done),
+                Err(why) => Response::text(422, &format!("nothing changed: {why}")),
+            },
+            _ => Response::text(405, "POST reloads the configuration").with_header("Allow", "POST"),
+        };
+        resp.with_header("Cache-Control", "no-store")
     }
 
     /// Also serves WHIP (`POST /APP/STREAM/whip`) and WHEP
@@ -367,6 +399,9 @@ impl Handler for Router {
     fn poll_response(&self, now: Instant, req: &Request, cx: &mut Context<'_>) -> Poll<Response> {
         if let Some(resp) = self.webrtc(now, req) {
             return Poll::Ready(resp);
+        }
+        if req.path == "/api/config/reload" {
+            return Poll::Ready(self.config_reload(req));
         }
         if !matches!(req.method, Method::Get | Method::Head) {
             return Poll::Ready(

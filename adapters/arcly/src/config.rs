@@ -1,0 +1,852 @@
+//! The configuration file (`arcly --config FILE`): every flag's setting in
+//! sections, and `[[paths]]`, rules per stream name (who may publish and
+//! play, recording, a player limit, an SRT passphrase, an RTSP source).
+//!
+//! Flags given with `--config` override the file. The file is checked as
+//! a whole before anything starts: an error names the file, the field and
+//! the rule. On reload (SIGHUP, or `POST /api/config/reload`) the file is
+//! read and checked again; if it holds, its `[[paths]]` rules apply to
+//! every new session at once and a live stream that no path allows any
+//! more is ended; if it does not, nothing changes and the reason is given.
+
+use crate::Options;
+use arcly_core::bus::CloseReason;
+use arcly_core::engine::{
+    Action, AuthError, AuthRequest, Engine, HmacTokenAuthenticator, StreamAuthenticator, StreamKey,
+};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock, RwLock};
+
+/// The commented file `arcly config --default` prints: every setting at
+/// its default, so that starting with it is starting with no file.
+pub const DEFAULT: &str = include_str!("arcly.toml");
+
+/// The file as written. Every section and field may be left out.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    log: Option<String>,
+    workers: Option<usize>,
+    #[serde(default)]
+    rtmp: Listen,
+    #[serde(default)]
+    rtsp: Listen,
+    #[serde(default)]
+    http: Http,
+    #[serde(default)]
+    srt: Srt,
+    #[serde(default)]
+    webrtc: WebRtc,
+    #[serde(default)]
+    hls: Hls,
+    #[serde(default)]
+    streams: Streams,
+    #[serde(default)]
+    limits: Limits,
+    #[serde(default)]
+    auth: Auth,
+    #[serde(default)]
+    record: Record,
+    #[serde(default)]
+    paths: Vec<PathEntry>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Listen {
+    listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Http {
+    listen: Option<String>,
+    api_secret: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Srt {
+    listen: Option<String>,
+    latency_ms: Option<u64>,
+    passphrase: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebRtc {
+    listen: Option<String>,
+    hosts: Option<Vec<String>>,
+    audio_transcode: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Hls {
+    segment: Option<f64>,
+    part_ms: Option<u64>,
+    window: Option<usize>,
+    ts: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Streams {
+    linger: Option<f64>,
+    gop_cache: Option<bool>,
+    ring: Option<usize>,
+    lag_limit: Option<u64>,
+    idle_timeout: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Limits {
+    max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
+    write_timeout: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Auth {
+    secret: Option<String>,
+    protect_play: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Record {
+    dir: Option<PathBuf>,
+}
+
+/// One `[[paths]]` entry as written.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PathEntry {
+    name: String,
+    publish: Option<Vec<String>>,
+    play: Option<Vec<String>>,
+    record: Option<bool>,
+    max_players: Option<usize>,
+    srt_passphrase: Option<String>,
+    source: Option<String>,
+}
+
+/// A name pattern: `APP/STREAM`, where `*` stands for any run of
+/// characters (`live/*`, `*/cam*`, `*`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pattern(String);
+
+impl Pattern {
+    fn parse(s: &str) -> Result<Pattern, String> {
+        if s.is_empty() || s.chars().any(char::is_control) {
+            return Err(format!(
+                "takes APP/STREAM, * standing for any characters, not {s:?}"
+            ));
+        }
+        if !s.contains('*') {
+            let (app, stream) = s
+                .split_once('/')
+                .ok_or_else(|| format!("takes APP/STREAM (or a pattern with *), not {s:?}"))?;
+            StreamKey::new(app, stream).map_err(|e| format!("{s:?}: {e}"))?;
+        }
+        Ok(Pattern(s.to_string()))
+    }
+
+    /// Whether `name` (`APP/STREAM`) matches.
+    pub fn matches(&self, name: &str) -> bool {
+        glob(self.0.as_bytes(), name.as_bytes())
+    }
+
+    /// The pattern as `--srt-key-passphrase` takes it (exact, or a prefix
+    /// ending in `*`), when it has that form.
+    fn as_prefix(&self) -> Option<&str> {
+        let stars = self.0.matches('*').count();
+        (stars == 0 || (stars == 1 && self.0.ends_with('*'))).then_some(self.0.as_str())
+    }
+}
+
+/// `*` matches any run of bytes; everything else matches itself.
+fn glob(p: &[u8], s: &[u8]) -> bool {
+    // The classic two-pointer match with one backtrack point: linear in
+    // practice, never recursive.
+    let (mut pi, mut si) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, si));
+            pi += 1;
+        } else if pi < p.len() && p[pi] == s[si] {
+            pi += 1;
+            si += 1;
+        } else if let Some((sp, ss)) = star {
+            pi = sp + 1;
+            si = ss + 1;
+            star = Some((sp, ss + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&b| b == b'*')
+}
+
+/// One checked `[[paths]]` rule.
+#[derive(Clone, Debug)]
+pub struct PathRule {
+    /// Which names it covers.
+    pub pattern: Pattern,
+    /// Tokens that may publish (`None`: anyone the global rule lets).
+    pub publish: Option<Vec<String>>,
+    /// Tokens that may play (`None`: anyone the global rule lets).
+    pub play: Option<Vec<String>>,
+    /// Whether its streams are recorded (`None`: as `[record]` says).
+    pub record: Option<bool>,
+    /// At most this many players per stream.
+    pub max_players: Option<usize>,
+}
+
+/// The rules a reload can change: the `[[paths]]` in file order.
+#[derive(Clone, Debug, Default)]
+pub struct Rules {
+    /// First match decides; none configured means every name is open.
+    pub paths: Vec<PathRule>,
+}
+
+impl Rules {
+    /// The first rule matching `key`; `Err` when rules are configured and
+    /// none matches.
+    fn rule(&self, key: &StreamKey) -> Result<Option<&PathRule>, String> {
+        if self.paths.is_empty() {
+            return Ok(None);
+        }
+        let name = key.to_string();
+        self.paths
+            .iter()
+            .find(|r| r.pattern.matches(&name))
+            .map(Some)
+            .ok_or_else(|| format!("no path of the configuration takes {name}"))
+    }
+}
+
+/// Compares two tokens in time that depends on their lengths only.
+fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut diff = usize::from(a.len() != b.len());
+    for i in 0..a.len().max(b.len()) {
+        diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0));
+    }
+    std::hint::black_box(diff) == 0
+}
+
+/// The gateway's authenticator: the `[[paths]]` rules (swapped whole on
+/// reload) over the HMAC tokens of `--auth-secret`.
+pub struct Gate {
+    rules: RwLock<Arc<Rules>>,
+    hmac: Option<HmacTokenAuthenticator>,
+    engine: OnceLock<Engine>,
+}
+
+impl Gate {
+    /// A gate with these rules and, when set, HMAC tokens.
+    pub fn new(rules: Rules, hmac: Option<HmacTokenAuthenticator>) -> Arc<Gate> {
+        Arc::new(Gate {
+            rules: RwLock::new(Arc::new(rules)),
+            hmac,
+            engine: OnceLock::new(),
+        })
+    }
+
+    /// The engine whose streams `max_players` counts and a reload ends.
+    pub fn attach(&self, engine: Engine) {
+        let _ = self.engine.set(engine);
+    }
+
+    /// The rules in force.
+    pub fn rules(&self) -> Arc<Rules> {
+        match self.rules.read() {
+            Ok(r) => r.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Puts `rules` in force for new sessions, and ends each live stream
+    /// that no path takes any more; returns the names ended.
+    pub fn replace(&self, rules: Rules) -> Vec<String> {
+        let rules = Arc::new(rules);
+        match self.rules.write() {
+            Ok(mut r) => *r = rules.clone(),
+            Err(poisoned) => *poisoned.into_inner() = rules.clone(),
+        }
+        let mut ended = Vec::new();
+        if let Some(engine) = self.engine.get() {
+            for s in engine.streams() {
+                if rules.rule(&s.key).is_err() {
+                    if let Some(bus) = engine.bus(&s.key) {
+                        bus.close(CloseReason::Revoked);
+                        ended.push(s.key.to_string());
+                    }
+                }
+            }
+        }
+        ended
+    }
+
+    /// Whether `key`'s streams are recorded when `[record] dir` is set.
+    pub fn records(&self, key: &StreamKey) -> bool {
+        let rules = self.rules();
+        !matches!(
+            rules.rule(key),
+            Ok(Some(PathRule {
+                record: Some(false),
+                ..
+            }))
+        )
+    }
+}
+
+impl StreamAuthenticator for Gate {
+    fn authorize(&self, req: &AuthRequest<'_>) -> Result<(), AuthError> {
+        let rules = self.rules();
+        let rule = rules.rule(req.key).map_err(AuthError::Denied)?;
+        let listed = rule.and_then(|r| match req.action {
+            Action::Publish => r.publish.as_ref(),
+            Action::Play => r.play.as_ref(),
+        });
+        let global = || match &self.hmac {
+            Some(h) => h.authorize(req),
+            None => Ok(()),
+        };
+        match listed {
+            None => global()?,
+            Some(tokens) => {
+                let token_ok = req.token.is_some_and(|t| tokens.iter().any(|k| same(k, t)));
+                if !token_ok {
+                    // The HMAC tokens of --auth-secret are good everywhere.
+                    match (&self.hmac, req.token) {
+                        (Some(h), Some(_)) if h.authorize(req).is_ok() => {}
+                        (_, None) => return Err(AuthError::Missing),
+                        _ => return Err(AuthError::Invalid),
+                    }
+                }
+            }
+        }
+        if let (Action::Play, Some(max)) = (req.action, rule.and_then(|r| r.max_players)) {
+            let players = self
+                .engine
+                .get()
+                .and_then(|e| e.stream(req.key))
+                .map_or(0, |s| s.subscribers);
+            if players >= max {
+                return Err(AuthError::Denied(format!(
+                    "{} has its {max} players (max_players)",
+                    req.key
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a read of the file gave: the settings to merge under the flags,
+/// the rules, and the SRT passphrases and pulls of its paths.
+#[derive(Debug)]
+pub struct Loaded {
+    file: File,
+    /// The `[[paths]]` rules.
+    pub rules: Rules,
+    /// `(pattern, passphrase)` of paths with `srt_passphrase`.
+    pub srt_keys: Vec<(String, String)>,
+    /// The RTSP sources of paths with `source`.
+    pub pulls: Vec<crate::rtsp::Pull>,
+}
+
+/// Reads and checks `path`; every error names the file and the field.
+pub fn load(path: &Path) -> Result<Loaded, String> {
+    let name = path.display();
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: cannot read it: {e}"))?;
+    parse(&text).map_err(|e| format!("{name}: {e}"))
+}
+
+/// Parses and checks the text of a configuration file.
+pub fn parse(text: &str) -> Result<Loaded, String> {
+    let file: File = toml::from_str(text).map_err(|e| {
+        // toml's message carries the line, the column and the field.
+        e.to_string().trim_end().replace('\n', " ")
+    })?;
+    let mut rules = Rules::default();
+    let mut srt_keys = Vec::new();
+    let mut pulls = Vec::new();
+    for (i, p) in file.paths.iter().enumerate() {
+        let at = |field: &str| format!("paths[{i}] ({:?}): {field}", p.name);
+        let pattern = Pattern::parse(&p.name).map_err(|e| format!("{}: {e}", at("name")))?;
+        for (field, list) in [("publish", &p.publish), ("play", &p.play)] {
+            if list.iter().flatten().any(|t| t.is_empty()) {
+                return Err(format!("{}: a token may not be empty", at(field)));
+            }
+        }
+        if p.max_players == Some(0) {
+            return Err(format!(
+                "{}: takes a positive number (leave it out for no limit; play = [] lets nobody play)",
+                at("max_players")
+            ));
+        }
+        if let Some(pass) = &p.srt_passphrase {
+            let prefix = pattern.as_prefix().ok_or_else(|| {
+                format!(
+                    "{}: needs a name that is exact or ends in one * (live/*), not {:?}",
+                    at("srt_passphrase"),
+                    p.name
+                )
+            })?;
+            if !(10..=80).contains(&pass.len()) {
+                return Err(format!(
+                    "{}: takes 10 to 80 bytes, not {}",
+                    at("srt_passphrase"),
+                    pass.len()
+                ));
+            }
+            srt_keys.push((prefix.to_string(), pass.clone()));
+        }
+        if let Some(src) = &p.source {
+            if p.name.contains('*') {
+                return Err(format!(
+                    "{}: needs an exact APP/STREAM name, not the pattern {:?}",
+                    at("source"),
+                    p.name
+                ));
+            }
+            let pull = crate::rtsp::Pull::parse(&format!("{}={src}", p.name))
+                .map_err(|e| format!("{}: {}", at("source"), e.trim_start_matches("--pull: ")))?;
+            pulls.push(pull);
+        }
+        rules.paths.push(PathRule {
+            pattern,
+            publish: p.publish.clone(),
+            play: p.play.clone(),
+            record: p.record,
+            max_players: p.max_players,
+        });
+    }
+    Ok(Loaded {
+        file,
+        rules,
+        srt_keys,
+        pulls,
+    })
+}
+
+fn addr(field: &str, v: &Option<String>) -> Result<Option<Option<SocketAddr>>, String> {
+    v.as_deref()
+        .map(|v| crate::parse_addr(v).map_err(|e| format!("{field}: {e}")))
+        .transpose()
+}
+
+/// Seconds as a whole number, where a fraction cannot be honoured.
+fn whole(field: &str, v: f64) -> Result<u64, String> {
+    if v.fract() != 0.0 || !(0.0..=86_400.0).contains(&v) {
+        return Err(format!("{field}: takes whole seconds, not {v}"));
+    }
+    Ok(v as u64)
+}
+
+impl Loaded {
+    /// Sets in `o` what the file sets, remembering which field set each
+    /// setting so that a later check names the field.
+    pub fn apply(&self, file_name: &str, o: &mut Options) -> Result<(), String> {
+        let f = &self.file;
+        let mut set = |flag: &'static str, field: &str| {
+            o.from_file.push((flag, format!("{file_name}: {field}")));
+        };
+        let e = |x: String| format!("{file_name}: {x}");
+        if let Some(l) = addr("rtmp.listen", &f.rtmp.listen).map_err(e)? {
+            o.rtmp = l;
+        }
+        if let Some(l) = addr("rtsp.listen", &f.rtsp.listen).map_err(e)? {
+            o.rtsp = l;
+        }
+        if let Some(l) = addr("http.listen", &f.http.listen).map_err(e)? {
+            o.http = l;
+        }
+        if let Some(l) = addr("srt.listen", &f.srt.listen).map_err(e)? {
+            o.srt = l;
+        }
+        if let Some(l) = addr("webrtc.listen", &f.webrtc.listen).map_err(e)? {
+            o.webrtc = l;
+        }
+        if let Some(s) = &f.http.api_secret {
+            if s.is_empty() {
+                return Err(format!("{file_name}: http.api_secret: may not be empty"));
+            }
+            o.api_secret = Some(s.clone());
+        }
+        if let Some(v) = f.srt.latency_ms {
+            o.srt_latency = v;
+            set("--srt-latency", "srt.latency_ms");
+        }
+        if let Some(p) = &f.srt.passphrase {
+            o.srt_passphrase = Some(p.clone());
+        }
+        if let Some(hosts) = &f.webrtc.hosts {
+            for h in hosts {
+                o.webrtc_hosts.push(h.parse().map_err(|_| {
+                    format!("{file_name}: webrtc.hosts: takes IP addresses, not {h:?}")
+                })?);
+            }
+        }
+        if let Some(t) = &f.webrtc.audio_transcode {
+            o.webrtc_audio_transcode = crate::transcode_setting(t)
+                .map_err(|e| format!("{file_name}: webrtc.audio_transcode: {e}"))?;
+        }
+        if let Some(v) = f.hls.segment {
+            o.segment = u32::try_from(whole("hls.segment", v).map_err(e)?).unwrap_or(u32::MAX);
+            set("--segment", "hls.segment");
+        }
+        if let Some(v) = f.hls.part_ms {
+            o.part_ms = v;
+            set("--part", "hls.part_ms");
+        }
+        if let Some(v) = f.hls.window {
+            o.window = v;
+            set("--window", "hls.window");
+        }
+        if let Some(v) = f.hls.ts {
+            o.ts = v;
+        }
+        if let Some(v) = f.streams.linger {
+            o.hls_linger = whole("streams.linger", v).map_err(e)?;
+        }
+        if let Some(v) = f.streams.gop_cache {
+            o.gop_cache = v;
+        }
+        if let Some(v) = f.streams.ring {
+            o.ring = v;
+        }
+        if let Some(v) = f.streams.lag_limit {
+            o.lag_limit = v;
+        }
+        if let Some(v) = f.streams.idle_timeout {
+            o.idle_timeout = whole("streams.idle_timeout", v).map_err(e)?;
+        }
+        if let Some(v) = f.limits.max_connections {
+            o.max_connections = v;
+        }
+        if let Some(v) = f.limits.max_connections_per_ip {
+            if v == 0 {
+                return Err(format!(
+                    "{file_name}: limits.max_connections_per_ip: takes a positive number (leave it out for no limit)"
+                ));
+            }
+            o.max_connections_per_ip = Some(v);
+        }
+        if let Some(v) = f.limits.write_timeout {
+            if !(v.is_finite() && v > 0.0 && v <= 3600.0) {
+                return Err(format!(
+                    "{file_name}: limits.write_timeout: takes seconds above 0 and at most 3600, not {v}"
+                ));
+            }
+            o.write_timeout = v;
+        }
+        if let Some(s) = &f.auth.secret {
+            o.auth_secret = Some(s.clone());
+        }
+        if let Some(v) = f.auth.protect_play {
+            o.protect_play = v;
+        }
+        if let Some(d) = &f.record.dir {
+            o.record = Some(d.clone());
+        }
+        if let Some(w) = f.workers {
+            if w == 0 {
+                return Err(format!("{file_name}: workers: takes a positive number"));
+            }
+            o.workers = Some(w);
+        }
+        if let Some(l) = &f.log {
+            o.log = crate::log_level(l).map_err(|e| format!("{file_name}: log: {e}"))?;
+        }
+        o.srt_key_passphrases.extend(self.srt_keys.iter().cloned());
+        o.pulls.extend(self.pulls.iter().cloned());
+        Ok(())
+    }
+}
+
+/// Reads `path` again and, if it holds, puts its rules in force; the
+/// answer says what changed, or why nothing did.
+pub fn reload(gate: &Gate, path: &Path) -> Result<String, String> {
+    let loaded = load(path)?;
+    // The whole file must hold, not only its paths.
+    let mut o = crate::defaults();
+    loaded.apply(&path.display().to_string(), &mut o)?;
+    crate::check(&o)?;
+    let n = loaded.rules.paths.len();
+    let ended = gate.replace(loaded.rules);
+    let mut msg = format!(
+        "reloaded {}: {n} path rule{} in force for new sessions",
+        path.display(),
+        if n == 1 { "" } else { "s" }
+    );
+    if !ended.is_empty() {
+        msg.push_str(&format!(
+            "; ended, as no path takes them now: {}",
+            ended.join(", ")
+        ));
+    }
+    msg.push_str(" (settings outside [[paths]] apply at the next start)");
+    Ok(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(s: &str) -> StreamKey {
+        let (a, b) = s.split_once('/').unwrap_or(("live", s));
+        StreamKey::new(a, b).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    fn ask(gate: &Gate, action: Action, k: &str, token: Option<&str>) -> Result<(), AuthError> {
+        let k = key(k);
+        gate.authorize(&AuthRequest {
+            action,
+            key: &k,
+            token,
+            protocol: "rtmp",
+            peer: None,
+            unix_time: 1_000,
+        })
+    }
+
+    fn rules(text: &str) -> Rules {
+        parse(text).unwrap_or_else(|e| panic!("{e}")).rules
+    }
+
+    #[test]
+    fn patterns_match_as_globs() {
+        let p = |s: &str| Pattern::parse(s).unwrap_or_else(|e| panic!("{e}"));
+        assert!(p("live/*").matches("live/cam"));
+        assert!(!p("live/*").matches("studio/cam"));
+        assert!(p("*/cam*").matches("a/cam2"));
+        assert!(!p("*/cam*").matches("a/door"));
+        assert!(p("*").matches("x/y"));
+        assert!(p("live/cam").matches("live/cam"));
+        assert!(!p("live/cam").matches("live/cam2"));
+        assert!(p("a*b*c").matches("a/xbyc"));
+        assert!(!p("a*b*c").matches("a/xbycd"));
+        assert!(Pattern::parse("nocolon").is_err());
+        assert!(Pattern::parse("").is_err());
+        assert_eq!(p("live/*").as_prefix(), Some("live/*"));
+        assert_eq!(p("*/cam").as_prefix(), None);
+    }
+
+    #[test]
+    fn the_default_file_is_the_defaults() {
+        let loaded = parse(DEFAULT).unwrap_or_else(|e| panic!("{e}"));
+        assert!(loaded.rules.paths.is_empty());
+        let mut o = crate::defaults();
+        loaded
+            .apply("arcly.toml", &mut o)
+            .unwrap_or_else(|e| panic!("{e}"));
+        crate::check(&o).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(format!("{o:?}").replace("from_file", ""), {
+            let mut d = crate::defaults();
+            d.from_file = o.from_file.clone();
+            format!("{d:?}").replace("from_file", "")
+        });
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_field() {
+        let err = |text: &str| {
+            let r = (|| {
+                let mut o = crate::defaults();
+                load_text(text)?.apply("my.toml", &mut o)?;
+                crate::check(&o)
+            })();
+            r.expect_err(text)
+        };
+        fn load_text(t: &str) -> Result<Loaded, String> {
+            parse(t).map_err(|e| format!("my.toml: {e}"))
+        }
+        let e = err("[hls]\nsegment = 0\n");
+        assert!(e.contains("my.toml: hls.segment"), "{e}");
+        let e = err("[hls]\npart_ms = 5000\n");
+        assert!(e.contains("my.toml: hls.part_ms"), "{e}");
+        let e = err("[hls]\nwindow = 0\n");
+        assert!(e.contains("my.toml: hls.window"), "{e}");
+        let e = err("[hls]\nsegment = 1.5\n");
+        assert!(e.contains("hls.segment: takes whole seconds"), "{e}");
+        let e = err("[hls]\nsegmnt = 2\n");
+        assert!(e.contains("my.toml") && e.contains("segmnt"), "{e}");
+        let e = err("[rtmp]\nlisten = \"nowhere\"\n");
+        assert!(e.contains("rtmp.listen"), "{e}");
+        let e = err("[[paths]]\nname = \"live/*\"\nmax_players = 0\n");
+        assert!(e.contains("paths[0] (\"live/*\"): max_players"), "{e}");
+        let e = err("[[paths]]\nname = \"*/cam\"\nsrt_passphrase = \"0123456789\"\n");
+        assert!(e.contains("srt_passphrase"), "{e}");
+        let e = err("[[paths]]\nname = \"live/*\"\nsource = \"rtsp://h/x\"\n");
+        assert!(e.contains("source: needs an exact"), "{e}");
+        let e = err("[[paths]]\nname = \"live/cam\"\nsource = \"http://h/x\"\n");
+        assert!(
+            e.contains("paths[0] (\"live/cam\"): source: not an rtsp:// URL"),
+            "{e}"
+        );
+        let e = err("[[paths]]\nname = \"live/cam\"\npublish = [\"\"]\n");
+        assert!(e.contains("publish: a token may not be empty"), "{e}");
+    }
+
+    #[test]
+    fn flags_override_the_file_and_take_the_blame() {
+        let dir = std::env::temp_dir().join(format!("arcly-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let f = dir.join("a.toml");
+        std::fs::write(&f, "[hls]\nsegment = 4\npart_ms = 1500\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let args = |s: &str| -> Vec<String> {
+            let mut v = vec!["--config".to_string(), f.display().to_string()];
+            v.extend(s.split_whitespace().map(String::from));
+            v
+        };
+        let o = crate::parse(&args("")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((o.segment, o.part_ms), (4, 1500));
+        let o = crate::parse(&args("--part 300")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((o.segment, o.part_ms), (4, 300));
+        // The part is the file's, the segment the flag's: each is named
+        // where it came from.
+        let e = crate::parse(&args("--segment 2")).err().unwrap_or_default();
+        assert!(
+            e.contains("a.toml: hls.part_ms") && e.contains("--segment 2"),
+            "{e}"
+        );
+        let e = crate::parse(&[
+            "--config".into(),
+            dir.join("missing.toml").display().to_string(),
+        ])
+        .err()
+        .unwrap_or_default();
+        assert!(e.contains("missing.toml: cannot read it"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn paths_decide_who_publishes_and_plays() {
+        let gate = Gate::new(
+            rules(
+                r#"
+                [[paths]]
+                name = "live/secret*"
+                publish = ["pub1", "pub2"]
+                play = ["view"]
+                [[paths]]
+                name = "live/*"
+                [[paths]]
+                name = "closed/*"
+                publish = []
+                "#,
+            ),
+            None,
+        );
+        use Action::{Play, Publish};
+        assert_eq!(
+            ask(&gate, Publish, "live/secret1", None),
+            Err(AuthError::Missing)
+        );
+        assert_eq!(
+            ask(&gate, Publish, "live/secret1", Some("view")),
+            Err(AuthError::Invalid)
+        );
+        assert_eq!(ask(&gate, Publish, "live/secret1", Some("pub2")), Ok(()));
+        assert_eq!(ask(&gate, Play, "live/secret1", Some("view")), Ok(()));
+        assert_eq!(
+            ask(&gate, Play, "live/secret1", Some("pub1")),
+            Err(AuthError::Invalid)
+        );
+        // The first match decides: live/cam is open.
+        assert_eq!(ask(&gate, Publish, "live/cam", None), Ok(()));
+        assert_eq!(
+            ask(&gate, Publish, "closed/x", Some("any")),
+            Err(AuthError::Invalid)
+        );
+        assert_eq!(ask(&gate, Play, "closed/x", None), Ok(()));
+        match ask(&gate, Publish, "other/x", None) {
+            Err(AuthError::Denied(why)) => assert!(why.contains("no path"), "{why}"),
+            r => panic!("{r:?}"),
+        }
+        // No rules: everything is open.
+        let open = Gate::new(Rules::default(), None);
+        assert_eq!(ask(&open, Publish, "other/x", None), Ok(()));
+    }
+
+    #[test]
+    fn hmac_tokens_hold_where_no_list_is_given_and_beside_lists() {
+        let hmac = HmacTokenAuthenticator::new(b"s3cret".to_vec());
+        let good = hmac.mint(Action::Publish, &key("live/cam"), 2_000);
+        let gate = Gate::new(
+            rules(
+                "[[paths]]\nname = \"live/cam\"\npublish = [\"static\"]\n[[paths]]\nname = \"*\"\n",
+            ),
+            Some(hmac.clone()),
+        );
+        assert_eq!(ask(&gate, Action::Publish, "live/cam", Some(&good)), Ok(()));
+        assert_eq!(
+            ask(&gate, Action::Publish, "live/cam", Some("static")),
+            Ok(())
+        );
+        assert_eq!(
+            ask(&gate, Action::Publish, "live/cam", Some("nope")),
+            Err(AuthError::Invalid)
+        );
+        // Elsewhere the global rule: an HMAC token to publish.
+        assert_eq!(
+            ask(&gate, Action::Publish, "live/other", None),
+            Err(AuthError::Missing)
+        );
+        let other = hmac.mint(Action::Publish, &key("live/other"), 2_000);
+        assert_eq!(
+            ask(&gate, Action::Publish, "live/other", Some(&other)),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_reload_swaps_the_rules_and_records_follow_them() {
+        let gate = Gate::new(
+            rules("[[paths]]\nname = \"live/*\"\nrecord = false\n"),
+            None,
+        );
+        assert!(!gate.records(&key("live/a")));
+        assert!(ask(&gate, Action::Publish, "studio/a", None).is_err());
+        let ended = gate.replace(rules("[[paths]]\nname = \"*\"\n"));
+        assert!(ended.is_empty());
+        assert!(gate.records(&key("live/a")));
+        assert_eq!(ask(&gate, Action::Publish, "studio/a", None), Ok(()));
+    }
+
+    #[test]
+    fn a_reload_ends_live_streams_no_path_takes() {
+        use arcly_core::engine::Request;
+        use arcly_core::time::Instant;
+        let gate = Gate::new(rules("[[paths]]\nname = \"*\"\n"), None);
+        let engine = Engine::builder().authenticator(gate.clone()).build();
+        gate.attach(engine.clone());
+        let publisher = |k: &str| {
+            engine
+                .publish(&Request::new(key(k), "rtmp"), Instant::ZERO)
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let (a, b) = (publisher("live/a"), publisher("studio/b"));
+        let ended = gate.replace(rules("[[paths]]\nname = \"live/*\"\nmax_players = 1\n"));
+        assert_eq!(ended, vec!["studio/b".to_string()]);
+        let bus = |p: &arcly_core::engine::Publisher| p.bus().map(|b| b.closed());
+        assert_eq!(bus(&a), Some(None));
+        assert_eq!(bus(&b), Some(Some(CloseReason::Revoked)));
+        // max_players: the first player is let in, the second is not.
+        let p1 = engine.play(&Request::new(key("live/a"), "rtmp"));
+        assert!(p1.is_ok());
+        let p2 = engine.play(&Request::new(key("live/a"), "rtmp"));
+        assert!(p2.is_err());
+        drop((a, b, p1));
+    }
+}

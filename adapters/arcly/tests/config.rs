@@ -1,0 +1,236 @@
+//! The gateway binary with a configuration file: refused at start with the
+//! file and the field named; `[[paths]]` deciding who may play; a reload
+//! (`POST /api/config/reload` and SIGHUP) changing that for new requests;
+//! a file that does not hold changing nothing; `arcly config --default`
+//! starting a gateway as no file does.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_arcly");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("arcly-cfg-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display()));
+    d
+}
+
+/// Only HTTP, on `port`: every other listener off.
+fn header(port: u16) -> String {
+    format!(
+        "[rtmp]\nlisten = \"off\"\n[rtsp]\nlisten = \"off\"\n[srt]\nlisten = \"off\"\n\
+         [webrtc]\nlisten = \"off\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n"
+    )
+}
+
+struct Gateway(Child);
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(args: &[&str], port: u16) -> Gateway {
+    let child = Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{BIN}: {e}"));
+    let g = Gateway(child);
+    let until = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < until,
+            "the gateway did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    g
+}
+
+/// The status line's code and the body.
+fn http(port: u16, method: &str, path: &str) -> (u16, String) {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let code = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {out:?}"));
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (code, body)
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
+/// What a player's playlist request gets: 404 when the rules let it in
+/// (nothing is live), 401 or 403 when they do not.
+fn play(port: u16, path: &str) -> u16 {
+    http(port, "GET", path).0
+}
+
+#[test]
+fn a_file_that_does_not_hold_stops_the_start_naming_file_and_field() {
+    let d = dir("bad");
+    let f = d.join("bad.toml");
+    for (text, field) in [
+        ("[hls]\npart_ms = 5000\n", "hls.part_ms"),
+        ("[hls]\nsegment = 0\n", "hls.segment"),
+        ("[hls]\nwindow = 0\n", "hls.window"),
+        ("[hls]\nsegmnt = 2\n", "segmnt"),
+        (
+            "[[paths]]\nname = \"live/*\"\nmax_players = 0\n",
+            "max_players",
+        ),
+    ] {
+        write(&f, text);
+        let out = Command::new(BIN)
+            .args(["--config", &f.display().to_string()])
+            .output()
+            .unwrap_or_else(|e| panic!("{BIN}: {e}"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{text}: {err}");
+        assert!(
+            err.contains("bad.toml") && err.contains(field),
+            "{text}: {err}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn paths_decide_and_a_reload_changes_them_for_new_requests() {
+    let d = dir("reload");
+    let f = d.join("arcly.toml");
+    let port = free_port();
+    let rules = |token: &str| {
+        format!(
+            "{}[[paths]]\nname = \"live/*\"\nplay = [\"{token}\"]\n",
+            header(port)
+        )
+    };
+    write(&f, &rules("t1"));
+    let _g = start(&["--config", &f.display().to_string()], port);
+    let hls = |tok: &str| format!("/live/a/index.m3u8?token={tok}");
+    assert_eq!(play(port, "/live/a/index.m3u8"), 401);
+    assert_eq!(play(port, &hls("t1")), 404, "t1 lets the player in");
+    assert_eq!(play(port, &hls("t2")), 401);
+    // No path takes other/*.
+    assert_eq!(play(port, "/other/a/index.m3u8?token=t1"), 403);
+
+    // Reload over the API.
+    write(&f, &rules("t2"));
+    let (code, body) = http(port, "POST", "/api/config/reload");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("1 path rule"), "{body}");
+    assert_eq!(play(port, &hls("t1")), 401, "t1 no longer plays");
+    assert_eq!(play(port, &hls("t2")), 404);
+    assert_eq!(http(port, "GET", "/api/config/reload").0, 405);
+
+    // A file that does not hold changes nothing and says why.
+    write(&f, &format!("{}[hls]\npart_ms = 5000\n", rules("t3")));
+    let (code, body) = http(port, "POST", "/api/config/reload");
+    assert_eq!(code, 422, "{body}");
+    assert!(body.contains("hls.part_ms"), "{body}");
+    assert_eq!(play(port, &hls("t2")), 404, "the rules in force stay");
+    assert_eq!(play(port, &hls("t3")), 401);
+
+    // SIGHUP reads the file again too.
+    write(&f, &rules("t4"));
+    let pid = _g.0.id().to_string();
+    let kill = Command::new("kill").args(["-HUP", &pid]).status();
+    assert!(
+        matches!(kill, Ok(s) if s.success()),
+        "kill (procps) is needed to send SIGHUP: {kill:?}"
+    );
+    let until = Instant::now() + Duration::from_secs(10);
+    while play(port, &hls("t4")) != 404 {
+        assert!(Instant::now() < until, "SIGHUP did not reload");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(play(port, &hls("t2")), 401);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn the_default_file_serves_as_no_file_does_and_reloads_without_one_are_404() {
+    let out = Command::new(BIN)
+        .args(["config", "--default"])
+        .output()
+        .unwrap_or_else(|e| panic!("{BIN}: {e}"));
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.contains("[[paths]]") && text.contains("part_ms = 200"),
+        "{text}"
+    );
+    let d = dir("default");
+    let f = d.join("arcly.toml");
+    write(&f, &text);
+    let port = free_port();
+    let http_addr = format!("127.0.0.1:{port}");
+    let g = start(
+        &[
+            "--config",
+            &f.display().to_string(),
+            "--rtmp",
+            "off",
+            "--rtsp",
+            "off",
+            "--srt",
+            "off",
+            "--webrtc",
+            "off",
+            "--http",
+            &http_addr,
+        ],
+        port,
+    );
+    // Open to every name, as without a file.
+    assert_eq!(play(port, "/any/thing/index.m3u8"), 404);
+    let (code, body) = http(port, "POST", "/api/config/reload");
+    assert_eq!(code, 200, "{body}");
+    drop(g);
+    let port = free_port();
+    let _g = start(
+        &[
+            "--rtmp",
+            "off",
+            "--rtsp",
+            "off",
+            "--srt",
+            "off",
+            "--webrtc",
+            "off",
+            "--http",
+            &format!("127.0.0.1:{port}"),
+        ],
+        port,
+    );
+    assert_eq!(http(port, "POST", "/api/config/reload").0, 404);
+    let _ = std::fs::remove_dir_all(&d);
+}
