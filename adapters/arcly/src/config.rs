@@ -283,11 +283,8 @@ impl Gate {
         let mut ended = Vec::new();
         if let Some(engine) = self.engine.get() {
             for s in engine.streams() {
-                if rules.rule(&s.key).is_err() {
-                    if let Some(bus) = engine.bus(&s.key) {
-                        bus.close(CloseReason::Revoked);
-                        ended.push(s.key.to_string());
-                    }
+                if rules.rule(&s.key).is_err() && engine.end_stream(&s.key, CloseReason::Revoked) {
+                    ended.push(s.key.to_string());
                 }
             }
         }

@@ -375,7 +375,7 @@ impl core::fmt::Debug for Sender {
 
 /// The bus was closed under the sender (idle reaping, shutdown).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("the stream was closed: {0:?}")]
+#[error("the stream was closed: {0}")]
 pub struct Closed(pub CloseReason);
 
 impl Sender {

@@ -859,6 +859,19 @@ impl Engine {
         v
     }
 
+    /// Ends the stream published under `key` (its publisher's session
+    /// and its players end, told `reason`); `false` when none is.
+    pub fn end_stream(&self, key: &StreamKey, reason: CloseReason) -> bool {
+        let session = self.inner.table().get(key).map(|e| e.session);
+        match session {
+            Some(session) => {
+                self.inner.unpublish(key, session, reason);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Refuses new requests and closes every stream.
     pub fn shutdown(&self) {
         self.inner.shutting_down.store(true, Ordering::Release);
