@@ -224,7 +224,9 @@ impl Gateway {
         let log = tmpdir(name).join("gateway.log");
         let mut child = Command::new(arcly_bin())
             .args(["--rtmp", &rtmp.to_string(), "--http", &http.to_string()])
-            .args(["--log", "info", "--srt", "off"])
+            .args([
+                "--log", "info", "--srt", "off", "--rtsp", "off", "--webrtc", "off",
+            ])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -531,6 +531,10 @@ fn connection_flood_does_not_disturb_a_stream() {
             "warn",
             "--srt",
             "off",
+            "--rtsp",
+            "off",
+            "--webrtc",
+            "off",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -678,6 +682,10 @@ fn gateway(extra: &[&str]) -> Gateway {
             "--log",
             "warn",
             "--srt",
+            "off",
+            "--rtsp",
+            "off",
+            "--webrtc",
             "off",
         ])
         .args(extra)

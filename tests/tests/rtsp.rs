@@ -58,6 +58,7 @@ impl Gateway {
         let child = Command::new(bin)
             .args(["--rtsp", &rtsp.to_string(), "--rtmp", &rtmp.to_string()])
             .args(["--http", &http.to_string(), "--srt", "off", "--linger", "0"])
+            .args(["--webrtc", "off"])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
@@ -627,4 +628,84 @@ fn a_publish_over_udp_losing_two_percent_gives_only_whole_frames() {
         "lossy publish: {v} of 180 video frames played; relay: {}",
         report.trim()
     );
+}
+
+/// aiortsp (PyPI), an RTSP client of its own (neither ffmpeg's nor
+/// GStreamer's), over TCP (`rtspt://`) and UDP at once: both play whole
+/// frames (one marker bit per RTP time stamp) of an RTMP publish from the
+/// GOP cache to the end. Debian's VLC cannot be the third client here: it
+/// is packaged without its RTSP module (live555).
+#[test]
+fn aiortsp_plays_over_tcp_and_udp() {
+    let py = need("python3", "apt-get install -y python3");
+    let has = Command::new(&py)
+        .args(["-c", "import aiortsp"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        has,
+        "interop: aiortsp is missing; install it with: pip install aiortsp"
+    );
+    let dir = tmpdir("rtsp-aiortsp");
+    let g = Gateway::start(&dir, &[]);
+    let input = make_ts(&dir);
+    let publisher = spawn(
+        Command::new(ffmpeg5())
+            .args(["-v", "error", "-re", "-i"])
+            .arg(&input)
+            .args(["-c", "copy", "-f", "flv"])
+            .arg(format!("rtmp://{}/live/aio", g.rtmp)),
+    );
+    wait_publishing(&g, "live/aio");
+    // Each reader counts its video packets, marker bits and distinct time
+    // stamps until the gateway ends the play or 12 s pass.
+    let script = r#"
+import asyncio, json, sys, time
+from aiortsp.rtsp.reader import RTSPReader
+async def read(url):
+    n = marks = 0
+    stamps = set()
+    t0 = time.time()
+    try:
+        async with RTSPReader(url, timeout=5) as reader:
+            async for pkt in reader.iter_packets():
+                n += 1
+                marks += 1 if pkt.m else 0
+                stamps.add(pkt.ts)
+                if time.time() - t0 > 12:
+                    break
+    except Exception as e:
+        print("reader", url, "ended:", repr(e), file=sys.stderr)
+    return {"packets": n, "markers": marks, "stamps": len(stamps)}
+async def main():
+    a, b = await asyncio.gather(read(sys.argv[1]), read(sys.argv[2]))
+    print(json.dumps({"tcp": a, "udp": b}))
+asyncio.run(main())
+"#;
+    let out = Command::new(&py)
+        .args(["-c", script])
+        .arg(format!("rtspt://{}/live/aio", g.rtsp))
+        .arg(g.url("live/aio"))
+        .stderr(Stdio::null())
+        .output()
+        .expect("python3 runs");
+    finish(
+        publisher,
+        "ffmpeg publishing over RTMP",
+        Duration::from_secs(20),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(text.trim())
+        .unwrap_or_else(|e| panic!("aiortsp printed {text:?}: {e}\n{}", g.log()));
+    eprintln!("aiortsp: {v}");
+    for t in ["tcp", "udp"] {
+        let (markers, stamps) = (v[t]["markers"].as_u64(), v[t]["stamps"].as_u64());
+        // 180 frames were published; the play begins at a key frame
+        // (one a second) at most a second and a half in.
+        assert!(
+            matches!(stamps, Some(135..=180)) && markers == stamps,
+            "aiortsp over {t}: {v}\n{}",
+            g.log()
+        );
+    }
 }

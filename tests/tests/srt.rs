@@ -62,7 +62,9 @@ impl Gateway {
         let log = dir.join("arcly.log");
         let child = Command::new(bin)
             .args(["--srt", &srt.to_string(), "--rtmp", &rtmp.to_string()])
-            .args(["--http", "off", "--linger", "0"])
+            .args([
+                "--http", "off", "--linger", "0", "--rtsp", "off", "--webrtc", "off",
+            ])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
