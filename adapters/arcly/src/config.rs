@@ -655,6 +655,28 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_example_holds() {
+        let readme = include_str!("../../../README.md");
+        let from = readme
+            .find("### The configuration file")
+            .unwrap_or_else(|| panic!("no configuration section"));
+        let block = readme[from..]
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .unwrap_or_else(|| panic!("no toml block"));
+        let loaded = parse(block).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(loaded.rules.paths.len(), 3);
+        assert_eq!(loaded.pulls.len(), 1);
+        assert_eq!(loaded.srt_keys.len(), 1);
+        let mut o = crate::defaults();
+        loaded
+            .apply("README.md", &mut o)
+            .unwrap_or_else(|e| panic!("{e}"));
+        crate::check(&o).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[test]
     fn errors_name_the_file_and_the_field() {
         let err = |text: &str| {
             let r = (|| {
@@ -710,11 +732,10 @@ mod tests {
         assert_eq!((o.segment, o.part_ms), (4, 1500));
         let o = crate::parse(&args("--part 300")).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((o.segment, o.part_ms), (4, 300));
-        // The part is the file's, the segment the flag's: each is named
-        // where it came from.
+        // The part is the file's: it is named as the file wrote it.
         let e = crate::parse(&args("--segment 2")).err().unwrap_or_default();
         assert!(
-            e.contains("a.toml: hls.part_ms") && e.contains("--segment 2"),
+            e.contains("a.toml: hls.part_ms") && e.contains("segments of 2 s"),
             "{e}"
         );
         let e = crate::parse(&[

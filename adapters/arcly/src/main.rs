@@ -419,13 +419,6 @@ fn check(o: &Options) -> Result<(), String> {
             .find(|(f, _)| *f == flag)
             .map_or_else(|| flag.to_string(), |(_, field)| format!("{field}:"))
     };
-    // How the other setting a rule depends on was given.
-    let given = |flag: &'static str, v: &dyn std::fmt::Display| {
-        o.from_file.iter().find(|(f, _)| *f == flag).map_or_else(
-            || format!("{flag} {v}"),
-            |(_, field)| format!("{field} = {v}"),
-        )
-    };
     if !(1..=60).contains(&o.segment) {
         return Err(format!(
             "{} takes whole seconds from 1 to 60, not {}",
@@ -435,10 +428,10 @@ fn check(o: &Options) -> Result<(), String> {
     }
     if o.part_ms > 0 && !o.ts && (o.part_ms < 100 || o.part_ms * 2 > u64::from(o.segment) * 1000) {
         return Err(format!(
-            "{} takes 100 ms up to half a segment ({} ms with {}), or 0 for no parts, not {}",
+            "{} takes 100 ms up to half a segment ({} ms with segments of {} s), or 0 for no parts, not {}",
             name("--part"),
             u64::from(o.segment) * 500,
-            given("--segment", &o.segment),
+            o.segment,
             o.part_ms
         ));
     }
