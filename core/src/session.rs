@@ -277,6 +277,21 @@ impl core::fmt::Display for SessionEnd {
     }
 }
 
+impl Rejection {
+    /// A short fixed name (`unauthorized`, `not_found`, ...), for metric
+    /// labels and machines.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Rejection::BadName => "bad_name",
+            Rejection::Unauthorized => "unauthorized",
+            Rejection::NotFound => "not_found",
+            Rejection::AlreadyPublishing => "already_publishing",
+            Rejection::Forbidden => "forbidden",
+            Rejection::Unavailable => "unavailable",
+        }
+    }
+}
+
 fn rejection_text(why: &Rejection) -> &'static str {
     match why {
         Rejection::BadName => "bad stream name (the name is APP/STREAM)",

@@ -126,6 +126,8 @@ struct GatewayObserver {
     published: Vec<tokio::sync::mpsc::UnboundedSender<StreamKey>>,
     /// Refusals, logged once per kind and counted while they repeat.
     refusals: Arc<refusals::Refusals>,
+    /// Refusals by protocol, action and reason, for `/metrics`.
+    refusal_counts: Arc<refusals::RefusalCounts>,
 }
 
 impl Observer for GatewayObserver {
@@ -143,9 +145,13 @@ impl Observer for GatewayObserver {
                 key,
                 action,
                 reason,
+                rejection,
                 protocol,
                 peer,
+                ..
             } => {
+                self.refusal_counts
+                    .count(protocol, action.as_str(), rejection.label());
                 let now = std::time::Instant::now();
                 let key = key.to_string();
                 let peer = peer.as_deref();
@@ -486,6 +492,39 @@ fn token(args: &[String]) -> Result<String, String> {
     Ok(HmacTokenAuthenticator::new(secret).mint(action, &key, now + ttl))
 }
 
+/// The TCP listeners' connection series for `/metrics`.
+fn connection_metrics(stats: &[(&'static str, Arc<arcly_tokio::ConnStats>)], out: &mut String) {
+    use std::fmt::Write as _;
+    type Read = fn(&arcly_tokio::ConnStats) -> u64;
+    let series: [(&str, &str, &str, Read); 3] = [
+        (
+            "arcly_connections_open",
+            "gauge",
+            "Connections being served, by listener.",
+            |s| s.open.load(Ordering::Relaxed) as u64,
+        ),
+        (
+            "arcly_connections_total",
+            "counter",
+            "Connections taken since the start, by listener.",
+            |s| s.accepted.load(Ordering::Relaxed),
+        ),
+        (
+            "arcly_connections_turned_away_total",
+            "counter",
+            "Connections closed at once because a connection limit was reached, by listener.",
+            |s| s.turned_away.load(Ordering::Relaxed),
+        ),
+    ];
+    for (name, kind, help, read) in series {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (protocol, s) in stats {
+            let _ = writeln!(out, "{name}{{protocol=\"{protocol}\"}} {}", read(s));
+        }
+    }
+}
+
 /// Calls `f` once a second (at once first) until `stop`: the gateway's
 /// housekeeping (refusal counts, HLS reaping, idle streams, SRT figures).
 pub(crate) async fn each_second(stop: arcly_tokio::ShutdownSignal, mut f: impl FnMut()) {
@@ -626,11 +665,25 @@ async fn run(o: Options) -> Result<(), String> {
     // playlist as soon as its stream ends.
     let origin = HlsOrigin::new(hls_cfg, Duration::ZERO);
     let refusals = Arc::new(refusals::Refusals::default());
+    let refusal_counts = Arc::new(refusals::RefusalCounts::default());
+    // Each TCP listener's connections, for /metrics.
+    let conn_stats: Vec<(&'static str, Arc<arcly_tokio::ConnStats>)> = ["rtmp", "rtsp", "http"]
+        .into_iter()
+        .map(|p| (p, Arc::default()))
+        .collect();
+    let listener_cfg = |cfg: &ListenerConfig, protocol: &str| ListenerConfig {
+        stats: conn_stats
+            .iter()
+            .find(|(p, _)| *p == protocol)
+            .map(|(_, s)| s.clone()),
+        ..cfg.clone()
+    };
     let mut builder = Engine::builder()
         .default_app(Some(app))
         .observer(Arc::new(GatewayObserver {
             published: senders,
             refusals: refusals.clone(),
+            refusal_counts: refusal_counts.clone(),
         }))
         .linger(Duration::from_secs(o.hls_linger));
     if o.http.is_some() {
@@ -752,7 +805,7 @@ async fn run(o: Options) -> Result<(), String> {
                 };
                 arcly_rtmp::ServerSession::new(cfg, now)
             },
-            cfg.clone(),
+            listener_cfg(&cfg, "rtmp"),
             clock,
             shutdown.signal(),
             conn_log.clone(),
@@ -775,7 +828,7 @@ async fn run(o: Options) -> Result<(), String> {
             &mut servers,
             listener,
             engine.clone(),
-            cfg.clone(),
+            listener_cfg(&cfg, "rtsp"),
             clock,
             shutdown.signal(),
             conn_log.clone(),
@@ -893,7 +946,14 @@ async fn run(o: Options) -> Result<(), String> {
             link_sources.into_iter().fold(
                 Router::new(engine.clone(), origin.clone(), clock.unix_base())
                     .with_api_secret(o.api_secret.clone())
-                    .with_reload(reload.clone()),
+                    .with_reload(reload.clone())
+                    .with_metrics({
+                        let (conns, refusals) = (conn_stats.clone(), refusal_counts.clone());
+                        Arc::new(move |out: &mut String| {
+                            connection_metrics(&conns, out);
+                            refusals.render(out);
+                        })
+                    }),
                 Router::with_links,
             ),
         );
@@ -903,7 +963,7 @@ async fn run(o: Options) -> Result<(), String> {
         };
         let http_cfg = ListenerConfig {
             handshake_timeout: None,
-            ..cfg.clone()
+            ..listener_cfg(&cfg, "http")
         };
         servers.spawn(serve(
             listener,

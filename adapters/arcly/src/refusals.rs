@@ -26,6 +26,34 @@ struct Kind {
 #[derive(Debug, Default)]
 pub struct Refusals(Mutex<HashMap<String, Kind>>);
 
+/// Refusals counted by protocol, action and reason, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct RefusalCounts(
+    Mutex<std::collections::BTreeMap<(String, &'static str, &'static str), u64>>,
+);
+
+impl RefusalCounts {
+    /// One refusal.
+    pub fn count(&self, protocol: &str, action: &'static str, reason: &'static str) {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        *m.entry((protocol.to_string(), action, reason)).or_insert(0) += 1;
+    }
+
+    /// The series `arcly_refusals_total`.
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let _ = writeln!(out, "# HELP arcly_refusals_total Publish and play requests refused, by protocol, action and reason.");
+        let _ = writeln!(out, "# TYPE arcly_refusals_total counter");
+        let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for ((protocol, action, reason), n) in m.iter() {
+            let _ = writeln!(
+                out,
+                "arcly_refusals_total{{protocol=\"{protocol}\",action=\"{action}\",reason=\"{reason}\"}} {n}"
+            );
+        }
+    }
+}
+
 /// The peer's address without its port (callers retry from new ports).
 fn host_of(peer: &str) -> &str {
     match peer.parse::<SocketAddr>() {

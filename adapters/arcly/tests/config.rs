@@ -142,6 +142,28 @@ fn paths_decide_and_a_reload_changes_them_for_new_requests() {
     // No path takes other/*.
     assert_eq!(play(port, "/other/a/index.m3u8?token=t1"), 403);
 
+    // The refusals and answers are counted in /metrics.
+    let (code, m) = http(port, "GET", "/metrics");
+    assert_eq!(code, 200);
+    for series in [
+        "arcly_refusals_total{protocol=\"hls\",action=\"play\",reason=\"unauthorized\"} 2",
+        "arcly_refusals_total{protocol=\"hls\",action=\"play\",reason=\"forbidden\"} 1",
+        "arcly_http_requests_total{status=\"401\"} 2",
+        "arcly_http_requests_total{status=\"403\"} 1",
+        "arcly_http_requests_total{status=\"404\"} 1",
+        "arcly_connections_open{protocol=\"http\"} 1",
+        "arcly_connections_turned_away_total{protocol=\"http\"} 0",
+    ] {
+        assert!(m.contains(series), "no {series} in\n{m}");
+    }
+    // Five requests, and the connections made to see it listen.
+    let total: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("arcly_connections_total{protocol=\"http\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(total >= 5, "{m}");
+
     // Reload over the API.
     write(&f, &rules("t2"));
     let (code, body) = http(port, "POST", "/api/config/reload");

@@ -27,7 +27,7 @@ pub use client::drive_client;
 pub use clock::Clock;
 pub use datagram::drive_endpoint;
 pub use driver::{drive_stream, DriverConfig};
-pub use listener::{serve, ListenerConfig, Log};
+pub use listener::{serve, ConnStats, ListenerConfig, Log};
 pub use shutdown::{Shutdown, ShutdownSignal};
 pub use storage::FsStorage;
 pub use tap::drive_taps;

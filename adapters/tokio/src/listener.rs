@@ -7,6 +7,7 @@ use arcly_core::host::{AddrLimit, LogLimit};
 use arcly_core::session::{Conductor, ConnContext, Session};
 use arcly_core::time::Instant;
 use std::io;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -31,6 +32,19 @@ pub struct ListenerConfig {
     pub shutdown_deadline: Duration,
     /// The per-connection driver's settings.
     pub driver: DriverConfig,
+    /// Where the listener counts its connections, for metrics.
+    pub stats: Option<Arc<ConnStats>>,
+}
+
+/// A listener's connection figures.
+#[derive(Debug, Default)]
+pub struct ConnStats {
+    /// Connections being served now.
+    pub open: AtomicUsize,
+    /// Connections taken and served since the start.
+    pub accepted: AtomicU64,
+    /// Connections closed at once because a limit was reached.
+    pub turned_away: AtomicU64,
 }
 
 impl Default for ListenerConfig {
@@ -42,6 +56,18 @@ impl Default for ListenerConfig {
             idle_timeout: Duration::from_secs(30),
             shutdown_deadline: Duration::from_secs(5),
             driver: DriverConfig::default(),
+            stats: None,
+        }
+    }
+}
+
+/// A connection counted in [`ConnStats::open`] until it is dropped.
+struct Open(Option<Arc<ConnStats>>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        if let Some(s) = &self.0 {
+            s.open.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -89,14 +115,26 @@ where
                 }
             },
         };
+        let turned_away = || {
+            if let Some(s) = &cfg.stats {
+                s.turned_away.fetch_add(1, Ordering::Relaxed);
+            }
+        };
         if conns.len() >= cfg.max_connections {
             drop(sock);
+            turned_away();
             continue;
         }
         let Some(slot) = per_ip.acquire(peer.ip()) else {
             drop(sock);
+            turned_away();
             continue;
         };
+        let stats = cfg.stats.clone();
+        if let Some(s) = &stats {
+            s.accepted.fetch_add(1, Ordering::Relaxed);
+            s.open.fetch_add(1, Ordering::Relaxed);
+        }
         let now = clock.now();
         let ctx = ConnContext {
             peer: Some(peer.to_string()),
@@ -110,6 +148,8 @@ where
         let conductor = Conductor::new(engine.clone(), make(now), ctx);
         let (signal, driver, log) = (shutdown.clone(), cfg.driver.clone(), log.clone());
         conns.spawn(async move {
+            // Counted out however the task ends (aborted at shutdown too).
+            let _open = Open(stats);
             let _ = drive_stream(sock, conductor, clock, signal, driver, &*log).await;
             drop(slot);
         });

@@ -574,6 +574,7 @@ impl Engine {
             key: req.key.clone(),
             action,
             reason: err.to_string(),
+            rejection: crate::session::Rejection::from(&err),
             protocol: req.protocol.to_string(),
             peer: req.peer.map(String::from),
         });

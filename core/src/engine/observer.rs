@@ -72,6 +72,8 @@ pub enum EngineEvent {
         action: Action,
         /// Why, in words.
         reason: String,
+        /// Why, as the requesting session is told.
+        rejection: crate::session::Rejection,
         /// The protocol it came over.
         protocol: String,
         /// Its peer address, when known.

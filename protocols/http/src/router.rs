@@ -37,6 +37,48 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+/// Adds the host's own series to `/metrics` (Prometheus text format).
+pub type MetricsHook = Arc<dyn Fn(&mut String) + Send + Sync>;
+
+/// Answers by status code, for `/metrics`.
+struct StatusCounts([std::sync::atomic::AtomicU64; 500]);
+
+impl StatusCounts {
+    fn new() -> Self {
+        StatusCounts(std::array::from_fn(|_| {
+            std::sync::atomic::AtomicU64::new(0)
+        }))
+    }
+
+    fn count(&self, status: u16) {
+        if let Some(c) = usize::from(status)
+            .checked_sub(100)
+            .and_then(|i| self.0.get(i))
+        {
+            c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    fn render(&self, out: &mut String) {
+        use core::fmt::Write as _;
+        let _ = writeln!(
+            out,
+            "# HELP arcly_http_requests_total HTTP requests answered, by status."
+        );
+        let _ = writeln!(out, "# TYPE arcly_http_requests_total counter");
+        for (i, c) in self.0.iter().enumerate() {
+            let n = c.load(std::sync::atomic::Ordering::Relaxed);
+            if n > 0 {
+                let _ = writeln!(
+                    out,
+                    "arcly_http_requests_total{{status=\"{}\"}} {n}",
+                    i + 100
+                );
+            }
+        }
+    }
+}
+
 /// Reads the host's configuration again (`POST /api/config/reload`): what
 /// changed, or why nothing did.
 pub type ReloadHook = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
@@ -53,6 +95,8 @@ pub struct Router {
     links: Vec<Arc<dyn LinkSource>>,
     signalling: Option<SharedSignalling>,
     reload: Option<ReloadHook>,
+    metrics_hook: Option<MetricsHook>,
+    statuses: Arc<StatusCounts>,
 }
 
 impl std::fmt::Debug for Router {
@@ -169,7 +213,15 @@ impl Router {
             links: Vec::new(),
             signalling: None,
             reload: None,
+            metrics_hook: None,
+            statuses: Arc::new(StatusCounts::new()),
         }
+    }
+
+    /// Also renders the host's series (`hook` appends them) in `/metrics`.
+    pub fn with_metrics(mut self, hook: MetricsHook) -> Self {
+        self.metrics_hook = Some(hook);
+        self
     }
 
     /// Also serves `POST /api/config/reload` (under the API's policy),
@@ -378,13 +430,16 @@ impl Router {
                     self.hls.viewers(k, now)
                 }),
             ),
-            "/metrics" => Response::new(
-                200,
-                "text/plain; version=0.0.4",
-                stats::metrics(&self.engine, &self.link_reports(), &|k| {
+            "/metrics" => {
+                let mut text = stats::metrics(&self.engine, &self.link_reports(), &|k| {
                     self.hls.viewers(k, now)
-                }),
-            ),
+                });
+                self.statuses.render(&mut text);
+                if let Some(hook) = &self.metrics_hook {
+                    hook(&mut text);
+                }
+                Response::new(200, "text/plain; version=0.0.4", text)
+            }
             _ => Response::text(404, "not found: the API has /api/streams"),
         };
         resp.with_header("Cache-Control", "no-store")
@@ -397,6 +452,17 @@ impl Handler for Router {
     }
 
     fn poll_response(&self, now: Instant, req: &Request, cx: &mut Context<'_>) -> Poll<Response> {
+        self.route(now, req, cx)
+    }
+
+    fn answered(&self, status: u16) {
+        self.statuses.count(status);
+    }
+}
+
+impl Router {
+    /// Answers `req`.
+    fn route(&self, now: Instant, req: &Request, cx: &mut Context<'_>) -> Poll<Response> {
         if let Some(resp) = self.webrtc(now, req) {
             return Poll::Ready(resp);
         }
@@ -519,6 +585,39 @@ mod tests {
 
     fn status(o: &str) -> &str {
         o.get(9..12).unwrap_or("")
+    }
+
+    #[test]
+    fn metrics_count_answers_by_status_and_take_the_hosts_series() {
+        let (r, _publisher) = router(None);
+        let r = r.with_metrics(Arc::new(|out: &mut String| out.push_str("host_series 7\n")));
+        let local = Some("127.0.0.1:5000");
+        for _ in 0..2 {
+            assert_eq!(
+                status(&get(&r, local, "GET /nope/x/index.m3u8 HTTP/1.1\r\n\r\n")),
+                "404"
+            );
+        }
+        assert_eq!(
+            status(&get(&r, local, "PUT /live/cam/index.m3u8 HTTP/1.1\r\n\r\n")),
+            "405"
+        );
+        let m = get(&r, local, "GET /metrics HTTP/1.1\r\n\r\n");
+        assert!(
+            m.contains("arcly_http_requests_total{status=\"404\"} 2"),
+            "{m}"
+        );
+        assert!(
+            m.contains("arcly_http_requests_total{status=\"405\"} 1"),
+            "{m}"
+        );
+        assert!(m.contains("host_series 7"), "{m}");
+        // The metrics request itself is counted once answered.
+        let m = get(&r, local, "GET /metrics HTTP/1.1\r\n\r\n");
+        assert!(
+            m.contains("arcly_http_requests_total{status=\"200\"} 1"),
+            "{m}"
+        );
     }
 
     #[test]

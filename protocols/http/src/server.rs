@@ -61,6 +61,13 @@ pub trait Handler: Send + Sync {
         let _ = req;
         true
     }
+
+    /// Told the status of every answer the session sends, the session's
+    /// own (a request it could not read, a time-out) among them, for
+    /// counting. The default does nothing.
+    fn answered(&self, status: u16) {
+        let _ = status;
+    }
 }
 
 /// Limits of an HTTP session.
@@ -170,6 +177,7 @@ impl<H: Handler> HttpSession<H> {
                 }
             }
         }
+        self.handler.answered(resp.status);
         let head_only = req.is_some_and(|r| r.method == Method::Head);
         self.queue(resp.encode_head(keep_alive));
         if !head_only && !resp.body.is_empty() {
