@@ -114,6 +114,8 @@ struct Limits {
 struct Auth {
     secret: Option<String>,
     protect_play: Option<bool>,
+    http_callback: Option<String>,
+    callback_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -247,6 +249,7 @@ pub struct Gate {
     rules: RwLock<Arc<Rules>>,
     hmac: Option<HmacTokenAuthenticator>,
     engine: OnceLock<Engine>,
+    callback: OnceLock<crate::callback::Callback>,
 }
 
 impl Gate {
@@ -256,7 +259,13 @@ impl Gate {
             rules: RwLock::new(Arc::new(rules)),
             hmac,
             engine: OnceLock::new(),
+            callback: OnceLock::new(),
         })
+    }
+
+    /// Asks `callback` too, once the rules allow a request.
+    pub fn set_callback(&self, callback: crate::callback::Callback) {
+        let _ = self.callback.set(callback);
     }
 
     /// The engine whose streams `max_players` counts and a reload ends.
@@ -342,6 +351,9 @@ impl StreamAuthenticator for Gate {
                     req.key
                 )));
             }
+        }
+        if let Some(cb) = self.callback.get() {
+            cb.authorize(req)?;
         }
         Ok(())
     }
@@ -551,6 +563,15 @@ impl Loaded {
         }
         if let Some(v) = f.auth.protect_play {
             o.protect_play = v;
+        }
+        if let Some(u) = &f.auth.http_callback {
+            crate::callback::Callback::new(u, std::time::Duration::from_secs(1))
+                .map_err(|e| format!("{file_name}: auth.http_callback: {e}"))?;
+            o.auth_callback = Some(u.clone());
+        }
+        if let Some(v) = f.auth.callback_timeout_ms {
+            o.auth_callback_timeout_ms = v;
+            set("--auth-callback-timeout", "auth.callback_timeout_ms");
         }
         if let Some(d) = &f.record.dir {
             o.record = Some(d.clone());

@@ -78,6 +78,11 @@ FLAGS:
     --write-timeout SECS    close a peer that takes no bytes this long [default: 10]
     --auth-secret SECRET    require HMAC tokens (?token=...) to publish
     --protect-play          require tokens to play too (with --auth-secret)
+    --auth-callback URL     also ask an HTTP service about every publish and play: a POST of JSON
+                            (action, protocol, key, app, stream, token, peer) to http://HOST[:PORT]/PATH;
+                            2xx allows, anything else or no answer in time refuses; answers kept 5 s
+    --auth-callback-timeout MS
+                            how long the service has to answer [default: 1000]
     --api-secret SECRET     serve /api/streams and /metrics to other hosts that send
                             Authorization: Bearer SECRET [default: 127.0.0.1 and ::1 only]
     --workers N             runtime worker threads [default: number of cores]
@@ -221,6 +226,8 @@ struct Options {
     max_connections_per_ip: Option<usize>,
     write_timeout: f64,
     auth_secret: Option<String>,
+    auth_callback: Option<String>,
+    auth_callback_timeout_ms: u64,
     api_secret: Option<String>,
     protect_play: bool,
     workers: Option<usize>,
@@ -300,6 +307,8 @@ fn defaults() -> Options {
         max_connections_per_ip: None,
         write_timeout: 10.0,
         auth_secret: None,
+        auth_callback: None,
+        auth_callback_timeout_ms: 1000,
         api_secret: None,
         protect_play: false,
         workers: None,
@@ -397,6 +406,13 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 }
             }
             "--auth-secret" => o.auth_secret = Some(value()?),
+            "--auth-callback" => {
+                let v = value()?;
+                callback::Callback::new(&v, Duration::from_secs(1))
+                    .map_err(|e| format!("{flag} {e}"))?;
+                o.auth_callback = Some(v);
+            }
+            "--auth-callback-timeout" => o.auth_callback_timeout_ms = number(flag, &value()?)?,
             "--api-secret" => {
                 let v = value()?;
                 if v.is_empty() {
@@ -446,6 +462,13 @@ fn check(o: &Options) -> Result<(), String> {
             "{} takes 3 to 100 segments, not {}",
             name("--window"),
             o.window
+        ));
+    }
+    if !(10..=30_000).contains(&o.auth_callback_timeout_ms) {
+        return Err(format!(
+            "{} takes 10 to 30000 ms, not {}",
+            name("--auth-callback-timeout"),
+            o.auth_callback_timeout_ms
         ));
     }
     if o.srt_latency == 0 || o.srt_latency > 60_000 {
@@ -540,6 +563,7 @@ pub(crate) async fn each_second(stop: arcly_tokio::ShutdownSignal, mut f: impl F
 }
 
 mod bench;
+mod callback;
 mod config;
 mod refusals;
 mod remux;
@@ -711,6 +735,17 @@ async fn run(o: Options) -> Result<(), String> {
         );
     }
     let gate = config::Gate::new(rules, hmac);
+    if let Some(url) = &o.auth_callback {
+        let timeout = Duration::from_millis(o.auth_callback_timeout_ms);
+        gate.set_callback(callback::Callback::new(url, timeout)?);
+        log(
+            Level::Info,
+            &format!(
+                "each publish and play is also asked of {url} (2xx allows; {} ms to answer)",
+                o.auth_callback_timeout_ms
+            ),
+        );
+    }
     builder = builder.authenticator(gate.clone());
     if o.auth_secret.is_some() {
         log(

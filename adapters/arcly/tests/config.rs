@@ -256,3 +256,52 @@ fn the_default_file_serves_as_no_file_does_and_reloads_without_one_are_404() {
     assert_eq!(http(port, "POST", "/api/config/reload").0, 404);
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn an_http_callback_decides_what_the_paths_allow() {
+    // The service allows the token "ok" and nothing else.
+    let service = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let url = format!(
+        "http://{}/auth",
+        service.local_addr().unwrap_or_else(|e| panic!("{e}"))
+    );
+    std::thread::spawn(move || {
+        for s in service.incoming() {
+            let Ok(mut s) = s else { return };
+            s.set_read_timeout(Some(Duration::from_secs(2))).ok();
+            let mut req = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                req.extend_from_slice(&buf[..n]);
+                if req.ends_with(b"}") {
+                    break;
+                }
+            }
+            let text = String::from_utf8_lossy(&req);
+            let status = if text.contains("\"token\":\"ok\"") {
+                200
+            } else {
+                401
+            };
+            let _ = write!(s, "HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    let d = dir("callback");
+    let f = d.join("arcly.toml");
+    let port = free_port();
+    write(
+        &f,
+        &format!(
+            "{}[auth]\nhttp_callback = \"{url}\"\ncallback_timeout_ms = 2000\n",
+            header(port)
+        ),
+    );
+    let _g = start(&["--config", &f.display().to_string()], port);
+    assert_eq!(play(port, "/live/a/index.m3u8?token=ok"), 404, "allowed");
+    assert_eq!(play(port, "/live/a/index.m3u8?token=no"), 403, "refused");
+    assert_eq!(play(port, "/live/a/index.m3u8"), 403, "refused");
+    let _ = std::fs::remove_dir_all(&d);
+}
