@@ -28,6 +28,24 @@ pub trait AudioTranscoder: Send {
     fn poll(&mut self) -> Option<MediaFrame>;
 }
 
+/// A hardware encoder and decoder family (NVENC, Quick Sync, VAAPI, AMF,
+/// ...) a host found, so a transcoder can pick one. The host registers
+/// what it detected; the kernel runs no codec itself.
+pub trait HwAccelBackend: Send + Sync {
+    /// The backend's name (`"nvenc"`, `"qsv"`, ...).
+    fn id(&self) -> &'static str;
+
+    /// Whether it works on this machine (a test encode succeeded, not only
+    /// a name in a list).
+    fn is_available(&self) -> bool;
+
+    /// The codecs it encodes.
+    fn supported_encoders(&self) -> &[CodecId];
+
+    /// The codecs it decodes.
+    fn supported_decoders(&self) -> &[CodecId];
+}
+
 /// Why a transcoder could not start or go on.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("transcoding failed: {0}")]

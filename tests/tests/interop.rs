@@ -1592,3 +1592,29 @@ fn ts_demux_reads_gstreamer_ts_frame_exactly() {
         assert_eq!(off, 0, "{kind} presentation times differ");
     }
 }
+
+/// `arcly hwaccel` with Debian's ffmpeg 5.1: the backends it names, each
+/// tried with a one-frame encode; this machine has no GPU, so none is
+/// available, and each says why.
+#[test]
+fn arcly_hwaccel_finds_debians_backends_and_says_why_none_works_here() {
+    let bin = std::env::var_os("ARCLY_BIN").map(PathBuf::from).expect(
+        "interop: ARCLY_BIN is not set; run tests/interop.sh, which builds the arcly binary",
+    );
+    let out = Command::new(bin)
+        .args(["hwaccel", "--ffmpeg"])
+        .arg(ffmpeg5())
+        .output()
+        .expect("arcly runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for id in ["nvenc", "vaapi", "qsv", "v4l2m2m"] {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{id}: ")))
+            .unwrap_or_else(|| panic!("no {id} in:\n{text}"));
+        assert!(line.contains("not available: a test encode with"), "{line}");
+    }
+    assert!(text.contains("nvenc: encodes h264, h265"), "{text}");
+    assert!(text.contains("Cannot load libcuda.so.1"), "{text}");
+}

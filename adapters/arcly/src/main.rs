@@ -22,6 +22,8 @@ USAGE:
     arcly [FLAGS]
     arcly --config FILE [FLAGS] settings and per-stream rules from a TOML file; flags override it
     arcly config --default      print a commented configuration file with every default
+    arcly hwaccel [--ffmpeg PATH]
+                                the hardware encoders ffmpeg offers and whether each works here
     arcly remux IN OUT          convert FLV / MPEG-TS to MPEG-TS, fMP4 or HLS (see arcly remux --help)
     arcly bench --url URL       run N RTMP players against a server (see arcly bench --help)
     arcly token --secret SECRET --action publish|play --key APP/STREAM [--ttl SECONDS]
@@ -565,6 +567,7 @@ pub(crate) async fn each_second(stop: arcly_tokio::ShutdownSignal, mut f: impl F
 mod bench;
 mod callback;
 mod config;
+mod hwaccel;
 mod refusals;
 mod remux;
 mod rtsp;
@@ -609,6 +612,18 @@ fn main() -> ExitCode {
     if args.iter().any(|a| a == "-h" || a == "--help") {
         print!("{HELP}");
         return ExitCode::SUCCESS;
+    }
+    if args.first().map(String::as_str) == Some("hwaccel") {
+        return match hwaccel::run(&args[1..]) {
+            Ok(report) => {
+                println!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("arcly hwaccel: {e}");
+                ExitCode::from(2)
+            }
+        };
     }
     if args.first().map(String::as_str) == Some("config") {
         if args.get(1).map(String::as_str) == Some("--default") && args.len() == 2 {
