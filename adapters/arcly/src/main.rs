@@ -89,6 +89,7 @@ FLAGS:
                             Authorization: Bearer SECRET [default: 127.0.0.1 and ::1 only]
     --workers N             runtime worker threads [default: number of cores]
     --log LEVEL             error, warn, info or debug [default: info]
+    -V, --version           the version
     -h, --help              this text
 ";
 
@@ -611,6 +612,10 @@ fn main() -> ExitCode {
     }
     if args.iter().any(|a| a == "-h" || a == "--help") {
         print!("{HELP}");
+        return ExitCode::SUCCESS;
+    }
+    if matches!(args.first().map(String::as_str), Some("-V" | "--version")) {
+        println!("arcly {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
     if args.first().map(String::as_str) == Some("hwaccel") {

@@ -305,3 +305,16 @@ fn an_http_callback_decides_what_the_paths_allow() {
     assert_eq!(play(port, "/live/a/index.m3u8"), 403, "refused");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn version() {
+    let out = Command::new(BIN)
+        .arg("--version")
+        .output()
+        .unwrap_or_else(|e| panic!("{BIN}: {e}"));
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("arcly {}", env!("CARGO_PKG_VERSION"))
+    );
+}
