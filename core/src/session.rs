@@ -648,6 +648,15 @@ impl<S: Session> Conductor<S> {
         }
     }
 
+    /// What the connection publishes or plays, once it does.
+    pub fn stream(&self) -> Option<(&crate::engine::StreamKey, crate::engine::Action)> {
+        match (&self.p.publisher, &self.p.player) {
+            (Some(p), _) => Some((p.key(), crate::engine::Action::Publish)),
+            (None, Some(p)) => Some((&p.key, crate::engine::Action::Play)),
+            (None, None) => None,
+        }
+    }
+
     /// The session.
     pub fn session(&self) -> &S {
         &self.p.session

@@ -175,3 +175,86 @@ fn a_reload_asks_new_players_for_a_token_and_the_running_ones_keep_every_frame()
         "the refusal is logged:\n{log}"
     );
 }
+
+/// `/api/sessions` while ffmpeg publishes and plays over RTMP: both are
+/// listed with their stream, role and bytes; `DELETE` ends the player
+/// (ffmpeg sees its stream end) and the publisher goes on.
+#[test]
+fn the_sessions_api_shows_a_publisher_and_a_player_and_ends_the_player() {
+    let dir = tmpdir("config-sessions");
+    let (rtmp, http) = (free_port(), free_port());
+    let bin = std::env::var_os("ARCLY_BIN").map(PathBuf::from).expect(
+        "interop: ARCLY_BIN is not set; run tests/interop.sh, which builds the arcly binary",
+    );
+    let log = dir.join("arcly.log");
+    let g = Gateway {
+        child: Command::new(bin)
+            .args(["--rtmp", &format!("127.0.0.1:{rtmp}")])
+            .args(["--http", &format!("127.0.0.1:{http}")])
+            .args(["--rtsp", "off", "--srt", "off", "--webrtc", "off"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("arcly starts"),
+        log,
+    };
+    g.wait_log("HTTP listening", 1, 10);
+    let input = input(&dir);
+    let url = format!("rtmp://127.0.0.1:{rtmp}/live/cam");
+    let publisher = spawn(
+        Command::new(ffmpeg5())
+            .args(["-v", "error", "-re", "-i"])
+            .arg(&input)
+            .args(["-c", "copy", "-f", "flv", &url]),
+    );
+    g.wait_log("publishing live/cam", 1, 10);
+    let mut player =
+        spawn(Command::new(ffmpeg5()).args(["-v", "error", "-i", &url, "-f", "null", "-"]));
+    g.wait_log("is playing live/cam", 1, 10);
+    std::thread::sleep(Duration::from_secs(1));
+    let api = |method: &str, path: &str| -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", http)).expect("connect");
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        let code = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+        (code, out.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
+    };
+    let (code, body) = api("GET", "/api/sessions");
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let find = |role: &str| {
+        v["sessions"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["role"] == role).cloned())
+            .unwrap_or_else(|| panic!("no {role} in {v}"))
+    };
+    let (p, q) = (find("publish"), find("play"));
+    assert_eq!(p["stream"], "live/cam", "{p}");
+    assert_eq!(q["stream"], "live/cam", "{q}");
+    assert_eq!(p["protocol"], "rtmp");
+    assert!(p["bytes_in"].as_u64().unwrap_or(0) > 50_000, "{p}");
+    assert!(q["bytes_out"].as_u64().unwrap_or(0) > 50_000, "{q}");
+    let id = q["id"].as_u64().expect("id");
+    assert_eq!(api("DELETE", &format!("/api/sessions/{id}")).0, 204);
+    let until = Instant::now() + Duration::from_secs(10);
+    while player.try_wait().expect("wait").is_none() {
+        assert!(Instant::now() < until, "the player did not end");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    g.wait_log(&format!("session {id} ended through the API"), 1, 5);
+    // The publisher goes on.
+    let (_, body) = api("GET", "/api/sessions");
+    assert!(body.contains("\"publish\""), "{body}");
+    assert!(!body.contains("\"play\""), "{body}");
+    finish(
+        publisher,
+        "ffmpeg publishing over RTMP",
+        Duration::from_secs(30),
+    );
+}

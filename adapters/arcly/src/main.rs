@@ -518,6 +518,39 @@ fn token(args: &[String]) -> Result<String, String> {
     Ok(HmacTokenAuthenticator::new(secret).mint(action, &key, now + ttl))
 }
 
+/// `/api/sessions`: the TCP connections as JSON, and ending one.
+fn sessions_api(sessions: Arc<arcly_tokio::Sessions>) -> arcly_http::SessionsApi {
+    let list = sessions.clone();
+    arcly_http::SessionsApi {
+        list: Arc::new(move || {
+            let v: Vec<serde_json::Value> = list
+                .list()
+                .into_iter()
+                .map(|s| {
+                    serde_json::json!({
+                        "id": s.id,
+                        "protocol": s.protocol,
+                        "peer": s.peer,
+                        "stream": s.stream,
+                        "role": s.role,
+                        "bytes_in": s.bytes_in,
+                        "bytes_out": s.bytes_out,
+                        "since_unix_ms": s.since_unix_ms,
+                    })
+                })
+                .collect();
+            serde_json::json!({ "sessions": v }).to_string()
+        }),
+        end: Arc::new(move |id| {
+            let ended = sessions.end(id);
+            if ended {
+                log(Level::Info, &format!("session {id} ended through the API"));
+            }
+            ended
+        }),
+    }
+}
+
 /// The TCP listeners' connection series for `/metrics`.
 fn connection_metrics(stats: &[(&'static str, Arc<arcly_tokio::ConnStats>)], out: &mut String) {
     use std::fmt::Write as _;
@@ -715,7 +748,10 @@ async fn run(o: Options) -> Result<(), String> {
         .into_iter()
         .map(|p| (p, Arc::default()))
         .collect();
+    // Every TCP connection, for /api/sessions.
+    let sessions = Arc::new(arcly_tokio::Sessions::default());
     let listener_cfg = |cfg: &ListenerConfig, protocol: &str| ListenerConfig {
+        sessions: Some(sessions.clone()),
         stats: conn_stats
             .iter()
             .find(|(p, _)| *p == protocol)
@@ -1002,6 +1038,7 @@ async fn run(o: Options) -> Result<(), String> {
                 Router::new(engine.clone(), origin.clone(), clock.unix_base())
                     .with_api_secret(o.api_secret.clone())
                     .with_reload(reload.clone())
+                    .with_sessions(sessions_api(sessions.clone()))
                     .with_metrics({
                         let (conns, refusals) = (conn_stats.clone(), refusal_counts.clone());
                         Arc::new(move |out: &mut String| {

@@ -318,3 +318,63 @@ fn version() {
         format!("arcly {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[test]
+fn the_sessions_api_lists_connections_and_ends_one() {
+    let port = free_port();
+    let rtmp = free_port();
+    let _g = start(
+        &[
+            "--rtmp",
+            &format!("127.0.0.1:{rtmp}"),
+            "--rtsp",
+            "off",
+            "--srt",
+            "off",
+            "--webrtc",
+            "off",
+            "--http",
+            &format!("127.0.0.1:{port}"),
+        ],
+        port,
+    );
+    // A peer on the RTMP port that has sent two bytes of a handshake.
+    let mut peer = TcpStream::connect(("127.0.0.1", rtmp)).unwrap_or_else(|e| panic!("{e}"));
+    peer.write_all(&[3, 0]).unwrap_or_else(|e| panic!("{e}"));
+    let find = || -> Option<serde_json::Value> {
+        let (code, body) = http(port, "GET", "/api/sessions");
+        assert_eq!(code, 200, "{body}");
+        let v: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{body}: {e}"));
+        v["sessions"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["protocol"] == "rtmp").cloned())
+    };
+    let until = Instant::now() + Duration::from_secs(5);
+    let s = loop {
+        if let Some(s) = find() {
+            if s["bytes_in"] == 2 {
+                break s;
+            }
+        }
+        assert!(
+            Instant::now() < until,
+            "the RTMP peer is not listed with its 2 bytes"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(s["stream"].is_null() && s["role"].is_null(), "{s}");
+    let id = s["id"].as_u64().unwrap_or_else(|| panic!("{s}"));
+    assert_eq!(http(port, "DELETE", &format!("/api/sessions/{id}")).0, 204);
+    // The peer is closed and leaves the list.
+    peer.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    let mut buf = [0u8; 64];
+    assert!(matches!(peer.read(&mut buf), Ok(0) | Err(_)), "still open");
+    let until = Instant::now() + Duration::from_secs(5);
+    while find().is_some() {
+        assert!(Instant::now() < until, "still listed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(http(port, "DELETE", &format!("/api/sessions/{id}")).0, 404);
+    assert_eq!(http(port, "DELETE", "/api/sessions/x").0, 400);
+}

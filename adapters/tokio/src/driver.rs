@@ -1,7 +1,9 @@
 //! The stream-transport driver: one TCP socket, one conductor.
 
+use crate::sessions::Tracked;
 use crate::{Clock, ShutdownSignal};
 use arcly_core::bus::CloseReason;
+use arcly_core::engine::{Action, StreamKey};
 use arcly_core::host::{Outbox, OwnedSockets, WRITE_TIMEOUT};
 use arcly_core::session::{Conductor, Input, Session};
 use bytes::BytesMut;
@@ -9,6 +11,8 @@ use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::Poll;
 use tokio::io::AsyncWriteExt;
 use tokio::io::ReadBuf;
@@ -52,11 +56,29 @@ enum Wake {
     Delivered,
     Timeout,
     Shutdown,
+    /// Ended through [`Sessions::end`](crate::Sessions::end).
+    Ended,
+}
+
+/// Counts what `write` wrote into `sent`.
+fn counted(sent: Option<&AtomicU64>, r: io::Result<usize>) -> io::Result<usize> {
+    if let (Some(c), Ok(n)) = (sent, &r) {
+        c.fetch_add(*n as u64, Ordering::Relaxed);
+    }
+    r
 }
 
 /// Writes what fits without blocking. `Err` when the peer is gone.
-fn flush(sock: &TcpStream, out: &mut Outbox, clock: &Clock) -> io::Result<()> {
-    out.flush_with(|| clock.now(), |b| sock.try_write_vectored(b))
+fn flush(
+    sock: &TcpStream,
+    out: &mut Outbox,
+    clock: &Clock,
+    sent: Option<&AtomicU64>,
+) -> io::Result<()> {
+    out.flush_with(
+        || clock.now(),
+        |b| counted(sent, sock.try_write_vectored(b)),
+    )
 }
 
 /// Takes the conductor's transmits and writes what fits.
@@ -65,8 +87,13 @@ fn pump<S: Session>(
     conductor: &mut Conductor<S>,
     out: &mut Outbox,
     clock: &Clock,
+    sent: Option<&AtomicU64>,
 ) -> io::Result<()> {
-    out.pump(conductor, || clock.now(), |b| sock.try_write_vectored(b))
+    out.pump(
+        conductor,
+        || clock.now(),
+        |b| counted(sent, sock.try_write_vectored(b)),
+    )
 }
 
 /// The UDP sockets a session asked for.
@@ -82,9 +109,14 @@ fn bind_udp(at: SocketAddr) -> io::Result<(UdpSocket, SocketAddr)> {
 }
 
 /// Writes everything queued, waiting for the socket as needed.
-async fn write_out(sock: &TcpStream, out: &mut Outbox, clock: &Clock) -> io::Result<()> {
+async fn write_out(
+    sock: &TcpStream,
+    out: &mut Outbox,
+    clock: &Clock,
+    sent: Option<&AtomicU64>,
+) -> io::Result<()> {
     while !out.is_empty() {
-        flush(sock, out, clock)?;
+        flush(sock, out, clock, sent)?;
         if !out.is_empty() {
             sock.writable().await?;
         }
@@ -103,12 +135,35 @@ async fn write_out(sock: &TcpStream, out: &mut Outbox, clock: &Clock) -> io::Res
 /// growing a buffer, and never slows another connection.
 pub async fn drive_stream<S: Session>(
     sock: TcpStream,
-    mut conductor: Conductor<S>,
+    conductor: Conductor<S>,
     clock: Clock,
     shutdown: ShutdownSignal,
     cfg: DriverConfig,
     log: &(dyn Fn(String) + Send + Sync),
 ) -> io::Result<()> {
+    drive_tracked(sock, conductor, clock, shutdown, cfg, log, None).await
+}
+
+/// [`drive_stream`], keeping `tracked` (a connection in
+/// [`Sessions`](crate::Sessions)) up to date and ending when it is ended.
+pub(crate) async fn drive_tracked<S: Session>(
+    sock: TcpStream,
+    mut conductor: Conductor<S>,
+    clock: Clock,
+    shutdown: ShutdownSignal,
+    cfg: DriverConfig,
+    log: &(dyn Fn(String) + Send + Sync),
+    tracked: Option<Arc<Tracked>>,
+) -> io::Result<()> {
+    let sent = tracked.as_deref().map(|t| &t.bytes_out);
+    let mut ended = pin!(async {
+        match tracked.as_deref() {
+            Some(t) => t.end.notified().await,
+            None => std::future::pending().await,
+        }
+    });
+    // What the connection publishes or plays, as last told to `tracked`.
+    let mut shown: Option<(StreamKey, Action)> = None;
     sock.set_nodelay(true)?;
     // Grows with the peer's rate: an idle or slow connection reads on the
     // stack and holds nothing, a publisher's buffer doubles up to
@@ -126,7 +181,7 @@ pub async fn drive_stream<S: Session>(
     let mut dbuf: Vec<u8> = Vec::new();
     loop {
         loop {
-            if let Err(e) = pump(&sock, &mut conductor, &mut out, &clock) {
+            if let Err(e) = pump(&sock, &mut conductor, &mut out, &clock, sent) {
                 conductor.handle_input(clock.now(), Input::Eof);
                 while let Some(line) = conductor.poll_log() {
                     log(line);
@@ -146,6 +201,13 @@ pub async fn drive_stream<S: Session>(
         while let Some(line) = conductor.poll_log() {
             log(line);
         }
+        if let Some(t) = tracked.as_deref() {
+            let now = conductor.stream().map(|(k, a)| (k.clone(), a));
+            if now != shown {
+                t.set_stream(now.as_ref().map(|(k, a)| (k.to_string(), a.as_str())));
+                shown = now;
+            }
+        }
         if out.finished(&conductor, eof) {
             let mut sock = sock;
             let _ = sock.shutdown().await;
@@ -162,6 +224,9 @@ pub async fn drive_stream<S: Session>(
         let wake = poll_fn(|cx| {
             if shutdown.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Wake::Shutdown);
+            }
+            if ended.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Wake::Ended);
             }
             if !out.is_empty() && sock.poll_write_ready(cx).is_ready() {
                 return Poll::Ready(Wake::Writable);
@@ -224,11 +289,19 @@ pub async fn drive_stream<S: Session>(
                 eof = true;
                 conductor.handle_input(clock.now(), Input::Eof);
             }
-            Wake::Read(Ok(_)) => {
+            Wake::Read(Ok(n)) => {
+                if let Some(t) = tracked.as_deref() {
+                    t.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                }
                 let data = rbuf.split();
                 conductor.handle_input(clock.now(), Input::Stream(data));
             }
-            Wake::Small(data) => conductor.handle_input(clock.now(), Input::Stream(data)),
+            Wake::Small(data) => {
+                if let Some(t) = tracked.as_deref() {
+                    t.bytes_in.fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+                conductor.handle_input(clock.now(), Input::Stream(data))
+            }
             Wake::Datagram(data, local, from) => {
                 conductor.handle_input(clock.now(), Input::Datagram { from, local, data })
             }
@@ -251,14 +324,19 @@ pub async fn drive_stream<S: Session>(
                 }
                 conductor.handle_timeout(now);
             }
-            Wake::Shutdown => {
-                conductor.close(clock.now(), CloseReason::Shutdown);
+            Wake::Shutdown | Wake::Ended => {
+                let why = if matches!(wake, Wake::Ended) {
+                    CloseReason::Ended
+                } else {
+                    CloseReason::Shutdown
+                };
+                conductor.close(clock.now(), why);
                 let mut sock = sock;
                 let goodbye = async {
                     while out.fill(&mut conductor, clock.now()) {
-                        write_out(&sock, &mut out, &clock).await?;
+                        write_out(&sock, &mut out, &clock, sent).await?;
                     }
-                    write_out(&sock, &mut out, &clock).await?;
+                    write_out(&sock, &mut out, &clock, sent).await?;
                     sock.shutdown().await
                 };
                 let _ = tokio::time::timeout(cfg.close_grace, goodbye).await;

@@ -1,7 +1,7 @@
 //! Listeners: accept with a connection limit, drive each connection, shut
 //! down gracefully.
 
-use crate::{drive_stream, Clock, DriverConfig, ShutdownSignal};
+use crate::{Clock, DriverConfig, ShutdownSignal};
 use arcly_core::engine::Engine;
 use arcly_core::host::{AddrLimit, LogLimit};
 use arcly_core::session::{Conductor, ConnContext, Session};
@@ -34,6 +34,8 @@ pub struct ListenerConfig {
     pub driver: DriverConfig,
     /// Where the listener counts its connections, for metrics.
     pub stats: Option<Arc<ConnStats>>,
+    /// Where the listener lists its connections, for an API.
+    pub sessions: Option<Arc<crate::Sessions>>,
 }
 
 /// A listener's connection figures.
@@ -57,6 +59,7 @@ impl Default for ListenerConfig {
             shutdown_deadline: Duration::from_secs(5),
             driver: DriverConfig::default(),
             stats: None,
+            sessions: None,
         }
     }
 }
@@ -145,12 +148,22 @@ where
             handshake_timeout: cfg.handshake_timeout,
             idle_timeout: cfg.idle_timeout,
         };
-        let conductor = Conductor::new(engine.clone(), make(now), ctx);
+        let session = make(now);
+        let registered = cfg
+            .sessions
+            .as_ref()
+            .map(|s| s.add(session.protocol(), peer.to_string()));
+        let conductor = Conductor::new(engine.clone(), session, ctx);
         let (signal, driver, log) = (shutdown.clone(), cfg.driver.clone(), log.clone());
         conns.spawn(async move {
             // Counted out however the task ends (aborted at shutdown too).
             let _open = Open(stats);
-            let _ = drive_stream(sock, conductor, clock, signal, driver, &*log).await;
+            let tracked = registered.as_ref().map(|r| r.tracked.clone());
+            let _ = crate::driver::drive_tracked(
+                sock, conductor, clock, signal, driver, &*log, tracked,
+            )
+            .await;
+            drop(registered);
             drop(slot);
         });
     }

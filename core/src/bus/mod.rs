@@ -82,6 +82,8 @@ pub enum CloseReason {
     /// The host's rules no longer allow the stream (a configuration
     /// reload took its name away).
     Revoked,
+    /// The host's operator ended the connection (the sessions API).
+    Ended,
 }
 
 /// In a person's words.
@@ -93,6 +95,7 @@ impl core::fmt::Display for CloseReason {
             CloseReason::Replaced => "a new publisher took it over",
             CloseReason::Shutdown => "the server is shutting down",
             CloseReason::Revoked => "the server's rules no longer allow it",
+            CloseReason::Ended => "ended by the server's operator",
         })
     }
 }
@@ -105,6 +108,7 @@ impl CloseReason {
             CloseReason::Replaced => 3,
             CloseReason::Shutdown => 4,
             CloseReason::Revoked => 5,
+            CloseReason::Ended => 6,
         }
     }
 
@@ -115,6 +119,7 @@ impl CloseReason {
             3 => CloseReason::Replaced,
             4 => CloseReason::Shutdown,
             5 => CloseReason::Revoked,
+            6 => CloseReason::Ended,
             _ => return None,
         })
     }

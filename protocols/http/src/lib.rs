@@ -20,7 +20,7 @@ pub mod stats;
 
 pub use hls::{HlsOrigin, Packager};
 pub use message::{Method, ParseError, Request, Response};
-pub use router::{ReloadHook, Router};
+pub use router::{MetricsHook, ReloadHook, Router, SessionsApi};
 pub use server::{Handler, HttpConfig, HttpSession, DEFAULT_MAX_QUEUED};
 
 #[cfg(test)]

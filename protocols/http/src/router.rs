@@ -79,6 +79,16 @@ impl StatusCounts {
     }
 }
 
+/// The host's connections for `/api/sessions`: `list` renders them as
+/// JSON, `end` ends one by id (`false`: no such connection).
+#[derive(Clone)]
+pub struct SessionsApi {
+    /// The JSON of `GET /api/sessions`.
+    pub list: Arc<dyn Fn() -> String + Send + Sync>,
+    /// `DELETE /api/sessions/ID`.
+    pub end: Arc<dyn Fn(u64) -> bool + Send + Sync>,
+}
+
 /// Reads the host's configuration again (`POST /api/config/reload`): what
 /// changed, or why nothing did.
 pub type ReloadHook = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
@@ -97,6 +107,7 @@ pub struct Router {
     reload: Option<ReloadHook>,
     metrics_hook: Option<MetricsHook>,
     statuses: Arc<StatusCounts>,
+    sessions: Option<SessionsApi>,
 }
 
 impl std::fmt::Debug for Router {
@@ -215,7 +226,40 @@ impl Router {
             reload: None,
             metrics_hook: None,
             statuses: Arc::new(StatusCounts::new()),
+            sessions: None,
         }
+    }
+
+    /// Also serves `GET /api/sessions` and `DELETE /api/sessions/ID`
+    /// (under the API's policy).
+    pub fn with_sessions(mut self, api: SessionsApi) -> Self {
+        self.sessions = Some(api);
+        self
+    }
+
+    fn sessions_api(&self, req: &Request) -> Response {
+        if let Err(refused) = self.api_allowed(req) {
+            return refused.with_header("Cache-Control", "no-store");
+        }
+        let Some(api) = &self.sessions else {
+            return Response::text(404, "not found: this server lists no sessions");
+        };
+        let id = req.path.strip_prefix("/api/sessions/");
+        let resp = match (&req.method, id) {
+            (Method::Get | Method::Head, None) => {
+                Response::new(200, "application/json", (api.list)())
+            }
+            (Method::Delete, Some(id)) => match id.parse::<u64>() {
+                Ok(id) if (api.end)(id) => Response::new(204, "text/plain", String::new()),
+                Ok(_) => Response::text(404, "no such session"),
+                Err(_) => Response::text(400, "a session id is a number"),
+            },
+            (_, None) => Response::text(405, "GET lists the sessions").with_header("Allow", "GET"),
+            (_, Some(_)) => {
+                Response::text(405, "DELETE ends a session").with_header("Allow", "DELETE")
+            }
+        };
+        resp.with_header("Cache-Control", "no-store")
     }
 
     /// Also renders the host's series (`hook` appends them) in `/metrics`.
@@ -468,6 +512,9 @@ impl Router {
         }
         if req.path == "/api/config/reload" {
             return Poll::Ready(self.config_reload(req));
+        }
+        if req.path == "/api/sessions" || req.path.starts_with("/api/sessions/") {
+            return Poll::Ready(self.sessions_api(req));
         }
         if !matches!(req.method, Method::Get | Method::Head) {
             return Poll::Ready(
