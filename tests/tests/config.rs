@@ -28,6 +28,26 @@ impl Drop for Gateway {
 }
 
 impl Gateway {
+    /// The binary of `ARCLY_BIN` with `args`, its log in `dir`, once the
+    /// log says `ready`.
+    fn start(dir: &Path, args: &[&std::ffi::OsStr], ready: &str) -> Gateway {
+        let bin = std::env::var_os("ARCLY_BIN").map(PathBuf::from).expect(
+            "interop: ARCLY_BIN is not set; run tests/interop.sh, which builds the arcly binary",
+        );
+        let log = dir.join("arcly.log");
+        let g = Gateway {
+            child: Command::new(bin)
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).expect("log"))
+                .spawn()
+                .expect("arcly starts"),
+            log,
+        };
+        g.wait_log(ready, 1, 10);
+        g
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -71,6 +91,16 @@ fn input(dir: &Path) -> PathBuf {
     out
 }
 
+/// ffmpeg 5.1 publishing `input` to `url` over RTMP at its own pace.
+fn publish(input: &Path, url: &str) -> Child {
+    spawn(
+        Command::new(ffmpeg5())
+            .args(["-v", "error", "-re", "-i"])
+            .arg(input)
+            .args(["-c", "copy", "-f", "flv", url]),
+    )
+}
+
 /// A short play: whether ffmpeg got 10 video frames from `url`.
 fn short_play(url: &str) -> bool {
     let out = Command::new(ffmpeg5())
@@ -95,29 +125,14 @@ fn a_reload_asks_new_players_for_a_token_and_the_running_ones_keep_every_frame()
         )
     };
     std::fs::write(&cfg, file("")).expect("write");
-    let bin = std::env::var_os("ARCLY_BIN").map(PathBuf::from).expect(
-        "interop: ARCLY_BIN is not set; run tests/interop.sh, which builds the arcly binary",
+    let g = Gateway::start(
+        &dir,
+        &["--config".as_ref(), cfg.as_os_str()],
+        "RTMP listening",
     );
-    let log = dir.join("arcly.log");
-    let g = Gateway {
-        child: Command::new(bin)
-            .args(["--config"])
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log"))
-            .spawn()
-            .expect("arcly starts"),
-        log,
-    };
-    g.wait_log("RTMP listening", 1, 10);
     let input = input(&dir);
     let url = format!("rtmp://127.0.0.1:{rtmp}/live/cam");
-    let publisher = spawn(
-        Command::new(ffmpeg5())
-            .args(["-v", "error", "-re", "-i"])
-            .arg(&input)
-            .args(["-c", "copy", "-f", "flv", &url]),
-    );
+    let publisher = publish(&input, &url);
     g.wait_log("publishing live/cam", 1, 10);
     let outs: Vec<PathBuf> = (0..3).map(|i| dir.join(format!("player{i}.ts"))).collect();
     let players: Vec<Child> = outs
@@ -183,30 +198,15 @@ fn a_reload_asks_new_players_for_a_token_and_the_running_ones_keep_every_frame()
 fn the_sessions_api_shows_a_publisher_and_a_player_and_ends_the_player() {
     let dir = tmpdir("config-sessions");
     let (rtmp, http) = (free_port(), free_port());
-    let bin = std::env::var_os("ARCLY_BIN").map(PathBuf::from).expect(
-        "interop: ARCLY_BIN is not set; run tests/interop.sh, which builds the arcly binary",
-    );
-    let log = dir.join("arcly.log");
-    let g = Gateway {
-        child: Command::new(bin)
-            .args(["--rtmp", &format!("127.0.0.1:{rtmp}")])
-            .args(["--http", &format!("127.0.0.1:{http}")])
-            .args(["--rtsp", "off", "--srt", "off", "--webrtc", "off"])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log"))
-            .spawn()
-            .expect("arcly starts"),
-        log,
-    };
-    g.wait_log("HTTP listening", 1, 10);
+    let (rtmp_at, http_at) = (format!("127.0.0.1:{rtmp}"), format!("127.0.0.1:{http}"));
+    let args = [
+        "--rtmp", &rtmp_at, "--http", &http_at, "--rtsp", "off", "--srt", "off", "--webrtc", "off",
+    ];
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+    let g = Gateway::start(&dir, &args, "HTTP listening");
     let input = input(&dir);
     let url = format!("rtmp://127.0.0.1:{rtmp}/live/cam");
-    let publisher = spawn(
-        Command::new(ffmpeg5())
-            .args(["-v", "error", "-re", "-i"])
-            .arg(&input)
-            .args(["-c", "copy", "-f", "flv", &url]),
-    );
+    let publisher = publish(&input, &url);
     g.wait_log("publishing live/cam", 1, 10);
     let mut player =
         spawn(Command::new(ffmpeg5()).args(["-v", "error", "-i", &url, "-f", "null", "-"]));

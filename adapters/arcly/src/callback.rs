@@ -33,22 +33,9 @@ pub struct Callback {
 impl Callback {
     /// A callback to `url` (`http://HOST[:PORT]/PATH`) with this time-out.
     pub fn new(url: &str, timeout: Duration) -> Result<Callback, String> {
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("takes an http:// URL, not {url:?}"))?;
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (
-                h,
-                p.parse()
-                    .map_err(|_| format!("not a port in {url:?}: {p:?}"))?,
-            ),
-            _ => (authority, 80),
-        };
-        if host.is_empty() || path.chars().any(|c| c.is_control() || c == ' ') {
+        let (host, port, path) = arcly_http::client::split_http_url(url)
+            .ok_or_else(|| format!("takes http://HOST[:PORT]/PATH, not {url:?}"))?;
+        if path.chars().any(|c| c.is_control() || c == ' ') {
             return Err(format!("not a usable URL: {url:?}"));
         }
         Ok(Callback {
@@ -57,7 +44,7 @@ impl Callback {
                 .trim_end_matches(']')
                 .to_string(),
             port,
-            path: path.to_string(),
+            path,
             timeout,
             cache: Mutex::new(HashMap::new()),
         })
@@ -141,27 +128,26 @@ impl Callback {
         s.write_all(head.as_bytes())
             .and_then(|()| s.write_all(body.as_bytes()))
             .map_err(|e| unreachable(&e))?;
-        // The status line is all we need.
-        let mut got = Vec::with_capacity(64);
-        let mut buf = [0u8; 256];
-        while !got.contains(&b'\n') && got.len() < 1024 {
-            s.set_read_timeout(Some(left()))
-                .map_err(|e| unreachable(&e))?;
-            match s.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
+        // The response head is all we need (the parser bounds it).
+        let mut got = Vec::with_capacity(256);
+        let mut buf = [0u8; 1024];
+        let status = loop {
+            match arcly_http::client::parse_response_head(&got, false) {
+                Ok(Some((head, _))) => break head.status,
+                Ok(None) => {}
                 Err(e) => return Err(unreachable(&e)),
             }
             if Instant::now() >= deadline {
                 return Err(unreachable(&"timed out"));
             }
-        }
-        let line = String::from_utf8_lossy(&got);
-        let status: u16 = line
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.trim().parse().ok())
-            .ok_or_else(|| unreachable(&"no HTTP status in its answer"))?;
+            s.set_read_timeout(Some(left()))
+                .map_err(|e| unreachable(&e))?;
+            match s.read(&mut buf) {
+                Ok(0) => return Err(unreachable(&"it closed before answering")),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => return Err(unreachable(&e)),
+            }
+        };
         if (200..300).contains(&status) {
             Ok(())
         } else {

@@ -5,14 +5,17 @@
 //! Flags given with `--config` override the file. The file is checked as
 //! a whole before anything starts: an error names the file, the field and
 //! the rule. On reload (SIGHUP, or `POST /api/config/reload`) the file is
-//! read and checked again; if it holds, its `[[paths]]` rules apply to
-//! every new session at once and a live stream that no path allows any
-//! more is ended; if it does not, nothing changes and the reason is given.
+//! read and checked again; if it holds, its `[[paths]]` rules (who may
+//! publish and play, recording, player limits) apply to every new session
+//! at once and a live stream that no path allows any more is ended; a
+//! path's SRT passphrase and source, like the other sections, wait for the
+//! next start. If it does not hold, nothing changes and the reason is given.
 
 use crate::Options;
 use arcly_core::bus::CloseReason;
 use arcly_core::engine::{
-    Action, AuthError, AuthRequest, Engine, HmacTokenAuthenticator, StreamAuthenticator, StreamKey,
+    same_secret, Action, AuthError, AuthRequest, Engine, HmacTokenAuthenticator,
+    StreamAuthenticator, StreamKey,
 };
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -233,16 +236,6 @@ impl Rules {
     }
 }
 
-/// Compares two tokens in time that depends on their lengths only.
-fn same(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    let mut diff = usize::from(a.len() != b.len());
-    for i in 0..a.len().max(b.len()) {
-        diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0));
-    }
-    std::hint::black_box(diff) == 0
-}
-
 /// The gateway's authenticator: the `[[paths]]` rules (swapped whole on
 /// reload) over the HMAC tokens of `--auth-secret`.
 pub struct Gate {
@@ -328,7 +321,11 @@ impl StreamAuthenticator for Gate {
         match listed {
             None => global()?,
             Some(tokens) => {
-                let token_ok = req.token.is_some_and(|t| tokens.iter().any(|k| same(k, t)));
+                let token_ok = req.token.is_some_and(|t| {
+                    tokens
+                        .iter()
+                        .any(|k| same_secret(t.as_bytes(), k.as_bytes()))
+                });
                 if !token_ok {
                     // The HMAC tokens of --auth-secret are good everywhere.
                     match (&self.hmac, req.token) {
@@ -612,7 +609,7 @@ pub fn reload(gate: &Gate, path: &Path) -> Result<String, String> {
             ended.join(", ")
         ));
     }
-    msg.push_str(" (settings outside [[paths]] apply at the next start)");
+    msg.push_str(" (settings outside [[paths]], and paths' srt_passphrase and source, apply at the next start)");
     Ok(msg)
 }
 

@@ -61,6 +61,25 @@ fn start(args: &[&str], port: u16) -> Gateway {
     g
 }
 
+/// [`start`] with `args`, then HTTP on `port`, RTMP on `rtmp` (or off) and
+/// every other listener off (flags after the file win over it).
+fn start_with(args: &[String], port: u16, rtmp: Option<u16>) -> Gateway {
+    let mut all: Vec<String> = args.to_vec();
+    let rtmp = rtmp.map_or_else(|| "off".to_string(), |p| format!("127.0.0.1:{p}"));
+    for (flag, v) in [
+        ("--rtmp", rtmp.as_str()),
+        ("--rtsp", "off"),
+        ("--srt", "off"),
+        ("--webrtc", "off"),
+        ("--http", &format!("127.0.0.1:{port}")),
+    ] {
+        all.push(flag.to_string());
+        all.push(v.to_string());
+    }
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    start(&all, port)
+}
+
 /// The status line's code and the body.
 fn http(port: u16, method: &str, path: &str) -> (u16, String) {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -214,23 +233,10 @@ fn the_default_file_serves_as_no_file_does_and_reloads_without_one_are_404() {
     let f = d.join("arcly.toml");
     write(&f, &text);
     let port = free_port();
-    let http_addr = format!("127.0.0.1:{port}");
-    let g = start(
-        &[
-            "--config",
-            &f.display().to_string(),
-            "--rtmp",
-            "off",
-            "--rtsp",
-            "off",
-            "--srt",
-            "off",
-            "--webrtc",
-            "off",
-            "--http",
-            &http_addr,
-        ],
+    let g = start_with(
+        &["--config".to_string(), f.display().to_string()],
         port,
+        None,
     );
     // Open to every name, as without a file.
     assert_eq!(play(port, "/any/thing/index.m3u8"), 404);
@@ -238,21 +244,7 @@ fn the_default_file_serves_as_no_file_does_and_reloads_without_one_are_404() {
     assert_eq!(code, 200, "{body}");
     drop(g);
     let port = free_port();
-    let _g = start(
-        &[
-            "--rtmp",
-            "off",
-            "--rtsp",
-            "off",
-            "--srt",
-            "off",
-            "--webrtc",
-            "off",
-            "--http",
-            &format!("127.0.0.1:{port}"),
-        ],
-        port,
-    );
+    let _g = start_with(&[], port, None);
     assert_eq!(http(port, "POST", "/api/config/reload").0, 404);
     let _ = std::fs::remove_dir_all(&d);
 }
@@ -323,21 +315,7 @@ fn version() {
 fn the_sessions_api_lists_connections_and_ends_one() {
     let port = free_port();
     let rtmp = free_port();
-    let _g = start(
-        &[
-            "--rtmp",
-            &format!("127.0.0.1:{rtmp}"),
-            "--rtsp",
-            "off",
-            "--srt",
-            "off",
-            "--webrtc",
-            "off",
-            "--http",
-            &format!("127.0.0.1:{port}"),
-        ],
-        port,
-    );
+    let _g = start_with(&[], port, Some(rtmp));
     // A peer on the RTMP port that has sent two bytes of a handshake.
     let mut peer = TcpStream::connect(("127.0.0.1", rtmp)).unwrap_or_else(|e| panic!("{e}"));
     peer.write_all(&[3, 0]).unwrap_or_else(|e| panic!("{e}"));

@@ -48,6 +48,18 @@ pub trait StreamAuthenticator: Send + Sync {
     fn authorize(&self, req: &AuthRequest<'_>) -> Result<(), AuthError>;
 }
 
+/// Compares a secret a client presented with the one configured, in time
+/// that depends on their lengths only (never on where they differ).
+pub fn same_secret(given: &[u8], secret: &[u8]) -> bool {
+    let mut diff = usize::from(given.len() != secret.len());
+    for i in 0..given.len().max(secret.len()) {
+        let a = given.get(i).copied().unwrap_or(0);
+        let b = secret.get(i).copied().unwrap_or(0);
+        diff |= usize::from(a ^ b);
+    }
+    core::hint::black_box(diff) == 0
+}
+
 /// Allows everything: the default.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct AllowAll;

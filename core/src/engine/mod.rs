@@ -39,7 +39,7 @@ mod tap;
 
 #[cfg(feature = "auth-hmac")]
 pub use auth::HmacTokenAuthenticator;
-pub use auth::{AllowAll, AuthError, AuthRequest, StreamAuthenticator};
+pub use auth::{same_secret, AllowAll, AuthError, AuthRequest, StreamAuthenticator};
 pub use links::{LinkFigures, LinkRegistry, LinkReport, LinkSource};
 pub use observer::{EngineEvent, NoopObserver, Observer};
 pub use qos::StreamStats;

@@ -27,6 +27,7 @@
 use crate::hls::HlsOrigin;
 use crate::message::{percent_decode, Method, Request, Response};
 use crate::{stats, Handler};
+use arcly_core::engine::same_secret;
 use arcly_core::engine::{
     Action, Engine, LinkReport, LinkSource, Request as EngineRequest, StreamKey,
 };
@@ -197,17 +198,6 @@ fn is_local(ip: IpAddr) -> bool {
                 || v6.to_ipv4_mapped() == Some(std::net::Ipv4Addr::LOCALHOST)
         }
     }
-}
-
-/// Compares two secrets in time that depends on their lengths only.
-fn same_secret(given: &[u8], secret: &[u8]) -> bool {
-    let mut diff = usize::from(given.len() != secret.len());
-    for i in 0..given.len().max(secret.len()) {
-        let a = given.get(i).copied().unwrap_or(0);
-        let b = secret.get(i).copied().unwrap_or(0);
-        diff |= usize::from(a ^ b);
-    }
-    std::hint::black_box(diff) == 0
 }
 
 impl Router {
