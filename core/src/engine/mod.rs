@@ -685,7 +685,13 @@ impl Engine {
             .filter_map(|f| {
                 let c = f(&req.key, now)?;
                 let sub = bus.subscribe().ok()?;
-                Some(Tap::new(req.key.clone(), c, sub, live_taps.clone()))
+                Some(Tap::new(
+                    req.key.clone(),
+                    c,
+                    sub,
+                    live_taps.clone(),
+                    stats.clone(),
+                ))
             })
             .collect();
         {
@@ -943,8 +949,8 @@ impl Publisher {
         self.session
     }
 
-    /// The stream's counters.
-    /// How many key frames the stream's players have asked for so far.
+    /// How many key frames the stream's players (and consumers) have asked
+    /// for so far.
     pub fn key_frame_requests(&self) -> u64 {
         self.stats.key_frame_requests.load(Ordering::Relaxed)
     }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::bus::{DeliveryRef, RecvError, Subscription};
-use crate::engine::StreamKey;
+use crate::engine::{StreamKey, StreamStats};
 use crate::time::Instant;
 
 /// Takes one stream's deliveries (tracks first, then frames; lag and its
@@ -24,6 +24,14 @@ pub trait Consumer: Send {
     /// The stream ended (its publisher left for good, or it was evicted for
     /// lag). Called once; nothing follows.
     fn end(&mut self, now: Instant, why: RecvError);
+
+    /// Whether the consumer wants a key frame from the publisher (asked
+    /// after each batch of deliveries; the request goes the way a player's
+    /// does, [`Player::request_key_frame`](crate::engine::Player::request_key_frame)).
+    /// The HLS packager asks when a segment cannot end for want of one.
+    fn wants_key_frame(&mut self) -> bool {
+        false
+    }
 }
 
 /// Makes the consumer for a stream that starts (`None`: this stream needs
@@ -43,6 +51,8 @@ pub struct Tap {
     /// The stream's count of live taps (its bus counts them among its
     /// subscribers; the stats do not count them as players).
     live: Arc<AtomicUsize>,
+    /// The stream's counters (for key frame requests).
+    stats: Arc<StreamStats>,
 }
 
 impl Drop for Tap {
@@ -66,6 +76,7 @@ impl Tap {
         consumer: Box<dyn Consumer>,
         subscription: Subscription,
         live: Arc<AtomicUsize>,
+        stats: Arc<StreamStats>,
     ) -> Self {
         live.fetch_add(1, Ordering::Relaxed);
         Tap {
@@ -74,6 +85,7 @@ impl Tap {
             subscription,
             ended: false,
             live,
+            stats,
         }
     }
 
@@ -91,10 +103,15 @@ impl Tap {
         }
         loop {
             let consumer = &mut self.consumer;
-            match self
+            let polled = self
                 .subscription
-                .poll_for_each(cx, TAP_BATCH, |d| consumer.handle(now, d))
-            {
+                .poll_for_each(cx, TAP_BATCH, |d| consumer.handle(now, d));
+            if self.consumer.wants_key_frame() {
+                self.stats
+                    .key_frame_requests
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            match polled {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Ok(_)) => {}
                 Poll::Ready(Err(e)) => {

@@ -694,6 +694,40 @@ fn consumers_are_not_counted_as_players() {
     assert_eq!(engine.stream(&key("c")).unwrap().subscribers, 0);
 }
 
+/// A consumer that wants a key frame (the HLS packager when a segment
+/// cannot end) asks the publisher as a player would.
+#[test]
+fn a_consumer_asks_the_publisher_for_key_frames() {
+    struct Asks(u32);
+    impl tap::Consumer for Asks {
+        fn handle(&mut self, _now: Instant, d: crate::bus::DeliveryRef<'_>) {
+            if let crate::bus::DeliveryRef::Frame(_) = d {
+                self.0 += 1;
+            }
+        }
+        fn end(&mut self, _now: Instant, _why: RecvError) {}
+        fn wants_key_frame(&mut self) -> bool {
+            core::mem::take(&mut self.0) > 0
+        }
+    }
+    let engine = Engine::builder()
+        .consumer(Arc::new(|_k: &StreamKey, _now: Instant| {
+            Some(Box::new(Asks(0)) as Box<dyn tap::Consumer>)
+        }))
+        .build();
+    let mut p = engine
+        .publish(&Request::new(key("k"), "rtmp"), Instant::ZERO)
+        .unwrap();
+    p.set_tracks(tracks_of(CodecId::H264, b"avc"));
+    let mut tap = engine.taps().try_next().expect("the consumer was attached");
+    let mut cx = core::task::Context::from_waker(core::task::Waker::noop());
+    assert!(tap.drive(&mut cx, Instant::ZERO).is_pending());
+    assert_eq!(p.key_frame_requests(), 0, "no frame yet, nothing asked");
+    p.publish(Instant::from_millis(10), vf(true, 10)).unwrap();
+    assert!(tap.drive(&mut cx, Instant::from_millis(10)).is_pending());
+    assert_eq!(p.key_frame_requests(), 1);
+}
+
 /// One decoding rule for names carried as URI text.
 #[test]
 fn percent_decoding_is_strict() {

@@ -238,6 +238,7 @@ impl HlsOrigin {
             restarted,
             unix_base_ms: None,
             anchored: false,
+            key_wanted: false,
         }
     }
 
@@ -465,6 +466,9 @@ pub struct Packager {
     /// The segmenter's media time is anchored to the wall clock (again
     /// after each discontinuity).
     anchored: bool,
+    /// The segmenter waits for a key frame (see
+    /// [`HlsSegmenter::take_key_frame_wanted`]).
+    key_wanted: bool,
 }
 
 impl std::fmt::Debug for Packager {
@@ -535,6 +539,7 @@ impl Packager {
                     if r.is_err() {
                         st.errors += 1;
                     }
+                    self.key_wanted |= seg.take_key_frame_wanted();
                 }
             }
             DeliveryRef::Lagged { .. } => {}
@@ -554,6 +559,10 @@ impl Packager {
 impl Consumer for Packager {
     fn handle(&mut self, now: Instant, delivery: DeliveryRef<'_>) {
         Packager::handle_at(self, Some(now), delivery);
+    }
+
+    fn wants_key_frame(&mut self) -> bool {
+        std::mem::take(&mut self.key_wanted)
     }
 
     fn end(&mut self, now: Instant, _why: RecvError) {

@@ -43,6 +43,9 @@ const LEAD_US: i64 = 1_000_000;
 
 /// The least time between two key frame requests a player passes on.
 const KEY_REQUEST_GAP: core::time::Duration = core::time::Duration::from_secs(1);
+/// How long a publisher's first tracks wait for its video's parameter sets
+/// ([`PeerSession::awaits_video`]).
+const VIDEO_WAIT: core::time::Duration = core::time::Duration::from_secs(2);
 
 /// How often the session looks at its end flag (a `DELETE`).
 const FLAG_POLL_US: u64 = 1_000_000;
@@ -468,8 +471,29 @@ impl PeerSession {
         } else {
             MediaFrame::audio(id, codec, MediaTime::new(pts, ts), payload)
         };
+        if self.announced.is_empty() && !codec.is_video() && self.awaits_video(now) {
+            self.unconfigured += 1;
+            return;
+        }
         self.announce();
         self.events.push_back(SessionEvent::Frame(frame));
+    }
+
+    /// The peer sends video whose parameter sets have not come yet (they
+    /// come with the key frame asked for), for at most [`VIDEO_WAIT`] from
+    /// the first frame. The first tracks announced wait for it: audio
+    /// alone first, then audio and video, would start the stream with an
+    /// audio-only stretch and a discontinuity in every packaging.
+    fn awaits_video(&self, now: Instant) -> bool {
+        let sends_video = self.out_lines.iter().any(|l| l.video);
+        let video_ready = self
+            .tracks
+            .iter()
+            .any(|t| t.codec.is_video() && t.config.is_some());
+        let waited = self.started.map_or(core::time::Duration::ZERO, |s| {
+            now.saturating_duration_since(s)
+        });
+        sends_video && !video_ready && waited < VIDEO_WAIT
     }
 
     /// The tracks with a configuration, when they changed.

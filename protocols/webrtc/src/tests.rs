@@ -421,6 +421,38 @@ fn a_whip_publisher_gets_through_signalling_and_the_endpoint_to_canonical_frames
         .expect("H.264 negotiated")
         .pt();
     let apt = opus_pt(&mut client.rtc, amid).pt();
+    // Audio comes first, as from a browser whose first key frame is being
+    // encoded: no tracks are announced until the video's are known.
+    for i in 0..5u64 {
+        let a = MediaTime::new(960 * i, Frequency::FORTY_EIGHT_KHZ);
+        client
+            .rtc
+            .writer(amid)
+            .expect("writer")
+            .write(apt, now, a, vec![0xfc; 40])
+            .expect("audio written");
+        for _ in 0..20 {
+            step(
+                &mut client,
+                &mut session,
+                now,
+                &mut asked,
+                &mut frames,
+                &mut tracks,
+            );
+            now += Duration::from_millis(1);
+            client
+                .rtc
+                .handle_input(Input::Timeout(now))
+                .expect("timeout");
+        }
+    }
+    assert!(tracks.is_empty(), "announced before the video: {tracks:?}");
+    assert!(
+        frames.is_empty(),
+        "{} frames before the video",
+        frames.len()
+    );
     let mut sent = Vec::new();
     for i in 0..10u64 {
         let slice: Vec<u8> = if i == 0 {
@@ -445,7 +477,7 @@ fn a_whip_publisher_gets_through_signalling_and_the_endpoint_to_canonical_frames
             .expect("writer")
             .write(vpt, now, t, au)
             .expect("video written");
-        let a = MediaTime::new(960 * i, Frequency::FORTY_EIGHT_KHZ);
+        let a = MediaTime::new(960 * (i + 5), Frequency::FORTY_EIGHT_KHZ);
         client
             .rtc
             .writer(amid)
@@ -498,6 +530,8 @@ fn a_whip_publisher_gets_through_signalling_and_the_endpoint_to_canonical_frames
         .collect();
     assert!(steps.iter().all(|s| *s == 3000), "{steps:?}");
     assert!(audio.len() >= 9, "{} audio packets", audio.len());
+    // Announced once, with both.
+    assert_eq!(tracks.len(), 1, "{tracks:?}");
     let last = tracks.last().expect("tracks announced");
     let v = last.video().expect("a video track");
     assert_eq!(v.codec, arcly_core::frame::CodecId::H264);

@@ -226,6 +226,11 @@ pub struct HlsSegmenter {
     ts_part_offset: usize,
     /// The segment in progress starts with an independent frame.
     open_independent: bool,
+    /// The lead track's last key frame, or the last time one was asked
+    /// for since (see [`HlsSegmenter::take_key_frame_wanted`]).
+    key_clock: Option<MediaTime>,
+    /// A key frame is overdue and nobody took the news yet.
+    key_wanted: bool,
 }
 
 impl HlsSegmenter {
@@ -298,6 +303,8 @@ impl HlsSegmenter {
             ts_part: None,
             ts_part_offset: 0,
             open_independent: true,
+            key_clock: None,
+            key_wanted: false,
         })
     }
 
@@ -473,6 +480,7 @@ impl HlsSegmenter {
         };
         self.tracks = tracks.clone();
         self.audio_only = !tracks.has_video();
+        self.key_clock = None;
         self.lead = tracks
             .video()
             .or_else(|| tracks.audio())
@@ -489,8 +497,32 @@ impl HlsSegmenter {
         }
     }
 
+    /// Whether the lead video track went a target duration without a key
+    /// frame since this last answered yes. Segments end only at key frames,
+    /// so without one the segment in progress grows (up to
+    /// [`HlsConfig::max_segment_bytes`]) and new players start far from the
+    /// live edge; a host whose publisher sends key frames on request (a
+    /// WebRTC publisher answers a PLI; browsers send none unasked) should
+    /// ask for one. Yes again each target duration while none comes.
+    pub fn take_key_frame_wanted(&mut self) -> bool {
+        core::mem::take(&mut self.key_wanted)
+    }
+
     /// Takes one frame.
     pub fn push(&mut self, frame: &MediaFrame) -> Result<(), HlsError> {
+        if frame.track == self.lead && !self.audio_only {
+            match self.key_clock {
+                Some(since) if frame.kind != FrameKind::Key && !frame.discontinuity => {
+                    let elapsed =
+                        frame.dts.ticks_since(since) as f64 / f64::from(frame.dts.timescale.hz());
+                    if elapsed >= f64::from(self.config.target_duration) {
+                        self.key_wanted = true;
+                        self.key_clock = Some(frame.dts);
+                    }
+                }
+                _ => self.key_clock = Some(frame.dts),
+            }
+        }
         if frame.track == self.lead {
             if frame.discontinuity && self.open_start.is_some() {
                 if let Some(end) = self.lead_end() {
@@ -1056,6 +1088,46 @@ mod tests {
             proptest::prop_assert!(total >= span - 1e-6 && total <= span + 6000.0 / 90_000.0 + 1e-6, "{} vs {}", total, span);
             let text = s.playlist().render();
             proptest::prop_assert!(text.ends_with("#EXT-X-ENDLIST\n"));
+        }
+    }
+
+    /// A publisher that sends key frames only when asked (a browser over
+    /// WHIP): the segmenter asks once a target duration passed without
+    /// one, again each target duration while none comes, and not after
+    /// one came.
+    #[test]
+    fn asks_for_a_key_frame_when_one_is_overdue() {
+        let d = demux(H264_OPUS, 65536);
+        for format in [SegmentFormat::Ts, SegmentFormat::Fmp4] {
+            let mut s = HlsSegmenter::new(
+                &d.track_set(),
+                HlsConfig {
+                    format,
+                    target_duration: 2,
+                    ..HlsConfig::default()
+                },
+            )
+            .unwrap();
+            let video = d.of(0)[0].clone();
+            let mut asked = Vec::new();
+            // 30 pictures a second for 7 s; key frames at 0 s and at 4.5 s.
+            for i in 0..210i64 {
+                let mut f = video.clone();
+                f.kind = if i == 0 || i == 135 {
+                    FrameKind::Key
+                } else {
+                    FrameKind::Delta
+                };
+                f.dts = MediaTime::new(i * 3000, crate::time::Timescale::MPEG);
+                f.pts = f.dts;
+                s.push(&f).unwrap();
+                if s.take_key_frame_wanted() {
+                    asked.push(i);
+                }
+                assert!(!s.take_key_frame_wanted(), "told twice");
+            }
+            // At 2 s and 4 s; after the key frame at 4.5 s, at 6.5 s.
+            assert_eq!(asked, [60, 120, 195], "{format:?}");
         }
     }
 
