@@ -150,6 +150,11 @@ pub struct StreamRequest {
     pub stream: String,
     /// The `token` parameter of the query string, if any.
     pub token: Option<String>,
+    /// A user name the client presented, with its password (RTMP
+    /// `?user=&pass=`, RTSP `Authorization: Basic`).
+    pub user: Option<String>,
+    /// The password that came with [`user`](Self::user).
+    pub password: Option<String>,
 }
 
 /// Why the host refused a request; the session tells its peer in its
@@ -992,6 +997,8 @@ impl<S: Session> Conductor<S> {
         let req = Request {
             key: key.clone(),
             token: r.token.as_deref(),
+            user: r.user.as_deref(),
+            password: r.password.as_deref(),
             protocol: self.p.session.protocol(),
             peer: self.p.ctx.peer.as_deref(),
             unix_time,
@@ -1112,6 +1119,8 @@ mod tests {
                     app: "live".into(),
                     stream,
                     token,
+                    user: None,
+                    password: None,
                 }));
             }
         }

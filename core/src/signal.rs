@@ -20,6 +20,10 @@ pub struct Offer {
     pub stream: String,
     /// The bearer token (`Authorization: Bearer`, or `?token=`).
     pub token: Option<String>,
+    /// A user name (`Authorization: Basic`), with its password.
+    pub user: Option<String>,
+    /// The password that came with [`user`](Self::user).
+    pub password: Option<String>,
     /// The offer (`application/sdp`).
     pub sdp: String,
 }

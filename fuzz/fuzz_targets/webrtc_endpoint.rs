@@ -48,6 +48,8 @@ fuzz_target!(|data: &[u8]| {
             app: "live".into(),
             stream: "x".into(),
             token: None,
+            user: None,
+            password: None,
             sdp: OFFER.into(),
         },
     ) else {

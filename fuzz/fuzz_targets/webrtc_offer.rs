@@ -21,6 +21,8 @@ fuzz_target!(|data: &[u8]| {
             app: "live".into(),
             stream: "x".into(),
             token: None,
+            user: None,
+            password: None,
             sdp: String::from_utf8_lossy(data).into_owned(),
         },
     );

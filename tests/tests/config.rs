@@ -258,3 +258,231 @@ fn the_sessions_api_shows_a_publisher_and_a_player_and_ends_the_player() {
         Duration::from_secs(30),
     );
 }
+
+/// `[[paths]]` users with passwords over every protocol that publishes or
+/// plays: RTMP `?user=&pass=`, RTSP and HLS with Basic auth (ffmpeg's
+/// `USER:PASS@` in the URL, sent when the gateway's 401 asks), SRT's
+/// `publish:APP/STREAM:USER:PASS` stream id, WHIP's Basic `Authorization`.
+/// The right user gets in; none, a wrong password or the other list's
+/// user is refused.
+#[test]
+fn users_with_passwords_publish_and_play_over_every_protocol() {
+    let dir = tmpdir("config-users");
+    let cfg = dir.join("arcly.toml");
+    let (rtmp, http, rtsp) = (free_port(), free_port(), free_port());
+    let srt = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free UDP port")
+        .port();
+    let webrtc = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free UDP port")
+        .port();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[rtmp]\nlisten = \"127.0.0.1:{rtmp}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
+             [rtsp]\nlisten = \"127.0.0.1:{rtsp}\"\n[srt]\nlisten = \"127.0.0.1:{srt}\"\n\
+             [webrtc]\nlisten = \"127.0.0.1:{webrtc}\"\n\
+             [[paths]]\nname = \"live/*\"\npublish_users = [\"pub:pw1\"]\n\
+             play_users = [\"view:pw2\"]\n"
+        ),
+    )
+    .expect("write");
+    let g = Gateway::start(
+        &dir,
+        &["--config".as_ref(), cfg.as_os_str()],
+        "HTTP listening",
+    );
+    let input = input(&dir);
+    let rtmp_url = format!("rtmp://127.0.0.1:{rtmp}/live/cam");
+
+    // RTMP publish: a wrong password, a player's user, then the publisher.
+    for (q, what) in [
+        ("", "no credentials"),
+        ("?user=pub&pass=nope", "a wrong password"),
+        ("?user=view&pass=pw2", "a player's user"),
+    ] {
+        let mut p = publish(&input, &format!("{rtmp_url}{q}"));
+        let until = Instant::now() + Duration::from_secs(10);
+        while p.try_wait().expect("wait").is_none() {
+            assert!(
+                Instant::now() < until,
+                "RTMP publish with {what} was let in"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    assert!(!g.log().contains("is publishing live/cam"), "{}", g.log());
+    let publisher = publish(&input, &format!("{rtmp_url}?user=pub&pass=pw1"));
+    g.wait_log("publishing live/cam", 1, 10);
+    // Segments for the HLS player.
+    std::thread::sleep(Duration::from_secs(3));
+
+    let plays = |url: &str, extra: &[&str]| -> bool {
+        // RTSP has its own time-out option; the others, the I/O one.
+        let timeout = if url.starts_with("rtsp") {
+            "-timeout"
+        } else {
+            "-rw_timeout"
+        };
+        let out = Command::new(ffmpeg5())
+            .args(["-v", "error", timeout, "5000000"])
+            .args(extra)
+            .args(["-i", url, "-frames:v", "10", "-f", "null", "-"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("ffmpeg runs");
+        out.status.success()
+    };
+    // Plays: RTMP, RTSP over TCP, HLS, SRT.
+    let rtsp_at = |cred: &str| format!("rtsp://{cred}127.0.0.1:{rtsp}/live/cam");
+    let hls_at = |cred: &str| format!("http://{cred}127.0.0.1:{http}/live/cam/index.m3u8");
+    let srt_at = |sid: &str| format!("srt://127.0.0.1:{srt}?streamid={sid}&connect_timeout=3000");
+    let tcp: &[&str] = &["-rtsp_transport", "tcp"];
+    let cases: Vec<(String, &[&str], bool, &str)> = vec![
+        (format!("{rtmp_url}?user=view&pass=pw2"), &[], true, "RTMP"),
+        (rtmp_url.clone(), &[], false, "RTMP without credentials"),
+        (
+            format!("{rtmp_url}?user=view&pass=pw1"),
+            &[],
+            false,
+            "RTMP, wrong password",
+        ),
+        (
+            format!("{rtmp_url}?user=pub&pass=pw1"),
+            &[],
+            false,
+            "RTMP, the publisher's user",
+        ),
+        (rtsp_at("view:pw2@"), tcp, true, "RTSP"),
+        (rtsp_at(""), tcp, false, "RTSP without credentials"),
+        (rtsp_at("view:nope@"), tcp, false, "RTSP, wrong password"),
+        (hls_at("view:pw2@"), &[], true, "HLS"),
+        (hls_at(""), &[], false, "HLS without credentials"),
+        (hls_at("view:nope@"), &[], false, "HLS, wrong password"),
+        (srt_at("read:live/cam:view:pw2"), &[], true, "SRT"),
+        (
+            srt_at("read:live/cam"),
+            &[],
+            false,
+            "SRT without credentials",
+        ),
+        (
+            srt_at("read:live/cam:view:nope"),
+            &[],
+            false,
+            "SRT, wrong password",
+        ),
+    ];
+    for (url, extra, ok, what) in &cases {
+        assert_eq!(plays(url, extra), *ok, "{what}: {url}\n{}", g.log());
+    }
+    // HLS asks for Basic credentials.
+    let http_req = |head: &str| -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", http)).expect("connect");
+        s.write_all(head.as_bytes()).expect("send");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+    let answer =
+        http_req("GET /live/cam/index.m3u8 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(
+        answer.contains("WWW-Authenticate: Basic realm=\"arcly\""),
+        "{answer}"
+    );
+
+    // SRT publish: refused without the publisher's password, let in with it.
+    let srt_publish = |sid: &str| {
+        spawn(
+            Command::new(ffmpeg5())
+                .args(["-v", "error", "-re", "-i"])
+                .arg(&input)
+                .args(["-t", "3", "-c", "copy", "-f", "mpegts"])
+                .arg(srt_at(sid)),
+        )
+    };
+    let mut refused = srt_publish("publish:live/srt:pub:nope");
+    let st = {
+        let until = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(st) = refused.try_wait().expect("wait") {
+                break st;
+            }
+            assert!(
+                Instant::now() < until,
+                "an SRT publish with a wrong password ran on"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    assert!(
+        !st.success(),
+        "an SRT publish with a wrong password succeeded"
+    );
+    let accepted = srt_publish("publish:live/srt:pub:pw1");
+    g.wait_log("publishing live/srt", 1, 10);
+    finish(
+        accepted,
+        "ffmpeg publishing over SRT",
+        Duration::from_secs(20),
+    );
+
+    // WHIP: Basic credentials pass the check (the offer itself is then
+    // found wanting: 400), a wrong password or a bearer token does not.
+    let whip = |auth: &str| -> String {
+        let body = "v=0\r\n";
+        http_req(&format!(
+            "POST /live/w/whip HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+             Content-Type: application/sdp\r\n{auth}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        ))
+    };
+    let basic = |u: &str| {
+        use std::fmt::Write as _;
+        // Base64 by hand (RFC 4648), to send what a client would.
+        let t = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for c in u.as_bytes().chunks(3) {
+            let n = (u32::from(c[0]) << 16)
+                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+                | u32::from(*c.get(2).unwrap_or(&0));
+            for i in 0..4 {
+                if i <= c.len() {
+                    out.push(t[(n >> (18 - 6 * i) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        let mut h = String::new();
+        let _ = write!(h, "Authorization: Basic {out}\r\n");
+        h
+    };
+    let ok = whip(&basic("pub:pw1"));
+    assert!(ok.starts_with("HTTP/1.1 400"), "{ok}");
+    let wrong = whip(&basic("pub:nope"));
+    assert!(wrong.starts_with("HTTP/1.1 401"), "{wrong}");
+    let bearer = whip("Authorization: Bearer pw1\r\n");
+    assert!(bearer.starts_with("HTTP/1.1 401"), "{bearer}");
+
+    finish(
+        publisher,
+        "ffmpeg publishing over RTMP",
+        Duration::from_secs(30),
+    );
+    let log = g.log();
+    for proto in ["rtmp", "rtsp", "hls", "srt"] {
+        assert!(
+            log.contains(&format!("over {proto}")) && log.contains("refused "),
+            "no refusal over {proto} in the log:\n{log}"
+        );
+    }
+    assert!(
+        !log.contains("pw1") && !log.contains("pw2"),
+        "a password in the log:\n{log}"
+    );
+}

@@ -516,6 +516,8 @@ impl arcly_core::session::Session for UdpPlay {
                             app: "live".into(),
                             stream: name.into(),
                             token: None,
+                            user: None,
+                            password: None,
                         }));
                     }
                 }
@@ -609,13 +611,7 @@ fn datagram_session_owned_sockets(adapter: Adapter) {
     let engine = Engine::default();
     let server = start_server(adapter, engine.clone(), |_| UdpPlay::default(), None);
     let key = StreamKey::new("live", "udp").expect("key");
-    let req = Request {
-        key: key.clone(),
-        token: None,
-        protocol: "test",
-        peer: None,
-        unix_time: 0,
-    };
+    let req = Request::new(key.clone(), "test");
     let mut publisher = engine.publish(&req, Instant::ZERO).expect("publish");
     publisher.set_tracks(tracks());
     let key_frame = |pts: i64| {

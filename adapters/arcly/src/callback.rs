@@ -59,6 +59,8 @@ impl Callback {
             "app": req.key.app(),
             "stream": req.key.stream(),
             "token": req.token,
+            "user": req.user,
+            "password": req.password,
             "peer": req.peer,
         })
         .to_string()
@@ -202,6 +204,8 @@ mod tests {
             action: Action::Play,
             key: &key,
             token,
+            user: Some("ann"),
+            password: Some("pw"),
             protocol: "rtmp",
             peer: Some("192.0.2.1:5000"),
             unix_time: 0,
@@ -218,6 +222,10 @@ mod tests {
         assert_eq!(body["action"], "play");
         assert_eq!(body["key"], "live/cam");
         assert_eq!(body["token"], "t1");
+        assert_eq!(
+            (&body["user"], &body["password"]),
+            (&serde_json::json!("ann"), &serde_json::json!("pw"))
+        );
         assert_eq!(body["protocol"], "rtmp");
         assert_eq!(body["peer"], "192.0.2.1:5000");
         // Asked again within the cache time: not sent again.

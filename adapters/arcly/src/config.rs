@@ -134,6 +134,8 @@ struct PathEntry {
     name: String,
     publish: Option<Vec<String>>,
     play: Option<Vec<String>>,
+    publish_users: Option<Vec<String>>,
+    play_users: Option<Vec<String>>,
     record: Option<bool>,
     max_players: Option<usize>,
     srt_passphrase: Option<String>,
@@ -207,6 +209,10 @@ pub struct PathRule {
     pub publish: Option<Vec<String>>,
     /// Tokens that may play (`None`: anyone the global rule lets).
     pub play: Option<Vec<String>>,
+    /// Users (name, password) who may publish.
+    pub publish_users: Option<Vec<(String, String)>>,
+    /// Users (name, password) who may play.
+    pub play_users: Option<Vec<(String, String)>>,
     /// Whether its streams are recorded (`None`: as `[record]` says).
     pub record: Option<bool>,
     /// At most this many players per stream.
@@ -310,30 +316,42 @@ impl StreamAuthenticator for Gate {
     fn authorize(&self, req: &AuthRequest<'_>) -> Result<(), AuthError> {
         let rules = self.rules();
         let rule = rules.rule(req.key).map_err(AuthError::Denied)?;
-        let listed = rule.and_then(|r| match req.action {
-            Action::Publish => r.publish.as_ref(),
-            Action::Play => r.play.as_ref(),
-        });
+        let (tokens, users) = match (rule, req.action) {
+            (Some(r), Action::Publish) => (r.publish.as_ref(), r.publish_users.as_ref()),
+            (Some(r), Action::Play) => (r.play.as_ref(), r.play_users.as_ref()),
+            (None, _) => (None, None),
+        };
         let global = || match &self.hmac {
             Some(h) => h.authorize(req),
             None => Ok(()),
         };
-        match listed {
-            None => global()?,
-            Some(tokens) => {
-                let token_ok = req.token.is_some_and(|t| {
-                    tokens
-                        .iter()
-                        .any(|k| same_secret(t.as_bytes(), k.as_bytes()))
+        if tokens.is_none() && users.is_none() {
+            global()?;
+        } else {
+            let token_ok = req.token.is_some_and(|t| {
+                tokens
+                    .into_iter()
+                    .flatten()
+                    .any(|k| same_secret(t.as_bytes(), k.as_bytes()))
+            });
+            let user_ok = match (req.user, req.password) {
+                (Some(u), Some(p)) => users.into_iter().flatten().any(|(name, pass)| {
+                    // Both compared whole, whatever the first gave.
+                    let name_ok = same_secret(u.as_bytes(), name.as_bytes());
+                    same_secret(p.as_bytes(), pass.as_bytes()) & name_ok
+                }),
+                _ => false,
+            };
+            // The HMAC tokens of --auth-secret are good everywhere.
+            let hmac_ok = || {
+                req.token.is_some() && self.hmac.as_ref().is_some_and(|h| h.authorize(req).is_ok())
+            };
+            if !token_ok && !user_ok && !hmac_ok() {
+                return Err(if req.token.is_none() && req.user.is_none() {
+                    AuthError::Missing
+                } else {
+                    AuthError::Invalid
                 });
-                if !token_ok {
-                    // The HMAC tokens of --auth-secret are good everywhere.
-                    match (&self.hmac, req.token) {
-                        (Some(h), Some(_)) if h.authorize(req).is_ok() => {}
-                        (_, None) => return Err(AuthError::Missing),
-                        _ => return Err(AuthError::Invalid),
-                    }
-                }
             }
         }
         if let (Action::Play, Some(max)) = (req.action, rule.and_then(|r| r.max_players)) {
@@ -428,10 +446,29 @@ pub fn parse(text: &str) -> Result<Loaded, String> {
                 .map_err(|e| format!("{}: {}", at("source"), e.trim_start_matches("--pull: ")))?;
             pulls.push(pull);
         }
+        let users = |field: &str, list: &Option<Vec<String>>| {
+            list.as_ref()
+                .map(|l| {
+                    l.iter()
+                        .map(|u| match u.split_once(':') {
+                            Some((name, pass)) if !name.is_empty() && !pass.is_empty() => {
+                                Ok((name.to_string(), pass.to_string()))
+                            }
+                            _ => Err(format!(
+                                "{}: takes \"USER:PASSWORD\" entries, both parts set",
+                                at(field)
+                            )),
+                        })
+                        .collect::<Result<Vec<_>, String>>()
+                })
+                .transpose()
+        };
         rules.paths.push(PathRule {
             pattern,
             publish: p.publish.clone(),
             play: p.play.clone(),
+            publish_users: users("publish_users", &p.publish_users)?,
+            play_users: users("play_users", &p.play_users)?,
             record: p.record,
             max_players: p.max_players,
         });
@@ -623,11 +660,23 @@ mod tests {
     }
 
     fn ask(gate: &Gate, action: Action, k: &str, token: Option<&str>) -> Result<(), AuthError> {
+        ask_as(gate, action, k, token, None)
+    }
+
+    fn ask_as(
+        gate: &Gate,
+        action: Action,
+        k: &str,
+        token: Option<&str>,
+        user: Option<(&str, &str)>,
+    ) -> Result<(), AuthError> {
         let k = key(k);
         gate.authorize(&AuthRequest {
             action,
             key: &k,
             token,
+            user: user.map(|u| u.0),
+            password: user.map(|u| u.1),
             protocol: "rtmp",
             peer: None,
             unix_time: 1_000,
@@ -813,6 +862,65 @@ mod tests {
         // No rules: everything is open.
         let open = Gate::new(Rules::default(), None);
         assert_eq!(ask(&open, Publish, "other/x", None), Ok(()));
+    }
+
+    #[test]
+    fn users_with_passwords_per_path_beside_tokens() {
+        let gate = Gate::new(
+            rules(
+                r#"
+                [[paths]]
+                name = "live/*"
+                publish_users = ["alice:wonder:land"]
+                play = ["viewtoken"]
+                play_users = ["bob:builder", "carol:c"]
+                "#,
+            ),
+            None,
+        );
+        use Action::{Play, Publish};
+        // The password is everything after the first colon.
+        assert_eq!(
+            ask_as(
+                &gate,
+                Publish,
+                "live/a",
+                None,
+                Some(("alice", "wonder:land"))
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            ask_as(&gate, Publish, "live/a", None, Some(("alice", "wonder"))),
+            Err(AuthError::Invalid)
+        );
+        assert_eq!(
+            ask_as(&gate, Publish, "live/a", None, Some(("bob", "builder"))),
+            Err(AuthError::Invalid),
+            "a player is not a publisher"
+        );
+        assert_eq!(ask(&gate, Publish, "live/a", None), Err(AuthError::Missing));
+        // A user list alone takes no token.
+        assert_eq!(
+            ask(&gate, Publish, "live/a", Some("wonder:land")),
+            Err(AuthError::Invalid)
+        );
+        // Plays: a listed user or the listed token.
+        assert_eq!(
+            ask_as(&gate, Play, "live/a", None, Some(("carol", "c"))),
+            Ok(())
+        );
+        assert_eq!(ask(&gate, Play, "live/a", Some("viewtoken")), Ok(()));
+        assert_eq!(
+            ask_as(&gate, Play, "live/a", None, Some(("carol", "builder"))),
+            Err(AuthError::Invalid)
+        );
+        // Entries are checked when read.
+        for bad in ["\"alice\"", "\":pw\"", "\"alice:\""] {
+            let text = format!("[[paths]]\nname = \"live/*\"\nplay_users = [{bad}]\n");
+            let e = parse(&text).map(|_| ()).unwrap_err();
+            assert!(e.contains("play_users: takes \"USER:PASSWORD\""), "{e}");
+        }
     }
 
     #[test]

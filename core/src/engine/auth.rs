@@ -14,6 +14,11 @@ pub struct AuthRequest<'a> {
     pub key: &'a StreamKey,
     /// The token the client presented (RTMP and HLS carry it as `?token=`).
     pub token: Option<&'a str>,
+    /// The user name the client presented (RTMP `?user=`, HTTP and RTSP
+    /// `Authorization: Basic`), with its password.
+    pub user: Option<&'a str>,
+    /// The password that came with [`user`](Self::user).
+    pub password: Option<&'a str>,
     /// The protocol asking (`"rtmp"`, `"hls"`, ...), for logs and policies.
     pub protocol: &'a str,
     /// The peer's address as text, when there is one.
@@ -211,6 +216,8 @@ mod tests {
             action,
             key,
             token,
+            user: None,
+            password: None,
             protocol: "rtmp",
             peer: None,
             unix_time: t,

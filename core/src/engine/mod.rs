@@ -267,6 +267,10 @@ pub struct Request<'a> {
     pub key: StreamKey,
     /// Credentials (`?token=` on RTMP and HLS URLs).
     pub token: Option<&'a str>,
+    /// A user name, with its password (see [`AuthRequest::user`]).
+    pub user: Option<&'a str>,
+    /// The password that came with [`user`](Self::user).
+    pub password: Option<&'a str>,
     /// The protocol asking.
     pub protocol: &'a str,
     /// The peer, for logs.
@@ -281,6 +285,8 @@ impl<'a> Request<'a> {
         Request {
             key,
             token: None,
+            user: None,
+            password: None,
             protocol,
             peer: None,
             unix_time: 0,
@@ -607,6 +613,8 @@ impl Engine {
             action,
             key: &req.key,
             token: req.token,
+            user: req.user,
+            password: req.password,
             protocol: req.protocol,
             peer: req.peer,
             unix_time: req.unix_time,

@@ -87,6 +87,8 @@ impl Session for Toy {
                     app: "live".into(),
                     stream: name.into(),
                     token: None,
+                    user: None,
+                    password: None,
                 }));
             }
             1 if data.len() >= 13 => {

@@ -185,6 +185,20 @@ fn path_segment(s: &str) -> String {
 }
 
 /// Whether `path` is the API's or the metrics'.
+/// The user and password of an `Authorization: Basic` header (RFC 7617).
+fn basic_credentials(req: &Request) -> Option<(String, String)> {
+    use base64::Engine as _;
+    let (scheme, b64) = req.header("authorization")?.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
+    let (user, pass) = std::str::from_utf8(&raw).ok()?.split_once(':')?;
+    Some((user.to_string(), pass.to_string()))
+}
+
 fn is_api(path: &str) -> bool {
     path == "/metrics" || path == "/api" || path.starts_with("/api/")
 }
@@ -352,10 +366,13 @@ impl Router {
                 .then(|| cred.trim().to_string())
         });
         let token = bearer.or_else(|| req.query_param("token").map(str::to_string));
+        let basic = basic_credentials(req);
         let peer = req.peer.map(|p| p.to_string());
         let ereq = EngineRequest {
             key: key.clone(),
             token: token.as_deref(),
+            user: basic.as_ref().map(|(u, _)| u.as_str()),
+            password: basic.as_ref().map(|(_, p)| p.as_str()),
             protocol: "webrtc",
             peer: peer.as_deref(),
             unix_time: self.unix_base + now.as_micros() / 1_000_000,
@@ -379,6 +396,8 @@ impl Router {
             app: app.to_string(),
             stream: stream.to_string(),
             token,
+            user: basic.as_ref().map(|(u, _)| u.clone()),
+            password: basic.map(|(_, p)| p),
             sdp: sdp.to_string(),
         };
         match signalling.offer(now, offer) {
@@ -549,21 +568,26 @@ impl Router {
         // The token as sent: one spelling per token (the authenticator
         // sees the client's bytes, and playlists name them unchanged).
         let token = req.query_param("token");
+        let basic = basic_credentials(req);
         let peer = req.peer.map(|p| p.to_string());
         let ereq = EngineRequest {
             key: key.clone(),
             token,
+            user: basic.as_ref().map(|(u, _)| u.as_str()),
+            password: basic.as_ref().map(|(_, p)| p.as_str()),
             protocol: "hls",
             peer: peer.as_deref(),
             unix_time: self.unix_base + now.as_micros() / 1_000_000,
         };
         if let Err(e) = self.engine.authorize(&ereq, Action::Play) {
-            let status = match Rejection::from(&e) {
-                Rejection::Unauthorized => 401,
-                Rejection::Forbidden => 403,
-                _ => 503,
-            };
-            return Poll::Ready(Response::text(status, &e.to_string()));
+            return Poll::Ready(match Rejection::from(&e) {
+                // Players that hold a user and password (ffmpeg with
+                // http://USER:PASS@..., browsers) send them when asked.
+                Rejection::Unauthorized => Response::text(401, &e.to_string())
+                    .with_header("WWW-Authenticate", "Basic realm=\"arcly\""),
+                Rejection::Forbidden => Response::text(403, &e.to_string()),
+                _ => Response::text(503, &e.to_string()),
+            });
         }
         if !self.hls.has(&key) {
             return Poll::Ready(Response::text(

@@ -197,30 +197,42 @@ impl Command {
     }
 }
 
-/// A name split from its query string, and the query's `token`.
+/// A name split from its query string, and the query's credentials.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NameQuery {
     /// The name without the query.
     pub name: String,
-    /// The `token` parameter, if any.
+    /// The `token` parameter, if any, as sent.
     pub token: Option<String>,
+    /// The `user` parameter, percent-decoded.
+    pub user: Option<String>,
+    /// The `pass` parameter, percent-decoded.
+    pub pass: Option<String>,
 }
 
-/// Splits `name?a=b&token=t` into the name and the token.
+/// Splits `name?a=b&token=t&user=u&pass=p` into the name and the
+/// credentials. The token is kept as sent (one spelling per token); a user
+/// and password are URI text, decoded (kept as sent when not valid
+/// escapes).
 pub fn split_query(s: &str) -> NameQuery {
     let (name, query) = match s.split_once('?') {
         Some((n, q)) => (n, Some(q)),
         None => (s, None),
     };
-    let token = query.and_then(|q| {
-        q.split('&').find_map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (k == "token").then(|| v.to_owned())
+    let param = |key: &str| {
+        query.and_then(|q| {
+            q.split('&').find_map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                (k == key).then(|| v.to_owned())
+            })
         })
-    });
+    };
+    let decoded = |v: String| arcly_core::engine::percent_decode(&v).unwrap_or(v);
     NameQuery {
         name: name.to_owned(),
-        token,
+        token: param("token"),
+        user: param("user").map(decoded),
+        pass: param("pass").map(decoded),
     }
 }
 
@@ -300,9 +312,15 @@ mod tests {
             split_query("cam1?user=a&token=s3cret"),
             NameQuery {
                 name: "cam1".into(),
-                token: Some("s3cret".into())
+                token: Some("s3cret".into()),
+                user: Some("a".into()),
+                pass: None,
             }
         );
+        let q = split_query("cam1?user=al%20ice&pass=p%40ss&token=a%2Fb");
+        assert_eq!(q.user.as_deref(), Some("al ice"));
+        assert_eq!(q.pass.as_deref(), Some("p@ss"));
+        assert_eq!(q.token.as_deref(), Some("a%2Fb"), "tokens as sent");
         assert_eq!(split_query("cam1").token, None);
         assert_eq!(split_query("cam1?x=1").name, "cam1");
     }

@@ -63,7 +63,9 @@ pub struct ServerSession {
     conn: Connection,
     events: VecDeque<SessionEvent>,
     app: Option<String>,
-    app_token: Option<String>,
+    /// Credentials on `connect`'s application or `tcUrl` (a publish or
+    /// play's own come first).
+    app_query: command::NameQuery,
     next_stream_id: u32,
     open_streams: u32,
     next_request: u32,
@@ -87,7 +89,7 @@ impl ServerSession {
             conn: Connection::new(cfg, hs),
             events: VecDeque::new(),
             app: None,
-            app_token: None,
+            app_query: command::NameQuery::default(),
             next_stream_id: 1,
             open_streams: 0,
             next_request: 1,
@@ -331,15 +333,21 @@ impl ServerSession {
             self.conn.send_command(CSID_COMMAND, 0, v);
             return;
         }
-        let tc_token = c
+        let tc = c
             .object
             .get("tcUrl")
             .and_then(Amf0Value::as_str)
-            .and_then(|u| command::split_query(u).token);
+            .map(command::split_query)
+            .unwrap_or_default();
         // The application name is URI text too; with a bad escape there is
         // none, and a publish or play is refused as a bad name.
         self.app = arcly_core::engine::percent_decode(q.name.trim_matches('/'));
-        self.app_token = q.token.or(tc_token);
+        self.app_query = command::NameQuery {
+            name: String::new(),
+            token: q.token.or(tc.token),
+            user: q.user.or(tc.user),
+            pass: q.pass.or(tc.pass),
+        };
         let encoding = c
             .object
             .get("objectEncoding")
@@ -362,15 +370,23 @@ impl ServerSession {
         );
     }
 
-    fn request(&mut self, action: Action, stream: String, token: Option<String>) -> RequestId {
+    fn request(&mut self, action: Action, q: &command::NameQuery) -> RequestId {
         let id = RequestId(self.next_request);
         self.next_request = self.next_request.wrapping_add(1);
+        // A user and password come as a pair, from one place.
+        let (user, password) = match (&q.user, &self.app_query.user) {
+            (Some(_), _) => (q.user.clone(), q.pass.clone()),
+            (None, Some(_)) => (self.app_query.user.clone(), self.app_query.pass.clone()),
+            (None, None) => (None, None),
+        };
         self.events.push_back(SessionEvent::Request(StreamRequest {
             id,
             action,
             app: self.app.clone().unwrap_or_default(),
-            stream,
-            token: token.or_else(|| self.app_token.clone()),
+            stream: q.name.clone(),
+            token: q.token.clone().or_else(|| self.app_query.token.clone()),
+            user,
+            password,
         }));
         id
     }
@@ -390,7 +406,7 @@ impl ServerSession {
             self.refuse(true, stream_id, &q.name, &why);
             return Ok(());
         }
-        let id = self.request(Action::Publish, q.name.clone(), q.token);
+        let id = self.request(Action::Publish, &q);
         self.pending = Some((
             id,
             Pending::Publish {
@@ -413,7 +429,7 @@ impl ServerSession {
         // only kind here) and duration -1 to the end, so only reset changes
         // what is sent.
         let reset = !matches!(c.args.get(3), Some(Amf0Value::Boolean(false)));
-        let id = self.request(Action::Play, q.name.clone(), q.token);
+        let id = self.request(Action::Play, &q);
         self.pending = Some((
             id,
             Pending::Play {

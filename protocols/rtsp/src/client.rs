@@ -486,6 +486,8 @@ impl RtspClient {
             app: self.cfg.app.clone(),
             stream: self.cfg.stream.clone(),
             token: self.cfg.token.clone(),
+            user: None,
+            password: None,
         }));
     }
 

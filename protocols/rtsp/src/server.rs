@@ -361,14 +361,17 @@ impl RtspSession {
             );
             return None;
         };
+        // Basic credentials go to the host as a user and password, and
+        // the password as the token too (a path's token list, an HMAC
+        // token) when the URL carries none.
+        let basic = r
+            .headers
+            .get("Authorization")
+            .and_then(auth::basic_credentials);
         let token = url::RtspUrl::parse(&r.uri)
             .and_then(|u| u.param("token"))
-            .or_else(|| {
-                r.headers
-                    .get("Authorization")
-                    .and_then(auth::basic_credentials)
-                    .map(|(_, pass)| pass)
-            });
+            .or_else(|| basic.as_ref().map(|(_, pass)| pass.clone()));
+        let (user, password) = basic.map_or((None, None), |(u, p)| (Some(u), Some(p)));
         let base = match url::RtspUrl::parse(&r.uri) {
             Some(mut u) => {
                 u.query = None;
@@ -386,6 +389,8 @@ impl RtspSession {
             app: parts.app,
             stream: parts.stream,
             token,
+            user,
+            password,
         })
     }
 

@@ -518,6 +518,8 @@ impl SrtCaller {
             app: app.clone(),
             stream: stream.clone(),
             token: None,
+            user: None,
+            password: None,
         }));
     }
 

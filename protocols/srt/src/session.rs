@@ -142,6 +142,8 @@ impl SrtSession {
             app: app.to_string(),
             stream: stream.to_string(),
             token: sid.token.clone(),
+            user: sid.user.clone(),
+            password: sid.password.clone(),
         }));
         self.stream_id = Some(sid);
     }

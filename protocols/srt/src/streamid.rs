@@ -1,6 +1,7 @@
 //! The stream id a caller sends: SRT's access-control syntax
-//! (`#!::r=live/cam,m=publish,u=USER,t=TOKEN`) and the short form MediaMTX
-//! users know (`publish:live/cam`, `read:live/cam`, each with an optional
+//! (`#!::r=live/cam,m=publish,u=USER,t=TOKEN`, with `s=PASSWORD` beside
+//! `u=` as MediaMTX reads it) and the short form MediaMTX users know
+//! (`publish:live/cam`, `read:live/cam`, each with an optional
 //! `:user:pass`), or a bare resource name (played).
 
 use arcly_core::engine::Action;
@@ -14,6 +15,8 @@ pub struct StreamId {
     pub resource: String,
     /// The user, if named.
     pub user: Option<String>,
+    /// The user's password (`s=` beside `u=`, or the short form's).
+    pub password: Option<String>,
     /// The token (`t=` when it is not one of the standard types, `token=`,
     /// a `?token=` query, or the short form's password).
     pub token: Option<String>,
@@ -58,6 +61,7 @@ impl StreamId {
                     action,
                     resource,
                     user,
+                    password: pass.clone(),
                     token: pass.or(query_token),
                 });
             }
@@ -67,6 +71,7 @@ impl StreamId {
             action: Action::Play,
             resource,
             user: None,
+            password: None,
             token,
         })
     }
@@ -76,6 +81,7 @@ impl StreamId {
             action: Action::Play,
             resource: String::new(),
             user: None,
+            password: None,
             token: None,
         };
         for pair in body.split(',') {
@@ -96,6 +102,8 @@ impl StreamId {
                     }
                 }
                 "u" => id.user = Some(v.into()).filter(|u: &String| !u.is_empty()),
+                // The standard's session id; MediaMTX's password.
+                "s" => id.password = Some(v.into()).filter(|p: &String| !p.is_empty()),
                 // `t` is the standard "type" key; a value that is not one of
                 // its types is taken as a token.
                 "t" if !matches!(v, "stream" | "file" | "auth") => id.token = Some(v.into()),
@@ -143,6 +151,10 @@ mod tests {
         assert_eq!(id.map(|i| i.app_stream()), Some(("live", "cam")));
         assert_eq!(id.and_then(|i| i.user.as_deref()), Some("ann"));
         assert_eq!(id.and_then(|i| i.token.as_deref()), Some("abc"));
+        assert_eq!(id.and_then(|i| i.password.as_deref()), None);
+        let id = StreamId::parse("#!::m=publish,r=live/cam,u=ann,s=pw").ok();
+        assert_eq!(id.as_ref().and_then(|i| i.user.as_deref()), Some("ann"));
+        assert_eq!(id.and_then(|i| i.password), Some("pw".into()));
         let id = StreamId::parse("#!::t=stream,r=live/x").ok();
         assert_eq!(id.as_ref().map(|i| i.action), Some(Action::Play));
         assert_eq!(id.and_then(|i| i.token), None);
@@ -161,6 +173,11 @@ mod tests {
         let id = StreamId::parse("publish:live/cam:user:secret").ok();
         assert_eq!(id.as_ref().map(|i| i.action), Some(Action::Publish));
         assert_eq!(id.as_ref().and_then(|i| i.token.as_deref()), Some("secret"));
+        assert_eq!(id.as_ref().and_then(|i| i.user.as_deref()), Some("user"));
+        assert_eq!(
+            id.as_ref().and_then(|i| i.password.as_deref()),
+            Some("secret")
+        );
         let id = StreamId::parse("read:live/cam?token=t1").ok();
         assert_eq!(id.as_ref().map(|i| i.action), Some(Action::Play));
         assert_eq!(id.as_ref().map(|i| i.resource.as_str()), Some("live/cam"));

@@ -207,7 +207,7 @@ impl Signalling for WebRtcSignalling {
             self.clock,
             offer.app,
             offer.stream,
-            offer.token,
+            [offer.token, offer.user, offer.password],
             ended,
         )
         .with_stats(

@@ -122,6 +122,9 @@ pub struct PeerSession {
     app: String,
     stream: String,
     token: Option<String>,
+    /// A user and password from the offer's `Authorization: Basic`.
+    user: Option<String>,
+    password: Option<String>,
     ended: Arc<AtomicBool>,
     state: State,
     next_id: u32,
@@ -197,9 +200,10 @@ impl PeerSession {
         clock: Clock,
         app: String,
         stream: String,
-        token: Option<String>,
+        credentials: [Option<String>; 3],
         ended: Arc<AtomicBool>,
     ) -> Self {
+        let [token, user, password] = credentials;
         PeerSession {
             role,
             rtc,
@@ -207,6 +211,8 @@ impl PeerSession {
             app,
             stream,
             token,
+            user,
+            password,
             ended,
             state: State::Connecting,
             next_id: 0,
@@ -362,6 +368,8 @@ impl PeerSession {
                     app: self.app.clone(),
                     stream: self.stream.clone(),
                     token: self.token.clone(),
+                    user: self.user.clone(),
+                    password: self.password.clone(),
                 }));
             }
             Event::MediaAdded(m) => {

@@ -300,6 +300,8 @@ fn a_whip_publisher_gets_through_signalling_and_the_endpoint_to_canonical_frames
                 app: "live".into(),
                 stream: "cam".into(),
                 token: Some("t".into()),
+                user: None,
+                password: None,
                 sdp: offer.to_sdp_string(),
             },
         )
@@ -610,6 +612,8 @@ fn ffmpegs_recorded_offers_are_answered_in_the_dtls_role_they_leave_us() {
                     app: "live".into(),
                     stream: "cam".into(),
                     token: None,
+                    user: None,
+                    password: None,
                     sdp,
                 },
             )
@@ -651,6 +655,8 @@ fn a_flood_of_offers_holds_a_bounded_number_and_then_gets_busy() {
         app: "live".into(),
         stream: "cam".into(),
         token: None,
+        user: None,
+        password: None,
         sdp: sdp.clone(),
     };
     for _ in 0..8 {
@@ -832,6 +838,8 @@ fn whep_play(
                 app: "live".into(),
                 stream: "cam".into(),
                 token: None,
+                user: None,
+                password: None,
                 sdp: offer.to_sdp_string(),
             },
         )
