@@ -177,7 +177,7 @@ impl Pattern {
 }
 
 /// `*` matches any run of bytes; everything else matches itself.
-fn glob(p: &[u8], s: &[u8]) -> bool {
+pub(crate) fn glob(p: &[u8], s: &[u8]) -> bool {
     // The classic two-pointer match with one backtrack point: linear in
     // practice, never recursive.
     let (mut pi, mut si) = (0, 0);

@@ -602,6 +602,7 @@ mod bench;
 mod callback;
 mod config;
 mod hwaccel;
+mod jwt;
 mod refusals;
 mod remux;
 mod rtsp;
