@@ -486,3 +486,217 @@ fn users_with_passwords_publish_and_play_over_every_protocol() {
         "a password in the log:\n{log}"
     );
 }
+
+/// JWTs over every protocol: RS256 by a key of the JWKS this test serves,
+/// HS256 with the gateway's secret, each granting what its `permissions`
+/// say. Publishes need one, and plays too (`--protect-play`): as RTMP's
+/// and HLS's `?token=`, RTSP's URL token, SRT's stream id password and
+/// WHIP's bearer. A token for another action, an expired one or one
+/// signed by another key is refused.
+#[test]
+fn jwts_publish_and_play_over_every_protocol() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    const SECRET: &str = "a secret of more than thirty-two bytes for HS256";
+    let testdata = Path::new(env!("CARGO_MANIFEST_DIR")).join("../adapters/arcly/testdata/jwt");
+    let read = |name: &str| std::fs::read_to_string(testdata.join(name)).expect("test key");
+    // The JWKS, served to whoever asks, for as long as the test runs.
+    let jwks = format!("{{\"keys\": [{}]}}", read("test-key-a.jwk.json"));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let jwks_url = format!("http://{}/jwks.json", listener.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut s in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{jwks}",
+                jwks.len()
+            );
+        }
+    });
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs();
+    let claims = |action: &str, path: &str, exp: u64| serde_json::json!({"exp": exp, "permissions": [{"action": action, "path": path}]});
+    let rs = |pem: &str, c: serde_json::Value| {
+        let mut h = Header::new(Algorithm::RS256);
+        h.kid = Some("test-a".into());
+        let key = EncodingKey::from_rsa_pem(read(pem).as_bytes()).expect("a PEM key");
+        jsonwebtoken::encode(&h, &c, &key).expect("signed")
+    };
+    let hs = |c: serde_json::Value| {
+        let key = EncodingKey::from_secret(SECRET.as_bytes()).expect("a secret");
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &c, &key).expect("signed")
+    };
+    let publish_token = rs("test-key-a.pem", claims("publish", "live/*", now + 600));
+    let other_key = rs("test-key-b.pem", claims("publish", "live/*", now + 600));
+    let play_token = hs(claims("play", "live/*", now + 600));
+    let expired = hs(claims("play", "live/*", now - 10));
+    let srt_publish_token = hs(claims("publish", "live/srt", now + 600));
+
+    let dir = tmpdir("config-jwt");
+    let (rtmp, http, rtsp) = (free_port(), free_port(), free_port());
+    let udp = || {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .expect("a free UDP port")
+            .port()
+    };
+    let (srt, webrtc) = (udp(), udp());
+    let at = |p: u16| format!("127.0.0.1:{p}");
+    let args = [
+        "--rtmp".to_string(),
+        at(rtmp),
+        "--http".into(),
+        at(http),
+        "--rtsp".into(),
+        at(rtsp),
+        "--srt".into(),
+        at(srt),
+        "--webrtc".into(),
+        at(webrtc),
+        "--jwt-secret".into(),
+        SECRET.into(),
+        "--jwt-jwks".into(),
+        jwks_url,
+        "--protect-play".into(),
+    ];
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+    let g = Gateway::start(&dir, &args, "HTTP listening");
+    assert!(g.log().contains("JWTs (HS256, and RS256"), "{}", g.log());
+    let input = input(&dir);
+    let rtmp_url = format!("rtmp://127.0.0.1:{rtmp}/live/cam");
+    for (q, what) in [
+        (String::new(), "no token"),
+        (format!("?token={play_token}"), "a play token"),
+        (format!("?token={other_key}"), "another key's token"),
+    ] {
+        let mut p = publish(&input, &format!("{rtmp_url}{q}"));
+        let until = Instant::now() + Duration::from_secs(10);
+        while p.try_wait().expect("wait").is_none() {
+            assert!(
+                Instant::now() < until,
+                "RTMP publish with {what} was let in"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let publisher = publish(&input, &format!("{rtmp_url}?token={publish_token}"));
+    g.wait_log("publishing live/cam", 1, 10);
+    std::thread::sleep(Duration::from_secs(3));
+
+    let plays = |url: &str| -> bool {
+        let timeout = if url.starts_with("rtsp") {
+            ["-rtsp_transport", "tcp", "-timeout", "5000000"]
+        } else {
+            ["-rw_timeout", "5000000", "-v", "error"]
+        };
+        let out = Command::new(ffmpeg5())
+            .args(["-v", "error"])
+            .args(timeout)
+            .args(["-i", url, "-frames:v", "10", "-f", "null", "-"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("ffmpeg runs");
+        out.status.success()
+    };
+    let rtsp_url = format!("rtsp://127.0.0.1:{rtsp}/live/cam");
+    let hls_url = format!("http://127.0.0.1:{http}/live/cam/index.m3u8");
+    let srt_url = |sid: &str| format!("srt://127.0.0.1:{srt}?streamid={sid}&connect_timeout=3000");
+    for (url, ok, what) in [
+        (format!("{rtmp_url}?token={play_token}"), true, "RTMP"),
+        (rtmp_url.clone(), false, "RTMP without a token"),
+        (
+            format!("{rtmp_url}?token={expired}"),
+            false,
+            "RTMP, expired",
+        ),
+        (
+            format!("{rtmp_url}?token={publish_token}"),
+            false,
+            "RTMP, a publish token",
+        ),
+        (format!("{rtsp_url}?token={play_token}"), true, "RTSP"),
+        (rtsp_url.clone(), false, "RTSP without a token"),
+        (
+            format!("{rtsp_url}?token={expired}"),
+            false,
+            "RTSP, expired",
+        ),
+        (format!("{hls_url}?token={play_token}"), true, "HLS"),
+        (hls_url.clone(), false, "HLS without a token"),
+        (
+            format!("{hls_url}?token={publish_token}"),
+            false,
+            "HLS, a publish token",
+        ),
+        (
+            srt_url(&format!("read:live/cam:jwt:{play_token}")),
+            true,
+            "SRT",
+        ),
+        (srt_url("read:live/cam"), false, "SRT without a token"),
+        (
+            srt_url(&format!("read:live/cam:jwt:{expired}")),
+            false,
+            "SRT, expired",
+        ),
+    ] {
+        assert_eq!(plays(&url), ok, "{what}\n{}", g.log());
+    }
+
+    // SRT publish with a token for that stream.
+    let srt_pub = spawn(
+        Command::new(ffmpeg5())
+            .args(["-v", "error", "-re", "-i"])
+            .arg(&input)
+            .args(["-t", "3", "-c", "copy", "-f", "mpegts"])
+            .arg(srt_url(&format!(
+                "publish:live/srt:jwt:{srt_publish_token}"
+            ))),
+    );
+    g.wait_log("publishing live/srt", 1, 10);
+    finish(
+        srt_pub,
+        "ffmpeg publishing over SRT",
+        Duration::from_secs(20),
+    );
+
+    // WHIP: a bearer JWT passes the check (the offer is then found
+    // wanting: 400); a play token or another key's does not.
+    let whip = |token: &str| -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", http)).expect("connect");
+        write!(
+            s,
+            "POST /live/w/whip HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+             Content-Type: application/sdp\r\nAuthorization: Bearer {token}\r\n\
+             Content-Length: 5\r\n\r\nv=0\r\n"
+        )
+        .expect("send");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+    let r = whip(&publish_token);
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    for t in [&play_token, &other_key] {
+        let r = whip(t);
+        assert!(
+            r.starts_with("HTTP/1.1 401") || r.starts_with("HTTP/1.1 403"),
+            "{r}"
+        );
+    }
+    finish(
+        publisher,
+        "ffmpeg publishing over RTMP",
+        Duration::from_secs(30),
+    );
+    assert!(
+        !g.log().contains(&play_token),
+        "a token in the log:\n{}",
+        g.log()
+    );
+}

@@ -119,6 +119,8 @@ struct Auth {
     protect_play: Option<bool>,
     http_callback: Option<String>,
     callback_timeout_ms: Option<u64>,
+    jwt_secret: Option<String>,
+    jwt_jwks: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -249,6 +251,8 @@ pub struct Gate {
     hmac: Option<HmacTokenAuthenticator>,
     engine: OnceLock<Engine>,
     callback: OnceLock<crate::callback::Callback>,
+    /// JWTs, and whether plays need a token.
+    jwt: OnceLock<(crate::jwt::Jwt, bool)>,
 }
 
 impl Gate {
@@ -259,7 +263,23 @@ impl Gate {
             hmac,
             engine: OnceLock::new(),
             callback: OnceLock::new(),
+            jwt: OnceLock::new(),
         })
+    }
+
+    /// Takes JWTs as tokens: good wherever an HMAC token is, and required
+    /// to publish (and to play, with `protect_play`) where no path lists
+    /// who may.
+    pub fn set_jwt(&self, jwt: crate::jwt::Jwt, protect_play: bool) {
+        let _ = self.jwt.set((jwt, protect_play));
+    }
+
+    /// What a JWT presented as the token says, when it is one and JWTs are
+    /// taken.
+    fn jwt_verdict(&self, req: &AuthRequest<'_>) -> Option<Result<(), AuthError>> {
+        let ((jwt, _), token) = (self.jwt.get()?, req.token?);
+        crate::jwt::Jwt::looks_like_jwt(token)
+            .then(|| jwt.check(token, req.action, req.key, req.unix_time))
     }
 
     /// Asks `callback` too, once the rules allow a request.
@@ -321,9 +341,23 @@ impl StreamAuthenticator for Gate {
             (Some(r), Action::Play) => (r.play.as_ref(), r.play_users.as_ref()),
             (None, _) => (None, None),
         };
-        let global = || match &self.hmac {
-            Some(h) => h.authorize(req),
-            None => Ok(()),
+        // Where no path lists who may: HMAC tokens or JWTs, when either
+        // is configured.
+        let global = || {
+            let protect_play = self.hmac.as_ref().is_some_and(|h| h.protect_play)
+                || self.jwt.get().is_some_and(|(_, p)| *p);
+            match (&self.hmac, self.jwt.get()) {
+                (None, None) => Ok(()),
+                _ if req.action == Action::Play && !protect_play => Ok(()),
+                (hmac, _) => match self.jwt_verdict(req) {
+                    Some(verdict) => verdict,
+                    None => match (hmac, req.token) {
+                        (Some(h), _) => h.authorize(req),
+                        (None, None) => Err(AuthError::Missing),
+                        (None, Some(_)) => Err(AuthError::Invalid),
+                    },
+                },
+            }
         };
         if tokens.is_none() && users.is_none() {
             global()?;
@@ -342,11 +376,12 @@ impl StreamAuthenticator for Gate {
                 }),
                 _ => false,
             };
-            // The HMAC tokens of --auth-secret are good everywhere.
+            // The HMAC tokens of --auth-secret and JWTs are good everywhere.
             let hmac_ok = || {
                 req.token.is_some() && self.hmac.as_ref().is_some_and(|h| h.authorize(req).is_ok())
             };
-            if !token_ok && !user_ok && !hmac_ok() {
+            let jwt_ok = || matches!(self.jwt_verdict(req), Some(Ok(())));
+            if !token_ok && !user_ok && !hmac_ok() && !jwt_ok() {
                 return Err(if req.token.is_none() && req.user.is_none() {
                     AuthError::Missing
                 } else {
@@ -602,6 +637,16 @@ impl Loaded {
             crate::callback::Callback::new(u, std::time::Duration::from_secs(1))
                 .map_err(|e| format!("{file_name}: auth.http_callback: {e}"))?;
             o.auth_callback = Some(u.clone());
+        }
+        if let Some(s) = &f.auth.jwt_secret {
+            crate::jwt::Jwt::new(Some(s.clone()), None, std::time::Duration::from_secs(1))
+                .map_err(|e| format!("{file_name}: auth.jwt_secret: {e}"))?;
+            o.jwt_secret = Some(s.clone());
+        }
+        if let Some(u) = &f.auth.jwt_jwks {
+            crate::jwt::Jwt::new(None, Some(u.clone()), std::time::Duration::from_secs(1))
+                .map_err(|e| format!("{file_name}: auth.jwt_jwks: {e}"))?;
+            o.jwt_jwks = Some(u.clone());
         }
         if let Some(v) = f.auth.callback_timeout_ms {
             o.auth_callback_timeout_ms = v;
@@ -921,6 +966,74 @@ mod tests {
             let e = parse(&text).map(|_| ()).unwrap_err();
             assert!(e.contains("play_users: takes \"USER:PASSWORD\""), "{e}");
         }
+    }
+
+    #[test]
+    fn jwts_hold_where_no_list_is_given_and_beside_lists() {
+        use crate::jwt::tests::{claims, hs, hs_only, T};
+        let gate = Gate::new(
+            rules(
+                "[[paths]]\nname = \"live/cam\"\npublish = [\"static\"]\n[[paths]]\nname = \"*\"\n",
+            ),
+            None,
+        );
+        gate.set_jwt(hs_only(), false);
+        let at = |action, k: &str, token: Option<&str>| {
+            let k = key(k);
+            gate.authorize(&AuthRequest {
+                action,
+                key: &k,
+                token,
+                user: None,
+                password: None,
+                protocol: "rtmp",
+                peer: None,
+                unix_time: T,
+            })
+        };
+        use Action::{Play, Publish};
+        let publish_live = hs(&claims("publish", "live/*"));
+        let play_only = hs(&claims("play", "*"));
+        // Beside a path's list, and where the global rule decides.
+        assert_eq!(at(Publish, "live/cam", Some(&publish_live)), Ok(()));
+        assert_eq!(at(Publish, "live/cam", Some("static")), Ok(()));
+        assert_eq!(at(Publish, "live/other", Some(&publish_live)), Ok(()));
+        assert!(matches!(
+            at(Publish, "live/other", Some(&play_only)),
+            Err(AuthError::Denied(_))
+        ));
+        assert!(matches!(
+            at(Publish, "tv/x", Some(&publish_live)),
+            Err(AuthError::Denied(_))
+        ));
+        assert_eq!(at(Publish, "live/other", None), Err(AuthError::Missing));
+        assert_eq!(
+            at(Publish, "live/other", Some("not-a-jwt")),
+            Err(AuthError::Invalid)
+        );
+        // Plays are open unless protected.
+        assert_eq!(at(Play, "live/other", None), Ok(()));
+        let strict = Gate::new(Rules::default(), None);
+        strict.set_jwt(hs_only(), true);
+        let k = key("live/other");
+        let play = |token| {
+            strict.authorize(&AuthRequest {
+                action: Play,
+                key: &k,
+                token,
+                user: None,
+                password: None,
+                protocol: "hls",
+                peer: None,
+                unix_time: T,
+            })
+        };
+        assert_eq!(play(None), Err(AuthError::Missing));
+        assert_eq!(play(Some(&play_only)), Ok(()));
+        assert!(matches!(
+            play(Some(&publish_live)),
+            Err(AuthError::Denied(_))
+        ));
     }
 
     #[test]

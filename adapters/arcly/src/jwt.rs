@@ -24,10 +24,6 @@
 //! keeps the keys the gateway has, and a token they cannot verify is
 //! refused (the gateway fails closed).
 
-// The gate does not consult these credentials yet; their `[auth]` settings
-// come with that wiring.
-#![cfg_attr(not(test), allow(dead_code))]
-
 use crate::config::glob;
 use arcly_core::engine::{Action, AuthError, StreamKey};
 use arcly_http::client::Framing;
@@ -550,7 +546,7 @@ fn parse_jwks(body: &[u8]) -> Result<Vec<KidKey>, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine as _;
@@ -561,7 +557,7 @@ mod tests {
 
     const SECRET: &str = "a test secret of more than thirty-two bytes";
     /// The time the tests check at.
-    const T: u64 = 1_700_000_000;
+    pub(crate) const T: u64 = 1_700_000_000;
     const KEY_A: &str = include_str!("../testdata/jwt/test-key-a.pem");
     const KEY_B: &str = include_str!("../testdata/jwt/test-key-b.pem");
     const JWK_A: &str = include_str!("../testdata/jwt/test-key-a.jwk.json");
@@ -571,7 +567,7 @@ mod tests {
         StreamKey::new("live", "cam").unwrap_or_else(|e| panic!("{e}"))
     }
 
-    fn claims(action: &str, path: &str) -> Value {
+    pub(crate) fn claims(action: &str, path: &str) -> Value {
         json!({"exp": T + 60, "permissions": [{"action": action, "path": path}]})
     }
 
@@ -583,7 +579,7 @@ mod tests {
         EncodingKey::from_secret(secret).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    fn hs(claims: &Value) -> String {
+    pub(crate) fn hs(claims: &Value) -> String {
         sign(
             &Header::new(Algorithm::HS256),
             claims,
@@ -653,7 +649,7 @@ mod tests {
         format!("http://{addr}/jwks.json")
     }
 
-    fn hs_only() -> Jwt {
+    pub(crate) fn hs_only() -> Jwt {
         Jwt::new(Some(SECRET.into()), None, Duration::from_secs(2))
             .unwrap_or_else(|e| panic!("{e}"))
     }

@@ -79,7 +79,10 @@ FLAGS:
                             connections held per listener from one address [default: off]
     --write-timeout SECS    close a peer that takes no bytes this long [default: 10]
     --auth-secret SECRET    require HMAC tokens (?token=...) to publish
-    --protect-play          require tokens to play too (with --auth-secret)
+    --protect-play          require tokens to play too (with --auth-secret or JWTs)
+    --jwt-secret SECRET     take JWTs signed HS256 with this secret (32 bytes or more) as tokens,
+                            granting what their \"permissions\" claim says; required to publish
+    --jwt-jwks URL          take JWTs signed RS256 by the keys of the JWKS at http://HOST[:PORT]/PATH
     --auth-callback URL     also ask an HTTP service about every publish and play: a POST of JSON
                             (action, protocol, key, app, stream, token, peer) to http://HOST[:PORT]/PATH;
                             2xx allows, anything else or no answer in time refuses; answers kept 5 s
@@ -231,6 +234,8 @@ struct Options {
     auth_secret: Option<String>,
     auth_callback: Option<String>,
     auth_callback_timeout_ms: u64,
+    jwt_secret: Option<String>,
+    jwt_jwks: Option<String>,
     api_secret: Option<String>,
     protect_play: bool,
     workers: Option<usize>,
@@ -312,6 +317,8 @@ fn defaults() -> Options {
         auth_secret: None,
         auth_callback: None,
         auth_callback_timeout_ms: 1000,
+        jwt_secret: None,
+        jwt_jwks: None,
         api_secret: None,
         protect_play: false,
         workers: None,
@@ -416,6 +423,18 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 o.auth_callback = Some(v);
             }
             "--auth-callback-timeout" => o.auth_callback_timeout_ms = number(flag, &value()?)?,
+            "--jwt-secret" => {
+                let v = value()?;
+                jwt::Jwt::new(Some(v.clone()), None, Duration::from_secs(1))
+                    .map_err(|e| format!("{flag} {e}"))?;
+                o.jwt_secret = Some(v);
+            }
+            "--jwt-jwks" => {
+                let v = value()?;
+                jwt::Jwt::new(None, Some(v.clone()), Duration::from_secs(1))
+                    .map_err(|e| format!("{flag} {e}"))?;
+                o.jwt_jwks = Some(v);
+            }
             "--api-secret" => {
                 let v = value()?;
                 if v.is_empty() {
@@ -792,6 +811,23 @@ async fn run(o: Options) -> Result<(), String> {
         );
     }
     let gate = config::Gate::new(rules, hmac);
+    if o.jwt_secret.is_some() || o.jwt_jwks.is_some() {
+        let timeout = Duration::from_millis(o.auth_callback_timeout_ms);
+        let jwt = jwt::Jwt::new(o.jwt_secret.clone(), o.jwt_jwks.clone(), timeout)?;
+        gate.set_jwt(jwt, o.protect_play);
+        log(
+            Level::Info,
+            &format!(
+                "JWTs ({}) taken as tokens, granting what their permissions say; required to publish{}",
+                match (&o.jwt_secret, &o.jwt_jwks) {
+                    (Some(_), Some(url)) => format!("HS256, and RS256 by the keys at {url}"),
+                    (Some(_), None) => "HS256".to_string(),
+                    (None, url) => format!("RS256 by the keys at {}", url.as_deref().unwrap_or("")),
+                },
+                if o.protect_play { " and to play" } else { "" }
+            ),
+        );
+    }
     if let Some(url) = &o.auth_callback {
         let timeout = Duration::from_millis(o.auth_callback_timeout_ms);
         gate.set_callback(callback::Callback::new(url, timeout)?);
