@@ -31,6 +31,7 @@ pub const DEFAULT: &str = include_str!("arcly.toml");
 #[serde(deny_unknown_fields)]
 struct File {
     log: Option<String>,
+    log_format: Option<String>,
     workers: Option<usize>,
     #[serde(default)]
     rtmp: Listen,
@@ -662,7 +663,11 @@ impl Loaded {
             o.workers = Some(w);
         }
         if let Some(l) = &f.log {
-            o.log = crate::log_level(l).map_err(|e| format!("{file_name}: log: {e}"))?;
+            o.log = Some(crate::log_level(l).map_err(|e| format!("{file_name}: log: {e}"))?);
+        }
+        if let Some(l) = &f.log_format {
+            o.log_format =
+                crate::log_format(l).map_err(|e| format!("{file_name}: log_format: {e}"))?;
         }
         o.srt_key_passphrases.extend(self.srt_keys.iter().cloned());
         o.pulls.extend(self.pulls.iter().cloned());

@@ -11,7 +11,7 @@ use arcly_http::{HlsOrigin, HttpConfig, HttpSession, Router};
 use arcly_tokio::{serve, Clock, ListenerConfig, Shutdown};
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -91,7 +91,9 @@ FLAGS:
     --api-secret SECRET     serve /api/streams and /metrics to other hosts that send
                             Authorization: Bearer SECRET [default: 127.0.0.1 and ::1 only]
     --workers N             runtime worker threads [default: number of cores]
-    --log LEVEL             error, warn, info or debug [default: info]
+    --log FILTER            error, warn, info, debug or trace, or per module (info,arcly=debug)
+                            [default: RUST_LOG if set, else info]
+    --log-format FORMAT     text, or json (one object a line, for log shippers) [default: text]
     -V, --version           the version
     -h, --help              this text
 ";
@@ -104,31 +106,51 @@ enum Level {
     Debug = 3,
 }
 
-static LEVEL: AtomicU8 = AtomicU8::new(Level::Info as u8);
-
-/// Civil UTC time from Unix seconds, for log stamps.
-fn utc(secs: u64) -> String {
-    arcly_core::time::UtcTime {
-        unix_ms: i64::try_from(secs).unwrap_or(i64::MAX / 1000) * 1000,
-        millis: false,
+/// One line of the log, through `tracing` (see [`init_log`]).
+fn log(level: Level, msg: &str) {
+    match level {
+        Level::Error => tracing::error!("{msg}"),
+        Level::Warn => tracing::warn!("{msg}"),
+        Level::Info => tracing::info!("{msg}"),
+        Level::Debug => tracing::debug!("{msg}"),
     }
-    .to_string()
 }
 
-fn log(level: Level, msg: &str) {
-    if level as u8 <= LEVEL.load(Ordering::Relaxed) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let tag = match level {
-            Level::Error => "ERROR",
-            Level::Warn => "WARN ",
-            Level::Info => "INFO ",
-            Level::Debug => "DEBUG",
-        };
-        eprintln!("{} {tag} {msg}", utc(now));
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    /// `TIME LEVEL message`, for people.
+    Text,
+    /// One JSON object a line (`timestamp`, `level`, `fields.message`,
+    /// `target`), for log shippers.
+    Json,
+}
+
+fn log_format(v: &str) -> Result<LogFormat, String> {
+    match v {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        v => Err(format!("takes text or json, not {v:?}")),
     }
+}
+
+/// Starts the log on standard error: `--log` (or the file's `log`) when
+/// given, else `RUST_LOG`, else `info`.
+fn init_log(o: &Options) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match &o.log {
+        Some(f) => EnvFilter::try_new(f).ok(),
+        None => EnvFilter::try_from_default_env().ok(),
+    }
+    .unwrap_or_else(|| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
+    let _ = match o.log_format {
+        LogFormat::Text => builder.with_target(false).try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
 }
 
 /// Logs lifecycle events and hands newly published streams to the
@@ -206,7 +228,9 @@ struct Options {
     /// The configuration file, read again on reload.
     config: Option<config::Loaded>,
     config_path: Option<std::path::PathBuf>,
-    log: Level,
+    /// The log filter given (`None`: `RUST_LOG`, else `info`).
+    log: Option<String>,
+    log_format: LogFormat,
     rtmp: Option<SocketAddr>,
     rtsp: Option<SocketAddr>,
     pulls: Vec<rtsp::Pull>,
@@ -261,14 +285,21 @@ fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
 }
 
 /// `--log`'s levels.
-fn log_level(v: &str) -> Result<Level, String> {
-    Ok(match v {
-        "error" => Level::Error,
-        "warn" => Level::Warn,
-        "info" => Level::Info,
-        "debug" => Level::Debug,
-        v => return Err(format!("takes error, warn, info or debug, not {v:?}")),
-    })
+/// A log filter: a level (`error`, `warn`, `info`, `debug`, `trace`) or
+/// `RUST_LOG`'s directives (`info,arcly=debug`).
+fn log_level(v: &str) -> Result<String, String> {
+    let plain = ["error", "warn", "info", "debug", "trace", "off"];
+    let directive = |d: &str| {
+        let level = d.rsplit('=').next().unwrap_or(d);
+        !d.is_empty() && plain.contains(&level.to_ascii_lowercase().as_str())
+    };
+    if v.split(',').all(directive) && tracing_subscriber::EnvFilter::try_new(v).is_ok() {
+        Ok(v.to_string())
+    } else {
+        Err(format!(
+            "takes error, warn, info, debug or trace, or directives such as info,arcly=debug, not {v:?}"
+        ))
+    }
 }
 
 /// `--webrtc-audio-transcode`'s values: the ffmpeg to run, or none.
@@ -289,7 +320,8 @@ fn defaults() -> Options {
         from_file: Vec::new(),
         config: None,
         config_path: None,
-        log: Level::Info,
+        log: None,
+        log_format: LogFormat::Text,
         rtmp: Some(SocketAddr::from(([0, 0, 0, 0], 1935))),
         rtsp: Some(SocketAddr::from(([0, 0, 0, 0], 8554))),
         pulls: Vec::new(),
@@ -444,7 +476,10 @@ fn parse(args: &[String]) -> Result<Options, String> {
             }
             "--protect-play" => o.protect_play = true,
             "--workers" => o.workers = Some(number(flag, &value()?)?),
-            "--log" => o.log = log_level(&value()?).map_err(|e| format!("--log {e}"))?,
+            "--log" => o.log = Some(log_level(&value()?).map_err(|e| format!("--log {e}"))?),
+            "--log-format" => {
+                o.log_format = log_format(&value()?).map_err(|e| format!("--log-format {e}"))?
+            }
             other => return Err(format!("unknown flag {other:?} (see --help)")),
         }
     }
@@ -705,7 +740,7 @@ fn main() -> ExitCode {
     }
     let opts = match parse(&args) {
         Ok(o) => {
-            LEVEL.store(o.log as u8, Ordering::Relaxed);
+            init_log(&o);
             o
         }
         Err(e) => {
@@ -1275,13 +1310,6 @@ async fn wait_for_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn utc_formats_known_instants() {
-        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
-        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(utc(1_795_000_000), "2026-11-18T11:06:40Z");
-    }
 
     #[test]
     fn flags_parse_and_refuse_nonsense() {

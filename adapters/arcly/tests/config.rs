@@ -367,3 +367,74 @@ fn the_sessions_api_lists_connections_and_ends_one() {
     assert_eq!(http(port, "DELETE", &format!("/api/sessions/{id}")).0, 404);
     assert_eq!(http(port, "DELETE", "/api/sessions/x").0, 400);
 }
+
+/// What the gateway logs until it listens on HTTP, with `args` and
+/// `RUST_LOG` as given.
+fn logged(args: &[&str], rust_log: Option<&str>) -> String {
+    let port = free_port();
+    let d = dir(&format!("log-{port}"));
+    let path = d.join("stderr");
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .args([
+            "--rtmp", "off", "--rtsp", "off", "--srt", "off", "--webrtc", "off",
+        ])
+        .args(["--http", &format!("127.0.0.1:{port}")])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&path).unwrap_or_else(|e| panic!("{e}")));
+    if let Some(v) = rust_log {
+        cmd.env("RUST_LOG", v);
+    }
+    let g = Gateway(cmd.spawn().unwrap_or_else(|e| panic!("{BIN}: {e}")));
+    let until = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < until, "the gateway did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    drop(g);
+    std::fs::read_to_string(&path).unwrap_or_default()
+}
+
+#[test]
+fn logs_follow_rust_log_or_the_log_flag_and_can_be_json() {
+    // Text by default, at info.
+    let text = logged(&[], None);
+    assert!(
+        text.contains(" INFO HTTP listening on 127.0.0.1:"),
+        "{text}"
+    );
+    // JSON: an object a line, with the level and the message.
+    let json = logged(&["--log-format", "json"], None);
+    let lines: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|v| v["level"] == "INFO"
+            && v["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("HTTP listening"))
+            && v["timestamp"].is_string()),
+        "{json}"
+    );
+    // RUST_LOG when no --log is given; --log over RUST_LOG.
+    let quiet = logged(&[], Some("warn"));
+    assert!(!quiet.contains("HTTP listening"), "{quiet}");
+    let loud = logged(&["--log", "info"], Some("warn"));
+    assert!(loud.contains("HTTP listening"), "{loud}");
+    let per_module = logged(&["--log", "warn,arcly=info"], None);
+    assert!(per_module.contains("HTTP listening"), "{per_module}");
+    // A filter that is not one says so.
+    let out = Command::new(BIN)
+        .args(["--log", "loud"])
+        .output()
+        .unwrap_or_else(|e| panic!("{BIN}: {e}"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--log takes error, warn, info"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
