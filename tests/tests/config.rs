@@ -700,3 +700,80 @@ fn jwts_publish_and_play_over_every_protocol() {
         g.log()
     );
 }
+
+/// A path's own HLS settings: two streams published by ffmpeg at once,
+/// one under the global LL-HLS settings (fMP4, 2 s segments, 200 ms
+/// parts), one under its path's (MPEG-TS, 4 s segments, no parts).
+#[test]
+fn a_paths_hls_settings_package_its_streams() {
+    let dir = tmpdir("config-path-hls");
+    let cfg = dir.join("arcly.toml");
+    let (rtmp, http) = (free_port(), free_port());
+    std::fs::write(
+        &cfg,
+        format!(
+            "[rtmp]\nlisten = \"127.0.0.1:{rtmp}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
+             [rtsp]\nlisten = \"off\"\n[srt]\nlisten = \"off\"\n[webrtc]\nlisten = \"off\"\n\
+             [[paths]]\nname = \"slow/*\"\nhls = {{ segment = 4, part_ms = 0, ts = true }}\n\
+             [[paths]]\nname = \"*\"\n"
+        ),
+    )
+    .expect("write");
+    let g = Gateway::start(
+        &dir,
+        &["--config".as_ref(), cfg.as_os_str()],
+        "HTTP listening",
+    );
+    let input = input(&dir);
+    let a = publish(&input, &format!("rtmp://127.0.0.1:{rtmp}/live/a"));
+    let b = publish(&input, &format!("rtmp://127.0.0.1:{rtmp}/slow/b"));
+    g.wait_log("publishing slow/b", 1, 10);
+    std::thread::sleep(Duration::from_secs(10));
+    let get_bytes = |path: &str| -> Vec<u8> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", http)).expect("connect");
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send");
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        out
+    };
+    let get = |path: &str| String::from_utf8_lossy(&get_bytes(path)).into_owned();
+    let live = get("/live/a/media.m3u8");
+    let slow = get("/slow/b/media.m3u8");
+    assert!(
+        live.contains("#EXT-X-TARGETDURATION:2\r\n") || live.contains("#EXT-X-TARGETDURATION:2\n"),
+        "{live}"
+    );
+    assert!(live.contains("#EXT-X-PART-INF:PART-TARGET=0.200"), "{live}");
+    assert!(live.contains(".m4s"), "{live}");
+    assert!(slow.contains("#EXT-X-TARGETDURATION:4\n"), "{slow}");
+    assert!(!slow.contains("PART-INF"), "{slow}");
+    let durations: Vec<f64> = slow
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .filter_map(|l| l.trim_end_matches(',').parse().ok())
+        .collect();
+    assert!(
+        !durations.is_empty() && durations.iter().all(|d| (3.9..=4.1).contains(d)),
+        "{slow}"
+    );
+    let seg = slow
+        .lines()
+        .find(|l| l.ends_with(".ts"))
+        .unwrap_or_else(|| panic!("no .ts segment in\n{slow}"))
+        .to_string();
+    let body = get_bytes(&format!("/slow/b/{seg}"));
+    let at = body
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(0, |i| i + 4);
+    assert!(body.starts_with(b"HTTP/1.1 200"), "{seg}");
+    assert_eq!(body.get(at), Some(&0x47), "an MPEG-TS sync byte");
+    for (p, what) in [(a, "live/a"), (b, "slow/b")] {
+        finish(p, what, Duration::from_secs(30));
+    }
+}

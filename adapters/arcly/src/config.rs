@@ -143,6 +143,50 @@ struct PathEntry {
     max_players: Option<usize>,
     srt_passphrase: Option<String>,
     source: Option<String>,
+    hls: Option<PathHls>,
+}
+
+/// A path's HLS settings over `[hls]`'s (`[paths.hls]`, or
+/// `hls = { segment = 4 }`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PathHls {
+    /// Segment target, whole seconds.
+    pub segment: Option<f64>,
+    /// LL-HLS part target, ms (0: none).
+    pub part_ms: Option<u64>,
+    /// Segments listed.
+    pub window: Option<usize>,
+    /// MPEG-TS segments instead of fMP4.
+    pub ts: Option<bool>,
+}
+
+/// The HLS settings a stream is packaged with: `[hls]`'s (or the flags'),
+/// with its path's on top.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HlsSettings {
+    /// Segment target, whole seconds.
+    pub segment: u32,
+    /// LL-HLS part target, ms (0: none).
+    pub part_ms: u64,
+    /// Segments listed.
+    pub window: usize,
+    /// MPEG-TS segments instead of fMP4.
+    pub ts: bool,
+}
+
+impl HlsSettings {
+    /// These settings with `over`'s on top.
+    pub fn with(self, over: Option<&PathHls>) -> HlsSettings {
+        let Some(h) = over else { return self };
+        HlsSettings {
+            // Checked whole when read.
+            segment: h.segment.map_or(self.segment, |s| s as u32),
+            part_ms: h.part_ms.unwrap_or(self.part_ms),
+            window: h.window.unwrap_or(self.window),
+            ts: h.ts.unwrap_or(self.ts),
+        }
+    }
 }
 
 /// A name pattern: `APP/STREAM`, where `*` stands for any run of
@@ -164,6 +208,11 @@ impl Pattern {
             StreamKey::new(app, stream).map_err(|e| format!("{s:?}: {e}"))?;
         }
         Ok(Pattern(s.to_string()))
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 
     /// Whether `name` (`APP/STREAM`) matches.
@@ -220,6 +269,8 @@ pub struct PathRule {
     pub record: Option<bool>,
     /// At most this many players per stream.
     pub max_players: Option<usize>,
+    /// Its HLS settings over `[hls]`'s.
+    pub hls: Option<PathHls>,
 }
 
 /// The rules a reload can change: the `[[paths]]` in file order.
@@ -318,6 +369,15 @@ impl Gate {
             }
         }
         ended
+    }
+
+    /// The HLS settings of `key`'s path over `global`.
+    pub fn hls(&self, key: &StreamKey, global: HlsSettings) -> HlsSettings {
+        let rules = self.rules();
+        match rules.rule(key) {
+            Ok(Some(r)) => global.with(r.hls.as_ref()),
+            _ => global,
+        }
     }
 
     /// Whether `key`'s streams are recorded when `[record] dir` is set.
@@ -505,6 +565,15 @@ pub fn parse(text: &str) -> Result<Loaded, String> {
             play: p.play.clone(),
             publish_users: users("publish_users", &p.publish_users)?,
             play_users: users("play_users", &p.play_users)?,
+            hls: match p.hls {
+                Some(h) => {
+                    if let Some(s) = h.segment {
+                        whole(&at("hls.segment"), s)?;
+                    }
+                    Some(h)
+                }
+                None => None,
+            },
             record: p.record,
             max_players: p.max_players,
         });
@@ -683,6 +752,7 @@ pub fn reload(gate: &Gate, path: &Path) -> Result<String, String> {
     let mut o = crate::defaults();
     loaded.apply(&path.display().to_string(), &mut o)?;
     crate::check(&o)?;
+    crate::check_paths_hls(&o, &loaded.rules)?;
     let n = loaded.rules.paths.len();
     let ended = gate.replace(loaded.rules);
     let mut msg = format!(
@@ -791,6 +861,77 @@ mod tests {
             .apply("README.md", &mut o)
             .unwrap_or_else(|e| panic!("{e}"));
         crate::check(&o).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[test]
+    fn paths_carry_their_own_hls_settings_checked_over_the_global_ones() {
+        let text = |hls: &str| {
+            format!(
+                "[hls]\nsegment = 2\npart_ms = 200\n\
+                 [[paths]]\nname = \"slow/*\"\nhls = {{ {hls} }}\n[[paths]]\nname = \"*\"\n"
+            )
+        };
+        let checked = |hls: &str| -> Result<Rules, String> {
+            let loaded = parse(&text(hls))?;
+            let mut o = crate::defaults();
+            loaded.apply("my.toml", &mut o)?;
+            let rules = loaded.rules.clone();
+            o.config = Some(loaded);
+            crate::check(&o)?;
+            Ok(rules)
+        };
+        let rules = checked("segment = 6, part_ms = 0, window = 10, ts = true")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let gate = Gate::new(rules, None);
+        let global = HlsSettings {
+            segment: 2,
+            part_ms: 200,
+            window: 6,
+            ts: false,
+        };
+        assert_eq!(
+            gate.hls(&key("slow/a"), global),
+            HlsSettings {
+                segment: 6,
+                part_ms: 0,
+                window: 10,
+                ts: true
+            }
+        );
+        assert_eq!(gate.hls(&key("live/a"), global), global);
+        // Only what the path sets changes.
+        let rules = checked("window = 20").unwrap_or_else(|e| panic!("{e}"));
+        let gate = Gate::new(rules, None);
+        assert_eq!(
+            gate.hls(&key("slow/a"), global),
+            HlsSettings {
+                window: 20,
+                ..global
+            }
+        );
+        // Over the global settings, the same rules hold, named by path.
+        assert!(
+            checked("segment = 1").is_ok(),
+            "200 ms parts fit 1 s segments"
+        );
+        let e = checked("segment = 1, part_ms = 800")
+            .map(|_| ())
+            .unwrap_err();
+        assert!(
+            e.contains(
+                "paths[0] (\"slow/*\"): hls.part_ms: takes 100 ms up to half a segment (500 ms"
+            ),
+            "{e}"
+        );
+        let e = checked("window = 1").map(|_| ()).unwrap_err();
+        assert!(
+            e.contains("paths[0] (\"slow/*\"): hls.window: takes 3 to 100"),
+            "{e}"
+        );
+        let e = checked("segment = 1.5").map(|_| ()).unwrap_err();
+        assert!(e.contains("hls.segment: takes whole seconds"), "{e}");
+        let e = checked("segments = 4").map(|_| ()).unwrap_err();
+        assert!(e.contains("segments"), "{e}");
     }
 
     #[test]

@@ -487,6 +487,78 @@ fn parse(args: &[String]) -> Result<Options, String> {
     Ok(o)
 }
 
+/// The global HLS settings.
+fn hls_settings(o: &Options) -> config::HlsSettings {
+    config::HlsSettings {
+        segment: o.segment,
+        part_ms: o.part_ms,
+        window: o.window,
+        ts: o.ts,
+    }
+}
+
+/// The packaging of HLS settings that hold ([`check_hls`]).
+fn hls_config(s: config::HlsSettings) -> HlsConfig {
+    HlsConfig {
+        format: if s.ts {
+            SegmentFormat::Ts
+        } else {
+            SegmentFormat::Fmp4
+        },
+        target_duration: s.segment.max(1),
+        part_duration_us: (!s.ts && s.part_ms > 0).then_some(s.part_ms * 1000),
+        window: s.window.max(3),
+        ..HlsConfig::default()
+    }
+}
+
+/// The rules HLS settings must meet together; `name` names a setting by
+/// its flag as the user wrote it.
+fn check_hls(s: config::HlsSettings, name: &dyn Fn(&'static str) -> String) -> Result<(), String> {
+    if !(1..=60).contains(&s.segment) {
+        return Err(format!(
+            "{} takes whole seconds from 1 to 60, not {}",
+            name("--segment"),
+            s.segment
+        ));
+    }
+    if s.part_ms > 0 && !s.ts && (s.part_ms < 100 || s.part_ms * 2 > u64::from(s.segment) * 1000) {
+        return Err(format!(
+            "{} takes 100 ms up to half a segment ({} ms with segments of {} s), or 0 for no parts, not {}",
+            name("--part"),
+            u64::from(s.segment) * 500,
+            s.segment,
+            s.part_ms
+        ));
+    }
+    if !(3..=100).contains(&s.window) {
+        return Err(format!(
+            "{} takes 3 to 100 segments, not {}",
+            name("--window"),
+            s.window
+        ));
+    }
+    Ok(())
+}
+
+/// Each path's HLS settings, over the global ones, meet [`check_hls`]'s
+/// rules; an error names the path and its field.
+fn check_paths_hls(o: &Options, rules: &config::Rules) -> Result<(), String> {
+    for (i, r) in rules.paths.iter().enumerate() {
+        let Some(h) = &r.hls else { continue };
+        let field = |flag: &'static str| {
+            let f = match flag {
+                "--segment" => "segment",
+                "--part" => "part_ms",
+                _ => "window",
+            };
+            format!("paths[{i}] ({:?}): hls.{f}:", r.pattern.as_str())
+        };
+        check_hls(hls_settings(o).with(Some(h)), &field)?;
+    }
+    Ok(())
+}
+
 /// The rules settings must meet together (whatever their order on the
 /// command line): nothing is taken silently and changed behind the user.
 fn check(o: &Options) -> Result<(), String> {
@@ -498,28 +570,9 @@ fn check(o: &Options) -> Result<(), String> {
             .find(|(f, _)| *f == flag)
             .map_or_else(|| flag.to_string(), |(_, field)| format!("{field}:"))
     };
-    if !(1..=60).contains(&o.segment) {
-        return Err(format!(
-            "{} takes whole seconds from 1 to 60, not {}",
-            name("--segment"),
-            o.segment
-        ));
-    }
-    if o.part_ms > 0 && !o.ts && (o.part_ms < 100 || o.part_ms * 2 > u64::from(o.segment) * 1000) {
-        return Err(format!(
-            "{} takes 100 ms up to half a segment ({} ms with segments of {} s), or 0 for no parts, not {}",
-            name("--part"),
-            u64::from(o.segment) * 500,
-            o.segment,
-            o.part_ms
-        ));
-    }
-    if !(3..=100).contains(&o.window) {
-        return Err(format!(
-            "{} takes 3 to 100 segments, not {}",
-            name("--window"),
-            o.window
-        ));
+    check_hls(hls_settings(o), &name)?;
+    if let Some(c) = &o.config {
+        check_paths_hls(o, &c.rules)?;
     }
     if !(10..=30_000).contains(&o.auth_callback_timeout_ms) {
         return Err(format!(
@@ -781,17 +834,7 @@ async fn run(o: Options) -> Result<(), String> {
         senders.push(recorded_tx);
     }
     let clock = Clock::new();
-    let hls_cfg = HlsConfig {
-        format: if o.ts {
-            SegmentFormat::Ts
-        } else {
-            SegmentFormat::Fmp4
-        },
-        target_duration: o.segment.max(1),
-        part_duration_us: (!o.ts && o.part_ms > 0).then_some(o.part_ms * 1000),
-        window: o.window.max(3),
-        ..HlsConfig::default()
-    };
+    let hls_cfg = hls_config(hls_settings(&o));
     // The engine carries a returning publisher on (--linger): the
     // packager's subscription continues across it, so the origin ends a
     // playlist as soon as its stream ends.
@@ -821,11 +864,6 @@ async fn run(o: Options) -> Result<(), String> {
             refusal_counts: refusal_counts.clone(),
         }))
         .linger(Duration::from_secs(o.hls_linger));
-    if o.http.is_some() {
-        // Every stream that starts is packaged for HLS, by a consumer the
-        // engine subscribes to that stream's own bus.
-        builder = builder.consumer(origin.consumer_factory(clock.unix_base()));
-    }
     let hmac = o.auth_secret.as_ref().map(|secret| {
         let mut auth = HmacTokenAuthenticator::new(secret.as_bytes());
         auth.protect_play = o.protect_play;
@@ -846,6 +884,15 @@ async fn run(o: Options) -> Result<(), String> {
         );
     }
     let gate = config::Gate::new(rules, hmac);
+    if o.http.is_some() {
+        // Every stream that starts is packaged for HLS, by a consumer the
+        // engine subscribes to that stream's own bus, with its path's HLS
+        // settings as the rules in force say when it starts.
+        let (g, global) = (gate.clone(), hls_settings(&o));
+        let config_for: arcly_http::ConfigFor = Arc::new(move |key| hls_config(g.hls(key, global)));
+        builder =
+            builder.consumer(origin.consumer_factory_with(clock.unix_base(), Some(config_for)));
+    }
     if o.jwt_secret.is_some() || o.jwt_jwks.is_some() {
         let timeout = Duration::from_millis(o.auth_callback_timeout_ms);
         let jwt = jwt::Jwt::new(o.jwt_secret.clone(), o.jwt_jwks.clone(), timeout)?;

@@ -98,6 +98,10 @@ fn fnv1a(data: &[u8]) -> u64 {
     h
 }
 
+/// Each stream's packaging, chosen as it starts (see
+/// [`HlsOrigin::consumer_factory_with`]).
+pub type ConfigFor = Arc<dyn Fn(&StreamKey) -> HlsConfig + Send + Sync>;
+
 /// Cache lifetime of init segments, segments and parts: their names are
 /// never reused.
 const IMMUTABLE: &str = "max-age=31536000, immutable";
@@ -196,11 +200,25 @@ impl HlsOrigin {
     ///
     /// [`EngineBuilder::consumer`]: arcly_core::engine::EngineBuilder::consumer
     pub fn consumer_factory(&self, unix_base: u64) -> ConsumerFactory {
+        self.consumer_factory_with(unix_base, None)
+    }
+
+    /// [`consumer_factory`](Self::consumer_factory) where `config_for`
+    /// gives each stream's packaging (segment and part durations, window,
+    /// format) as the stream starts, in place of the origin's.
+    pub fn consumer_factory_with(
+        &self,
+        unix_base: u64,
+        config_for: Option<ConfigFor>,
+    ) -> ConsumerFactory {
         let origin = self.clone();
         Arc::new(move |key: &StreamKey, now: Instant| {
             let unix_ms = unix_base * 1000 + now.as_micros() / 1000;
             let mut p = origin.packager_at(key.clone(), unix_ms);
             p.unix_base_ms = Some(unix_base * 1000);
+            if let Some(f) = &config_for {
+                p.cfg = f(key);
+            }
             Some(Box::new(p) as Box<dyn Consumer>)
         })
     }

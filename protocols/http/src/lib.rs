@@ -18,7 +18,7 @@ mod router;
 mod server;
 pub mod stats;
 
-pub use hls::{HlsOrigin, Packager};
+pub use hls::{ConfigFor, HlsOrigin, Packager};
 pub use message::{Method, ParseError, Request, Response};
 pub use router::{MetricsHook, ReloadHook, Router, SessionsApi};
 pub use server::{Handler, HttpConfig, HttpSession, DEFAULT_MAX_QUEUED};
