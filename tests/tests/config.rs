@@ -777,3 +777,165 @@ fn a_paths_hls_settings_package_its_streams() {
         finish(p, what, Duration::from_secs(30));
     }
 }
+
+/// The HTTP auth callback over every protocol: a service of the test's
+/// allows the token `yes`, refuses any other, and answers `slow` after the
+/// time-out. ffmpeg publishes over RTMP and plays over RTMP, RTSP, HLS and
+/// SRT as the service says; WHIP is asked too. The service heard from
+/// every protocol.
+#[test]
+fn an_auth_callback_decides_over_every_protocol() {
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/auth", listener.local_addr().expect("addr"));
+    let heard: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let log = heard.clone();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(mut s) = s else { return };
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                s.set_read_timeout(Some(Duration::from_secs(2))).ok();
+                let body = loop {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                    let text = String::from_utf8_lossy(&req).into_owned();
+                    if let Some((_, body)) = text.split_once("\r\n\r\n") {
+                        if let Ok(v) = serde_json::from_str::<serde_json::Value>(body) {
+                            break v;
+                        }
+                    }
+                };
+                let status = match body["token"].as_str() {
+                    Some("yes") => 204,
+                    Some("slow") => {
+                        std::thread::sleep(Duration::from_secs(2));
+                        204
+                    }
+                    _ => 403,
+                };
+                log.lock().expect("lock").push(body);
+                let _ = write!(s, "HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n");
+            });
+        }
+    });
+
+    let dir = tmpdir("config-callback");
+    let (rtmp, http, rtsp) = (free_port(), free_port(), free_port());
+    let udp = || {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .expect("a free UDP port")
+            .port()
+    };
+    let (srt, webrtc) = (udp(), udp());
+    let at = |p: u16| format!("127.0.0.1:{p}");
+    let args = [
+        "--rtmp".to_string(),
+        at(rtmp),
+        "--http".into(),
+        at(http),
+        "--rtsp".into(),
+        at(rtsp),
+        "--srt".into(),
+        at(srt),
+        "--webrtc".into(),
+        at(webrtc),
+        "--auth-callback".into(),
+        url,
+        "--auth-callback-timeout".into(),
+        "300".into(),
+    ];
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+    let g = Gateway::start(&dir, &args, "HTTP listening");
+    let input = input(&dir);
+    let rtmp_url = format!("rtmp://127.0.0.1:{rtmp}/live/cam");
+    for q in ["?token=no", "?token=slow", ""] {
+        let mut p = publish(&input, &format!("{rtmp_url}{q}"));
+        let until = Instant::now() + Duration::from_secs(10);
+        while p.try_wait().expect("wait").is_none() {
+            assert!(Instant::now() < until, "RTMP publish with {q:?} was let in");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let publisher = publish(&input, &format!("{rtmp_url}?token=yes"));
+    g.wait_log("publishing live/cam", 1, 10);
+    std::thread::sleep(Duration::from_secs(3));
+
+    let plays = |url: &str| -> bool {
+        let timeout = if url.starts_with("rtsp") {
+            ["-rtsp_transport", "tcp", "-timeout", "5000000"]
+        } else {
+            ["-rw_timeout", "5000000", "-v", "error"]
+        };
+        Command::new(ffmpeg5())
+            .args(["-v", "error"])
+            .args(timeout)
+            .args(["-i", url, "-frames:v", "10", "-f", "null", "-"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("ffmpeg runs")
+            .status
+            .success()
+    };
+    let rtsp_url = format!("rtsp://127.0.0.1:{rtsp}/live/cam");
+    let hls_url = format!("http://127.0.0.1:{http}/live/cam/index.m3u8");
+    let srt_url = |pass: &str| {
+        format!("srt://127.0.0.1:{srt}?streamid=read:live/cam:u:{pass}&connect_timeout=3000")
+    };
+    for (url, ok) in [
+        (format!("{rtmp_url}?token=yes"), true),
+        (format!("{rtmp_url}?token=no"), false),
+        (format!("{rtmp_url}?token=slow"), false),
+        (format!("{rtsp_url}?token=yes"), true),
+        (format!("{rtsp_url}?token=no"), false),
+        (format!("{hls_url}?token=yes"), true),
+        (format!("{hls_url}?token=slow"), false),
+        (srt_url("yes"), true),
+        (srt_url("no"), false),
+    ] {
+        assert_eq!(plays(&url), ok, "{url}\n{}", g.log());
+    }
+    let whip = |token: &str| -> String {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", http)).expect("connect");
+        write!(
+            s,
+            "POST /live/w/whip HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+             Content-Type: application/sdp\r\nAuthorization: Bearer {token}\r\n\
+             Content-Length: 5\r\n\r\nv=0\r\n"
+        )
+        .expect("send");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+    let r = whip("yes");
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    let r = whip("no");
+    assert!(r.starts_with("HTTP/1.1 403"), "{r}");
+    finish(
+        publisher,
+        "ffmpeg publishing over RTMP",
+        Duration::from_secs(30),
+    );
+    let heard = heard.lock().expect("lock");
+    for proto in ["rtmp", "rtsp", "hls", "srt", "webrtc"] {
+        assert!(
+            heard.iter().any(|b| b["protocol"] == proto),
+            "the service never heard from {proto}: {heard:?}"
+        );
+    }
+    assert!(
+        heard
+            .iter()
+            .any(|b| b["action"] == "publish" && b["key"] == "live/cam"),
+        "{heard:?}"
+    );
+    let log = g.log();
+    assert!(log.contains("auth callback"), "{log}");
+}
