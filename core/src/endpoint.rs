@@ -35,6 +35,7 @@ use std::task::Wake;
 
 use bytes::BytesMut;
 
+use crate::bus::CloseReason;
 use crate::engine::Engine;
 use crate::session::{Conductor, ConnContext, Input, Session, Transmit};
 use crate::time::Instant;
@@ -142,6 +143,27 @@ struct Entry<S> {
     deadline: Option<Instant>,
     /// Queued in `dirty`.
     dirty: bool,
+    /// The peer it was accepted from.
+    peer: SocketAddr,
+    /// Datagram bytes it was handed and sent.
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+/// One of an [`EndpointHost`]'s sessions, as an API shows it
+/// ([`EndpointHost::sessions`]).
+#[derive(Debug)]
+pub struct EndpointSession<'a, K> {
+    /// The endpoint's key for it.
+    pub key: &'a K,
+    /// The peer it was accepted from.
+    pub peer: SocketAddr,
+    /// The stream it publishes or plays, once it does.
+    pub stream: Option<(&'a crate::engine::StreamKey, crate::engine::Action)>,
+    /// Datagram bytes received from its peer.
+    pub bytes_in: u64,
+    /// Datagram bytes sent to its peer.
+    pub bytes_out: u64,
 }
 
 /// Queues a session's key when the bus has frames for it, and wakes the
@@ -316,6 +338,7 @@ impl<E: Endpoint> EndpointHost<E> {
         data: BytesMut,
     ) {
         if let Some(e) = self.sessions.get_mut(key) {
+            e.bytes_in += data.len() as u64;
             e.conductor
                 .handle_input(now, Input::Datagram { from, local, data });
             self.touch(key.clone(), true);
@@ -350,6 +373,9 @@ impl<E: Endpoint> EndpointHost<E> {
                 waker,
                 deadline: None,
                 dirty: false,
+                peer: from,
+                bytes_in: 0,
+                bytes_out: 0,
             },
         );
         self.stats.accepted += 1;
@@ -481,6 +507,7 @@ impl<E: Endpoint> EndpointHost<E> {
                 continue;
             };
             if let Some(t) = e.conductor.poll_transmit() {
+                e.bytes_out += t.data.len() as u64;
                 return Some(t);
             }
             while let Some(line) = e.conductor.poll_log() {
@@ -496,6 +523,29 @@ impl<E: Endpoint> EndpointHost<E> {
             }
         }
         None
+    }
+
+    /// The live sessions, for an API (in no particular order).
+    pub fn sessions(&self) -> impl Iterator<Item = EndpointSession<'_, E::Key>> {
+        self.sessions.iter().map(|(key, e)| EndpointSession {
+            key,
+            peer: e.peer,
+            stream: e.conductor.stream(),
+            bytes_in: e.bytes_in,
+            bytes_out: e.bytes_out,
+        })
+    }
+
+    /// Ends session `key` as a shutdown would, for `why`: it says goodbye
+    /// to its peer and its stream ends; it is removed once that is sent.
+    /// `false` when there is no such session.
+    pub fn end_session(&mut self, now: Instant, key: &E::Key, why: CloseReason) -> bool {
+        let Some(e) = self.sessions.get_mut(key) else {
+            return false;
+        };
+        e.conductor.close(now, why);
+        self.touch(key.clone(), false);
+        true
     }
 
     /// A line for the log.

@@ -939,3 +939,117 @@ fn an_auth_callback_decides_over_every_protocol() {
     let log = g.log();
     assert!(log.contains("auth callback"), "{log}");
 }
+
+/// `/api/sessions` lists datagram peers too: ffmpeg publishing over SRT
+/// and a WebRTC player of the load tool's, each with its stream, role and
+/// bytes; `DELETE` ends each (the SRT publisher's ffmpeg stops).
+#[test]
+fn the_sessions_api_lists_srt_and_webrtc_peers_and_ends_them() {
+    use std::io::{Read, Write};
+    let dir = tmpdir("config-sessions-udp");
+    let http = free_port();
+    let udp = || {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .expect("a free UDP port")
+            .port()
+    };
+    let (srt, webrtc) = (udp(), udp());
+    let args = [
+        "--rtmp".to_string(),
+        "off".into(),
+        "--rtsp".into(),
+        "off".into(),
+        "--http".into(),
+        format!("127.0.0.1:{http}"),
+        "--srt".into(),
+        format!("127.0.0.1:{srt}"),
+        "--webrtc".into(),
+        format!("127.0.0.1:{webrtc}"),
+    ];
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+    let g = Gateway::start(&dir, &args, "HTTP listening");
+    let input = input(&dir);
+    let mut publisher = spawn(
+        Command::new(ffmpeg5())
+            .args(["-v", "error", "-re", "-i"])
+            .arg(&input)
+            .args(["-c", "copy", "-f", "mpegts"])
+            .arg(format!("srt://127.0.0.1:{srt}?streamid=publish:live/s")),
+    );
+    g.wait_log("publishing live/s", 1, 10);
+    let bin = std::env::var_os("ARCLY_BIN").expect("ARCLY_BIN");
+    let mut player = spawn(
+        Command::new(bin)
+            .args(["bench", "--url"])
+            .arg(format!("http://127.0.0.1:{http}/live/s/whep"))
+            .args(["--players", "1", "--duration", "8"]),
+    );
+    g.wait_log("is playing live/s over webrtc", 1, 10);
+    std::thread::sleep(Duration::from_secs(2));
+    let api = |method: &str, path: &str| -> (u16, String) {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", http)).expect("connect");
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        let code = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+        (code, out.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
+    };
+    let listed = || -> Vec<serde_json::Value> {
+        let (code, body) = api("GET", "/api/sessions");
+        assert_eq!(code, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        v["sessions"].as_array().cloned().unwrap_or_default()
+    };
+    let of = |protocol: &str| listed().into_iter().find(|s| s["protocol"] == protocol);
+    let s = of("srt").unwrap_or_else(|| panic!("no SRT peer in {:?}", listed()));
+    assert_eq!(
+        (&s["stream"], &s["role"]),
+        (&"live/s".into(), &"publish".into()),
+        "{s}"
+    );
+    assert!(s["bytes_in"].as_u64().unwrap_or(0) > 50_000, "{s}");
+    let w = of("webrtc").unwrap_or_else(|| panic!("no WebRTC peer in {:?}", listed()));
+    assert_eq!(
+        (&w["stream"], &w["role"]),
+        (&"live/s".into(), &"play".into()),
+        "{w}"
+    );
+    assert!(w["bytes_out"].as_u64().unwrap_or(0) > 10_000, "{w}");
+    assert!(
+        w["peer"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("127.0.0.1:")),
+        "{w}"
+    );
+
+    // DELETE the player: it leaves the list, the publisher goes on.
+    let id = w["id"].as_u64().expect("id");
+    assert_eq!(api("DELETE", &format!("/api/sessions/{id}")).0, 204);
+    let until = Instant::now() + Duration::from_secs(5);
+    while of("webrtc").is_some() {
+        assert!(Instant::now() < until, "the WebRTC player is still listed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(of("srt").is_some(), "the publisher went too");
+    g.wait_log(&format!("session {id} ended through the API"), 1, 5);
+    // DELETE the publisher: ffmpeg is told and stops.
+    let id = s["id"].as_u64().expect("id");
+    assert_eq!(api("DELETE", &format!("/api/sessions/{id}")).0, 204);
+    let until = Instant::now() + Duration::from_secs(10);
+    while publisher.try_wait().expect("wait").is_none() {
+        assert!(Instant::now() < until, "ffmpeg publishing over SRT went on");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let until = Instant::now() + Duration::from_secs(5);
+    while of("srt").is_some() {
+        assert!(Instant::now() < until, "the SRT publisher is still listed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = player.kill();
+    let _ = player.wait();
+}

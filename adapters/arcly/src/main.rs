@@ -625,7 +625,8 @@ fn token(args: &[String]) -> Result<String, String> {
     Ok(HmacTokenAuthenticator::new(secret).mint(action, &key, now + ttl))
 }
 
-/// `/api/sessions`: the TCP connections as JSON, and ending one.
+/// `/api/sessions`: the connections (TCP) and peers (SRT, WebRTC) as JSON,
+/// and ending one.
 fn sessions_api(sessions: Arc<arcly_tokio::Sessions>) -> arcly_http::SessionsApi {
     let list = sessions.clone();
     arcly_http::SessionsApi {
@@ -846,7 +847,7 @@ async fn run(o: Options) -> Result<(), String> {
         .into_iter()
         .map(|p| (p, Arc::default()))
         .collect();
-    // Every TCP connection, for /api/sessions.
+    // Every TCP connection and SRT and WebRTC peer, for /api/sessions.
     let sessions = Arc::new(arcly_tokio::Sessions::default());
     let listener_cfg = |cfg: &ListenerConfig, protocol: &str| ListenerConfig {
         sessions: Some(sessions.clone()),
@@ -1071,6 +1072,7 @@ async fn run(o: Options) -> Result<(), String> {
             latency_ms: o.srt_latency,
             passphrase: o.srt_passphrase.clone(),
             key_passphrases: o.srt_key_passphrases.clone(),
+            sessions: Some(sessions.clone()),
         };
         let ctx = arcly_core::session::ConnContext {
             unix_base: clock.unix_base(),
@@ -1114,6 +1116,7 @@ async fn run(o: Options) -> Result<(), String> {
                     .webrtc_audio_transcode
                     .clone()
                     .map(transcode::ffmpeg_factory),
+                sessions: Some(sessions.clone()),
             },
             engine.clone(),
             clock,

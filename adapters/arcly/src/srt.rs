@@ -23,6 +23,8 @@ pub struct SrtOptions {
     pub passphrase: Option<String>,
     /// Passphrases per stream or prefix (`live/*`), first match first.
     pub key_passphrases: Vec<(String, String)>,
+    /// Where its sessions are listed for `/api/sessions`.
+    pub sessions: Option<std::sync::Arc<arcly_tokio::Sessions>>,
 }
 
 /// 32 bytes from the operating system's random source.
@@ -99,6 +101,7 @@ pub async fn bind(
     let stats = endpoint.session_stats();
     let host = EndpointHost::new(endpoint, engine, ctx);
     let report = stats.clone();
+    let sessions = o.sessions.clone();
     let task = async move {
         // Each ended session's figures go to the log once.
         let ended = {
@@ -114,7 +117,14 @@ pub async fn bind(
             }
         };
         let (r, ()) = tokio::join!(
-            arcly_tokio::drive_endpoint(sock, host, clock, stop, &*log),
+            arcly_tokio::drive_endpoint_tracked(
+                sock,
+                host,
+                clock,
+                stop,
+                &*log,
+                sessions.map(|s| (s, "srt"))
+            ),
             ended
         );
         r

@@ -46,6 +46,8 @@ pub struct Setup<'a> {
     pub hosts: &'a [IpAddr],
     /// AAC to Opus for players (`--webrtc-audio-transcode`).
     pub audio_transcoder: Option<arcly_core::transcode::TranscoderFactory>,
+    /// Where its sessions are listed for `/api/sessions`.
+    pub sessions: Option<std::sync::Arc<arcly_tokio::Sessions>>,
 }
 
 /// Binds the WebRTC socket; returns its address, the candidates given to
@@ -70,6 +72,7 @@ pub async fn bind(
         addr,
         hosts,
         audio_transcoder,
+        sessions,
     } = setup;
     let sock = tokio::net::UdpSocket::bind(addr)
         .await
@@ -82,6 +85,9 @@ pub async fn bind(
         ..WebRtcConfig::default()
     });
     let host = EndpointHost::new(endpoint, engine, ctx);
-    let task = async move { arcly_tokio::drive_endpoint(sock, host, clock, stop, &*log).await };
+    let task = async move {
+        let listed = sessions.map(|s| (s, "webrtc"));
+        arcly_tokio::drive_endpoint_tracked(sock, host, clock, stop, &*log, listed).await
+    };
     Ok((local, candidates, signalling, task))
 }

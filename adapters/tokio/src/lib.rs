@@ -26,7 +26,7 @@ mod traits;
 
 pub use client::drive_client;
 pub use clock::Clock;
-pub use datagram::drive_endpoint;
+pub use datagram::{drive_endpoint, drive_endpoint_tracked};
 pub use driver::{drive_stream, DriverConfig};
 pub use listener::{serve, ConnStats, ListenerConfig, Log};
 pub use sessions::{SessionInfo, Sessions};

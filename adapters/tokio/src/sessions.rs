@@ -18,6 +18,9 @@ pub struct Tracked {
     pub(crate) bytes_in: AtomicU64,
     pub(crate) bytes_out: AtomicU64,
     pub(crate) end: Notify,
+    /// [`Sessions::end`] was asked (for drivers that look rather than
+    /// wait: the datagram driver).
+    pub(crate) ended: std::sync::atomic::AtomicBool,
 }
 
 impl Tracked {
@@ -71,6 +74,7 @@ impl Sessions {
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             end: Notify::new(),
+            ended: std::sync::atomic::AtomicBool::new(false),
         });
         self.lock().insert(id, t.clone());
         Registered {
@@ -108,6 +112,7 @@ impl Sessions {
     pub fn end(&self, id: u64) -> bool {
         match self.lock().get(&id) {
             Some(t) => {
+                t.ended.store(true, Ordering::Release);
                 t.end.notify_one();
                 true
             }

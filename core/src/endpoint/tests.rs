@@ -80,6 +80,49 @@ fn publish_and_play_through_an_endpoint_over_the_simulator() {
     let st = host.stats();
     assert_eq!(st.accepted, 2);
     assert_eq!(st.unrouted, 3);
+
+    // The sessions as an API shows them: peer, stream, role, bytes.
+    let listed: Vec<_> = host
+        .sessions()
+        .map(|s| {
+            (
+                s.peer,
+                s.stream.map(|(k, a)| (k.to_string(), a)),
+                s.bytes_in,
+                s.bytes_out,
+            )
+        })
+        .collect();
+    let of = |peer| {
+        listed
+            .iter()
+            .find(|s| s.0 == peer)
+            .cloned()
+            .expect("listed")
+    };
+    let (_, stream, bytes_in, _) = of(publisher);
+    assert_eq!(
+        stream,
+        Some(("live/cam".to_string(), crate::engine::Action::Publish))
+    );
+    assert!(bytes_in > 35 * 13, "{bytes_in}");
+    let (_, stream, _, bytes_out) = of(player);
+    assert_eq!(
+        stream,
+        Some(("live/cam".to_string(), crate::engine::Action::Play))
+    );
+    assert!(bytes_out > 30 * 13, "{bytes_out}");
+    // Ending one: it goes once its goodbye is out; the other stays.
+    let key = host
+        .sessions()
+        .find(|s| s.peer == player)
+        .map(|s| *s.key)
+        .expect("the player");
+    assert!(host.end_session(now, &key, crate::bus::CloseReason::Ended));
+    pump(&mut host, &mut net, now);
+    assert_eq!(host.len(), 1);
+    assert!(host.sessions().all(|s| s.peer == publisher));
+    assert!(!host.end_session(now, &key, crate::bus::CloseReason::Ended));
 }
 
 #[test]
