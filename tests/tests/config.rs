@@ -112,6 +112,118 @@ fn short_play(url: &str) -> bool {
     out.status.success()
 }
 
+/// A free UDP port on 127.0.0.1.
+fn free_udp() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free UDP port")
+        .port()
+}
+
+/// The ports of a gateway serving every protocol on 127.0.0.1.
+struct Ports {
+    rtmp: u16,
+    http: u16,
+    rtsp: u16,
+    srt: u16,
+    webrtc: u16,
+}
+
+impl Ports {
+    fn new() -> Ports {
+        Ports {
+            rtmp: free_port(),
+            http: free_port(),
+            rtsp: free_port(),
+            srt: free_udp(),
+            webrtc: free_udp(),
+        }
+    }
+
+    /// The gateway with every listener on these ports, then `extra`.
+    fn start(&self, dir: &Path, extra: &[String]) -> Gateway {
+        let mut args = Vec::new();
+        for (flag, port) in [
+            ("--rtmp", self.rtmp),
+            ("--http", self.http),
+            ("--rtsp", self.rtsp),
+            ("--srt", self.srt),
+            ("--webrtc", self.webrtc),
+        ] {
+            args.push(flag.to_string());
+            args.push(format!("127.0.0.1:{port}"));
+        }
+        args.extend_from_slice(extra);
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+        Gateway::start(dir, &args, "HTTP listening")
+    }
+}
+
+/// Whether ffmpeg 5.1 gets 10 video frames from `url` (RTSP over TCP)
+/// within its time-out.
+fn plays(url: &str) -> bool {
+    // RTSP has its own time-out option; the others, the I/O one.
+    let opts: &[&str] = if url.starts_with("rtsp") {
+        &["-rtsp_transport", "tcp", "-timeout", "5000000"]
+    } else {
+        &["-rw_timeout", "5000000"]
+    };
+    Command::new(ffmpeg5())
+        .args(["-v", "error"])
+        .args(opts)
+        .args(["-i", url, "-frames:v", "10", "-f", "null", "-"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("ffmpeg runs")
+        .status
+        .success()
+}
+
+/// Waits for a client the gateway refuses to give up (failing if it runs
+/// on for 15 s); whether it failed, as it should.
+fn gave_up(mut p: Child, what: &str) -> bool {
+    let until = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(st) = p.try_wait().expect("wait") {
+            return !st.success();
+        }
+        assert!(Instant::now() < until, "{what} was let in");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One request to the gateway's HTTP port; the whole answer.
+fn http_text(port: u16, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.write_all(request.as_bytes()).expect("send");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// `METHOD PATH` on the gateway's HTTP port: the status and the body.
+fn api(port: u16, method: &str, path: &str) -> (u16, String) {
+    let out = http_text(
+        port,
+        &format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+    );
+    let code = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, out.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
+}
+
+/// A WHIP offer with `auth` (header lines) that passes no SDP check: 400
+/// once the credentials are taken, 401 or 403 before.
+fn whip(port: u16, auth: &str) -> String {
+    http_text(
+        port,
+        &format!(
+            "POST /live/w/whip HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+             Content-Type: application/sdp\r\n{auth}Content-Length: 5\r\n\r\nv=0\r\n"
+        ),
+    )
+}
+
 #[test]
 fn a_reload_asks_new_players_for_a_token_and_the_running_ones_keep_every_frame() {
     let dir = tmpdir("config-reload");
@@ -212,19 +324,7 @@ fn the_sessions_api_shows_a_publisher_and_a_player_and_ends_the_player() {
         spawn(Command::new(ffmpeg5()).args(["-v", "error", "-i", &url, "-f", "null", "-"]));
     g.wait_log("is playing live/cam", 1, 10);
     std::thread::sleep(Duration::from_secs(1));
-    let api = |method: &str, path: &str| -> (u16, String) {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", http)).expect("connect");
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .expect("send");
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        let code = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-        (code, out.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
-    };
+    let api = |method: &str, path: &str| api(http, method, path);
     let (code, body) = api("GET", "/api/sessions");
     assert_eq!(code, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
@@ -269,31 +369,14 @@ fn the_sessions_api_shows_a_publisher_and_a_player_and_ends_the_player() {
 fn users_with_passwords_publish_and_play_over_every_protocol() {
     let dir = tmpdir("config-users");
     let cfg = dir.join("arcly.toml");
-    let (rtmp, http, rtsp) = (free_port(), free_port(), free_port());
-    let srt = std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("a free UDP port")
-        .port();
-    let webrtc = std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("a free UDP port")
-        .port();
     std::fs::write(
         &cfg,
-        format!(
-            "[rtmp]\nlisten = \"127.0.0.1:{rtmp}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
-             [rtsp]\nlisten = \"127.0.0.1:{rtsp}\"\n[srt]\nlisten = \"127.0.0.1:{srt}\"\n\
-             [webrtc]\nlisten = \"127.0.0.1:{webrtc}\"\n\
-             [[paths]]\nname = \"live/*\"\npublish_users = [\"pub:pw1\"]\n\
-             play_users = [\"view:pw2\"]\n"
-        ),
+        "[[paths]]\nname = \"live/*\"\npublish_users = [\"pub:pw1\"]\nplay_users = [\"view:pw2\"]\n",
     )
     .expect("write");
-    let g = Gateway::start(
-        &dir,
-        &["--config".as_ref(), cfg.as_os_str()],
-        "HTTP listening",
-    );
+    let ports = Ports::new();
+    let (rtmp, http, rtsp, srt) = (ports.rtmp, ports.http, ports.rtsp, ports.srt);
+    let g = ports.start(&dir, &["--config".into(), cfg.display().to_string()]);
     let input = input(&dir);
     let rtmp_url = format!("rtmp://127.0.0.1:{rtmp}/live/cam");
 
@@ -303,15 +386,8 @@ fn users_with_passwords_publish_and_play_over_every_protocol() {
         ("?user=pub&pass=nope", "a wrong password"),
         ("?user=view&pass=pw2", "a player's user"),
     ] {
-        let mut p = publish(&input, &format!("{rtmp_url}{q}"));
-        let until = Instant::now() + Duration::from_secs(10);
-        while p.try_wait().expect("wait").is_none() {
-            assert!(
-                Instant::now() < until,
-                "RTMP publish with {what} was let in"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let p = publish(&input, &format!("{rtmp_url}{q}"));
+        gave_up(p, &format!("an RTMP publish with {what}"));
     }
     assert!(!g.log().contains("is publishing live/cam"), "{}", g.log());
     let publisher = publish(&input, &format!("{rtmp_url}?user=pub&pass=pw1"));
@@ -319,76 +395,44 @@ fn users_with_passwords_publish_and_play_over_every_protocol() {
     // Segments for the HLS player.
     std::thread::sleep(Duration::from_secs(3));
 
-    let plays = |url: &str, extra: &[&str]| -> bool {
-        // RTSP has its own time-out option; the others, the I/O one.
-        let timeout = if url.starts_with("rtsp") {
-            "-timeout"
-        } else {
-            "-rw_timeout"
-        };
-        let out = Command::new(ffmpeg5())
-            .args(["-v", "error", timeout, "5000000"])
-            .args(extra)
-            .args(["-i", url, "-frames:v", "10", "-f", "null", "-"])
-            .stdin(Stdio::null())
-            .output()
-            .expect("ffmpeg runs");
-        out.status.success()
-    };
     // Plays: RTMP, RTSP over TCP, HLS, SRT.
     let rtsp_at = |cred: &str| format!("rtsp://{cred}127.0.0.1:{rtsp}/live/cam");
     let hls_at = |cred: &str| format!("http://{cred}127.0.0.1:{http}/live/cam/index.m3u8");
     let srt_at = |sid: &str| format!("srt://127.0.0.1:{srt}?streamid={sid}&connect_timeout=3000");
-    let tcp: &[&str] = &["-rtsp_transport", "tcp"];
-    let cases: Vec<(String, &[&str], bool, &str)> = vec![
-        (format!("{rtmp_url}?user=view&pass=pw2"), &[], true, "RTMP"),
-        (rtmp_url.clone(), &[], false, "RTMP without credentials"),
+    for (url, ok, what) in [
+        (format!("{rtmp_url}?user=view&pass=pw2"), true, "RTMP"),
+        (rtmp_url.clone(), false, "RTMP without credentials"),
         (
             format!("{rtmp_url}?user=view&pass=pw1"),
-            &[],
             false,
             "RTMP, wrong password",
         ),
         (
             format!("{rtmp_url}?user=pub&pass=pw1"),
-            &[],
             false,
             "RTMP, the publisher's user",
         ),
-        (rtsp_at("view:pw2@"), tcp, true, "RTSP"),
-        (rtsp_at(""), tcp, false, "RTSP without credentials"),
-        (rtsp_at("view:nope@"), tcp, false, "RTSP, wrong password"),
-        (hls_at("view:pw2@"), &[], true, "HLS"),
-        (hls_at(""), &[], false, "HLS without credentials"),
-        (hls_at("view:nope@"), &[], false, "HLS, wrong password"),
-        (srt_at("read:live/cam:view:pw2"), &[], true, "SRT"),
-        (
-            srt_at("read:live/cam"),
-            &[],
-            false,
-            "SRT without credentials",
-        ),
+        (rtsp_at("view:pw2@"), true, "RTSP"),
+        (rtsp_at(""), false, "RTSP without credentials"),
+        (rtsp_at("view:nope@"), false, "RTSP, wrong password"),
+        (hls_at("view:pw2@"), true, "HLS"),
+        (hls_at(""), false, "HLS without credentials"),
+        (hls_at("view:nope@"), false, "HLS, wrong password"),
+        (srt_at("read:live/cam:view:pw2"), true, "SRT"),
+        (srt_at("read:live/cam"), false, "SRT without credentials"),
         (
             srt_at("read:live/cam:view:nope"),
-            &[],
             false,
             "SRT, wrong password",
         ),
-    ];
-    for (url, extra, ok, what) in &cases {
-        assert_eq!(plays(url, extra), *ok, "{what}: {url}\n{}", g.log());
+    ] {
+        assert_eq!(plays(&url), ok, "{what}: {url}\n{}", g.log());
     }
     // HLS asks for Basic credentials.
-    let http_req = |head: &str| -> String {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", http)).expect("connect");
-        s.write_all(head.as_bytes()).expect("send");
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        out
-    };
-    let answer =
-        http_req("GET /live/cam/index.m3u8 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let answer = http_text(
+        http,
+        "GET /live/cam/index.m3u8 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
     assert!(
         answer.contains("WWW-Authenticate: Basic realm=\"arcly\""),
@@ -405,22 +449,11 @@ fn users_with_passwords_publish_and_play_over_every_protocol() {
                 .arg(srt_at(sid)),
         )
     };
-    let mut refused = srt_publish("publish:live/srt:pub:nope");
-    let st = {
-        let until = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(st) = refused.try_wait().expect("wait") {
-                break st;
-            }
-            assert!(
-                Instant::now() < until,
-                "an SRT publish with a wrong password ran on"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
     assert!(
-        !st.success(),
+        gave_up(
+            srt_publish("publish:live/srt:pub:nope"),
+            "an SRT publish with a wrong password"
+        ),
         "an SRT publish with a wrong password succeeded"
     );
     let accepted = srt_publish("publish:live/srt:pub:pw1");
@@ -433,14 +466,6 @@ fn users_with_passwords_publish_and_play_over_every_protocol() {
 
     // WHIP: Basic credentials pass the check (the offer itself is then
     // found wanting: 400), a wrong password or a bearer token does not.
-    let whip = |auth: &str| -> String {
-        let body = "v=0\r\n";
-        http_req(&format!(
-            "POST /live/w/whip HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
-             Content-Type: application/sdp\r\n{auth}Content-Length: {}\r\n\r\n{body}",
-            body.len()
-        ))
-    };
     let basic = |u: &str| {
         use std::fmt::Write as _;
         // Base64 by hand (RFC 4648), to send what a client would.
@@ -462,11 +487,11 @@ fn users_with_passwords_publish_and_play_over_every_protocol() {
         let _ = write!(h, "Authorization: Basic {out}\r\n");
         h
     };
-    let ok = whip(&basic("pub:pw1"));
+    let ok = whip(http, &basic("pub:pw1"));
     assert!(ok.starts_with("HTTP/1.1 400"), "{ok}");
-    let wrong = whip(&basic("pub:nope"));
+    let wrong = whip(http, &basic("pub:nope"));
     assert!(wrong.starts_with("HTTP/1.1 401"), "{wrong}");
-    let bearer = whip("Authorization: Bearer pw1\r\n");
+    let bearer = whip(http, "Authorization: Bearer pw1\r\n");
     assert!(bearer.starts_with("HTTP/1.1 401"), "{bearer}");
 
     finish(
@@ -537,34 +562,18 @@ fn jwts_publish_and_play_over_every_protocol() {
     let srt_publish_token = hs(claims("publish", "live/srt", now + 600));
 
     let dir = tmpdir("config-jwt");
-    let (rtmp, http, rtsp) = (free_port(), free_port(), free_port());
-    let udp = || {
-        std::net::UdpSocket::bind("127.0.0.1:0")
-            .and_then(|s| s.local_addr())
-            .expect("a free UDP port")
-            .port()
-    };
-    let (srt, webrtc) = (udp(), udp());
-    let at = |p: u16| format!("127.0.0.1:{p}");
-    let args = [
-        "--rtmp".to_string(),
-        at(rtmp),
-        "--http".into(),
-        at(http),
-        "--rtsp".into(),
-        at(rtsp),
-        "--srt".into(),
-        at(srt),
-        "--webrtc".into(),
-        at(webrtc),
-        "--jwt-secret".into(),
-        SECRET.into(),
-        "--jwt-jwks".into(),
-        jwks_url,
-        "--protect-play".into(),
-    ];
-    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
-    let g = Gateway::start(&dir, &args, "HTTP listening");
+    let ports = Ports::new();
+    let (rtmp, http, rtsp, srt) = (ports.rtmp, ports.http, ports.rtsp, ports.srt);
+    let g = ports.start(
+        &dir,
+        &[
+            "--jwt-secret".into(),
+            SECRET.into(),
+            "--jwt-jwks".into(),
+            jwks_url,
+            "--protect-play".into(),
+        ],
+    );
     assert!(g.log().contains("JWTs (HS256, and RS256"), "{}", g.log());
     let input = input(&dir);
     let rtmp_url = format!("rtmp://127.0.0.1:{rtmp}/live/cam");
@@ -573,35 +582,13 @@ fn jwts_publish_and_play_over_every_protocol() {
         (format!("?token={play_token}"), "a play token"),
         (format!("?token={other_key}"), "another key's token"),
     ] {
-        let mut p = publish(&input, &format!("{rtmp_url}{q}"));
-        let until = Instant::now() + Duration::from_secs(10);
-        while p.try_wait().expect("wait").is_none() {
-            assert!(
-                Instant::now() < until,
-                "RTMP publish with {what} was let in"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let p = publish(&input, &format!("{rtmp_url}{q}"));
+        gave_up(p, &format!("an RTMP publish with {what}"));
     }
     let publisher = publish(&input, &format!("{rtmp_url}?token={publish_token}"));
     g.wait_log("publishing live/cam", 1, 10);
     std::thread::sleep(Duration::from_secs(3));
 
-    let plays = |url: &str| -> bool {
-        let timeout = if url.starts_with("rtsp") {
-            ["-rtsp_transport", "tcp", "-timeout", "5000000"]
-        } else {
-            ["-rw_timeout", "5000000", "-v", "error"]
-        };
-        let out = Command::new(ffmpeg5())
-            .args(["-v", "error"])
-            .args(timeout)
-            .args(["-i", url, "-frames:v", "10", "-f", "null", "-"])
-            .stdin(Stdio::null())
-            .output()
-            .expect("ffmpeg runs");
-        out.status.success()
-    };
     let rtsp_url = format!("rtsp://127.0.0.1:{rtsp}/live/cam");
     let hls_url = format!("http://127.0.0.1:{http}/live/cam/index.m3u8");
     let srt_url = |sid: &str| format!("srt://127.0.0.1:{srt}?streamid={sid}&connect_timeout=3000");
@@ -666,24 +653,11 @@ fn jwts_publish_and_play_over_every_protocol() {
 
     // WHIP: a bearer JWT passes the check (the offer is then found
     // wanting: 400); a play token or another key's does not.
-    let whip = |token: &str| -> String {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", http)).expect("connect");
-        write!(
-            s,
-            "POST /live/w/whip HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
-             Content-Type: application/sdp\r\nAuthorization: Bearer {token}\r\n\
-             Content-Length: 5\r\n\r\nv=0\r\n"
-        )
-        .expect("send");
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        out
-    };
-    let r = whip(&publish_token);
+    let bearer = |t: &str| format!("Authorization: Bearer {t}\r\n");
+    let r = whip(http, &bearer(&publish_token));
     assert!(r.starts_with("HTTP/1.1 400"), "{r}");
     for t in [&play_token, &other_key] {
-        let r = whip(t);
+        let r = whip(http, &bearer(t));
         assert!(
             r.starts_with("HTTP/1.1 401") || r.starts_with("HTTP/1.1 403"),
             "{r}"
@@ -826,63 +800,27 @@ fn an_auth_callback_decides_over_every_protocol() {
     });
 
     let dir = tmpdir("config-callback");
-    let (rtmp, http, rtsp) = (free_port(), free_port(), free_port());
-    let udp = || {
-        std::net::UdpSocket::bind("127.0.0.1:0")
-            .and_then(|s| s.local_addr())
-            .expect("a free UDP port")
-            .port()
-    };
-    let (srt, webrtc) = (udp(), udp());
-    let at = |p: u16| format!("127.0.0.1:{p}");
-    let args = [
-        "--rtmp".to_string(),
-        at(rtmp),
-        "--http".into(),
-        at(http),
-        "--rtsp".into(),
-        at(rtsp),
-        "--srt".into(),
-        at(srt),
-        "--webrtc".into(),
-        at(webrtc),
-        "--auth-callback".into(),
-        url,
-        "--auth-callback-timeout".into(),
-        "300".into(),
-    ];
-    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
-    let g = Gateway::start(&dir, &args, "HTTP listening");
+    let ports = Ports::new();
+    let (rtmp, http, rtsp, srt) = (ports.rtmp, ports.http, ports.rtsp, ports.srt);
+    let g = ports.start(
+        &dir,
+        &[
+            "--auth-callback".into(),
+            url,
+            "--auth-callback-timeout".into(),
+            "300".into(),
+        ],
+    );
     let input = input(&dir);
     let rtmp_url = format!("rtmp://127.0.0.1:{rtmp}/live/cam");
     for q in ["?token=no", "?token=slow", ""] {
-        let mut p = publish(&input, &format!("{rtmp_url}{q}"));
-        let until = Instant::now() + Duration::from_secs(10);
-        while p.try_wait().expect("wait").is_none() {
-            assert!(Instant::now() < until, "RTMP publish with {q:?} was let in");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let p = publish(&input, &format!("{rtmp_url}{q}"));
+        gave_up(p, &format!("an RTMP publish with {q:?}"));
     }
     let publisher = publish(&input, &format!("{rtmp_url}?token=yes"));
     g.wait_log("publishing live/cam", 1, 10);
     std::thread::sleep(Duration::from_secs(3));
 
-    let plays = |url: &str| -> bool {
-        let timeout = if url.starts_with("rtsp") {
-            ["-rtsp_transport", "tcp", "-timeout", "5000000"]
-        } else {
-            ["-rw_timeout", "5000000", "-v", "error"]
-        };
-        Command::new(ffmpeg5())
-            .args(["-v", "error"])
-            .args(timeout)
-            .args(["-i", url, "-frames:v", "10", "-f", "null", "-"])
-            .stdin(Stdio::null())
-            .output()
-            .expect("ffmpeg runs")
-            .status
-            .success()
-    };
     let rtsp_url = format!("rtsp://127.0.0.1:{rtsp}/live/cam");
     let hls_url = format!("http://127.0.0.1:{http}/live/cam/index.m3u8");
     let srt_url = |pass: &str| {
@@ -901,22 +839,9 @@ fn an_auth_callback_decides_over_every_protocol() {
     ] {
         assert_eq!(plays(&url), ok, "{url}\n{}", g.log());
     }
-    let whip = |token: &str| -> String {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", http)).expect("connect");
-        write!(
-            s,
-            "POST /live/w/whip HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
-             Content-Type: application/sdp\r\nAuthorization: Bearer {token}\r\n\
-             Content-Length: 5\r\n\r\nv=0\r\n"
-        )
-        .expect("send");
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        out
-    };
-    let r = whip("yes");
+    let r = whip(http, "Authorization: Bearer yes\r\n");
     assert!(r.starts_with("HTTP/1.1 400"), "{r}");
-    let r = whip("no");
+    let r = whip(http, "Authorization: Bearer no\r\n");
     assert!(r.starts_with("HTTP/1.1 403"), "{r}");
     finish(
         publisher,
@@ -945,16 +870,9 @@ fn an_auth_callback_decides_over_every_protocol() {
 /// bytes; `DELETE` ends each (the SRT publisher's ffmpeg stops).
 #[test]
 fn the_sessions_api_lists_srt_and_webrtc_peers_and_ends_them() {
-    use std::io::{Read, Write};
     let dir = tmpdir("config-sessions-udp");
     let http = free_port();
-    let udp = || {
-        std::net::UdpSocket::bind("127.0.0.1:0")
-            .and_then(|s| s.local_addr())
-            .expect("a free UDP port")
-            .port()
-    };
-    let (srt, webrtc) = (udp(), udp());
+    let (srt, webrtc) = (free_udp(), free_udp());
     let args = [
         "--rtmp".to_string(),
         "off".into(),
@@ -987,18 +905,7 @@ fn the_sessions_api_lists_srt_and_webrtc_peers_and_ends_them() {
     );
     g.wait_log("is playing live/s over webrtc", 1, 10);
     std::thread::sleep(Duration::from_secs(2));
-    let api = |method: &str, path: &str| -> (u16, String) {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", http)).expect("connect");
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .expect("send");
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        let code = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-        (code, out.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
-    };
+    let api = |method: &str, path: &str| api(http, method, path);
     let listed = || -> Vec<serde_json::Value> {
         let (code, body) = api("GET", "/api/sessions");
         assert_eq!(code, 200, "{body}");
