@@ -960,3 +960,88 @@ fn the_sessions_api_lists_srt_and_webrtc_peers_and_ends_them() {
     let _ = player.kill();
     let _ = player.wait();
 }
+
+/// A reload puts a path's SRT passphrase and RTSP source in force while
+/// the gateway runs: SRT callers after it need the new passphrase; a path
+/// given a source starts pulling (here from the gateway's own RTSP
+/// listener) and stops when the path goes.
+#[test]
+fn a_reload_changes_srt_passphrases_and_starts_and_stops_pulls() {
+    let dir = tmpdir("config-reload-srt-pull");
+    let cfg = dir.join("arcly.toml");
+    let ports = Ports::new();
+    let (rtmp, rtsp, srt) = (ports.rtmp, ports.rtsp, ports.srt);
+    let file = |pass: &str, pull: bool| {
+        let source = if pull {
+            format!("[[paths]]\nname = \"cam/a\"\nsource = \"rtsp://127.0.0.1:{rtsp}/live/src\"\n")
+        } else {
+            String::new()
+        };
+        format!(
+            "[[paths]]\nname = \"srt/*\"\nsrt_passphrase = \"{pass}\"\n{source}[[paths]]\nname = \"*\"\n"
+        )
+    };
+    std::fs::write(&cfg, file("the-old-passphrase", false)).expect("write");
+    let g = ports.start(&dir, &["--config".into(), cfg.display().to_string()]);
+    let input = input(&dir);
+    let source = publish(&input, &format!("rtmp://127.0.0.1:{rtmp}/live/src"));
+    g.wait_log("publishing live/src", 1, 10);
+    let srt_publish = |stream: &str, pass: &str| {
+        spawn(
+            Command::new(ffmpeg5())
+                .args(["-v", "error", "-re", "-i"])
+                .arg(&input)
+                .args(["-t", "2", "-c", "copy", "-f", "mpegts"])
+                .arg(format!(
+                    "srt://127.0.0.1:{srt}?streamid=publish:srt/{stream}&passphrase={pass}&pbkeylen=16&connect_timeout=3000"
+                )),
+        )
+    };
+    // Before: the old passphrase.
+    finish(
+        srt_publish("one", "the-old-passphrase"),
+        "SRT with the old passphrase",
+        Duration::from_secs(20),
+    );
+    g.wait_log("publishing srt/one", 1, 5);
+
+    // The new passphrase, and a source for cam/a.
+    std::fs::write(&cfg, file("the-new-passphrase", true)).expect("write");
+    g.hup();
+    g.wait_log("pulls started: cam/a", 1, 10);
+    g.wait_log("publishing cam/a", 1, 15);
+    assert!(
+        plays(&format!("rtmp://127.0.0.1:{rtmp}/cam/a")),
+        "the pulled stream does not play\n{}",
+        g.log()
+    );
+    assert!(
+        gave_up(
+            srt_publish("two", "the-old-passphrase"),
+            "an SRT publish with the old passphrase"
+        ),
+        "the old passphrase still publishes"
+    );
+    finish(
+        srt_publish("three", "the-new-passphrase"),
+        "SRT with the new passphrase",
+        Duration::from_secs(20),
+    );
+    g.wait_log("publishing srt/three", 1, 5);
+    assert!(!g.log().contains("publishing srt/two"), "{}", g.log());
+
+    // The source goes: the pull stops, and its stream with it.
+    std::fs::write(&cfg, file("the-new-passphrase", false)).expect("write");
+    g.hup();
+    g.wait_log("pulls stopped: cam/a", 1, 10);
+    let until = Instant::now() + Duration::from_secs(15);
+    while plays(&format!("rtmp://127.0.0.1:{rtmp}/cam/a")) {
+        assert!(Instant::now() < until, "cam/a still plays\n{}", g.log());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    finish(
+        source,
+        "ffmpeg publishing over RTMP",
+        Duration::from_secs(30),
+    );
+}

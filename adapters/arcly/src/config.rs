@@ -6,10 +6,12 @@
 //! a whole before anything starts: an error names the file, the field and
 //! the rule. On reload (SIGHUP, or `POST /api/config/reload`) the file is
 //! read and checked again; if it holds, its `[[paths]]` rules (who may
-//! publish and play, recording, player limits) apply to every new session
-//! at once and a live stream that no path allows any more is ended; a
-//! path's SRT passphrase and source, like the other sections, wait for the
-//! next start. If it does not hold, nothing changes and the reason is given.
+//! publish and play, recording, player limits, HLS settings) apply to
+//! every new session at once and a live stream that no path allows any
+//! more is ended; its SRT passphrases hold for new callers, and the
+//! gateway starts and stops pulls as paths gain or lose a source. The
+//! other sections wait for the next start. If it does not hold, nothing
+//! changes and the reason is given.
 
 use crate::Options;
 use arcly_core::bus::CloseReason;
@@ -746,7 +748,7 @@ impl Loaded {
 
 /// Reads `path` again and, if it holds, puts its rules in force; the
 /// answer says what changed, or why nothing did.
-pub fn reload(gate: &Gate, path: &Path) -> Result<String, String> {
+pub fn reload(gate: &Gate, path: &Path) -> Result<Reloaded, String> {
     let loaded = load(path)?;
     // The whole file must hold, not only its paths.
     let mut o = crate::defaults();
@@ -766,8 +768,22 @@ pub fn reload(gate: &Gate, path: &Path) -> Result<String, String> {
             ended.join(", ")
         ));
     }
-    msg.push_str(" (settings outside [[paths]], and paths' srt_passphrase and source, apply at the next start)");
-    Ok(msg)
+    Ok(Reloaded {
+        message: msg,
+        pulls: loaded.pulls,
+        srt_keys: loaded.srt_keys,
+    })
+}
+
+/// What a reload put in force, beside the rules.
+#[derive(Debug)]
+pub struct Reloaded {
+    /// What to log and answer.
+    pub message: String,
+    /// The file's pulls (`source` of its paths), to run from now on.
+    pub pulls: Vec<crate::rtsp::Pull>,
+    /// The file's SRT passphrases per stream, for callers from now on.
+    pub srt_keys: Vec<(String, String)>,
 }
 
 #[cfg(test)]

@@ -936,10 +936,46 @@ async fn run(o: Options) -> Result<(), String> {
     gate.attach(engine.clone());
     let shutdown = Shutdown::new();
     // Reload: the file's [[paths]] again, on SIGHUP or POST /api/config/reload.
+    // The pulls, started below; a reload runs the file's pulls then (and
+    // the --pull ones always).
+    let pulls_slot: Arc<std::sync::OnceLock<Arc<rtsp::Pulls>>> = Arc::default();
+    let srt_slot: Arc<std::sync::OnceLock<arcly_srt::PassphraseUpdates>> = Arc::default();
+    let flag_srt_keys: Vec<(String, String)> = o
+        .srt_key_passphrases
+        .iter()
+        .filter(|k| !o.config.as_ref().is_some_and(|c| c.srt_keys.contains(k)))
+        .cloned()
+        .collect();
+    let flag_pulls: Vec<rtsp::Pull> = o
+        .pulls
+        .iter()
+        .filter(|p| !o.config.as_ref().is_some_and(|c| c.pulls.contains(p)))
+        .cloned()
+        .collect();
     let reload: Option<arcly_http::ReloadHook> = o.config_path.clone().map(|path| {
-        let gate = gate.clone();
+        let (gate, slot, srt) = (gate.clone(), pulls_slot.clone(), srt_slot.clone());
         let hook: arcly_http::ReloadHook = Arc::new(move || {
-            let r = config::reload(&gate, &path);
+            let r = config::reload(&gate, &path).map(|r| {
+                let mut msg = r.message;
+                if let Some(pulls) = slot.get() {
+                    let mut wanted = flag_pulls.clone();
+                    wanted.extend(r.pulls);
+                    let (started, stopped) = pulls.set(&wanted);
+                    if !started.is_empty() {
+                        msg.push_str(&format!("; pulls started: {}", started.join(", ")));
+                    }
+                    if !stopped.is_empty() {
+                        msg.push_str(&format!("; pulls stopped: {}", stopped.join(", ")));
+                    }
+                }
+                if let Some(updates) = srt.get() {
+                    let mut keys = flag_srt_keys.clone();
+                    keys.extend(r.srt_keys);
+                    updates.set(srt::key_passphrases(&keys));
+                }
+                msg.push_str(" (settings outside [[paths]] apply at the next start)");
+                msg
+            });
             match &r {
                 Ok(msg) => log(Level::Info, msg),
                 Err(e) => log(Level::Warn, &format!("configuration not reloaded: {e}")),
@@ -1046,21 +1082,16 @@ async fn run(o: Options) -> Result<(), String> {
             rtsp_links.clone(),
         );
     }
-    for pull in &o.pulls {
-        let (pull, engine, clock, stop, cfg, l, links) = (
-            pull.clone(),
-            engine.clone(),
-            clock,
-            shutdown.signal(),
-            cfg.clone(),
-            conn_log.clone(),
-            rtsp_links.clone(),
-        );
-        servers.spawn(async move {
-            rtsp::run_pull(pull, engine, clock, stop, cfg, l, links).await;
-            Ok(())
-        });
-    }
+    let pulls = rtsp::Pulls::new(rtsp::PullContext {
+        engine: engine.clone(),
+        clock,
+        stop: shutdown.signal(),
+        cfg: cfg.clone(),
+        log: conn_log.clone(),
+        stats: rtsp_links.clone(),
+    });
+    pulls.set(&o.pulls);
+    let _ = pulls_slot.set(pulls.clone());
     // The connections whose link figures the API and metrics show.
     let mut link_sources: Vec<Arc<dyn arcly_core::engine::LinkSource>> = Vec::new();
     if o.rtsp.is_some() || !o.pulls.is_empty() {
@@ -1078,7 +1109,7 @@ async fn run(o: Options) -> Result<(), String> {
             unix_base: clock.unix_base(),
             ..arcly_core::session::ConnContext::default()
         };
-        let (local, stats, task) = srt::bind(
+        let (local, stats, updates, task) = srt::bind(
             &opts,
             engine.clone(),
             clock,
@@ -1099,6 +1130,7 @@ async fn run(o: Options) -> Result<(), String> {
                 }
             ),
         );
+        let _ = srt_slot.set(updates);
         servers.spawn(task);
         link_sources.push(Arc::new(stats));
     }
@@ -1256,6 +1288,7 @@ async fn run(o: Options) -> Result<(), String> {
             log(Level::Warn, &format!("listener ended with an error: {e}"));
         }
     }
+    pulls.finish().await;
     log(Level::Info, "stopped");
     Ok(())
 }

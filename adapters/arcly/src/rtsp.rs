@@ -17,7 +17,7 @@ use arcly_core::session::{
 use arcly_core::time::Instant;
 use arcly_rtsp::client::{ClientConfig, PullTransport};
 use arcly_rtsp::{RtspClient, RtspConfig, RtspError, RtspSession, RtspStats};
-use arcly_tokio::{drive_stream, serve, Clock, ListenerConfig, Log, ShutdownSignal};
+use arcly_tokio::{drive_stream, serve, Clock, ListenerConfig, Log, Shutdown, ShutdownSignal};
 
 /// One `--pull`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -164,7 +164,124 @@ impl Session for Watched {
     }
 }
 
-/// Runs one pull until shutdown: connect, play, publish under the key;
+/// What every pull runs with.
+#[derive(Clone)]
+pub struct PullContext {
+    /// The engine pulls publish into.
+    pub engine: Engine,
+    /// The host clock.
+    pub clock: Clock,
+    /// The gateway's shutdown: every pull stops with it.
+    pub stop: ShutdownSignal,
+    /// Limits and the driver's settings.
+    pub cfg: ListenerConfig,
+    /// Log lines.
+    pub log: Log,
+    /// Link figures, for the API.
+    pub stats: RtspStats,
+}
+
+/// One running pull: what it pulls, its own stop, its task.
+struct Running {
+    pull: Pull,
+    stop: Arc<Shutdown>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The pulls running, by key. A configuration reload hands it the pulls
+/// wanted ([`Pulls::set`]): those no longer wanted stop (their streams
+/// end), new and changed ones start.
+pub struct Pulls {
+    ctx: PullContext,
+    running: Mutex<std::collections::BTreeMap<String, Running>>,
+    stopped: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Pulls {
+    /// No pulls yet.
+    pub fn new(ctx: PullContext) -> Arc<Pulls> {
+        Arc::new(Pulls {
+            ctx,
+            running: Mutex::new(std::collections::BTreeMap::new()),
+            stopped: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Runs exactly `wanted` (on the tokio runtime): returns the keys
+    /// started and stopped. A key whose source changed is restarted.
+    pub fn set(&self, wanted: &[Pull]) -> (Vec<String>, Vec<String>) {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let key = |p: &Pull| format!("{}/{}", p.app, p.stream);
+        let (mut started, mut stopped) = (Vec::new(), Vec::new());
+        let gone: Vec<String> = running
+            .iter()
+            .filter(|(k, r)| !wanted.iter().any(|w| key(w) == **k && *w == r.pull))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in gone {
+            if let Some(r) = running.remove(&k) {
+                r.stop.trigger();
+                self.stopped
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(r.task);
+                stopped.push(k);
+            }
+        }
+        for w in wanted {
+            if running.contains_key(&key(w)) {
+                continue;
+            }
+            running.insert(key(w), self.start(w.clone()));
+            started.push(key(w));
+        }
+        (started, stopped)
+    }
+
+    fn start(&self, pull: Pull) -> Running {
+        let own = Arc::new(Shutdown::new());
+        let stop = own.signal();
+        // The gateway's shutdown stops it too.
+        let (global, mine, trigger) = (self.ctx.stop.clone(), own.signal(), own.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = global.wait() => trigger.trigger(),
+                _ = mine.wait() => {}
+            }
+        });
+        let c = self.ctx.clone();
+        let task = tokio::spawn(run_pull(
+            pull.clone(),
+            c.engine,
+            c.clock,
+            stop,
+            c.cfg,
+            c.log,
+            c.stats,
+        ));
+        Running {
+            pull,
+            stop: own,
+            task,
+        }
+    }
+
+    /// Waits for every pull to end (after the gateway's shutdown).
+    pub async fn finish(&self) {
+        let mut tasks: Vec<_> =
+            std::mem::take(&mut *self.stopped.lock().unwrap_or_else(|p| p.into_inner()));
+        tasks.extend(
+            std::mem::take(&mut *self.running.lock().unwrap_or_else(|p| p.into_inner()))
+                .into_values()
+                .map(|r| r.task),
+        );
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Runs one pull until `stop`: connect, play, publish under the key;
 /// on any end, wait (1 s, doubling up to 30 s; back to 1 s after a run
 /// that played) and call again. Over UDP, a call that got no packet goes
 /// over TCP from then on. Each call's link figures go to `stats`.

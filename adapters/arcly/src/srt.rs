@@ -50,8 +50,20 @@ pub fn seed() -> [u8; 32] {
     b
 }
 
-/// Binds the SRT socket; returns its address, the sessions' live figures
-/// and the task that serves it.
+/// `(pattern, passphrase)` pairs as the listener takes them.
+pub fn key_passphrases(pairs: &[(String, String)]) -> Vec<arcly_srt::KeyPassphrase> {
+    pairs
+        .iter()
+        .map(|(pattern, passphrase)| arcly_srt::KeyPassphrase {
+            pattern: pattern.clone(),
+            passphrase: passphrase.clone(),
+        })
+        .collect()
+}
+
+/// Binds the SRT socket; returns its address, the sessions' live figures,
+/// the handle that replaces its passphrases per stream (on reload) and
+/// the task that serves it.
 pub async fn bind(
     o: &SrtOptions,
     engine: Engine,
@@ -63,6 +75,7 @@ pub async fn bind(
     (
         SocketAddr,
         SessionStats,
+        arcly_srt::PassphraseUpdates,
         impl std::future::Future<Output = std::io::Result<()>>,
     ),
     String,
@@ -87,18 +100,12 @@ pub async fn bind(
     let cfg = SrtConfig {
         latency: Duration::from_millis(o.latency_ms),
         passphrase: o.passphrase.clone(),
-        passphrases: o
-            .key_passphrases
-            .iter()
-            .map(|(pattern, passphrase)| arcly_srt::KeyPassphrase {
-                pattern: pattern.clone(),
-                passphrase: passphrase.clone(),
-            })
-            .collect(),
+        passphrases: key_passphrases(&o.key_passphrases),
         ..SrtConfig::default()
     };
     let endpoint = SrtEndpoint::new(cfg, seed());
     let stats = endpoint.session_stats();
+    let updates = endpoint.passphrase_updates();
     let host = EndpointHost::new(endpoint, engine, ctx);
     let report = stats.clone();
     let sessions = o.sessions.clone();
@@ -129,5 +136,5 @@ pub async fn bind(
         );
         r
     };
-    Ok((local, stats, task))
+    Ok((local, stats, updates, task))
 }

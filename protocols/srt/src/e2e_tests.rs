@@ -61,6 +61,21 @@ struct Run {
 
 /// Pushes the sample through the listener and pulls it back out.
 fn run(link: LinkConfig, server_pass: Option<&str>, caller_pass: Option<&str>) -> Run {
+    let cfg = SrtConfig {
+        passphrase: server_pass.map(String::from),
+        ..SrtConfig::default()
+    };
+    run_with(link, cfg, caller_pass, None)
+}
+
+/// [`run`] with the listener's settings, and passphrases per stream put in
+/// force while it runs, before the callers come.
+fn run_with(
+    link: LinkConfig,
+    cfg: SrtConfig,
+    caller_pass: Option<&str>,
+    update: Option<Vec<crate::KeyPassphrase>>,
+) -> Run {
     let (tracks, frames) = sample();
     let src = Engine::default();
     let hub = Engine::default();
@@ -70,15 +85,14 @@ fn run(link: LinkConfig, server_pass: Option<&str>, caller_pass: Option<&str>) -
         .publish(&Request::new(key("src"), "test"), Instant::ZERO)
         .expect("publish");
     publisher.set_tracks(tracks);
-    let cfg = SrtConfig {
-        passphrase: server_pass.map(String::from),
-        ..SrtConfig::default()
-    };
     let mut host = EndpointHost::new(
         SrtEndpoint::new(cfg, [7; 32]),
         hub.clone(),
         ConnContext::default(),
     );
+    if let Some(u) = update {
+        host.endpoint().passphrase_updates().set(u);
+    }
     let mut net = Network::new(5, link);
     let mut now = Instant::from_millis(1);
     let ctx = ConnContext::default();
@@ -280,6 +294,33 @@ fn a_wrong_passphrase_is_refused() {
         "{why}"
     );
     assert!(r.got.is_empty());
+}
+
+/// Passphrases per stream replaced while the listener runs (a
+/// configuration reload): callers after it need the new one.
+#[test]
+fn passphrases_per_stream_replaced_while_running_hold_for_new_callers() {
+    let key = |p: &str| crate::KeyPassphrase {
+        pattern: "live/*".into(),
+        passphrase: p.into(),
+    };
+    let cfg = || SrtConfig {
+        passphrases: vec![key("the old passphrase")],
+        ..SrtConfig::default()
+    };
+    let link = LinkConfig::delay(Duration::from_millis(5));
+    let new = Some(vec![key("the new passphrase")]);
+    let r = run_with(link.clone(), cfg(), Some("the new passphrase"), new.clone());
+    assert_same(&r);
+    let r = run_with(link.clone(), cfg(), Some("the old passphrase"), new);
+    assert!(
+        r.refused.is_some(),
+        "the old passphrase still let a caller in"
+    );
+    assert!(r.got.is_empty());
+    // Without the update, the old one holds.
+    let r = run_with(link, cfg(), Some("the old passphrase"), None);
+    assert_same(&r);
 }
 
 #[test]

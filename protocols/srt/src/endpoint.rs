@@ -50,9 +50,36 @@ pub struct SrtEndpoint {
     counts: EndpointCounts,
     stats: SessionStats,
     start: Instant,
+    /// Passphrases per stream put in force by [`PassphraseUpdates::set`],
+    /// taken at the next caller.
+    updates: PassphraseUpdates,
+}
+
+/// Replaces a running listener's passphrases per stream
+/// ([`SrtConfig::passphrases`]): callers that connect after
+/// [`set`](Self::set) get the new ones; sessions already running keep
+/// theirs. Cloning is a reference count.
+#[derive(Clone, Debug, Default)]
+pub struct PassphraseUpdates(Arc<std::sync::Mutex<Option<Vec<crate::KeyPassphrase>>>>);
+
+impl PassphraseUpdates {
+    /// The passphrases per stream from the next caller on.
+    pub fn set(&self, passphrases: Vec<crate::KeyPassphrase>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(passphrases);
+    }
+
+    fn take(&self) -> Option<Vec<crate::KeyPassphrase>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
 }
 
 impl SrtEndpoint {
+    /// The handle that replaces this listener's passphrases per stream
+    /// while it runs.
+    pub fn passphrase_updates(&self) -> PassphraseUpdates {
+        self.updates.clone()
+    }
+
     /// A listener with these settings; `seed` keys its cookies and ids
     /// (32 bytes from the OS's random source).
     pub fn new(cfg: SrtConfig, seed: [u8; 32]) -> Self {
@@ -68,6 +95,7 @@ impl SrtEndpoint {
             counts: EndpointCounts::default(),
             stats: SessionStats::default(),
             start: Instant::ZERO,
+            updates: PassphraseUpdates::default(),
         }
     }
 
@@ -224,6 +252,12 @@ impl Endpoint for SrtEndpoint {
                     self.counts.full += 1;
                     self.reject(now, from, local, &hs, RejectCode::BACKLOG);
                     return Unrouted::Handled;
+                }
+                if let Some(passphrases) = self.updates.take() {
+                    self.cfg = Arc::new(SrtConfig {
+                        passphrases,
+                        ..(*self.cfg).clone()
+                    });
                 }
                 let id = self.new_id();
                 self.by_peer.insert((from, hs.socket_id), id);

@@ -47,7 +47,7 @@ mod replay_tests;
 mod tests;
 
 pub use caller::{CallerConfig, CallerMode, SrtCaller};
-pub use endpoint::SrtEndpoint;
+pub use endpoint::{PassphraseUpdates, SrtEndpoint};
 pub use session::SrtSession;
 
 /// The SRT version we announce (1.5.1).
