@@ -439,10 +439,11 @@ impl StreamAuthenticator for Gate {
                 }),
                 _ => false,
             };
-            // The HMAC tokens of --auth-secret and JWTs are good everywhere.
-            let hmac_ok = || {
-                req.token.is_some() && self.hmac.as_ref().is_some_and(|h| h.authorize(req).is_ok())
-            };
+            // The HMAC tokens of --auth-secret and JWTs are good everywhere
+            // (checked as tokens, whether or not plays need one where no
+            // list is given).
+            let hmac_ok =
+                || req.token.is_some() && self.hmac.as_ref().is_some_and(|h| h.verify(req).is_ok());
             let jwt_ok = || matches!(self.jwt_verdict(req), Some(Ok(())));
             if !token_ok && !user_ok && !hmac_ok() && !jwt_ok() {
                 return Err(if req.token.is_none() && req.user.is_none() {
@@ -1217,6 +1218,36 @@ mod tests {
             ask(&gate, Action::Publish, "live/cam", Some("nope")),
             Err(AuthError::Invalid)
         );
+        // A path's play list holds beside HMAC tokens that plays elsewhere
+        // do not need: a token that is not one of ours does not play.
+        let gate = Gate::new(
+            rules(
+                "[[paths]]\nname = \"live/cam\"\nplay = [\"view\"]\nplay_users = [\"bob:pw\"]\n[[paths]]\nname = \"*\"\n",
+            ),
+            Some({
+                let mut h = hmac.clone();
+                h.protect_play = false;
+                h
+            }),
+        );
+        assert_eq!(
+            ask(&gate, Action::Play, "live/cam", Some("junk")),
+            Err(AuthError::Invalid)
+        );
+        assert_eq!(
+            ask_as(
+                &gate,
+                Action::Play,
+                "live/cam",
+                Some("wrong"),
+                Some(("bob", "wrong"))
+            ),
+            Err(AuthError::Invalid)
+        );
+        assert_eq!(ask(&gate, Action::Play, "live/cam", Some("view")), Ok(()));
+        let play = hmac.mint(Action::Play, &key("live/cam"), 2_000);
+        assert_eq!(ask(&gate, Action::Play, "live/cam", Some(&play)), Ok(()));
+        assert_eq!(ask(&gate, Action::Play, "live/other", None), Ok(()));
         // Elsewhere the global rule: an HMAC token to publish.
         assert_eq!(
             ask(&gate, Action::Publish, "live/other", None),

@@ -184,10 +184,20 @@ fn parse_token(token: &str) -> Option<(u64, [u8; TAG_LEN])> {
 #[cfg(feature = "auth-hmac")]
 impl StreamAuthenticator for HmacTokenAuthenticator {
     fn authorize(&self, req: &AuthRequest<'_>) -> Result<(), AuthError> {
-        use hmac::Mac;
         if req.action == Action::Play && !self.protect_play {
             return Ok(());
         }
+        self.verify(req)
+    }
+}
+
+#[cfg(feature = "auth-hmac")]
+impl HmacTokenAuthenticator {
+    /// Whether the request's token is one of ours for its action, stream
+    /// and time, whatever [`protect_play`](Self::protect_play) says (for
+    /// policies that take these tokens beside others of their own).
+    pub fn verify(&self, req: &AuthRequest<'_>) -> Result<(), AuthError> {
+        use hmac::Mac;
         let token = req.token.ok_or(AuthError::Missing)?;
         let (expiry, sig) = parse_token(token).ok_or(AuthError::Invalid)?;
         // Check the signature before the expiry, so that a forged token
