@@ -749,13 +749,15 @@ impl Loaded {
 
 /// Reads `path` again and, if it holds, puts its rules in force; the
 /// answer says what changed, or why nothing did.
-pub fn reload(gate: &Gate, path: &Path) -> Result<Reloaded, String> {
+pub fn reload(gate: &Gate, path: &Path, running: HlsSettings) -> Result<Reloaded, String> {
     let loaded = load(path)?;
     // The whole file must hold, not only its paths.
     let mut o = crate::defaults();
     loaded.apply(&path.display().to_string(), &mut o)?;
     crate::check(&o)?;
-    crate::check_paths_hls(&o, &loaded.rules)?;
+    // Paths' HLS settings are taken over the settings in force (the
+    // file's [hls] waits for the next start).
+    crate::check_paths_hls(running, &loaded.rules)?;
     let n = loaded.rules.paths.len();
     let ended = gate.replace(loaded.rules);
     let mut msg = format!(
@@ -949,6 +951,39 @@ mod tests {
         assert!(e.contains("hls.segment: takes whole seconds"), "{e}");
         let e = checked("segments = 4").map(|_| ()).unwrap_err();
         assert!(e.contains("segments"), "{e}");
+    }
+
+    #[test]
+    fn a_reload_checks_paths_hls_over_the_settings_in_force() {
+        let d = std::env::temp_dir().join(format!("arcly-reload-hls-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("{e}"));
+        let f = d.join("arcly.toml");
+        std::fs::write(
+            &f,
+            "[[paths]]\nname = \"live/*\"\nhls = { part_ms = 900 }\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let gate = Gate::new(Rules::default(), None);
+        // Running with 1 s segments (a flag): 900 ms parts do not fit.
+        let small = HlsSettings {
+            segment: 1,
+            part_ms: 200,
+            window: 6,
+            ts: false,
+        };
+        let e = reload(&gate, &f, small).map(|r| r.message).unwrap_err();
+        assert!(e.contains("hls.part_ms"), "{e}");
+        assert!(
+            gate.rules().paths.is_empty(),
+            "a refused reload changed the rules"
+        );
+        // With 6 s segments they do.
+        let big = HlsSettings {
+            segment: 6,
+            ..small
+        };
+        reload(&gate, &f, big).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(gate.hls(&key("live/a"), big).part_ms, 900);
     }
 
     #[test]

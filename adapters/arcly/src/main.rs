@@ -543,7 +543,7 @@ fn check_hls(s: config::HlsSettings, name: &dyn Fn(&'static str) -> String) -> R
 
 /// Each path's HLS settings, over the global ones, meet [`check_hls`]'s
 /// rules; an error names the path and its field.
-fn check_paths_hls(o: &Options, rules: &config::Rules) -> Result<(), String> {
+fn check_paths_hls(global: config::HlsSettings, rules: &config::Rules) -> Result<(), String> {
     for (i, r) in rules.paths.iter().enumerate() {
         let Some(h) = &r.hls else { continue };
         let field = |flag: &'static str| {
@@ -554,7 +554,7 @@ fn check_paths_hls(o: &Options, rules: &config::Rules) -> Result<(), String> {
             };
             format!("paths[{i}] ({:?}): hls.{f}:", r.pattern.as_str())
         };
-        check_hls(hls_settings(o).with(Some(h)), &field)?;
+        check_hls(global.with(Some(h)), &field)?;
     }
     Ok(())
 }
@@ -572,7 +572,7 @@ fn check(o: &Options) -> Result<(), String> {
     };
     check_hls(hls_settings(o), &name)?;
     if let Some(c) = &o.config {
-        check_paths_hls(o, &c.rules)?;
+        check_paths_hls(hls_settings(o), &c.rules)?;
     }
     if !(10..=30_000).contains(&o.auth_callback_timeout_ms) {
         return Err(format!(
@@ -954,8 +954,10 @@ async fn run(o: Options) -> Result<(), String> {
         .collect();
     let reload: Option<arcly_http::ReloadHook> = o.config_path.clone().map(|path| {
         let (gate, slot, srt) = (gate.clone(), pulls_slot.clone(), srt_slot.clone());
+        // Paths' HLS settings go over these, the ones in force.
+        let running = hls_settings(&o);
         let hook: arcly_http::ReloadHook = Arc::new(move || {
-            let r = config::reload(&gate, &path).map(|r| {
+            let r = config::reload(&gate, &path, running).map(|r| {
                 let mut msg = r.message;
                 if let Some(pulls) = slot.get() {
                     let mut wanted = flag_pulls.clone();
