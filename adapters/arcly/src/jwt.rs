@@ -167,6 +167,13 @@ impl Jwt {
         Ok(Jwt { secret, jwks })
     }
 
+    /// Why the last fetch of the JWKS failed, until one succeeds (the log
+    /// says it too).
+    #[cfg(test)]
+    pub fn fetch_error(&self) -> Option<String> {
+        self.jwks.as_ref().and_then(|j| j.lock().error.clone())
+    }
+
     /// Whether `token` looks like a JWT at all (three base64url parts
     /// separated by dots), so a caller can tell it from other token kinds.
     /// The signature may be empty: an unsigned JWT is still one, which
@@ -228,10 +235,12 @@ impl Jwt {
                 let jwks = self.jwks.as_ref().ok_or(AuthError::Invalid)?;
                 let (keys, error) = jwks.keys(header.kid.as_deref(), now);
                 if keys.is_empty() {
+                    // Where the keys live and why they could not be had
+                    // are the operator's business, not the client's.
                     return Err(match error {
-                        Some(why) => AuthError::Denied(format!(
-                            "the token's signature cannot be checked: {why}"
-                        )),
+                        Some(_) => {
+                            AuthError::Denied("the token's signature cannot be checked now".into())
+                        }
                         None => AuthError::Invalid,
                     });
                 }
@@ -356,8 +365,13 @@ impl Jwks {
                         keys.fetched = Some(now);
                         keys.error = None;
                     }
-                    // The keys fetched before stay.
-                    Err(why) => keys.error = Some(why),
+                    // The keys fetched before stay; the operator is told
+                    // why (the client only that its token cannot be
+                    // checked).
+                    Err(why) => {
+                        tracing::warn!("{why}");
+                        keys.error = Some(why);
+                    }
                 }
             });
         }
@@ -1040,6 +1054,8 @@ pub(crate) mod tests {
         let jwt = jwks_only(&nobody());
         let token = rs(KEY_A, Some("test-a"), &claims("publish", "*"));
         let why = denied(check(&jwt, &token, Action::Publish, T));
+        assert_eq!(why, "the token's signature cannot be checked now");
+        let why = jwt.fetch_error().unwrap_or_default();
         assert!(why.contains("could not be fetched"), "{why}");
         let token = rs(KEY_A, None, &claims("publish", "*"));
         assert!(check(&jwt, &token, Action::Publish, T).is_err());
@@ -1067,7 +1083,8 @@ pub(crate) mod tests {
         let later = t0 + Duration::from_secs(301);
         assert_eq!(at(&a, later), Ok(()));
         // Key B never came: refused with the reason.
-        let why = denied(at(&b, later + Duration::from_secs(11)));
+        let _ = denied(at(&b, later + Duration::from_secs(11)));
+        let why = jwt.fetch_error().unwrap_or_default();
         assert!(why.contains("could not be fetched"), "{why}");
         assert_eq!(count.load(Ordering::SeqCst), 1);
     }
@@ -1077,7 +1094,9 @@ pub(crate) mod tests {
         let a = rs(KEY_A, Some("test-a"), &claims("play", "*"));
         let refused = |answer: Vec<u8>, says: &str| {
             let (url, _) = serve(vec![answer]);
-            let why = denied(check(&jwks_only(&url), &a, Action::Play, T));
+            let jwt = jwks_only(&url);
+            let _ = denied(check(&jwt, &a, Action::Play, T));
+            let why = jwt.fetch_error().unwrap_or_default();
             assert!(why.contains(says), "{why} (wanted {says:?})");
         };
         refused(ok(&" ".repeat(MAX_JWKS + 1)), "over 65536 bytes");
