@@ -22,6 +22,9 @@ echo "check-deb: built $deb"
 dpkg -i "$deb"
 test "$(/usr/bin/arcly --version)" = "arcly $(grep -m1 '^version' Cargo.toml | cut -d'"' -f2)"
 test -f /etc/arcly/arcly.toml
+# The configuration may hold secrets: root and the arcly user read it.
+test "$(stat -c '%a %U %G' /etc/arcly/arcly.toml)" = "640 root arcly"
+id arcly >/dev/null
 systemd-analyze verify /lib/systemd/system/arcly.service
 # The packaged configuration starts the gateway (on ports of our own).
 log="$(mktemp)"
