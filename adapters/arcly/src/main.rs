@@ -818,6 +818,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log(Level::Error, &e);
+            // Also where a log filter (--log off) would hide it.
+            if !tracing::enabled!(tracing::Level::ERROR) {
+                eprintln!("arcly: {e}");
+            }
             ExitCode::FAILURE
         }
     }

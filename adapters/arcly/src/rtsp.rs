@@ -211,6 +211,13 @@ impl Pulls {
     /// started and stopped. A key whose source changed is restarted.
     pub fn set(&self, wanted: &[Pull]) -> (Vec<String>, Vec<String>) {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        // A pull that ended by itself (a source it cannot call) runs
+        // again if still wanted.
+        running.retain(|_, r| !r.task.is_finished());
+        self.stopped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|t| !t.is_finished());
         let key = |p: &Pull| format!("{}/{}", p.app, p.stream);
         let (mut started, mut stopped) = (Vec::new(), Vec::new());
         let gone: Vec<String> = running
