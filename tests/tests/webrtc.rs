@@ -488,18 +488,17 @@ fn chromium_publishes_through_the_publish_page_and_plays_through_the_player_page
     let g = Gateway::start(&dir, &[]);
     let base = format!("http://{}/live/page", g.http);
     let browser = std::thread::spawn(move || pages_in_chromium(&base, 20, "webrtc-page", true));
-    // While it publishes, the front page lists the stream with its page.
+    // While it publishes, the front page lists the stream with its page
+    // and, once its first key frame came, its tracks.
+    let listed = "<a href=\"/live/page/\">live/page</a> <span>h264, opus from webrtc</span>";
     let until = Instant::now() + Duration::from_secs(15);
     let mut front = String::new();
-    while Instant::now() < until && !front.contains("<a href=\"/live/page/\">live/page</a>") {
+    while Instant::now() < until && !front.contains(listed) {
         std::thread::sleep(Duration::from_millis(500));
         front = http_get(g.http, "/");
     }
     let r = browser.join().expect("the browser run");
-    assert!(
-        front.contains("<a href=\"/live/page/\">live/page</a> <span>h264, opus from webrtc</span>"),
-        "{front}"
-    );
+    assert!(front.contains(listed), "{front}");
     assert_eq!(r["publisher"]["state"], "publishing", "{}", r["publisher"]);
     assert_smooth(&r, "Chromium's camera through the pages", true);
     assert_eq!(r["player"]["decoder"], "webrtc", "{}", r["player"]);
