@@ -2,11 +2,14 @@
 //! parser, the response-head parser, Content-Length and chunked bodies, and
 //! in low-latency mode the parts and blocking reloads),
 //! split at arbitrary points with time passing: never a panic, never an
-//! unbounded buffer.
+//! unbounded buffer. The same bytes as a body in each framing
+//! (`response_body`, which the gateway's callback and JWKS calls read).
 #![no_main]
 
 use arcly_core::time::Instant;
-use arcly_http::client::{parse_playlist, parse_response_head, ClientConfig, HlsClient};
+use arcly_http::client::{
+    parse_playlist, parse_response_head, response_body, ClientConfig, Framing, HlsClient,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -14,6 +17,15 @@ fuzz_target!(|data: &[u8]| {
         let _ = parse_playlist(text);
     }
     let _ = parse_response_head(data, false);
+    for framing in [
+        Framing::Chunked,
+        Framing::Close,
+        Framing::Length(data.len() as u64 / 2),
+    ] {
+        if let Ok(Some(body)) = response_body(data, framing, 4096, data.len() % 3 == 0) {
+            assert!(body.len() <= 4096);
+        }
+    }
     let cfg = ClientConfig {
         max_segment: 1 << 16,
         low_latency: data.len() % 2 == 0,

@@ -7,8 +7,6 @@
 
 use arcly_core::engine::{AuthError, AuthRequest};
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -87,73 +85,38 @@ impl Callback {
         verdict.map_err(AuthError::Denied)
     }
 
-    /// One POST; blocks at most about the time-out. Inside a multi-thread
-    /// tokio runtime the worker hands its other tasks on while it waits.
+    /// One POST; blocks at most about the time-out (see
+    /// [`crate::http_call::blocking`]).
     fn ask(&self, body: &str) -> Result<(), String> {
-        let call = || self.post(body);
-        match tokio::runtime::Handle::try_current() {
-            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(call)
-            }
-            _ => call(),
-        }
-    }
-
-    fn post(&self, body: &str) -> Result<(), String> {
-        let deadline = Instant::now() + self.timeout;
-        let unreachable = |e: &dyn std::fmt::Display| {
-            format!(
-                "the auth callback {}:{} did not answer: {e}",
-                self.host, self.port
-            )
-        };
-        let addr = (self.host.as_str(), self.port)
-            .to_socket_addrs()
-            .map_err(|e| unreachable(&e))?
-            .next()
-            .ok_or_else(|| unreachable(&"no address"))?;
-        let mut s = TcpStream::connect_timeout(&addr, self.timeout).map_err(|e| unreachable(&e))?;
-        let left = || {
-            deadline
-                .saturating_duration_since(Instant::now())
-                .max(Duration::from_millis(1))
-        };
-        s.set_write_timeout(Some(left()))
-            .map_err(|e| unreachable(&e))?;
-        let head = format!(
-            "POST {} HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\nUser-Agent: arcly\r\n\r\n",
+        let request = format!(
+            "POST {} HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\nUser-Agent: arcly\r\n\r\n{body}",
             self.path,
             self.host,
             self.port,
             body.len()
         );
-        s.write_all(head.as_bytes())
-            .and_then(|()| s.write_all(body.as_bytes()))
-            .map_err(|e| unreachable(&e))?;
-        // The response head is all we need (the parser bounds it).
-        let mut got = Vec::with_capacity(256);
-        let mut buf = [0u8; 1024];
-        let status = loop {
-            match arcly_http::client::parse_response_head(&got, false) {
-                Ok(Some((head, _))) => break head.status,
-                Ok(None) => {}
-                Err(e) => return Err(unreachable(&e)),
-            }
-            if Instant::now() >= deadline {
-                return Err(unreachable(&"timed out"));
-            }
-            s.set_read_timeout(Some(left()))
-                .map_err(|e| unreachable(&e))?;
-            match s.read(&mut buf) {
-                Ok(0) => return Err(unreachable(&"it closed before answering")),
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-                Err(e) => return Err(unreachable(&e)),
-            }
-        };
-        if (200..300).contains(&status) {
-            Ok(())
-        } else {
-            Err(format!("refused by the auth callback ({status})"))
+        // The answer's head is all we need.
+        let answer = crate::http_call::blocking(|| {
+            crate::http_call::call(
+                &self.host,
+                self.port,
+                request.as_bytes(),
+                self.timeout,
+                None,
+            )
+        });
+        match answer {
+            Ok(a) if (200..300).contains(&a.status) => Ok(()),
+            Ok(a) => Err(format!("refused by the auth callback ({})", a.status)),
+            Err(e) => Err(format!(
+                "the auth callback {}:{} did not answer: {}",
+                self.host,
+                self.port,
+                match e {
+                    crate::http_call::CallError::Failed(why) => why,
+                    crate::http_call::CallError::TooLarge => "its answer was too large".into(),
+                }
+            )),
         }
     }
 }
@@ -162,6 +125,7 @@ impl Callback {
 mod tests {
     use super::*;
     use arcly_core::engine::{Action, StreamKey};
+    use std::io::{Read, Write};
     use std::net::TcpListener;
 
     /// A service answering `status` after `delay`, recording each body.

@@ -26,11 +26,8 @@
 
 use crate::config::glob;
 use arcly_core::engine::{Action, AuthError, StreamKey};
-use arcly_http::client::Framing;
 use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind, Validation};
 use serde::Deserialize;
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -303,17 +300,6 @@ fn verify(
     jsonwebtoken::decode::<Claims>(token, key, &v).map(|t| t.claims)
 }
 
-/// Runs `f`, which blocks; inside a multi-thread tokio runtime the worker
-/// hands its other tasks on while it waits.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
-        _ => f(),
-    }
-}
-
 impl Jwks {
     fn new(url: String, timeout: Duration) -> Result<Jwks, String> {
         let (authority, port, path) = arcly_http::client::split_http_url(&url)
@@ -347,7 +333,7 @@ impl Jwks {
     /// failed, if it did.
     fn keys(&self, kid: Option<&str>, now: Instant) -> (Vec<Arc<DecodingKey>>, Option<String>) {
         if self.lock().want_fetch(kid, now) {
-            blocking(|| {
+            crate::http_call::blocking(|| {
                 let _one = self.fetching.lock().unwrap_or_else(PoisonError::into_inner);
                 // Another thread may have fetched while this one waited.
                 {
@@ -393,123 +379,32 @@ impl Jwks {
 
     /// One GET of the set's body; blocks at most about the time-out.
     fn get(&self) -> Result<Vec<u8>, String> {
-        let deadline = Instant::now() + self.timeout;
-        let failed = |e: &dyn std::fmt::Display| {
-            format!("the JWKS at {} could not be fetched: {e}", self.url)
-        };
-        let addr = (self.host.as_str(), self.port)
-            .to_socket_addrs()
-            .map_err(|e| failed(&e))?
-            .next()
-            .ok_or_else(|| failed(&"no address"))?;
-        let mut s = TcpStream::connect_timeout(&addr, self.timeout).map_err(|e| failed(&e))?;
-        let left = || {
-            deadline
-                .saturating_duration_since(Instant::now())
-                .max(Duration::from_millis(1))
-        };
-        s.set_write_timeout(Some(left())).map_err(|e| failed(&e))?;
         let request = format!(
             "GET {} HTTP/1.1\r\nHost: {}:{}\r\nAccept: application/json\r\nConnection: close\r\nUser-Agent: arcly\r\n\r\n",
             self.path, self.authority, self.port
         );
-        s.write_all(request.as_bytes()).map_err(|e| failed(&e))?;
-        let too_large = || format!("the JWKS at {} is over {MAX_JWKS} bytes", self.url);
-        let mut got = Vec::with_capacity(4096);
-        let mut buf = [0u8; 8192];
-        let mut head = None;
-        loop {
-            if head.is_none() {
-                head =
-                    arcly_http::client::parse_response_head(&got, false).map_err(|e| failed(&e))?;
+        let answer = crate::http_call::call(
+            &self.host,
+            self.port,
+            request.as_bytes(),
+            self.timeout,
+            Some(MAX_JWKS),
+        )
+        .map_err(|e| match e {
+            crate::http_call::CallError::TooLarge => {
+                format!("the JWKS at {} is over {MAX_JWKS} bytes", self.url)
             }
-            if let Some((h, len)) = &head {
-                if h.status != 200 {
-                    return Err(format!("the JWKS at {} answered {}", self.url, h.status));
-                }
-                let body = &got[*len..];
-                match h.framing {
-                    Framing::Length(n) if n > MAX_JWKS as u64 => return Err(too_large()),
-                    Framing::Length(n) => {
-                        if let Some(body) = usize::try_from(n).ok().and_then(|n| body.get(..n)) {
-                            return Ok(body.to_vec());
-                        }
-                    }
-                    Framing::Chunked => {
-                        if let Some(body) = dechunk(body).map_err(|e| {
-                            if e.is_empty() {
-                                too_large()
-                            } else {
-                                failed(&e)
-                            }
-                        })? {
-                            return Ok(body);
-                        }
-                    }
-                    Framing::Close if body.len() > MAX_JWKS => return Err(too_large()),
-                    Framing::Close => {}
-                }
-                // Room for a chunked body's framing, no more.
-                if body.len() > 2 * MAX_JWKS {
-                    return Err(too_large());
-                }
+            crate::http_call::CallError::Failed(why) => {
+                format!("the JWKS at {} could not be fetched: {why}", self.url)
             }
-            if Instant::now() >= deadline {
-                return Err(failed(&"timed out"));
-            }
-            s.set_read_timeout(Some(left())).map_err(|e| failed(&e))?;
-            match s.read(&mut buf) {
-                Ok(0) => {
-                    return match &head {
-                        Some((h, len)) if h.framing == Framing::Close => Ok(got[*len..].to_vec()),
-                        _ => Err(failed(&"it closed before the end of its answer")),
-                    }
-                }
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-                Err(e) => return Err(failed(&e)),
-            }
+        })?;
+        if answer.status != 200 {
+            return Err(format!(
+                "the JWKS at {} answered {}",
+                self.url, answer.status
+            ));
         }
-    }
-}
-
-/// A chunked body (RFC 9112 §7.1) decoded: `Ok(None)` until its last chunk
-/// is in, `Err("")` when it grows over [`MAX_JWKS`], `Err(why)` when it is
-/// malformed. Trailers are not read.
-fn dechunk(raw: &[u8]) -> Result<Option<Vec<u8>>, String> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    loop {
-        let rest = &raw[at..];
-        let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else {
-            return if rest.len() > 1024 {
-                Err("a chunk size line that does not end".into())
-            } else {
-                Ok(None)
-            };
-        };
-        let line = &rest[..eol];
-        let size_text = line.split(|&b| b == b';').next().unwrap_or_default();
-        let digits = std::str::from_utf8(size_text)
-            .ok()
-            .map(str::trim)
-            .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_hexdigit()))
-            .ok_or("a chunk size that is not hexadecimal")?
-            .trim_start_matches('0');
-        // Eight hex digits are already more than the body taken.
-        let size = match usize::from_str_radix(digits, 16) {
-            _ if digits.is_empty() => return Ok(Some(out)),
-            Ok(size) if digits.len() <= 8 && size <= MAX_JWKS - out.len() => size,
-            _ => return Err(String::new()),
-        };
-        at += eol + 2;
-        let Some(chunk) = raw.get(at..at + size + 2) else {
-            return Ok(None);
-        };
-        if !chunk.ends_with(b"\r\n") {
-            return Err("a chunk not ended by CRLF".into());
-        }
-        out.extend_from_slice(&chunk[..size]);
-        at += size + 2;
+        Ok(answer.body)
     }
 }
 
@@ -566,6 +461,7 @@ pub(crate) mod tests {
     use base64::Engine as _;
     use jsonwebtoken::{EncodingKey, Header};
     use serde_json::{json, Value};
+    use std::io::{Read, Write};
     use std::net::TcpListener;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -1161,23 +1057,6 @@ pub(crate) mod tests {
         assert_eq!(kids, [Some("test-a"), None, Some("test-a"), Some("test-a")]);
         // A set with no usable key replaces the keys with none.
         assert_eq!(parse_jwks(b"{\"keys\": []}").map(|k| k.len()), Ok(0));
-    }
-
-    #[test]
-    fn dechunking() {
-        assert_eq!(dechunk(b"3\r\nabc\r\n0\r\n\r\n"), Ok(Some(b"abc".to_vec())));
-        assert_eq!(dechunk(b"3\r\nabc\r\n"), Ok(None));
-        assert_eq!(dechunk(b"3\r\nab"), Ok(None));
-        assert_eq!(dechunk(b""), Ok(None));
-        assert!(dechunk(b"x\r\n").is_err());
-        assert!(dechunk(b"+3\r\nabc\r\n0\r\n\r\n").is_err());
-        assert!(dechunk(b"3\r\nabcd\r\n").is_err());
-        assert_eq!(dechunk(b"ffffffffffffffffffff\r\n"), Err(String::new()));
-        assert_eq!(
-            dechunk(b"0003\r\nabc\r\n000\r\n"),
-            Ok(Some(b"abc".to_vec()))
-        );
-        assert_eq!(dechunk(b"10001\r\n"), Err(String::new()));
     }
 
     #[test]

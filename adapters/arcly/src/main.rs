@@ -709,6 +709,7 @@ pub(crate) async fn each_second(stop: arcly_tokio::ShutdownSignal, mut f: impl F
 mod bench;
 mod callback;
 mod config;
+mod http_call;
 mod hwaccel;
 mod jwt;
 mod refusals;

@@ -84,6 +84,82 @@ pub struct ResponseHead {
     pub keep_alive: bool,
 }
 
+/// The whole body of a response, from `buf` (what came after its head)
+/// framed as `framing`: `Ok(None)` until all of it is there (`eof`: the
+/// server closed, which ends a [`Framing::Close`] body and cuts any other
+/// short), [`ClientError::BodyTooLarge`] once it is over `limit` bytes.
+/// Chunked bodies (RFC 9112 §7.1) are decoded; chunk extensions are
+/// skipped, trailers refused.
+pub fn response_body(
+    buf: &[u8],
+    framing: Framing,
+    limit: usize,
+    eof: bool,
+) -> Result<Option<Vec<u8>>, ClientError> {
+    let body = match framing {
+        Framing::Length(n) if n > limit as u64 => return Err(ClientError::BodyTooLarge(n)),
+        Framing::Length(n) => buf.get(..n as usize).map(<[u8]>::to_vec),
+        Framing::Close if buf.len() > limit => {
+            return Err(ClientError::BodyTooLarge(buf.len() as u64))
+        }
+        Framing::Close => eof.then(|| buf.to_vec()),
+        Framing::Chunked => dechunk(buf, limit)?,
+    };
+    match body {
+        None if eof => Err(ClientError::Closed),
+        body => Ok(body),
+    }
+}
+
+/// A chunked body decoded, when all of it is in `raw`.
+fn dechunk(raw: &[u8], limit: usize) -> Result<Option<Vec<u8>>, ClientError> {
+    let bad = |why: &str| ClientError::Malformed(why.to_string());
+    let mut out = Vec::new();
+    let mut at = 0;
+    loop {
+        let rest = &raw[at..];
+        let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else {
+            return if rest.len() > 1024 {
+                Err(bad("a chunk size line that does not end"))
+            } else {
+                Ok(None)
+            };
+        };
+        let size_text = rest[..eol].split(|&b| b == b';').next().unwrap_or_default();
+        let digits = std::str::from_utf8(size_text)
+            .ok()
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_hexdigit()))
+            .ok_or_else(|| bad("a chunk size that is not hexadecimal"))?
+            .trim_start_matches('0');
+        at += eol + 2;
+        if digits.is_empty() {
+            // The last chunk; no trailers are taken.
+            return match raw.get(at..at + 2) {
+                None => Ok(None),
+                Some(b"\r\n") => Ok(Some(out)),
+                Some(_) => Err(bad("chunked trailers")),
+            };
+        }
+        // Sixteen hex digits could overflow; far fewer pass any limit.
+        let size = match usize::from_str_radix(digits, 16) {
+            Ok(size) if digits.len() <= 15 && size <= limit - out.len() => size,
+            Ok(size) if digits.len() <= 15 => {
+                return Err(ClientError::BodyTooLarge((out.len() + size) as u64))
+            }
+            _ => return Err(ClientError::BodyTooLarge(u64::MAX)),
+        };
+        let Some(chunk) = raw.get(at..at + size + 2) else {
+            return Ok(None);
+        };
+        if !chunk.ends_with(b"\r\n") {
+            return Err(bad("a chunk not ended by CRLF"));
+        }
+        out.extend_from_slice(&chunk[..size]);
+        at += size + 2;
+    }
+}
+
 /// Parses a response head at the front of `buf`: `Ok(None)` until all of it
 /// is there, then the head and its length in bytes.
 pub fn parse_response_head(
@@ -1145,6 +1221,112 @@ mod tests {
         assert!(!c.is_closed());
         c.connected(t0);
         assert_eq!(request_path(&mut c), "/seg12.ts");
+    }
+
+    #[test]
+    fn whole_bodies_in_every_framing() {
+        let body = |raw: &[u8], f: Framing, eof: bool| response_body(raw, f, 100, eof);
+        // Length.
+        assert_eq!(
+            body(b"abcdef", Framing::Length(3), false),
+            Ok(Some(b"abc".to_vec()))
+        );
+        assert_eq!(body(b"ab", Framing::Length(3), false), Ok(None));
+        assert_eq!(
+            body(b"ab", Framing::Length(3), true),
+            Err(ClientError::Closed)
+        );
+        assert_eq!(
+            body(b"", Framing::Length(101), false),
+            Err(ClientError::BodyTooLarge(101))
+        );
+        // Until the close.
+        assert_eq!(body(b"abc", Framing::Close, false), Ok(None));
+        assert_eq!(
+            body(b"abc", Framing::Close, true),
+            Ok(Some(b"abc".to_vec()))
+        );
+        assert_eq!(
+            body(&[0; 101], Framing::Close, false),
+            Err(ClientError::BodyTooLarge(101))
+        );
+        // Chunked: whole, cut short, malformed, over the limit.
+        let c = |raw: &[u8]| body(raw, Framing::Chunked, false);
+        assert_eq!(c(b"3\r\nabc\r\n0\r\n\r\n"), Ok(Some(b"abc".to_vec())));
+        assert_eq!(
+            c(b"3;ext=1\r\nabc\r\n0000\r\n\r\n"),
+            Ok(Some(b"abc".to_vec()))
+        );
+        assert_eq!(c(b"0003\r\nabc\r\n0\r\n\r\n"), Ok(Some(b"abc".to_vec())));
+        for part in [&b""[..], b"3\r\nab", b"3\r\nabc\r\n", b"3\r\nabc\r\n0\r\n"] {
+            assert_eq!(c(part), Ok(None), "{part:?}");
+        }
+        assert_eq!(
+            body(b"3\r\nabc\r\n", Framing::Chunked, true),
+            Err(ClientError::Closed)
+        );
+        for bad in [
+            &b"x\r\n"[..],
+            b"+3\r\nabc\r\n0\r\n\r\n",
+            b"3\r\nabcd\r\n",
+            b"0\r\nX: y\r\n\r\n",
+        ] {
+            assert!(matches!(c(bad), Err(ClientError::Malformed(_))), "{bad:?}");
+        }
+        assert!(matches!(c(&[b'1'; 1025]), Err(ClientError::Malformed(_))));
+        assert_eq!(c(b"65\r\n"), Err(ClientError::BodyTooLarge(101)));
+        assert_eq!(
+            c(b"ffffffffffffffffffff\r\n"),
+            Err(ClientError::BodyTooLarge(u64::MAX))
+        );
+        assert_eq!(
+            c(b"32\r\n01234567890123456789012345678901234567890123456789\r\n33\r\n"),
+            Err(ClientError::BodyTooLarge(101))
+        );
+    }
+
+    proptest! {
+        /// A body chunked at any sizes decodes to itself, and no prefix of
+        /// it is taken for the whole.
+        #[test]
+        fn chunked_bodies_round_trip(
+            body in proptest::collection::vec(any::<u8>(), 0..300),
+            sizes in proptest::collection::vec(1usize..50, 1..20),
+            cut in 0usize..400,
+        ) {
+            let mut raw = Vec::new();
+            let (mut at, mut i) = (0, 0);
+            while at < body.len() {
+                let n = sizes[i % sizes.len()].min(body.len() - at);
+                raw.extend_from_slice(format!("{n:x}\r\n").as_bytes());
+                raw.extend_from_slice(&body[at..at + n]);
+                raw.extend_from_slice(b"\r\n");
+                at += n;
+                i += 1;
+            }
+            raw.extend_from_slice(b"0\r\n\r\n");
+            prop_assert_eq!(
+                response_body(&raw, Framing::Chunked, 300, false),
+                Ok(Some(body.clone()))
+            );
+            let cut = cut.min(raw.len() - 1);
+            prop_assert_eq!(response_body(&raw[..cut], Framing::Chunked, 300, false), Ok(None));
+        }
+
+        /// Arbitrary bytes as a body in any framing never panic.
+        #[test]
+        fn arbitrary_bodies_never_panic(
+            raw in proptest::collection::vec(any::<u8>(), 0..2000),
+            framing in 0u8..3,
+            eof in any::<bool>(),
+        ) {
+            let f = match framing {
+                0 => Framing::Chunked,
+                1 => Framing::Close,
+                _ => Framing::Length(raw.len() as u64 / 2),
+            };
+            let _ = response_body(&raw, f, 1000, eof);
+        }
     }
 
     proptest! {
