@@ -10,7 +10,7 @@
 mod common;
 
 use common::media::{assert_frame_exact, finish};
-use common::peers::{ffmpeg5, free_port, need, spawn, strict_decode, tmpdir};
+use common::peers::{ffmpeg5, free_port, free_udp, need, spawn, strict_decode, tmpdir};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -110,14 +110,6 @@ fn short_play(url: &str) -> bool {
         .output()
         .expect("ffmpeg runs");
     out.status.success()
-}
-
-/// A free UDP port on 127.0.0.1.
-fn free_udp() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("a free UDP port")
-        .port()
 }
 
 /// The ports of a gateway serving every protocol on 127.0.0.1.

@@ -8,7 +8,7 @@
 mod common;
 
 use common::media::{assert_frame_exact, finish, frame_exact, interrupt, make_ts, packets};
-use common::peers::{ffmpeg5, need, spawn, tmpdir};
+use common::peers::{ffmpeg5, free_udp, need, spawn, tmpdir};
 use common::relay::{Profile, Relay};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -24,13 +24,6 @@ fn gst() -> PathBuf {
         "gst-launch-1.0",
         "apt-get install -y gstreamer1.0-tools gstreamer1.0-plugins-bad",
     )
-}
-
-fn free_udp() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("free udp port")
-        .port()
 }
 
 fn free_tcp() -> u16 {

@@ -10,7 +10,7 @@
 mod common;
 
 use common::media::{finish, frame_exact_with};
-use common::peers::{ffmpeg9, free_port, spawn, strict_decode, tmpdir};
+use common::peers::{ffmpeg9, free_port, free_udp, spawn, strict_decode, tmpdir};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -30,13 +30,6 @@ impl Drop for Gateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_udp() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("a free UDP port")
-        .port()
 }
 
 impl Gateway {

@@ -20,6 +20,14 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A free UDP port on 127.0.0.1.
+pub fn free_udp() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free UDP port")
+        .port()
+}
+
 /// A tool from PATH, or a failure that names it and how to install it.
 pub fn need(tool: &str, install: &str) -> PathBuf {
     which(tool)
