@@ -9,41 +9,46 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub const HELP: &str = "\
-arcly bench: a load tool of RTMP players or HLS clients
+/// `arcly bench`'s flags.
+#[derive(Debug, clap::Args)]
+#[command(after_help = AFTER_HELP)]
+pub struct BenchArgs {
+    /// rtmp://HOST:PORT/APP/STREAM (RTMP players), rtsp://HOST:PORT/PATH (RTSP
+    /// over TCP), http://HOST:PORT/APP/STREAM/whep (WebRTC), or any other
+    /// http:// URL (HLS clients); repeat to mix them: players take the URLs in turn
+    #[arg(long, required = true, value_name = "URL")]
+    pub url: Vec<String>,
+    /// Players to run
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub players: u64,
+    /// Players started per second
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub ramp: u64,
+    /// How long to run after the first start, in seconds
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub duration: u64,
+    /// A player whose stream ends or is refused (a publisher restarting)
+    /// connects again after half a second, as real players retry; counted as
+    /// rejoins, not errors
+    #[arg(long)]
+    pub reconnect: bool,
+    /// HLS clients play LL-HLS parts through blocking reloads where the
+    /// server offers them
+    #[arg(long)]
+    pub ll_hls: bool,
+}
 
-USAGE:
-    arcly bench --url rtmp://HOST:PORT/APP/STREAM [--players N] [--ramp N] [--duration SECS]
-                [--reconnect]
-    arcly bench --url rtsp://HOST:PORT/PATH [--players N] [--ramp N] [--duration SECS]
-    arcly bench --url http://HOST:PORT/PATH/index.m3u8 [--players N] [--ramp N] [--duration SECS]
-                [--ll-hls]
-    arcly bench --url http://HOST:PORT/APP/STREAM/whep [--players N] [--ramp N] [--duration SECS]
-
-An rtmp:// URL runs RTMP players, an rtsp:// URL RTSP players (TCP); an
-http:// URL ending in /whep runs WebRTC players (WHEP: the offer over HTTP,
-then ICE, DTLS and SRTP on a UDP socket of their own), any other http://
-URL HLS clients. Give
---url more than once to mix them: the players take the URLs in turn. An HLS
-client runs on one keep-alive connection: the playlist, then every new
-segment from three before the live edge, with playback modelled so that
-running dry is a stall; its join time is the time to the first whole
-segment.
-
-    --players N       players to run [default: 100]
-    --ramp N          players started per second [default: 100]
-    --duration SECS   how long to run after the first start [default: 30]
-    --reconnect       a player whose stream ends or is refused (a publisher
-                      restarting) connects again after half a second, as
-                      real players retry; counted as rejoins, not errors
-    --ll-hls          HLS clients play LL-HLS parts through blocking reloads
-                      where the server offers them
+const AFTER_HELP: &str = "\
+A WHEP player sends the offer over HTTP, then runs ICE, DTLS and SRTP on a UDP
+socket of its own. An HLS client runs on one keep-alive connection: the
+playlist, then every new segment from three before the live edge, with playback
+modelled so that running dry is a stall; its join time is the time to the first
+whole segment.
 
 Prints one line a second (players, joined, delivered Mbit/s, stalls, errors)
 and a summary: joins, mean and worst join time (to the first key frame for
 RTMP, to the first whole segment for HLS), stalls (RTMP: a second without
-video for a joined player; HLS: modelled playback ran dry), and errors.
-";
+video for a joined player; HLS: modelled playback ran dry), and errors.";
 
 #[derive(Default)]
 struct Totals {
@@ -57,35 +62,16 @@ struct Totals {
     rejoins: AtomicU64,
 }
 
-pub fn run(args: &[String]) -> Result<String, String> {
-    let (mut urls, mut players, mut ramp, mut duration) = (Vec::new(), 100u64, 100u64, 30u64);
-    let (mut reconnect, mut low_latency) = (false, false);
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        if flag == "--reconnect" {
-            reconnect = true;
-            continue;
-        }
-        if flag == "--ll-hls" {
-            low_latency = true;
-            continue;
-        }
-        let v = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let num = |v: &str| {
-            v.parse::<u64>()
-                .map_err(|_| format!("{flag} takes a number, not {v:?}"))
-        };
-        match flag.as_str() {
-            "--url" => urls.push(v.clone()),
-            "--players" => players = num(v)?,
-            "--ramp" => ramp = num(v)?.max(1),
-            "--duration" => duration = num(v)?,
-            other => return Err(format!("unknown flag {other:?} (see arcly bench --help)")),
-        }
-    }
-    if urls.is_empty() {
-        return Err("--url is required".into());
-    }
+pub fn run(args: BenchArgs) -> Result<String, String> {
+    let BenchArgs {
+        url: urls,
+        players,
+        ramp,
+        duration,
+        reconnect,
+        ll_hls: low_latency,
+    } = args;
+    let ramp = ramp.max(1);
     let targets = urls
         .iter()
         .map(|u| parse_target(u))

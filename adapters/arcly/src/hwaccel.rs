@@ -193,15 +193,10 @@ pub fn detect(ffmpeg: &Path) -> Result<Vec<FfmpegBackend>, String> {
 }
 
 /// `arcly hwaccel [--ffmpeg PATH]`: the report.
-pub fn run(args: &[String]) -> Result<String, String> {
-    let ffmpeg = match args {
-        [] => "ffmpeg".to_string(),
-        [flag, path] if flag == "--ffmpeg" => path.clone(),
-        _ => return Err("takes [--ffmpeg PATH]".into()),
-    };
-    let found = detect(Path::new(&ffmpeg))?;
+pub fn run(ffmpeg: &Path) -> Result<String, String> {
+    let found = detect(ffmpeg)?;
     if found.is_empty() {
-        return Ok(format!("{ffmpeg} offers no hardware encoder"));
+        return Ok(format!("{} offers no hardware encoder", ffmpeg.display()));
     }
     let names = |c: &[CodecId]| -> String {
         let v: Vec<&str> = c.iter().map(|c| c.name()).collect();

@@ -15,89 +15,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-const HELP: &str = "\
-arcly: a live-media streaming gateway (RTMP, RTSP, SRT and WebRTC in; RTMP, RTSP, SRT, WebRTC, HLS and LL-HLS out)
-
-USAGE:
-    arcly [FLAGS]
-    arcly --config FILE [FLAGS] settings and per-stream rules from a TOML file; flags override it
-    arcly config --default      print a commented configuration file with every default
-    arcly hwaccel [--ffmpeg PATH]
-                                the hardware encoders ffmpeg offers and whether each works here
-    arcly remux IN OUT          convert FLV / MPEG-TS to MPEG-TS, fMP4 or HLS (see arcly remux --help)
-    arcly bench --url URL       run N RTMP players against a server (see arcly bench --help)
-    arcly token --secret SECRET --action publish|play --key APP/STREAM [--ttl SECONDS]
-
-Publish with:   ffmpeg -re -i IN -c copy -f flv rtmp://127.0.0.1:1935/live/STREAM
-Play with:      ffplay rtmp://127.0.0.1:1935/live/STREAM
-RTSP:           ffmpeg -re -i IN -c copy -f rtsp rtsp://127.0.0.1:8554/live/STREAM
-                ffplay rtsp://127.0.0.1:8554/live/STREAM
-SRT:            ffmpeg -re -i IN -c copy -f mpegts 'srt://127.0.0.1:8890?streamid=publish:live/STREAM'
-                ffplay 'srt://127.0.0.1:8890?streamid=read:live/STREAM'
-         or:    http://127.0.0.1:8888/live/STREAM/index.m3u8 (HLS / LL-HLS)
-WebRTC (WHIP):  ffmpeg -re -i IN -c:v libx264 -bf 0 -c:a libopus -f whip http://127.0.0.1:8888/live/STREAM/whip
-       (WHEP):  http://127.0.0.1:8888/live/STREAM/ in a browser (a WHEP player page);
-                the camera from a browser: http://127.0.0.1:8888/live/STREAM/publish
-Stream list:    http://127.0.0.1:8888/api/streams    Metrics: /metrics
-
-FLAGS:
-    --config FILE           read settings and [[paths]] rules from FILE (see arcly config --default);
-                            SIGHUP or POST /api/config/reload applies its [[paths]] again
-    --rtmp ADDR|off         RTMP listen address [default: 0.0.0.0:1935]
-    --http ADDR|off         HTTP listen address (HLS, stats) [default: 0.0.0.0:8888]
-    --rtsp ADDR|off         RTSP listen address (TCP; media over TCP or UDP) [default: 0.0.0.0:8554]
-    --pull APP/STREAM=URL   pull an RTSP camera or server into APP/STREAM, reconnecting when it drops;
-                            URL is rtsp://[USER:PASS@]HOST[:PORT]/PATH, or udp:rtsp://... to ask for
-                            UDP first; repeat for more
-    --srt ADDR|off          SRT listen address, UDP [default: 0.0.0.0:8890]
-    --srt-latency MS        SRT latency (each direction takes the larger of both sides') [default: 120]
-    --srt-passphrase PASS   encrypt every SRT stream (AES; 10 to 80 bytes) [default: none]
-    --srt-key-passphrase APP/STREAM=PASS
-                            a passphrase for one stream, or for a prefix ending in * (live/*=...);
-                            repeat for more; the first match wins over --srt-passphrase
-    --webrtc ADDR|off       WebRTC UDP address, one port for every peer; offers come over HTTP at
-                            /APP/STREAM/whip and /APP/STREAM/whep [default: 0.0.0.0:8189]
-    --webrtc-host IP        an address peers are told to send to (a public one behind NAT); repeat
-                            for more [default: the bound address, or loopback and the default
-                            route's interface]
-    --webrtc-audio-transcode ffmpeg|ffmpeg=PATH|off
-                            AAC audio to Opus for WebRTC players, by an ffmpeg process per player
-                            (with libopus); off: such players get the video only [default: off]
-    --segment SECS          HLS target segment duration [default: 2]
-    --part MS               LL-HLS part duration, 0 for plain HLS [default: 200]
-    --window N              segments listed in the playlist [default: 6]
-    --ts                    MPEG-TS segments instead of fMP4 (no parts)
-    --linger SECS           keep a stream's players and playlist this long for a publisher that
-                            reconnects: they continue with its new session [default: 10; 0: end at once]
-    --record DIR            record every stream as HLS under DIR/APP/STREAM/UNIX-TIME/ (fMP4, or TS with --ts)
-    --gop-cache on|off      start new players at the last key frame [default: on]
-    --ring FRAMES           frames each stream's ring holds [default: 1024]
-    --lag-limit FRAMES      evict a player this many frames behind [default: 4096]
-    --idle-timeout SECS     close a stream whose publisher is silent this long [default: 30]
-    --max-connections N     connections held per listener [default: 10000]
-    --max-connections-per-ip N
-                            connections held per listener from one address [default: off]
-    --write-timeout SECS    close a peer that takes no bytes this long [default: 10]
-    --auth-secret SECRET    require HMAC tokens (?token=...) to publish
-    --protect-play          require tokens to play too (with --auth-secret or JWTs)
-    --jwt-secret SECRET     take JWTs signed HS256 with this secret (32 bytes or more) as tokens,
-                            granting what their \"permissions\" claim says; required to publish
-    --jwt-jwks URL          take JWTs signed RS256 by the keys of the JWKS at http://HOST[:PORT]/PATH
-    --auth-callback URL     also ask an HTTP service about every publish and play: a POST of JSON
-                            (action, protocol, key, app, stream, token, peer) to http://HOST[:PORT]/PATH;
-                            2xx allows, anything else or no answer in time refuses; answers kept 5 s
-    --auth-callback-timeout MS
-                            how long the service has to answer [default: 1000]
-    --api-secret SECRET     serve /api/streams and /metrics to other hosts that send
-                            Authorization: Bearer SECRET [default: 127.0.0.1 and ::1 only]
-    --workers N             runtime worker threads [default: number of cores]
-    --log FILTER            error, warn, info, debug or trace, or per module (info,arcly=debug)
-                            [default: RUST_LOG if set, else info]
-    --log-format FORMAT     text, or json (one object a line, for log shippers) [default: text]
-    -V, --version           the version
-    -h, --help              this text
-";
-
 #[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
 enum Level {
     Error = 0,
@@ -118,7 +35,7 @@ fn log(level: Level, msg: &str) {
 
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum LogFormat {
+pub(crate) enum LogFormat {
     /// `TIME LEVEL message`, for people.
     Text,
     /// One JSON object a line (`timestamp`, `level`, `fields.message`,
@@ -126,7 +43,7 @@ enum LogFormat {
     Json,
 }
 
-fn log_format(v: &str) -> Result<LogFormat, String> {
+pub(crate) fn log_format(v: &str) -> Result<LogFormat, String> {
     match v {
         "text" => Ok(LogFormat::Text),
         "json" => Ok(LogFormat::Json),
@@ -265,7 +182,7 @@ struct Options {
     workers: Option<usize>,
 }
 
-fn parse_addr(v: &str) -> Result<Option<SocketAddr>, String> {
+pub(crate) fn parse_addr(v: &str) -> Result<Option<SocketAddr>, String> {
     if v == "off" {
         return Ok(None);
     }
@@ -274,20 +191,9 @@ fn parse_addr(v: &str) -> Result<Option<SocketAddr>, String> {
         .map_err(|_| format!("not an address: {v} (expected IP:PORT or off)"))
 }
 
-fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
-    v.parse().map_err(|_| {
-        if v.parse::<f64>().is_ok() {
-            format!("{flag} takes a whole number, not {v:?}")
-        } else {
-            format!("{flag} takes a number, not {v:?}")
-        }
-    })
-}
-
-/// `--log`'s levels.
 /// A log filter: a level (`error`, `warn`, `info`, `debug`, `trace`) or
 /// `RUST_LOG`'s directives (`info,arcly=debug`).
-fn log_level(v: &str) -> Result<String, String> {
+pub(crate) fn log_level(v: &str) -> Result<String, String> {
     let plain = ["error", "warn", "info", "debug", "trace", "off"];
     let directive = |d: &str| {
         let level = d.rsplit('=').next().unwrap_or(d);
@@ -303,7 +209,7 @@ fn log_level(v: &str) -> Result<String, String> {
 }
 
 /// `--webrtc-audio-transcode`'s values: the ffmpeg to run, or none.
-fn transcode_setting(v: &str) -> Result<Option<String>, String> {
+pub(crate) fn transcode_setting(v: &str) -> Result<Option<String>, String> {
     Ok(match v {
         "off" => None,
         "ffmpeg" => Some("ffmpeg".into()),
@@ -357,132 +263,91 @@ fn defaults() -> Options {
     }
 }
 
+/// The gateway's options from its command line (and the configuration
+/// file it names): for tests, which hand in the flags alone.
+#[cfg(test)]
 fn parse(args: &[String]) -> Result<Options, String> {
+    use clap::Parser;
+    let cli =
+        cli::Cli::try_parse_from(std::iter::once("arcly").chain(args.iter().map(String::as_str)))
+            .map_err(|e| e.to_string())?;
+    options(cli.run)
+}
+
+/// The options: the defaults, then the configuration file, then the flags.
+fn options(f: cli::RunFlags) -> Result<Options, String> {
     let mut o = defaults();
-    // The file first, wherever --config stands: flags override it.
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        if flag == "--config" {
-            let path: std::path::PathBuf = it.next().ok_or("--config needs a value")?.into();
-            let loaded = config::load(&path)?;
-            loaded.apply(&path.display().to_string(), &mut o)?;
-            o.config = Some(loaded);
-            o.config_path = Some(path);
-        }
+    if let Some(path) = &f.config {
+        let loaded = config::load(path)?;
+        loaded.apply(&path.display().to_string(), &mut o)?;
+        o.config = Some(loaded);
+        o.config_path = Some(path.clone());
     }
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{flag} needs a value"))
+    // A flag given takes the blame for its setting from here on.
+    let mut given = |flag: &'static str| o.from_file.retain(|(f, _)| *f != flag);
+    macro_rules! set {
+        ($flag:literal, $v:expr, $field:ident) => {
+            if let Some(v) = $v {
+                given($flag);
+                o.$field = v;
+            }
         };
-        // A flag takes the blame for its setting from here on.
-        o.from_file.retain(|(f, _)| f != flag);
-        match flag.as_str() {
-            "--config" => {
-                value()?;
-            }
-            "--rtmp" => o.rtmp = parse_addr(&value()?)?,
-            "--http" => o.http = parse_addr(&value()?)?,
-            "--rtsp" => o.rtsp = parse_addr(&value()?)?,
-            "--pull" => o.pulls.push(rtsp::Pull::parse(&value()?)?),
-            "--srt" => o.srt = parse_addr(&value()?)?,
-            "--srt-latency" => o.srt_latency = number(flag, &value()?)?,
-            "--webrtc" => o.webrtc = parse_addr(&value()?)?,
-            "--webrtc-host" => {
-                let v = value()?;
-                o.webrtc_hosts.push(
-                    v.parse()
-                        .map_err(|_| format!("{flag} takes an IP address, not {v:?}"))?,
-                );
-            }
-            "--webrtc-audio-transcode" => {
-                o.webrtc_audio_transcode =
-                    transcode_setting(&value()?).map_err(|e| format!("{flag} {e}"))?;
-            }
-            "--srt-passphrase" => o.srt_passphrase = Some(value()?),
-            "--srt-key-passphrase" => {
-                let v = value()?;
-                let (k, p) = v
-                    .split_once('=')
-                    .ok_or_else(|| format!("{flag} takes APP/STREAM=PASSPHRASE, not {v:?}"))?;
-                o.srt_key_passphrases.push((k.to_string(), p.to_string()));
-            }
-            "--segment" => o.segment = number(flag, &value()?)?,
-            "--part" => o.part_ms = number(flag, &value()?)?,
-            "--window" => o.window = number(flag, &value()?)?,
-            "--ts" => o.ts = true,
-            // --hls-linger is the older name.
-            "--linger" | "--hls-linger" => o.hls_linger = number(flag, &value()?)?,
-            "--record" => o.record = Some(value()?.into()),
-            "--gop-cache" => {
-                o.gop_cache = match value()?.as_str() {
-                    "on" => true,
-                    "off" => false,
-                    v => return Err(format!("--gop-cache takes on or off, not {v:?}")),
-                }
-            }
-            "--ring" => o.ring = number(flag, &value()?)?,
-            "--lag-limit" => o.lag_limit = number(flag, &value()?)?,
-            "--idle-timeout" => o.idle_timeout = number(flag, &value()?)?,
-            "--max-connections" => o.max_connections = number(flag, &value()?)?,
-            "--max-connections-per-ip" => {
-                let n: usize = number(flag, &value()?)?;
-                if n == 0 {
-                    return Err(format!(
-                        "{flag} takes a positive number (leave it out for no limit)"
-                    ));
-                }
-                o.max_connections_per_ip = Some(n);
-            }
-            "--write-timeout" => {
-                let v = value()?;
-                match v.parse::<f64>() {
-                    Ok(t) if t.is_finite() && t > 0.0 && t <= 3600.0 => o.write_timeout = t,
-                    _ => {
-                        return Err(format!(
-                            "{flag} takes a number of seconds above 0 and at most 3600, not {v:?}"
-                        ))
-                    }
-                }
-            }
-            "--auth-secret" => o.auth_secret = Some(value()?),
-            "--auth-callback" => {
-                let v = value()?;
-                callback::Callback::new(&v, Duration::from_secs(1))
-                    .map_err(|e| format!("{flag} {e}"))?;
-                o.auth_callback = Some(v);
-            }
-            "--auth-callback-timeout" => o.auth_callback_timeout_ms = number(flag, &value()?)?,
-            "--jwt-secret" => {
-                let v = value()?;
-                jwt::Jwt::new(Some(v.clone()), None, Duration::from_secs(1))
-                    .map_err(|e| format!("{flag} {e}"))?;
-                o.jwt_secret = Some(v);
-            }
-            "--jwt-jwks" => {
-                let v = value()?;
-                jwt::Jwt::new(None, Some(v.clone()), Duration::from_secs(1))
-                    .map_err(|e| format!("{flag} {e}"))?;
-                o.jwt_jwks = Some(v);
-            }
-            "--api-secret" => {
-                let v = value()?;
-                if v.is_empty() {
-                    return Err(format!("{flag} takes a non-empty secret"));
-                }
-                o.api_secret = Some(v);
-            }
-            "--protect-play" => o.protect_play = true,
-            "--workers" => o.workers = Some(number(flag, &value()?)?),
-            "--log" => o.log = Some(log_level(&value()?).map_err(|e| format!("--log {e}"))?),
-            "--log-format" => {
-                o.log_format = log_format(&value()?).map_err(|e| format!("--log-format {e}"))?
-            }
-            other => return Err(format!("unknown flag {other:?} (see --help)")),
-        }
     }
+    set!("--rtmp", f.rtmp.map(|l| l.0), rtmp);
+    set!("--http", f.http.map(|l| l.0), http);
+    set!("--rtsp", f.rtsp.map(|l| l.0), rtsp);
+    set!("--srt", f.srt.map(|l| l.0), srt);
+    set!("--webrtc", f.webrtc.map(|l| l.0), webrtc);
+    set!("--srt-latency", f.srt_latency, srt_latency);
+    set!(
+        "--srt-passphrase",
+        f.srt_passphrase.map(Some),
+        srt_passphrase
+    );
+    set!(
+        "--webrtc-audio-transcode",
+        f.webrtc_audio_transcode.map(|t| t.0),
+        webrtc_audio_transcode
+    );
+    set!("--segment", f.segment, segment);
+    set!("--part", f.part, part_ms);
+    set!("--window", f.window, window);
+    set!("--ts", f.ts.then_some(true), ts);
+    set!("--linger", f.linger, hls_linger);
+    set!("--record", f.record.map(Some), record);
+    set!("--gop-cache", f.gop_cache, gop_cache);
+    set!("--ring", f.ring, ring);
+    set!("--lag-limit", f.lag_limit, lag_limit);
+    set!("--idle-timeout", f.idle_timeout, idle_timeout);
+    set!("--max-connections", f.max_connections, max_connections);
+    set!(
+        "--max-connections-per-ip",
+        f.max_connections_per_ip.map(Some),
+        max_connections_per_ip
+    );
+    set!("--write-timeout", f.write_timeout, write_timeout);
+    set!("--auth-secret", f.auth_secret.map(Some), auth_secret);
+    set!(
+        "--protect-play",
+        f.protect_play.then_some(true),
+        protect_play
+    );
+    set!("--jwt-secret", f.jwt_secret.map(Some), jwt_secret);
+    set!("--jwt-jwks", f.jwt_jwks.map(Some), jwt_jwks);
+    set!("--auth-callback", f.auth_callback.map(Some), auth_callback);
+    set!(
+        "--auth-callback-timeout",
+        f.auth_callback_timeout,
+        auth_callback_timeout_ms
+    );
+    set!("--api-secret", f.api_secret.map(Some), api_secret);
+    set!("--workers", f.workers.map(Some), workers);
+    set!("--log", f.log.map(Some), log);
+    set!("--log-format", f.log_format, log_format);
+    // Lists add to the file's.
+    o.pulls.extend(f.pull);
+    o.webrtc_hosts.extend(f.webrtc_host);
+    o.srt_key_passphrases.extend(f.srt_key_passphrase);
     check(&o)?;
     Ok(o)
 }
@@ -591,33 +456,18 @@ fn check(o: &Options) -> Result<(), String> {
     Ok(())
 }
 
-fn token(args: &[String]) -> Result<String, String> {
-    let (mut secret, mut action, mut key, mut ttl) = (None, None, None, 3600u64);
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let v = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--secret" => secret = Some(v.clone()),
-            "--action" => {
-                action = Some(match v.as_str() {
-                    "publish" => Action::Publish,
-                    "play" => Action::Play,
-                    _ => return Err(format!("--action takes publish or play, not {v:?}")),
-                })
-            }
-            "--key" => {
-                let (app, stream) = v
-                    .split_once('/')
-                    .ok_or_else(|| format!("--key takes APP/STREAM, not {v:?}"))?;
-                key = Some(StreamKey::new(app, stream).map_err(|e| e.to_string())?);
-            }
-            "--ttl" => ttl = number(flag, v)?,
-            other => return Err(format!("unknown flag {other:?}")),
-        }
-    }
-    let secret = secret.ok_or("--secret is required")?;
-    let action = action.ok_or("--action is required")?;
-    let key = key.ok_or("--key is required")?;
+fn token(args: cli::TokenArgs) -> Result<String, String> {
+    let action = if args.action == "publish" {
+        Action::Publish
+    } else {
+        Action::Play
+    };
+    let (app, stream) = args
+        .key
+        .split_once('/')
+        .ok_or_else(|| format!("--key takes APP/STREAM, not {:?}", args.key))?;
+    let key = StreamKey::new(app, stream).map_err(|e| e.to_string())?;
+    let (secret, ttl) = (args.secret, args.ttl);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -708,6 +558,7 @@ pub(crate) async fn each_second(stop: arcly_tokio::ShutdownSignal, mut f: impl F
 
 mod bench;
 mod callback;
+mod cli;
 mod config;
 mod http_call;
 mod hwaccel;
@@ -720,80 +571,36 @@ mod transcode;
 mod webrtc;
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("bench") {
-        if args.iter().any(|a| a == "-h" || a == "--help") {
-            print!("{}", bench::HELP);
-            return ExitCode::SUCCESS;
+    use clap::Parser;
+    let cli = cli::Cli::parse();
+    let report = |name: &str, r: Result<String, String>, to_stderr: bool| match r {
+        Ok(out) if to_stderr => {
+            eprintln!("{out}");
+            ExitCode::SUCCESS
         }
-        return match bench::run(&args[1..]) {
-            Ok(summary) => {
-                println!("{summary}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("arcly bench: {e}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    if args.first().map(String::as_str) == Some("remux") {
-        if args.iter().any(|a| a == "-h" || a == "--help") {
-            print!("{}", remux::HELP);
-            return ExitCode::SUCCESS;
+        Ok(out) => {
+            println!("{out}");
+            ExitCode::SUCCESS
         }
-        return match remux::run(&args[1..]) {
-            Ok(summary) => {
-                eprintln!("{summary}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("arcly remux: {e}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    if args.iter().any(|a| a == "-h" || a == "--help") {
-        print!("{HELP}");
-        return ExitCode::SUCCESS;
-    }
-    if matches!(args.first().map(String::as_str), Some("-V" | "--version")) {
-        println!("arcly {}", env!("CARGO_PKG_VERSION"));
-        return ExitCode::SUCCESS;
-    }
-    if args.first().map(String::as_str) == Some("hwaccel") {
-        return match hwaccel::run(&args[1..]) {
-            Ok(report) => {
-                println!("{report}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("arcly hwaccel: {e}");
-                ExitCode::from(2)
-            }
-        };
-    }
-    if args.first().map(String::as_str) == Some("config") {
-        if args.get(1).map(String::as_str) == Some("--default") && args.len() == 2 {
+        Err(e) => {
+            eprintln!("arcly {name}: {e}");
+            ExitCode::FAILURE
+        }
+    };
+    match cli.command {
+        Some(cli::Command::Bench(a)) => return report("bench", bench::run(a), false),
+        Some(cli::Command::Remux(a)) => return report("remux", remux::run(a), true),
+        Some(cli::Command::Hwaccel { ffmpeg }) => {
+            return report("hwaccel", hwaccel::run(&ffmpeg), false)
+        }
+        Some(cli::Command::Token(a)) => return report("token", token(a), false),
+        Some(cli::Command::Config { .. }) => {
             print!("{}", config::DEFAULT);
             return ExitCode::SUCCESS;
         }
-        eprintln!("arcly config: the one form is arcly config --default");
-        return ExitCode::from(2);
+        None => {}
     }
-    if args.first().map(String::as_str) == Some("token") {
-        return match token(&args[1..]) {
-            Ok(t) => {
-                println!("{t}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("arcly token: {e}");
-                ExitCode::from(2)
-            }
-        };
-    }
-    let opts = match parse(&args) {
+    let opts = match options(cli.run) {
         Ok(o) => {
             init_log(&o);
             o

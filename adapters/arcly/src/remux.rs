@@ -15,16 +15,26 @@ use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-pub const HELP: &str = "\
-arcly remux: convert a recording without re-encoding
-
-USAGE:
-    arcly remux [--segment SECS] [--ts] IN OUT
-
-IN      an FLV (.flv) or MPEG-TS (.ts) file
-OUT     OUT.ts: MPEG-TS; OUT.mp4: fragmented MP4; a folder (or .m3u8): HLS
-        (fMP4 segments, or MPEG-TS with --ts; index.m3u8 inside)
-";
+/// `arcly remux`'s arguments.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "IN is an FLV (.flv) or MPEG-TS (.ts) file. OUT.ts gives MPEG-TS, OUT.mp4 \
+fragmented MP4, a folder (or .m3u8) HLS: fMP4 segments, or MPEG-TS with --ts, index.m3u8 inside."
+)]
+pub struct RemuxArgs {
+    /// HLS target segment duration, whole seconds
+    #[arg(long, value_name = "SECS", default_value_t = 2, value_parser = crate::cli::whole::<u32>)]
+    pub segment: u32,
+    /// MPEG-TS segments for HLS output instead of fMP4
+    #[arg(long)]
+    pub ts: bool,
+    /// An FLV or MPEG-TS file
+    #[arg(value_name = "IN")]
+    pub input: PathBuf,
+    /// OUT.ts, OUT.mp4, or a folder (or .m3u8) for HLS
+    #[arg(value_name = "OUT")]
+    pub output: PathBuf,
+}
 
 const CHUNK: usize = 1 << 20;
 /// Frames held while the demuxer is still discovering tracks.
@@ -198,31 +208,18 @@ fn drain_hls(seg: &mut HlsSegmenter, dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-pub fn run(args: &[String]) -> Result<String, String> {
-    let mut files = Vec::new();
-    let mut hls = HlsConfig {
+pub fn run(args: RemuxArgs) -> Result<String, String> {
+    let hls = HlsConfig {
         window: usize::MAX,
+        target_duration: args.segment.max(1),
+        format: if args.ts {
+            SegmentFormat::Ts
+        } else {
+            HlsConfig::default().format
+        },
         ..HlsConfig::default()
     };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--ts" => hls.format = SegmentFormat::Ts,
-            "--segment" => {
-                let v = it.next().ok_or("--segment needs a value")?;
-                hls.target_duration = v
-                    .parse()
-                    .map_err(|_| format!("--segment takes seconds, not {v:?}"))?;
-            }
-            f if f.starts_with("--") => {
-                return Err(format!("unknown flag {f:?} (see arcly remux --help)"))
-            }
-            f => files.push(PathBuf::from(f)),
-        }
-    }
-    let [input, target] = &files[..] else {
-        return Err("give an input and an output (see arcly remux --help)".into());
-    };
+    let (input, target) = (&args.input, &args.output);
     let ext = |p: &Path| {
         p.extension()
             .and_then(|e| e.to_str())

@@ -433,7 +433,8 @@ fn logs_follow_rust_log_or_the_log_flag_and_can_be_json() {
         .unwrap_or_else(|e| panic!("{BIN}: {e}"));
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("--log takes error, warn, info"),
+        String::from_utf8_lossy(&out.stderr)
+            .contains("for '--log <FILTER>': takes error, warn, info"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

@@ -1,0 +1,370 @@
+//! The command line, through `clap`: the gateway's flags and the
+//! subcommands (`config`, `hwaccel`, `remux`, `bench`, `token`).
+//!
+//! A flag is an `Option` (or a list) so that one not given leaves the
+//! configuration file's setting, or the default, in place; the defaults
+//! live in one place, `main`'s `defaults`, and the help states them.
+
+use crate::{bench, remux};
+use clap::{Args, Parser, Subcommand};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+const EXAMPLES: &str = "\
+Examples (STREAM is any name; APP/STREAM is how streams are named):
+  RTMP     ffmpeg -re -i IN -c copy -f flv rtmp://127.0.0.1:1935/live/STREAM
+           ffplay rtmp://127.0.0.1:1935/live/STREAM
+  RTSP     ffmpeg -re -i IN -c copy -f rtsp rtsp://127.0.0.1:8554/live/STREAM
+           ffplay rtsp://127.0.0.1:8554/live/STREAM
+  SRT      ffmpeg -re -i IN -c copy -f mpegts 'srt://127.0.0.1:8890?streamid=publish:live/STREAM'
+           ffplay 'srt://127.0.0.1:8890?streamid=read:live/STREAM'
+  WHIP     ffmpeg -re -i IN -c:v libx264 -bf 0 -c:a libopus -f whip \\
+             http://127.0.0.1:8888/live/STREAM/whip
+  Player   http://127.0.0.1:8888/live/STREAM/ (LL-HLS or WebRTC in a browser)
+  Camera   http://127.0.0.1:8888/live/STREAM/publish (WHIP from a browser)
+  HLS      http://127.0.0.1:8888/live/STREAM/index.m3u8
+  Streams  http://127.0.0.1:8888/ and /api/streams; metrics at /metrics";
+
+/// `arcly`: a live-media streaming gateway (RTMP, RTSP, SRT and WebRTC in;
+/// RTMP, RTSP, SRT, WebRTC, HLS and LL-HLS out).
+#[derive(Debug, Parser)]
+#[command(
+    name = "arcly",
+    version,
+    about = "arcly: a live-media streaming gateway (RTMP, RTSP, SRT and WebRTC in; RTMP, RTSP, SRT, WebRTC, HLS and LL-HLS out)",
+    after_help = EXAMPLES,
+    args_conflicts_with_subcommands = true,
+    args_override_self = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// A tool in place of the gateway.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// The gateway's settings.
+    #[command(flatten)]
+    pub run: RunFlags,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print a commented configuration file with every default.
+    Config {
+        /// The defaults (the one form).
+        #[arg(long, required = true)]
+        default: bool,
+    },
+    /// The hardware encoders ffmpeg offers and whether each works here.
+    Hwaccel {
+        /// The ffmpeg to ask.
+        #[arg(long, value_name = "PATH", default_value = "ffmpeg")]
+        ffmpeg: PathBuf,
+    },
+    /// Convert FLV / MPEG-TS to MPEG-TS, fMP4 or HLS, without re-encoding.
+    Remux(remux::RemuxArgs),
+    /// Run N RTMP, RTSP, HLS or WebRTC players against a server.
+    Bench(bench::BenchArgs),
+    /// Mint an HMAC token for --auth-secret.
+    Token(TokenArgs),
+}
+
+/// `arcly token`'s flags.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// The secret the gateway was given with --auth-secret.
+    #[arg(long)]
+    pub secret: String,
+    /// What the token allows.
+    #[arg(long, value_parser = ["publish", "play"])]
+    pub action: String,
+    /// The stream it allows it on.
+    #[arg(long, value_name = "APP/STREAM")]
+    pub key: String,
+    /// How long it holds, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    pub ttl: u64,
+}
+
+/// A listen address, or none (`off`).
+#[derive(Clone, Copy, Debug)]
+pub struct Listen(pub Option<SocketAddr>);
+
+/// `--webrtc-audio-transcode`'s value: the ffmpeg to run, or none.
+#[derive(Clone, Debug)]
+pub struct Transcode(pub Option<String>);
+
+/// The gateway's flags. Each overrides the configuration file's setting.
+#[derive(Debug, Default, Args)]
+pub struct RunFlags {
+    /// Read settings and [[paths]] rules from FILE (see arcly config --default);
+    /// SIGHUP or POST /api/config/reload applies its [[paths]] again
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// RTMP listen address [default: 0.0.0.0:1935]
+    #[arg(long, value_name = "ADDR|off", value_parser = listen)]
+    pub rtmp: Option<Listen>,
+    /// HTTP listen address (HLS, pages, WHIP/WHEP, API) [default: 0.0.0.0:8888]
+    #[arg(long, value_name = "ADDR|off", value_parser = listen)]
+    pub http: Option<Listen>,
+    /// RTSP listen address (TCP; media over TCP or UDP) [default: 0.0.0.0:8554]
+    #[arg(long, value_name = "ADDR|off", value_parser = listen)]
+    pub rtsp: Option<Listen>,
+    /// Pull an RTSP camera or server into APP/STREAM, reconnecting when it
+    /// drops; URL is rtsp://[USER:PASS@]HOST[:PORT]/PATH, or udp:rtsp://...
+    /// to ask for UDP first; repeat for more
+    #[arg(long, value_name = "APP/STREAM=URL", value_parser = pull)]
+    pub pull: Vec<crate::rtsp::Pull>,
+    /// SRT listen address, UDP [default: 0.0.0.0:8890]
+    #[arg(long, value_name = "ADDR|off", value_parser = listen)]
+    pub srt: Option<Listen>,
+    /// SRT latency (each direction takes the larger of both sides') [default: 120]
+    #[arg(long, value_name = "MS", value_parser = whole::<u64>)]
+    pub srt_latency: Option<u64>,
+    /// Encrypt every SRT stream (AES; 10 to 80 bytes) [default: none]
+    #[arg(long, value_name = "PASS")]
+    pub srt_passphrase: Option<String>,
+    /// A passphrase for one stream, or for a prefix ending in * (live/*=...);
+    /// repeat for more; the first match wins over --srt-passphrase
+    #[arg(long, value_name = "APP/STREAM=PASS", value_parser = key_passphrase)]
+    pub srt_key_passphrase: Vec<(String, String)>,
+    /// WebRTC UDP address, one port for every peer; offers come over HTTP at
+    /// /APP/STREAM/whip and /APP/STREAM/whep [default: 0.0.0.0:8189]
+    #[arg(long, value_name = "ADDR|off", value_parser = listen)]
+    pub webrtc: Option<Listen>,
+    /// An address peers are told to send to (a public one behind NAT); repeat
+    /// for more [default: the bound address, or loopback and the default
+    /// route's interface]
+    #[arg(long, value_name = "IP", value_parser = ip)]
+    pub webrtc_host: Vec<IpAddr>,
+    /// AAC audio to Opus for WebRTC players, by an ffmpeg process per player
+    /// (with libopus); off: such players get the video only [default: off]
+    #[arg(long, value_name = "ffmpeg|ffmpeg=PATH|off", value_parser = transcode)]
+    pub webrtc_audio_transcode: Option<Transcode>,
+    /// HLS target segment duration, whole seconds [default: 2]
+    #[arg(long, value_name = "SECS", value_parser = whole::<u32>)]
+    pub segment: Option<u32>,
+    /// LL-HLS part duration, 0 for plain HLS [default: 200]
+    #[arg(long, value_name = "MS", value_parser = whole::<u64>)]
+    pub part: Option<u64>,
+    /// Segments listed in the playlist [default: 6]
+    #[arg(long, value_name = "N", value_parser = whole::<usize>)]
+    pub window: Option<usize>,
+    /// MPEG-TS segments instead of fMP4 (no parts)
+    #[arg(long)]
+    pub ts: bool,
+    /// Keep a stream's players and playlist this long for a publisher that
+    /// reconnects: they continue with its new session [default: 10; 0: end at once]
+    #[arg(long, alias = "hls-linger", value_name = "SECS", value_parser = whole::<u64>)]
+    pub linger: Option<u64>,
+    /// Record every stream as HLS under DIR/APP/STREAM/UNIX-TIME/ (fMP4, or TS with --ts)
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
+    /// Start new players at the last key frame [default: on]
+    #[arg(long, value_name = "on|off", value_parser = on_off)]
+    pub gop_cache: Option<bool>,
+    /// Frames each stream's ring holds [default: 1024]
+    #[arg(long, value_name = "FRAMES", value_parser = whole::<usize>)]
+    pub ring: Option<usize>,
+    /// Evict a player this many frames behind [default: 4096]
+    #[arg(long, value_name = "FRAMES", value_parser = whole::<u64>)]
+    pub lag_limit: Option<u64>,
+    /// Close a stream whose publisher is silent this long [default: 30]
+    #[arg(long, value_name = "SECS", value_parser = whole::<u64>)]
+    pub idle_timeout: Option<u64>,
+    /// Connections held per listener [default: 10000]
+    #[arg(long, value_name = "N", value_parser = whole::<usize>)]
+    pub max_connections: Option<usize>,
+    /// Connections held per listener from one address [default: no limit]
+    #[arg(long, value_name = "N", value_parser = positive)]
+    pub max_connections_per_ip: Option<usize>,
+    /// Close a peer that takes no bytes this long; fractions allowed [default: 10]
+    #[arg(long, value_name = "SECS", value_parser = write_timeout)]
+    pub write_timeout: Option<f64>,
+    /// Require HMAC tokens (?token=...) to publish
+    #[arg(long, value_name = "SECRET")]
+    pub auth_secret: Option<String>,
+    /// Require tokens to play too (with --auth-secret or JWTs)
+    #[arg(long)]
+    pub protect_play: bool,
+    /// Take JWTs signed HS256 with this secret (32 bytes or more) as tokens,
+    /// granting what their "permissions" claim says; required to publish
+    #[arg(long, value_name = "SECRET", value_parser = jwt_secret)]
+    pub jwt_secret: Option<String>,
+    /// Take JWTs signed RS256 by the keys of the JWKS at http://HOST[:PORT]/PATH
+    #[arg(long, value_name = "URL", value_parser = jwt_jwks)]
+    pub jwt_jwks: Option<String>,
+    /// Also ask an HTTP service about every publish and play: a POST of JSON
+    /// (action, protocol, key, app, stream, token, peer) to
+    /// http://HOST[:PORT]/PATH; 2xx allows, anything else or no answer in
+    /// time refuses; answers kept 5 s
+    #[arg(long, value_name = "URL", value_parser = auth_callback)]
+    pub auth_callback: Option<String>,
+    /// How long the service has to answer [default: 1000]
+    #[arg(long, value_name = "MS", value_parser = whole::<u64>)]
+    pub auth_callback_timeout: Option<u64>,
+    /// Serve /api/* and /metrics to other hosts that send Authorization:
+    /// Bearer SECRET [default: 127.0.0.1 and ::1 only]
+    #[arg(long, value_name = "SECRET", value_parser = non_empty)]
+    pub api_secret: Option<String>,
+    /// Runtime worker threads [default: number of cores]
+    #[arg(long, value_name = "N", value_parser = whole::<usize>)]
+    pub workers: Option<usize>,
+    /// Error, warn, info, debug or trace, or per module (info,arcly=debug)
+    /// [default: RUST_LOG if set, else info]
+    #[arg(long, value_name = "FILTER", value_parser = crate::log_level)]
+    pub log: Option<String>,
+    /// Text, or json (one object a line, for log shippers) [default: text]
+    #[arg(long, value_name = "FORMAT", value_parser = crate::log_format)]
+    pub log_format: Option<crate::LogFormat>,
+}
+
+fn listen(v: &str) -> Result<Listen, String> {
+    crate::parse_addr(v).map(Listen)
+}
+
+/// A whole number, with a word for one with a fraction.
+pub(crate) fn whole<T: std::str::FromStr>(v: &str) -> Result<T, String> {
+    v.parse().map_err(|_| {
+        if v.parse::<f64>().is_ok() {
+            "a whole number is needed".to_string()
+        } else {
+            "a number is needed".to_string()
+        }
+    })
+}
+
+fn positive(v: &str) -> Result<usize, String> {
+    match whole::<usize>(v)? {
+        0 => Err("a positive number is needed (leave the flag out for no limit)".into()),
+        n => Ok(n),
+    }
+}
+
+fn write_timeout(v: &str) -> Result<f64, String> {
+    match v.parse::<f64>() {
+        Ok(t) if t.is_finite() && t > 0.0 && t <= 3600.0 => Ok(t),
+        _ => Err("a number of seconds above 0 and at most 3600 is needed".into()),
+    }
+}
+
+fn on_off(v: &str) -> Result<bool, String> {
+    match v {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err("on or off is needed".into()),
+    }
+}
+
+fn ip(v: &str) -> Result<IpAddr, String> {
+    v.parse().map_err(|_| "an IP address is needed".to_string())
+}
+
+fn pull(v: &str) -> Result<crate::rtsp::Pull, String> {
+    crate::rtsp::Pull::parse(v)
+}
+
+fn key_passphrase(v: &str) -> Result<(String, String), String> {
+    let (k, p) = v.split_once('=').ok_or("APP/STREAM=PASSPHRASE is needed")?;
+    Ok((k.to_string(), p.to_string()))
+}
+
+fn transcode(v: &str) -> Result<Transcode, String> {
+    crate::transcode_setting(v).map(Transcode)
+}
+
+fn non_empty(v: &str) -> Result<String, String> {
+    if v.is_empty() {
+        return Err("a non-empty secret is needed".into());
+    }
+    Ok(v.to_string())
+}
+
+fn jwt_secret(v: &str) -> Result<String, String> {
+    crate::jwt::Jwt::new(Some(v.to_string()), None, std::time::Duration::from_secs(1))?;
+    Ok(v.to_string())
+}
+
+fn jwt_jwks(v: &str) -> Result<String, String> {
+    crate::jwt::Jwt::new(None, Some(v.to_string()), std::time::Duration::from_secs(1))?;
+    Ok(v.to_string())
+}
+
+fn auth_callback(v: &str) -> Result<String, String> {
+    crate::callback::Callback::new(v, std::time::Duration::from_secs(1))?;
+    Ok(v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn subcommands_take_their_own_flags() {
+        let c = Cli::try_parse_from(["arcly", "remux", "--segment", "4", "--ts", "a.flv", "out"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let Some(Command::Remux(r)) = c.command else {
+            panic!("not remux: {c:?}")
+        };
+        assert_eq!((r.segment, r.ts), (4, true));
+        let c = Cli::try_parse_from([
+            "arcly", "token", "--secret", "s", "--action", "play", "--key", "live/a",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            matches!(c.command, Some(Command::Token(t)) if t.ttl == 3600 && t.action == "play")
+        );
+        assert!(Cli::try_parse_from([
+            "arcly", "token", "--secret", "s", "--action", "push", "--key", "a/b"
+        ])
+        .is_err());
+        assert!(Cli::try_parse_from(["arcly", "config"]).is_err());
+        assert!(
+            Cli::try_parse_from(["arcly", "bench"]).is_err(),
+            "--url is required"
+        );
+        // A gateway flag is not a subcommand's.
+        assert!(Cli::try_parse_from(["arcly", "remux", "--rtmp", "off", "a", "b"]).is_err());
+    }
+
+    #[test]
+    fn errors_name_the_flag_and_what_it_needs() {
+        let e = |s: &str| {
+            Cli::try_parse_from(std::iter::once("arcly").chain(s.split(' ')))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        let m = e("--segment 1.5");
+        assert!(
+            m.contains("--segment") && m.contains("a whole number is needed"),
+            "{m}"
+        );
+        let m = e("--rtmp 1935");
+        assert!(m.contains("--rtmp") && m.contains("IP:PORT or off"), "{m}");
+        let m = e("--max-connections-per-ip 0");
+        assert!(m.contains("positive"), "{m}");
+        let c = Cli::try_parse_from([
+            "arcly",
+            "--webrtc-host",
+            "10.0.0.1",
+            "--webrtc-host",
+            "10.0.0.2",
+            "--ring",
+            "5",
+            "--ring",
+            "7",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.run.webrtc_host.len(), 2, "lists take each");
+        assert_eq!(c.run.ring, Some(7), "the last of a repeated flag holds");
+        let m = e("--bogus");
+        assert!(m.contains("--bogus"), "{m}");
+    }
+}
