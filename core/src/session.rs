@@ -155,6 +155,9 @@ pub struct StreamRequest {
     pub user: Option<String>,
     /// The password that came with [`user`](Self::user).
     pub password: Option<String>,
+    /// An answer to a Digest challenge in place of the password (RTSP);
+    /// boxed, as few requests carry one.
+    pub digest: Option<Box<crate::engine::DigestAnswer>>,
 }
 
 /// Why the host refused a request; the session tells its peer in its
@@ -999,6 +1002,7 @@ impl<S: Session> Conductor<S> {
             token: r.token.as_deref(),
             user: r.user.as_deref(),
             password: r.password.as_deref(),
+            digest: r.digest.as_deref(),
             protocol: self.p.session.protocol(),
             peer: self.p.ctx.peer.as_deref(),
             unix_time,
@@ -1121,6 +1125,7 @@ mod tests {
                     token,
                     user: None,
                     password: None,
+                    digest: None,
                 }));
             }
         }

@@ -12,7 +12,7 @@ use arcly_core::engine::{Engine, Request, StreamKey};
 use arcly_core::frame::{CodecId, TrackId, TrackInfo, TrackSet};
 use arcly_core::session::{Conductor, ConnContext, Input};
 use arcly_core::time::{Instant, Timescale};
-use arcly_rtsp::{RtspConfig, RtspSession};
+use arcly_rtsp::{RtspAuth, RtspConfig, RtspSession};
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
 
@@ -36,7 +36,17 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut c = Conductor::new(
         engine,
-        RtspSession::new(Arc::new(RtspConfig::default()), 1, Instant::ZERO),
+        RtspSession::new(
+            Arc::new(RtspConfig {
+                auth: RtspAuth {
+                    basic: true,
+                    digest: true,
+                },
+                ..RtspConfig::default()
+            }),
+            1,
+            Instant::ZERO,
+        ),
         ctx,
     );
     let mut now = Instant::ZERO;

@@ -351,6 +351,72 @@ fn the_sessions_api_shows_a_publisher_and_a_player_and_ends_the_player() {
     );
 }
 
+/// With `--rtsp-auth digest`, ffmpeg publishes and plays a path's users
+/// over RTSP by Digest (the gateway takes nothing else, so a client that
+/// got in answered the Digest challenge): the right password gets in, a
+/// wrong one does not, and the 401 offers Digest alone.
+#[test]
+fn rtsp_digest_lets_a_paths_users_in_without_sending_the_password() {
+    let dir = tmpdir("config-digest");
+    let cfg = dir.join("arcly.toml");
+    std::fs::write(
+        &cfg,
+        "[rtsp]\nauth = [\"digest\"]\n[[paths]]\nname = \"live/*\"\n\
+         publish_users = [\"pub:pw1\"]\nplay_users = [\"view:pw2\"]\n",
+    )
+    .expect("write");
+    let ports = Ports::new();
+    let rtsp = ports.rtsp;
+    let g = ports.start(&dir, &["--config".into(), cfg.display().to_string()]);
+    let input = input(&dir);
+    let at = |cred: &str| format!("rtsp://{cred}127.0.0.1:{rtsp}/live/cam");
+    let rtsp_publish = |cred: &str| {
+        spawn(
+            Command::new(ffmpeg5())
+                .args(["-v", "error", "-re", "-i"])
+                .arg(&input)
+                // AAC from MPEG-TS has no global header, which RTSP's
+                // description needs: encoded again.
+                .args(["-c:v", "copy", "-c:a", "aac", "-f", "rtsp"])
+                .args(["-rtsp_transport", "tcp"])
+                .arg(at(cred)),
+        )
+    };
+    assert!(
+        gave_up(rtsp_publish("pub:nope@"), "an RTSP publish, wrong password"),
+        "an RTSP publish with a wrong password succeeded"
+    );
+    let publisher = rtsp_publish("pub:pw1@");
+    g.wait_log("publishing live/cam", 1, 10);
+    for (cred, ok, what) in [
+        ("view:pw2@", true, "the player's user"),
+        ("view:nope@", false, "a wrong password"),
+        ("", false, "no credentials"),
+        ("pub:pw1@", false, "the publisher's user"),
+    ] {
+        assert_eq!(plays(&at(cred)), ok, "RTSP play, {what}\n{}", g.log());
+    }
+    // The challenge: Digest alone, with a nonce.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", rtsp)).expect("connect");
+    use std::io::{Read, Write};
+    s.write_all(format!("DESCRIBE {} RTSP/1.0\r\nCSeq: 1\r\n\r\n", at("")).as_bytes())
+        .expect("send");
+    let mut answer = vec![0u8; 2048];
+    let n = s.read(&mut answer).expect("read");
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("RTSP/1.0 401"), "{answer}");
+    assert!(
+        answer.contains("WWW-Authenticate: Digest realm=\"arcly\", nonce=\""),
+        "{answer}"
+    );
+    assert!(!answer.contains("Basic"), "{answer}");
+    finish(
+        publisher,
+        "ffmpeg publishing over RTSP",
+        Duration::from_secs(30),
+    );
+}
+
 /// `[[paths]]` users with passwords over every protocol that publishes or
 /// plays: RTMP `?user=&pass=`, RTSP and HLS with Basic auth (ffmpeg's
 /// `USER:PASS@` in the URL, sent when the gateway's 401 asks), SRT's

@@ -518,6 +518,7 @@ impl arcly_core::session::Session for UdpPlay {
                             token: None,
                             user: None,
                             password: None,
+                            digest: None,
                         }));
                     }
                 }

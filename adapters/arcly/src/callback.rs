@@ -170,6 +170,7 @@ mod tests {
             token,
             user: Some("ann"),
             password: Some("pw"),
+            digest: None,
             protocol: "rtmp",
             peer: Some("192.0.2.1:5000"),
             unix_time: 0,

@@ -110,6 +110,11 @@ pub struct RunFlags {
     /// RTSP listen address (TCP; media over TCP or UDP) [default: 0.0.0.0:8554]
     #[arg(long, value_name = "ADDR|off", value_parser = listen)]
     pub rtsp: Option<Listen>,
+    /// How RTSP clients prove a path's users: basic (the password can also be
+    /// a token or a JWT, or go to the callback), digest (MD5: the password
+    /// stays with the client; a path's users only), or both [default: basic]
+    #[arg(long, value_name = "basic|digest|basic,digest", value_parser = crate::rtsp::auth_schemes)]
+    pub rtsp_auth: Option<arcly_rtsp::RtspAuth>,
     /// Pull an RTSP camera or server into APP/STREAM, reconnecting when it
     /// drops; URL is rtsp://[USER:PASS@]HOST[:PORT]/PATH, or udp:rtsp://...
     /// to ask for UDP first; repeat for more

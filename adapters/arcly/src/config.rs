@@ -38,7 +38,7 @@ struct File {
     #[serde(default)]
     rtmp: Listen,
     #[serde(default)]
-    rtsp: Listen,
+    rtsp: Rtsp,
     #[serde(default)]
     http: Http,
     #[serde(default)]
@@ -63,6 +63,13 @@ struct File {
 #[serde(deny_unknown_fields)]
 struct Listen {
     listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rtsp {
+    listen: Option<String>,
+    auth: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -431,14 +438,10 @@ impl StreamAuthenticator for Gate {
                     .flatten()
                     .any(|k| same_secret(t.as_bytes(), k.as_bytes()))
             });
-            let user_ok = match (req.user, req.password) {
-                (Some(u), Some(p)) => users.into_iter().flatten().any(|(name, pass)| {
-                    // Both compared whole, whatever the first gave.
-                    let name_ok = same_secret(u.as_bytes(), name.as_bytes());
-                    same_secret(p.as_bytes(), pass.as_bytes()) & name_ok
-                }),
-                _ => false,
-            };
+            let user_ok = users
+                .into_iter()
+                .flatten()
+                .any(|(name, pass)| req.proves(name, pass));
             // The HMAC tokens of --auth-secret and JWTs are good everywhere
             // (checked as tokens, whether or not plays need one where no
             // list is given).
@@ -617,6 +620,10 @@ impl Loaded {
         }
         if let Some(l) = addr("rtsp.listen", &f.rtsp.listen).map_err(e)? {
             o.rtsp = l;
+        }
+        if let Some(methods) = &f.rtsp.auth {
+            o.rtsp_auth = crate::rtsp::auth_schemes(&methods.join(","))
+                .map_err(|x| format!("{file_name}: rtsp.auth: {x}"))?;
         }
         if let Some(l) = addr("http.listen", &f.http.listen).map_err(e)? {
             o.http = l;
@@ -816,6 +823,7 @@ mod tests {
             token,
             user: user.map(|u| u.0),
             password: user.map(|u| u.1),
+            digest: None,
             protocol: "rtmp",
             peer: None,
             unix_time: 1_000,
@@ -1184,6 +1192,7 @@ mod tests {
                 token,
                 user: None,
                 password: None,
+                digest: None,
                 protocol: "rtmp",
                 peer: None,
                 unix_time: T,
@@ -1221,6 +1230,7 @@ mod tests {
                 token,
                 user: None,
                 password: None,
+                digest: None,
                 protocol: "hls",
                 peer: None,
                 unix_time: T,

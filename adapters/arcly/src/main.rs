@@ -150,6 +150,7 @@ struct Options {
     log_format: LogFormat,
     rtmp: Option<SocketAddr>,
     rtsp: Option<SocketAddr>,
+    rtsp_auth: arcly_rtsp::RtspAuth,
     pulls: Vec<rtsp::Pull>,
     http: Option<SocketAddr>,
     srt: Option<SocketAddr>,
@@ -230,6 +231,7 @@ fn defaults() -> Options {
         log_format: LogFormat::Text,
         rtmp: Some(SocketAddr::from(([0, 0, 0, 0], 1935))),
         rtsp: Some(SocketAddr::from(([0, 0, 0, 0], 8554))),
+        rtsp_auth: arcly_rtsp::RtspAuth::default(),
         pulls: Vec::new(),
         http: Some(SocketAddr::from(([0, 0, 0, 0], 8888))),
         srt: Some(SocketAddr::from(([0, 0, 0, 0], 8890))),
@@ -296,6 +298,7 @@ fn options(f: cli::RunFlags) -> Result<Options, String> {
     set!("--rtmp", f.rtmp.map(|l| l.0), rtmp);
     set!("--http", f.http.map(|l| l.0), http);
     set!("--rtsp", f.rtsp.map(|l| l.0), rtsp);
+    set!("--rtsp-auth", f.rtsp_auth, rtsp_auth);
     set!("--srt", f.srt.map(|l| l.0), srt);
     set!("--webrtc", f.webrtc.map(|l| l.0), webrtc);
     set!("--srt-latency", f.srt_latency, srt_latency);
@@ -894,6 +897,7 @@ async fn run(o: Options) -> Result<(), String> {
             shutdown.signal(),
             conn_log.clone(),
             rtsp_links.clone(),
+            o.rtsp_auth,
         );
     }
     let pulls = rtsp::Pulls::new(rtsp::PullContext {

@@ -62,6 +62,27 @@ impl Pull {
 /// server sessions' ids.
 static PULL_IDS: AtomicU64 = AtomicU64::new(1 << 63);
 
+/// `--rtsp-auth`'s and `rtsp.auth`'s schemes: `basic`, `digest`, or both
+/// (`basic,digest`).
+pub fn auth_schemes(v: &str) -> Result<arcly_rtsp::RtspAuth, String> {
+    let mut a = arcly_rtsp::RtspAuth {
+        basic: false,
+        digest: false,
+    };
+    for s in v.split(',') {
+        match s.trim() {
+            "basic" => a.basic = true,
+            "digest" => a.digest = true,
+            _ => {
+                return Err(format!(
+                    "takes basic, digest or both (basic,digest), not {v:?}"
+                ))
+            }
+        }
+    }
+    Ok(a)
+}
+
 /// Serves RTSP on `listener`; the sessions' link figures (transport,
 /// packets, loss) go to `stats`, for the stats API.
 #[allow(clippy::too_many_arguments)]
@@ -74,10 +95,12 @@ pub fn spawn_listener(
     stop: ShutdownSignal,
     log: Log,
     stats: RtspStats,
+    auth: arcly_rtsp::RtspAuth,
 ) {
     let report = stats;
     let rcfg = Arc::new(RtspConfig {
         unix_base_us: clock.unix_base() * 1_000_000,
+        auth,
         ..RtspConfig::default()
     });
     let seq = AtomicU64::new(u64::from_be_bytes(

@@ -19,6 +19,9 @@ pub struct AuthRequest<'a> {
     pub user: Option<&'a str>,
     /// The password that came with [`user`](Self::user).
     pub password: Option<&'a str>,
+    /// In place of a password, an answer to a Digest challenge that proves
+    /// one (RTSP `Authorization: Digest`); see [`proves`](Self::proves).
+    pub digest: Option<&'a DigestAnswer>,
     /// The protocol asking (`"rtmp"`, `"hls"`, ...), for logs and policies.
     pub protocol: &'a str,
     /// The peer's address as text, when there is one.
@@ -26,6 +29,108 @@ pub struct AuthRequest<'a> {
     /// Wall-clock seconds since the Unix epoch, supplied by the host, for
     /// token expiry.
     pub unix_time: u64,
+}
+
+impl AuthRequest<'_> {
+    /// Whether the client showed it knows `user`'s `password`: its
+    /// [`user`](Self::user) is `user` and its password is `password`, or
+    /// its [`digest`](Self::digest) answer was made with it. Compared in
+    /// time that does not depend on where they differ.
+    pub fn proves(&self, user: &str, password: &str) -> bool {
+        let Some(u) = self.user else { return false };
+        let name_ok = same_secret(u.as_bytes(), user.as_bytes());
+        let pass_ok = match (self.password, self.digest) {
+            (Some(p), _) => same_secret(p.as_bytes(), password.as_bytes()),
+            #[cfg(feature = "auth-digest")]
+            (None, Some(d)) => d.proves(user, password),
+            _ => false,
+        };
+        // Both compared whole, whatever the first gave.
+        name_ok & pass_ok
+    }
+}
+
+/// An answer to a Digest challenge (RFC 7616 §3.4 with MD5, as RTSP
+/// clients send it, RFC 2326 §D.2.2): it proves a password without carrying
+/// it. The session that challenged checks that the realm and nonce are its
+/// own and fills in the request's method; an authenticator that knows the
+/// password checks the response ([`AuthRequest::proves`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DigestAnswer {
+    /// `realm`, as challenged.
+    pub realm: String,
+    /// `nonce`, as challenged.
+    pub nonce: String,
+    /// The request's method.
+    pub method: String,
+    /// `uri`, as the client wrote it.
+    pub uri: String,
+    /// `response`: 32 hex digits.
+    pub response: String,
+    /// `nc` and `cnonce`, when the client answered with `qop=auth`.
+    pub qop_auth: Option<(String, String)>,
+}
+
+#[cfg(feature = "auth-digest")]
+impl DigestAnswer {
+    /// The `response` a client knowing `password` gives: MD5 of
+    /// `HA1:nonce:HA2` (or `HA1:nonce:nc:cnonce:auth:HA2` with `qop=auth`),
+    /// where `HA1` is MD5 of `user:realm:password` and `HA2` of
+    /// `method:uri`, each as lowercase hex. Both sides of Digest use it.
+    pub fn response_for(
+        user: &str,
+        password: &str,
+        realm: &str,
+        nonce: &str,
+        method: &str,
+        uri: &str,
+        qop_auth: Option<(&str, &str)>,
+    ) -> String {
+        let ha1 = md5_hex(&[user, ":", realm, ":", password]);
+        let ha2 = md5_hex(&[method, ":", uri]);
+        match qop_auth {
+            Some((nc, cnonce)) => {
+                md5_hex(&[&ha1, ":", nonce, ":", nc, ":", cnonce, ":auth:", &ha2])
+            }
+            None => md5_hex(&[&ha1, ":", nonce, ":", &ha2]),
+        }
+    }
+
+    /// Whether this answer was made with `user`'s `password`.
+    pub fn proves(&self, user: &str, password: &str) -> bool {
+        let qop = self
+            .qop_auth
+            .as_ref()
+            .map(|(nc, c)| (nc.as_str(), c.as_str()));
+        let want = Self::response_for(
+            user,
+            password,
+            &self.realm,
+            &self.nonce,
+            &self.method,
+            &self.uri,
+            qop,
+        );
+        same_secret(
+            self.response.to_ascii_lowercase().as_bytes(),
+            want.as_bytes(),
+        )
+    }
+}
+
+#[cfg(feature = "auth-digest")]
+fn md5_hex(parts: &[&str]) -> String {
+    use md5::Digest as _;
+    let mut h = md5::Md5::new();
+    for p in parts {
+        h.update(p.as_bytes());
+    }
+    let mut out = String::with_capacity(32);
+    for b in h.finalize() {
+        out.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
+        out.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
+    }
+    out
 }
 
 /// Why a request was refused.
@@ -228,6 +333,7 @@ mod tests {
             token,
             user: None,
             password: None,
+            digest: None,
             protocol: "rtmp",
             peer: None,
             unix_time: t,
@@ -338,5 +444,65 @@ mod tests {
             check(&format!("18446744073709551616.{max_sig}")),
             Err(AuthError::Invalid)
         );
+    }
+}
+
+#[cfg(all(test, feature = "auth-digest"))]
+mod digest_tests {
+    use super::*;
+
+    /// RFC 2617 §3.5's example: Mufasa, "Circle Of Life", qop=auth.
+    #[test]
+    fn the_rfc_example_holds() {
+        let r = DigestAnswer::response_for(
+            "Mufasa",
+            "Circle Of Life",
+            "testrealm@host.com",
+            "dcd98b7102dd2f0e8b11d0f600bfb0c093",
+            "GET",
+            "/dir/index.html",
+            Some(("00000001", "0a4f113b")),
+        );
+        assert_eq!(r, "6629fae49393a05397450978507c4ef1");
+    }
+
+    #[test]
+    fn an_answer_proves_its_password_and_no_other() {
+        let mut a = DigestAnswer {
+            realm: "arcly".into(),
+            nonce: "n0".into(),
+            method: "ANNOUNCE".into(),
+            uri: "rtsp://127.0.0.1:8554/live/cam".into(),
+            response: String::new(),
+            qop_auth: None,
+        };
+        a.response =
+            DigestAnswer::response_for("ann", "s3cret", "arcly", "n0", "ANNOUNCE", &a.uri, None)
+                .to_ascii_uppercase();
+        assert!(a.proves("ann", "s3cret"), "hex in either case");
+        assert!(!a.proves("ann", "s3cret!"));
+        assert!(!a.proves("bob", "s3cret"));
+        let key = StreamKey::new("live", "cam").unwrap();
+        let req = |user: Option<&'static str>, digest| AuthRequest {
+            action: Action::Publish,
+            key: &key,
+            token: None,
+            user,
+            password: None,
+            digest,
+            protocol: "rtsp",
+            peer: None,
+            unix_time: 0,
+        };
+        assert!(req(Some("ann"), Some(&a)).proves("ann", "s3cret"));
+        assert!(
+            !req(Some("bob"), Some(&a)).proves("ann", "s3cret"),
+            "the name counts"
+        );
+        assert!(!req(None, Some(&a)).proves("ann", "s3cret"));
+        assert!(!req(Some("ann"), None).proves("ann", "s3cret"));
+        let mut other_method = a.clone();
+        other_method.method = "RECORD".into();
+        assert!(!other_method.proves("ann", "s3cret"), "the method counts");
     }
 }

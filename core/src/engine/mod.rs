@@ -39,7 +39,7 @@ mod tap;
 
 #[cfg(feature = "auth-hmac")]
 pub use auth::HmacTokenAuthenticator;
-pub use auth::{same_secret, AllowAll, AuthError, AuthRequest, StreamAuthenticator};
+pub use auth::{same_secret, AllowAll, AuthError, AuthRequest, DigestAnswer, StreamAuthenticator};
 pub use links::{LinkFigures, LinkRegistry, LinkReport, LinkSource};
 pub use observer::{EngineEvent, NoopObserver, Observer};
 pub use qos::StreamStats;
@@ -271,6 +271,8 @@ pub struct Request<'a> {
     pub user: Option<&'a str>,
     /// The password that came with [`user`](Self::user).
     pub password: Option<&'a str>,
+    /// A Digest answer in place of the password (see [`AuthRequest::digest`]).
+    pub digest: Option<&'a DigestAnswer>,
     /// The protocol asking.
     pub protocol: &'a str,
     /// The peer, for logs.
@@ -287,6 +289,7 @@ impl<'a> Request<'a> {
             token: None,
             user: None,
             password: None,
+            digest: None,
             protocol,
             peer: None,
             unix_time: 0,
@@ -615,6 +618,7 @@ impl Engine {
             token: req.token,
             user: req.user,
             password: req.password,
+            digest: req.digest,
             protocol: req.protocol,
             peer: req.peer,
             unix_time: req.unix_time,

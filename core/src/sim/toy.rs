@@ -89,6 +89,7 @@ impl Session for Toy {
                     token: None,
                     user: None,
                     password: None,
+                    digest: None,
                 }));
             }
             1 if data.len() >= 13 => {

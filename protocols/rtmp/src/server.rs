@@ -387,6 +387,7 @@ impl ServerSession {
             token: q.token.clone().or_else(|| self.app_query.token.clone()),
             user,
             password,
+            digest: None,
         }));
         id
     }

@@ -1,10 +1,56 @@
 //! Authentication on the control connection: Basic (RFC 7617) read by the
 //! server, whose password is handed to the host as the request's token, and
-//! Digest (RFC 2617 / RFC 7616 with MD5) answered by our client from the
-//! URL's user information.
+//! Digest (RFC 2617 / RFC 7616 with MD5), read by the server as an answer
+//! for the host to check, and answered by our client from the URL's user
+//! information.
 
+use arcly_core::engine::DigestAnswer;
 use base64::Engine as _;
-use md5::{Digest as _, Md5};
+
+/// The realm of the server's challenges.
+pub const REALM: &str = "arcly";
+
+/// The user and the answer of a `Digest` `Authorization` header, for a
+/// request with `method`; `None` if it is not one (another scheme, another
+/// algorithm than MD5, a field missing).
+pub fn digest_answer(header: &str, method: &str) -> Option<(String, DigestAnswer)> {
+    let (scheme, rest) = header.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("digest") {
+        return None;
+    }
+    let (mut user, mut realm, mut nonce, mut uri, mut response) = (None, None, None, None, None);
+    let (mut qop, mut nc, mut cnonce) = (None, None, None);
+    for (k, v) in params(rest) {
+        match k.to_ascii_lowercase().as_str() {
+            "username" => user = Some(v),
+            "realm" => realm = Some(v),
+            "nonce" => nonce = Some(v),
+            "uri" => uri = Some(v),
+            "response" => response = Some(v),
+            "qop" => qop = Some(v),
+            "nc" => nc = Some(v),
+            "cnonce" => cnonce = Some(v),
+            "algorithm" if !v.eq_ignore_ascii_case("md5") => return None,
+            _ => {}
+        }
+    }
+    let qop_auth = match qop.as_deref() {
+        None => None,
+        Some("auth") => Some((nc?, cnonce?)),
+        Some(_) => return None,
+    };
+    Some((
+        user?,
+        DigestAnswer {
+            realm: realm?,
+            nonce: nonce?,
+            method: method.to_string(),
+            uri: uri?,
+            response: response?,
+            qop_auth,
+        },
+    ))
+}
 
 /// The user and password of a `Basic` `Authorization` header.
 pub fn basic_credentials(header: &str) -> Option<(String, String)> {
@@ -79,20 +125,27 @@ impl DigestChallenge {
         nc: u32,
         cnonce: &str,
     ) -> String {
-        let ha1 = md5_hex(&format!("{user}:{}:{pass}", self.realm));
-        let ha2 = md5_hex(&format!("{method}:{uri}"));
         let mut h = format!(
             "Digest username=\"{user}\", realm=\"{}\", nonce=\"{}\", uri=\"{uri}\"",
             self.realm, self.nonce
         );
         if self.qop_auth {
             let nc = format!("{nc:08x}");
-            let response = md5_hex(&format!("{ha1}:{}:{nc}:{cnonce}:auth:{ha2}", self.nonce));
+            let response = DigestAnswer::response_for(
+                user,
+                pass,
+                &self.realm,
+                &self.nonce,
+                method,
+                uri,
+                Some((&nc, cnonce)),
+            );
             h.push_str(&format!(
                 ", response=\"{response}\", qop=auth, nc={nc}, cnonce=\"{cnonce}\""
             ));
         } else {
-            let response = md5_hex(&format!("{ha1}:{}:{ha2}", self.nonce));
+            let response =
+                DigestAnswer::response_for(user, pass, &self.realm, &self.nonce, method, uri, None);
             h.push_str(&format!(", response=\"{response}\""));
         }
         if let Some(o) = &self.opaque {
@@ -132,16 +185,37 @@ fn params(s: &str) -> Vec<(String, String)> {
     out
 }
 
-fn md5_hex(s: &str) -> String {
-    Md5::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any header reads without a panic; an answer our client makes
+        /// reads back as one that proves the password it was made with.
+        #[test]
+        fn digest_answers_read_back(
+            junk in ".{0,200}",
+            user in "[a-zA-Z0-9_.-]{1,16}",
+            pass in "[ -~]{1,24}",
+            nonce in "[0-9a-f]{8,32}",
+            qop in any::<bool>(),
+            nc in 1u32..1000,
+        ) {
+            let _ = digest_answer(&junk, "DESCRIBE");
+            let _ = digest_answer(&format!("Digest {junk}"), "DESCRIBE");
+            let ch = DigestChallenge { realm: REALM.into(), nonce, opaque: None, qop_auth: qop };
+            let uri = "rtsp://127.0.0.1:8554/live/cam";
+            let h = ch.answer(&user, &pass, "ANNOUNCE", uri, nc, "c0ffee");
+            let (u, a) = digest_answer(&h, "ANNOUNCE").expect("reads back");
+            prop_assert_eq!(&u, &user);
+            prop_assert!(a.proves(&user, &pass));
+            let wrong = pass.clone() + "x";
+            prop_assert!(!a.proves(&user, &wrong));
+            let (_, other) = digest_answer(&h, "RECORD").expect("reads back");
+            prop_assert!(!other.proves(&user, &pass), "made for another method");
+        }
+    }
 
     #[test]
     fn basic_round_trips() {

@@ -488,6 +488,7 @@ impl RtspClient {
             token: self.cfg.token.clone(),
             user: None,
             password: None,
+            digest: None,
         }));
     }
 

@@ -55,6 +55,32 @@ pub struct RtspConfig {
     /// Wall-clock Unix microseconds at `Instant::ZERO`, for the NTP time of
     /// sender reports.
     pub unix_base_us: u64,
+    /// The `Authorization` schemes the server takes and challenges with.
+    pub auth: RtspAuth,
+}
+
+/// The `Authorization` schemes an RTSP server takes, and offers in a 401's
+/// `WWW-Authenticate` (Digest first: clients take the first they know).
+///
+/// Basic hands the password to the host, which may check it against a
+/// path's users, or take it as a token, a JWT, or pass it to a callback.
+/// Digest (MD5) keeps the password off the wire, so only an authenticator
+/// that knows the user's password can check it (a path's users).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RtspAuth {
+    /// `Basic` (RFC 7617).
+    pub basic: bool,
+    /// `Digest` (RFC 7616 with MD5, RFC 2326 §D.2.2).
+    pub digest: bool,
+}
+
+impl Default for RtspAuth {
+    fn default() -> Self {
+        RtspAuth {
+            basic: true,
+            digest: false,
+        }
+    }
 }
 
 impl Default for RtspConfig {
@@ -64,6 +90,7 @@ impl Default for RtspConfig {
             session_timeout: Duration::from_secs(60),
             mtu: 1400,
             unix_base_us: 0,
+            auth: RtspAuth::default(),
         }
     }
 }

@@ -15,8 +15,11 @@
 //! whose media go over UDP and that hears nothing (no request, no RTCP) for
 //! the session timeout is closed. Credentials: a `token` in the query
 //! string, or the password of a `Basic` `Authorization` header, goes to the
-//! host as the request's token; a refusal for want of one answers 401 with a
-//! Basic challenge, and the client may try again on the same connection.
+//! host as the request's token; with Digest on ([`crate::RtspAuth`]), a
+//! `Digest` answer to this connection's nonce goes to the host as a
+//! [`arcly_core::engine::DigestAnswer`] for it to check against the user's password. A refusal
+//! for want of credentials answers 401 with a challenge for each scheme on,
+//! and the client may try again on the same connection.
 
 use core::net::SocketAddr;
 use std::collections::VecDeque;
@@ -102,6 +105,8 @@ enum Waiting {
 pub struct RtspSession {
     cfg: Arc<RtspConfig>,
     seed: u64,
+    /// The nonce of this connection's Digest challenges.
+    nonce: String,
     session_id: String,
     peer: Option<SocketAddr>,
     input: BytesMut,
@@ -132,6 +137,10 @@ impl RtspSession {
         RtspSession {
             cfg,
             seed,
+            nonce: format!(
+                "{seed:016x}{:016x}",
+                seed.rotate_left(23) ^ 0x5851_F42D_4C95_7F2D
+            ),
             session_id: format!("{:016X}", seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
             peer: None,
             input: BytesMut::new(),
@@ -363,15 +372,24 @@ impl RtspSession {
         };
         // Basic credentials go to the host as a user and password, and
         // the password as the token too (a path's token list, an HMAC
-        // token) when the URL carries none.
-        let basic = r
-            .headers
-            .get("Authorization")
+        // token) when the URL carries none; a Digest answer to our nonce
+        // as a user and the answer.
+        let authorization = r.headers.get("Authorization");
+        let basic = authorization
+            .filter(|_| self.cfg.auth.basic)
             .and_then(auth::basic_credentials);
+        let digest = authorization
+            .filter(|_| self.cfg.auth.digest)
+            .and_then(|h| auth::digest_answer(h, &r.method))
+            .filter(|(_, a)| a.realm == auth::REALM && a.nonce == self.nonce);
         let token = url::RtspUrl::parse(&r.uri)
             .and_then(|u| u.param("token"))
             .or_else(|| basic.as_ref().map(|(_, pass)| pass.clone()));
-        let (user, password) = basic.map_or((None, None), |(u, p)| (Some(u), Some(p)));
+        let (user, password, digest) = match (basic, digest) {
+            (Some((u, p)), _) => (Some(u), Some(p), None),
+            (None, Some((u, a))) => (Some(u), None, Some(Box::new(a))),
+            (None, None) => (None, None, None),
+        };
         let base = match url::RtspUrl::parse(&r.uri) {
             Some(mut u) => {
                 u.query = None;
@@ -391,6 +409,7 @@ impl RtspSession {
             token,
             user,
             password,
+            digest,
         })
     }
 
@@ -871,7 +890,19 @@ impl Session for RtspSession {
         };
         let mut h = Headers::new();
         if status == 401 {
-            h.push("WWW-Authenticate", "Basic realm=\"arcly\"");
+            if self.cfg.auth.digest {
+                let nonce = &self.nonce;
+                h.push(
+                    "WWW-Authenticate",
+                    format!("Digest realm=\"{}\", nonce=\"{nonce}\"", auth::REALM),
+                );
+            }
+            if self.cfg.auth.basic || !self.cfg.auth.digest {
+                h.push(
+                    "WWW-Authenticate",
+                    format!("Basic realm=\"{}\"", auth::REALM),
+                );
+            }
         }
         self.respond(cseq, status, reason, h, b"");
         self.resume(now);

@@ -727,3 +727,122 @@ fn pulls_recorded_from_gstreamers_rtsp_server_give_whole_frames() {
         );
     }
 }
+
+/// Sends `req` to `s` and returns what it answered and the stream requests
+/// it raised (each refused for want of credentials).
+fn exchange(s: &mut RtspSession, req: &str) -> (String, Vec<arcly_core::session::StreamRequest>) {
+    use arcly_core::session::{Rejection, Session, SessionEvent};
+    let now = Instant::from_millis(1);
+    s.handle_input(now, Input::Stream(BytesMut::from(req.as_bytes())));
+    let (mut out, mut reqs) = (String::new(), Vec::new());
+    loop {
+        let mut any = false;
+        while let Some(ev) = s.poll_event() {
+            any = true;
+            if let SessionEvent::Request(r) = ev {
+                s.reject(now, r.id, Rejection::Unauthorized);
+                reqs.push(r);
+            }
+        }
+        while let Some(t) = s.poll_transmit() {
+            any = true;
+            out.push_str(&String::from_utf8_lossy(&t.data));
+        }
+        if !any {
+            return (out, reqs);
+        }
+    }
+}
+
+#[test]
+fn digest_answers_to_the_connections_nonce_reach_the_host_for_checking() {
+    use crate::auth::DigestChallenge;
+    use crate::RtspAuth;
+    let uri = "rtsp://10.0.0.1:8554/live/cam";
+    let describe = |cseq: u32, authorization: Option<&str>| {
+        let a = authorization.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
+        format!("DESCRIBE {uri} RTSP/1.0\r\nCSeq: {cseq}\r\n{a}\r\n")
+    };
+    let cfg = RtspConfig {
+        auth: RtspAuth {
+            basic: true,
+            digest: true,
+        },
+        ..RtspConfig::default()
+    };
+    let mut s = RtspSession::new(Arc::new(cfg), 77, Instant::ZERO);
+    let (out, reqs) = exchange(&mut s, &describe(1, None));
+    assert!(out.starts_with("RTSP/1.0 401"), "{out}");
+    assert_eq!(reqs[0].user, None);
+    // A challenge for each scheme, Digest first (clients take the first
+    // they know).
+    let challenges: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("WWW-Authenticate: "))
+        .collect();
+    assert_eq!(challenges.len(), 2, "{out}");
+    assert!(challenges[1].starts_with("Basic realm=\"arcly\""), "{out}");
+    let ch = DigestChallenge::parse(challenges[0]).expect("a Digest challenge");
+    assert_eq!(ch.realm, "arcly");
+    // Answered as ffmpeg and our client answer, with and without qop.
+    for (i, qop) in [false, true].into_iter().enumerate() {
+        let ch = DigestChallenge {
+            qop_auth: qop,
+            ..ch.clone()
+        };
+        let answer = ch.answer("ann", "s3cret", "DESCRIBE", uri, 1, "0a4f113b");
+        let (_, reqs) = exchange(&mut s, &describe(2 + i as u32, Some(&answer)));
+        let r = &reqs[0];
+        assert_eq!(
+            (r.user.as_deref(), r.password.as_deref()),
+            (Some("ann"), None)
+        );
+        let d = r.digest.as_ref().expect("the answer goes to the host");
+        assert_eq!(d.method, "DESCRIBE");
+        assert!(d.proves("ann", "s3cret"));
+        assert!(!d.proves("ann", "s3creT"));
+    }
+    // An answer to another nonce (another connection's, a stale one) is
+    // no answer: asked again.
+    let stale = DigestChallenge {
+        nonce: "0123".into(),
+        ..ch.clone()
+    };
+    let (out, reqs) = exchange(
+        &mut s,
+        &describe(
+            9,
+            Some(&stale.answer("ann", "s3cret", "DESCRIBE", uri, 1, "c")),
+        ),
+    );
+    assert!(out.starts_with("RTSP/1.0 401"), "{out}");
+    assert_eq!(
+        (reqs[0].user.as_ref(), reqs[0].digest.as_ref()),
+        (None, None)
+    );
+    // Basic still goes as a user and password.
+    let basic = crate::auth::basic_header("ann", "s3cret");
+    let (_, reqs) = exchange(&mut s, &describe(10, Some(&basic)));
+    assert_eq!(reqs[0].password.as_deref(), Some("s3cret"));
+
+    // Digest off (the default): no Digest challenge, and a Digest answer
+    // is not read.
+    let mut s = RtspSession::new(Arc::new(RtspConfig::default()), 78, Instant::ZERO);
+    let (out, _) = exchange(&mut s, &describe(1, None));
+    assert!(!out.contains("Digest"), "{out}");
+    assert!(
+        out.contains("WWW-Authenticate: Basic realm=\"arcly\""),
+        "{out}"
+    );
+    let (_, reqs) = exchange(
+        &mut s,
+        &describe(
+            2,
+            Some(&ch.answer("ann", "s3cret", "DESCRIBE", uri, 1, "c")),
+        ),
+    );
+    assert_eq!(
+        (reqs[0].user.as_ref(), reqs[0].digest.as_ref()),
+        (None, None)
+    );
+}

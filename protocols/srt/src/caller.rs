@@ -520,6 +520,7 @@ impl SrtCaller {
             token: None,
             user: None,
             password: None,
+            digest: None,
         }));
     }
 

@@ -144,6 +144,7 @@ impl SrtSession {
             token: sid.token.clone(),
             user: sid.user.clone(),
             password: sid.password.clone(),
+            digest: None,
         }));
         self.stream_id = Some(sid);
     }

@@ -370,6 +370,7 @@ impl PeerSession {
                     token: self.token.clone(),
                     user: self.user.clone(),
                     password: self.password.clone(),
+                    digest: None,
                 }));
             }
             Event::MediaAdded(m) => {
