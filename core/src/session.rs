@@ -185,7 +185,7 @@ impl From<&EngineError> for Rejection {
             // Refused whatever the credentials: no point asking again.
             EngineError::Unauthorized(crate::engine::AuthError::Denied(_)) => Rejection::Forbidden,
             EngineError::Unauthorized(_) => Rejection::Unauthorized,
-            EngineError::NotFound(_) => Rejection::NotFound,
+            EngineError::NotFound(_) | EngineError::Starting(_) => Rejection::NotFound,
             EngineError::AlreadyPublishing(_) => Rejection::AlreadyPublishing,
             EngineError::AppNotAllowed { .. } => Rejection::Forbidden,
             EngineError::TooManyPlayers(_) | EngineError::ShuttingDown => Rejection::Unavailable,
@@ -585,6 +585,22 @@ impl Default for ConnContext {
     }
 }
 
+/// How long a play waits for a source started on demand
+/// ([`crate::engine::OnDemand`]) before it is refused as not found.
+pub const ON_DEMAND_WAIT: Duration = Duration::from_secs(10);
+
+/// How often a waiting play asks the engine again.
+const ON_DEMAND_RETRY: Duration = Duration::from_millis(100);
+
+/// A play waiting for its stream's source to start.
+struct WaitingPlay {
+    req: StreamRequest,
+    /// Refused as not found from here.
+    until: Instant,
+    /// Asked again from here.
+    next: Instant,
+}
+
 /// Deliveries handed to a playing session per
 /// [`Conductor::poll_deliveries`] call: bounds what one call can queue.
 pub const DELIVERY_BATCH: usize = 16;
@@ -615,6 +631,8 @@ struct Parts<S> {
     /// The stream's key frame requests this publishing session has passed
     /// on (set when it starts publishing).
     key_requests_seen: Option<u64>,
+    /// A play whose stream's source is starting.
+    waiting: Option<WaitingPlay>,
 }
 
 impl<S: Session> core::fmt::Debug for Conductor<S> {
@@ -652,6 +670,7 @@ impl<S: Session> Conductor<S> {
                 log: VecDeque::new(),
                 sockets: VecDeque::new(),
                 key_requests_seen: None,
+                waiting: None,
             }),
         }
     }
@@ -697,6 +716,12 @@ impl<S: Session> Conductor<S> {
             self.p.session.handle_timeout(now);
             self.process(now);
         }
+        if self.p.waiting.as_ref().is_some_and(|w| w.next <= now) {
+            if let Some(w) = self.p.waiting.take() {
+                self.answer_until(now, w.req, w.until);
+                self.process(now);
+            }
+        }
         if self.p.closed.is_none() && self.conn_deadline().is_some_and(|t| t <= now) {
             let what = if self.p.engaged { "idle" } else { "handshake" };
             self.p.log.push_back(format!(
@@ -714,6 +739,8 @@ impl<S: Session> Conductor<S> {
     /// or plays, then the idle limit while it is not playing.
     fn conn_deadline(&self) -> Option<Instant> {
         match self.p.ctx.handshake_timeout {
+            // A play waiting for its source has a limit of its own.
+            Some(_) if self.p.waiting.is_some() => return None,
             Some(limit) if !self.p.engaged => return Some(self.p.ctx.started + limit),
             _ => {}
         }
@@ -844,10 +871,14 @@ impl<S: Session> Conductor<S> {
         if self.is_closed() {
             return None;
         }
-        match (self.p.session.poll_timeout(), self.conn_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.p.session.poll_timeout(),
+            self.conn_deadline(),
+            self.p.waiting.as_ref().map(|w| w.next),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The next socket request for the host; answer it with
@@ -981,6 +1012,11 @@ impl<S: Session> Conductor<S> {
     }
 
     fn answer(&mut self, now: Instant, r: StreamRequest) {
+        self.answer_until(now, r, now + ON_DEMAND_WAIT);
+    }
+
+    /// Answers `r`; a play whose source is starting waits until `until`.
+    fn answer_until(&mut self, now: Instant, r: StreamRequest, until: Instant) {
         let key = match self.request(&r) {
             Ok(k) => k,
             Err(why) => {
@@ -1019,9 +1055,27 @@ impl<S: Session> Conductor<S> {
                 Action::Publish => self.p.engine.publish(&req, now).map(|p| {
                     self.p.publisher = Some(p);
                 }),
-                Action::Play => self.p.engine.play(&req).map(|p| {
-                    self.p.player = Some(p);
-                }),
+                Action::Play => match self.p.engine.play(&req) {
+                    Err(EngineError::Starting(_)) if now < until => {
+                        self.p.waiting = Some(WaitingPlay {
+                            req: r,
+                            until,
+                            next: now + ON_DEMAND_RETRY,
+                        });
+                        return;
+                    }
+                    Err(EngineError::Starting(_)) => {
+                        self.p.log.push_back(format!(
+                            "refused play of {key} over {proto} from {peer}: \
+                             nothing came from its source within {} s",
+                            ON_DEMAND_WAIT.as_secs()
+                        ));
+                        Err(EngineError::NotFound(key.clone()))
+                    }
+                    r => r.map(|p| {
+                        self.p.player = Some(p);
+                    }),
+                },
             }
             // The engine tells its observer, with the protocol and peer.
             .map_err(|e| Rejection::from(&e))
@@ -1228,6 +1282,91 @@ mod tests {
                 == "play of live/cam by ? over lines ended: stream closed: the publisher ended it"),
             "{logs:?}"
         );
+    }
+
+    /// A play of a key nothing publishes, whose source starts on demand,
+    /// waits for it: answered when it comes, not refused; one that nothing
+    /// comes for is refused as not found after [`ON_DEMAND_WAIT`], and a
+    /// key with no source at once.
+    #[test]
+    fn a_play_waits_for_a_source_started_on_demand() {
+        use crate::engine::OnDemand;
+        use std::sync::Mutex;
+        #[derive(Default)]
+        struct Cameras(Mutex<Vec<String>>);
+        impl OnDemand for Cameras {
+            fn start(&self, key: &StreamKey) -> bool {
+                let mut asked = self.0.lock().unwrap();
+                asked.push(key.to_string());
+                key.stream().starts_with("cam")
+            }
+        }
+        let cameras = std::sync::Arc::new(Cameras::default());
+        let engine = Engine::builder().on_demand(cameras.clone()).build();
+        let t = |ms: u64| Instant::from_millis(ms);
+        let mut player = Conductor::new(engine.clone(), Lines::default(), ConnContext::default());
+        player.handle_input(t(0), input("play cam1\n"));
+        assert_eq!(sent(&mut player), "", "waits, neither accepted nor refused");
+        assert!(player.poll_timeout().is_some_and(|w| w <= t(100)));
+        player.handle_timeout(t(100));
+        assert_eq!(sent(&mut player), "");
+        // The source comes: the next try plays it, from its first frame.
+        let mut camera = Conductor::new(engine.clone(), Lines::default(), ConnContext::default());
+        camera.handle_input(t(150), input("publish cam1\nframe\n"));
+        assert_eq!(sent(&mut camera), "ok\n");
+        let next = player.poll_timeout().expect("a retry");
+        player.handle_timeout(next);
+        assert_eq!(sent(&mut player), "ok\n");
+        assert!(player.is_playing());
+        assert!(player.poll_deliveries(&mut noop_cx(), next).is_ready());
+        assert_eq!(sent(&mut player), "F1\n");
+
+        // A source that never comes: refused after the wait, with a line
+        // that says so; the handshake limit does not cut the wait short.
+        let mut late = Conductor::new(engine.clone(), Lines::default(), ConnContext::default());
+        late.handle_input(t(0), input("play cam2\n"));
+        let (mut now, mut answer) = (t(0), String::new());
+        while answer.is_empty() && now < t(20_000) {
+            now = late.poll_timeout().expect("a deadline");
+            late.handle_timeout(now);
+            answer = sent(&mut late);
+        }
+        assert_eq!(answer, "no NotFound\n");
+        assert_eq!(now, t(0) + ON_DEMAND_WAIT, "refused when the wait is over");
+        let logs: Vec<String> = std::iter::from_fn(|| late.poll_log()).collect();
+        assert!(
+            logs.iter().any(|l| l.contains("refused play of live/cam2")
+                && l.contains("nothing came from its source within 10 s")),
+            "{logs:?}"
+        );
+        // No source for the key: refused at once.
+        let mut other = Conductor::new(engine, Lines::default(), ConnContext::default());
+        other.handle_input(t(0), input("play news\n"));
+        assert_eq!(sent(&mut other), "no NotFound\n");
+        let asked = cameras.0.lock().unwrap().clone();
+        assert_eq!(asked[..2], ["live/cam1", "live/cam1"], "asked at each try");
+        assert_eq!(
+            asked.iter().filter(|k| *k == "live/cam2").count(),
+            101,
+            "every 100 ms"
+        );
+        assert_eq!(asked.last().map(String::as_str), Some("live/news"));
+
+        // A player joining a stream whose source left (lingering for it)
+        // starts the source again.
+        let cameras = std::sync::Arc::new(Cameras::default());
+        let engine = Engine::builder()
+            .on_demand(cameras.clone())
+            .linger(Duration::from_secs(10))
+            .build();
+        let mut camera = Conductor::new(engine.clone(), Lines::default(), ConnContext::default());
+        camera.handle_input(t(0), input("publish cam3\nframe\n"));
+        camera.handle_input(t(10), Input::Eof);
+        assert!(cameras.0.lock().unwrap().is_empty());
+        let mut player = Conductor::new(engine, Lines::default(), ConnContext::default());
+        player.handle_input(t(20), input("play cam3\n"));
+        assert_eq!(sent(&mut player), "ok\n");
+        assert_eq!(*cameras.0.lock().unwrap(), ["live/cam3"]);
     }
 
     /// A player's peer asks for a key frame: the publishing session is

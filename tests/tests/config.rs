@@ -351,6 +351,70 @@ fn the_sessions_api_shows_a_publisher_and_a_player_and_ends_the_player() {
     );
 }
 
+/// An on-demand pull (`--pull-on-demand`) does not run until a player
+/// asks for its key: the first player over RTMP, then one over RTSP, wait
+/// for it and play; with no player for 10 s it stops, and the key is gone
+/// until the next player starts it again.
+#[test]
+fn an_on_demand_pull_runs_while_its_key_is_played() {
+    let dir = tmpdir("config-on-demand");
+    let ports = Ports::new();
+    let (rtmp, rtsp) = (ports.rtmp, ports.rtsp);
+    let g = ports.start(
+        &dir,
+        &[
+            "--pull-on-demand".into(),
+            format!("live/cam=rtsp://127.0.0.1:{rtsp}/live/src"),
+        ],
+    );
+    let input = input(&dir);
+    // Looped: the source outlasts the test.
+    let mut publisher = spawn(
+        Command::new(ffmpeg5())
+            .args(["-v", "error", "-re", "-stream_loop", "-1", "-i"])
+            .arg(&input)
+            .args(["-c", "copy", "-f", "flv"])
+            .arg(format!("rtmp://127.0.0.1:{rtmp}/live/src")),
+    );
+    g.wait_log("publishing live/src", 1, 10);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!g.log().contains("pulling live/cam"), "{}", g.log());
+    let rtmp_cam = format!("rtmp://127.0.0.1:{rtmp}/live/cam");
+    assert!(short_play(&rtmp_cam), "RTMP play of live/cam\n{}", g.log());
+    g.wait_log("live/cam asked for: pulling it on demand", 1, 1);
+    let rtsp_cam = format!("rtsp://127.0.0.1:{rtsp}/live/cam");
+    assert!(plays(&rtsp_cam), "RTSP play of live/cam\n{}", g.log());
+    assert_eq!(
+        g.log().matches("asked for: pulling it on demand").count(),
+        1,
+        "one pull for both players\n{}",
+        g.log()
+    );
+    // No player: the pull stops, and the key ends.
+    g.wait_log(
+        "no player of live/cam for 10 s: its on-demand pull stops",
+        1,
+        20,
+    );
+    g.wait_log("pull of live/cam stopped", 1, 5);
+    let (_, streams) = api(ports.http, "GET", "/api/streams");
+    assert!(!streams.contains("\"live/cam\""), "{streams}");
+    // The next player starts it again; a key with no source is refused.
+    assert!(
+        short_play(&rtmp_cam),
+        "RTMP play of live/cam again\n{}",
+        g.log()
+    );
+    g.wait_log("live/cam asked for: pulling it on demand", 2, 1);
+    assert!(!short_play(&format!("rtmp://127.0.0.1:{rtmp}/live/other")));
+    assert!(
+        publisher.try_wait().expect("wait").is_none(),
+        "the source's publisher ended"
+    );
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+}
+
 /// With `--rtsp-auth digest`, ffmpeg publishes and plays a path's users
 /// over RTSP by Digest (the gateway takes nothing else, so a client that
 /// got in answered the Digest challenge): the right password gets in, a

@@ -120,6 +120,11 @@ pub struct RunFlags {
     /// to ask for UDP first; repeat for more
     #[arg(long, value_name = "APP/STREAM=URL", value_parser = pull)]
     pub pull: Vec<crate::rtsp::Pull>,
+    /// As --pull, but only while someone plays APP/STREAM over RTMP, RTSP or
+    /// SRT: the first player waits up to 10 s for it; it stops 10 s after
+    /// the last player left; repeat for more
+    #[arg(long, value_name = "APP/STREAM=URL", value_parser = pull_on_demand)]
+    pub pull_on_demand: Vec<crate::rtsp::Pull>,
     /// SRT listen address, UDP [default: 0.0.0.0:8890]
     #[arg(long, value_name = "ADDR|off", value_parser = listen)]
     pub srt: Option<Listen>,
@@ -267,6 +272,12 @@ fn ip(v: &str) -> Result<IpAddr, String> {
 
 fn pull(v: &str) -> Result<crate::rtsp::Pull, String> {
     crate::rtsp::Pull::parse(v)
+}
+
+fn pull_on_demand(v: &str) -> Result<crate::rtsp::Pull, String> {
+    let mut p = crate::rtsp::Pull::parse(v)?;
+    p.on_demand = true;
+    Ok(p)
 }
 
 fn key_passphrase(v: &str) -> Result<(String, String), String> {

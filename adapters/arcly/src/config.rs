@@ -152,6 +152,7 @@ struct PathEntry {
     max_players: Option<usize>,
     srt_passphrase: Option<String>,
     source: Option<String>,
+    source_on_demand: Option<bool>,
     hls: Option<PathHls>,
 }
 
@@ -544,9 +545,12 @@ pub fn parse(text: &str) -> Result<Loaded, String> {
                     p.name
                 ));
             }
-            let pull = crate::rtsp::Pull::parse(&format!("{}={src}", p.name))
+            let mut pull = crate::rtsp::Pull::parse(&format!("{}={src}", p.name))
                 .map_err(|e| format!("{}: {}", at("source"), e.trim_start_matches("--pull: ")))?;
+            pull.on_demand = p.source_on_demand.unwrap_or(false);
             pulls.push(pull);
+        } else if p.source_on_demand.is_some() {
+            return Err(format!("{}: needs a source", at("source_on_demand")));
         }
         let users = |field: &str, list: &Option<Vec<String>>| {
             list.as_ref()
@@ -1030,6 +1034,15 @@ mod tests {
             e.contains("paths[0] (\"live/cam\"): source: not an rtsp:// URL"),
             "{e}"
         );
+        let e = err("[[paths]]\nname = \"live/cam\"\nsource_on_demand = true\n");
+        assert!(e.contains("source_on_demand: needs a source"), "{e}");
+        let l = parse(
+            "[[paths]]\nname = \"live/cam\"\nsource = \"rtsp://h/x\"\nsource_on_demand = true\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(l.pulls[0].on_demand);
+        let e = err("[rtsp]\nauth = [\"ntlm\"]\n");
+        assert!(e.contains("rtsp.auth: takes basic, digest or both"), "{e}");
         let e = err("[[paths]]\nname = \"live/cam\"\npublish = [\"\"]\n");
         assert!(e.contains("publish: a token may not be empty"), "{e}");
     }

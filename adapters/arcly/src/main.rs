@@ -349,6 +349,7 @@ fn options(f: cli::RunFlags) -> Result<Options, String> {
     set!("--log-format", f.log_format, log_format);
     // Lists add to the file's.
     o.pulls.extend(f.pull);
+    o.pulls.extend(f.pull_on_demand);
     o.webrtc_hosts.extend(f.webrtc_host);
     o.srt_key_passphrases.extend(f.srt_key_passphrase);
     check(&o)?;
@@ -672,8 +673,12 @@ async fn run(o: Options) -> Result<(), String> {
             .map(|(_, s)| s.clone()),
         ..cfg.clone()
     };
+    // The pulls, started below; players start the on-demand ones through
+    // the engine, and a reload runs the file's pulls.
+    let pulls_slot: Arc<std::sync::OnceLock<Arc<rtsp::Pulls>>> = Arc::default();
     let mut builder = Engine::builder()
         .default_app(Some(app))
+        .on_demand(Arc::new(rtsp::Demand(pulls_slot.clone())))
         .observer(Arc::new(GatewayObserver {
             published: senders,
             refusals: refusals.clone(),
@@ -750,10 +755,8 @@ async fn run(o: Options) -> Result<(), String> {
     let engine = builder.build();
     gate.attach(engine.clone());
     let shutdown = Shutdown::new();
-    // Reload: the file's [[paths]] again, on SIGHUP or POST /api/config/reload.
-    // The pulls, started below; a reload runs the file's pulls then (and
-    // the --pull ones always).
-    let pulls_slot: Arc<std::sync::OnceLock<Arc<rtsp::Pulls>>> = Arc::default();
+    // Reload: the file's [[paths]] again, on SIGHUP or POST /api/config/reload;
+    // it runs the file's pulls (and the flags' always).
     let srt_slot: Arc<std::sync::OnceLock<arcly_srt::PassphraseUpdates>> = Arc::default();
     let flag_srt_keys: Vec<(String, String)> = o
         .srt_key_passphrases

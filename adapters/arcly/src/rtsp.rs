@@ -1,7 +1,9 @@
 //! The gateway's RTSP: the listener (publish with ANNOUNCE/RECORD, play
 //! with DESCRIBE/PLAY, over TCP or UDP) and pulls from cameras or other
 //! servers into a key (`--pull APP/STREAM=rtsp://...`), reconnecting with
-//! backoff.
+//! backoff; or on demand (`--pull-on-demand`, a path's `source_on_demand`):
+//! started when a player asks for the key, stopped when none has played it
+//! for [`DEMAND_IDLE`].
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +32,8 @@ pub struct Pull {
     pub url: String,
     /// Start over UDP (falling back to TCP when nothing arrives).
     pub udp: bool,
+    /// Pulled only while played ([`Demand`]), not always.
+    pub on_demand: bool,
 }
 
 impl Pull {
@@ -54,6 +58,7 @@ impl Pull {
             stream: stream.into(),
             url: url.into(),
             udp,
+            on_demand: false,
         })
     }
 }
@@ -218,6 +223,25 @@ pub struct Pulls {
     ctx: PullContext,
     running: Mutex<std::collections::BTreeMap<String, Running>>,
     stopped: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Pulls started by players, by key: run while played.
+    demand: Mutex<std::collections::BTreeMap<String, Pull>>,
+    /// The runtime to start them on (a player may ask from any task).
+    rt: tokio::runtime::Handle,
+}
+
+/// How long an on-demand pull runs with no player.
+pub const DEMAND_IDLE: Duration = Duration::from_secs(10);
+
+/// The engine's [`OnDemand`](arcly_core::engine::OnDemand) hook: starts
+/// the on-demand pull of a key a player asks for, once the pulls exist.
+pub struct Demand(pub Arc<std::sync::OnceLock<Arc<Pulls>>>);
+
+impl arcly_core::engine::OnDemand for Demand {
+    fn start(&self, key: &arcly_core::engine::StreamKey) -> bool {
+        self.0
+            .get()
+            .is_some_and(|p| p.start_demand(&key.to_string()))
+    }
 }
 
 impl Pulls {
@@ -227,12 +251,22 @@ impl Pulls {
             ctx,
             running: Mutex::new(std::collections::BTreeMap::new()),
             stopped: Mutex::new(Vec::new()),
+            demand: Mutex::new(std::collections::BTreeMap::new()),
+            rt: tokio::runtime::Handle::current(),
         })
     }
 
     /// Runs exactly `wanted` (on the tokio runtime): returns the keys
-    /// started and stopped. A key whose source changed is restarted.
+    /// started and stopped. A key whose source changed is restarted. The
+    /// on-demand ones wait for a player ([`start_demand`](Self::start_demand)).
     pub fn set(&self, wanted: &[Pull]) -> (Vec<String>, Vec<String>) {
+        *self.demand.lock().unwrap_or_else(|p| p.into_inner()) = wanted
+            .iter()
+            .filter(|p| p.on_demand)
+            .map(|p| (format!("{}/{}", p.app, p.stream), p.clone()))
+            .collect();
+        let always: Vec<Pull> = wanted.iter().filter(|p| !p.on_demand).cloned().collect();
+        let wanted = &always[..];
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         // A pull that ended by itself (a source it cannot call) runs
         // again if still wanted.
@@ -243,11 +277,17 @@ impl Pulls {
             .retain(|t| !t.is_finished());
         let key = |p: &Pull| format!("{}/{}", p.app, p.stream);
         let (mut started, mut stopped) = (Vec::new(), Vec::new());
+        // An on-demand pull running goes on while its source stays.
+        let demand = self.demand.lock().unwrap_or_else(|p| p.into_inner());
         let gone: Vec<String> = running
             .iter()
-            .filter(|(k, r)| !wanted.iter().any(|w| key(w) == **k && *w == r.pull))
+            .filter(|(k, r)| {
+                !wanted.iter().any(|w| key(w) == **k && *w == r.pull)
+                    && demand.get(*k) != Some(&r.pull)
+            })
             .map(|(k, _)| k.clone())
             .collect();
+        drop(demand);
         for k in gone {
             if let Some(r) = running.remove(&k) {
                 r.stop.trigger();
@@ -266,6 +306,31 @@ impl Pulls {
             started.push(key(w));
         }
         (started, stopped)
+    }
+
+    /// A player asks for `key`, which nothing publishes: whether an
+    /// on-demand pull of it runs (started now, or already).
+    pub fn start_demand(&self, key: &str) -> bool {
+        let Some(pull) = self
+            .demand
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
+        else {
+            return false;
+        };
+        if self.ctx.stop.is_triggered() {
+            return false;
+        }
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if running.get(key).is_some_and(|r| !r.task.is_finished()) {
+            return true;
+        }
+        (self.ctx.log)(format!("{key} asked for: pulling it on demand"));
+        let _guard = self.rt.enter();
+        running.insert(key.to_string(), self.start(pull));
+        true
     }
 
     fn start(&self, pull: Pull) -> Running {
@@ -330,10 +395,27 @@ pub async fn run_pull(
     let url = arcly_rtsp::url::RtspUrl::parse(&pull.url);
     let Some(url) = url else { return };
     let shown = url.without_credentials();
+    // On demand: stopped when no player has played the key for a while.
+    let stop = if pull.on_demand {
+        idle_stop(&pull, &engine, stop, &log)
+    } else {
+        stop
+    };
+    let mut calls_left = if pull.on_demand { 2 } else { u32::MAX };
     loop {
         if stop.is_triggered() {
             return;
         }
+        // On demand, a source that does not play is not called for ever:
+        // a new player starts it again.
+        if calls_left == 0 {
+            log(format!(
+                "on-demand pull of {}/{} gave up: nothing played from {shown}",
+                pull.app, pull.stream
+            ));
+            return;
+        }
+        calls_left -= 1;
         n += 1;
         let target = format!("{}:{}", url.host, url.port);
         let connected = tokio::select! {
@@ -390,6 +472,10 @@ pub async fn run_pull(
                         )
                         .await;
                         played = playing.load(Ordering::Relaxed);
+                        if stop.is_triggered() {
+                            log(format!("pull of {}/{} stopped", pull.app, pull.stream));
+                            return;
+                        }
                         let end = end.lock().ok().and_then(|e| e.clone());
                         let blocked = end
                             .as_ref()
@@ -434,6 +520,7 @@ pub async fn run_pull(
         }
         if played {
             backoff = Duration::from_secs(1);
+            calls_left = calls_left.max(1);
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
@@ -443,6 +530,45 @@ pub async fn run_pull(
             backoff = (backoff * 2).min(Duration::from_secs(30));
         }
     }
+}
+
+/// A stop for an on-demand pull: `stop`, or [`DEMAND_IDLE`] in a row
+/// with no player of its key.
+fn idle_stop(pull: &Pull, engine: &Engine, stop: ShutdownSignal, log: &Log) -> ShutdownSignal {
+    let own = Arc::new(Shutdown::new());
+    let signal = own.signal();
+    let (engine, log) = (engine.clone(), log.clone());
+    let key = arcly_core::engine::StreamKey::new(&pull.app, &pull.stream).ok();
+    tokio::spawn(async move {
+        let mut quiet = Duration::ZERO;
+        let tick = Duration::from_secs(1);
+        loop {
+            tokio::select! {
+                _ = stop.clone().wait() => break,
+                _ = tokio::time::sleep(tick) => {}
+            }
+            let players = key
+                .as_ref()
+                .and_then(|k| engine.stream(k))
+                .map_or(0, |s| s.subscribers);
+            quiet = if players == 0 {
+                quiet + tick
+            } else {
+                Duration::ZERO
+            };
+            if quiet >= DEMAND_IDLE {
+                if let Some(k) = &key {
+                    log(format!(
+                        "no player of {k} for {} s: its on-demand pull stops",
+                        DEMAND_IDLE.as_secs()
+                    ));
+                }
+                break;
+            }
+        }
+        own.trigger();
+    });
+    signal
 }
 
 #[cfg(test)]

@@ -318,6 +318,12 @@ pub enum EngineError {
     /// Nothing is published under this key.
     #[error("stream {0} not found")]
     NotFound(StreamKey),
+    /// Nothing is published under this key yet, but a source for it is
+    /// starting ([`OnDemand`]): ask again shortly. A [`Conductor`] does.
+    ///
+    /// [`Conductor`]: crate::session::Conductor
+    #[error("stream {0} is starting")]
+    Starting(StreamKey),
     /// The stream has its maximum number of players.
     #[error("stream {0} has reached its player limit")]
     TooManyPlayers(StreamKey),
@@ -358,6 +364,7 @@ struct Inner {
     linger: Duration,
     consumers: Vec<ConsumerFactory>,
     taps: Taps,
+    on_demand: Option<Arc<dyn OnDemand>>,
 }
 
 impl Inner {
@@ -430,6 +437,17 @@ impl Inner {
     }
 }
 
+/// Starts sources of streams nothing publishes yet, when a player asks
+/// for one: a camera pulled on demand, the origin an edge pulls from.
+pub trait OnDemand: Send + Sync {
+    /// A player asks for `key`, which nothing publishes. `true` if a source
+    /// for it is starting (now, or already was): the play is answered with
+    /// [`EngineError::Starting`] and asked again shortly, rather than
+    /// refused. Called on the player's task: start the source elsewhere and
+    /// return at once.
+    fn start(&self, key: &StreamKey) -> bool;
+}
+
 /// Builds an [`Engine`].
 pub struct EngineBuilder {
     apps: HashMap<String, AppSpec>,
@@ -438,6 +456,7 @@ pub struct EngineBuilder {
     observer: Arc<dyn Observer>,
     linger: Duration,
     consumers: Vec<ConsumerFactory>,
+    on_demand: Option<Arc<dyn OnDemand>>,
 }
 
 impl EngineBuilder {
@@ -485,6 +504,13 @@ impl EngineBuilder {
         self
     }
 
+    /// What starts sources on demand (none by default: a play of a key
+    /// nothing publishes is refused at once).
+    pub fn on_demand(mut self, sources: Arc<dyn OnDemand>) -> Self {
+        self.on_demand = Some(sources);
+        self
+    }
+
     /// The engine.
     pub fn build(self) -> Engine {
         Engine {
@@ -499,6 +525,7 @@ impl EngineBuilder {
                 linger: self.linger,
                 consumers: self.consumers,
                 taps: Taps::default(),
+                on_demand: self.on_demand,
             }),
         }
     }
@@ -557,6 +584,7 @@ impl Engine {
             observer: Arc::new(NoopObserver),
             linger: Duration::ZERO,
             consumers: Vec::new(),
+            on_demand: None,
         }
     }
 
@@ -803,11 +831,25 @@ impl Engine {
         self.authorize(req, Action::Play)?;
         let found = {
             let t = self.inner.table();
-            t.get(&req.key).map(|e| (e.bus.clone(), e.stats.clone()))
+            t.get(&req.key)
+                .map(|e| (e.bus.clone(), e.stats.clone(), e.lingering.is_some()))
         };
-        let (bus, stats) = found.ok_or_else(|| {
-            self.reject(req, Action::Play, EngineError::NotFound(req.key.clone()))
-        })?;
+        let Some((bus, stats, lingering)) = found else {
+            // Not a refusal while its source starts: the player asks again.
+            if let Some(o) = &self.inner.on_demand {
+                if o.start(&req.key) {
+                    return Err(EngineError::Starting(req.key.clone()));
+                }
+            }
+            return Err(self.reject(req, Action::Play, EngineError::NotFound(req.key.clone())));
+        };
+        // A player joining a stream whose publisher left: its source, if
+        // one starts on demand, is started to take the publisher's place.
+        if lingering {
+            if let Some(o) = &self.inner.on_demand {
+                o.start(&req.key);
+            }
+        }
         let subscription = bus.subscribe().map_err(|_| {
             self.reject(
                 req,
