@@ -669,7 +669,16 @@ fn gateway(extra: &[&str]) -> Gateway {
     let bin = std::env::var_os("ARCLY_BIN").map(PathBuf::from).expect(
         "interop: ARCLY_BIN is not set; run tests/interop.sh, which builds the arcly binary",
     );
-    let rtmp: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    // An `--rtmp` address in `extra` wins over a free port.
+    let rtmp: std::net::SocketAddr = extra
+        .windows(2)
+        .find(|w| w[0] == "--rtmp")
+        .map_or_else(
+            || format!("127.0.0.1:{}", free_port()),
+            |w| w[1].to_string(),
+        )
+        .parse()
+        .expect("addr");
     let http: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
     // `--http off` in `extra` wins over the address given here.
     let http_on = !extra.windows(2).any(|w| w == ["--http", "off"]);
@@ -1617,4 +1626,163 @@ fn arcly_hwaccel_finds_debians_backends_and_says_why_none_works_here() {
     }
     assert!(text.contains("nvenc: encodes h264, h265"), "{text}");
     assert!(text.contains("Cannot load libcuda.so.1"), "{text}");
+}
+
+/// The frames of the copy at `played`, beside the input's: every video
+/// frame from the input's first, at the same times, and the audio after it.
+fn assert_whole_copy(input: &Path, played: &Path, what: &str) {
+    let video = |f: &Path| packets(f).iter().filter(|p| p.0 == "video").count();
+    assert_eq!(
+        video(played),
+        video(input),
+        "{what}: not every video frame was pushed"
+    );
+    assert_same_from_keyframe(input, played);
+}
+
+/// Push relays (`--push`): a stream published to one gateway is published
+/// again to nginx-rtmp and to a second gateway, each of which records it:
+/// both copies hold every frame, at the input's times.
+#[test]
+fn push_relays_copy_a_stream_to_nginx_and_to_another_gateway() {
+    let f = ffmpeg5();
+    let dir = tmpdir("push");
+    let rec = dir.join("rec");
+    let flv = dir.join("flv");
+    std::fs::create_dir_all(&flv).expect("dir");
+    // nginx's worker runs as another user: its folder is open to it.
+    let open = Command::new("chmod")
+        .arg("777")
+        .arg(&flv)
+        .status()
+        .expect("chmod runs");
+    assert!(open.success());
+    let ng = nginx(
+        &dir,
+        &format!(
+            "application copy {{ live on; record all; record_path {}; record_unique off; }}",
+            flv.display()
+        ),
+    );
+    let target = gateway(&["--record", rec.to_str().expect("utf-8"), "--linger", "0"]);
+    let source = gateway(&[
+        "--push",
+        &format!("live/*=rtmp://{}/copy/{{stream}}", target.rtmp),
+        "--push",
+        &format!("live/*=rtmp://127.0.0.1:{}/copy/{{stream}}", ng.port),
+        "--linger",
+        "0",
+    ]);
+    let input = make_media(
+        &f,
+        &dir,
+        "in.flv",
+        &["-c:v", "libx264", "-g", "30", "-c:a", "aac"],
+    );
+    finish(
+        spawn(
+            Command::new(&f)
+                .args(["-v", "error", "-re", "-i"])
+                .arg(&input)
+                .args(["-c", "copy", "-f", "flv"])
+                .arg(format!("rtmp://{}/live/cam", source.rtmp)),
+        ),
+        "the publishing ffmpeg",
+        Duration::from_secs(30),
+    );
+    // The second gateway's recording: copy/cam/<unix time>/index.m3u8, ended.
+    let mut playlist = None;
+    for _ in 0..100 {
+        std::thread::sleep(Duration::from_millis(100));
+        playlist = std::fs::read_dir(rec.join("copy/cam"))
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .map(|e| e.path().join("index.m3u8"))
+            .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("#EXT-X-ENDLIST")));
+        if playlist.is_some() {
+            break;
+        }
+    }
+    let playlist = playlist.expect("no ended recording of copy/cam on the second gateway");
+    strict_decode(&playlist);
+    assert_whole_copy(&input, &playlist, "the copy on the second gateway");
+    // nginx's recording: closed when its publisher (our push) leaves.
+    let copy = flv.join("cam.flv");
+    let mut whole = false;
+    for _ in 0..100 {
+        if video_frames(&copy) == video_frames(&input) {
+            whole = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        whole || copy.exists(),
+        "nginx recorded nothing at {}",
+        copy.display()
+    );
+    strict_decode(&copy);
+    assert_whole_copy(&input, &copy, "the copy on nginx-rtmp");
+}
+
+fn video_frames(f: &Path) -> usize {
+    if !f.exists() {
+        return 0;
+    }
+    packets(f).iter().filter(|p| p.0 == "video").count()
+}
+
+/// A push whose target goes away (killed) calls again, and resumes when
+/// the target is back on its address.
+#[test]
+fn a_push_resumes_when_its_target_comes_back() {
+    let f = ffmpeg5();
+    let dir = tmpdir("push-resume");
+    let target = gateway(&[]);
+    let at = target.rtmp;
+    let source = gateway(&["--push", &format!("live/cam=rtmp://{at}/copy/cam")]);
+    let input = make_media(
+        &f,
+        &dir,
+        "in.flv",
+        &["-c:v", "libx264", "-g", "30", "-c:a", "aac"],
+    );
+    let mut publisher = spawn(
+        Command::new(&f)
+            .args(["-v", "error", "-re", "-stream_loop", "-1", "-i"])
+            .arg(&input)
+            .args(["-c", "copy", "-f", "flv"])
+            .arg(format!("rtmp://{}/live/cam", source.rtmp)),
+    );
+    let pushed = |g: &Gateway| {
+        (0..150).any(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            let (status, body) = get(g.http, "/api/streams");
+            status == 200
+                && String::from_utf8_lossy(&body).contains("\"app\":\"copy\",\"stream\":\"cam\"")
+        })
+    };
+    assert!(pushed(&target), "the push never reached the target");
+    drop(target);
+    std::thread::sleep(Duration::from_secs(2));
+    let back = gateway(&["--rtmp", &at.to_string()]);
+    assert!(
+        pushed(&back),
+        "the push did not resume on the target's return"
+    );
+    let plays = Command::new(&f)
+        .args(["-v", "error", "-rw_timeout", "5000000", "-i"])
+        .arg(format!("rtmp://{at}/copy/cam"))
+        .args(["-frames:v", "30", "-f", "null", "-"])
+        .stdin(Stdio::null())
+        .status()
+        .expect("ffmpeg runs");
+    assert!(plays.success(), "the resumed copy does not play");
+    assert!(
+        publisher.try_wait().expect("wait").is_none(),
+        "the publisher to the source ended"
+    );
+    let _ = publisher.kill();
+    let _ = publisher.wait();
 }

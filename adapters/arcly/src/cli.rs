@@ -125,6 +125,12 @@ pub struct RunFlags {
     /// the last player left; repeat for more
     #[arg(long, value_name = "APP/STREAM=URL", value_parser = pull_on_demand)]
     pub pull_on_demand: Vec<crate::rtsp::Pull>,
+    /// Publish every stream matching PATTERN (a key, or live/*) again to an
+    /// RTMP URL, where {app} and {stream} are the key's parts
+    /// (live/*=rtmp://backup:1935/live/{stream}); calls again while the
+    /// stream lasts; repeat for more
+    #[arg(long, value_name = "PATTERN=URL", value_parser = crate::push::PushRule::parse)]
+    pub push: Vec<crate::push::PushRule>,
     /// SRT listen address, UDP [default: 0.0.0.0:8890]
     #[arg(long, value_name = "ADDR|off", value_parser = listen)]
     pub srt: Option<Listen>,

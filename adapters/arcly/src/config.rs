@@ -153,6 +153,7 @@ struct PathEntry {
     srt_passphrase: Option<String>,
     source: Option<String>,
     source_on_demand: Option<bool>,
+    push: Option<Vec<String>>,
     hls: Option<PathHls>,
 }
 
@@ -281,6 +282,8 @@ pub struct PathRule {
     pub max_players: Option<usize>,
     /// Its HLS settings over `[hls]`'s.
     pub hls: Option<PathHls>,
+    /// Where its streams are pushed.
+    pub push: Vec<crate::push::PushRule>,
 }
 
 /// The rules a reload can change: the `[[paths]]` in file order.
@@ -391,6 +394,14 @@ impl Gate {
     }
 
     /// Whether `key`'s streams are recorded when `[record] dir` is set.
+    /// The URLs its path pushes `key` to.
+    pub fn pushes(&self, key: &StreamKey) -> Vec<String> {
+        match self.rules().rule(key) {
+            Ok(Some(r)) => r.push.iter().filter_map(|p| p.target(key)).collect(),
+            _ => Vec::new(),
+        }
+    }
+
     pub fn records(&self, key: &StreamKey) -> bool {
         let rules = self.rules();
         !matches!(
@@ -405,6 +416,11 @@ impl Gate {
 
 impl StreamAuthenticator for Gate {
     fn authorize(&self, req: &AuthRequest<'_>) -> Result<(), AuthError> {
+        // A push relay the operator configured plays its stream. (Peers
+        // cannot claim the name: a session's protocol is its code's.)
+        if req.protocol == crate::push::PROTOCOL && req.action == Action::Play {
+            return Ok(());
+        }
         let rules = self.rules();
         let rule = rules.rule(req.key).map_err(AuthError::Denied)?;
         let (tokens, users) = match (rule, req.action) {
@@ -586,6 +602,15 @@ pub fn parse(text: &str) -> Result<Loaded, String> {
             },
             record: p.record,
             max_players: p.max_players,
+            push: p
+                .push
+                .iter()
+                .flatten()
+                .map(|url| {
+                    crate::push::PushRule::new(&p.name, url)
+                        .map_err(|e| format!("{}: {e}", at("push")))
+                })
+                .collect::<Result<_, _>>()?,
         });
     }
     Ok(Loaded {
@@ -1041,6 +1066,14 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert!(l.pulls[0].on_demand);
+        let e = err("[[paths]]\nname = \"live/*\"\npush = [\"rtmp://h/copy/main\"]\n");
+        assert!(e.contains("paths[0] (\"live/*\"): push: "), "{e}");
+        assert!(e.contains("put {stream} in it"), "{e}");
+        let l = parse("[[paths]]\nname = \"live/*\"\npush = [\"rtmp://h:1936/copy/{stream}\"]\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let gate = Gate::new(l.rules, None);
+        assert_eq!(gate.pushes(&key("live/cam")), ["rtmp://h:1936/copy/cam"]);
+        assert!(gate.pushes(&key("news/cam")).is_empty());
         let e = err("[rtsp]\nauth = [\"ntlm\"]\n");
         assert!(e.contains("rtsp.auth: takes basic, digest or both"), "{e}");
         let e = err("[[paths]]\nname = \"live/cam\"\npublish = [\"\"]\n");

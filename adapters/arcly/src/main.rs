@@ -152,6 +152,7 @@ struct Options {
     rtsp: Option<SocketAddr>,
     rtsp_auth: arcly_rtsp::RtspAuth,
     pulls: Vec<rtsp::Pull>,
+    pushes: Vec<push::PushRule>,
     http: Option<SocketAddr>,
     srt: Option<SocketAddr>,
     srt_latency: u64,
@@ -233,6 +234,7 @@ fn defaults() -> Options {
         rtsp: Some(SocketAddr::from(([0, 0, 0, 0], 8554))),
         rtsp_auth: arcly_rtsp::RtspAuth::default(),
         pulls: Vec::new(),
+        pushes: Vec::new(),
         http: Some(SocketAddr::from(([0, 0, 0, 0], 8888))),
         srt: Some(SocketAddr::from(([0, 0, 0, 0], 8890))),
         srt_latency: 120,
@@ -350,6 +352,7 @@ fn options(f: cli::RunFlags) -> Result<Options, String> {
     // Lists add to the file's.
     o.pulls.extend(f.pull);
     o.pulls.extend(f.pull_on_demand);
+    o.pushes.extend(f.push);
     o.webrtc_hosts.extend(f.webrtc_host);
     o.srt_key_passphrases.extend(f.srt_key_passphrase);
     check(&o)?;
@@ -567,6 +570,7 @@ mod config;
 mod http_call;
 mod hwaccel;
 mod jwt;
+mod push;
 mod refusals;
 mod remux;
 mod rtsp;
@@ -649,6 +653,12 @@ async fn run(o: Options) -> Result<(), String> {
     let mut senders = Vec::new();
     if o.record.is_some() {
         senders.push(recorded_tx);
+    }
+    // Published keys, for the push relays (the flags', and the paths' of
+    // the file, which a reload may change).
+    let (pushed_tx, mut pushed_rx) = tokio::sync::mpsc::unbounded_channel();
+    if !o.pushes.is_empty() || o.config.is_some() {
+        senders.push(pushed_tx);
     }
     let clock = Clock::new();
     let hls_cfg = hls_config(hls_settings(&o));
@@ -913,6 +923,26 @@ async fn run(o: Options) -> Result<(), String> {
     });
     pulls.set(&o.pulls);
     let _ = pulls_slot.set(pulls.clone());
+    // Push relays: each published key to the URLs its rules name.
+    {
+        let ctx = push::PushContext {
+            engine: engine.clone(),
+            clock,
+            stop: shutdown.signal(),
+            cfg: cfg.clone(),
+            log: conn_log.clone(),
+        };
+        let running = Arc::new(push::Running::default());
+        let (rules, gate) = (o.pushes.clone(), gate.clone());
+        tokio::spawn(async move {
+            while let Some(key) = pushed_rx.recv().await {
+                let mut urls: Vec<String> = rules.iter().filter_map(|r| r.target(&key)).collect();
+                urls.extend(gate.pushes(&key));
+                urls.dedup();
+                push::start(&ctx, &running, &key, urls);
+            }
+        });
+    }
     // The connections whose link figures the API and metrics show.
     let mut link_sources: Vec<Arc<dyn arcly_core::engine::LinkSource>> = Vec::new();
     if o.rtsp.is_some() || !o.pulls.is_empty() {

@@ -149,6 +149,9 @@ pub struct ClientSession {
     ingest: Ingest,
     egress: Egress,
     queued: VecDeque<Delivery>,
+    /// The published stream ended before the server took the publish: the
+    /// queue goes out, then the client ends.
+    ended: bool,
     last_input: Instant,
     closed: bool,
 }
@@ -171,6 +174,7 @@ impl ClientSession {
             ingest: Ingest::new(max_jump),
             egress: Egress::default(),
             queued: VecDeque::new(),
+            ended: false,
             last_input: now,
             closed: false,
         }
@@ -366,6 +370,9 @@ impl ClientSession {
                     {
                         self.state = State::Streaming;
                         self.flush_queue();
+                        if self.ended {
+                            self.unpublish(SessionEnd::Normal);
+                        }
                     }
                     StatusCode::PlayUnpublishNotify | StatusCode::PlayStop => {
                         self.events.push_back(SessionEvent::PublishStopped);
@@ -374,6 +381,32 @@ impl ClientSession {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// The published stream ended: says so to the server, and ends once
+    /// that is sent.
+    fn unpublish(&mut self, end: SessionEnd) {
+        let name = amf0::string(&self.target.stream);
+        self.conn.send_command(
+            CSID_COMMAND,
+            0,
+            command::call("FCUnpublish", 6.0, Amf0Value::Null, vec![name]),
+        );
+        self.conn.send_command(
+            CSID_COMMAND,
+            0,
+            command::call(
+                "deleteStream",
+                7.0,
+                Amf0Value::Null,
+                vec![Amf0Value::Number(f64::from(self.stream_id))],
+            ),
+        );
+        self.state = State::Done;
+        if !self.closed {
+            self.closed = true;
+            self.events.push_back(SessionEvent::Closed(end));
         }
     }
 
@@ -443,24 +476,14 @@ impl Session for ClientSession {
     }
 
     fn handle_stream_end(&mut self, _now: Instant, _why: RecvError) {
-        if self.mode == ClientMode::Publish && self.state == State::Streaming {
-            let name = amf0::string(&self.target.stream);
-            self.conn.send_command(
-                CSID_COMMAND,
-                0,
-                command::call("FCUnpublish", 6.0, Amf0Value::Null, vec![name]),
-            );
-            self.conn.send_command(
-                CSID_COMMAND,
-                0,
-                command::call(
-                    "deleteStream",
-                    7.0,
-                    Amf0Value::Null,
-                    vec![Amf0Value::Number(f64::from(self.stream_id))],
-                ),
-            );
-            self.state = State::Done;
+        if self.mode != ClientMode::Publish {
+            return;
+        }
+        if self.state == State::Streaming {
+            self.unpublish(SessionEnd::Normal);
+        } else {
+            // Sent, and the client ended, once the server takes the publish.
+            self.ended = true;
         }
     }
 
@@ -478,8 +501,10 @@ impl Session for ClientSession {
 
     fn reject(&mut self, _now: Instant, _id: RequestId, _why: Rejection) {}
 
-    fn close(&mut self, now: Instant, _why: CloseReason) {
-        self.handle_stream_end(now, RecvError::Closed(CloseReason::Shutdown));
+    fn close(&mut self, _now: Instant, _why: CloseReason) {
+        if self.mode == ClientMode::Publish && self.state == State::Streaming {
+            self.unpublish(SessionEnd::Host);
+        }
         if !self.closed {
             self.closed = true;
             self.events

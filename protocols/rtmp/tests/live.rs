@@ -16,7 +16,7 @@
 
 use arcly_core::bus::{CloseReason, DeliveryRef, RecvError};
 use arcly_core::frame::{CodecId, MediaFrame, TrackSet};
-use arcly_core::session::{Input, Session, SessionEvent};
+use arcly_core::session::{Input, Session, SessionEnd, SessionEvent};
 use arcly_core::time::Instant;
 use arcly_rtmp::{ClientMode, ClientSession, ClientTarget, RtmpConfig, ServerSession};
 use bytes::BytesMut;
@@ -32,6 +32,8 @@ struct Got {
     tracks: Option<TrackSet>,
     frames: Vec<MediaFrame>,
     closed: bool,
+    /// Closed otherwise than normally (a refusal, an error).
+    failed: bool,
 }
 
 /// Drives `s` over `sock` until it closes, the peer hangs up, or `limit`
@@ -72,7 +74,10 @@ fn drive<S: Session>(
                     got.tracks = Some(Borrow::<TrackSet>::borrow(&t).clone())
                 }
                 SessionEvent::Frame(f) => got.frames.push(f),
-                SessionEvent::Closed(_) => got.closed = true,
+                SessionEvent::Closed(e) => {
+                    got.closed = true;
+                    got.failed |= e != SessionEnd::Normal;
+                }
                 _ => {}
             }
         }
@@ -336,7 +341,7 @@ fn client_sessions_publish_to_and_play_from_nginx() {
         RecvError::Closed(CloseReason::PublisherEnded),
     );
     let published = drive(&mut pub_sock, &mut c, Duration::from_secs(3), |_, _| {});
-    assert!(!published.closed, "nginx refused the publish");
+    assert!(!published.failed, "nginx refused the publish");
     assert_eq!(c.frames_sent(), frames.len() as u64);
     drop(pub_sock);
     let got = player.join().unwrap();
