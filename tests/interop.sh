@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The interop suite: our code against real third-party clients (ffmpeg,
-# ffprobe, nginx-rtmp, GStreamer and its RTSP server, srt-live-transmit). Fails loudly, naming the
+# ffprobe, nginx-rtmp, GStreamer and its RTSP server, srt-live-transmit,
+# redis-server). Fails loudly, naming the
 # tool, when a client is missing: install them as .ci/run does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for tool in ffmpeg ffprobe nginx gst-launch-1.0 srt-live-transmit; do
+for tool in ffmpeg ffprobe nginx gst-launch-1.0 srt-live-transmit redis-server; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 [ -f /usr/lib/nginx/modules/ngx_rtmp_module.so ] || missing+=("libnginx-mod-rtmp")
@@ -20,7 +21,7 @@ command -v chromium >/dev/null 2>&1 || missing+=("chromium")
 command -v node >/dev/null 2>&1 || missing+=("node")
 if [ ${#missing[@]} -gt 0 ]; then
   echo "interop: missing real clients: ${missing[*]}" >&2
-  echo "interop: install them as .ci/run does (apt-get install -y ffmpeg nginx libnginx-mod-rtmp gstreamer1.0-tools ...; pip install imageio-ffmpeg m3u8 aiortc aiortsp)" >&2
+  echo "interop: install them as .ci/run does (apt-get install -y ffmpeg nginx libnginx-mod-rtmp gstreamer1.0-tools redis-server ...; pip install imageio-ffmpeg m3u8 aiortc aiortsp)" >&2
   exit 1
 fi
 

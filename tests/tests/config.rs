@@ -392,7 +392,7 @@ fn an_on_demand_pull_runs_while_its_key_is_played() {
     );
     // No player: the pull stops, and the key ends.
     g.wait_log(
-        "no player of live/cam for 10 s: its on-demand pull stops",
+        "no player of live/cam for 10 s: its on-demand source stops",
         1,
         20,
     );

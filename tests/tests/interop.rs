@@ -1786,3 +1786,152 @@ fn a_push_resumes_when_its_target_comes_back() {
     let _ = publisher.kill();
     let _ = publisher.wait();
 }
+
+/// Origins and edges through a directory on redis-server: two origins,
+/// each with a stream published to it, and two edges that know the
+/// origins only through the directory. 200 `arcly bench` players over the
+/// edges (100 per stream) play with no stall; each edge holds one upstream
+/// per key at its origin; killing one origin (SIGKILL) while its
+/// publisher moves to the other: the edges follow the directory entry to
+/// the new origin, their players waiting on the stream meanwhile (or
+/// rejoining, with `--reconnect`), with no error, and none of the other
+/// stream's players is disturbed; an edge with no players drops its
+/// upstreams within its idle time.
+#[test]
+fn origins_and_edges_share_streams_through_a_redis_directory() {
+    let f = ffmpeg5();
+    let redis_bin = need("redis-server", "apt-get install -y redis-server");
+    let dir = tmpdir("scale-out");
+    let port = free_port();
+    let mut redis = spawn(
+        Command::new(redis_bin)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"]),
+    );
+    let up = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(30));
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert!(up, "redis-server did not start");
+    let directory = format!("redis://127.0.0.1:{port}");
+    let origin = || gateway(&["--directory", &directory]);
+    let (o1, o2) = (origin(), origin());
+    let edge = || gateway(&["--directory", &directory, "--edge-idle", "3"]);
+    let (e1, e2) = (edge(), edge());
+    let input = make_media(
+        &f,
+        &dir,
+        "in.flv",
+        &["-c:v", "libx264", "-g", "30", "-c:a", "aac"],
+    );
+    let publish = |to: &Gateway, name: &str| {
+        spawn(
+            Command::new(&f)
+                .args(["-v", "error", "-re", "-stream_loop", "-1", "-i"])
+                .arg(&input)
+                .args(["-c", "copy", "-f", "flv"])
+                .arg(format!("rtmp://{}/live/{name}", to.rtmp)),
+        )
+    };
+    let mut pub_a = publish(&o1, "a");
+    let mut pub_b = publish(&o2, "b");
+    std::thread::sleep(Duration::from_secs(2));
+    // A stream's entry in an origin's /api/streams: its players.
+    let players = |g: &Gateway, name: &str| -> Option<u64> {
+        let (status, body) = get(g.http, "/api/streams");
+        assert_eq!(status, 200);
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        v["streams"]
+            .as_array()?
+            .iter()
+            .find(|s| s["app"] == "live" && s["stream"] == name)
+            .and_then(|s| s["subscribers"].as_u64())
+    };
+    let bin = std::env::var_os("ARCLY_BIN")
+        .map(PathBuf::from)
+        .expect("ARCLY_BIN");
+    let bench = |name: &str| {
+        Command::new(&bin)
+            .args([
+                "bench",
+                "--players",
+                "100",
+                "--ramp",
+                "100",
+                "--duration",
+                "20",
+            ])
+            .args(["--reconnect", "--url"])
+            .arg(format!("rtmp://{}/live/{name}", e1.rtmp))
+            .arg("--url")
+            .arg(format!("rtmp://{}/live/{name}", e2.rtmp))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("arcly bench runs")
+    };
+    let (bench_a, bench_b) = (bench("a"), bench("b"));
+    std::thread::sleep(Duration::from_secs(5));
+    // One upstream per key per edge: each origin's stream has two players.
+    assert_eq!(players(&o1, "a"), Some(2), "live/a's players on its origin");
+    assert_eq!(players(&o2, "b"), Some(2), "live/b's players on its origin");
+    // The first origin dies; its publisher moves to the second.
+    drop(o1);
+    let _ = pub_a.kill();
+    let _ = pub_a.wait();
+    pub_a = publish(&o2, "a");
+    // The directory sends the edges to live/a's new origin: one pull each.
+    let moved = (0..150).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        players(&o2, "a") == Some(2)
+    });
+    assert!(
+        moved,
+        "the edges did not follow live/a to its new origin: {:?}",
+        players(&o2, "a")
+    );
+    let summary = |b: std::process::Child| {
+        let out = b.wait_with_output().expect("bench ends");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "arcly bench failed: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text.lines().last().unwrap_or("").to_string()
+    };
+    let (sum_a, sum_b) = (summary(bench_a), summary(bench_b));
+    eprintln!("live/a (moved): {sum_a}\nlive/b: {sum_b}");
+    let figure = |s: &str, what: &str| -> u64 {
+        s.split(", ")
+            .find_map(|p| p.strip_prefix(&format!("{what} ")))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {what} in {s:?}"))
+    };
+    // The other stream: every player joined and played on, undisturbed.
+    assert!(
+        sum_b.starts_with("players 100, joined 100"),
+        "live/b: {sum_b}"
+    );
+    for what in ["stalls", "errors", "rejoins"] {
+        assert_eq!(figure(&sum_b, what), 0, "live/b: {sum_b}");
+    }
+    // The moved stream: its players came back to it through the edges.
+    assert_eq!(figure(&sum_a, "errors"), 0, "live/a: {sum_a}");
+    assert!(figure(&sum_a, "joined") >= 100, "live/a: {sum_a}");
+    // With no players, the edges drop their upstreams within their idle time.
+    let dropped = (0..80).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        players(&o2, "a") == Some(0) && players(&o2, "b") == Some(0)
+    });
+    assert!(
+        dropped,
+        "the edges still pull: live/a {:?}, live/b {:?}",
+        players(&o2, "a"),
+        players(&o2, "b")
+    );
+    for p in [&mut pub_a, &mut pub_b, &mut redis] {
+        let _ = p.kill();
+        let _ = p.wait();
+    }
+}

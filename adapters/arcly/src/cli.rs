@@ -131,6 +131,24 @@ pub struct RunFlags {
     /// stream lasts; repeat for more
     #[arg(long, value_name = "PATTERN=URL", value_parser = crate::push::PushRule::parse)]
     pub push: Vec<crate::push::PushRule>,
+    /// Be an edge: a player asking for a key nothing publishes here makes
+    /// this gateway pull it from the first of these origins that has it
+    /// (rtmp://HOST[:PORT], comma-separated or repeated), one pull per key
+    #[arg(long, value_name = "URL[,URL...]", value_parser = origins)]
+    pub origin: Vec<Vec<String>>,
+    /// Keep the stream directory on this Redis server (redis://HOST[:PORT]):
+    /// the keys published here are recorded under --advertise, and an edge
+    /// asks it where a key is before the --origin list
+    #[arg(long, value_name = "URL", value_parser = crate::directory::parse_url)]
+    pub directory: Option<String>,
+    /// This gateway's RTMP address in the directory, as edges are to reach it
+    /// [default: the RTMP listen address; 127.0.0.1 for 0.0.0.0]
+    #[arg(long, value_name = "rtmp://HOST:PORT", value_parser = advertise)]
+    pub advertise: Option<String>,
+    /// How long an edge's pull (or an on-demand source) runs with no player
+    /// [default: 10]
+    #[arg(long, value_name = "SECS", value_parser = whole::<u64>)]
+    pub edge_idle: Option<u64>,
     /// SRT listen address, UDP [default: 0.0.0.0:8890]
     #[arg(long, value_name = "ADDR|off", value_parser = listen)]
     pub srt: Option<Listen>,
@@ -278,6 +296,41 @@ fn ip(v: &str) -> Result<IpAddr, String> {
 
 fn pull(v: &str) -> Result<crate::rtsp::Pull, String> {
     crate::rtsp::Pull::parse(v)
+}
+
+fn origins(v: &str) -> Result<Vec<String>, String> {
+    v.split(',')
+        .map(|o| {
+            let o = o.trim().trim_end_matches('/');
+            if ClientTargetCheck::origin(o) {
+                Ok(o.to_string())
+            } else {
+                Err(format!("rtmp://HOST[:PORT] is needed, not {o:?}"))
+            }
+        })
+        .collect()
+}
+
+fn advertise(v: &str) -> Result<String, String> {
+    let v = v.trim_end_matches('/');
+    if ClientTargetCheck::origin(v) {
+        Ok(v.to_string())
+    } else {
+        Err(format!("rtmp://HOST:PORT is needed, not {v:?}"))
+    }
+}
+
+/// Whether `o` is an RTMP server's address with no path: one that makes a
+/// whole URL with an application and a stream after it.
+struct ClientTargetCheck;
+
+impl ClientTargetCheck {
+    fn origin(o: &str) -> bool {
+        let rest = o.strip_prefix("rtmp://").unwrap_or("");
+        !rest.is_empty()
+            && !rest.contains('/')
+            && arcly_rtmp::ClientTarget::parse(&format!("{o}/app/stream")).is_some()
+    }
 }
 
 fn pull_on_demand(v: &str) -> Result<crate::rtsp::Pull, String> {

@@ -421,6 +421,10 @@ impl StreamAuthenticator for Gate {
         if req.protocol == crate::push::PROTOCOL && req.action == Action::Play {
             return Ok(());
         }
+        // Likewise an edge's pull from its origins.
+        if req.protocol == crate::demand::EDGE && req.action == Action::Publish {
+            return Ok(());
+        }
         let rules = self.rules();
         let rule = rules.rule(req.key).map_err(AuthError::Denied)?;
         let (tokens, users) = match (rule, req.action) {

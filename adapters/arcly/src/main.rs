@@ -78,10 +78,27 @@ struct GatewayObserver {
     refusals: Arc<refusals::Refusals>,
     /// Refusals by protocol, action and reason, for `/metrics`.
     refusal_counts: Arc<refusals::RefusalCounts>,
+    /// The stream directory: the keys published here (not those an edge
+    /// pulls), while they are.
+    directory: Option<directory::DirectoryHandle>,
 }
 
 impl Observer for GatewayObserver {
     fn on_event(&self, e: &EngineEvent) {
+        if let Some(d) = &self.directory {
+            match e {
+                EngineEvent::Published { key, protocol, .. }
+                | EngineEvent::Resumed { key, protocol, .. }
+                    if protocol != demand::EDGE =>
+                {
+                    d.published(key)
+                }
+                EngineEvent::Lingering { key, .. } | EngineEvent::Unpublished { key, .. } => {
+                    d.unpublished(key)
+                }
+                _ => {}
+            }
+        }
         if let EngineEvent::Published { key, .. } = e {
             for tx in &self.published {
                 let _ = tx.send(key.clone());
@@ -153,6 +170,14 @@ struct Options {
     rtsp_auth: arcly_rtsp::RtspAuth,
     pulls: Vec<rtsp::Pull>,
     pushes: Vec<push::PushRule>,
+    /// The origins an edge pulls from (`rtmp://HOST:PORT`).
+    origins: Vec<String>,
+    /// The directory's server (`HOST:PORT`).
+    directory: Option<String>,
+    /// This gateway's RTMP address in the directory.
+    advertise: Option<String>,
+    /// How long an edge's pull runs with no player.
+    edge_idle: u64,
     http: Option<SocketAddr>,
     srt: Option<SocketAddr>,
     srt_latency: u64,
@@ -235,6 +260,10 @@ fn defaults() -> Options {
         rtsp_auth: arcly_rtsp::RtspAuth::default(),
         pulls: Vec::new(),
         pushes: Vec::new(),
+        origins: Vec::new(),
+        directory: None,
+        advertise: None,
+        edge_idle: 10,
         http: Some(SocketAddr::from(([0, 0, 0, 0], 8888))),
         srt: Some(SocketAddr::from(([0, 0, 0, 0], 8890))),
         srt_latency: 120,
@@ -353,6 +382,10 @@ fn options(f: cli::RunFlags) -> Result<Options, String> {
     o.pulls.extend(f.pull);
     o.pulls.extend(f.pull_on_demand);
     o.pushes.extend(f.push);
+    o.origins.extend(f.origin.into_iter().flatten());
+    set!("--directory", f.directory.map(Some), directory);
+    set!("--advertise", f.advertise.map(Some), advertise);
+    set!("--edge-idle", f.edge_idle, edge_idle);
     o.webrtc_hosts.extend(f.webrtc_host);
     o.srt_key_passphrases.extend(f.srt_key_passphrase);
     check(&o)?;
@@ -567,11 +600,14 @@ mod bench;
 mod callback;
 mod cli;
 mod config;
+mod demand;
+mod directory;
 mod http_call;
 mod hwaccel;
 mod jwt;
 mod push;
 mod refusals;
+mod relay;
 mod remux;
 mod rtsp;
 mod srt;
@@ -686,13 +722,45 @@ async fn run(o: Options) -> Result<(), String> {
     // The pulls, started below; players start the on-demand ones through
     // the engine, and a reload runs the file's pulls.
     let pulls_slot: Arc<std::sync::OnceLock<Arc<rtsp::Pulls>>> = Arc::default();
+    // An edge's pulls, made once the engine is.
+    let edge_slot: Arc<std::sync::OnceLock<Arc<demand::Edge>>> = Arc::default();
+    let shutdown = Shutdown::new();
+    // The stream directory: this gateway's keys go there; an edge asks it.
+    let directory = o.directory.clone().map(|addr| {
+        let advertise = o.advertise.clone().unwrap_or_else(|| {
+            let a = o
+                .rtmp
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 1935)));
+            let ip = if a.ip().is_unspecified() {
+                std::net::IpAddr::from([127, 0, 0, 1])
+            } else {
+                a.ip()
+            };
+            format!("rtmp://{}", SocketAddr::new(ip, a.port()))
+        });
+        log(
+            Level::Info,
+            &format!("stream directory at {addr}; this gateway's streams as {advertise}"),
+        );
+        directory::spawn(
+            addr,
+            advertise,
+            clock,
+            shutdown.signal(),
+            Arc::new(|line: String| log(Level::Info, &line)),
+        )
+    });
     let mut builder = Engine::builder()
         .default_app(Some(app))
-        .on_demand(Arc::new(rtsp::Demand(pulls_slot.clone())))
+        .on_demand(Arc::new(demand::Demand {
+            pulls: pulls_slot.clone(),
+            edge: edge_slot.clone(),
+        }))
         .observer(Arc::new(GatewayObserver {
             published: senders,
             refusals: refusals.clone(),
             refusal_counts: refusal_counts.clone(),
+            directory: directory.clone(),
         }))
         .linger(Duration::from_secs(o.hls_linger));
     let hmac = o.auth_secret.as_ref().map(|secret| {
@@ -764,7 +832,6 @@ async fn run(o: Options) -> Result<(), String> {
     }
     let engine = builder.build();
     gate.attach(engine.clone());
-    let shutdown = Shutdown::new();
     // Reload: the file's [[paths]] again, on SIGHUP or POST /api/config/reload;
     // it runs the file's pulls (and the flags' always).
     let srt_slot: Arc<std::sync::OnceLock<arcly_srt::PassphraseUpdates>> = Arc::default();
@@ -920,9 +987,26 @@ async fn run(o: Options) -> Result<(), String> {
         cfg: cfg.clone(),
         log: conn_log.clone(),
         stats: rtsp_links.clone(),
+        idle: Duration::from_secs(o.edge_idle.max(1)),
     });
     pulls.set(&o.pulls);
     let _ = pulls_slot.set(pulls.clone());
+    // An edge: keys nothing publishes here, pulled from the origins.
+    if !o.origins.is_empty() || directory.is_some() {
+        if !o.origins.is_empty() {
+            log(Level::Info, &format!("edge of {}", o.origins.join(", ")));
+        }
+        let _ = edge_slot.set(demand::Edge::new(demand::EdgeContext {
+            engine: engine.clone(),
+            clock,
+            stop: shutdown.signal(),
+            cfg: cfg.clone(),
+            log: conn_log.clone(),
+            origins: o.origins.clone(),
+            directory: directory.clone(),
+            idle: Duration::from_secs(o.edge_idle.max(1)),
+        }));
+    }
     // Push relays: each published key to the URLs its rules name.
     {
         let ctx = push::PushContext {

@@ -8,20 +8,14 @@
 //! doubling to 30 s) for as long as the local stream lives.
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arcly_core::bus::{CloseReason, DeliveryRef, RecvError};
 use arcly_core::engine::{Action, Engine, StreamKey};
-use arcly_core::session::{
-    BindError, Conductor, ConnContext, Input, Rejection, RequestId, Session, SessionEnd,
-    SessionEvent, StreamRequest, Transmit,
-};
-use arcly_core::time::Instant;
-use arcly_rtmp::{ClientMode, ClientSession, ClientTarget, RtmpConfig};
-use arcly_tokio::{drive_stream, Clock, ListenerConfig, Log, ShutdownSignal};
+use arcly_rtmp::{ClientMode, ClientTarget};
+use arcly_tokio::{Clock, ListenerConfig, Log, ShutdownSignal};
+
+use crate::relay;
 
 /// The protocol name a push plays its local stream under: the gateway's
 /// authenticator lets it through (an operator configured it), and the
@@ -81,80 +75,8 @@ impl PushRule {
 }
 
 /// The URL as logged: without its query (which may hold a token).
-fn shown(url: &str) -> &str {
+pub fn shown(url: &str) -> &str {
     url.split('?').next().unwrap_or(url)
-}
-
-/// Our RTMP client, publishing to the target, as a session that plays
-/// the local key: it asks for it at once, and ends if refused.
-struct Relay {
-    inner: ClientSession,
-    ask: Option<StreamRequest>,
-    end: Arc<Mutex<Option<SessionEnd>>>,
-    streamed: Arc<AtomicBool>,
-}
-
-impl Session for Relay {
-    fn protocol(&self) -> &'static str {
-        PROTOCOL
-    }
-    fn handle_input(&mut self, now: Instant, input: Input) {
-        self.inner.handle_input(now, input);
-        if self.inner.is_streaming() {
-            self.streamed.store(true, Ordering::Relaxed);
-        }
-    }
-    fn handle_delivery(&mut self, now: Instant, d: DeliveryRef<'_>) {
-        self.inner.handle_delivery(now, d);
-    }
-    fn handle_stream_end(&mut self, now: Instant, why: RecvError) {
-        self.inner.handle_stream_end(now, why);
-    }
-    fn handle_timeout(&mut self, now: Instant) {
-        self.inner.handle_timeout(now);
-    }
-    fn accept(&mut self, _now: Instant, _id: RequestId) {}
-    fn reject(&mut self, now: Instant, _id: RequestId, why: Rejection) {
-        if let Ok(mut e) = self.end.lock() {
-            *e = Some(SessionEnd::Refused(why));
-        }
-        self.inner.close(now, CloseReason::Shutdown);
-    }
-    fn close(&mut self, now: Instant, why: CloseReason) {
-        self.inner.close(now, why);
-    }
-    fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.inner.poll_transmit()
-    }
-    fn poll_event(&mut self) -> Option<SessionEvent> {
-        if let Some(r) = self.ask.take() {
-            return Some(SessionEvent::Request(r));
-        }
-        let ev = self.inner.poll_event();
-        if let Some(SessionEvent::Closed(end)) = &ev {
-            if let Ok(mut e) = self.end.lock() {
-                e.get_or_insert_with(|| end.clone());
-            }
-        }
-        ev
-    }
-    fn poll_timeout(&self) -> Option<Instant> {
-        self.inner.poll_timeout()
-    }
-    fn is_closed(&self) -> bool {
-        self.inner.is_closed()
-    }
-    fn sockets_bound(
-        &mut self,
-        now: Instant,
-        id: RequestId,
-        b: Result<Vec<SocketAddr>, BindError>,
-    ) {
-        self.inner.sockets_bound(now, id, b);
-    }
-    fn set_peer(&mut self, peer: SocketAddr) {
-        self.inner.set_peer(peer);
-    }
 }
 
 /// What every push runs with.
@@ -227,54 +149,28 @@ async fn run_push(ctx: &PushContext, key: &StreamKey, url: &str) {
         let mut streamed = false;
         let why = match connected {
             Ok(Ok(sock)) => {
-                let now = ctx.clock.now();
-                let end = Arc::new(Mutex::new(None));
-                let streamed_flag = Arc::new(AtomicBool::new(false));
-                let relay = Relay {
-                    inner: ClientSession::new(
-                        RtmpConfig::default(),
-                        ClientMode::Publish,
-                        target.target.clone(),
-                        now,
-                    ),
-                    ask: Some(StreamRequest {
-                        id: RequestId(1),
-                        action: Action::Play,
-                        app: key.app().into(),
-                        stream: key.stream().into(),
-                        token: None,
-                        user: None,
-                        password: None,
-                        digest: None,
-                    }),
-                    end: end.clone(),
-                    streamed: streamed_flag.clone(),
-                };
-                let conn = ConnContext {
-                    peer: Some(shown(url).to_string()),
-                    peer_addr: sock.peer_addr().ok(),
-                    unix_base: ctx.clock.unix_base(),
-                    started: now,
-                    handshake_timeout: Some(Duration::from_secs(15)),
-                    idle_timeout: ctx.cfg.idle_timeout,
-                    ..ConnContext::default()
-                };
                 if n == 1 || backoff > Duration::from_secs(1) {
                     log(format!("pushing {key} to {}", shown(url)));
                 }
-                let l = log.clone();
-                let _ = drive_stream(
-                    sock,
-                    Conductor::new(ctx.engine.clone(), relay, conn),
+                let r = relay::run(
+                    relay::Call {
+                        sock,
+                        mode: ClientMode::Publish,
+                        target: target.target.clone(),
+                        key: key.clone(),
+                        action: Action::Play,
+                        protocol: PROTOCOL,
+                        shown: shown(url).to_string(),
+                    },
+                    &ctx.engine,
                     ctx.clock,
                     ctx.stop.clone(),
-                    ctx.cfg.driver.clone(),
-                    &move |line| l(line),
+                    &ctx.cfg,
+                    log,
                 )
                 .await;
-                streamed = streamed_flag.load(Ordering::Relaxed);
-                let end = end.lock().ok().and_then(|e| e.clone());
-                end.map_or_else(|| "connection closed".to_string(), |e| e.to_string())
+                streamed = r.streamed;
+                r.why()
             }
             Ok(Err(e)) => format!("cannot reach {addr}: {e}"),
             Err(_) => format!("no answer from {addr} in 5 s"),

@@ -3,7 +3,7 @@
 //! servers into a key (`--pull APP/STREAM=rtsp://...`), reconnecting with
 //! backoff; or on demand (`--pull-on-demand`, a path's `source_on_demand`):
 //! started when a player asks for the key, stopped when none has played it
-//! for [`DEMAND_IDLE`].
+//! for `--edge-idle` (10 s).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arcly_core::bus::{CloseReason, DeliveryRef, RecvError};
-use arcly_core::engine::Engine;
+use arcly_core::engine::{Engine, StreamKey};
 use arcly_core::session::{
     BindError, Conductor, ConnContext, Input, Rejection, RequestId, Session, SessionEnd,
     SessionEvent, Transmit,
@@ -32,7 +32,7 @@ pub struct Pull {
     pub url: String,
     /// Start over UDP (falling back to TCP when nothing arrives).
     pub udp: bool,
-    /// Pulled only while played ([`Demand`]), not always.
+    /// Pulled only while played ([`crate::demand`]), not always.
     pub on_demand: bool,
 }
 
@@ -207,6 +207,8 @@ pub struct PullContext {
     pub log: Log,
     /// Link figures, for the API.
     pub stats: RtspStats,
+    /// How long an on-demand pull runs with no player.
+    pub idle: Duration,
 }
 
 /// One running pull: what it pulls, its own stop, its task.
@@ -227,21 +229,6 @@ pub struct Pulls {
     demand: Mutex<std::collections::BTreeMap<String, Pull>>,
     /// The runtime to start them on (a player may ask from any task).
     rt: tokio::runtime::Handle,
-}
-
-/// How long an on-demand pull runs with no player.
-pub const DEMAND_IDLE: Duration = Duration::from_secs(10);
-
-/// The engine's [`OnDemand`](arcly_core::engine::OnDemand) hook: starts
-/// the on-demand pull of a key a player asks for, once the pulls exist.
-pub struct Demand(pub Arc<std::sync::OnceLock<Arc<Pulls>>>);
-
-impl arcly_core::engine::OnDemand for Demand {
-    fn start(&self, key: &arcly_core::engine::StreamKey) -> bool {
-        self.0
-            .get()
-            .is_some_and(|p| p.start_demand(&key.to_string()))
-    }
 }
 
 impl Pulls {
@@ -345,15 +332,7 @@ impl Pulls {
             }
         });
         let c = self.ctx.clone();
-        let task = tokio::spawn(run_pull(
-            pull.clone(),
-            c.engine,
-            c.clock,
-            stop,
-            c.cfg,
-            c.log,
-            c.stats,
-        ));
+        let task = tokio::spawn(run_pull(pull.clone(), c, stop));
         Running {
             pull,
             stop: own,
@@ -376,19 +355,21 @@ impl Pulls {
     }
 }
 
-/// Runs one pull until `stop`: connect, play, publish under the key;
+/// Runs one pull until `stop` (an on-demand one, until the context's idle
+/// time with no player): connect, play, publish under the key;
 /// on any end, wait (1 s, doubling up to 30 s; back to 1 s after a run
 /// that played) and call again. Over UDP, a call that got no packet goes
 /// over TCP from then on. Each call's link figures go to `stats`.
-pub async fn run_pull(
-    pull: Pull,
-    engine: Engine,
-    clock: Clock,
-    stop: ShutdownSignal,
-    cfg: ListenerConfig,
-    log: Log,
-    stats: RtspStats,
-) {
+pub async fn run_pull(pull: Pull, ctx: PullContext, stop: ShutdownSignal) {
+    let PullContext {
+        engine,
+        clock,
+        cfg,
+        log,
+        stats,
+        idle,
+        ..
+    } = ctx;
     let mut backoff = Duration::from_secs(1);
     let mut udp = pull.udp;
     let mut n: u64 = 0;
@@ -396,10 +377,9 @@ pub async fn run_pull(
     let Some(url) = url else { return };
     let shown = url.without_credentials();
     // On demand: stopped when no player has played the key for a while.
-    let stop = if pull.on_demand {
-        idle_stop(&pull, &engine, stop, &log)
-    } else {
-        stop
+    let stop = match (pull.on_demand, StreamKey::new(&pull.app, &pull.stream)) {
+        (true, Ok(key)) => crate::demand::idle_stop(key, &engine, stop, &log, idle),
+        _ => stop,
     };
     let mut calls_left = if pull.on_demand { 2 } else { u32::MAX };
     loop {
@@ -530,45 +510,6 @@ pub async fn run_pull(
             backoff = (backoff * 2).min(Duration::from_secs(30));
         }
     }
-}
-
-/// A stop for an on-demand pull: `stop`, or [`DEMAND_IDLE`] in a row
-/// with no player of its key.
-fn idle_stop(pull: &Pull, engine: &Engine, stop: ShutdownSignal, log: &Log) -> ShutdownSignal {
-    let own = Arc::new(Shutdown::new());
-    let signal = own.signal();
-    let (engine, log) = (engine.clone(), log.clone());
-    let key = arcly_core::engine::StreamKey::new(&pull.app, &pull.stream).ok();
-    tokio::spawn(async move {
-        let mut quiet = Duration::ZERO;
-        let tick = Duration::from_secs(1);
-        loop {
-            tokio::select! {
-                _ = stop.clone().wait() => break,
-                _ = tokio::time::sleep(tick) => {}
-            }
-            let players = key
-                .as_ref()
-                .and_then(|k| engine.stream(k))
-                .map_or(0, |s| s.subscribers);
-            quiet = if players == 0 {
-                quiet + tick
-            } else {
-                Duration::ZERO
-            };
-            if quiet >= DEMAND_IDLE {
-                if let Some(k) = &key {
-                    log(format!(
-                        "no player of {k} for {} s: its on-demand pull stops",
-                        DEMAND_IDLE.as_secs()
-                    ));
-                }
-                break;
-            }
-        }
-        own.trigger();
-    });
-    signal
 }
 
 #[cfg(test)]
