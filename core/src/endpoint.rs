@@ -145,6 +145,8 @@ struct Entry<S> {
     dirty: bool,
     /// The peer it was accepted from.
     peer: SocketAddr,
+    /// Its id in the host's list ([`EndpointHost::with_ids`]).
+    id: Option<u64>,
     /// Datagram bytes it was handed and sent.
     bytes_in: u64,
     bytes_out: u64,
@@ -158,6 +160,8 @@ pub struct EndpointSession<'a, K> {
     pub key: &'a K,
     /// The peer it was accepted from.
     pub peer: SocketAddr,
+    /// Its id in the host's list ([`EndpointHost::with_ids`]).
+    pub id: Option<u64>,
     /// The stream it publishes or plays, once it does.
     pub stream: Option<(&'a crate::engine::StreamKey, crate::engine::Action)>,
     /// Datagram bytes received from its peer.
@@ -235,6 +239,8 @@ pub struct EndpointHost<E: Endpoint> {
     host_waker: Arc<HostSignal>,
     log: VecDeque<String>,
     stats: EndpointStats,
+    /// Gives each new session its id in the host's list, if set.
+    ids: Option<Arc<dyn Fn() -> u64 + Send + Sync>>,
 }
 
 impl<E: Endpoint> core::fmt::Debug for EndpointHost<E> {
@@ -265,7 +271,16 @@ impl<E: Endpoint> EndpointHost<E> {
             host_waker: Arc::default(),
             log: VecDeque::new(),
             stats: EndpointStats::default(),
+            ids: None,
         }
+    }
+
+    /// Each new session takes its id from `ids` (the host's list of
+    /// sessions): its log lines begin with it, and
+    /// [`sessions`](Self::sessions) shows it.
+    pub fn with_ids(mut self, ids: Arc<dyn Fn() -> u64 + Send + Sync>) -> Self {
+        self.ids = Some(ids);
+        self
     }
 
     /// The endpoint.
@@ -350,7 +365,9 @@ impl<E: Endpoint> EndpointHost<E> {
             // A key reused before its session ended: the old one goes.
             drop(old);
         }
+        let id = self.ids.as_ref().map(|f| f());
         let ctx = ConnContext {
+            id,
             peer: Some(from.to_string()),
             peer_addr: Some(from),
             started: now,
@@ -374,6 +391,7 @@ impl<E: Endpoint> EndpointHost<E> {
                 deadline: None,
                 dirty: false,
                 peer: from,
+                id,
                 bytes_in: 0,
                 bytes_out: 0,
             },
@@ -530,6 +548,7 @@ impl<E: Endpoint> EndpointHost<E> {
         self.sessions.iter().map(|(key, e)| EndpointSession {
             key,
             peer: e.peer,
+            id: e.id,
             stream: e.conductor.stream(),
             bytes_in: e.bytes_in,
             bytes_out: e.bytes_out,

@@ -549,6 +549,9 @@ pub trait Session {
 /// How the host reached this connection, and its time limits.
 #[derive(Clone, Debug)]
 pub struct ConnContext {
+    /// The connection's id in the host's list of sessions, if it keeps
+    /// one: the conductor's log lines begin with it (`session 12: ...`).
+    pub id: Option<u64>,
     /// The peer's address as text.
     pub peer: Option<String>,
     /// The peer's address (given to the session with
@@ -574,6 +577,7 @@ pub struct ConnContext {
 impl Default for ConnContext {
     fn default() -> Self {
         ConnContext {
+            id: None,
             peer: None,
             peer_addr: None,
             malformed_log: std::sync::Arc::new(crate::host::LogLimit::new(Duration::from_secs(1))),
@@ -902,7 +906,11 @@ impl<S: Session> Conductor<S> {
     /// A line for the log, in a person's words.
     #[must_use]
     pub fn poll_log(&mut self) -> Option<String> {
-        self.p.log.pop_front()
+        let line = self.p.log.pop_front()?;
+        Some(match self.p.ctx.id {
+            Some(id) => format!("session {id}: {line}"),
+            None => line,
+        })
     }
 
     /// Whether the connection is over: the session closed (after its queued
@@ -1367,6 +1375,24 @@ mod tests {
         player.handle_input(t(20), input("play cam3\n"));
         assert_eq!(sent(&mut player), "ok\n");
         assert_eq!(*cameras.0.lock().unwrap(), ["live/cam3"]);
+    }
+
+    /// A connection the host lists under an id says it on each line.
+    #[test]
+    fn log_lines_carry_the_hosts_session_id() {
+        let engine = Engine::default();
+        let ctx = ConnContext {
+            id: Some(7),
+            peer: Some("10.0.0.9:5000".into()),
+            ..ConnContext::default()
+        };
+        let mut c = Conductor::new(engine, Lines::default(), ctx);
+        c.handle_input(Instant::ZERO, input("publish cam\n"));
+        let logs: Vec<String> = std::iter::from_fn(|| c.poll_log()).collect();
+        assert_eq!(
+            logs,
+            ["session 7: 10.0.0.9:5000 is publishing live/cam over lines"]
+        );
     }
 
     /// A player's peer asks for a key frame: the publishing session is

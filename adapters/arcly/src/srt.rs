@@ -106,7 +106,10 @@ pub async fn bind(
     let endpoint = SrtEndpoint::new(cfg, seed());
     let stats = endpoint.session_stats();
     let updates = endpoint.passphrase_updates();
-    let host = EndpointHost::new(endpoint, engine, ctx);
+    let mut host = EndpointHost::new(endpoint, engine, ctx);
+    if let Some(list) = o.sessions.clone() {
+        host = host.with_ids(Arc::new(move || list.next_id()));
+    }
     let report = stats.clone();
     let sessions = o.sessions.clone();
     let task = async move {

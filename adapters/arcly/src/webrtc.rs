@@ -84,7 +84,10 @@ pub async fn bind(
         audio_transcoder,
         ..WebRtcConfig::default()
     });
-    let host = EndpointHost::new(endpoint, engine, ctx);
+    let mut host = EndpointHost::new(endpoint, engine, ctx);
+    if let Some(list) = sessions.clone() {
+        host = host.with_ids(std::sync::Arc::new(move || list.next_id()));
+    }
     let task = async move {
         let listed = sessions.map(|s| (s, "webrtc"));
         arcly_tokio::drive_endpoint_tracked(sock, host, clock, stop, &*log, listed).await

@@ -356,6 +356,7 @@ fn run_worker<S, F>(
             let _ = sock.set_nodelay(true);
             let now = clock.now();
             let ctx = ConnContext {
+                id: None,
                 peer: Some(peer.to_string()),
                 peer_addr: Some(peer),
                 malformed_log: malformed_log.clone(),

@@ -94,6 +94,7 @@ where
         };
         let now = clock.now();
         let ctx = ConnContext {
+            id: None,
             peer: Some(peer.to_string()),
             peer_addr: Some(peer),
             malformed_log: malformed_log.clone(),

@@ -140,9 +140,10 @@ fn list<E: Endpoint>(
     let mut live = HashSet::with_capacity(listed.len());
     let mut to_end = Vec::new();
     for s in host.sessions() {
-        let r = listed
-            .entry(s.key.clone())
-            .or_insert_with(|| all.add(protocol, s.peer.to_string()));
+        let r = listed.entry(s.key.clone()).or_insert_with(|| match s.id {
+            Some(id) => all.add_as(id, protocol, s.peer.to_string()),
+            None => all.add(protocol, s.peer.to_string()),
+        });
         let t = &r.tracked;
         t.bytes_in.store(s.bytes_in, Ordering::Relaxed);
         t.bytes_out.store(s.bytes_out, Ordering::Relaxed);

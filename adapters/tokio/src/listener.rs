@@ -139,7 +139,13 @@ where
             s.open.fetch_add(1, Ordering::Relaxed);
         }
         let now = clock.now();
+        let session = make(now);
+        let registered = cfg
+            .sessions
+            .as_ref()
+            .map(|s| s.add(session.protocol(), peer.to_string()));
         let ctx = ConnContext {
+            id: registered.as_ref().map(|r| r.tracked.id),
             peer: Some(peer.to_string()),
             peer_addr: Some(peer),
             malformed_log: malformed_log.clone(),
@@ -148,11 +154,6 @@ where
             handshake_timeout: cfg.handshake_timeout,
             idle_timeout: cfg.idle_timeout,
         };
-        let session = make(now);
-        let registered = cfg
-            .sessions
-            .as_ref()
-            .map(|s| s.add(session.protocol(), peer.to_string()));
         let conductor = Conductor::new(engine.clone(), session, ctx);
         let (signal, driver, log) = (shutdown.clone(), cfg.driver.clone(), log.clone());
         conns.spawn(async move {

@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 /// One connection, as its driver keeps it up to date.
 #[derive(Debug)]
 pub struct Tracked {
-    id: u64,
+    pub(crate) id: u64,
     protocol: &'static str,
     peer: String,
     since_unix_ms: u64,
@@ -61,7 +61,25 @@ pub struct Sessions {
 
 impl Sessions {
     pub(crate) fn add(self: &Arc<Self>, protocol: &'static str, peer: String) -> Registered {
-        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let id = self.next_id();
+        self.add_as(id, protocol, peer)
+    }
+
+    /// A new id, for a session listed later ([`EndpointHost::with_ids`]:
+    /// a datagram session's log lines carry its id from its first).
+    ///
+    /// [`EndpointHost::with_ids`]: arcly_core::endpoint::EndpointHost::with_ids
+    pub fn next_id(&self) -> u64 {
+        self.next.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Lists a connection under an id from [`next_id`](Self::next_id).
+    pub(crate) fn add_as(
+        self: &Arc<Self>,
+        id: u64,
+        protocol: &'static str,
+        peer: String,
+    ) -> Registered {
         let since_unix_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
