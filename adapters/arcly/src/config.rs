@@ -913,9 +913,15 @@ mod tests {
             .and_then(|b| b.split("```").next())
             .unwrap_or_else(|| panic!("no toml block"));
         let loaded = parse(block).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(loaded.rules.paths.len(), 3);
-        assert_eq!(loaded.pulls.len(), 1);
+        assert_eq!(loaded.rules.paths.len(), 5);
+        assert_eq!(loaded.pulls.len(), 2);
+        assert_eq!(
+            loaded.pulls.iter().filter(|p| p.on_demand).count(),
+            1,
+            "cam/yard on demand"
+        );
         assert_eq!(loaded.srt_keys.len(), 1);
+        assert_eq!(loaded.rules.paths[3].push.len(), 1);
         let mut o = crate::defaults();
         loaded
             .apply("README.md", &mut o)
