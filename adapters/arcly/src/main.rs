@@ -192,6 +192,10 @@ struct Options {
     ts: bool,
     hls_linger: u64,
     record: Option<std::path::PathBuf>,
+    /// Live HLS of every stream to object storage (`s3://BUCKET/PREFIX`).
+    hls_upload: Option<String>,
+    /// How object storage is reached.
+    s3: s3::S3Settings,
     gop_cache: bool,
     ring: usize,
     lag_limit: u64,
@@ -278,6 +282,13 @@ fn defaults() -> Options {
         ts: false,
         hls_linger: 10,
         record: None,
+        hls_upload: None,
+        s3: s3::S3Settings {
+            endpoint: String::new(),
+            region: "us-east-1".into(),
+            access_key: std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_default(),
+            secret_key: std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or_default(),
+        },
         gop_cache: true,
         ring: 1024,
         lag_limit: 4096,
@@ -349,6 +360,15 @@ fn options(f: cli::RunFlags) -> Result<Options, String> {
     set!("--ts", f.ts.then_some(true), ts);
     set!("--linger", f.linger, hls_linger);
     set!("--record", f.record.map(Some), record);
+    set!("--hls-upload", f.hls_upload.map(Some), hls_upload);
+    if let Some(e) = f.s3_endpoint {
+        given("--s3-endpoint");
+        o.s3.endpoint = e;
+    }
+    if let Some(r) = f.s3_region {
+        given("--s3-region");
+        o.s3.region = r;
+    }
     set!("--gop-cache", f.gop_cache, gop_cache);
     set!("--ring", f.ring, ring);
     set!("--lag-limit", f.lag_limit, lag_limit);
@@ -610,6 +630,7 @@ mod refusals;
 mod relay;
 mod remux;
 mod rtsp;
+mod s3;
 mod srt;
 mod transcode;
 mod webrtc;
@@ -685,10 +706,14 @@ async fn run(o: Options) -> Result<(), String> {
         .ring_capacity(o.ring)
         .lag_limit(o.lag_limit)
         .idle_timeout(Duration::from_secs(o.idle_timeout));
-    let (recorded_tx, mut recorded_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (recorded_tx, recorded_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut senders = Vec::new();
     if o.record.is_some() {
         senders.push(recorded_tx);
+    }
+    let (uploaded_tx, uploaded_rx) = tokio::sync::mpsc::unbounded_channel();
+    if o.hls_upload.is_some() {
+        senders.push(uploaded_tx);
     }
     // Published keys, for the push relays (the flags', and the paths' of
     // the file, which a reload may change).
@@ -1169,37 +1194,90 @@ async fn run(o: Options) -> Result<(), String> {
             Ok(())
         });
     }
+    let format = if o.ts {
+        SegmentFormat::Ts
+    } else {
+        SegmentFormat::Fmp4
+    };
+    let writer = |mode| Writer {
+        mode,
+        format,
+        segment: o.segment,
+        clock,
+    };
     if let Some(dir) = o.record.clone() {
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("cannot create the recording folder {}: {e}", dir.display()))?;
+        let w = writer(WriteMode::Recording);
+        let stop = shutdown.signal();
+        match dir
+            .to_str()
+            .and_then(|d| d.strip_prefix("s3://").map(|_| d))
+        {
+            Some(target) => {
+                let (bucket, prefix) =
+                    s3::parse_target(target).map_err(|e| format!("--record {e}"))?;
+                let store = Arc::new(
+                    s3::S3Storage::new(&o.s3, &bucket, &prefix)
+                        .map_err(|e| format!("--record: {e}"))?,
+                );
+                if let Err(e) = store.ensure_bucket().await {
+                    log(Level::Warn, &format!("--record: {e}; writing anyway"));
+                }
+                log(
+                    Level::Info,
+                    &format!("recording every stream into {target}"),
+                );
+                servers.spawn(spawn_writers(
+                    recorded_rx,
+                    store,
+                    w,
+                    engine.clone(),
+                    gate.clone(),
+                    stop,
+                ));
+            }
+            None => {
+                std::fs::create_dir_all(&dir).map_err(|e| {
+                    format!("cannot create the recording folder {}: {e}", dir.display())
+                })?;
+                log(
+                    Level::Info,
+                    &format!("recording every stream under {}", dir.display()),
+                );
+                let store = Arc::new(arcly_tokio::FsStorage::new(dir));
+                servers.spawn(spawn_writers(
+                    recorded_rx,
+                    store,
+                    w,
+                    engine.clone(),
+                    gate.clone(),
+                    stop,
+                ));
+            }
+        }
+    }
+    if let Some(target) = o.hls_upload.clone() {
+        let (bucket, prefix) =
+            s3::parse_target(&target).map_err(|e| format!("--hls-upload {e}"))?;
+        let store = Arc::new(
+            s3::S3Storage::new(&o.s3, &bucket, &prefix)
+                .map_err(|e| format!("--hls-upload: {e}"))?,
+        );
+        if let Err(e) = store.ensure_bucket().await {
+            log(Level::Warn, &format!("--hls-upload: {e}; uploading anyway"));
+        }
         log(
             Level::Info,
-            &format!("recording every stream under {}", dir.display()),
+            &format!("uploading every stream's live HLS to {target}/APP/STREAM/index.m3u8"),
         );
-        let storage = Arc::new(arcly_tokio::FsStorage::new(dir));
-        let format = if o.ts {
-            SegmentFormat::Ts
-        } else {
-            SegmentFormat::Fmp4
-        };
-        let (engine2, stop, segment) = (engine.clone(), shutdown.signal(), o.segment);
-        servers.spawn(async move {
-            let stop = stop.wait();
-            tokio::pin!(stop);
-            loop {
-                tokio::select! {
-                    _ = &mut stop => return Ok(()),
-                    Some(key) = recorded_rx.recv() => {
-                        if !gate.records(&key) {
-                            continue;
-                        }
-                        if let Some(sub) = engine2.bus(&key).and_then(|b| b.subscribe().ok()) {
-                            tokio::spawn(record(key, sub, storage.clone(), format, segment, clock));
-                        }
-                    }
-                }
-            }
-        });
+        let w = writer(WriteMode::Live(o.window));
+        servers.spawn(spawn_writers(
+            uploaded_rx,
+            store,
+            w,
+            engine.clone(),
+            gate.clone(),
+            shutdown.signal(),
+        ));
     }
     if servers.is_empty() {
         return Err("every listener is off: nothing to serve".into());
@@ -1228,23 +1306,77 @@ async fn run(o: Options) -> Result<(), String> {
     Ok(())
 }
 
-/// Records one stream into storage until it ends; a configuration change
-/// starts a new recording.
-async fn record(
-    key: StreamKey,
-    mut sub: arcly_core::bus::Subscription,
-    storage: Arc<arcly_tokio::FsStorage>,
+/// What a storage writer writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WriteMode {
+    /// A VOD recording under `APP/STREAM/UNIX-TIME/`, every segment kept
+    /// (a track change starts a new one).
+    Recording,
+    /// Live HLS under `APP/STREAM/`: the last N segments listed, older
+    /// ones deleted (a track change: a new init segment and a
+    /// discontinuity).
+    Live(usize),
+}
+
+/// How streams are written to storage.
+#[derive(Clone, Copy, Debug)]
+struct Writer {
+    mode: WriteMode,
     format: SegmentFormat,
     segment: u32,
     clock: Clock,
+}
+
+/// Starts a writer for each published key that `rx` hands over (and that
+/// the paths let record), until `stop`.
+async fn spawn_writers<S: arcly_tokio::StorageBackend + 'static>(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<StreamKey>,
+    storage: Arc<S>,
+    w: Writer,
+    engine: Engine,
+    gate: Arc<config::Gate>,
+    stop: arcly_tokio::ShutdownSignal,
+) -> std::io::Result<()> {
+    let stop = stop.wait();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return Ok(()),
+            Some(key) = rx.recv() => {
+                if w.mode == WriteMode::Recording && !gate.records(&key) {
+                    continue;
+                }
+                if let Some(sub) = engine.bus(&key).and_then(|b| b.subscribe().ok()) {
+                    tokio::spawn(write_stream(key, sub, storage.clone(), w));
+                }
+            }
+        }
+    }
+}
+
+/// Writes one stream into storage until it ends. A store that is slow or
+/// down makes this writer fall behind its stream (its subscription lags;
+/// the frames lost are logged and the next segment starts with a
+/// discontinuity), never the stream wait for it; writes go in order, so a
+/// playlist never names an object not yet written.
+async fn write_stream<S: arcly_tokio::StorageBackend>(
+    key: StreamKey,
+    mut sub: arcly_core::bus::Subscription,
+    storage: Arc<S>,
+    w: Writer,
 ) {
     use arcly_core::media::record::Recorder;
     use arcly_core::Delivery;
-    use arcly_tokio::StorageBackend;
+    let what = match w.mode {
+        WriteMode::Recording => "recording",
+        WriteMode::Live(_) => "upload",
+    };
     let mut rec: Option<Recorder> = None;
     let mut tracks = None;
     let mut batch = Vec::with_capacity(64);
     let mut ended = false;
+    // Frames were lost: the next one starts a segment, marked.
+    let mut gap = false;
     while !ended {
         batch.clear();
         let r = std::future::poll_fn(|cx| sub.poll_recv_batch(cx, &mut batch, 64)).await;
@@ -1253,9 +1385,18 @@ async fn record(
             match d {
                 Delivery::Tracks(t) => {
                     if tracks.as_ref() != Some(&t) {
-                        if let Some(mut old) = rec.take() {
-                            old.finish();
-                            flush(&mut old, &storage).await;
+                        match (w.mode, rec.as_mut()) {
+                            (WriteMode::Live(_), Some(r)) => {
+                                if let Err(e) = r.update_tracks(&t) {
+                                    log(Level::Warn, &format!("{what} of {key}: {e}"));
+                                }
+                            }
+                            _ => {
+                                if let Some(mut old) = rec.take() {
+                                    old.finish();
+                                    flush(&mut old, &*storage, &key).await;
+                                }
+                            }
                         }
                         tracks = Some(t);
                     }
@@ -1263,48 +1404,84 @@ async fn record(
                 Delivery::Frame(f) => {
                     if rec.is_none() {
                         if let Some(t) = &tracks {
-                            let unix = clock.unix_base() + clock.now().as_micros() / 1_000_000;
-                            let prefix = format!("{}/{}/{unix}", key.app(), key.stream());
-                            match Recorder::new(prefix.clone(), t, format, segment) {
+                            let made = match w.mode {
+                                WriteMode::Recording => {
+                                    let unix =
+                                        w.clock.unix_base() + w.clock.now().as_micros() / 1_000_000;
+                                    let prefix = format!("{}/{}/{unix}", key.app(), key.stream());
+                                    Recorder::new(prefix, t, w.format, w.segment)
+                                }
+                                WriteMode::Live(window) => {
+                                    let prefix = format!("{}/{}", key.app(), key.stream());
+                                    Recorder::live(prefix, t, w.format, w.segment, window)
+                                }
+                            };
+                            match made {
                                 Ok(r) => {
-                                    log(Level::Info, &format!("recording {key} into {prefix}"));
+                                    log(
+                                        Level::Info,
+                                        &format!("{what} of {key} into {}", r.prefix()),
+                                    );
                                     rec = Some(r);
                                 }
-                                Err(e) => log(Level::Warn, &format!("cannot record {key}: {e}")),
+                                Err(e) => log(Level::Warn, &format!("cannot write {key}: {e}")),
                             }
                         }
                     }
                     if let Some(r) = rec.as_mut() {
-                        if let Err(e) = r.push(&f) {
-                            log(Level::Warn, &format!("recording of {key}: {e}"));
+                        let pushed = if std::mem::take(&mut gap) {
+                            let mut marked = f.clone();
+                            marked.discontinuity = true;
+                            r.push(&marked)
+                        } else {
+                            r.push(&f)
+                        };
+                        if let Err(e) = pushed {
+                            log(Level::Warn, &format!("{what} of {key}: {e}"));
                         }
                     }
                 }
                 Delivery::Lagged { lost } => {
+                    gap = true;
                     log(
                         Level::Warn,
-                        &format!("recording of {key} fell behind the disk and lost {lost} frames"),
+                        &format!("{what} of {key} fell behind its storage and lost {lost} frames"),
                     );
                 }
             }
         }
         if let Some(r) = rec.as_mut() {
-            flush(r, &storage).await;
+            flush(r, &*storage, &key).await;
         }
     }
     if let Some(mut r) = rec {
         r.finish();
-        flush(&mut r, &storage).await;
+        flush(&mut r, &*storage, &key).await;
         log(
             Level::Info,
-            &format!("recording of {key} finished in {}", r.prefix()),
+            &format!("{what} of {key} finished in {}", r.prefix()),
         );
     }
 
-    async fn flush(r: &mut Recorder, storage: &arcly_tokio::FsStorage) {
-        while let Some(put) = r.poll_put() {
-            if let Err(e) = storage.put(&put.key, put.data).await {
-                log(Level::Warn, &format!("cannot write {}: {e}", put.key));
+    /// Every write, then the deletes they allow.
+    async fn flush<S: arcly_tokio::StorageBackend>(r: &mut Recorder, storage: &S, key: &StreamKey) {
+        loop {
+            if let Some(put) = r.poll_put() {
+                if let Err(e) = storage.put(&put.key, put.data).await {
+                    log(
+                        Level::Warn,
+                        &format!("{key}: cannot write {}: {e}", put.key),
+                    );
+                }
+                continue;
+            }
+            match r.poll_delete() {
+                Some(k) => {
+                    if let Err(e) = storage.delete(&k).await {
+                        log(Level::Warn, &format!("{key}: cannot delete {k}: {e}"));
+                    }
+                }
+                None => return,
             }
         }
     }

@@ -6,6 +6,11 @@
 //! `PREFIX/seg<n>.m4s` or `.ts`, and `PREFIX/index.m3u8`, rewritten after
 //! every segment (so a recording cut short is still playable) and ended with
 //! `EXT-X-ENDLIST` by [`Recorder::finish`] (RFC 8216bis §4.4.3.4).
+//!
+//! [`Recorder::live`] writes a live playlist instead, of the last `window`
+//! segments, for players reading the storage (HLS through a CDN): a
+//! segment that leaves the window is deleted ([`Recorder::poll_delete`])
+//! once the playlist that no longer names it is written.
 
 use crate::frame::{MediaFrame, TrackSet};
 use crate::media::hls::segmenter::HlsError;
@@ -30,6 +35,8 @@ pub struct Recorder {
     prefix: String,
     seg: HlsSegmenter,
     puts: VecDeque<StoragePut>,
+    /// Keys to delete once the puts queued are written.
+    deletes: VecDeque<String>,
     finished: bool,
 }
 
@@ -55,6 +62,33 @@ impl Recorder {
             prefix: prefix.into(),
             seg: HlsSegmenter::new(tracks, cfg)?,
             puts: VecDeque::new(),
+            deletes: VecDeque::new(),
+            finished: false,
+        })
+    }
+
+    /// A live HLS stream under `prefix`: a playlist of the last `window`
+    /// segments, the older ones deleted (see the module docs).
+    pub fn live(
+        prefix: impl Into<String>,
+        tracks: &TrackSet,
+        format: SegmentFormat,
+        segment_secs: u32,
+        window: usize,
+    ) -> Result<Self, HlsError> {
+        let cfg = HlsConfig {
+            format,
+            target_duration: segment_secs.max(1),
+            part_duration_us: None,
+            window: window.max(3),
+            playlist_type: None,
+            ..HlsConfig::default()
+        };
+        Ok(Recorder {
+            prefix: prefix.into(),
+            seg: HlsSegmenter::new(tracks, cfg)?,
+            puts: VecDeque::new(),
+            deletes: VecDeque::new(),
             finished: false,
         })
     }
@@ -74,6 +108,14 @@ impl Recorder {
         Ok(())
     }
 
+    /// The stream's tracks changed: a new init segment (fMP4) and a
+    /// discontinuity, under the same prefix.
+    pub fn update_tracks(&mut self, tracks: &TrackSet) -> Result<(), HlsError> {
+        self.seg.update_tracks(tracks)?;
+        self.drain();
+        Ok(())
+    }
+
     /// Ends the recording: the last segment and the final playlist.
     pub fn finish(&mut self) {
         if !self.finished {
@@ -88,6 +130,16 @@ impl Recorder {
         self.puts.pop_front()
     }
 
+    /// The next key to delete (a live stream's segment that left the
+    /// window), once every write [`poll_put`](Self::poll_put) gave before
+    /// it is done: the playlist written last no longer names it.
+    pub fn poll_delete(&mut self) -> Option<String> {
+        if !self.puts.is_empty() {
+            return None;
+        }
+        self.deletes.pop_front()
+    }
+
     fn drain(&mut self) {
         let mut playlist_changed = false;
         while let Some(ev) = self.seg.poll_event() {
@@ -97,6 +149,10 @@ impl Recorder {
                         key: format!("{}/{uri}", self.prefix),
                         data,
                     });
+                    playlist_changed = true;
+                }
+                HlsEvent::Removed { uri, .. } => {
+                    self.deletes.push_back(format!("{}/{uri}", self.prefix));
                     playlist_changed = true;
                 }
                 _ => {}
@@ -153,5 +209,59 @@ mod tests {
         assert!(text.contains("#EXT-X-PLAYLIST-TYPE:EVENT\n"));
         assert_eq!(text.matches("#EXTINF").count(), segs);
         assert!(text.contains("seg0.ts"));
+    }
+
+    #[test]
+    fn a_live_stream_keeps_its_window_and_deletes_after_the_playlist() {
+        let mut tracks = TrackSet::new();
+        tracks
+            .upsert(TrackInfo::new(
+                TrackId(1),
+                CodecId::Aac,
+                Timescale::new(48_000).unwrap(),
+                Bytes::from_static(&[0x11, 0x90]),
+            ))
+            .unwrap();
+        let mut r = Recorder::live("up/live/a", &tracks, SegmentFormat::Ts, 1, 3).unwrap();
+        // The storage as the host keeps it: puts, then the deletes allowed.
+        let mut store = alloc::collections::BTreeMap::new();
+        let mut deleted = 0;
+        for i in 0..500i64 {
+            let f = MediaFrame::audio(
+                TrackId(1),
+                CodecId::Aac,
+                MediaTime::new(i * 1024, Timescale::new(48_000).unwrap()),
+                Bytes::from(alloc::vec![0x21u8; 50]),
+            );
+            r.push(&f).unwrap();
+            loop {
+                if let Some(p) = r.poll_put() {
+                    store.insert(p.key, p.data);
+                    // Not before the queued puts are written.
+                    continue;
+                }
+                match r.poll_delete() {
+                    Some(k) => {
+                        assert!(store.remove(&k).is_some(), "{k} was written");
+                        deleted += 1;
+                    }
+                    None => break,
+                }
+            }
+            // The playlist names only what the storage holds.
+            if let Some(pl) = store.get("up/live/a/index.m3u8") {
+                let text = core::str::from_utf8(pl).unwrap();
+                assert!(!text.contains("#EXT-X-PLAYLIST-TYPE"));
+                for uri in text.lines().filter(|l| l.ends_with(".ts")) {
+                    assert!(
+                        store.contains_key(&format!("up/live/a/{uri}")),
+                        "{uri} missing"
+                    );
+                }
+                assert!(text.matches("#EXTINF").count() <= 3);
+            }
+        }
+        assert!(deleted >= 5, "{deleted} deleted");
+        assert!(store.keys().filter(|k| k.ends_with(".ts")).count() <= 4);
     }
 }
