@@ -28,6 +28,11 @@ fn run(cmd: &mut Command, what: &str) {
 
 /// Makes a 6-second deterministic test file: 320x240 30 fps, GOP of 60.
 fn make_media(ffmpeg: &Path, dir: &Path, name: &str, codecs: &[&str]) -> PathBuf {
+    make_media_for(ffmpeg, dir, name, codecs, 6)
+}
+
+/// [`make_media`], `seconds` long.
+fn make_media_for(ffmpeg: &Path, dir: &Path, name: &str, codecs: &[&str], seconds: u32) -> PathBuf {
     let out = dir.join(name);
     let mut cmd = Command::new(ffmpeg);
     cmd.args([
@@ -45,7 +50,7 @@ fn make_media(ffmpeg: &Path, dir: &Path, name: &str, codecs: &[&str]) -> PathBuf
         "-i",
         "sine=frequency=440:sample_rate=48000",
         "-t",
-        "6",
+        &seconds.to_string(),
     ])
     .args(codecs)
     .args([
@@ -1324,6 +1329,20 @@ fn remux_outputs_decode_strictly_with_every_frame() {
     }
 }
 
+/// The gateway's recording of a stream under `dir` (`dir/<unix
+/// time>/index.m3u8`) once it is ended, waiting up to 10 s.
+fn ended_recording(dir: &Path) -> Option<PathBuf> {
+    (0..100).find_map(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        std::fs::read_dir(dir)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .map(|e| e.path().join("index.m3u8"))
+            .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("#EXT-X-ENDLIST")))
+    })
+}
+
 #[test]
 fn gateway_records_a_stream_as_a_vod_playlist() {
     let f = ffmpeg5();
@@ -1370,21 +1389,8 @@ fn gateway_records_a_stream_as_a_vod_playlist() {
         "the publishing ffmpeg",
         Duration::from_secs(30),
     );
-    // live/rec/<unix time>/index.m3u8, ended.
-    let mut playlist = None;
-    for _ in 0..50 {
-        std::thread::sleep(Duration::from_millis(100));
-        playlist = std::fs::read_dir(rec.join("live/rec"))
-            .ok()
-            .and_then(|mut d| d.next())
-            .and_then(|e| e.ok())
-            .map(|e| e.path().join("index.m3u8"))
-            .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("#EXT-X-ENDLIST")));
-        if playlist.is_some() {
-            break;
-        }
-    }
-    let playlist = playlist.expect("no ended recording playlist under live/rec/");
+    let playlist = ended_recording(&rec.join("live/rec"))
+        .expect("no ended recording playlist under live/rec/");
     strict_decode(&playlist);
     // The recording starts at the first key frame the recorder saw (it
     // joined through the GOP cache), and has every frame from there on.
@@ -1690,21 +1696,8 @@ fn push_relays_copy_a_stream_to_nginx_and_to_another_gateway() {
         "the publishing ffmpeg",
         Duration::from_secs(30),
     );
-    // The second gateway's recording: copy/cam/<unix time>/index.m3u8, ended.
-    let mut playlist = None;
-    for _ in 0..100 {
-        std::thread::sleep(Duration::from_millis(100));
-        playlist = std::fs::read_dir(rec.join("copy/cam"))
-            .ok()
-            .and_then(|mut d| d.next())
-            .and_then(|e| e.ok())
-            .map(|e| e.path().join("index.m3u8"))
-            .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("#EXT-X-ENDLIST")));
-        if playlist.is_some() {
-            break;
-        }
-    }
-    let playlist = playlist.expect("no ended recording of copy/cam on the second gateway");
+    let playlist = ended_recording(&rec.join("copy/cam"))
+        .expect("no ended recording of copy/cam on the second gateway");
     strict_decode(&playlist);
     assert_whole_copy(&input, &playlist, "the copy on the second gateway");
     // nginx's recording: closed when its publisher (our push) leaves.
@@ -2041,30 +2034,8 @@ fn hls_and_recordings_go_to_s3_compatible_storage() {
         std::net::TcpStream::connect(("127.0.0.1", rtmp)).is_ok()
     });
     assert!(up, "arcly did not start listening");
-    let input = dir.join("in.flv");
-    run(
-        Command::new(&f)
-            .args([
-                "-v",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc2=size=320x240:rate=30",
-            ])
-            .args([
-                "-f",
-                "lavfi",
-                "-i",
-                "sine=frequency=440:sample_rate=48000",
-                "-t",
-                "60",
-            ])
-            .args(["-c:v", "libx264", "-g", "30", "-c:a", "aac"])
-            .arg(&input),
-        "making test media",
-    );
+    let codecs = ["-c:v", "libx264", "-c:a", "aac"];
+    let input = make_media_for(&f, &dir, "in.flv", &codecs, 60);
     let url = format!("rtmp://127.0.0.1:{rtmp}/live/cam");
     let publisher = spawn(
         Command::new(&f)

@@ -1213,15 +1213,7 @@ async fn run(o: Options) -> Result<(), String> {
             .and_then(|d| d.strip_prefix("s3://").map(|_| d))
         {
             Some(target) => {
-                let (bucket, prefix) =
-                    s3::parse_target(target).map_err(|e| format!("--record {e}"))?;
-                let store = Arc::new(
-                    s3::S3Storage::new(&o.s3, &bucket, &prefix)
-                        .map_err(|e| format!("--record: {e}"))?,
-                );
-                if let Err(e) = store.ensure_bucket().await {
-                    log(Level::Warn, &format!("--record: {e}; writing anyway"));
-                }
+                let store = s3_store(&o.s3, target, "--record").await?;
                 log(
                     Level::Info,
                     &format!("recording every stream into {target}"),
@@ -1256,15 +1248,7 @@ async fn run(o: Options) -> Result<(), String> {
         }
     }
     if let Some(target) = o.hls_upload.clone() {
-        let (bucket, prefix) =
-            s3::parse_target(&target).map_err(|e| format!("--hls-upload {e}"))?;
-        let store = Arc::new(
-            s3::S3Storage::new(&o.s3, &bucket, &prefix)
-                .map_err(|e| format!("--hls-upload: {e}"))?,
-        );
-        if let Err(e) = store.ensure_bucket().await {
-            log(Level::Warn, &format!("--hls-upload: {e}; uploading anyway"));
-        }
+        let store = s3_store(&o.s3, &target, "--hls-upload").await?;
         log(
             Level::Info,
             &format!("uploading every stream's live HLS to {target}/APP/STREAM/index.m3u8"),
@@ -1304,6 +1288,22 @@ async fn run(o: Options) -> Result<(), String> {
     pulls.finish().await;
     log(Level::Info, "stopped");
     Ok(())
+}
+
+/// The bucket `target` (`s3://BUCKET/PREFIX`) names, made if missing (a
+/// store that cannot make it now gets another try at the first write).
+async fn s3_store(
+    settings: &s3::S3Settings,
+    target: &str,
+    flag: &str,
+) -> Result<Arc<s3::S3Storage>, String> {
+    let (bucket, prefix) = s3::parse_target(target).map_err(|e| format!("{flag} {e}"))?;
+    let store =
+        s3::S3Storage::new(settings, &bucket, &prefix).map_err(|e| format!("{flag}: {e}"))?;
+    if let Err(e) = store.ensure_bucket().await {
+        log(Level::Warn, &format!("{flag}: {e}; writing anyway"));
+    }
+    Ok(Arc::new(store))
 }
 
 /// What a storage writer writes.

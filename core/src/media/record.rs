@@ -49,22 +49,16 @@ impl Recorder {
         format: SegmentFormat,
         segment_secs: u32,
     ) -> Result<Self, HlsError> {
-        let cfg = HlsConfig {
+        // A recording keeps every segment and only ever appends.
+        let kind = Some(crate::media::hls::PlaylistType::Event);
+        Self::with(
+            prefix.into(),
+            tracks,
             format,
-            target_duration: segment_secs.max(1),
-            part_duration_us: None,
-            // A recording keeps every segment and only ever appends.
-            window: usize::MAX,
-            playlist_type: Some(crate::media::hls::PlaylistType::Event),
-            ..HlsConfig::default()
-        };
-        Ok(Recorder {
-            prefix: prefix.into(),
-            seg: HlsSegmenter::new(tracks, cfg)?,
-            puts: VecDeque::new(),
-            deletes: VecDeque::new(),
-            finished: false,
-        })
+            segment_secs,
+            usize::MAX,
+            kind,
+        )
     }
 
     /// A live HLS stream under `prefix`: a playlist of the last `window`
@@ -76,16 +70,34 @@ impl Recorder {
         segment_secs: u32,
         window: usize,
     ) -> Result<Self, HlsError> {
+        Self::with(
+            prefix.into(),
+            tracks,
+            format,
+            segment_secs,
+            window.max(3),
+            None,
+        )
+    }
+
+    fn with(
+        prefix: String,
+        tracks: &TrackSet,
+        format: SegmentFormat,
+        segment_secs: u32,
+        window: usize,
+        playlist_type: Option<crate::media::hls::PlaylistType>,
+    ) -> Result<Self, HlsError> {
         let cfg = HlsConfig {
             format,
             target_duration: segment_secs.max(1),
             part_duration_us: None,
-            window: window.max(3),
-            playlist_type: None,
+            window,
+            playlist_type,
             ..HlsConfig::default()
         };
         Ok(Recorder {
-            prefix: prefix.into(),
+            prefix,
             seg: HlsSegmenter::new(tracks, cfg)?,
             puts: VecDeque::new(),
             deletes: VecDeque::new(),
