@@ -70,6 +70,16 @@ mkdir -p seeds/webrtc_offer seeds/webrtc_endpoint
 cp ../protocols/webrtc/testdata/*.sdp seeds/webrtc_offer/
 printf '\x01\xff\x41\xff\x05\x16\xfe\xfd\x00\x00\x04\x80\x60\x00\x01' > seeds/webrtc_endpoint/binding
 
+# RESP: what redis-server answered redis-cli and the gateway (each capture's
+# server-to-client bytes, joined; the large COMMAND DOCS reply cut short).
+mkdir -p seeds/resp_replies
+python3 - ../protocols/resp/testdata <<'PY'
+import pathlib, sys
+for f in sorted(pathlib.Path(sys.argv[1]).glob("*.txt")):
+    data = b"".join(bytes.fromhex(l.split()[2]) for l in open(f) if l.startswith("s2c"))
+    (pathlib.Path("seeds/resp_replies") / f.stem).write_bytes(data[-8192:])
+PY
+
 # Our SRT caller: what the gateway answered real callers (the recorded
 # handshakes and the first control packets), as [len][datagram] after a mode
 # byte (0: pull, 4: push).

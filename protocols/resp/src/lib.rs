@@ -94,6 +94,36 @@ fn parse_at(
     depth: usize,
     limits: &Limits,
 ) -> Result<Option<(Reply, usize)>, RespError> {
+    match step(buf, depth, limits)? {
+        None => Ok(None),
+        Some(Step::Whole(r, used)) => Ok(Some((r, used))),
+        Some(Step::Array(n, mut used)) => {
+            let mut items = Vec::with_capacity(n.min(64));
+            for _ in 0..n {
+                match parse_at(&buf[used..], depth + 1, limits)? {
+                    Some((r, k)) => {
+                        items.push(r);
+                        used += k;
+                    }
+                    None => return Ok(None),
+                }
+            }
+            Ok(Some((Reply::Array(Some(items)), used)))
+        }
+    }
+}
+
+/// What the front of a buffer holds: a whole reply that is no array of
+/// elements (or an empty or null one), or the head of an array of `n`
+/// elements still to read; with the bytes it took.
+enum Step {
+    Whole(Reply, usize),
+    Array(usize, usize),
+}
+
+/// The next reply, or array head, at the front of `buf`, `depth` arrays
+/// deep; `None` until `buf` holds all of it.
+fn step(buf: &[u8], depth: usize, limits: &Limits) -> Result<Option<Step>, RespError> {
     let Some(&kind) = buf.first() else {
         return Ok(None);
     };
@@ -149,22 +179,16 @@ fn parse_at(
                 if depth >= limits.max_depth {
                     return Err(RespError::TooLarge("nesting"));
                 }
-                let mut items = Vec::with_capacity(n.min(64));
-                for _ in 0..n {
-                    match parse_at(&buf[used..], depth + 1, limits)? {
-                        Some((r, k)) => {
-                            items.push(r);
-                            used += k;
-                        }
-                        None => return Ok(None),
-                    }
+                if n == 0 {
+                    Reply::Array(Some(Vec::new()))
+                } else {
+                    return Ok(Some(Step::Array(n, used)));
                 }
-                Reply::Array(Some(items))
             }
         },
         _ => return Err(RespError::Malformed("an unknown type byte")),
     };
-    Ok(Some((reply, used)))
+    Ok(Some(Step::Whole(reply, used)))
 }
 
 /// The line at the front of `buf` (without its CRLF) and the bytes it
@@ -179,9 +203,19 @@ fn line<'a>(buf: &'a [u8], limits: &Limits) -> Result<Option<(&'a [u8], usize)>,
 }
 
 /// The replies of one connection, in order, from the bytes it receives.
+///
+/// Read as they come: the elements of an array already whole are kept
+/// while the rest arrives, so a large reply delivered in small pieces is
+/// read once, not again at each piece.
 #[derive(Debug, Default)]
 pub struct Replies {
+    /// Bytes received and not yet read.
     buf: Vec<u8>,
+    /// The arrays of the reply being read, outermost first: elements still
+    /// to read, and those read.
+    open: Vec<(usize, Vec<Reply>)>,
+    /// Bytes of the reply being read already taken from `buf`.
+    taken: usize,
     limits: Limits,
 }
 
@@ -189,15 +223,15 @@ impl Replies {
     /// Replies within `limits`.
     pub fn new(limits: Limits) -> Self {
         Replies {
-            buf: Vec::new(),
             limits,
+            ..Replies::default()
         }
     }
 
-    /// Bytes received. An error when more is held than
-    /// [`Limits::max_buffered`] (the connection should be dropped).
+    /// Bytes received. An error when the reply being read would hold more
+    /// than [`Limits::max_buffered`] (the connection should be dropped).
     pub fn push(&mut self, bytes: &[u8]) -> Result<(), RespError> {
-        if self.buf.len() + bytes.len() > self.limits.max_buffered {
+        if self.taken + self.buf.len() + bytes.len() > self.limits.max_buffered {
             return Err(RespError::TooLarge("bytes held"));
         }
         self.buf.extend_from_slice(bytes);
@@ -206,13 +240,47 @@ impl Replies {
 
     /// The next whole reply, if one is in.
     pub fn next_reply(&mut self) -> Result<Option<Reply>, RespError> {
-        match parse(&self.buf, &self.limits)? {
-            Some((r, n)) => {
-                self.buf.drain(..n);
-                Ok(Some(r))
+        let mut at = 0;
+        let done = loop {
+            let Some(s) = step(&self.buf[at..], self.open.len(), &self.limits)? else {
+                break None;
+            };
+            let mut item = match s {
+                Step::Whole(r, used) => {
+                    at += used;
+                    r
+                }
+                Step::Array(n, used) => {
+                    at += used;
+                    self.open.push((n, Vec::with_capacity(n.min(64))));
+                    continue;
+                }
+            };
+            // The item completes the arrays it ends, innermost first.
+            let whole = loop {
+                let Some((left, items)) = self.open.last_mut() else {
+                    break Some(item);
+                };
+                items.push(item);
+                *left -= 1;
+                if *left > 0 {
+                    break None;
+                }
+                let Some((_, items)) = self.open.pop() else {
+                    break None;
+                };
+                item = Reply::Array(Some(items));
+            };
+            if whole.is_some() {
+                break whole;
             }
-            None => Ok(None),
-        }
+        };
+        self.buf.drain(..at);
+        self.taken = match done {
+            Some(_) => 0,
+            None => self.taken + at,
+        };
+        Ok(done)
     }
 }
 
@@ -348,6 +416,24 @@ mod tests {
                 }
             }
             prop_assert_eq!(got, rs);
+        }
+
+        /// The reader of a connection, fed in pieces, reads what the
+        /// one-shot parser reads from the whole.
+        #[test]
+        fn pieces_read_as_the_whole(b in proptest::collection::vec(any::<u8>(), 0..256), cut in 1usize..16) {
+            let limits = Limits { max_depth: 3, max_elements: 8, ..Limits::default() };
+            let whole = parse(&b, &limits).map(|r| r.map(|(x, _)| x));
+            let mut r = Replies::new(limits);
+            let mut got = Ok(None);
+            for chunk in b.chunks(cut) {
+                r.push(chunk).unwrap();
+                got = r.next_reply();
+                if !matches!(got, Ok(None)) {
+                    break;
+                }
+            }
+            prop_assert_eq!(got, whole);
         }
 
         /// Arbitrary bytes never panic, and a reply never takes more than
