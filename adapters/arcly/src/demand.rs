@@ -91,7 +91,10 @@ impl Edge {
         }
         let k = key.to_string();
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        if running.get(&k).is_some_and(|t| !t.is_finished()) {
+        // Pulls that ended are let go of: players asking for many keys
+        // leave nothing behind.
+        running.retain(|_, t| !t.is_finished());
+        if running.contains_key(&k) {
             return true;
         }
         {

@@ -17,6 +17,13 @@ use tokio::sync::{mpsc, oneshot};
 /// How long a lookup may take before the edge goes without it.
 const LOOKUP_WAIT: Duration = Duration::from_secs(1);
 
+/// A server that takes no bytes, or answers nothing, this long is
+/// dropped and called again (what was in flight fails).
+const SERVER_WAIT: Duration = Duration::from_secs(5);
+
+/// Commands in flight at most: lookups past it go without an answer.
+const MAX_IN_FLIGHT: usize = 1024;
+
 enum Msg {
     Published(String),
     Unpublished(String),
@@ -139,17 +146,29 @@ async fn run(
         was_up = true;
         let mut replies = Replies::new(Limits::default());
         let mut buf = vec![0u8; 16 << 10];
+        // When the server is to have answered what is in flight.
+        let mut answer_by: Option<tokio::time::Instant> = None;
         let why = loop {
             let mut failed = None;
             while let Some(c) = dir.poll_transmit() {
-                if let Err(e) = sock.write_all(&c).await {
-                    failed = Some(e.to_string());
+                match tokio::time::timeout(SERVER_WAIT, sock.write_all(&c)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => failed = Some(e.to_string()),
+                    Err(_) => failed = Some("it took no bytes for 5 s".into()),
+                }
+                if failed.is_some() {
                     break;
                 }
             }
             if let Some(why) = failed {
                 break why;
             }
+            if dir.in_flight() == 0 {
+                answer_by = None;
+            } else if answer_by.is_none() {
+                answer_by = Some(tokio::time::Instant::now() + SERVER_WAIT);
+            }
+            let late = answer_by.unwrap_or_else(|| tokio::time::Instant::now() + SERVER_WAIT);
             while let Some(e) = dir.poll_error() {
                 log(format!("directory at {addr}: the server answered {e}"));
             }
@@ -164,6 +183,9 @@ async fn run(
                     None => return,
                 },
                 _ = tokio::time::sleep_until(wake) => dir.handle_timeout(clock.now()),
+                _ = tokio::time::sleep_until(late), if answer_by.is_some() => {
+                    break "no answer in 5 s".to_string();
+                }
                 r = sock.read(&mut buf) => match r {
                     Ok(0) => break "the server closed the connection".to_string(),
                     Err(e) => break e.to_string(),
@@ -174,6 +196,8 @@ async fn run(
                         loop {
                             match replies.next_reply() {
                                 Ok(Some(r)) => {
+                                    // An answer: the server is alive.
+                                    answer_by = None;
                                     if let Some(e) = dir.handle_reply(r) {
                                         answer(&mut waiting, e);
                                     }
@@ -205,7 +229,7 @@ fn apply(
     match m {
         Msg::Published(k) => dir.published(&k, clock.now()),
         Msg::Unpublished(k) => dir.unpublished(&k),
-        Msg::Lookup(k, tx) if up => {
+        Msg::Lookup(k, tx) if up && dir.in_flight() < MAX_IN_FLIGHT => {
             let id = dir.lookup(&k);
             waiting.insert(id, tx);
         }
