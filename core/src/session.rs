@@ -1078,7 +1078,11 @@ impl<S: Session> Conductor<S> {
                              nothing came from its source within {} s",
                             ON_DEMAND_WAIT.as_secs()
                         ));
-                        Err(EngineError::NotFound(key.clone()))
+                        Err(self.p.engine.reject(
+                            &req,
+                            Action::Play,
+                            EngineError::NotFound(key.clone()),
+                        ))
                     }
                     r => r.map(|p| {
                         self.p.player = Some(p);

@@ -21,6 +21,10 @@ use crate::relay;
 /// authenticator lets it through; the directory does not record them).
 pub const EDGE: &str = "edge";
 
+/// Pulls an edge runs at once at most: a player asking for more keys is
+/// refused as for a key no origin has.
+const MAX_PULLS: usize = 1000;
+
 /// How long a key no origin had is refused at once, rather than looked
 /// for again.
 const NOT_FOUND_MEMORY: Duration = Duration::from_secs(2);
@@ -96,6 +100,9 @@ impl Edge {
         running.retain(|_, t| !t.is_finished());
         if running.contains_key(&k) {
             return true;
+        }
+        if running.len() >= MAX_PULLS {
+            return false;
         }
         {
             let mut missing = self.missing.lock().unwrap_or_else(|p| p.into_inner());
@@ -224,21 +231,30 @@ pub fn idle_stop(
     tokio::spawn(async move {
         let mut quiet = Duration::ZERO;
         let tick = Duration::from_secs(1);
+        // Until a player has played it, its first players may still be
+        // waiting for it to start (they are no players of it yet).
+        let mut played = false;
         loop {
             tokio::select! {
                 _ = stop.clone().wait() => break,
                 _ = tokio::time::sleep(tick) => {}
             }
             let players = engine.stream(&key).map_or(0, |s| s.subscribers);
+            played |= players > 0;
             quiet = if players == 0 {
                 quiet + tick
             } else {
                 Duration::ZERO
             };
-            if quiet >= idle {
+            let limit = if played {
+                idle
+            } else {
+                idle.max(arcly_core::session::ON_DEMAND_WAIT)
+            };
+            if quiet >= limit {
                 log(format!(
                     "no player of {key} for {} s: its on-demand source stops",
-                    idle.as_secs()
+                    limit.as_secs()
                 ));
                 break;
             }

@@ -120,6 +120,9 @@ async fn run(
                     ));
                 }
                 was_up = false;
+                for e in dir.lost() {
+                    answer(&mut waiting, e);
+                }
                 // Meanwhile: keys are noted for later, lookups get no answer.
                 let until = tokio::time::sleep(backoff);
                 tokio::pin!(until);
@@ -193,7 +196,8 @@ async fn run(
                         if let Err(e) = replies.push(&buf[..n]) {
                             break e.to_string();
                         }
-                        loop {
+                        // A reply that is not one ends the connection.
+                        let bad = loop {
                             match replies.next_reply() {
                                 Ok(Some(r)) => {
                                     // An answer: the server is alive.
@@ -202,17 +206,20 @@ async fn run(
                                         answer(&mut waiting, e);
                                     }
                                 }
-                                Ok(None) => break,
-                                Err(e) => {
-                                    log(format!("directory at {addr}: {e}"));
-                                    break;
-                                }
+                                Ok(None) => break None,
+                                Err(e) => break Some(e.to_string()),
                             }
+                        };
+                        if let Some(why) = bad {
+                            break why;
                         }
                     }
                 },
             }
         };
+        for e in dir.lost() {
+            answer(&mut waiting, e);
+        }
         log(format!(
             "directory at {addr}: connection lost ({why}); connecting again"
         ));
@@ -229,7 +236,7 @@ fn apply(
     match m {
         Msg::Published(k) => dir.published(&k, clock.now()),
         Msg::Unpublished(k) => dir.unpublished(&k),
-        Msg::Lookup(k, tx) if up && dir.in_flight() < MAX_IN_FLIGHT => {
+        Msg::Lookup(k, tx) if up && dir.is_up() && dir.in_flight() < MAX_IN_FLIGHT => {
             let id = dir.lookup(&k);
             waiting.insert(id, tx);
         }

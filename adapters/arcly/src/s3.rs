@@ -151,6 +151,9 @@ impl S3Storage {
         loop {
             match self.send(method, sign(), body.clone()).await {
                 Ok(()) => return Ok(()),
+                // Refused for good (a key or a signature the store does not
+                // take, a bucket of someone else's): no second try.
+                Err(e) if permanent(&e) => return Err(e),
                 Err(e) => {
                     tracing::warn!("object store: {e}; again in {} ms", wait.as_millis());
                     if e.to_string().contains("NoSuchBucket") {
@@ -163,6 +166,21 @@ impl S3Storage {
             }
         }
     }
+}
+
+/// Whether the store refused for good: a 4xx answer other than a missing
+/// bucket (made, then tried again), a time-out (408) or too many requests
+/// (429).
+fn permanent(e: &io::Error) -> bool {
+    let text = e.to_string();
+    let status = text
+        .split(" answered ")
+        .nth(1)
+        .and_then(|r| r.get(..3))
+        .and_then(|c| c.parse::<u16>().ok());
+    matches!(status, Some(400..=499))
+        && !matches!(status, Some(408 | 429))
+        && !text.contains("NoSuchBucket")
 }
 
 /// Presigned URLs hold this long (a try signs its own).
@@ -242,6 +260,20 @@ mod tests {
              &X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host\
              &X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404"
         );
+    }
+
+    #[test]
+    fn refusals_for_good_are_not_tried_again() {
+        let e = |t: &str| io::Error::other(t.to_string());
+        assert!(permanent(&e(
+            "PUT answered 403: <Code>SignatureDoesNotMatch</Code>"
+        )));
+        assert!(!permanent(&e(
+            "PUT answered 404: <Code>NoSuchBucket</Code>"
+        )));
+        assert!(!permanent(&e("PUT answered 503: slow down")));
+        assert!(!permanent(&e("PUT answered 429: too many")));
+        assert!(!permanent(&e("connection refused")));
     }
 
     #[test]

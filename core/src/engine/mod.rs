@@ -606,7 +606,12 @@ impl Engine {
             .or(self.inner.default_app.as_ref())
     }
 
-    fn reject(&self, req: &Request<'_>, action: Action, err: EngineError) -> EngineError {
+    pub(crate) fn reject(
+        &self,
+        req: &Request<'_>,
+        action: Action,
+        err: EngineError,
+    ) -> EngineError {
         self.inner.observer.on_event(&EngineEvent::Rejected {
             key: req.key.clone(),
             action,

@@ -90,6 +90,9 @@ pub struct Directory {
     next_id: u64,
     /// Errors the server answered to writes, for the host's log.
     errors: VecDeque<String>,
+    /// Whether the connection is up ([`Directory::lost`]): while it is not,
+    /// keys are noted and nothing is queued.
+    up: bool,
 }
 
 impl Directory {
@@ -103,12 +106,15 @@ impl Directory {
             in_flight: VecDeque::new(),
             next_id: 0,
             errors: VecDeque::new(),
+            up: true,
         }
     }
 
     fn send(&mut self, bytes: Vec<u8>, p: Pending) {
-        self.out.push_back(bytes);
-        self.in_flight.push_back(p);
+        if self.up {
+            self.out.push_back(bytes);
+            self.in_flight.push_back(p);
+        }
     }
 
     fn set(&mut self, key: &str) {
@@ -150,7 +156,8 @@ impl Directory {
     }
 
     /// Asks where `key` is published; the answer comes as a
-    /// [`DirectoryEvent`] with the id returned.
+    /// [`DirectoryEvent`] with the id returned (none while the connection
+    /// is down: see [`is_up`](Self::is_up)).
     pub fn lookup(&mut self, key: &str) -> u64 {
         self.next_id += 1;
         let id = self.next_id;
@@ -216,12 +223,22 @@ impl Directory {
         self.published.values().min().copied()
     }
 
-    /// The connection was lost and made again: what was in flight gets no
-    /// answer (its lookups fail), and every key is recorded again.
-    pub fn reconnected(&mut self, now: Instant) -> Vec<DirectoryEvent> {
+    /// The connection was lost: what was in flight gets no answer (its
+    /// lookups fail), and until [`reconnected`](Self::reconnected) keys
+    /// are only noted and lookups not sent.
+    pub fn lost(&mut self) -> Vec<DirectoryEvent> {
+        self.up = false;
+        self.fail_in_flight()
+    }
+
+    /// Whether commands are being sent (the connection is up).
+    pub fn is_up(&self) -> bool {
+        self.up
+    }
+
+    fn fail_in_flight(&mut self) -> Vec<DirectoryEvent> {
         self.out.clear();
-        let failed = self
-            .in_flight
+        self.in_flight
             .drain(..)
             .filter_map(|p| match p {
                 Pending::Get { id, key } => Some(DirectoryEvent::Failed {
@@ -231,7 +248,14 @@ impl Directory {
                 }),
                 _ => None,
             })
-            .collect();
+            .collect()
+    }
+
+    /// The connection was lost and made again: what was in flight gets no
+    /// answer (its lookups fail), and every key is recorded again.
+    pub fn reconnected(&mut self, now: Instant) -> Vec<DirectoryEvent> {
+        let failed = self.fail_in_flight();
+        self.up = true;
         let keys: Vec<String> = self.published.keys().cloned().collect();
         for k in keys {
             self.set(&k);
@@ -402,6 +426,19 @@ mod tests {
         redis.serve(&mut d, at(3));
         assert!(redis.get("arcly:stream:live/a", at(4)).is_some());
         assert!(redis.get("arcly:stream:live/b", at(4)).is_some());
+        // Down: keys noted, nothing queued however many come and go.
+        let _ = d.lost();
+        for i in 0..1000 {
+            d.published(&format!("live/churn{i}"), at(4));
+            d.unpublished(&format!("live/churn{i}"));
+        }
+        d.handle_timeout(at(10));
+        assert_eq!((d.poll_transmit(), d.in_flight()), (None, 0));
+        let _ = d.reconnected(at(11));
+        let mut redis2 = FakeRedis::default();
+        redis2.serve(&mut d, at(11));
+        assert!(redis2.get("arcly:stream:live/a", at(12)).is_some());
+        assert!(redis2.get("arcly:stream:live/churn1", at(12)).is_none());
         d.published("live/c", at(5));
         let _ = d.poll_transmit();
         assert_eq!(d.handle_reply(Reply::Error("READONLY".into())), None);

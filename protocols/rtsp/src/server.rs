@@ -375,13 +375,20 @@ impl RtspSession {
         // token) when the URL carries none; a Digest answer to our nonce
         // as a user and the answer.
         let authorization = r.headers.get("Authorization");
+        // Basic when asked for, or when no scheme is (as the challenge).
         let basic = authorization
-            .filter(|_| self.cfg.auth.basic)
+            .filter(|_| self.cfg.auth.basic || !self.cfg.auth.digest)
             .and_then(auth::basic_credentials);
+        // A Digest answer counts for this connection's nonce and for the
+        // URI it names: this request's (whole, or its path).
         let digest = authorization
             .filter(|_| self.cfg.auth.digest)
             .and_then(|h| auth::digest_answer(h, &r.method))
-            .filter(|(_, a)| a.realm == auth::REALM && a.nonce == self.nonce);
+            .filter(|(_, a)| {
+                a.realm == auth::REALM
+                    && a.nonce == self.nonce
+                    && (a.uri == r.uri || (a.uri.starts_with('/') && r.uri.ends_with(&a.uri)))
+            });
         let token = url::RtspUrl::parse(&r.uri)
             .and_then(|u| u.param("token"))
             .or_else(|| basic.as_ref().map(|(_, pass)| pass.clone()));

@@ -802,6 +802,27 @@ fn digest_answers_to_the_connections_nonce_reach_the_host_for_checking() {
         assert!(d.proves("ann", "s3cret"));
         assert!(!d.proves("ann", "s3creT"));
     }
+    // An answer made for another URI is no answer for this one; one made
+    // for this request's path is.
+    let other = ch.answer(
+        "ann",
+        "s3cret",
+        "DESCRIBE",
+        "rtsp://10.0.0.1:8554/live/other",
+        1,
+        "c",
+    );
+    let (_, reqs) = exchange(&mut s, &describe(7, Some(&other)));
+    assert_eq!(
+        (reqs[0].user.as_ref(), reqs[0].digest.as_ref()),
+        (None, None)
+    );
+    let path = ch.answer("ann", "s3cret", "DESCRIBE", "/live/cam", 1, "c");
+    let (_, reqs) = exchange(&mut s, &describe(8, Some(&path)));
+    assert!(reqs[0]
+        .digest
+        .as_ref()
+        .is_some_and(|d| d.proves("ann", "s3cret")));
     // An answer to another nonce (another connection's, a stale one) is
     // no answer: asked again.
     let stale = DigestChallenge {
