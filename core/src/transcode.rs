@@ -1,6 +1,8 @@
 //! Where a transcoder plugs in: a player whose protocol cannot carry the
 //! stream's audio codec (WebRTC takes Opus, an RTMP camera sends AAC) gets
-//! the audio through an [`AudioTranscoder`] when its host has one.
+//! the audio through an [`AudioTranscoder`] when its host has one; a stream
+//! with an adaptive-bitrate ladder is fed to a [`Transcoder`], whose
+//! renditions are published as streams of their own.
 //!
 //! The kernel has no codec of its own: an implementation (a library, or a
 //! process fed through pipes) lives with the host and is handed to the
@@ -12,7 +14,9 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
 
-use crate::frame::{CodecId, MediaFrame, TrackInfo};
+use alloc::vec::Vec;
+
+use crate::frame::{CodecId, MediaFrame, TrackInfo, TrackSet};
 
 /// Turns one audio track's frames into another codec's.
 pub trait AudioTranscoder: Send {
@@ -69,5 +73,211 @@ impl TranscoderFactory {
 impl core::fmt::Debug for TranscoderFactory {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str("TranscoderFactory")
+    }
+}
+
+/// What a [`Transcoder`] did with a frame it was given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fed {
+    /// Queued for the transcoder.
+    Queued,
+    /// Dropped: the queue was full, or a key frame is awaited after it was
+    /// (see [`KeyFrameGate`]). The publisher is never held back.
+    Dropped,
+}
+
+/// What a [`Transcoder`] gives out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TranscodeEvent {
+    /// A rendition's tracks: first, and again when they change (after a
+    /// restart, say). Frames of the rendition follow.
+    Tracks {
+        /// The rendition, an index into the transcoder's list.
+        rendition: usize,
+        /// Its tracks.
+        tracks: TrackSet,
+    },
+    /// A frame of a rendition, on its tracks' ids and timescales, times
+    /// from the same origin as the input's.
+    Frame {
+        /// The rendition.
+        rendition: usize,
+        /// The frame.
+        frame: MediaFrame,
+    },
+    /// The transcoder stopped (its process died, say) and will start
+    /// again: each rendition ends here, and what follows comes after a gap.
+    Stopped {
+        /// Why, for the log.
+        why: alloc::string::String,
+    },
+}
+
+/// Turns one stream (all its tracks) into one or more renditions, each a
+/// stream of its own with its own tracks: an adaptive-bitrate ladder, say.
+///
+/// Sans-IO like the rest: the input goes in by [`push`](Self::push), in
+/// order, and never waits (a transcoder that cannot keep up drops, at a key
+/// frame's boundary, and says so); what is ready comes out by
+/// [`poll_event`](Self::poll_event). A transcoder that works on another
+/// thread or in another process hands out what it finished at the next
+/// call.
+pub trait Transcoder: Send {
+    /// The names of its renditions (`"720p"`, ...), in the order events
+    /// number them.
+    fn renditions(&self) -> Vec<alloc::string::String>;
+
+    /// The input's tracks: first, and again when they change.
+    fn set_tracks(&mut self, tracks: &TrackSet) -> Result<(), TranscodeError>;
+
+    /// One input frame.
+    fn push(&mut self, frame: &MediaFrame) -> Result<Fed, TranscodeError>;
+
+    /// The next output event, when one is ready.
+    fn poll_event(&mut self) -> Option<TranscodeEvent>;
+}
+
+/// Which input frames a bounded transcoder queue takes: every frame while
+/// there is room; once a frame finds none, nothing until a video key frame
+/// finds room again (a decoder cannot start mid-GOP, so a frame taken after
+/// a gap is a key frame). A fresh gate waits for a key frame too. Streams
+/// without video pass or drop frame by frame.
+#[derive(Clone, Debug)]
+pub struct KeyFrameGate {
+    has_video: bool,
+    waiting: Option<Wait>,
+    dropped: u64,
+}
+
+/// Why a [`KeyFrameGate`] waits for a key frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wait {
+    /// The transcoder starts (or starts again) at a key frame.
+    Start,
+    /// A frame found no room: the rest of its GOP is dropped.
+    Overflow,
+}
+
+impl KeyFrameGate {
+    /// A gate for a stream with video or without (`has_video`), waiting
+    /// for its first key frame.
+    pub fn new(has_video: bool) -> Self {
+        KeyFrameGate {
+            has_video,
+            waiting: has_video.then_some(Wait::Start),
+            dropped: 0,
+        }
+    }
+
+    /// Waits for a key frame again (the transcoder behind it restarted).
+    pub fn restart(&mut self) {
+        self.waiting = self.has_video.then_some(Wait::Start);
+    }
+
+    /// Whether `frame` goes in, given whether the queue has `room`.
+    pub fn admit(&mut self, frame: &MediaFrame, room: bool) -> bool {
+        if !room {
+            self.dropped += 1;
+            self.waiting = self.has_video.then_some(Wait::Overflow);
+            return false;
+        }
+        match self.waiting {
+            Some(_) if frame.is_key() => {
+                self.waiting = None;
+                true
+            }
+            Some(wait) => {
+                if wait == Wait::Overflow {
+                    self.dropped += 1;
+                }
+                false
+            }
+            None => true,
+        }
+    }
+
+    /// Frames dropped for want of room, with the rest of their GOPs (not
+    /// those before the first key frame a start waits for).
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+}
+
+/// A transcoder's figures, for a stream's statistics.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TranscodeReport {
+    /// The stream it reads (`APP/STREAM`).
+    pub resource: alloc::string::String,
+    /// The streams it publishes (`APP/STREAM_720p`, ...).
+    pub renditions: Vec<alloc::string::String>,
+    /// What it runs, as a command line.
+    pub command: alloc::string::String,
+    /// The running process's id, if one runs.
+    pub pid: Option<u32>,
+    /// Media time out per wall-clock time, since the process started
+    /// (1.0: real time).
+    pub speed: f64,
+    /// Frames taken in.
+    pub frames_in: u64,
+    /// Frames given out, all renditions together.
+    pub frames_out: u64,
+    /// Frames dropped before the transcoder (see [`KeyFrameGate`]).
+    pub dropped: u64,
+    /// Times it was started again after its process died.
+    pub restarts: u64,
+}
+
+/// Where the statistics read the running transcoders' figures.
+pub trait TranscodeSource: Send + Sync {
+    /// Every running transcoder's figures.
+    fn transcodes(&self) -> Vec<TranscodeReport>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::TrackId;
+    use crate::time::{MediaTime, Timescale};
+    use bytes::Bytes;
+
+    fn frame(key: bool) -> MediaFrame {
+        let t = MediaTime::new(0, Timescale::new(1000).unwrap());
+        MediaFrame::video(TrackId(0), CodecId::H264, key, t, Bytes::new())
+    }
+
+    #[test]
+    fn a_gate_waits_for_a_key_frame_first_and_after_each_drop() {
+        let mut g = KeyFrameGate::new(true);
+        assert!(
+            !g.admit(&frame(false), true),
+            "a fresh gate waits for a key"
+        );
+        assert!(g.admit(&frame(true), true));
+        assert!(g.admit(&frame(false), true));
+        assert!(!g.admit(&frame(false), false), "no room: dropped");
+        assert!(!g.admit(&frame(false), true), "room again, but mid-GOP");
+        assert!(!g.admit(&frame(true), false), "a key frame with no room");
+        assert!(g.admit(&frame(true), true), "a key frame with room");
+        assert!(g.admit(&frame(false), true));
+        assert_eq!(
+            g.dropped(),
+            3,
+            "the wait for the first key frame is not a drop"
+        );
+        g.restart();
+        assert!(!g.admit(&frame(false), true), "a restart waits for a key");
+        assert_eq!(g.dropped(), 3);
+        assert!(g.admit(&frame(true), true));
+    }
+
+    #[test]
+    fn without_video_frames_pass_or_drop_one_by_one() {
+        let t = MediaTime::new(0, Timescale::new(1000).unwrap());
+        let a = MediaFrame::audio(TrackId(1), CodecId::Aac, t, Bytes::new());
+        let mut g = KeyFrameGate::new(false);
+        assert!(g.admit(&a, true));
+        assert!(!g.admit(&a, false));
+        assert!(g.admit(&a, true));
+        assert_eq!(g.dropped(), 1);
     }
 }

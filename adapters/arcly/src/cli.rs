@@ -175,6 +175,15 @@ pub struct RunFlags {
     /// (with libopus); off: such players get the video only [default: off]
     #[arg(long, value_name = "ffmpeg|ffmpeg=PATH|off", value_parser = transcode)]
     pub webrtc_audio_transcode: Option<Transcode>,
+    /// An adaptive-bitrate ladder for every stream, made by one ffmpeg process
+    /// per stream: rungs below the source (720p,480p,360p; 720p@2000k for a
+    /// bit rate of your own), each published as APP/STREAM_720p and listed
+    /// with the source in /APP/STREAM/index.m3u8; off: none [default: off]
+    #[arg(long, value_name = "RUNGS|off", value_parser = ladder)]
+    pub abr: Option<Ladder>,
+    /// The ffmpeg (with libx264) that makes the ladders [default: ffmpeg]
+    #[arg(long, value_name = "PATH")]
+    pub abr_ffmpeg: Option<String>,
     /// HLS target segment duration, whole seconds [default: 2]
     #[arg(long, value_name = "SECS", value_parser = whole::<u32>)]
     pub segment: Option<u32>,
@@ -355,6 +364,17 @@ fn pull_on_demand(v: &str) -> Result<crate::rtsp::Pull, String> {
 fn key_passphrase(v: &str) -> Result<(String, String), String> {
     let (k, p) = v.split_once('=').ok_or("APP/STREAM=PASSPHRASE is needed")?;
     Ok((k.to_string(), p.to_string()))
+}
+
+/// `--abr`'s value: the rungs below the source, none for `off`.
+#[derive(Clone, Debug)]
+pub struct Ladder(pub Vec<crate::abr::Rung>);
+
+fn ladder(v: &str) -> Result<Ladder, String> {
+    if v == "off" {
+        return Ok(Ladder(Vec::new()));
+    }
+    crate::abr::parse_ladder(v).map(Ladder)
 }
 
 fn transcode(v: &str) -> Result<Transcode, String> {

@@ -104,6 +104,8 @@ struct Hls {
     part_ms: Option<u64>,
     window: Option<usize>,
     ts: Option<bool>,
+    abr: Option<String>,
+    abr_ffmpeg: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -433,8 +435,11 @@ impl StreamAuthenticator for Gate {
         if req.protocol == crate::push::PROTOCOL && req.action == Action::Play {
             return Ok(());
         }
-        // Likewise an edge's pull from its origins.
-        if req.protocol == crate::demand::EDGE && req.action == Action::Publish {
+        // Likewise an edge's pull from its origins, and a ladder's
+        // renditions.
+        if (req.protocol == crate::demand::EDGE || req.protocol == crate::abr::PROTOCOL)
+            && req.action == Action::Publish
+        {
             return Ok(());
         }
         let rules = self.rules();
@@ -717,6 +722,18 @@ impl Loaded {
         }
         if let Some(v) = f.hls.ts {
             o.ts = v;
+        }
+        if let Some(v) = &f.hls.abr {
+            o.abr = if v == "off" {
+                Vec::new()
+            } else {
+                crate::abr::parse_ladder(v).map_err(|e| format!("{file_name}: hls.abr: {e}"))?
+            };
+            set("--abr", "hls.abr");
+        }
+        if let Some(v) = &f.hls.abr_ffmpeg {
+            o.abr_ffmpeg = v.clone();
+            set("--abr-ffmpeg", "hls.abr_ffmpeg");
         }
         if let Some(v) = f.streams.linger {
             o.hls_linger = whole("streams.linger", v).map_err(e)?;

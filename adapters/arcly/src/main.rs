@@ -186,6 +186,10 @@ struct Options {
     webrtc: Option<SocketAddr>,
     webrtc_hosts: Vec<std::net::IpAddr>,
     webrtc_audio_transcode: Option<String>,
+    /// The adaptive-bitrate ladder's rungs below the source (none: off).
+    abr: Vec<abr::Rung>,
+    /// The ffmpeg that makes ladders.
+    abr_ffmpeg: String,
     segment: u32,
     part_ms: u64,
     window: usize,
@@ -276,6 +280,8 @@ fn defaults() -> Options {
         webrtc: Some(SocketAddr::from(([0, 0, 0, 0], 8189))),
         webrtc_hosts: Vec::new(),
         webrtc_audio_transcode: None,
+        abr: Vec::new(),
+        abr_ffmpeg: "ffmpeg".into(),
         segment: 2,
         part_ms: 200,
         window: 6,
@@ -354,6 +360,8 @@ fn options(f: cli::RunFlags) -> Result<Options, String> {
         f.webrtc_audio_transcode.map(|t| t.0),
         webrtc_audio_transcode
     );
+    set!("--abr", f.abr.map(|l| l.0), abr);
+    set!("--abr-ffmpeg", f.abr_ffmpeg, abr_ffmpeg);
     set!("--segment", f.segment, segment);
     set!("--part", f.part, part_ms);
     set!("--window", f.window, window);
@@ -616,6 +624,7 @@ pub(crate) async fn each_second(stop: arcly_tokio::ShutdownSignal, mut f: impl F
     }
 }
 
+mod abr;
 mod bench;
 mod callback;
 mod cli;
@@ -817,6 +826,35 @@ async fn run(o: Options) -> Result<(), String> {
         builder =
             builder.consumer(origin.consumer_factory_with(clock.unix_base(), Some(config_for)));
     }
+    // Ladders: every stream that starts (not itself a rendition) is fed to
+    // an ffmpeg that makes its renditions, published back to this engine.
+    let engine_slot: Arc<std::sync::OnceLock<Engine>> = Arc::default();
+    let transcodes = Arc::new(abr::Jobs::default());
+    if !o.abr.is_empty() {
+        let ladder = Arc::new(abr::Abr {
+            rungs: o.abr.clone(),
+            ffmpeg: o.abr_ffmpeg.clone(),
+            engine: engine_slot.clone(),
+            origin: o.http.is_some().then(|| origin.clone()),
+            clock,
+            jobs: transcodes.clone(),
+            log: Arc::new(|line: String| log(Level::Info, &line)),
+        });
+        log(
+            Level::Info,
+            &format!(
+                "adaptive bitrate: each stream's {} renditions by {} (APP/STREAM_{})",
+                o.abr
+                    .iter()
+                    .map(|r| format!("{} at {} kbit/s", r.name, r.kbps))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                o.abr_ffmpeg,
+                o.abr[0].name
+            ),
+        );
+        builder = builder.consumer(ladder.consumer_factory());
+    }
     if o.jwt_secret.is_some() || o.jwt_jwks.is_some() {
         let timeout = Duration::from_millis(o.auth_callback_timeout_ms);
         let jwt = jwt::Jwt::new(o.jwt_secret.clone(), o.jwt_jwks.clone(), timeout)?;
@@ -857,6 +895,7 @@ async fn run(o: Options) -> Result<(), String> {
     }
     let engine = builder.build();
     gate.attach(engine.clone());
+    let _ = engine_slot.set(engine.clone());
     // Reload: the file's [[paths]] again, on SIGHUP or POST /api/config/reload;
     // it runs the file's pulls (and the flags' always).
     let srt_slot: Arc<std::sync::OnceLock<arcly_srt::PassphraseUpdates>> = Arc::default();
@@ -1151,6 +1190,7 @@ async fn run(o: Options) -> Result<(), String> {
             link_sources.into_iter().fold(
                 Router::new(engine.clone(), origin.clone(), clock.unix_base())
                     .with_api_secret(o.api_secret.clone())
+                    .with_transcodes(transcodes.clone())
                     .with_reload(reload.clone())
                     .with_sessions(sessions_api(sessions.clone()))
                     .with_metrics({

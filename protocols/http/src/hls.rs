@@ -149,6 +149,9 @@ struct Origin {
     cfg: HlsConfig,
     linger: Duration,
     streams: Mutex<HashMap<StreamKey, Arc<HlsStream>>>,
+    /// Streams whose multivariant playlist also lists others (an
+    /// adaptive-bitrate ladder's renditions).
+    renditions: Mutex<HashMap<StreamKey, Vec<StreamKey>>>,
     /// The last epoch given to a stream.
     last_epoch: Mutex<u64>,
 }
@@ -171,6 +174,7 @@ impl HlsOrigin {
                 cfg,
                 linger,
                 streams: Mutex::new(HashMap::new()),
+                renditions: Mutex::new(HashMap::new()),
                 last_epoch: Mutex::new(0),
             }),
         }
@@ -301,6 +305,33 @@ impl HlsOrigin {
         });
     }
 
+    /// Lists `renditions` (streams in the same application, an
+    /// adaptive-bitrate ladder's) after `key` itself in `key`'s
+    /// multivariant playlist, each once it has a segment; none again with
+    /// an empty list.
+    pub fn set_renditions(&self, key: &StreamKey, renditions: Vec<StreamKey>) {
+        let mut table = self
+            .inner
+            .renditions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if renditions.is_empty() {
+            table.remove(key);
+        } else {
+            table.insert(key.clone(), renditions);
+        }
+    }
+
+    fn renditions(&self, key: &StreamKey) -> Vec<StreamKey> {
+        self.inner
+            .renditions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Answers `GET /{app}/{stream}/{name}` (the path already split). `Pending`
     /// registers `cx` to be woken when the stream changes.
     pub fn poll_get(
@@ -313,6 +344,11 @@ impl HlsOrigin {
         let Some(stream) = self.stream(key) else {
             return Poll::Ready(uncached(404, &format!("no HLS stream {key}")));
         };
+        if name == "index.m3u8" {
+            if let Some(r) = self.ladder_playlist(&stream, key, req) {
+                return Poll::Ready(r);
+            }
+        }
         let mut st = stream.lock();
         let answer = answer(&st, name, req);
         match answer {
@@ -328,6 +364,44 @@ impl HlsOrigin {
                 Poll::Pending
             }
         }
+    }
+
+    /// The multivariant playlist of a stream with renditions: the source
+    /// first, then each rendition that has a segment, by a URI relative to
+    /// the source's (`../cam_720p/media.m3u8`). `None` while the source has
+    /// no segment (the request waits as any other) or has no renditions.
+    fn ladder_playlist(
+        &self,
+        stream: &HlsStream,
+        key: &StreamKey,
+        req: &Request,
+    ) -> Option<Response> {
+        let renditions = self.renditions(key);
+        if renditions.is_empty() {
+            return None;
+        }
+        let token = token_query(req);
+        let uri = |prefix: &str| {
+            let mut uri = format!("{prefix}{MEDIA_PLAYLIST}");
+            if let Some(q) = &token {
+                uri.push('?');
+                uri.push_str(q);
+            }
+            uri
+        };
+        let mut variants = vec![variant(&stream.lock(), uri(""))?];
+        for r in renditions {
+            if let Some(rs) = self.stream(&r) {
+                let prefix = format!("../{}/", path_segment(r.stream()));
+                if let Some(v) = variant(&rs.lock(), uri(&prefix)) {
+                    variants.push(v);
+                }
+            }
+        }
+        Some(playlist_response(
+            MultivariantPlaylist { variants }.render(),
+            false,
+        ))
     }
 
     /// Notes that `req` (a playlist request for `key`) came at `now`, for
@@ -396,31 +470,57 @@ fn uncached(status: u16, text: &str) -> Response {
     Response::text(status, text).with_header("Cache-Control", "no-cache")
 }
 
+/// The client's token as a query (`token=T`), carried to every URI a
+/// playlist names.
+fn token_query(req: &Request) -> Option<String> {
+    req.query_param("token")
+        .map(|t| format!("token={}", query_value_for_uri(t)))
+}
+
+/// A name as one segment of a URI path: characters other than unreserved
+/// ones percent-encoded.
+fn path_segment(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The variant a stream's media playlist at `uri` makes, once it has a
+/// segment (bandwidth and codecs come from real segments).
+fn variant(st: &State, uri: String) -> Option<Variant> {
+    let seg = st.segmenter.as_ref()?;
+    seg.playlist().segments().next()?;
+    let bw = seg.peak_bandwidth().max(1);
+    let avg = Some(seg.average_bandwidth()).filter(|b| *b > 0);
+    Some(Variant::for_tracks(uri, seg.tracks(), bw, avg))
+}
+
 fn answer(st: &State, name: &str, req: &Request) -> Answer {
     let Some(seg) = st.segmenter.as_ref() else {
         // Published but no configuration yet: wait for the first segment.
         return Answer::Wait;
     };
-    // The client's token, carried to every URI a playlist names.
-    let token = req
-        .query_param("token")
-        .map(|t| format!("token={}", query_value_for_uri(t)));
+    let token = token_query(req);
     match name {
         "index.m3u8" => {
-            let bw = seg.peak_bandwidth().max(1);
-            let avg = Some(seg.average_bandwidth()).filter(|b| *b > 0);
             let mut uri = String::from(MEDIA_PLAYLIST);
             if let Some(q) = &token {
                 uri.push('?');
                 uri.push_str(q);
             }
-            if seg.playlist().segments().next().is_none() {
-                // Bandwidth and codecs come from real segments: wait for one.
-                return Answer::Wait;
+            match variant(st, uri) {
+                Some(v) => Answer::Ready(playlist_response(
+                    MultivariantPlaylist { variants: vec![v] }.render(),
+                    false,
+                )),
+                None => Answer::Wait,
             }
-            let v = Variant::for_tracks(uri, seg.tracks(), bw, avg);
-            let body = MultivariantPlaylist { variants: vec![v] }.render();
-            Answer::Ready(playlist_response(body, false))
         }
         MEDIA_PLAYLIST => {
             let (Ok(msn), Ok(part)) = (

@@ -453,3 +453,41 @@ fn hls_viewers_are_recent_distinct_clients() {
     assert_eq!(origin.viewers(&key(), Instant::from_millis(12_500)), 1);
     assert_eq!(origin.viewers(&key(), Instant::from_millis(30_000)), 0);
 }
+
+#[test]
+fn a_ladders_multivariant_playlist_lists_each_rendition_once_it_has_a_segment() {
+    let (origin, router) = open_origin();
+    let (a, fa) = demux(H264_OPUS);
+    let mut p = origin.packager_at(key(), 1_000);
+    feed(&mut p, &a, &fa);
+    let low = StreamKey::new("live", "s_360p").unwrap();
+    let odd = StreamKey::new("live", "s 2/x").unwrap_err();
+    assert_eq!(odd.0, "s 2/x", "names with / are refused, so never listed");
+    let spaced = StreamKey::new("live", "s é_240p").unwrap();
+    origin.set_renditions(&key(), vec![low.clone(), spaced.clone()]);
+    // No rendition has a segment yet: the source alone.
+    let index = body(&get(&router, "/live/s/index.m3u8?token=t").unwrap());
+    assert_eq!(uris(&index), ["media.m3u8?token=t"], "{index}");
+    let mut r = origin.packager_at(low.clone(), 1_000);
+    feed(&mut r, &a, &fa);
+    let mut r2 = origin.packager_at(spaced, 1_000);
+    feed(&mut r2, &a, &fa);
+    let index = body(&get(&router, "/live/s/index.m3u8?token=t").unwrap());
+    assert_eq!(
+        uris(&index),
+        [
+            "media.m3u8?token=t",
+            "../s_360p/media.m3u8?token=t",
+            "../s%20%C3%A9_240p/media.m3u8?token=t"
+        ],
+        "{index}"
+    );
+    assert_eq!(index.matches("#EXT-X-STREAM-INF:").count(), 3);
+    // Each URI is one the router serves.
+    let rendition = get(&router, "/live/s_360p/media.m3u8?token=t").unwrap();
+    assert_eq!(rendition.status, 200);
+    // The ladder gone, the source alone again.
+    origin.set_renditions(&key(), Vec::new());
+    let index = body(&get(&router, "/live/s/index.m3u8").unwrap());
+    assert_eq!(uris(&index), ["media.m3u8"], "{index}");
+}

@@ -34,6 +34,7 @@ use arcly_core::engine::{
 use arcly_core::session::Rejection;
 use arcly_core::signal::{Offer, OfferError, SharedSignalling};
 use arcly_core::time::Instant;
+use arcly_core::transcode::TranscodeSource;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -104,6 +105,7 @@ pub struct Router {
     unix_base: u64,
     api_secret: Option<String>,
     links: Vec<Arc<dyn LinkSource>>,
+    transcodes: Option<Arc<dyn TranscodeSource>>,
     signalling: Option<SharedSignalling>,
     reload: Option<ReloadHook>,
     metrics_hook: Option<MetricsHook>,
@@ -226,6 +228,7 @@ impl Router {
             unix_base,
             api_secret: None,
             links: Vec::new(),
+            transcodes: None,
             signalling: None,
             reload: None,
             metrics_hook: None,
@@ -428,6 +431,13 @@ impl Router {
         self
     }
 
+    /// Also lists each stream's transcoders (their command, speed and
+    /// counts) in `/api/streams`.
+    pub fn with_transcodes(mut self, source: Arc<dyn TranscodeSource>) -> Self {
+        self.transcodes = Some(source);
+        self
+    }
+
     fn link_reports(&self) -> Vec<LinkReport> {
         self.links.iter().flat_map(|s| s.links()).collect()
     }
@@ -480,9 +490,17 @@ impl Router {
             "/api/streams" => Response::new(
                 200,
                 "application/json",
-                stats::streams_json(&self.engine, &self.link_reports(), now, &|k| {
-                    self.hls.viewers(k, now)
-                }),
+                stats::streams_json(
+                    &self.engine,
+                    &self.link_reports(),
+                    &self
+                        .transcodes
+                        .as_ref()
+                        .map(|t| t.transcodes())
+                        .unwrap_or_default(),
+                    now,
+                    &|k| self.hls.viewers(k, now),
+                ),
             ),
             "/metrics" => {
                 let mut text = stats::metrics(&self.engine, &self.link_reports(), &|k| {

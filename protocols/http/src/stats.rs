@@ -3,6 +3,7 @@
 
 use arcly_core::engine::{Engine, LinkReport, StreamKey};
 use arcly_core::time::Instant;
+use arcly_core::transcode::TranscodeReport;
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
@@ -34,6 +35,7 @@ pub fn json_str(s: &str) -> String {
 pub fn streams_json(
     engine: &Engine,
     links: &[LinkReport],
+    transcodes: &[TranscodeReport],
     now: Instant,
     hls_viewers: &dyn Fn(&StreamKey) -> usize,
 ) -> String {
@@ -83,6 +85,28 @@ pub fn streams_json(
                 out.push(',');
             }
             link_json(&mut out, l);
+        }
+        out.push_str("],\"transcodes\":[");
+        for (j, t) in transcodes.iter().filter(|t| t.resource == key).enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            let _ = write!(
+                out,
+                "{{\"command\":{},\"pid\":{},\"speed\":{:.3},\"frames_in\":{},\"frames_out\":{},\"dropped\":{},\"restarts\":{},\"renditions\":[{}]}}",
+                json_str(&t.command),
+                t.pid.map_or_else(|| "null".to_string(), |p| p.to_string()),
+                t.speed,
+                t.frames_in,
+                t.frames_out,
+                t.dropped,
+                t.restarts,
+                t.renditions
+                    .iter()
+                    .map(|r| json_str(r))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
         }
         out.push_str("]}");
     }

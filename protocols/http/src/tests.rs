@@ -212,7 +212,7 @@ fn stats_render_streams_and_metrics() {
         ..link.clone()
     };
     let links = [link, other];
-    let j = stats::streams_json(&engine, &links, Instant::from_millis(3_000), &|_| 2);
+    let j = stats::streams_json(&engine, &links, &[], Instant::from_millis(3_000), &|_| 2);
     assert!(j.contains("\"stream\":\"a\\\"b\""), "{j}");
     assert!(j.contains("\"uptime_secs\":3"));
     assert!(j.contains("\"subscribers\":0,\"hls_viewers\":2"), "{j}");

@@ -1,0 +1,880 @@
+//! Adaptive bitrate: a stream's ladder made by one ffmpeg process per
+//! stream (`--abr 720p,480p,360p`). The source is one rung as it comes; the
+//! others are streams of their own on the bus (`live/cam_480p`), packaged
+//! for HLS like any stream and listed with the source in its multivariant
+//! playlist (`/live/cam/index.m3u8`).
+//!
+//! The stream's frames go to ffmpeg's stdin as MPEG-TS through the kernel's
+//! muxer; the renditions come back in one MPEG-TS on its stdout (one video
+//! PID per rung and the source's audio, copied) through the kernel's
+//! demuxer, times kept (`-copyts`), key frames where the source has them
+//! (`-force_key_frames source`), so every rung's segments start at the same
+//! instants. Nothing is parsed twice and nothing touches the disk.
+//!
+//! The publisher is never held back: the engine's tap hands frames to a
+//! bounded queue, and past it frames are dropped up to the next key frame
+//! ([`KeyFrameGate`]), counted. If ffmpeg dies it is started again (1 s,
+//! doubling to 30 s); the renditions end and come back, and their playlists
+//! carry a discontinuity. The process is killed with its stream.
+
+use std::io::{Read, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant as WallInstant};
+
+use arcly_core::bus::{CloseReason, Delivery, DeliveryRef, RecvError};
+use arcly_core::engine::{Consumer, ConsumerFactory, Engine, Publisher, Request, StreamKey};
+use arcly_core::frame::{MediaFrame, TrackId, TrackInfo, TrackSet};
+use arcly_core::media::ts::demux::{TsDemuxer, TsDemuxerConfig, TsEvent};
+use arcly_core::media::ts::mux::{TsMuxer, TsMuxerConfig};
+use arcly_core::time::Instant;
+use arcly_core::transcode::{KeyFrameGate, TranscodeReport, TranscodeSource};
+use arcly_http::HlsOrigin;
+use arcly_tokio::Clock;
+use bytes::BytesMut;
+
+/// The protocol name renditions are published under (the gateway's
+/// authenticator lets it publish: the operator configured the ladder).
+pub const PROTOCOL: &str = "transcode";
+
+/// Frames queued for ffmpeg at most (about 8 s of 30 fps video and its
+/// audio: ffmpeg takes a few seconds to start its encoders); past it
+/// frames are dropped to the next key frame.
+const QUEUE: usize = 600;
+
+/// The first wait before ffmpeg is started again, and the longest.
+const BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(30));
+
+/// One rung of a ladder: its name (the suffix of its stream's name), its
+/// picture height, and its video bit rate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rung {
+    /// `"720p"`.
+    pub name: String,
+    /// Picture height in pixels (the width follows the source's aspect).
+    pub height: u32,
+    /// Video bit rate, kbit/s.
+    pub kbps: u32,
+}
+
+/// The usual rungs' bit rates (H.264, 30 fps), kbit/s.
+const PRESETS: [(u32, u32); 9] = [
+    (2160, 14_000),
+    (1440, 9_000),
+    (1080, 5_000),
+    (720, 2_800),
+    (540, 2_000),
+    (480, 1_400),
+    (360, 800),
+    (240, 400),
+    (144, 200),
+];
+
+/// Reads a ladder: rungs by height (`1080p,720p,480p`), each with its bit
+/// rate if not the usual one (`720p@2000k`); `copy` (or `source`) names the
+/// source's own rung, which is always there. Highest first.
+pub fn parse_ladder(s: &str) -> Result<Vec<Rung>, String> {
+    let mut rungs: Vec<Rung> = Vec::new();
+    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        if item == "copy" || item == "source" {
+            continue;
+        }
+        let (name, rate) = match item.split_once('@') {
+            Some((n, r)) => (n, Some(r)),
+            None => (item, None),
+        };
+        let height: u32 = name
+            .strip_suffix('p')
+            .and_then(|h| h.parse().ok())
+            .filter(|h| (32..=4320).contains(h) && h % 2 == 0)
+            .ok_or_else(|| {
+                format!("ladder rung '{item}': a height such as 720p is needed (32 to 4320, even)")
+            })?;
+        let kbps = match rate {
+            Some(r) => r
+                .strip_suffix('k')
+                .unwrap_or(r)
+                .parse()
+                .ok()
+                .filter(|k| (50..=100_000).contains(k))
+                .ok_or_else(|| {
+                    format!("ladder rung '{item}': a bit rate such as 2000k is needed (50k to 100000k)")
+                })?,
+            None => PRESETS
+                .iter()
+                .find(|(h, _)| *h == height)
+                .map(|(_, k)| *k)
+                .ok_or_else(|| {
+                    format!("ladder rung '{item}': no usual bit rate for {height}p; give one, as {height}p@1000k")
+                })?,
+        };
+        if rungs.iter().any(|r| r.height == height) {
+            return Err(format!("ladder rung '{item}': {height}p is named twice"));
+        }
+        rungs.push(Rung {
+            name: format!("{height}p"),
+            height,
+            kbps,
+        });
+    }
+    if rungs.is_empty() {
+        return Err("a ladder needs at least one rung besides the source (720p, ...)".into());
+    }
+    rungs.sort_by(|a, b| b.height.cmp(&a.height));
+    Ok(rungs)
+}
+
+/// The stream a rung of `key` is published as (`live/cam_720p`).
+pub fn rendition_key(key: &StreamKey, rung: &Rung) -> Option<StreamKey> {
+    StreamKey::new(key.app(), &format!("{}_{}", key.stream(), rung.name)).ok()
+}
+
+/// ffmpeg's arguments for these rungs: MPEG-TS in on stdin, one video
+/// stream per rung (scaled from the source, key frames where the source
+/// has them) and the audio copied, MPEG-TS out on stdout.
+pub fn ffmpeg_args(rungs: &[Rung], audio: bool) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-nostdin",
+        // The stream's tracks are in its program map and first frames:
+        // half a second of probing (not five) starts the rungs sooner.
+        "-analyzeduration",
+        "500000",
+        "-f",
+        "mpegts",
+        "-i",
+        "pipe:0",
+        "-copyts",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let n = rungs.len();
+    let mut graph = format!("[0:v:0]split={n}");
+    for i in 0..n {
+        graph.push_str(&format!("[s{i}]"));
+    }
+    for (i, r) in rungs.iter().enumerate() {
+        graph.push_str(&format!(";[s{i}]scale=-2:{}[v{i}]", r.height));
+    }
+    a.extend(["-filter_complex".into(), graph]);
+    for (i, r) in rungs.iter().enumerate() {
+        a.extend([
+            "-map".into(),
+            format!("[v{i}]"),
+            format!("-b:v:{i}"),
+            format!("{}k", r.kbps),
+            format!("-maxrate:v:{i}"),
+            format!("{}k", r.kbps + r.kbps / 10),
+            format!("-bufsize:v:{i}"),
+            format!("{}k", r.kbps * 2),
+        ]);
+    }
+    for s in [
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-pix_fmt",
+        "yuv420p",
+        "-bf",
+        "0",
+        "-sc_threshold",
+        "0",
+        "-g",
+        "1000",
+        "-force_key_frames",
+        "source",
+    ] {
+        a.push(s.into());
+    }
+    if audio {
+        for s in ["-map", "0:a:0", "-c:a", "copy"] {
+            a.push(s.into());
+        }
+    }
+    for s in [
+        "-f",
+        "mpegts",
+        "-muxdelay",
+        "0",
+        "-muxpreload",
+        "0",
+        "-flush_packets",
+        "1",
+        "pipe:1",
+    ] {
+        a.push(s.into());
+    }
+    a
+}
+
+/// The ladders of a gateway: which rungs, which ffmpeg, where renditions
+/// go.
+pub struct Abr {
+    /// The rungs below the source.
+    pub rungs: Vec<Rung>,
+    /// The ffmpeg to run.
+    pub ffmpeg: String,
+    /// The engine renditions are published to (set once it is built).
+    pub engine: Arc<OnceLock<Engine>>,
+    /// The HLS origin whose multivariant playlists list the renditions.
+    pub origin: Option<HlsOrigin>,
+    /// The gateway's clock.
+    pub clock: Clock,
+    /// The running jobs, for the statistics.
+    pub jobs: Arc<Jobs>,
+    /// Where log lines go.
+    pub log: Arc<dyn Fn(String) + Send + Sync>,
+}
+
+impl Abr {
+    /// Whether `key` is a rendition of some stream (it gets no ladder of
+    /// its own).
+    fn is_rendition(&self, key: &StreamKey) -> bool {
+        self.rungs
+            .iter()
+            .any(|r| key.stream().ends_with(&format!("_{}", r.name)))
+    }
+
+    /// The consumer factory that gives every stream (not a rendition) its
+    /// ladder.
+    pub fn consumer_factory(self: Arc<Self>) -> ConsumerFactory {
+        Arc::new(move |key: &StreamKey, _now: Instant| {
+            if self.is_rendition(key) {
+                return None;
+            }
+            Some(Box::new(Ladder {
+                abr: self.clone(),
+                key: key.clone(),
+                job: None,
+            }) as Box<dyn Consumer>)
+        })
+    }
+}
+
+/// The running jobs.
+#[derive(Default)]
+pub struct Jobs(Mutex<Vec<Weak<Shared>>>);
+
+impl TranscodeSource for Jobs {
+    fn transcodes(&self) -> Vec<TranscodeReport> {
+        let mut jobs = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        jobs.retain(|j| j.strong_count() > 0);
+        jobs.iter()
+            .filter_map(Weak::upgrade)
+            .map(|j| j.report())
+            .collect()
+    }
+}
+
+/// What a job's consumer, its feeder and its reader share.
+struct Shared {
+    resource: String,
+    renditions: Vec<String>,
+    command: String,
+    child: Mutex<Option<Child>>,
+    pid: AtomicU64,
+    queued: AtomicUsize,
+    frames_in: AtomicU64,
+    frames_out: AtomicU64,
+    dropped: AtomicU64,
+    restarts: AtomicU64,
+    /// Set when ffmpeg (re)started: the gate waits for a key frame and one
+    /// is asked of the publisher.
+    restarted: AtomicBool,
+    /// Set with `restarted`, taken by the consumer's key-frame request.
+    want_key: AtomicBool,
+    /// The output's media time (µs) and the wall clock at its first frame
+    /// since ffmpeg started, and at its last.
+    speed: Mutex<Option<(i64, WallInstant, i64, WallInstant)>>,
+}
+
+impl Shared {
+    fn report(&self) -> TranscodeReport {
+        let speed = self
+            .speed
+            .lock()
+            .ok()
+            .and_then(|s| *s)
+            .map_or(0.0, |(m0, w0, m1, w1)| {
+                let wall = w1.duration_since(w0).as_secs_f64();
+                if wall > 0.5 {
+                    (m1 - m0) as f64 / 1e6 / wall
+                } else {
+                    0.0
+                }
+            });
+        TranscodeReport {
+            resource: self.resource.clone(),
+            renditions: self.renditions.clone(),
+            command: self.command.clone(),
+            pid: match self.pid.load(Ordering::Relaxed) {
+                0 => None,
+                p => u32::try_from(p).ok(),
+            },
+            speed,
+            frames_in: self.frames_in.load(Ordering::Relaxed),
+            frames_out: self.frames_out.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            restarts: self.restarts.load(Ordering::Relaxed),
+        }
+    }
+
+    fn kill(&self) {
+        if let Some(c) = self
+            .child
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            let _ = c.kill();
+        }
+    }
+}
+
+/// A stream's ladder: the consumer the engine's tap feeds.
+struct Ladder {
+    abr: Arc<Abr>,
+    key: StreamKey,
+    job: Option<Job>,
+}
+
+/// A running ladder: the queue to its feeder thread and the gate before it.
+struct Job {
+    tx: Sender<Delivery>,
+    gate: KeyFrameGate,
+    shared: Arc<Shared>,
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        // The feeder sees the queue close and stops; a wedged ffmpeg is
+        // killed so it cannot hold the feeder in a write.
+        self.shared.kill();
+    }
+}
+
+impl Ladder {
+    /// Starts the job for these tracks: the rungs below the source's
+    /// height (a stream with no video, or none smaller, gets none).
+    fn start(&mut self, tracks: &TrackSet) {
+        let Some(video) = tracks.video() else {
+            return;
+        };
+        let height = video.params.height;
+        let rungs: Vec<Rung> = self
+            .abr
+            .rungs
+            .iter()
+            .filter(|r| height == 0 || r.height < height)
+            .cloned()
+            .collect();
+        let keys: Vec<StreamKey> = rungs
+            .iter()
+            .filter_map(|r| rendition_key(&self.key, r))
+            .collect();
+        if rungs.is_empty() || keys.len() != rungs.len() {
+            (self.abr.log)(format!(
+                "{}: no ladder rung below its {height}p, no renditions",
+                self.key
+            ));
+            return;
+        }
+        let audio = tracks.iter().any(|t| !t.codec.is_video());
+        let args = ffmpeg_args(&rungs, audio);
+        let shared = Arc::new(Shared {
+            resource: self.key.to_string(),
+            renditions: keys.iter().map(|k| k.to_string()).collect(),
+            command: std::iter::once(self.abr.ffmpeg.clone())
+                .chain(args.iter().map(|a| {
+                    if a.contains([' ', ';', '[']) {
+                        format!("'{a}'")
+                    } else {
+                        a.clone()
+                    }
+                }))
+                .collect::<Vec<_>>()
+                .join(" "),
+            child: Mutex::new(None),
+            pid: AtomicU64::new(0),
+            queued: AtomicUsize::new(0),
+            frames_in: AtomicU64::new(0),
+            frames_out: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            restarts: AtomicU64::new(0),
+            restarted: AtomicBool::new(false),
+            want_key: AtomicBool::new(false),
+            speed: Mutex::new(None),
+        });
+        self.abr
+            .jobs
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Arc::downgrade(&shared));
+        if let Some(o) = &self.abr.origin {
+            o.set_renditions(&self.key, keys.clone());
+        }
+        (self.abr.log)(format!(
+            "{}: ladder {} by ffmpeg",
+            self.key,
+            shared.renditions.join(", ")
+        ));
+        let (tx, rx) = channel();
+        let feeder = Feeder {
+            abr: self.abr.clone(),
+            key: self.key.clone(),
+            keys,
+            audio,
+            args,
+            shared: shared.clone(),
+        };
+        std::thread::spawn(move || feeder.run(rx));
+        self.job = Some(Job {
+            tx,
+            gate: KeyFrameGate::new(true),
+            shared,
+        });
+    }
+}
+
+impl Consumer for Ladder {
+    fn handle(&mut self, _now: Instant, d: DeliveryRef<'_>) {
+        if let DeliveryRef::Tracks(t) = d {
+            if self.job.is_none() {
+                self.start(t);
+            }
+        }
+        let Some(job) = self.job.as_mut() else {
+            return;
+        };
+        match d {
+            DeliveryRef::Tracks(t) => {
+                let _ = job.tx.send(Delivery::Tracks(t.clone()));
+            }
+            DeliveryRef::Frame(f) => {
+                if job.shared.restarted.swap(false, Ordering::Relaxed) {
+                    job.gate.restart();
+                }
+                let room = job.shared.queued.load(Ordering::Relaxed) < QUEUE;
+                if job.gate.admit(f, room) {
+                    job.shared.queued.fetch_add(1, Ordering::Relaxed);
+                    job.shared.frames_in.fetch_add(1, Ordering::Relaxed);
+                    let _ = job.tx.send(Delivery::Frame(f.clone()));
+                } else {
+                    job.shared
+                        .dropped
+                        .store(job.gate.dropped(), Ordering::Relaxed);
+                }
+            }
+            DeliveryRef::Lagged { .. } => job.gate.restart(),
+        }
+    }
+
+    fn wants_key_frame(&mut self) -> bool {
+        // A fresh or restarted ffmpeg starts at a key frame: ask for one.
+        self.job
+            .as_ref()
+            .is_some_and(|j| j.shared.want_key.swap(false, Ordering::Relaxed))
+    }
+
+    fn end(&mut self, _now: Instant, _why: RecvError) {
+        if self.job.take().is_some() {
+            if let Some(o) = &self.abr.origin {
+                o.set_renditions(&self.key, Vec::new());
+            }
+        }
+    }
+}
+
+/// The thread that runs ffmpeg for one stream, again when it dies, and
+/// writes the stream to it.
+struct Feeder {
+    abr: Arc<Abr>,
+    key: StreamKey,
+    keys: Vec<StreamKey>,
+    audio: bool,
+    args: Vec<String>,
+    shared: Arc<Shared>,
+}
+
+/// How one run of ffmpeg ended.
+enum RunEnd {
+    /// The stream ended: stop.
+    StreamEnded,
+    /// ffmpeg died or stopped reading: start it again.
+    Died(String),
+}
+
+impl Feeder {
+    fn run(self, rx: Receiver<Delivery>) {
+        let mut tracks: Option<Arc<TrackSet>> = None;
+        let mut backoff = BACKOFF.0;
+        loop {
+            let started = WallInstant::now();
+            let end = self.run_once(&rx, &mut tracks);
+            self.shared.pid.store(0, Ordering::Relaxed);
+            if let Some(mut c) = self
+                .shared
+                .child
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+            {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            let why = match end {
+                RunEnd::StreamEnded => return,
+                RunEnd::Died(why) => why,
+            };
+            if started.elapsed() >= BACKOFF.1 {
+                backoff = BACKOFF.0;
+            }
+            (self.abr.log)(format!(
+                "{}: the ladder's ffmpeg {why}; starting it again in {} s",
+                self.key,
+                backoff.as_secs()
+            ));
+            // Meanwhile the stream's frames are let go (the gate waits for
+            // a key frame once ffmpeg is back).
+            let until = WallInstant::now() + backoff;
+            loop {
+                let left = until.saturating_duration_since(WallInstant::now());
+                if left.is_zero() {
+                    break;
+                }
+                match rx.recv_timeout(left) {
+                    Ok(d) => self.take(&d, &mut tracks),
+                    Err(RecvTimeoutError::Timeout) => break,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            }
+            backoff = (backoff * 2).min(BACKOFF.1);
+            self.shared.restarts.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Notes a delivery taken off the queue.
+    fn take(&self, d: &Delivery, tracks: &mut Option<Arc<TrackSet>>) {
+        match d {
+            Delivery::Tracks(t) => *tracks = Some(t.clone()),
+            Delivery::Frame(_) => {
+                self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+            }
+            Delivery::Lagged { .. } => {}
+        }
+    }
+
+    fn run_once(&self, rx: &Receiver<Delivery>, tracks: &mut Option<Arc<TrackSet>>) -> RunEnd {
+        // Wait for the stream's tracks.
+        while tracks.is_none() {
+            match rx.recv() {
+                Ok(d) => self.take(&d, tracks),
+                Err(_) => return RunEnd::StreamEnded,
+            }
+        }
+        let Some(set) = tracks.clone() else {
+            return RunEnd::StreamEnded;
+        };
+        let mut muxer = match TsMuxer::new(&set, TsMuxerConfig::default()) {
+            Ok(m) => m,
+            Err(e) => return RunEnd::Died(format!("cannot take the stream's tracks ({e})")),
+        };
+        let (mut stdin, reader) = match self.spawn() {
+            Ok(s) => s,
+            Err(e) => return RunEnd::Died(e),
+        };
+        self.shared.restarted.store(true, Ordering::Relaxed);
+        self.shared.want_key.store(true, Ordering::Relaxed);
+        let mut out = BytesMut::new();
+        // What was queued before ffmpeg started may begin mid-GOP: it
+        // starts at a key frame.
+        let mut keyed = false;
+        let end = loop {
+            let d = match rx.recv() {
+                Ok(d) => d,
+                Err(_) => break RunEnd::StreamEnded,
+            };
+            self.take(&d, tracks);
+            match d {
+                Delivery::Tracks(t) if *t != *set => {
+                    break RunEnd::Died("was given new tracks".into());
+                }
+                Delivery::Frame(f) => {
+                    keyed |= f.is_key();
+                    if !keyed {
+                        continue;
+                    }
+                    out.clear();
+                    if muxer.write_frame(&f, &mut out).is_err() {
+                        continue;
+                    }
+                    if let Err(e) = stdin.write_all(&out) {
+                        let status =
+                            self.shared.child.lock().ok().and_then(|mut c| {
+                                c.as_mut().and_then(|c| c.try_wait().ok().flatten())
+                            });
+                        break RunEnd::Died(match status {
+                            Some(s) => format!("exited ({s})"),
+                            None => format!("stopped reading ({e})"),
+                        });
+                    }
+                }
+                _ => {}
+            }
+        };
+        // Closing stdin lets ffmpeg finish what it holds; it is killed
+        // after a moment if it does not.
+        drop(stdin);
+        let deadline = WallInstant::now() + Duration::from_secs(2);
+        while !reader.is_finished() && WallInstant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.shared.kill();
+        let _ = reader.join();
+        end
+    }
+
+    /// Starts ffmpeg and the thread that reads its renditions.
+    fn spawn(&self) -> Result<(ChildStdin, std::thread::JoinHandle<()>), String> {
+        let mut child = Command::new(&self.abr.ffmpeg)
+            .args(&self.args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("could not be run ({}: {e})", self.abr.ffmpeg))?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err("has no pipes".into());
+        };
+        self.shared
+            .pid
+            .store(u64::from(child.id()), Ordering::Relaxed);
+        *self.shared.child.lock().unwrap_or_else(|p| p.into_inner()) = Some(child);
+        *self.shared.speed.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let reader = Reader {
+            engine: self.abr.engine.clone(),
+            clock: self.abr.clock,
+            keys: self.keys.clone(),
+            audio: self.audio,
+            shared: self.shared.clone(),
+            log: self.abr.log.clone(),
+        };
+        Ok((stdin, std::thread::spawn(move || reader.run(stdout))))
+    }
+}
+
+/// Reads ffmpeg's output and publishes each rung.
+struct Reader {
+    engine: Arc<OnceLock<Engine>>,
+    clock: Clock,
+    keys: Vec<StreamKey>,
+    audio: bool,
+    shared: Arc<Shared>,
+    log: Arc<dyn Fn(String) + Send + Sync>,
+}
+
+/// One rung's output: its video track in ffmpeg's output, and its
+/// publisher once its tracks are known.
+struct Out {
+    video: Option<TrackInfo>,
+    publisher: Option<Publisher>,
+}
+
+impl Reader {
+    fn run(self, mut stdout: std::process::ChildStdout) {
+        let mut demux = TsDemuxer::new(TsDemuxerConfig::default());
+        let mut outs: Vec<Out> = self
+            .keys
+            .iter()
+            .map(|_| Out {
+                video: None,
+                publisher: None,
+            })
+            .collect();
+        // ffmpeg's video streams, in the order of its program map (the
+        // rungs' order), by the track ids the demuxer gave them.
+        let mut videos: Vec<TrackId> = Vec::new();
+        let mut audio: Option<TrackInfo> = None;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match stdout.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            demux.push(&buf[..n]);
+            while let Some(ev) = demux.poll_event() {
+                match ev {
+                    TsEvent::Track(t) if t.codec.is_video() => {
+                        if !videos.contains(&t.id) {
+                            videos.push(t.id);
+                            videos.sort();
+                        }
+                        if let Some(i) = videos.iter().position(|v| *v == t.id) {
+                            if let Some(o) = outs.get_mut(i) {
+                                o.video = Some(t);
+                            }
+                        }
+                    }
+                    TsEvent::Track(t) => audio = Some(t),
+                    TsEvent::Frame(f) => self.frame(f, &videos, audio.as_ref(), &mut outs),
+                    _ => {}
+                }
+            }
+        }
+        for o in outs.iter_mut() {
+            if let Some(p) = o.publisher.take() {
+                p.end(CloseReason::PublisherEnded);
+            }
+        }
+    }
+
+    /// One frame of ffmpeg's output, to its rung (video) or every rung
+    /// (audio).
+    fn frame(
+        &self,
+        f: MediaFrame,
+        videos: &[TrackId],
+        audio: Option<&TrackInfo>,
+        outs: &mut [Out],
+    ) {
+        let now = self.clock.now();
+        if f.codec.is_video() {
+            let Some(i) = videos.iter().position(|v| *v == f.track) else {
+                return;
+            };
+            self.note_speed(&f);
+            if let Some(o) = outs.get_mut(i) {
+                if o.publisher.is_none() && f.is_key() {
+                    o.publisher = self.publish(i, o.video.as_ref(), audio);
+                }
+                if let Some(p) = o.publisher.as_mut() {
+                    let mut f = f;
+                    f.track = TrackId(0);
+                    if p.publish(now, f).is_ok() {
+                        self.shared.frames_out.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        } else if audio.is_some_and(|a| a.id == f.track) {
+            for p in outs.iter_mut().filter_map(|o| o.publisher.as_mut()) {
+                let mut f = f.clone();
+                f.track = TrackId(1);
+                let _ = p.publish(now, f);
+            }
+        }
+    }
+
+    fn note_speed(&self, f: &MediaFrame) {
+        let us = f.dts.rescale(arcly_core::time::Timescale::MICROS).ticks;
+        let now = WallInstant::now();
+        let mut s = self.shared.speed.lock().unwrap_or_else(|p| p.into_inner());
+        *s = Some(match *s {
+            None => (us, now, us, now),
+            Some((m0, w0, _, _)) => (m0, w0, us, now),
+        });
+    }
+
+    /// Publishes rung `i` once its tracks are known.
+    fn publish(
+        &self,
+        i: usize,
+        video: Option<&TrackInfo>,
+        audio: Option<&TrackInfo>,
+    ) -> Option<Publisher> {
+        let video = video?;
+        if self.audio && audio.is_none() {
+            return None;
+        }
+        let engine = self.engine.get()?;
+        let key = self.keys.get(i)?;
+        let mut set = TrackSet::new();
+        let mut v = video.clone();
+        v.id = TrackId(0);
+        set.upsert(v).ok()?;
+        if let Some(a) = audio {
+            let mut a = a.clone();
+            a.id = TrackId(1);
+            set.upsert(a).ok()?;
+        }
+        let mut req = Request::new(key.clone(), PROTOCOL);
+        req.unix_time = self.clock.unix_base() + self.clock.now().as_micros() / 1_000_000;
+        match engine.publish(&req, self.clock.now()) {
+            Ok(mut p) => {
+                p.set_tracks(set);
+                Some(p)
+            }
+            Err(e) => {
+                (self.log)(format!("{key}: the rendition cannot be published: {e}"));
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ladders_read_heights_and_rates_highest_first() {
+        let l = parse_ladder("480p, copy,720p@2000k,360p").unwrap();
+        let got: Vec<(&str, u32, u32)> = l
+            .iter()
+            .map(|r| (r.name.as_str(), r.height, r.kbps))
+            .collect();
+        assert_eq!(
+            got,
+            [("720p", 720, 2000), ("480p", 480, 1400), ("360p", 360, 800)]
+        );
+        for bad in [
+            "",
+            "copy",
+            "720",
+            "721p",
+            "720p@x",
+            "700p",
+            "720p,720p@1000k",
+            "720p@10k",
+        ] {
+            assert!(parse_ladder(bad).is_err(), "{bad:?} taken");
+        }
+        assert_eq!(parse_ladder("700p@900k").unwrap()[0].kbps, 900);
+    }
+
+    #[test]
+    fn renditions_are_named_after_their_source() {
+        let key = StreamKey::new("live", "cam").unwrap();
+        let r = &parse_ladder("720p").unwrap()[0];
+        assert_eq!(rendition_key(&key, r).unwrap().to_string(), "live/cam_720p");
+    }
+
+    #[test]
+    fn ffmpeg_gets_one_video_stream_per_rung_and_the_audio_copied() {
+        let args = ffmpeg_args(&parse_ladder("480p,240p").unwrap(), true).join(" ");
+        assert!(
+            args.contains(
+                "-filter_complex [0:v:0]split=2[s0][s1];[s0]scale=-2:480[v0];[s1]scale=-2:240[v1]"
+            ),
+            "{args}"
+        );
+        assert!(args.contains("-map [v0] -b:v:0 1400k -maxrate:v:0 1540k -bufsize:v:0 2800k"));
+        assert!(args.contains("-map [v1] -b:v:1 400k"));
+        assert!(args.contains("-force_key_frames source"), "{args}");
+        assert!(args.contains("-map 0:a:0 -c:a copy"));
+        assert!(args.starts_with(
+            "-hide_banner -loglevel error -nostdin -analyzeduration 500000 -f mpegts -i pipe:0 -copyts"
+        ));
+        assert!(args.ends_with("-f mpegts -muxdelay 0 -muxpreload 0 -flush_packets 1 pipe:1"));
+        let silent = ffmpeg_args(&parse_ladder("480p").unwrap(), false).join(" ");
+        assert!(!silent.contains("0:a:0"));
+    }
+}
