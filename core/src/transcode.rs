@@ -95,7 +95,7 @@ pub enum TranscodeEvent {
         /// The rendition, an index into the transcoder's list.
         rendition: usize,
         /// Its tracks.
-        tracks: TrackSet,
+        tracks: Box<TrackSet>,
     },
     /// A frame of a rendition, on its tracks' ids and timescales, times
     /// from the same origin as the input's.

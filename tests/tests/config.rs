@@ -1167,3 +1167,362 @@ fn a_reload_changes_srt_passphrases_and_starts_and_stops_pulls() {
         Duration::from_secs(30),
     );
 }
+
+/// `GET path` on the gateway's HTTP port: the body's bytes, if 200.
+fn http_get(port: u16, path: &str) -> Option<Vec<u8>> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).ok()?;
+    let end = out.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&out[..end]).to_string();
+    if !head.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    let body = out[end + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        // Playlists and segments come with a length; a chunked body is not
+        // expected here.
+        return None;
+    }
+    Some(body)
+}
+
+/// A media playlist's last init segment and the segments it lists.
+fn listed(playlist: &str) -> (String, Vec<String>) {
+    let init = playlist
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\""))
+        .map(|l| l.trim_end_matches('"').to_string())
+        .expect("an init segment");
+    let segs = playlist
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    (init, segs)
+}
+
+/// The first video packet of a file: its time (ms) and whether it is a key
+/// frame.
+fn first_video(file: &Path) -> (i64, bool) {
+    let out = Command::new(common::peers::ffprobe())
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-read_intervals",
+            "%+#1",
+        ])
+        .args(["-show_entries", "packet=pts_time,flags", "-of", "csv=p=0"])
+        .arg(file)
+        .output()
+        .expect("ffprobe runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .next()
+        .unwrap_or_else(|| panic!("no video in {}", file.display()));
+    let mut f = line.split(',');
+    let t: f64 = f.next().and_then(|t| t.parse().ok()).expect("a time");
+    (
+        (t * 1000.0).round() as i64,
+        f.next().unwrap_or("").starts_with('K'),
+    )
+}
+
+/// A stream's listed segments fetched: each one's start (ms) and whether
+/// it starts with a key frame, and all of them behind the init segment in
+/// `whole`.
+fn fetch_segments(port: u16, stream: &str, dir: &Path, whole: &Path) -> Vec<(i64, bool)> {
+    let text = String::from_utf8(
+        http_get(port, &format!("/live/{stream}/media.m3u8")).expect("a media playlist"),
+    )
+    .expect("text");
+    let (init, segs) = listed(&text);
+    let init = http_get(port, &format!("/live/{stream}/{init}")).expect("the init segment");
+    let mut all = init.clone();
+    let mut starts = Vec::new();
+    for (i, s) in segs.iter().enumerate() {
+        let Some(bytes) = http_get(port, &format!("/live/{stream}/{s}")) else {
+            continue; // gone from the window since
+        };
+        let one = dir.join(format!("{stream}-{i}.mp4"));
+        std::fs::write(&one, [init.as_slice(), &bytes].concat()).expect("write");
+        starts.push(first_video(&one));
+        all.extend_from_slice(&bytes);
+    }
+    std::fs::write(whole, all).expect("write");
+    starts
+}
+
+/// The `/api/streams` entry's first transcode job of `live/cam`.
+fn ladder_job(port: u16) -> Option<serde_json::Value> {
+    let (_, body) = api(port, "GET", "/api/streams");
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    v["streams"]
+        .as_array()?
+        .iter()
+        .find(|s| s["stream"] == "cam")?["transcodes"]
+        .get(0)
+        .cloned()
+}
+
+#[test]
+fn an_abr_ladder_plays_in_hls_js_switching_rungs_and_comes_back_when_ffmpeg_is_killed() {
+    let dir = tmpdir("abr");
+    need("chromium", "apt-get install -y chromium");
+    let node = need("node", "apt-get install -y nodejs npm");
+    let kill = need("kill", "apt-get install -y procps");
+    let browser = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
+    assert!(
+        browser.join("node_modules/playwright-core").exists()
+            && browser.join("node_modules/hls.js").exists(),
+        "interop: playwright-core and hls.js are missing; run: npm install --prefix tests/browser"
+    );
+    // 75 s of 720p30 H.264 (a key frame every 2 s) and AAC.
+    let input = dir.join("in.ts");
+    let st = Command::new(ffmpeg5())
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg("testsrc2=size=1280x720:rate=30")
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args([
+            "-t", "75", "-c:v", "libx264", "-preset", "veryfast", "-b:v", "2500k",
+        ])
+        .args(["-g", "60", "-keyint_min", "60", "-sc_threshold", "0"])
+        .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "mpegts"])
+        .arg(&input)
+        .status()
+        .expect("ffmpeg runs");
+    assert!(st.success());
+    let ports = Ports::new();
+    let gw = ports.start(&dir, &["--abr".into(), "480p,360p,240p".into()]);
+    let url = format!("rtmp://127.0.0.1:{}/live/cam", ports.rtmp);
+    let publisher = publish(&input, &url);
+    // An RTMP player of the source for the whole stream.
+    let played = dir.join("source-played.ts");
+    std::thread::sleep(Duration::from_millis(300));
+    let player = spawn(
+        Command::new(ffmpeg5())
+            .args(["-v", "error", "-rw_timeout", "15000000", "-i", &url])
+            .args(["-c", "copy", "-f", "mpegts"])
+            .arg(&played),
+    );
+
+    // The multivariant playlist lists the source and the three rungs.
+    let until = Instant::now() + Duration::from_secs(30);
+    let index = loop {
+        let text = http_get(ports.http, "/live/cam/index.m3u8")
+            .map(|b| String::from_utf8_lossy(&b).to_string())
+            .unwrap_or_default();
+        if text.matches("#EXT-X-STREAM-INF").count() == 4 {
+            break text;
+        }
+        assert!(
+            Instant::now() < until,
+            "no ladder in the playlist: {text}\n{}",
+            gw.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut check = Command::new("python3")
+        .args([
+            "-c",
+            "import m3u8,sys,json; p=m3u8.loads(sys.stdin.read()); assert p.is_variant; \
+             print(json.dumps([[v.uri, v.stream_info.bandwidth, list(v.stream_info.resolution), \
+             v.stream_info.codecs, v.stream_info.frame_rate] for v in p.playlists]))",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("interop: python3 is missing");
+    {
+        use std::io::Write;
+        check
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(index.as_bytes())
+            .expect("write");
+    }
+    let out = check.wait_with_output().expect("python3 runs");
+    assert!(out.status.success(), "m3u8 refused the playlist:\n{index}");
+    let variants: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let heights: Vec<i64> = variants
+        .as_array()
+        .expect("variants")
+        .iter()
+        .map(|v| v[2][1].as_i64().expect("a resolution"))
+        .collect();
+    assert_eq!(heights, [720, 480, 360, 240], "{index}");
+    for v in variants.as_array().expect("variants") {
+        assert!(v[1].as_i64().unwrap_or(0) > 0, "BANDWIDTH: {index}");
+        let codecs = v[3].as_str().unwrap_or("");
+        assert!(
+            codecs.starts_with("avc1.") && codecs.contains("mp4a.40.2"),
+            "{index}"
+        );
+        assert_eq!(v[4].as_f64(), Some(30.0), "FRAME-RATE: {index}");
+    }
+    assert_eq!(
+        variants[1][0], "../cam_480p/media.m3u8",
+        "renditions by their own media playlists: {index}"
+    );
+
+    // hls.js plays the ladder: on an open network, then throttled to
+    // 700 kbit/s, when it must move down.
+    let report = Command::new(&node)
+        .arg(browser.join("play_abr.mjs"))
+        .arg(format!(
+            "http://127.0.0.1:{}/live/cam/index.m3u8",
+            ports.http
+        ))
+        .args(["12", "22", "700"])
+        .arg(dir.join("abr"))
+        .output()
+        .expect("node runs");
+    assert!(
+        report.status.success(),
+        "the browser run failed: {}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&report.stdout).expect("a report");
+    eprintln!("hls.js: {r}");
+    assert_eq!(r["levels"].as_array().map(Vec::len), Some(4), "{r}");
+    assert!(r["fatal"].as_array().is_some_and(Vec::is_empty), "{r}");
+    let heights_in = |phase: &str| -> Vec<i64> {
+        r["fragments"]
+            .as_array()
+            .expect("fragments")
+            .iter()
+            .filter(|f| f["phase"] == phase)
+            .map(|f| f["height"].as_i64().unwrap_or(0))
+            .collect()
+    };
+    let (open, throttled) = (heights_in("open"), heights_in("throttled"));
+    assert!(
+        open.iter().any(|h| *h >= 480),
+        "hls.js played no high rung on an open network: {r}"
+    );
+    assert!(
+        throttled.last().is_some_and(|h| *h <= 360),
+        "hls.js did not move down when throttled: {r}"
+    );
+    assert!(
+        r["switches"]
+            .as_array()
+            .expect("switches")
+            .iter()
+            .any(|s| s["phase"] == "throttled" && s["height"].as_i64().unwrap_or(999) <= 360),
+        "{r}"
+    );
+    assert!(dir.join("abr-open.png").exists() && dir.join("abr-throttled.png").exists());
+
+    // Every rung decodes strictly, at its height, and its segments start
+    // with key frames at the instants the source's segments start.
+    let source = fetch_segments(ports.http, "cam", &dir, &dir.join("cam.mp4"));
+    let source_starts: Vec<i64> = source.iter().map(|s| s.0).collect();
+    assert!(source.iter().all(|s| s.1), "{source:?}");
+    for (rung, height) in [("cam_480p", 480), ("cam_360p", 360), ("cam_240p", 240)] {
+        let whole = dir.join(format!("{rung}.mp4"));
+        let segs = fetch_segments(ports.http, rung, &dir, &whole);
+        strict_decode(&whole);
+        let probe = Command::new(common::peers::ffprobe())
+            .args(["-v", "error", "-select_streams", "v:0"])
+            .args(["-show_entries", "stream=height", "-of", "csv=p=0"])
+            .arg(&whole)
+            .output()
+            .expect("ffprobe runs");
+        assert_eq!(
+            String::from_utf8_lossy(&probe.stdout).trim(),
+            height.to_string()
+        );
+        assert!(
+            segs.iter().all(|s| s.1),
+            "{rung}: a segment starts mid-GOP: {segs:?}"
+        );
+        let (lo, hi) = (source_starts[0], *source_starts.last().expect("segments"));
+        let common: Vec<i64> = segs
+            .iter()
+            .map(|s| s.0)
+            .filter(|t| (lo..=hi).contains(t))
+            .collect();
+        assert!(
+            common.len() >= 3,
+            "{rung}: {segs:?} against {source_starts:?}"
+        );
+        for t in &common {
+            assert!(
+                source_starts.iter().any(|s| (s - t).abs() <= 1),
+                "{rung}: a segment at {t} ms, none in the source there: {segs:?} against {source_starts:?}"
+            );
+        }
+    }
+
+    // ffmpeg killed mid-stream: it is started again and the renditions
+    // come back after a discontinuity; the source goes on untouched.
+    let job = ladder_job(ports.http).expect("the ladder's job in /api/streams");
+    assert_eq!(job["restarts"], 0, "{job}");
+    assert!(job["frames_out"].as_u64().unwrap_or(0) > 1000, "{job}");
+    assert!(job["command"]
+        .as_str()
+        .unwrap_or("")
+        .contains("-force_key_frames source"));
+    let pid = job["pid"].as_u64().expect("a pid").to_string();
+    assert!(Command::new(&kill)
+        .args(["-9", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let until = Instant::now() + Duration::from_secs(20);
+    let new_pid = loop {
+        let job = ladder_job(ports.http).unwrap_or_default();
+        let back = job["restarts"] == 1
+            && job["pid"].as_u64().is_some_and(|p| p.to_string() != pid)
+            && http_get(ports.http, "/live/cam_240p/media.m3u8").is_some_and(|b| {
+                let t = String::from_utf8_lossy(&b).to_string();
+                t.split("#EXT-X-DISCONTINUITY")
+                    .nth(1)
+                    .is_some_and(|after| after.contains("#EXTINF"))
+            });
+        if back {
+            break job["pid"].to_string();
+        }
+        assert!(
+            Instant::now() < until,
+            "the ladder did not come back: {job}\n{}",
+            gw.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    gw.wait_log("the ladder stopped: ffmpeg exited (signal: 9", 1, 1);
+    let source_list =
+        String::from_utf8(http_get(ports.http, "/live/cam/media.m3u8").expect("source"))
+            .expect("text");
+    assert!(!source_list.contains("DISCONTINUITY"), "{source_list}");
+
+    finish(publisher, "the publisher", Duration::from_secs(40));
+    finish(player, "the source's RTMP player", Duration::from_secs(20));
+    assert_frame_exact(&input, &played, "the source's RTMP player across the kill");
+    // The stream ended: its ffmpeg is gone.
+    let until = Instant::now() + Duration::from_secs(10);
+    while ladder_job(ports.http).is_some() {
+        assert!(Instant::now() < until, "the ladder outlived its stream");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let until = Instant::now() + Duration::from_secs(5);
+    while Path::new(&format!("/proc/{new_pid}")).exists() {
+        assert!(
+            Instant::now() < until,
+            "ffmpeg {new_pid} outlived its stream"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -20,7 +20,7 @@
 use std::io::{Read, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{channel, sync_channel, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant as WallInstant};
 
@@ -30,7 +30,9 @@ use arcly_core::frame::{MediaFrame, TrackId, TrackInfo, TrackSet};
 use arcly_core::media::ts::demux::{TsDemuxer, TsDemuxerConfig, TsEvent};
 use arcly_core::media::ts::mux::{TsMuxer, TsMuxerConfig};
 use arcly_core::time::Instant;
-use arcly_core::transcode::{KeyFrameGate, TranscodeReport, TranscodeSource};
+use arcly_core::transcode::{
+    Fed, KeyFrameGate, TranscodeError, TranscodeEvent, TranscodeReport, TranscodeSource, Transcoder,
+};
 use arcly_http::HlsOrigin;
 use arcly_tokio::Clock;
 use bytes::BytesMut;
@@ -122,7 +124,7 @@ pub fn parse_ladder(s: &str) -> Result<Vec<Rung>, String> {
     if rungs.is_empty() {
         return Err("a ladder needs at least one rung besides the source (720p, ...)".into());
     }
-    rungs.sort_by(|a, b| b.height.cmp(&a.height));
+    rungs.sort_by_key(|r| std::cmp::Reverse(r.height));
     Ok(rungs)
 }
 
@@ -248,10 +250,13 @@ impl Abr {
             if self.is_rendition(key) {
                 return None;
             }
-            Some(Box::new(Ladder {
+            Some(Box::new(Renditions {
                 abr: self.clone(),
                 key: key.clone(),
-                job: None,
+                transcoder: None,
+                keys: Vec::new(),
+                publishers: Vec::new(),
+                want_key: false,
             }) as Box<dyn Consumer>)
         })
     }
@@ -272,8 +277,159 @@ impl TranscodeSource for Jobs {
     }
 }
 
-/// What a job's consumer, its feeder and its reader share.
-struct Shared {
+/// A stream's ladder, as the consumer the engine's tap feeds: the stream
+/// goes to a [`Transcoder`], and each rendition it gives out is published
+/// as a stream of its own (and ended when the transcoder stops, to be
+/// published again when it starts).
+struct Renditions {
+    abr: Arc<Abr>,
+    key: StreamKey,
+    transcoder: Option<Box<dyn Transcoder>>,
+    /// Each rendition's stream.
+    keys: Vec<StreamKey>,
+    publishers: Vec<Option<Publisher>>,
+    want_key: bool,
+}
+
+impl Renditions {
+    /// Starts the transcoder for these tracks: the rungs below the
+    /// source's height (a stream with no video, or none smaller, gets
+    /// none).
+    fn start(&mut self, tracks: &TrackSet) {
+        let Some(video) = tracks.video() else {
+            return;
+        };
+        let height = video.params.height;
+        let rungs: Vec<Rung> = self
+            .abr
+            .rungs
+            .iter()
+            .filter(|r| height == 0 || r.height < height)
+            .cloned()
+            .collect();
+        let keys: Vec<StreamKey> = rungs
+            .iter()
+            .filter_map(|r| rendition_key(&self.key, r))
+            .collect();
+        if rungs.is_empty() || keys.len() != rungs.len() {
+            (self.abr.log)(format!(
+                "{}: no ladder rung below its {height}p, no renditions",
+                self.key
+            ));
+            return;
+        }
+        let job = FfmpegLadder::new(&self.abr, &self.key, rungs);
+        self.abr
+            .jobs
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Arc::downgrade(&job.shared));
+        if let Some(o) = &self.abr.origin {
+            o.set_renditions(&self.key, keys.clone());
+        }
+        (self.abr.log)(format!(
+            "{}: ladder {} by ffmpeg",
+            self.key,
+            job.shared.renditions.join(", ")
+        ));
+        self.publishers = keys.iter().map(|_| None).collect();
+        self.keys = keys;
+        self.transcoder = Some(Box::new(job));
+    }
+
+    /// Publishes what the transcoder gave out.
+    fn drain(&mut self, now: Instant) {
+        let Some(t) = self.transcoder.as_mut() else {
+            return;
+        };
+        while let Some(ev) = t.poll_event() {
+            match ev {
+                TranscodeEvent::Tracks { rendition, tracks } => {
+                    let Some(key) = self.keys.get(rendition) else {
+                        continue;
+                    };
+                    let slot = &mut self.publishers[rendition];
+                    if slot.is_none() {
+                        *slot = publish(&self.abr, key, now);
+                    }
+                    if let Some(p) = slot.as_mut() {
+                        p.set_tracks(*tracks);
+                    }
+                }
+                TranscodeEvent::Frame { rendition, frame } => {
+                    if let Some(Some(p)) = self.publishers.get_mut(rendition) {
+                        let _ = p.publish(now, frame);
+                    }
+                }
+                TranscodeEvent::Stopped { why } => {
+                    (self.abr.log)(format!("{}: the ladder stopped: {why}", self.key));
+                    for p in self.publishers.iter_mut().filter_map(Option::take) {
+                        p.end(CloseReason::PublisherEnded);
+                    }
+                    self.want_key = true;
+                }
+            }
+        }
+    }
+}
+
+/// Publishes a rendition's stream.
+fn publish(abr: &Abr, key: &StreamKey, now: Instant) -> Option<Publisher> {
+    let engine = abr.engine.get()?;
+    let mut req = Request::new(key.clone(), PROTOCOL);
+    req.unix_time = abr.clock.unix_base() + now.as_micros() / 1_000_000;
+    match engine.publish(&req, now) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            (abr.log)(format!("{key}: the rendition cannot be published: {e}"));
+            None
+        }
+    }
+}
+
+impl Consumer for Renditions {
+    fn handle(&mut self, now: Instant, d: DeliveryRef<'_>) {
+        if let DeliveryRef::Tracks(t) = d {
+            if self.transcoder.is_none() {
+                self.start(t);
+            }
+        }
+        let Some(t) = self.transcoder.as_mut() else {
+            return;
+        };
+        match d {
+            DeliveryRef::Tracks(tracks) => {
+                let _ = t.set_tracks(tracks);
+            }
+            DeliveryRef::Frame(f) => {
+                let _ = t.push(f);
+            }
+            DeliveryRef::Lagged { .. } => {}
+        }
+        self.drain(now);
+    }
+
+    fn wants_key_frame(&mut self) -> bool {
+        // A fresh or restarted transcoder starts at a key frame: ask.
+        std::mem::take(&mut self.want_key)
+    }
+
+    fn end(&mut self, _now: Instant, _why: RecvError) {
+        // Dropping the transcoder kills its process.
+        if self.transcoder.take().is_some() {
+            if let Some(o) = &self.abr.origin {
+                o.set_renditions(&self.key, Vec::new());
+            }
+        }
+        for p in self.publishers.iter_mut().filter_map(Option::take) {
+            p.end(CloseReason::PublisherEnded);
+        }
+    }
+}
+
+/// What a job's transcoder, its feeder and its reader share.
+pub struct Shared {
     resource: String,
     renditions: Vec<String>,
     command: String,
@@ -284,11 +440,8 @@ struct Shared {
     frames_out: AtomicU64,
     dropped: AtomicU64,
     restarts: AtomicU64,
-    /// Set when ffmpeg (re)started: the gate waits for a key frame and one
-    /// is asked of the publisher.
+    /// Set when ffmpeg (re)started: the gate waits for a key frame.
     restarted: AtomicBool,
-    /// Set with `restarted`, taken by the consumer's key-frame request.
-    want_key: AtomicBool,
     /// The output's media time (µs) and the wall clock at its first frame
     /// since ffmpeg started, and at its last.
     speed: Mutex<Option<(i64, WallInstant, i64, WallInstant)>>,
@@ -337,60 +490,31 @@ impl Shared {
     }
 }
 
-/// A stream's ladder: the consumer the engine's tap feeds.
-struct Ladder {
+/// The ffmpeg-process [`Transcoder`]: a feeder thread runs ffmpeg (again
+/// when it dies) and writes the stream to it; a reader thread reads its
+/// renditions back.
+struct FfmpegLadder {
+    names: Vec<String>,
     abr: Arc<Abr>,
-    key: StreamKey,
-    job: Option<Job>,
-}
-
-/// A running ladder: the queue to its feeder thread and the gate before it.
-struct Job {
-    tx: Sender<Delivery>,
+    rungs: Vec<Rung>,
+    /// To the feeder, once the first tracks came.
+    tx: Option<Sender<Delivery>>,
     gate: KeyFrameGate,
+    events: Option<Receiver<TranscodeEvent>>,
     shared: Arc<Shared>,
 }
 
-impl Drop for Job {
-    fn drop(&mut self) {
-        // The feeder sees the queue close and stops; a wedged ffmpeg is
-        // killed so it cannot hold the feeder in a write.
-        self.shared.kill();
-    }
-}
-
-impl Ladder {
-    /// Starts the job for these tracks: the rungs below the source's
-    /// height (a stream with no video, or none smaller, gets none).
-    fn start(&mut self, tracks: &TrackSet) {
-        let Some(video) = tracks.video() else {
-            return;
-        };
-        let height = video.params.height;
-        let rungs: Vec<Rung> = self
-            .abr
-            .rungs
-            .iter()
-            .filter(|r| height == 0 || r.height < height)
-            .cloned()
-            .collect();
-        let keys: Vec<StreamKey> = rungs
-            .iter()
-            .filter_map(|r| rendition_key(&self.key, r))
-            .collect();
-        if rungs.is_empty() || keys.len() != rungs.len() {
-            (self.abr.log)(format!(
-                "{}: no ladder rung below its {height}p, no renditions",
-                self.key
-            ));
-            return;
-        }
-        let audio = tracks.iter().any(|t| !t.codec.is_video());
-        let args = ffmpeg_args(&rungs, audio);
+impl FfmpegLadder {
+    fn new(abr: &Arc<Abr>, key: &StreamKey, rungs: Vec<Rung>) -> Self {
+        let args = ffmpeg_args(&rungs, true);
         let shared = Arc::new(Shared {
-            resource: self.key.to_string(),
-            renditions: keys.iter().map(|k| k.to_string()).collect(),
-            command: std::iter::once(self.abr.ffmpeg.clone())
+            resource: key.to_string(),
+            renditions: rungs
+                .iter()
+                .filter_map(|r| rendition_key(key, r))
+                .map(|k| k.to_string())
+                .collect(),
+            command: std::iter::once(abr.ffmpeg.clone())
                 .chain(args.iter().map(|a| {
                     if a.contains([' ', ';', '[']) {
                         format!("'{a}'")
@@ -408,87 +532,82 @@ impl Ladder {
             dropped: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
             restarted: AtomicBool::new(false),
-            want_key: AtomicBool::new(false),
             speed: Mutex::new(None),
         });
-        self.abr
-            .jobs
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(Arc::downgrade(&shared));
-        if let Some(o) = &self.abr.origin {
-            o.set_renditions(&self.key, keys.clone());
-        }
-        (self.abr.log)(format!(
-            "{}: ladder {} by ffmpeg",
-            self.key,
-            shared.renditions.join(", ")
-        ));
-        let (tx, rx) = channel();
-        let feeder = Feeder {
-            abr: self.abr.clone(),
-            key: self.key.clone(),
-            keys,
-            audio,
-            args,
-            shared: shared.clone(),
-        };
-        std::thread::spawn(move || feeder.run(rx));
-        self.job = Some(Job {
-            tx,
+        FfmpegLadder {
+            names: rungs.iter().map(|r| r.name.clone()).collect(),
+            abr: abr.clone(),
+            rungs,
+            tx: None,
             gate: KeyFrameGate::new(true),
+            events: None,
             shared,
-        });
+        }
     }
 }
 
-impl Consumer for Ladder {
-    fn handle(&mut self, _now: Instant, d: DeliveryRef<'_>) {
-        if let DeliveryRef::Tracks(t) = d {
-            if self.job.is_none() {
-                self.start(t);
-            }
+impl Drop for FfmpegLadder {
+    fn drop(&mut self) {
+        // The feeder sees the queue close and stops; a wedged ffmpeg is
+        // killed so it cannot hold the feeder in a write.
+        self.tx = None;
+        self.shared.kill();
+    }
+}
+
+impl Transcoder for FfmpegLadder {
+    fn renditions(&self) -> Vec<String> {
+        self.names.clone()
+    }
+
+    fn set_tracks(&mut self, tracks: &TrackSet) -> Result<(), TranscodeError> {
+        if tracks.video().is_none() {
+            return Err(TranscodeError("a ladder needs a video track".into()));
         }
-        let Some(job) = self.job.as_mut() else {
-            return;
+        let tracks = Arc::new(tracks.clone());
+        if let Some(tx) = &self.tx {
+            return tx
+                .send(Delivery::Tracks(tracks))
+                .map_err(|_| TranscodeError("the ladder stopped".into()));
+        }
+        let (tx, rx) = channel();
+        let _ = tx.send(Delivery::Tracks(tracks));
+        let (out, events) = sync_channel(QUEUE);
+        self.events = Some(events);
+        let feeder = Feeder {
+            abr: self.abr.clone(),
+            rungs: self.rungs.clone(),
+            shared: self.shared.clone(),
+            out,
         };
-        match d {
-            DeliveryRef::Tracks(t) => {
-                let _ = job.tx.send(Delivery::Tracks(t.clone()));
-            }
-            DeliveryRef::Frame(f) => {
-                if job.shared.restarted.swap(false, Ordering::Relaxed) {
-                    job.gate.restart();
-                }
-                let room = job.shared.queued.load(Ordering::Relaxed) < QUEUE;
-                if job.gate.admit(f, room) {
-                    job.shared.queued.fetch_add(1, Ordering::Relaxed);
-                    job.shared.frames_in.fetch_add(1, Ordering::Relaxed);
-                    let _ = job.tx.send(Delivery::Frame(f.clone()));
-                } else {
-                    job.shared
-                        .dropped
-                        .store(job.gate.dropped(), Ordering::Relaxed);
-                }
-            }
-            DeliveryRef::Lagged { .. } => job.gate.restart(),
-        }
+        std::thread::spawn(move || feeder.run(rx));
+        self.tx = Some(tx);
+        Ok(())
     }
 
-    fn wants_key_frame(&mut self) -> bool {
-        // A fresh or restarted ffmpeg starts at a key frame: ask for one.
-        self.job
-            .as_ref()
-            .is_some_and(|j| j.shared.want_key.swap(false, Ordering::Relaxed))
+    fn push(&mut self, f: &MediaFrame) -> Result<Fed, TranscodeError> {
+        let Some(tx) = &self.tx else {
+            return Err(TranscodeError("no tracks yet".into()));
+        };
+        if self.shared.restarted.swap(false, Ordering::Relaxed) {
+            self.gate.restart();
+        }
+        let room = self.shared.queued.load(Ordering::Relaxed) < QUEUE;
+        if !self.gate.admit(f, room) {
+            self.shared
+                .dropped
+                .store(self.gate.dropped(), Ordering::Relaxed);
+            return Ok(Fed::Dropped);
+        }
+        self.shared.queued.fetch_add(1, Ordering::Relaxed);
+        self.shared.frames_in.fetch_add(1, Ordering::Relaxed);
+        tx.send(Delivery::Frame(f.clone()))
+            .map_err(|_| TranscodeError("the ladder stopped".into()))?;
+        Ok(Fed::Queued)
     }
 
-    fn end(&mut self, _now: Instant, _why: RecvError) {
-        if self.job.take().is_some() {
-            if let Some(o) = &self.abr.origin {
-                o.set_renditions(&self.key, Vec::new());
-            }
-        }
+    fn poll_event(&mut self) -> Option<TranscodeEvent> {
+        self.events.as_ref()?.try_recv().ok()
     }
 }
 
@@ -496,11 +615,10 @@ impl Consumer for Ladder {
 /// writes the stream to it.
 struct Feeder {
     abr: Arc<Abr>,
-    key: StreamKey,
-    keys: Vec<StreamKey>,
-    audio: bool,
-    args: Vec<String>,
+    rungs: Vec<Rung>,
     shared: Arc<Shared>,
+    /// The renditions' events, for the transcoder's `poll_event`.
+    out: SyncSender<TranscodeEvent>,
 }
 
 /// How one run of ffmpeg ended.
@@ -536,11 +654,10 @@ impl Feeder {
             if started.elapsed() >= BACKOFF.1 {
                 backoff = BACKOFF.0;
             }
-            (self.abr.log)(format!(
-                "{}: the ladder's ffmpeg {why}; starting it again in {} s",
-                self.key,
-                backoff.as_secs()
-            ));
+            let why = format!("ffmpeg {why}; starting it again in {} s", backoff.as_secs());
+            if self.out.send(TranscodeEvent::Stopped { why }).is_err() {
+                return;
+            }
             // Meanwhile the stream's frames are let go (the gate waits for
             // a key frame once ffmpeg is back).
             let until = WallInstant::now() + backoff;
@@ -579,19 +696,34 @@ impl Feeder {
                 Err(_) => return RunEnd::StreamEnded,
             }
         }
-        let Some(set) = tracks.clone() else {
+        let Some(mut set) = tracks.clone() else {
             return RunEnd::StreamEnded;
         };
-        let mut muxer = match TsMuxer::new(&set, TsMuxerConfig::default()) {
-            Ok(m) => m,
-            Err(e) => return RunEnd::Died(format!("cannot take the stream's tracks ({e})")),
+        // Tracks the muxer cannot take yet (an AAC track announced before
+        // its configuration, say): wait for the next ones.
+        let mut muxer = loop {
+            if let Ok(m) = TsMuxer::new(&set, TsMuxerConfig::default()) {
+                break m;
+            }
+            loop {
+                match rx.recv() {
+                    Ok(d) => {
+                        self.take(&d, tracks);
+                        if let Delivery::Tracks(t) = d {
+                            set = t;
+                            break;
+                        }
+                    }
+                    Err(_) => return RunEnd::StreamEnded,
+                }
+            }
         };
-        let (mut stdin, reader) = match self.spawn() {
+        let audio = set.iter().any(|t| !t.codec.is_video());
+        let (mut stdin, reader) = match self.spawn(audio) {
             Ok(s) => s,
             Err(e) => return RunEnd::Died(e),
         };
         self.shared.restarted.store(true, Ordering::Relaxed);
-        self.shared.want_key.store(true, Ordering::Relaxed);
         let mut out = BytesMut::new();
         // What was queued before ffmpeg started may begin mid-GOP: it
         // starts at a key frame.
@@ -642,9 +774,9 @@ impl Feeder {
     }
 
     /// Starts ffmpeg and the thread that reads its renditions.
-    fn spawn(&self) -> Result<(ChildStdin, std::thread::JoinHandle<()>), String> {
+    fn spawn(&self, audio: bool) -> Result<(ChildStdin, std::thread::JoinHandle<()>), String> {
         let mut child = Command::new(&self.abr.ffmpeg)
-            .args(&self.args)
+            .args(ffmpeg_args(&self.rungs, audio))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -661,45 +793,30 @@ impl Feeder {
         *self.shared.child.lock().unwrap_or_else(|p| p.into_inner()) = Some(child);
         *self.shared.speed.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let reader = Reader {
-            engine: self.abr.engine.clone(),
-            clock: self.abr.clock,
-            keys: self.keys.clone(),
-            audio: self.audio,
+            rungs: self.rungs.len(),
+            audio,
             shared: self.shared.clone(),
-            log: self.abr.log.clone(),
+            out: self.out.clone(),
         };
         Ok((stdin, std::thread::spawn(move || reader.run(stdout))))
     }
 }
 
-/// Reads ffmpeg's output and publishes each rung.
+/// Reads ffmpeg's output: each rung's tracks once known, then its frames,
+/// on the rendition's own track ids (video 0, audio 1).
 struct Reader {
-    engine: Arc<OnceLock<Engine>>,
-    clock: Clock,
-    keys: Vec<StreamKey>,
+    rungs: usize,
     audio: bool,
     shared: Arc<Shared>,
-    log: Arc<dyn Fn(String) + Send + Sync>,
-}
-
-/// One rung's output: its video track in ffmpeg's output, and its
-/// publisher once its tracks are known.
-struct Out {
-    video: Option<TrackInfo>,
-    publisher: Option<Publisher>,
+    out: SyncSender<TranscodeEvent>,
 }
 
 impl Reader {
     fn run(self, mut stdout: std::process::ChildStdout) {
         let mut demux = TsDemuxer::new(TsDemuxerConfig::default());
-        let mut outs: Vec<Out> = self
-            .keys
-            .iter()
-            .map(|_| Out {
-                video: None,
-                publisher: None,
-            })
-            .collect();
+        // Each rung's video track, and whether its tracks were announced.
+        let mut video: Vec<Option<TrackInfo>> = vec![None; self.rungs];
+        let mut announced = vec![false; self.rungs];
         // ffmpeg's video streams, in the order of its program map (the
         // rungs' order), by the track ids the demuxer gave them.
         let mut videos: Vec<TrackId> = Vec::new();
@@ -707,70 +824,101 @@ impl Reader {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             let n = match stdout.read(&mut buf) {
-                Ok(0) | Err(_) => break,
+                Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
             demux.push(&buf[..n]);
             while let Some(ev) = demux.poll_event() {
-                match ev {
+                let sent = match ev {
                     TsEvent::Track(t) if t.codec.is_video() => {
                         if !videos.contains(&t.id) {
                             videos.push(t.id);
                             videos.sort();
                         }
                         if let Some(i) = videos.iter().position(|v| *v == t.id) {
-                            if let Some(o) = outs.get_mut(i) {
-                                o.video = Some(t);
+                            if let Some(v) = video.get_mut(i) {
+                                *v = Some(t);
+                                announced[i] = false;
                             }
                         }
+                        true
                     }
-                    TsEvent::Track(t) => audio = Some(t),
-                    TsEvent::Frame(f) => self.frame(f, &videos, audio.as_ref(), &mut outs),
-                    _ => {}
+                    TsEvent::Track(t) => {
+                        audio = Some(t);
+                        announced.iter_mut().for_each(|a| *a = false);
+                        true
+                    }
+                    TsEvent::Frame(mut f) if f.codec.is_video() => {
+                        let Some(i) = videos.iter().position(|v| *v == f.track) else {
+                            continue;
+                        };
+                        if !announced[i] {
+                            // A rung starts once its tracks are known, at
+                            // a key frame.
+                            let Some(tracks) = self.tracks(video[i].as_ref(), audio.as_ref())
+                            else {
+                                continue;
+                            };
+                            if !f.is_key() {
+                                continue;
+                            }
+                            announced[i] = true;
+                            let ev = TranscodeEvent::Tracks {
+                                rendition: i,
+                                tracks: Box::new(tracks),
+                            };
+                            if self.out.send(ev).is_err() {
+                                return;
+                            }
+                        }
+                        self.note_speed(&f);
+                        f.track = TrackId(0);
+                        self.shared.frames_out.fetch_add(1, Ordering::Relaxed);
+                        self.out
+                            .send(TranscodeEvent::Frame {
+                                rendition: i,
+                                frame: f,
+                            })
+                            .is_ok()
+                    }
+                    TsEvent::Frame(mut f) => {
+                        if audio.as_ref().is_none_or(|a| a.id != f.track) {
+                            continue;
+                        }
+                        f.track = TrackId(1);
+                        let mut ok = true;
+                        for (i, _) in announced.iter().enumerate().filter(|(_, a)| **a) {
+                            ok &= self
+                                .out
+                                .send(TranscodeEvent::Frame {
+                                    rendition: i,
+                                    frame: f.clone(),
+                                })
+                                .is_ok();
+                        }
+                        ok
+                    }
+                    _ => true,
+                };
+                if !sent {
+                    return;
                 }
-            }
-        }
-        for o in outs.iter_mut() {
-            if let Some(p) = o.publisher.take() {
-                p.end(CloseReason::PublisherEnded);
             }
         }
     }
 
-    /// One frame of ffmpeg's output, to its rung (video) or every rung
-    /// (audio).
-    fn frame(
-        &self,
-        f: MediaFrame,
-        videos: &[TrackId],
-        audio: Option<&TrackInfo>,
-        outs: &mut [Out],
-    ) {
-        let now = self.clock.now();
-        if f.codec.is_video() {
-            let Some(i) = videos.iter().position(|v| *v == f.track) else {
-                return;
-            };
-            self.note_speed(&f);
-            if let Some(o) = outs.get_mut(i) {
-                if o.publisher.is_none() && f.is_key() {
-                    o.publisher = self.publish(i, o.video.as_ref(), audio);
-                }
-                if let Some(p) = o.publisher.as_mut() {
-                    let mut f = f;
-                    f.track = TrackId(0);
-                    if p.publish(now, f).is_ok() {
-                        self.shared.frames_out.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-        } else if audio.is_some_and(|a| a.id == f.track) {
-            for p in outs.iter_mut().filter_map(|o| o.publisher.as_mut()) {
-                let mut f = f.clone();
-                f.track = TrackId(1);
-                let _ = p.publish(now, f);
-            }
+    /// A rung's tracks: its video as track 0 and the audio as track 1.
+    fn tracks(&self, video: Option<&TrackInfo>, audio: Option<&TrackInfo>) -> Option<TrackSet> {
+        let mut set = TrackSet::new();
+        let mut v = video?.clone();
+        v.id = TrackId(0);
+        set.upsert(v).ok()?;
+        if self.audio {
+            let mut a = audio?.clone();
+            a.id = TrackId(1);
+            set.upsert(a).ok()?;
         }
+        Some(set)
     }
 
     fn note_speed(&self, f: &MediaFrame) {
@@ -781,42 +929,6 @@ impl Reader {
             None => (us, now, us, now),
             Some((m0, w0, _, _)) => (m0, w0, us, now),
         });
-    }
-
-    /// Publishes rung `i` once its tracks are known.
-    fn publish(
-        &self,
-        i: usize,
-        video: Option<&TrackInfo>,
-        audio: Option<&TrackInfo>,
-    ) -> Option<Publisher> {
-        let video = video?;
-        if self.audio && audio.is_none() {
-            return None;
-        }
-        let engine = self.engine.get()?;
-        let key = self.keys.get(i)?;
-        let mut set = TrackSet::new();
-        let mut v = video.clone();
-        v.id = TrackId(0);
-        set.upsert(v).ok()?;
-        if let Some(a) = audio {
-            let mut a = a.clone();
-            a.id = TrackId(1);
-            set.upsert(a).ok()?;
-        }
-        let mut req = Request::new(key.clone(), PROTOCOL);
-        req.unix_time = self.clock.unix_base() + self.clock.now().as_micros() / 1_000_000;
-        match engine.publish(&req, self.clock.now()) {
-            Ok(mut p) => {
-                p.set_tracks(set);
-                Some(p)
-            }
-            Err(e) => {
-                (self.log)(format!("{key}: the rendition cannot be published: {e}"));
-                None
-            }
-        }
     }
 }
 
