@@ -215,11 +215,18 @@ pub fn ffmpeg_args(rungs: &[Rung], audio: bool) -> Vec<String> {
     a
 }
 
+/// A path's own ladder, if it names one.
+pub type LadderFor = Arc<dyn Fn(&StreamKey) -> Option<Vec<Rung>> + Send + Sync>;
+
 /// The ladders of a gateway: which rungs, which ffmpeg, where renditions
 /// go.
 pub struct Abr {
-    /// The rungs below the source.
+    /// The rungs below the source, for streams whose path names none.
     pub rungs: Vec<Rung>,
+    /// A path's own ladder, if it names one (an empty one: none).
+    pub ladder_for: LadderFor,
+    /// The renditions being published (they get no ladder of their own).
+    pub renditions: Mutex<std::collections::HashSet<StreamKey>>,
     /// The ffmpeg to run.
     pub ffmpeg: String,
     /// The engine renditions are published to (set once it is built).
@@ -238,9 +245,22 @@ impl Abr {
     /// Whether `key` is a rendition of some stream (it gets no ladder of
     /// its own).
     fn is_rendition(&self, key: &StreamKey) -> bool {
-        self.rungs
-            .iter()
-            .any(|r| key.stream().ends_with(&format!("_{}", r.name)))
+        self.renditions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(key)
+    }
+
+    /// Notes renditions published (`on`) or no longer.
+    fn note(&self, keys: &[StreamKey], on: bool) {
+        let mut set = self.renditions.lock().unwrap_or_else(|p| p.into_inner());
+        for k in keys {
+            if on {
+                set.insert(k.clone());
+            } else {
+                set.remove(k);
+            }
+        }
     }
 
     /// The consumer factory that gives every stream (not a rendition) its
@@ -300,9 +320,11 @@ impl Renditions {
             return;
         };
         let height = video.params.height;
-        let rungs: Vec<Rung> = self
-            .abr
-            .rungs
+        let ladder = (self.abr.ladder_for)(&self.key).unwrap_or_else(|| self.abr.rungs.clone());
+        if ladder.is_empty() {
+            return;
+        }
+        let rungs: Vec<Rung> = ladder
             .iter()
             .filter(|r| height == 0 || r.height < height)
             .cloned()
@@ -328,6 +350,7 @@ impl Renditions {
         if let Some(o) = &self.abr.origin {
             o.set_renditions(&self.key, keys.clone());
         }
+        self.abr.note(&keys, true);
         (self.abr.log)(format!(
             "{}: ladder {} by ffmpeg",
             self.key,
@@ -421,6 +444,7 @@ impl Consumer for Renditions {
             if let Some(o) = &self.abr.origin {
                 o.set_renditions(&self.key, Vec::new());
             }
+            self.abr.note(&self.keys, false);
         }
         for p in self.publishers.iter_mut().filter_map(Option::take) {
             p.end(CloseReason::PublisherEnded);

@@ -169,6 +169,7 @@ struct PathEntry {
     source_on_demand: Option<bool>,
     push: Option<Vec<String>>,
     hls: Option<PathHls>,
+    abr: Option<String>,
 }
 
 /// A path's HLS settings over `[hls]`'s (`[paths.hls]`, or
@@ -298,6 +299,8 @@ pub struct PathRule {
     pub hls: Option<PathHls>,
     /// Where its streams are pushed.
     pub push: Vec<crate::push::PushRule>,
+    /// Its adaptive-bitrate ladder over `--abr`'s (empty: none).
+    pub abr: Option<Vec<crate::abr::Rung>>,
 }
 
 /// The rules a reload can change: the `[[paths]]` in file order.
@@ -407,7 +410,15 @@ impl Gate {
         }
     }
 
-    /// Whether `key`'s streams are recorded when `[record] dir` is set.
+    /// The ladder of `key`'s path, `None` when its path names none (the
+    /// global one holds).
+    pub fn abr(&self, key: &StreamKey) -> Option<Vec<crate::abr::Rung>> {
+        match self.rules().rule(key) {
+            Ok(Some(r)) => r.abr.clone(),
+            _ => None,
+        }
+    }
+
     /// The URLs its path pushes `key` to.
     pub fn pushes(&self, key: &StreamKey) -> Vec<String> {
         match self.rules().rule(key) {
@@ -416,6 +427,7 @@ impl Gate {
         }
     }
 
+    /// Whether `key`'s streams are recorded when `[record] dir` is set.
     pub fn records(&self, key: &StreamKey) -> bool {
         let rules = self.rules();
         !matches!(
@@ -623,6 +635,13 @@ pub fn parse(text: &str) -> Result<Loaded, String> {
             },
             record: p.record,
             max_players: p.max_players,
+            abr: match p.abr.as_deref() {
+                None => None,
+                Some("off") => Some(Vec::new()),
+                Some(l) => {
+                    Some(crate::abr::parse_ladder(l).map_err(|e| format!("{}: {e}", at("abr")))?)
+                }
+            },
             push: p
                 .push
                 .iter()
@@ -972,6 +991,35 @@ mod tests {
             .apply("README.md", &mut o)
             .unwrap_or_else(|e| panic!("{e}"));
         crate::check(&o).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[test]
+    fn paths_name_their_own_ladders_over_the_global_one() {
+        let loaded = parse(
+            "[hls]\nabr = \"720p,360p\"\n\
+             [[paths]]\nname = \"tv/*\"\nabr = \"1080p@4000k,480p\"\n\
+             [[paths]]\nname = \"raw/*\"\nabr = \"off\"\n[[paths]]\nname = \"*\"\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mut o = crate::defaults();
+        loaded
+            .apply("my.toml", &mut o)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let names = |l: &[crate::abr::Rung]| -> Vec<String> {
+            l.iter().map(|r| format!("{}@{}", r.name, r.kbps)).collect()
+        };
+        assert_eq!(names(&o.abr), ["720p@2800", "360p@800"]);
+        let gate = Gate::new(loaded.rules.clone(), None);
+        assert_eq!(
+            names(&gate.abr(&key("tv/a")).unwrap()),
+            ["1080p@4000", "480p@1400"]
+        );
+        assert_eq!(gate.abr(&key("raw/a")), Some(Vec::new()), "off: no ladder");
+        assert_eq!(gate.abr(&key("live/a")), None, "the global ladder holds");
+        let bad = parse("[[paths]]\nname = \"*\"\nabr = \"720\"\n")
+            .map(|_| ())
+            .unwrap_err();
+        assert!(bad.contains("abr") && bad.contains("720p"), "{bad}");
     }
 
     #[test]

@@ -830,9 +830,16 @@ async fn run(o: Options) -> Result<(), String> {
     // an ffmpeg that makes its renditions, published back to this engine.
     let engine_slot: Arc<std::sync::OnceLock<Engine>> = Arc::default();
     let transcodes = Arc::new(abr::Jobs::default());
-    if !o.abr.is_empty() {
+    let paths_abr = o
+        .config
+        .as_ref()
+        .is_some_and(|c| c.rules.paths.iter().any(|p| p.abr.is_some()));
+    if !o.abr.is_empty() || paths_abr {
+        let g = gate.clone();
         let ladder = Arc::new(abr::Abr {
             rungs: o.abr.clone(),
+            ladder_for: Arc::new(move |key| g.abr(key)),
+            renditions: Default::default(),
             ffmpeg: o.abr_ffmpeg.clone(),
             engine: engine_slot.clone(),
             origin: o.http.is_some().then(|| origin.clone()),
@@ -840,19 +847,21 @@ async fn run(o: Options) -> Result<(), String> {
             jobs: transcodes.clone(),
             log: Arc::new(|line: String| log(Level::Info, &line)),
         });
-        log(
-            Level::Info,
-            &format!(
-                "adaptive bitrate: each stream's {} renditions by {} (APP/STREAM_{})",
-                o.abr
-                    .iter()
-                    .map(|r| format!("{} at {} kbit/s", r.name, r.kbps))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                o.abr_ffmpeg,
-                o.abr[0].name
-            ),
-        );
+        if !o.abr.is_empty() {
+            log(
+                Level::Info,
+                &format!(
+                    "adaptive bitrate: each stream's {} renditions by {} (APP/STREAM_{})",
+                    o.abr
+                        .iter()
+                        .map(|r| format!("{} at {} kbit/s", r.name, r.kbps))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    o.abr_ffmpeg,
+                    o.abr[0].name
+                ),
+            );
+        }
         builder = builder.consumer(ladder.consumer_factory());
     }
     if o.jwt_secret.is_some() || o.jwt_jwks.is_some() {
