@@ -49,7 +49,8 @@ use crate::message::{query_value_for_uri, Request, Response};
 use arcly_core::bus::{DeliveryRef, RecvError};
 use arcly_core::engine::{Consumer, ConsumerFactory, StreamKey};
 use arcly_core::media::hls::{
-    BlockingAnswer, HlsConfig, HlsEvent, HlsSegmenter, MultivariantPlaylist, Variant,
+    BlockingAnswer, HlsConfig, HlsEvent, HlsSegmenter, MultivariantPlaylist, RenditionReport,
+    Variant,
 };
 use arcly_core::time::Instant;
 use bytes::Bytes;
@@ -349,7 +350,11 @@ impl HlsOrigin {
                 return Poll::Ready(r);
             }
         }
+        let reports = (name == MEDIA_PLAYLIST).then(|| self.rendition_reports(key));
         let mut st = stream.lock();
+        if let (Some(reports), Some(seg)) = (reports, st.segmenter.as_mut()) {
+            seg.set_rendition_reports(reports);
+        }
         let answer = answer(&st, name, req);
         match answer {
             Answer::Ready(r) => Poll::Ready(r),
@@ -364,6 +369,40 @@ impl HlsOrigin {
                 Poll::Pending
             }
         }
+    }
+
+    /// Where the other streams of `key`'s ladder stand (its source and
+    /// renditions, those with a segment), for its media playlist's
+    /// `EXT-X-RENDITION-REPORT`s; none when `key` is in no ladder.
+    fn rendition_reports(&self, key: &StreamKey) -> Vec<RenditionReport> {
+        let members: Vec<StreamKey> = {
+            let table = self
+                .inner
+                .renditions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let Some((source, renditions)) =
+                table.iter().find(|(s, r)| *s == key || r.contains(key))
+            else {
+                return Vec::new();
+            };
+            std::iter::once(source.clone())
+                .chain(renditions.iter().cloned())
+                .filter(|k| k != key)
+                .collect()
+        };
+        members
+            .iter()
+            .filter_map(|k| {
+                let s = self.stream(k)?;
+                let st = s.lock();
+                let uri = format!("../{}/{MEDIA_PLAYLIST}", path_segment(k.stream()));
+                st.segmenter
+                    .as_ref()
+                    .filter(|seg| seg.playlist().segments().next().is_some())
+                    .map(|seg| seg.rendition_report(uri))
+            })
+            .collect()
     }
 
     /// The multivariant playlist of a stream with renditions: the source

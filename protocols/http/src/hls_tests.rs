@@ -483,11 +483,25 @@ fn a_ladders_multivariant_playlist_lists_each_rendition_once_it_has_a_segment() 
         "{index}"
     );
     assert_eq!(index.matches("#EXT-X-STREAM-INF:").count(), 3);
-    // Each URI is one the router serves.
-    let rendition = get(&router, "/live/s_360p/media.m3u8?token=t").unwrap();
-    assert_eq!(rendition.status, 200);
+    // Each URI is one the router serves, and each LL-HLS media playlist
+    // reports where the ladder's other streams stand.
+    let rendition = body(&get(&router, "/live/s_360p/media.m3u8?token=t").unwrap());
+    assert!(
+        rendition.contains("#EXT-X-RENDITION-REPORT:URI=\"../s/media.m3u8?token=t\",LAST-MSN=")
+            && rendition.contains("URI=\"../s%20%C3%A9_240p/media.m3u8?token=t\""),
+        "{rendition}"
+    );
+    assert_eq!(rendition.matches("#EXT-X-RENDITION-REPORT").count(), 2);
+    let source = body(&get(&router, "/live/s/media.m3u8").unwrap());
+    assert!(
+        source
+            .contains("#EXT-X-RENDITION-REPORT:URI=\"../s_360p/media.m3u8\",LAST-MSN=1,LAST-PART="),
+        "{source}"
+    );
     // The ladder gone, the source alone again.
     origin.set_renditions(&key(), Vec::new());
     let index = body(&get(&router, "/live/s/index.m3u8").unwrap());
     assert_eq!(uris(&index), ["media.m3u8"], "{index}");
+    let source = body(&get(&router, "/live/s/media.m3u8").unwrap());
+    assert!(!source.contains("RENDITION-REPORT"), "{source}");
 }
