@@ -135,6 +135,12 @@ pub trait Transcoder: Send {
 
     /// The next output event, when one is ready.
     fn poll_event(&mut self) -> Option<TranscodeEvent>;
+
+    /// Whether it wants a key frame from the publisher (it started, or
+    /// started again, and takes frames from the next key frame on).
+    fn wants_key_frame(&mut self) -> bool {
+        false
+    }
 }
 
 /// Which input frames a bounded transcoder queue takes: every frame while

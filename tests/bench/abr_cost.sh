@@ -55,7 +55,7 @@ http=19736
 gateway() { # OUT, extra flags...
   local out="$1"; shift
   python3 "$dir/cpu.py" "$out" "$bin" --rtmp "127.0.0.1:$port" --http "127.0.0.1:$http" \
-    --rtsp off --srt off --webrtc off "$@" &
+    --rtsp off --srt off --webrtc off --linger 1 "$@" &
   gw=$!
   sleep 1
 }
@@ -66,7 +66,7 @@ publish() {
 echo "A: arcly --abr 480p,360p,240p ($secs s)"
 gateway "$dir/a.cpu" --abr 480p,360p,240p
 publish
-sleep 3 # the stream ends: its ffmpeg is killed and reaped
+sleep 4 # the stream ends after its 1 s linger: its ffmpeg is killed and reaped
 kill -TERM "$gw"; wait "$gw" || true
 
 echo "B: arcly alone, and one ffmpeg reading its RTMP stream ($secs s)"

@@ -17,6 +17,7 @@
 //! doubling to 30 s); the renditions end and come back, and their playlists
 //! carry a discontinuity. The process is killed with its stream.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -45,6 +46,10 @@ pub const PROTOCOL: &str = "transcode";
 /// audio: ffmpeg takes a few seconds to start its encoders); past it
 /// frames are dropped to the next key frame.
 const QUEUE: usize = 600;
+
+/// An ffmpeg whose queue is full and that gave nothing out for this long
+/// is killed and started again.
+const WEDGED: Duration = Duration::from_secs(10);
 
 /// The first wait before ffmpeg is started again, and the longest.
 const BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(30));
@@ -225,8 +230,13 @@ pub struct Abr {
     pub rungs: Vec<Rung>,
     /// A path's own ladder, if it names one (an empty one: none).
     pub ladder_for: LadderFor,
-    /// The renditions being published (they get no ladder of their own).
-    pub renditions: Mutex<std::collections::HashSet<StreamKey>>,
+    /// The renditions being published (they get no ladder of their own),
+    /// and the sources whose ladders run, each by the ladder's id: a ladder
+    /// that ends forgets only its own (a new one for the same source may
+    /// have started already).
+    pub owners: Mutex<HashMap<StreamKey, u64>>,
+    /// The last ladder id given.
+    pub ids: AtomicU64,
     /// The ffmpeg to run.
     pub ffmpeg: String,
     /// The engine renditions are published to (set once it is built).
@@ -245,22 +255,29 @@ impl Abr {
     /// Whether `key` is a rendition of some stream (it gets no ladder of
     /// its own).
     fn is_rendition(&self, key: &StreamKey) -> bool {
-        self.renditions
+        self.owners
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .contains(key)
+            .get(key)
+            .is_some_and(|id| *id & RENDITION != 0)
     }
 
-    /// Notes renditions published (`on`) or no longer.
-    fn note(&self, keys: &[StreamKey], on: bool) {
-        let mut set = self.renditions.lock().unwrap_or_else(|p| p.into_inner());
-        for k in keys {
+    /// Notes ladder `id`'s source and renditions (`on`), or forgets them
+    /// where they are still its own; whether the source was its own.
+    fn note(&self, id: u64, source: &StreamKey, renditions: &[StreamKey], on: bool) -> bool {
+        let mut owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
+        let keys =
+            std::iter::once((source, id)).chain(renditions.iter().map(|k| (k, id | RENDITION)));
+        let mut own = false;
+        for (k, v) in keys {
             if on {
-                set.insert(k.clone());
-            } else {
-                set.remove(k);
+                owners.insert(k.clone(), v);
+            } else if owners.get(k) == Some(&v) {
+                owners.remove(k);
+                own |= k == source;
             }
         }
+        own
     }
 
     /// The consumer factory that gives every stream (not a rendition) its
@@ -271,12 +288,12 @@ impl Abr {
                 return None;
             }
             Some(Box::new(Renditions {
+                id: self.ids.fetch_add(1, Ordering::Relaxed) + 1,
                 abr: self.clone(),
                 key: key.clone(),
                 transcoder: None,
                 keys: Vec::new(),
-                publishers: Vec::new(),
-                want_key: false,
+                outs: Vec::new(),
             }) as Box<dyn Consumer>)
         })
     }
@@ -302,14 +319,27 @@ impl TranscodeSource for Jobs {
 /// as a stream of its own (and ended when the transcoder stops, to be
 /// published again when it starts).
 struct Renditions {
+    /// This ladder's id (see [`Abr::owners`]).
+    id: u64,
     abr: Arc<Abr>,
     key: StreamKey,
     transcoder: Option<Box<dyn Transcoder>>,
     /// Each rendition's stream.
     keys: Vec<StreamKey>,
-    publishers: Vec<Option<Publisher>>,
-    want_key: bool,
+    /// Each rendition's tracks and publisher.
+    outs: Vec<Out>,
 }
+
+/// One rendition's last tracks, and its publisher while it publishes (a
+/// refused or closed one is published again at its next key frame).
+#[derive(Default)]
+struct Out {
+    tracks: Option<TrackSet>,
+    publisher: Option<Publisher>,
+}
+
+/// Marks a rendition's entry in [`Abr::owners`] (a source's has no mark).
+const RENDITION: u64 = 1 << 63;
 
 impl Renditions {
     /// Starts the transcoder for these tracks: the rungs below the
@@ -340,23 +370,22 @@ impl Renditions {
             ));
             return;
         }
-        let job = FfmpegLadder::new(&self.abr, &self.key, rungs);
-        self.abr
-            .jobs
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(Arc::downgrade(&job.shared));
+        let job = FfmpegLadder::new(&self.abr, &self.key, rungs, tracks);
+        {
+            let mut jobs = self.abr.jobs.0.lock().unwrap_or_else(|p| p.into_inner());
+            jobs.retain(|j| j.strong_count() > 0);
+            jobs.push(Arc::downgrade(&job.shared));
+        }
+        self.abr.note(self.id, &self.key, &keys, true);
         if let Some(o) = &self.abr.origin {
             o.set_renditions(&self.key, keys.clone());
         }
-        self.abr.note(&keys, true);
         (self.abr.log)(format!(
             "{}: ladder {} by ffmpeg",
             self.key,
             job.shared.renditions.join(", ")
         ));
-        self.publishers = keys.iter().map(|_| None).collect();
+        self.outs = keys.iter().map(|_| Out::default()).collect();
         self.keys = keys;
         self.transcoder = Some(Box::new(job));
     }
@@ -369,28 +398,49 @@ impl Renditions {
         while let Some(ev) = t.poll_event() {
             match ev {
                 TranscodeEvent::Tracks { rendition, tracks } => {
-                    let Some(key) = self.keys.get(rendition) else {
+                    let (Some(key), Some(out)) =
+                        (self.keys.get(rendition), self.outs.get_mut(rendition))
+                    else {
                         continue;
                     };
-                    let slot = &mut self.publishers[rendition];
-                    if slot.is_none() {
-                        *slot = publish(&self.abr, key, now);
+                    if out.publisher.is_none() {
+                        out.publisher = publish(&self.abr, key, now);
                     }
-                    if let Some(p) = slot.as_mut() {
-                        p.set_tracks(*tracks);
+                    if let Some(p) = out.publisher.as_mut() {
+                        p.set_tracks((*tracks).clone());
                     }
+                    out.tracks = Some(*tracks);
                 }
                 TranscodeEvent::Frame { rendition, frame } => {
-                    if let Some(Some(p)) = self.publishers.get_mut(rendition) {
-                        let _ = p.publish(now, frame);
+                    let (Some(key), Some(out)) =
+                        (self.keys.get(rendition), self.outs.get_mut(rendition))
+                    else {
+                        continue;
+                    };
+                    // Refused or closed (reaped while the source lingered,
+                    // say): published again at a key frame.
+                    if out.publisher.is_none() && frame.is_key() {
+                        if let Some(tracks) = &out.tracks {
+                            out.publisher = publish(&self.abr, key, now);
+                            if let Some(p) = out.publisher.as_mut() {
+                                p.set_tracks(tracks.clone());
+                            }
+                        }
+                    }
+                    if let Some(p) = out.publisher.as_mut() {
+                        if p.publish(now, frame).is_err() {
+                            out.publisher = None;
+                        }
                     }
                 }
                 TranscodeEvent::Stopped { why } => {
                     (self.abr.log)(format!("{}: the ladder stopped: {why}", self.key));
-                    for p in self.publishers.iter_mut().filter_map(Option::take) {
-                        p.end(CloseReason::PublisherEnded);
+                    for out in &mut self.outs {
+                        out.tracks = None;
+                        if let Some(p) = out.publisher.take() {
+                            p.end(CloseReason::PublisherEnded);
+                        }
                     }
-                    self.want_key = true;
                 }
             }
         }
@@ -435,19 +485,23 @@ impl Consumer for Renditions {
 
     fn wants_key_frame(&mut self) -> bool {
         // A fresh or restarted transcoder starts at a key frame: ask.
-        std::mem::take(&mut self.want_key)
+        self.transcoder
+            .as_mut()
+            .is_some_and(|t| t.wants_key_frame())
     }
 
     fn end(&mut self, _now: Instant, _why: RecvError) {
         // Dropping the transcoder kills its process.
-        if self.transcoder.take().is_some() {
+        if self.transcoder.take().is_some() && self.abr.note(self.id, &self.key, &self.keys, false)
+        {
             if let Some(o) = &self.abr.origin {
                 o.set_renditions(&self.key, Vec::new());
             }
-            self.abr.note(&self.keys, false);
         }
-        for p in self.publishers.iter_mut().filter_map(Option::take) {
-            p.end(CloseReason::PublisherEnded);
+        for out in &mut self.outs {
+            if let Some(p) = out.publisher.take() {
+                p.end(CloseReason::PublisherEnded);
+            }
         }
     }
 }
@@ -464,8 +518,10 @@ pub struct Shared {
     frames_out: AtomicU64,
     dropped: AtomicU64,
     restarts: AtomicU64,
-    /// Set when ffmpeg (re)started: the gate waits for a key frame.
-    restarted: AtomicBool,
+    /// Set when ffmpeg (re)started, taken by the key-frame request.
+    want_key: AtomicBool,
+    /// When the running ffmpeg started.
+    spawned: Mutex<Option<WallInstant>>,
     /// The output's media time (µs) and the wall clock at its first frame
     /// since ffmpeg started, and at its last.
     speed: Mutex<Option<(i64, WallInstant, i64, WallInstant)>>,
@@ -502,6 +558,20 @@ impl Shared {
         }
     }
 
+    /// Kills an ffmpeg that takes input but has given nothing out for
+    /// [`WEDGED`] (its queue is full): the feeder starts another.
+    fn kill_if_wedged(&self) {
+        let last = self
+            .speed
+            .lock()
+            .ok()
+            .and_then(|s| s.map(|(_, _, _, w)| w))
+            .or_else(|| *self.spawned.lock().unwrap_or_else(|p| p.into_inner()));
+        if last.is_some_and(|t| t.elapsed() >= WEDGED) {
+            self.kill();
+        }
+    }
+
     fn kill(&self) {
         if let Some(c) = self
             .child
@@ -529,8 +599,8 @@ struct FfmpegLadder {
 }
 
 impl FfmpegLadder {
-    fn new(abr: &Arc<Abr>, key: &StreamKey, rungs: Vec<Rung>) -> Self {
-        let args = ffmpeg_args(&rungs, true);
+    fn new(abr: &Arc<Abr>, key: &StreamKey, rungs: Vec<Rung>, tracks: &TrackSet) -> Self {
+        let args = ffmpeg_args(&rungs, tracks.iter().any(|t| !t.codec.is_video()));
         let shared = Arc::new(Shared {
             resource: key.to_string(),
             renditions: rungs
@@ -555,7 +625,8 @@ impl FfmpegLadder {
             frames_out: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
-            restarted: AtomicBool::new(false),
+            want_key: AtomicBool::new(false),
+            spawned: Mutex::new(None),
             speed: Mutex::new(None),
         });
         FfmpegLadder {
@@ -613,10 +684,10 @@ impl Transcoder for FfmpegLadder {
         let Some(tx) = &self.tx else {
             return Err(TranscodeError("no tracks yet".into()));
         };
-        if self.shared.restarted.swap(false, Ordering::Relaxed) {
-            self.gate.restart();
-        }
         let room = self.shared.queued.load(Ordering::Relaxed) < QUEUE;
+        if !room {
+            self.shared.kill_if_wedged();
+        }
         if !self.gate.admit(f, room) {
             self.shared
                 .dropped
@@ -632,6 +703,10 @@ impl Transcoder for FfmpegLadder {
 
     fn poll_event(&mut self) -> Option<TranscodeEvent> {
         self.events.as_ref()?.try_recv().ok()
+    }
+
+    fn wants_key_frame(&mut self) -> bool {
+        self.shared.want_key.swap(false, Ordering::Relaxed)
     }
 }
 
@@ -651,6 +726,8 @@ enum RunEnd {
     StreamEnded,
     /// ffmpeg died or stopped reading: start it again.
     Died(String),
+    /// The stream's tracks changed: start again on them.
+    NewTracks,
 }
 
 impl Feeder {
@@ -673,6 +750,8 @@ impl Feeder {
             }
             let why = match end {
                 RunEnd::StreamEnded => return,
+                // The same ladder on the new tracks, at once.
+                RunEnd::NewTracks => continue,
                 RunEnd::Died(why) => why,
             };
             if started.elapsed() >= BACKOFF.1 {
@@ -726,8 +805,12 @@ impl Feeder {
         // Tracks the muxer cannot take yet (an AAC track announced before
         // its configuration, say): wait for the next ones.
         let mut muxer = loop {
-            if let Ok(m) = TsMuxer::new(&set, TsMuxerConfig::default()) {
-                break m;
+            match TsMuxer::new(&set, TsMuxerConfig::default()) {
+                Ok(m) => break m,
+                Err(e) => (self.abr.log)(format!(
+                    "{}: the ladder waits for tracks it can take ({e})",
+                    self.shared.resource
+                )),
             }
             loop {
                 match rx.recv() {
@@ -747,7 +830,7 @@ impl Feeder {
             Ok(s) => s,
             Err(e) => return RunEnd::Died(e),
         };
-        self.shared.restarted.store(true, Ordering::Relaxed);
+        self.shared.want_key.store(true, Ordering::Relaxed);
         let mut out = BytesMut::new();
         // What was queued before ffmpeg started may begin mid-GOP: it
         // starts at a key frame.
@@ -759,9 +842,7 @@ impl Feeder {
             };
             self.take(&d, tracks);
             match d {
-                Delivery::Tracks(t) if *t != *set => {
-                    break RunEnd::Died("was given new tracks".into());
-                }
+                Delivery::Tracks(t) if *t != *set => break RunEnd::NewTracks,
                 Delivery::Frame(f) => {
                     keyed |= f.is_key();
                     if !keyed {
@@ -816,6 +897,11 @@ impl Feeder {
             .store(u64::from(child.id()), Ordering::Relaxed);
         *self.shared.child.lock().unwrap_or_else(|p| p.into_inner()) = Some(child);
         *self.shared.speed.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self
+            .shared
+            .spawned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(WallInstant::now());
         let reader = Reader {
             rungs: self.rungs.len(),
             audio,
@@ -835,15 +921,24 @@ struct Reader {
     out: SyncSender<TranscodeEvent>,
 }
 
+/// The rung of a video track of ffmpeg's output. The demuxer numbers
+/// tracks in the order of the program map, which is the order of ffmpeg's
+/// outputs (the rungs'): the first video track 0, the audio 1, the other
+/// videos 2, 3, ...
+fn rung_of(track: TrackId) -> Option<usize> {
+    match track.0 {
+        0 => Some(0),
+        1 => None,
+        n => Some(usize::from(n) - 1),
+    }
+}
+
 impl Reader {
     fn run(self, mut stdout: std::process::ChildStdout) {
         let mut demux = TsDemuxer::new(TsDemuxerConfig::default());
         // Each rung's video track, and whether its tracks were announced.
         let mut video: Vec<Option<TrackInfo>> = vec![None; self.rungs];
         let mut announced = vec![false; self.rungs];
-        // ffmpeg's video streams, in the order of its program map (the
-        // rungs' order), by the track ids the demuxer gave them.
-        let mut videos: Vec<TrackId> = Vec::new();
         let mut audio: Option<TrackInfo> = None;
         let mut buf = vec![0u8; 64 * 1024];
         loop {
@@ -855,15 +950,9 @@ impl Reader {
             while let Some(ev) = demux.poll_event() {
                 let sent = match ev {
                     TsEvent::Track(t) if t.codec.is_video() => {
-                        if !videos.contains(&t.id) {
-                            videos.push(t.id);
-                            videos.sort();
-                        }
-                        if let Some(i) = videos.iter().position(|v| *v == t.id) {
-                            if let Some(v) = video.get_mut(i) {
-                                *v = Some(t);
-                                announced[i] = false;
-                            }
+                        if let Some(i) = rung_of(t.id).filter(|i| *i < self.rungs) {
+                            video[i] = Some(t);
+                            announced[i] = false;
                         }
                         true
                     }
@@ -873,7 +962,7 @@ impl Reader {
                         true
                     }
                     TsEvent::Frame(mut f) if f.codec.is_video() => {
-                        let Some(i) = videos.iter().position(|v| *v == f.track) else {
+                        let Some(i) = rung_of(f.track).filter(|i| *i < self.rungs) else {
                             continue;
                         };
                         if !announced[i] {
@@ -984,6 +1073,39 @@ mod tests {
             assert!(parse_ladder(bad).is_err(), "{bad:?} taken");
         }
         assert_eq!(parse_ladder("700p@900k").unwrap()[0].kbps, 900);
+    }
+
+    #[test]
+    fn rungs_follow_the_program_maps_order() {
+        let got: Vec<Option<usize>> = (0..5).map(|t| rung_of(TrackId(t))).collect();
+        assert_eq!(got, [Some(0), None, Some(1), Some(2), Some(3)]);
+    }
+
+    #[test]
+    fn a_ladder_that_ends_forgets_only_what_is_its_own() {
+        let abr = Abr {
+            rungs: parse_ladder("360p").unwrap(),
+            ladder_for: Arc::new(|_| None),
+            owners: Mutex::default(),
+            ids: AtomicU64::new(0),
+            ffmpeg: "ffmpeg".into(),
+            engine: Arc::default(),
+            origin: None,
+            clock: Clock::new(),
+            jobs: Arc::default(),
+            log: Arc::new(|_| {}),
+        };
+        let cam = StreamKey::new("live", "cam").unwrap();
+        let low = StreamKey::new("live", "cam_360p").unwrap();
+        abr.note(1, &cam, std::slice::from_ref(&low), true);
+        assert!(abr.is_rendition(&low) && !abr.is_rendition(&cam));
+        // The stream ended and came back: a new ladder started before the
+        // old one's end was handled.
+        abr.note(2, &cam, std::slice::from_ref(&low), true);
+        assert!(!abr.note(1, &cam, std::slice::from_ref(&low), false));
+        assert!(abr.is_rendition(&low), "the new ladder's rendition stays");
+        assert!(abr.note(2, &cam, std::slice::from_ref(&low), false));
+        assert!(!abr.is_rendition(&low));
     }
 
     #[test]

@@ -839,7 +839,8 @@ async fn run(o: Options) -> Result<(), String> {
         let ladder = Arc::new(abr::Abr {
             rungs: o.abr.clone(),
             ladder_for: Arc::new(move |key| g.abr(key)),
-            renditions: Default::default(),
+            owners: Default::default(),
+            ids: Default::default(),
             ffmpeg: o.abr_ffmpeg.clone(),
             engine: engine_slot.clone(),
             origin: o.http.is_some().then(|| origin.clone()),
