@@ -204,19 +204,7 @@ pub fn ffmpeg_args(rungs: &[Rung], audio: bool) -> Vec<String> {
             a.push(s.into());
         }
     }
-    for s in [
-        "-f",
-        "mpegts",
-        "-muxdelay",
-        "0",
-        "-muxpreload",
-        "0",
-        "-flush_packets",
-        "1",
-        "pipe:1",
-    ] {
-        a.push(s.into());
-    }
+    a.extend(crate::transcode::TS_TO_STDOUT.map(String::from));
     a
 }
 

@@ -22,6 +22,20 @@ use bytes::BytesMut;
 /// for the player (about 2 s of 20 ms frames each).
 const QUEUE: usize = 100;
 
+/// ffmpeg's output as the kernel's demuxer reads it back: MPEG-TS on
+/// stdout, times as they came (no mux delay), each packet written at once.
+pub const TS_TO_STDOUT: [&str; 9] = [
+    "-f",
+    "mpegts",
+    "-muxdelay",
+    "0",
+    "-muxpreload",
+    "0",
+    "-flush_packets",
+    "1",
+    "pipe:1",
+];
+
 /// The factory for `--webrtc-audio-transcode ffmpeg[=PATH]`: AAC to Opus.
 pub fn ffmpeg_factory(ffmpeg: String) -> TranscoderFactory {
     TranscoderFactory(Arc::new(move |from, to| {
@@ -76,17 +90,7 @@ impl AudioTranscoder for FfmpegAacToOpus {
             .args(["-f", "mpegts", "-i", "pipe:0", "-map", "0:a:0", "-copyts"])
             .args(["-c:a", "libopus", "-b:a", "64k", "-ar", "48000", "-ac", "2"])
             .args(["-frame_duration", "20", "-application", "lowdelay"])
-            .args([
-                "-f",
-                "mpegts",
-                "-muxdelay",
-                "0",
-                "-muxpreload",
-                "0",
-                "-flush_packets",
-                "1",
-                "pipe:1",
-            ])
+            .args(TS_TO_STDOUT)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -46,6 +46,7 @@
 //! `_HLS_skip`) to those URIs after the token.
 
 use crate::message::{query_value_for_uri, Request, Response};
+use crate::router::path_segment;
 use arcly_core::bus::{DeliveryRef, RecvError};
 use arcly_core::engine::{Consumer, ConsumerFactory, StreamKey};
 use arcly_core::media::hls::{
@@ -514,20 +515,6 @@ fn uncached(status: u16, text: &str) -> Response {
 fn token_query(req: &Request) -> Option<String> {
     req.query_param("token")
         .map(|t| format!("token={}", query_value_for_uri(t)))
-}
-
-/// A name as one segment of a URI path: characters other than unreserved
-/// ones percent-encoded.
-fn path_segment(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for b in name.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// The variant a stream's media playlist at `uri` makes, once it has a

@@ -174,7 +174,7 @@ fn html(s: &str) -> String {
 
 /// A name as one URL path segment (RFC 3986 unreserved bytes as they
 /// are, the rest percent-encoded).
-fn path_segment(s: &str) -> String {
+pub(crate) fn path_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
@@ -186,7 +186,6 @@ fn path_segment(s: &str) -> String {
     out
 }
 
-/// Whether `path` is the API's or the metrics'.
 /// The user and password of an `Authorization: Basic` header (RFC 7617).
 fn basic_credentials(req: &Request) -> Option<(String, String)> {
     use base64::Engine as _;
@@ -201,6 +200,7 @@ fn basic_credentials(req: &Request) -> Option<(String, String)> {
     Some((user.to_string(), pass.to_string()))
 }
 
+/// Whether `path` is the API's or the metrics'.
 fn is_api(path: &str) -> bool {
     path == "/metrics" || path == "/api" || path.starts_with("/api/")
 }
