@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Side-by-side capacity of arcly and nginx-rtmp on this machine, in one run:
+# Side-by-side capacity of arcly, nginx-rtmp and node-media-server (2.7.4,
+# from npm, the Node.js RTMP/HTTP-FLV server) on this machine, in one run:
 # the same 1 Mb/s H.264 + AAC stream is published into each, then `arcly
 # bench` ramps RTMP players against each. A step is "held" when every player
 # joined, none stalled or failed, and the delivered rate is at least 90 % of
@@ -9,15 +10,16 @@
 # segments to disk, where nginx (plain HTTP, one worker per core) serves
 # them as files; `arcly bench` ramps HLS clients against each.
 #   bash tests/bench/capacity.sh [STEPS...]      (default: 100 200 400 800 1600)
-#   SERVERS=nginx bash tests/bench/capacity.sh   (one server only)
+#   SERVERS=nginx bash tests/bench/capacity.sh   (some servers only: arcly, nginx, nms)
 #   KINDS=hls bash tests/bench/capacity.sh       (some kinds only: rtmp, hls, llhls)
 # `llhls` runs LL-HLS clients (fMP4 parts through blocking reloads) against
 # arcly alone: nginx has no LL-HLS.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-for tool in ffmpeg nginx; do
-  command -v "$tool" >/dev/null 2>&1 || { echo "capacity: $tool is missing (apt-get install -y ffmpeg nginx libnginx-mod-rtmp)" >&2; exit 1; }
+for tool in ffmpeg nginx node npm; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "capacity: $tool is missing (apt-get install -y ffmpeg nginx libnginx-mod-rtmp nodejs npm)" >&2; exit 1; }
 done
+[ -d tests/bench/nms/node_modules/node-media-server ] || npm install --prefix tests/bench/nms --no-audit --no-fund >/dev/null
 [ -f /usr/lib/nginx/modules/ngx_rtmp_module.so ] || { echo "capacity: libnginx-mod-rtmp is missing" >&2; exit 1; }
 steps=("${@:-100 200 400 800 1600}")
 steps=(${steps[@]})
@@ -48,13 +50,22 @@ rtmp { server { listen 127.0.0.1:$pn; chunk_size 4096; application live { live o
 CONF
 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
 nginx_pid=$!
-cleanup() { kill $arcly_pid $nginx_pid 2>/dev/null || true; kill $(jobs -p) 2>/dev/null || true; }
+pm=$(( pa + 7 ))
+node tests/bench/nms/run.js $pm $(( pa + 8 )) >"$work/nms.log" 2>&1 &
+nms_pid=$!
+cleanup() { kill $arcly_pid $nginx_pid $nms_pid 2>/dev/null || true; kill $(jobs -p) 2>/dev/null || true; }
 trap cleanup EXIT
 sleep 1
 
-# CPU ticks (user+system) and RSS (KiB) of a server: arcly's process, or
-# nginx's master and workers together.
-pids_of() { if [ "$1" = arcly ]; then echo $arcly_pid; else echo $nginx_pid $(pgrep -P $nginx_pid); fi; }
+# CPU ticks (user+system) and RSS (KiB) of a server: arcly's process,
+# nginx's master and workers together, or node-media-server's node.
+pids_of() {
+  case "$1" in
+    arcly) echo $arcly_pid ;;
+    nms) echo $nms_pid ;;
+    *) echo $nginx_pid $(pgrep -P $nginx_pid) ;;
+  esac
+}
 ticks() { local t=0; for p in $(pids_of "$1"); do t=$(( t + $(awk '{print $14+$15}' /proc/$p/stat) )); done; echo $t; }
 rss() { local r=0; for p in $(pids_of "$1"); do r=$(( r + $(awk '/VmRSS/ {print $2}' /proc/$p/status) )); done; echo $r; }
 hz=$(getconf CLK_TCK)
@@ -97,8 +108,8 @@ ramp() {
 
 kinds="${KINDS:-rtmp hls llhls}"
 if [[ " $kinds " == *" rtmp "* ]]; then
-for server in ${SERVERS:-arcly nginx}; do
-  port=$pa; [ $server = nginx ] && port=$pn
+for server in ${SERVERS:-arcly nginx nms}; do
+  port=$pa; [ $server = nginx ] && port=$pn; [ $server = nms ] && port=$pm
   url="rtmp://127.0.0.1:$port/live/cap"
   ffmpeg -v error -re -stream_loop -1 -i "$in" -c copy -f flv "$url" &
   pub=$!
@@ -144,6 +155,7 @@ CONF
   sleep 16
   rec=$(cd "$work/rec" && ls -d live/cap/*/ | head -1)
   for server in ${SERVERS:-arcly nginx}; do
+    [ $server = nms ] && continue # node-media-server 2.7 makes no HLS of its own here
     url="http://127.0.0.1:$ph/live/cap/index.m3u8"
     [ $server = nginx ] && url="http://127.0.0.1:$pnh/${rec}index.m3u8"
     ramp hls $server "$url" 20
