@@ -841,10 +841,9 @@ impl Feeder {
                         continue;
                     }
                     if let Err(e) = stdin.write_all(&out) {
-                        let status =
-                            self.shared.child.lock().ok().and_then(|mut c| {
-                                c.as_mut().and_then(|c| c.try_wait().ok().flatten())
-                            });
+                        // A pipe closed by a dying ffmpeg: its status
+                        // follows within a moment.
+                        let status = self.exit_status(Duration::from_millis(500));
                         break RunEnd::Died(match status {
                             Some(s) => format!("exited ({s})"),
                             None => format!("stopped reading ({e})"),
@@ -864,6 +863,23 @@ impl Feeder {
         self.shared.kill();
         let _ = reader.join();
         end
+    }
+
+    /// The running ffmpeg's exit status, waiting up to `wait` for it.
+    fn exit_status(&self, wait: Duration) -> Option<std::process::ExitStatus> {
+        let until = WallInstant::now() + wait;
+        loop {
+            let status = self
+                .shared
+                .child
+                .lock()
+                .ok()
+                .and_then(|mut c| c.as_mut().and_then(|c| c.try_wait().ok().flatten()));
+            if status.is_some() || WallInstant::now() >= until {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Starts ffmpeg and the thread that reads its renditions.
