@@ -14,9 +14,11 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
 
+use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
-use crate::frame::{CodecId, MediaFrame, TrackInfo, TrackSet};
+use crate::frame::{CodecId, MediaFrame, TrackId, TrackInfo, TrackSet};
+use crate::media::ts::demux::{TsDemuxer, TsDemuxerConfig, TsEvent};
 
 /// Turns one audio track's frames into another codec's.
 pub trait AudioTranscoder: Send {
@@ -239,10 +241,128 @@ pub trait TranscodeSource: Send + Sync {
     fn transcodes(&self) -> Vec<TranscodeReport>;
 }
 
+/// Reads a ladder's renditions out of one MPEG-TS that carries them all
+/// (what an ffmpeg with one video output per rung writes: one video stream
+/// per rung, in the rungs' order, and the audio), sans-IO: bytes in,
+/// [`TranscodeEvent`]s out. Each rung starts at its first key frame once
+/// its tracks are known, announced as its own track set (its video as
+/// track 0, the audio as track 1); the audio goes to every rung started.
+#[derive(Debug)]
+pub struct RenditionSplitter {
+    demux: TsDemuxer,
+    /// Whether the renditions carry audio (a rung waits for it).
+    with_audio: bool,
+    /// Each rung's video track, and whether its tracks were announced.
+    video: Vec<Option<TrackInfo>>,
+    announced: Vec<bool>,
+    audio: Option<TrackInfo>,
+    ready: VecDeque<TranscodeEvent>,
+}
+
+impl RenditionSplitter {
+    /// A splitter for `rungs` renditions, with audio or without.
+    pub fn new(rungs: usize, with_audio: bool) -> Self {
+        RenditionSplitter {
+            demux: TsDemuxer::new(TsDemuxerConfig::default()),
+            with_audio,
+            video: alloc::vec![None; rungs],
+            announced: alloc::vec![false; rungs],
+            audio: None,
+            ready: VecDeque::new(),
+        }
+    }
+
+    /// The rung of a video track. The demuxer numbers tracks in the order
+    /// of the program map, which is the order of the outputs (the rungs'):
+    /// the first video track 0, the audio 1, the other videos 2, 3, ...
+    fn rung_of(&self, track: TrackId) -> Option<usize> {
+        let i = match track.0 {
+            0 => 0,
+            1 => return None,
+            n => usize::from(n) - 1,
+        };
+        (i < self.video.len()).then_some(i)
+    }
+
+    /// A rung's tracks: its video as track 0 and the audio as track 1.
+    fn tracks(&self, i: usize) -> Option<TrackSet> {
+        let mut set = TrackSet::new();
+        let mut v = self.video.get(i)?.clone()?;
+        v.id = TrackId(0);
+        set.upsert(v).ok()?;
+        if self.with_audio {
+            let mut a = self.audio.clone()?;
+            a.id = TrackId(1);
+            set.upsert(a).ok()?;
+        }
+        Some(set)
+    }
+
+    /// Bytes of the stream, in order.
+    pub fn push(&mut self, data: &[u8]) {
+        self.demux.push(data);
+        while let Some(ev) = self.demux.poll_event() {
+            match ev {
+                TsEvent::Track(t) if t.codec.is_video() => {
+                    if let Some(i) = self.rung_of(t.id) {
+                        self.video[i] = Some(t);
+                        self.announced[i] = false;
+                    }
+                }
+                TsEvent::Track(t) => {
+                    self.audio = Some(t);
+                    self.announced.iter_mut().for_each(|a| *a = false);
+                }
+                TsEvent::Frame(mut f) if f.codec.is_video() => {
+                    let Some(i) = self.rung_of(f.track) else {
+                        continue;
+                    };
+                    if !self.announced[i] {
+                        // A rung starts once its tracks are known, at a
+                        // key frame.
+                        let Some(tracks) = self.tracks(i).filter(|_| f.is_key()) else {
+                            continue;
+                        };
+                        self.announced[i] = true;
+                        self.ready.push_back(TranscodeEvent::Tracks {
+                            rendition: i,
+                            tracks: Box::new(tracks),
+                        });
+                    }
+                    f.track = TrackId(0);
+                    self.ready.push_back(TranscodeEvent::Frame {
+                        rendition: i,
+                        frame: f,
+                    });
+                }
+                TsEvent::Frame(mut f) => {
+                    if self.audio.as_ref().is_none_or(|a| a.id != f.track) {
+                        continue;
+                    }
+                    f.track = TrackId(1);
+                    for (i, _) in self.announced.iter().enumerate().filter(|(_, a)| **a) {
+                        self.ready.push_back(TranscodeEvent::Frame {
+                            rendition: i,
+                            frame: f.clone(),
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The next event; after each [`push`](Self::push), take them all (they
+    /// are what that push's bytes held, so they stay bounded by it).
+    pub fn poll_event(&mut self) -> Option<TranscodeEvent> {
+        self.ready.pop_front()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::TrackId;
+    use crate::media::ts::mux::{TsMuxer, TsMuxerConfig};
     use crate::time::{MediaTime, Timescale};
     use bytes::Bytes;
 
@@ -285,5 +405,115 @@ mod tests {
         assert!(!g.admit(&a, false));
         assert!(g.admit(&a, true));
         assert_eq!(g.dropped(), 1);
+    }
+
+    /// The tracks and frames of a capture.
+    fn capture(data: &[u8]) -> (TrackSet, Vec<MediaFrame>) {
+        let mut d = TsDemuxer::new(TsDemuxerConfig::default());
+        let (mut tracks, mut frames) = (TrackSet::new(), Vec::new());
+        d.push(data);
+        d.flush();
+        while let Some(e) = d.poll_event() {
+            match e {
+                TsEvent::Track(t) => tracks.upsert(t).unwrap(),
+                TsEvent::Frame(f) => frames.push(f),
+                _ => {}
+            }
+        }
+        (tracks, frames)
+    }
+
+    #[test]
+    fn a_splitter_gives_each_rung_its_own_tracks_from_its_first_key_frame() {
+        // A stream as a ladder's ffmpeg writes it: three video streams
+        // (here one capture's video three times, the program map in the
+        // rungs' order) and the audio.
+        let (src, frames) = capture(include_bytes!("../testdata/h264_opus.ts"));
+        let (v, a) = (src.video().unwrap().clone(), src.audio().unwrap().clone());
+        let mut set = TrackSet::new();
+        for (id, base) in [(0, &v), (1, &a), (2, &v), (3, &v)] {
+            let mut t = base.clone();
+            t.id = TrackId(id);
+            set.upsert(t).unwrap();
+        }
+        let mut mux = TsMuxer::new(&set, TsMuxerConfig::default()).unwrap();
+        let mut ts = bytes::BytesMut::new();
+        let (mut videos, mut audios) = (0, 0);
+        for f in &frames {
+            if f.codec.is_video() {
+                videos += 1;
+                for id in [0, 2, 3] {
+                    let mut g = f.clone();
+                    g.track = TrackId(id);
+                    mux.write_frame(&g, &mut ts).unwrap();
+                }
+            } else {
+                audios += 1;
+                let mut g = f.clone();
+                g.track = TrackId(1);
+                mux.write_frame(&g, &mut ts).unwrap();
+            }
+        }
+        let mut split = RenditionSplitter::new(3, true);
+        let mut got: Vec<TranscodeEvent> = Vec::new();
+        // In pieces, as a pipe gives them.
+        for piece in ts.chunks(1000) {
+            split.push(piece);
+            while let Some(e) = split.poll_event() {
+                got.push(e);
+            }
+        }
+        for rung in 0..3 {
+            let mine: Vec<&TranscodeEvent> = got
+                .iter()
+                .filter(|e| match e {
+                    TranscodeEvent::Tracks { rendition, .. }
+                    | TranscodeEvent::Frame { rendition, .. } => *rendition == rung,
+                    TranscodeEvent::Stopped { .. } => false,
+                })
+                .collect();
+            let TranscodeEvent::Tracks { tracks, .. } = mine[0] else {
+                panic!("rung {rung} starts with its tracks: {:?}", mine[0]);
+            };
+            let ids: Vec<(u8, CodecId)> = tracks.iter().map(|t| (t.id.0, t.codec)).collect();
+            assert_eq!(ids, [(0, CodecId::H264), (1, CodecId::Opus)]);
+            let TranscodeEvent::Frame { frame, .. } = mine[1] else {
+                panic!("then frames");
+            };
+            assert!(frame.is_key() && frame.track == TrackId(0));
+            let count = |video: bool| {
+                mine.iter()
+                    .filter(|e| matches!(e, TranscodeEvent::Frame { frame, .. } if frame.codec.is_video() == video))
+                    .count()
+            };
+            // A rung waits for the audio's track too, which the demuxer
+            // knows after its first whole PES: here the rungs start at the
+            // capture's second key frame (frame 30 of 60), and run to its
+            // end (the last frame may wait in the demuxer for a next packet).
+            assert!(
+                (videos - 31..=videos - 30).contains(&count(true)),
+                "rung {rung}: {} of {videos}",
+                count(true)
+            );
+            assert!(count(false) > 0 && count(false) <= audios);
+            assert!(mine.iter().all(|e| match e {
+                TranscodeEvent::Frame { frame, .. } =>
+                    frame.track == TrackId(u8::from(!frame.codec.is_video())),
+                _ => true,
+            }));
+        }
+        assert!(split.poll_event().is_none());
+        // Without audio a rung starts on its video alone; a fourth video
+        // stream beyond the rungs is ignored.
+        let mut two = RenditionSplitter::new(2, false);
+        two.push(&ts);
+        let mut rungs_seen = alloc::collections::BTreeSet::new();
+        while let Some(e) = two.poll_event() {
+            if let TranscodeEvent::Tracks { rendition, tracks } = e {
+                assert_eq!(tracks.iter().count(), 1);
+                rungs_seen.insert(rendition);
+            }
+        }
+        assert_eq!(rungs_seen.into_iter().collect::<Vec<_>>(), [0, 1]);
     }
 }

@@ -18,7 +18,7 @@
 //! carry a discontinuity. The process is killed with its stream.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, sync_channel, Receiver, RecvTimeoutError, Sender, SyncSender};
@@ -27,12 +27,12 @@ use std::time::{Duration, Instant as WallInstant};
 
 use arcly_core::bus::{CloseReason, Delivery, DeliveryRef, RecvError};
 use arcly_core::engine::{Consumer, ConsumerFactory, Engine, Publisher, Request, StreamKey};
-use arcly_core::frame::{MediaFrame, TrackId, TrackInfo, TrackSet};
-use arcly_core::media::ts::demux::{TsDemuxer, TsDemuxerConfig, TsEvent};
+use arcly_core::frame::{MediaFrame, TrackSet};
 use arcly_core::media::ts::mux::{TsMuxer, TsMuxerConfig};
 use arcly_core::time::Instant;
 use arcly_core::transcode::{
-    Fed, KeyFrameGate, TranscodeError, TranscodeEvent, TranscodeReport, TranscodeSource, Transcoder,
+    Fed, KeyFrameGate, RenditionSplitter, TranscodeError, TranscodeEvent, TranscodeReport,
+    TranscodeSource, Transcoder,
 };
 use arcly_http::HlsOrigin;
 use arcly_tokio::Clock;
@@ -916,8 +916,8 @@ impl Feeder {
     }
 }
 
-/// Reads ffmpeg's output: each rung's tracks once known, then its frames,
-/// on the rendition's own track ids (video 0, audio 1).
+/// Reads ffmpeg's output through core's [`RenditionSplitter`] and hands
+/// the events on.
 struct Reader {
     rungs: usize,
     audio: bool,
@@ -925,117 +925,24 @@ struct Reader {
     out: SyncSender<TranscodeEvent>,
 }
 
-/// The rung of a video track of ffmpeg's output. The demuxer numbers
-/// tracks in the order of the program map, which is the order of ffmpeg's
-/// outputs (the rungs'): the first video track 0, the audio 1, the other
-/// videos 2, 3, ...
-fn rung_of(track: TrackId) -> Option<usize> {
-    match track.0 {
-        0 => Some(0),
-        1 => None,
-        n => Some(usize::from(n) - 1),
-    }
-}
-
 impl Reader {
-    fn run(self, mut stdout: std::process::ChildStdout) {
-        let mut demux = TsDemuxer::new(TsDemuxerConfig::default());
-        // Each rung's video track, and whether its tracks were announced.
-        let mut video: Vec<Option<TrackInfo>> = vec![None; self.rungs];
-        let mut announced = vec![false; self.rungs];
-        let mut audio: Option<TrackInfo> = None;
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = match stdout.read(&mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => n,
-            };
-            demux.push(&buf[..n]);
-            while let Some(ev) = demux.poll_event() {
-                let sent = match ev {
-                    TsEvent::Track(t) if t.codec.is_video() => {
-                        if let Some(i) = rung_of(t.id).filter(|i| *i < self.rungs) {
-                            video[i] = Some(t);
-                            announced[i] = false;
-                        }
-                        true
-                    }
-                    TsEvent::Track(t) => {
-                        audio = Some(t);
-                        announced.iter_mut().for_each(|a| *a = false);
-                        true
-                    }
-                    TsEvent::Frame(mut f) if f.codec.is_video() => {
-                        let Some(i) = rung_of(f.track).filter(|i| *i < self.rungs) else {
-                            continue;
-                        };
-                        if !announced[i] {
-                            // A rung starts once its tracks are known, at
-                            // a key frame.
-                            let Some(tracks) = self.tracks(video[i].as_ref(), audio.as_ref())
-                            else {
-                                continue;
-                            };
-                            if !f.is_key() {
-                                continue;
-                            }
-                            announced[i] = true;
-                            let ev = TranscodeEvent::Tracks {
-                                rendition: i,
-                                tracks: Box::new(tracks),
-                            };
-                            if self.out.send(ev).is_err() {
-                                return;
-                            }
-                        }
-                        self.note_speed(&f);
-                        f.track = TrackId(0);
+    fn run(self, stdout: std::process::ChildStdout) {
+        let mut split = RenditionSplitter::new(self.rungs, self.audio);
+        crate::transcode::read_pipe(stdout, |bytes| {
+            split.push(bytes);
+            while let Some(ev) = split.poll_event() {
+                if let TranscodeEvent::Frame { frame, .. } = &ev {
+                    if frame.codec.is_video() {
+                        self.note_speed(frame);
                         self.shared.frames_out.fetch_add(1, Ordering::Relaxed);
-                        self.out
-                            .send(TranscodeEvent::Frame {
-                                rendition: i,
-                                frame: f,
-                            })
-                            .is_ok()
                     }
-                    TsEvent::Frame(mut f) => {
-                        if audio.as_ref().is_none_or(|a| a.id != f.track) {
-                            continue;
-                        }
-                        f.track = TrackId(1);
-                        let mut ok = true;
-                        for (i, _) in announced.iter().enumerate().filter(|(_, a)| **a) {
-                            ok &= self
-                                .out
-                                .send(TranscodeEvent::Frame {
-                                    rendition: i,
-                                    frame: f.clone(),
-                                })
-                                .is_ok();
-                        }
-                        ok
-                    }
-                    _ => true,
-                };
-                if !sent {
-                    return;
+                }
+                if self.out.send(ev).is_err() {
+                    return false;
                 }
             }
-        }
-    }
-
-    /// A rung's tracks: its video as track 0 and the audio as track 1.
-    fn tracks(&self, video: Option<&TrackInfo>, audio: Option<&TrackInfo>) -> Option<TrackSet> {
-        let mut set = TrackSet::new();
-        let mut v = video?.clone();
-        v.id = TrackId(0);
-        set.upsert(v).ok()?;
-        if self.audio {
-            let mut a = audio?.clone();
-            a.id = TrackId(1);
-            set.upsert(a).ok()?;
-        }
-        Some(set)
+            true
+        });
     }
 
     fn note_speed(&self, f: &MediaFrame) {
@@ -1077,12 +984,6 @@ mod tests {
             assert!(parse_ladder(bad).is_err(), "{bad:?} taken");
         }
         assert_eq!(parse_ladder("700p@900k").unwrap()[0].kbps, 900);
-    }
-
-    #[test]
-    fn rungs_follow_the_program_maps_order() {
-        let got: Vec<Option<usize>> = (0..5).map(|t| rung_of(TrackId(t))).collect();
-        assert_eq!(got, [Some(0), None, Some(1), Some(2), Some(3)]);
     }
 
     #[test]

@@ -36,6 +36,22 @@ pub const TS_TO_STDOUT: [&str; 9] = [
     "pipe:1",
 ];
 
+/// Reads a child's pipe until it ends, handing each read to `take`, which
+/// says whether to go on.
+pub fn read_pipe(mut pipe: impl Read, mut take: impl FnMut(&[u8]) -> bool) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match pipe.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if !take(&buf[..n]) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
 /// The factory for `--webrtc-audio-transcode ffmpeg[=PATH]`: AAC to Opus.
 pub fn ffmpeg_factory(ffmpeg: String) -> TranscoderFactory {
     TranscoderFactory(Arc::new(move |from, to| {
@@ -96,7 +112,7 @@ impl AudioTranscoder for FfmpegAacToOpus {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| TranscodeError(format!("cannot run {}: {e}", self.ffmpeg)))?;
-        let (Some(mut stdin), Some(mut stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             let _ = child.kill();
             return Err(TranscodeError("ffmpeg's pipes are missing".into()));
         };
@@ -112,13 +128,8 @@ impl AudioTranscoder for FfmpegAacToOpus {
         let track = input.id;
         std::thread::spawn(move || {
             let mut demux = TsDemuxer::new(TsDemuxerConfig::default());
-            let mut buf = vec![0u8; 16 * 1024];
-            loop {
-                let n = match stdout.read(&mut buf) {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => n,
-                };
-                demux.push(&buf[..n]);
+            read_pipe(stdout, |bytes| {
+                demux.push(bytes);
                 while let Some(ev) = demux.poll_event() {
                     if let TsEvent::Frame(mut f) = ev {
                         if f.codec != CodecId::Opus {
@@ -126,11 +137,12 @@ impl AudioTranscoder for FfmpegAacToOpus {
                         }
                         f.track = track;
                         if let Err(TrySendError::Disconnected(_)) = done.try_send(f) {
-                            return;
+                            return false;
                         }
                     }
                 }
-            }
+                true
+            });
         });
         let output = TrackInfo::new(
             input.id,
