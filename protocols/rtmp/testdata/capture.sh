@@ -53,6 +53,13 @@ sleep 1
 record ffmpeg5_play timeout -k 3 4 $F5 -hide_banner -loglevel error -rw_timeout 3000000 \
     -i "rtmp://127.0.0.1:$PROXY/live/feed" -t 2 -f null -
 wait $PUB || true
+$F5 -hide_banner -loglevel error -re $SRC -t 6 -c:v libx264 -preset ultrafast -g 30 \
+    -c:a aac -f flv "rtmp://127.0.0.1:$PORT/live/feed" &
+PUB=$!
+sleep 1
+record ffmpeg9_play timeout -k 3 4 $F9 -hide_banner -loglevel error -rw_timeout 3000000 \
+    -i "rtmp://127.0.0.1:$PROXY/live/feed" -t 2 -f null -
+wait $PUB || true
 
 # The benchmark's input: 10 s of 1080p H.264 (ultrafast, 1.8 Mb/s) + AAC.
 record ffmpeg5_1080p_publish $F5 -hide_banner -loglevel error \
