@@ -7,6 +7,8 @@
 //!   configuration records (`avcC`, `hvcC`, `av1C`, `vpcC`, `esds`, `dOps`)
 //!   and RFC 6381 codec strings computed from the bitstream.
 //! * [`ts`]: MPEG-TS multiplexer and demultiplexer (H.222.0).
+//! * [`flv`]: FLV tags from tracks and frames, shared by RTMP's egress and
+//!   HTTP-FLV (FLV specification 10.1 annex E, enhanced RTMP).
 //! * [`fmp4`]: fragmented MP4 / CMAF init segments, segments and LL-HLS
 //!   parts (ISO/IEC 14496-12, 23000-19).
 //! * [`hls`]: HLS and LL-HLS media and multivariant playlists, the segmenter,
@@ -21,6 +23,7 @@
 //! before it is used to allocate.
 
 pub mod codec;
+pub mod flv;
 pub mod fmp4;
 pub mod hls;
 pub mod record;

@@ -187,7 +187,7 @@ impl ClientSession {
 
     /// Frames sent (publishing client).
     pub fn frames_sent(&self) -> u64 {
-        self.egress.frames
+        self.egress.frames()
     }
 
     fn fail(&mut self, e: RtmpError) {

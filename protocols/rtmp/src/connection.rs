@@ -7,7 +7,8 @@ use crate::chunk::{ChunkDecoder, ChunkEncoder, RawMessage};
 use crate::config::RtmpConfig;
 use crate::error::{Result, RtmpError};
 use crate::handshake::Handshake;
-use crate::message::{type_id, RtmpMessage, UserControl};
+use crate::message::{RtmpMessage, UserControl};
+use arcly_core::media::flv::{Tag, TagType};
 use bytes::{Bytes, BytesMut};
 
 /// Chunk stream for protocol control messages.
@@ -200,22 +201,22 @@ impl Connection {
         );
     }
 
-    /// Queues an audio or video message whose body is `head` + `payload`.
-    pub fn send_media(
-        &mut self,
-        video: bool,
-        stream_id: u32,
-        ts: u32,
-        head: &[u8],
-        payload: &[u8],
-    ) {
-        let (csid, t) = if video {
-            (CSID_VIDEO, type_id::VIDEO)
-        } else {
-            (CSID_AUDIO, type_id::AUDIO)
+    /// Queues an FLV tag as the message of its type: script data on the
+    /// stream's chunk stream, audio and video on their own.
+    pub fn send_tag(&mut self, stream_id: u32, tag: &Tag) {
+        let csid = match tag.kind {
+            TagType::Video => CSID_VIDEO,
+            TagType::Audio => CSID_AUDIO,
+            TagType::Script => CSID_STREAM,
         };
-        self.encoder
-            .write(&mut self.output, csid, stream_id, ts, t, &[head, payload]);
+        self.encoder.write(
+            &mut self.output,
+            csid,
+            stream_id,
+            tag.timestamp,
+            tag.kind.id(),
+            &[&tag.head, &tag.payload],
+        );
     }
 
     /// Sends Window Acknowledgement Size.

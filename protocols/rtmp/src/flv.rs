@@ -8,8 +8,11 @@
 //! the frame's payload, never concatenated with it.
 
 use crate::error::{Result, RtmpError};
-use arcly_core::frame::{CodecId, MediaFrame, TrackInfo};
+use arcly_core::frame::CodecId;
 use bytes::Bytes;
+
+// The tags made for players are built in core, shared with HTTP-FLV.
+pub use arcly_core::media::flv::{fourcc, frame_head, sequence_header, TagHead};
 
 /// The legacy video codec id of H.264 (AVC).
 pub const VIDEO_AVC: u8 = 7;
@@ -106,19 +109,6 @@ fn audio_fourcc(f: &[u8]) -> Option<CodecId> {
         b"mp4a" => Some(CodecId::Aac),
         b".mp3" => Some(CodecId::Mp3),
         _ => None,
-    }
-}
-
-/// The FourCC of a codec in enhanced tags.
-pub fn fourcc(codec: CodecId) -> &'static [u8; 4] {
-    match codec {
-        CodecId::H264 => b"avc1",
-        CodecId::H265 => b"hvc1",
-        CodecId::Av1 => b"av01",
-        CodecId::Vp9 => b"vp09",
-        CodecId::Aac => b"mp4a",
-        CodecId::Opus => b"Opus",
-        _ => b".mp3",
     }
 }
 
@@ -336,79 +326,10 @@ pub fn parse_audio(body: &Bytes) -> Result<FlvTag> {
     })
 }
 
-/// The few bytes that precede a payload in a tag body.
-pub type TagHead = heapless::Vec<u8, 16>;
-
-fn head(bytes: &[u8]) -> TagHead {
-    let mut h = TagHead::new();
-    // Every head built here is at most 9 bytes.
-    let _ = h.extend_from_slice(bytes);
-    h
-}
-
-/// The sequence-header tag for a track: its head (the config follows).
-/// `None` for codecs without one (MP3).
-pub fn sequence_header(track: &TrackInfo) -> Option<TagHead> {
-    Some(match track.codec {
-        CodecId::H264 => head(&[0x17, 0, 0, 0, 0]),
-        CodecId::Aac => head(&[0xAF, 0]),
-        CodecId::Mp3 => return None,
-        c if c.is_video() => {
-            let mut h = head(&[0x80 | (1 << 4)]);
-            let _ = h.extend_from_slice(fourcc(c));
-            h
-        }
-        c => {
-            let mut h = head(&[AUDIO_EX_HEADER << 4]);
-            let _ = h.extend_from_slice(fourcc(c));
-            h
-        }
-    })
-}
-
-/// The head of a frame's tag: legacy for H.264, AAC and MP3, enhanced for
-/// the rest. `cts` is the composition offset in milliseconds.
-pub fn frame_head(frame: &MediaFrame, cts: i32) -> TagHead {
-    let cts_bytes = cts.clamp(-0x80_0000, 0x7F_FFFF).to_be_bytes();
-    let key = frame.is_key();
-    match frame.codec {
-        CodecId::H264 => head(&[
-            if key { 0x17 } else { 0x27 },
-            1,
-            cts_bytes[1],
-            cts_bytes[2],
-            cts_bytes[3],
-        ]),
-        CodecId::Aac => head(&[0xAF, 1]),
-        CodecId::Mp3 => head(&[0x2F]),
-        CodecId::H265 => {
-            let ft = if key { 1u8 } else { 2 };
-            let pkt = if cts == 0 { 3 } else { 1 };
-            let mut h = head(&[0x80 | (ft << 4) | pkt]);
-            let _ = h.extend_from_slice(b"hvc1");
-            if pkt == 1 {
-                let _ = h.extend_from_slice(&cts_bytes[1..]);
-            }
-            h
-        }
-        c if c.is_video() => {
-            let ft = if key { 1u8 } else { 2 };
-            let mut h = head(&[0x80 | (ft << 4) | 1]);
-            let _ = h.extend_from_slice(fourcc(c));
-            h
-        }
-        c => {
-            let mut h = head(&[(AUDIO_EX_HEADER << 4) | 1]);
-            let _ = h.extend_from_slice(fourcc(c));
-            h
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arcly_core::frame::TrackId;
+    use arcly_core::frame::{MediaFrame, TrackId, TrackInfo};
     use arcly_core::time::{MediaTime, Timescale};
 
     #[test]

@@ -489,7 +489,7 @@ impl ServerSession {
         let code = if pause {
             code::PAUSE_NOTIFY
         } else {
-            p.egress.need_key = true;
+            p.egress.wait_for_key_frame();
             code::UNPAUSE_NOTIFY
         };
         let name = p.name.clone();
