@@ -6,12 +6,15 @@
 //! [`Handler`] holds open until it can answer them (LL-HLS blocking
 //! reloads). [`stats`] renders `/api/streams` and `/metrics` from an engine;
 //! [`HlsOrigin`] packages streams into HLS / LL-HLS and serves them; the
-//! [`Router`] puts it all behind the gateway's URLs.
+//! [`Router`] puts it all behind the gateway's URLs. `GET /APP/STREAM.flv`
+//! plays a stream as HTTP-FLV: the session asks its host to play, as an
+//! RTMP session does, and streams core's FLV tags in chunks.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod client;
+mod flv;
 pub mod hls;
 pub mod message;
 mod router;
@@ -27,3 +30,5 @@ pub use server::{Handler, HttpConfig, HttpSession, DEFAULT_MAX_QUEUED};
 mod hls_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod flv_tests;

@@ -390,6 +390,17 @@ impl Response {
 
     /// The status line, the headers and the blank line.
     pub fn encode_head(&self, keep_alive: bool) -> Bytes {
+        self.head_with(keep_alive, Some(self.body.len()))
+    }
+
+    /// The head of an answer whose body follows in chunks
+    /// (`Transfer-Encoding: chunked`, RFC 9112 7.1), for a body of unknown
+    /// length such as a live stream.
+    pub fn encode_chunked_head(&self, keep_alive: bool) -> Bytes {
+        self.head_with(keep_alive, None)
+    }
+
+    fn head_with(&self, keep_alive: bool, length: Option<usize>) -> Bytes {
         let mut b = BytesMut::with_capacity(256);
         b.put_slice(format!("HTTP/1.1 {} {}\r\n", self.status, reason(self.status)).as_bytes());
         for (n, v) in &self.headers {
@@ -398,7 +409,10 @@ impl Response {
             b.put_slice(v.as_bytes());
             b.put_slice(b"\r\n");
         }
-        b.put_slice(format!("Content-Length: {}\r\n", self.body.len()).as_bytes());
+        match length {
+            Some(n) => b.put_slice(format!("Content-Length: {n}\r\n").as_bytes()),
+            None => b.put_slice(b"Transfer-Encoding: chunked\r\n"),
+        }
         b.put_slice(if keep_alive {
             b"Connection: keep-alive\r\n\r\n".as_slice()
         } else {

@@ -187,7 +187,7 @@ pub(crate) fn path_segment(s: &str) -> String {
 }
 
 /// The user and password of an `Authorization: Basic` header (RFC 7617).
-fn basic_credentials(req: &Request) -> Option<(String, String)> {
+pub(crate) fn basic_credentials(req: &Request) -> Option<(String, String)> {
     use base64::Engine as _;
     let (scheme, b64) = req.header("authorization")?.trim().split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {

@@ -34,10 +34,13 @@
 //! runs only while the session waits for the peer's bytes: paused on its own
 //! output it stops, and it starts again with the next bytes that arrive.
 
+use crate::flv::{flv_path, FlvPlay, LAST_CHUNK};
 use crate::message::{parse_request, Method, ParseError, Request, Response};
 use arcly_core::bus::{CloseReason, DeliveryRef, RecvError};
+use arcly_core::engine::Action;
 use arcly_core::session::{
-    Input, ProtocolError, Rejection, RequestId, Session, SessionEnd, SessionEvent, Transmit,
+    Input, ProtocolError, Rejection, RequestId, Session, SessionEnd, SessionEvent, StreamRequest,
+    Transmit,
 };
 use arcly_core::time::Instant;
 use bytes::BytesMut;
@@ -85,6 +88,9 @@ pub struct HttpConfig {
     /// pipelined requests (and asks the host to stop reading) until the host
     /// has taken them with `poll_transmit`. One answer may exceed it.
     pub max_queued: usize,
+    /// Whether `GET /APP/STREAM.flv` plays the stream as HTTP-FLV (through
+    /// the host, like any player); when `false` the handler answers it.
+    pub flv: bool,
 }
 
 /// The default [`HttpConfig::max_queued`]: 8 KiB.
@@ -98,6 +104,7 @@ impl Default for HttpConfig {
             request_timeout: Duration::from_secs(10),
             hold_timeout: Duration::from_secs(10),
             max_queued: DEFAULT_MAX_QUEUED,
+            flv: true,
         }
     }
 }
@@ -111,6 +118,11 @@ pub struct HttpSession<H> {
     request_started: Option<Instant>,
     /// A request the handler is holding, and since when.
     held: Option<(Request, Instant)>,
+    /// An HTTP-FLV play: asked of the host, or streaming. No further
+    /// request is answered until it ends.
+    flv: Option<FlvPlay>,
+    /// The id of the next play request.
+    next_id: u32,
     out: VecDeque<Transmit>,
     /// Bytes in `out`.
     queued: usize,
@@ -137,6 +149,8 @@ impl<H: Handler> HttpSession<H> {
             buf: BytesMut::new(),
             request_started: None,
             held: None,
+            flv: None,
+            next_id: 0,
             out: VecDeque::new(),
             queued: 0,
             now: Instant::ZERO,
@@ -226,7 +240,7 @@ impl<H: Handler> HttpSession<H> {
     /// by the host (not remembered from an earlier call), so the read timer
     /// may start from it.
     fn advance(&mut self, now: Instant, fresh: bool) {
-        while self.held.is_none() && !self.closing {
+        while self.held.is_none() && self.flv.is_none() && !self.closing {
             if self.output_full() {
                 // Paused on our own output: the peer is not late.
                 self.request_started = None;
@@ -275,6 +289,13 @@ impl<H: Handler> HttpSession<H> {
                 self.send(Some(&req), resp, keep);
                 return;
             }
+            Method::Get | Method::Head if self.cfg.flv => {
+                if let Some((app, stream)) = flv_path(&req.path) {
+                    let (app, stream) = (app.to_string(), stream.to_string());
+                    self.play_flv(req, app, stream);
+                    return;
+                }
+            }
             _ => {}
         }
         let mut cx = Context::from_waker(Waker::noop());
@@ -288,9 +309,57 @@ impl<H: Handler> HttpSession<H> {
     }
 }
 
+impl<H: Handler> HttpSession<H> {
+    /// Asks the host to play `app`/`stream` for an HTTP-FLV request.
+    fn play_flv(&mut self, req: Request, app: String, stream: String) {
+        self.next_id = self.next_id.wrapping_add(1);
+        let id = RequestId(self.next_id);
+        let basic = crate::router::basic_credentials(&req);
+        let token = req.query_param("token").map(str::to_string);
+        self.events.push_back(SessionEvent::Request(StreamRequest {
+            id,
+            action: Action::Play,
+            app,
+            stream,
+            token,
+            user: basic.as_ref().map(|(u, _)| u.clone()),
+            password: basic.map(|(_, p)| p),
+            digest: None,
+        }));
+        self.flv = Some(FlvPlay::new(req, id));
+    }
+
+    /// The HTTP-FLV play is over: the body ends, and the connection goes
+    /// on to the next request (or closes, as the request asked).
+    fn end_flv(&mut self, now: Instant) {
+        let Some(play) = self.flv.take() else {
+            return;
+        };
+        if play.playing {
+            if !play.head_only() {
+                self.queue(bytes::Bytes::from_static(LAST_CHUNK));
+            }
+            self.events.push_back(SessionEvent::PlayStopped);
+        }
+        if !play.req.keep_alive {
+            self.closing = true;
+        }
+        self.advance(now, true);
+    }
+
+    /// Frames sent to the HTTP-FLV player, if one is playing.
+    pub fn flv_frames(&self) -> Option<u64> {
+        self.flv.as_ref().filter(|p| p.playing).map(FlvPlay::frames)
+    }
+}
+
 impl<H: Handler> Session for HttpSession<H> {
     fn protocol(&self) -> &'static str {
-        "http"
+        if self.flv.is_some() {
+            "http-flv"
+        } else {
+            "http"
+        }
     }
 
     fn handle_input(&mut self, now: Instant, input: Input) {
@@ -324,9 +393,28 @@ impl<H: Handler> Session for HttpSession<H> {
         }
     }
 
-    fn handle_delivery(&mut self, _now: Instant, _delivery: DeliveryRef<'_>) {}
+    fn handle_delivery(&mut self, _now: Instant, delivery: DeliveryRef<'_>) {
+        let Some(play) = self.flv.as_mut().filter(|p| p.playing && !p.head_only()) else {
+            return;
+        };
+        let mut pieces: heapless::Vec<bytes::Bytes, 12> = heapless::Vec::new();
+        let mut push = |b: bytes::Bytes| {
+            let _ = pieces.push(b);
+        };
+        match delivery {
+            DeliveryRef::Tracks(t) => play.tracks(t, &mut push),
+            DeliveryRef::Frame(f) => play.frame(f, &mut push),
+            // The bus sends the tracks again and resumes at a key frame.
+            DeliveryRef::Lagged { .. } => {}
+        }
+        for b in pieces {
+            self.queue(b);
+        }
+    }
 
-    fn handle_stream_end(&mut self, _now: Instant, _why: RecvError) {}
+    fn handle_stream_end(&mut self, now: Instant, _why: RecvError) {
+        self.end_flv(now);
+    }
 
     fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
@@ -349,9 +437,35 @@ impl<H: Handler> Session for HttpSession<H> {
         }
     }
 
-    fn accept(&mut self, _now: Instant, _id: RequestId) {}
+    fn accept(&mut self, now: Instant, id: RequestId) {
+        let Some(play) = self.flv.as_mut().filter(|p| p.id == id && !p.playing) else {
+            return;
+        };
+        play.playing = true;
+        let head_only = play.head_only();
+        let keep = play.req.keep_alive;
+        let mut resp = FlvPlay::response();
+        if self.handler.any_origin(&play.req) {
+            resp.headers
+                .push(("Access-Control-Allow-Origin", "*".into()));
+        }
+        self.handler.answered(200);
+        self.queue(resp.encode_chunked_head(keep));
+        if head_only {
+            self.end_flv(now);
+        }
+    }
 
-    fn reject(&mut self, _now: Instant, _id: RequestId, _why: Rejection) {}
+    fn reject(&mut self, now: Instant, id: RequestId, why: Rejection) {
+        if self.flv.as_ref().is_none_or(|p| p.id != id || p.playing) {
+            return;
+        }
+        if let Some(play) = self.flv.take() {
+            let keep = play.req.keep_alive;
+            self.send(Some(&play.req), FlvPlay::refusal(&why), keep);
+            self.advance(now, true);
+        }
+    }
 
     fn close(&mut self, now: Instant, _why: CloseReason) {
         self.now = now;
@@ -362,12 +476,28 @@ impl<H: Handler> Session for HttpSession<H> {
                 false,
             );
         }
+        if let Some(play) = self.flv.take() {
+            if play.playing && !play.head_only() {
+                self.queue(bytes::Bytes::from_static(LAST_CHUNK));
+            } else if !play.playing {
+                self.send(
+                    Some(&play.req),
+                    Response::text(503, "server shutting down"),
+                    false,
+                );
+            }
+        }
         self.closing = true;
     }
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
         let mut t = self.pop();
-        if !self.output_full() && !self.buf.is_empty() && self.held.is_none() && !self.closing {
+        if !self.output_full()
+            && !self.buf.is_empty()
+            && self.held.is_none()
+            && self.flv.is_none()
+            && !self.closing
+        {
             // Below the bound again: answer what was left buffered.
             let events = self.events.len();
             self.advance(self.now, false);
@@ -438,6 +568,6 @@ impl<H: Handler> Session for HttpSession<H> {
         }
         // Waiting for the rest of one request, the parser bounds it; with a
         // request held, a header section's worth of the next is enough.
-        self.held.is_none() || self.buf.len() < self.cfg.max_header
+        (self.held.is_none() && self.flv.is_none()) || self.buf.len() < self.cfg.max_header
     }
 }
