@@ -106,7 +106,10 @@ fn flv_tags(file: &[u8]) -> (u8, Vec<FlvTag>) {
         let ts = u32::from_be_bytes([h[7], h[4], h[5], h[6]]);
         let body = file[at + 11..at + 11 + size].to_vec();
         let prev = &file[at + 11 + size..at + 15 + size];
-        assert_eq!(u32::from_be_bytes(prev.try_into().unwrap()) as usize, 11 + size);
+        assert_eq!(
+            u32::from_be_bytes(prev.try_into().unwrap()) as usize,
+            11 + size
+        );
         tags.push((h[0], ts, body));
         at += 15 + size;
     }
@@ -217,7 +220,10 @@ fn head_answers_without_a_body_and_a_closing_player_ends_the_play() {
     let out = drain(&mut c, now);
     let text = String::from_utf8_lossy(&out);
     assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
-    assert!(text.ends_with("\r\n\r\n") && !text.contains("FLV"), "{text}");
+    assert!(
+        text.ends_with("\r\n\r\n") && !text.contains("FLV"),
+        "{text}"
+    );
     assert!(!c.is_playing());
     // A play the peer walks away from ends with the connection.
     c.handle_input(

@@ -27,8 +27,8 @@ pub use router::{MetricsHook, ReloadHook, Router, SessionsApi};
 pub use server::{Handler, HttpConfig, HttpSession, DEFAULT_MAX_QUEUED};
 
 #[cfg(test)]
+mod flv_tests;
+#[cfg(test)]
 mod hls_tests;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod flv_tests;

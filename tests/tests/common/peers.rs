@@ -53,17 +53,36 @@ pub fn need(tool: &str, install: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("interop: `{tool}` is missing; install it with: {install}"))
 }
 
+/// Plays an HLS stream in Chromium with hls.js (`tests/browser/play_hls.mjs`).
 pub fn play_in_browser(url: &str, seconds: u32, shot: &Path) -> serde_json::Value {
+    browser_report("play_hls.mjs", "hls.js", url, seconds, shot)
+}
+
+/// Plays an HTTP-FLV stream in Chromium with flv.js
+/// (`tests/browser/play_flv.mjs`).
+pub fn play_flv_in_browser(url: &str, seconds: u32, shot: &Path) -> serde_json::Value {
+    browser_report("play_flv.mjs", "flv.js", url, seconds, shot)
+}
+
+/// Runs a player script of `tests/browser` that needs the npm package
+/// `module`, and returns the JSON report it prints.
+fn browser_report(
+    script: &str,
+    module: &str,
+    url: &str,
+    seconds: u32,
+    shot: &Path,
+) -> serde_json::Value {
     need("chromium", "apt-get install -y chromium");
     let node = need("node", "apt-get install -y nodejs npm");
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
     assert!(
         dir.join("node_modules/playwright-core").exists()
-            && dir.join("node_modules/hls.js").exists(),
-        "interop: playwright-core and hls.js are missing; run: npm install --prefix tests/browser"
+            && dir.join("node_modules").join(module).exists(),
+        "interop: playwright-core and {module} are missing; run: npm install --prefix tests/browser"
     );
     let out = Command::new(node)
-        .arg(dir.join("play_hls.mjs"))
+        .arg(dir.join(script))
         .arg(url)
         .arg(seconds.to_string())
         .arg(shot)
