@@ -551,6 +551,63 @@ mod tests {
         assert_eq!(previous_tag_size(&tag), 316u32.to_be_bytes());
     }
 
+    proptest::proptest! {
+        /// Whatever frames come, the file form reads back tag by tag: every
+        /// size and `PreviousTagSize` agrees, time stamps are the rebased
+        /// decode times, and each body is the head then the frame's bytes.
+        #[test]
+        fn file_tags_read_back(frames in proptest::collection::vec(
+            (proptest::bool::ANY, proptest::bool::ANY, 0i64..200, 0usize..700),
+            1..60,
+        )) {
+            let mut m = FlvMux::new();
+            let mut file = file_header(true, true).to_vec();
+            let mut sent = Vec::new();
+            let mut write = |t: Tag, file: &mut Vec<u8>| {
+                file.extend_from_slice(&file_tag_head(&t));
+                file.extend_from_slice(&t.payload);
+                file.extend_from_slice(&previous_tag_size(&t));
+                sent.push(t);
+            };
+            let mut tags = Vec::new();
+            m.tracks(&set(&[(0, CodecId::H264, b"v"), (1, CodecId::Opus, b"o")]), false, |t| {
+                tags.push(t);
+            });
+            for t in tags {
+                write(t, &mut file);
+            }
+            let mut dts = 10_000;
+            for (is_video, key, step, len) in frames {
+                dts += step;
+                let payload = Bytes::from(vec![7u8; len]);
+                let f = if is_video {
+                    MediaFrame::video(TrackId(0), CodecId::H264, key, MediaTime::from_millis(dts), payload)
+                } else {
+                    MediaFrame::audio(TrackId(1), CodecId::Opus, MediaTime::from_millis(dts), payload)
+                };
+                if let Some(t) = m.frame(&f) {
+                    proptest::prop_assert_eq!(&t.payload, &f.payload);
+                    write(t, &mut file);
+                }
+            }
+            let mut at = 13;
+            let mut read = 0;
+            while at < file.len() {
+                let size = u32::from_be_bytes([0, file[at + 1], file[at + 2], file[at + 3]]) as usize;
+                let ts = u32::from_be_bytes([file[at + 7], file[at + 4], file[at + 5], file[at + 6]]);
+                let t = &sent[read];
+                proptest::prop_assert_eq!((file[at], ts, size), (t.kind.id(), t.timestamp, t.len()));
+                let body = &file[at + 11..at + 11 + size];
+                proptest::prop_assert_eq!(&body[..t.head.len()], &t.head[..]);
+                let prev = u32::from_be_bytes(file[at + 11 + size..at + 15 + size].try_into().unwrap());
+                proptest::prop_assert_eq!(prev as usize, 11 + size);
+                at += 15 + size;
+                read += 1;
+            }
+            proptest::prop_assert_eq!(read, sent.len());
+        }
+    }
+
     #[test]
     fn enhanced_heads_name_the_fourcc() {
         let f = video(0, CodecId::Av1, true, 0);

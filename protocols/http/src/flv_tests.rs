@@ -5,7 +5,7 @@ use super::*;
 use arcly_core::bus::CloseReason;
 use arcly_core::engine::{Engine, Publisher, Request as EReq, StreamKey};
 use arcly_core::frame::{CodecId, MediaFrame, TrackId, TrackInfo, TrackSet};
-use arcly_core::session::{Conductor, ConnContext, Input, Session};
+use arcly_core::session::{Conductor, ConnContext, Input, Session, SessionEvent};
 use arcly_core::time::{Instant, MediaTime, Timescale};
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
@@ -100,7 +100,11 @@ fn flv_tags(file: &[u8]) -> (u8, Vec<FlvTag>) {
     let flags = file[4];
     let mut at = 13;
     let mut tags = Vec::new();
-    while at < file.len() {
+    // A body cut short ends after its last whole tag.
+    while at + 11 <= file.len()
+        && at + 15 + u32::from_be_bytes([0, file[at + 1], file[at + 2], file[at + 3]]) as usize
+            <= file.len()
+    {
         let h = &file[at..at + 11];
         let size = u32::from_be_bytes([0, h[1], h[2], h[3]]) as usize;
         let ts = u32::from_be_bytes([h[7], h[4], h[5], h[6]]);
@@ -256,4 +260,76 @@ fn a_host_shutdown_ends_the_body() {
     let out = drain(&mut c, now);
     assert!(out.ends_with(b"0\r\n\r\n"));
     assert!(c.is_closed());
+}
+
+/// The chunks of a chunked body whole in `raw` (a capture cut when the
+/// player left ends inside one).
+fn whole_chunks(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while let Some(eol) = raw[at..].windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(std::str::from_utf8(&raw[at..at + eol]).unwrap(), 16)
+            .expect("a hexadecimal chunk size");
+        let start = at + eol + 2;
+        if size == 0 || raw.len() < start + size + 2 {
+            break;
+        }
+        assert_eq!(&raw[start + size..start + size + 2], b"\r\n");
+        out.extend_from_slice(&raw[start..start + size]);
+        at = start + size + 2;
+    }
+    out
+}
+
+/// What ffmpeg 5.1 and flv.js in Chromium sent the gateway for an HTTP-FLV
+/// play, and what it answered (`testdata/capture.sh`): the requests raise
+/// the play with the connection as each asked, and the recorded answers are
+/// chunked FLV that starts with the header, the metadata and the sequence
+/// headers, then a key frame at 0, with every tag's size consistent.
+#[test]
+fn captured_players_requests_and_the_gateways_answers() {
+    for (c2s, s2c, keep_alive) in [
+        (
+            &include_bytes!("../testdata/ffmpeg5_flv.c2s")[..],
+            &include_bytes!("../testdata/ffmpeg5_flv.s2c")[..],
+            false,
+        ),
+        (
+            &include_bytes!("../testdata/flvjs_flv.c2s")[..],
+            &include_bytes!("../testdata/flvjs_flv.s2c")[..],
+            true,
+        ),
+    ] {
+        let mut s = HttpSession::new(HttpConfig::default(), Arc::new(Plain));
+        s.handle_input(Instant::ZERO, Input::Stream(BytesMut::from(c2s)));
+        let Some(SessionEvent::Request(r)) = s.poll_event() else {
+            panic!("no play request");
+        };
+        assert_eq!((r.app.as_str(), r.stream.as_str()), ("live", "cap"));
+        assert_eq!(r.action, arcly_core::engine::Action::Play);
+        s.accept(Instant::ZERO, r.id);
+        let head = s.poll_transmit().unwrap().data;
+        let text = String::from_utf8_lossy(&head);
+        assert!(text.contains("Transfer-Encoding: chunked"), "{text}");
+        let want = if keep_alive { "keep-alive" } else { "close" };
+        assert!(text.contains(&format!("Connection: {want}")), "{text}");
+
+        let (head, n) = crate::client::parse_response_head(s2c, false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (head.status, head.framing, head.keep_alive),
+            (200, crate::client::Framing::Chunked, keep_alive)
+        );
+        let body = whole_chunks(&s2c[n..]);
+        let (flags, tags) = flv_tags(&body);
+        assert_eq!(flags, 5);
+        let kinds: Vec<u8> = tags.iter().take(3).map(|t| t.0).collect();
+        assert_eq!(kinds, [18, 9, 8]);
+        let first = tags.iter().find(|t| t.0 == 9 && t.2[1] == 1).unwrap();
+        assert_eq!((first.1, first.2[0]), (0, 0x17), "a key frame at 0");
+        let video: Vec<u32> = tags.iter().filter(|t| t.0 == 9).map(|t| t.1).collect();
+        assert!(video.windows(2).all(|w| w[0] <= w[1]));
+        assert!(video.len() > 60, "{} video tags", video.len());
+    }
 }

@@ -30,4 +30,13 @@ wait %2 2>/dev/null || true
 $PROXY 19363 19361 "$HERE/ffmpeg5_hls.c2s" --server-out "$HERE/ffmpeg5_hls.s2c" &
 sleep 0.3
 timeout 8 ffmpeg -v error -http_persistent 1 -i http://127.0.0.1:19363/live/cap/index.m3u8 -t 3 -c copy -f null - || true
+# ffmpeg 5.1 playing HTTP-FLV for 2 s, and flv.js in Chromium for 3 s
+# (tests/browser/play_flv.mjs; needs `npm install --prefix tests/browser`).
+$PROXY 19364 19361 "$HERE/ffmpeg5_flv.c2s" --server-out "$HERE/ffmpeg5_flv.s2c" &
+sleep 0.3
+timeout 8 ffmpeg -v error -i http://127.0.0.1:19364/live/cap.flv -t 2 -c copy -f null - || true
+wait %3 2>/dev/null || true
+$PROXY 19365 19361 "$HERE/flvjs_flv.c2s" --server-out "$HERE/flvjs_flv.s2c" &
+sleep 0.3
+node "$ROOT/tests/browser/play_flv.mjs" http://127.0.0.1:19365/live/cap.flv 3 /dev/null >/dev/null || true
 wait $PUB 2>/dev/null || true
