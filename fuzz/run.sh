@@ -31,8 +31,8 @@ seed() { # seed TARGET FILE BYTES
 for f in "$rtmp"/*.c2s; do
   for n in 4096 32768; do seed rtmp_server "$f" "$n"; done
 done
-seed flv_file "$rtmp/ffmpeg5_h264_aac_1s.flv" 32768
-seed rtmp_flv_tag "$rtmp/ffmpeg5_h264_aac_1s.flv" 4096
+seed flv_file "$media/ffmpeg5_h264_aac_1s.flv" 32768
+seed rtmp_flv_tag "$media/ffmpeg5_h264_aac_1s.flv" 4096
 for f in "$media"/*.ts; do
   for t in ts_demux ts_roundtrip hls; do seed "$t" "$f" 37600; done
 done

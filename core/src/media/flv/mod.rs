@@ -1,6 +1,7 @@
 //! FLV tags made from the kernel's tracks and frames: what RTMP carries in
 //! its audio, video and data messages and what an FLV file (or an HTTP-FLV
-//! response) holds, built once here for both.
+//! response) holds, built once here for both; and [`FlvFileReader`], which
+//! reads the file form back.
 //!
 //! [`FlvMux`] turns a stream's deliveries into [`Tag`]s: `onMetaData` and
 //! the sequence headers for each track set (always before frames), then
@@ -27,9 +28,14 @@
 //! the frame's own `Bytes`: a receiver writes the two side by side and the
 //! payload is never copied.
 
+mod file;
+
+pub use file::{FileTag, FlvFileError, FlvFileReader, TagKind};
+
 use crate::frame::{CodecId, MediaFrame, TrackInfo, TrackSet};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
 use bytes::{BufMut, Bytes, BytesMut};
-use std::sync::Arc;
 
 /// The sound format that announces an enhanced audio header.
 const AUDIO_EX_HEADER: u8 = 9;
