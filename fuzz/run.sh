@@ -38,6 +38,7 @@ for f in "$media"/*.ts; do
 done
 seed av1 "$media/av1.obu" 4096
 mkdir -p seeds/http_client
+seed http_client ../protocols/http/testdata/flvjs_flv.s2c 4096
 printf 'HTTP/1.1 200 OK\r\nContent-Length: 77\r\n\r\n#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:2.0,\nseg0.ts\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n' > seeds/http_client/live
 seed vp9 "$media/vp9.ivf" 4096
 # The server's request framing: pipelined requests and each refused case
@@ -59,6 +60,7 @@ for r in \
   'GET / HTTP/1.1\r\nX-A: one\r\n two\r\n\r\n' \
   'GET /live/a%2f..%2fb/x HTTP/1.1\r\n\r\nGET /live/a%5Cb/x HTTP/1.1\r\n\r\n' \
   'GET /live/%2e%2e/x%00 HTTP/1.1\r\n\r\n' \
+  'GET /live/a.flv HTTP/1.1\r\n\r\nGET /live/b.flv?token=t HTTP/1.1\r\nConnection: close\r\n\r\nHEAD /live/c.flv HTTP/1.1\r\n\r\n' \
   'GET /a HTTP/1.1\r\n\r\nGET /ab HTTP/1.1\r\n\r\nGET /abc HTTP/1.1\r\n\r\nGET /abcd HTTP/1.1\r\n\r\nGET /abcde HTTP/1.1\r\n\r\nGET /abcdef HTTP/1.1\r\n\r\n'; do
   n=$((n + 1))
   { printf "\\x$(printf %02x $((n * 7)))"; printf '%b' "$r"; } >"seeds/http_request/vector$n"

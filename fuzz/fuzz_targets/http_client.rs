@@ -4,13 +4,17 @@
 //! split at arbitrary points with time passing: never a panic, never an
 //! unbounded buffer. The same bytes as a body in each framing
 //! (`response_body`, which the gateway's callback and JWKS calls read).
+//! The same bytes as the answer to an HTTP-FLV player (its dechunking and
+//! FLV tag reading).
 #![no_main]
 
 use arcly_core::time::Instant;
 use arcly_http::client::{
     parse_playlist, parse_response_head, response_body, ClientConfig, Framing, HlsClient,
 };
+use arcly_http::flv_client::FlvClient;
 use libfuzzer_sys::fuzz_target;
+use std::time::Duration;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
@@ -45,4 +49,13 @@ fuzz_target!(|data: &[u8]| {
     }
     c.handle_eof(Instant::from_millis(1 << 30));
     while c.poll_event().is_some() {}
+
+    let mut f = FlvClient::new("x", "/live/cam.flv", Duration::from_secs(5), Instant::ZERO);
+    while f.poll_transmit().is_some() {}
+    for piece in data.chunks(step) {
+        f.handle_input(piece);
+        while f.poll_event().is_some() {}
+    }
+    f.handle_eof();
+    while f.poll_event().is_some() {}
 });

@@ -1,10 +1,12 @@
 //! Arbitrary bytes into the HTTP server session (split at an arbitrary
 //! point, answers taken a few at a time so the output bound pauses and
 //! resumes answering, then time passes): never a panic, never an unbounded
-//! buffer, and a refused request always ends the connection.
+//! buffer, and a refused request always ends the connection. HTTP-FLV
+//! plays (`GET /APP/STREAM.flv`) are accepted and ended, or refused.
 #![no_main]
 
-use arcly_core::session::{Input, Session, SessionEvent};
+use arcly_core::bus::{CloseReason, RecvError};
+use arcly_core::session::{Input, Rejection, Session, SessionEvent};
 use arcly_core::time::Instant;
 use arcly_http::{Handler, HttpConfig, HttpSession, Request, Response};
 use bytes::BytesMut;
@@ -46,6 +48,16 @@ fn take(s: &mut HttpSession<Echo>, n: Option<usize>) -> bool {
     let mut refused = false;
     while let Some(ev) = s.poll_event() {
         refused |= matches!(ev, SessionEvent::Closed(_));
+        // An HTTP-FLV play: accepted or refused in turn, as a host would.
+        if let SessionEvent::Request(r) = ev {
+            let now = Instant::from_millis(3);
+            if r.id.0 % 2 == 0 {
+                s.accept(now, r.id);
+                s.handle_stream_end(now, RecvError::Closed(CloseReason::PublisherEnded));
+            } else {
+                s.reject(now, r.id, Rejection::NotFound);
+            }
+        }
     }
     refused
 }

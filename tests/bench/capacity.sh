@@ -5,13 +5,15 @@
 # bench` ramps RTMP players against each. A step is "held" when every player
 # joined, none stalled or failed, and the delivered rate is at least 90 % of
 # players x stream rate. Reports CPU use and resident memory per player.
+# Then HTTP-FLV players (`GET /live/cap.flv`) against arcly and
+# node-media-server, the two that serve it (nginx-rtmp does not).
 # Then the same for HLS clients: a second arcly packages the stream into
 # MPEG-TS segments, serving them from memory and recording the very same
 # segments to disk, where nginx (plain HTTP, one worker per core) serves
 # them as files; `arcly bench` ramps HLS clients against each.
 #   bash tests/bench/capacity.sh [STEPS...]      (default: 100 200 400 800 1600)
 #   SERVERS=nginx bash tests/bench/capacity.sh   (some servers only: arcly, nginx, nms)
-#   KINDS=hls bash tests/bench/capacity.sh       (some kinds only: rtmp, hls, llhls)
+#   KINDS=hls bash tests/bench/capacity.sh       (some kinds only: rtmp, flv, hls, llhls)
 # `llhls` runs LL-HLS clients (fMP4 parts through blocking reloads) against
 # arcly alone: nginx has no LL-HLS.
 set -euo pipefail
@@ -106,7 +108,7 @@ ramp() {
   done
 }
 
-kinds="${KINDS:-rtmp hls llhls}"
+kinds="${KINDS:-rtmp flv hls llhls}"
 if [[ " $kinds " == *" rtmp "* ]]; then
 for server in ${SERVERS:-arcly nginx nms}; do
   port=$pa; [ $server = nginx ] && port=$pn; [ $server = nms ] && port=$pm
@@ -121,6 +123,28 @@ for server in ${SERVERS:-arcly nginx nms}; do
   kill $pub 2>/dev/null || true
   wait $pub 2>/dev/null || true
 done
+fi
+
+if [[ " $kinds " == *" flv "* ]]; then
+  # arcly with its HTTP port on (it also packages the one stream as LL-HLS,
+  # a constant cost beside the players').
+  kill $arcly_pid 2>/dev/null || true
+  wait $arcly_pid 2>/dev/null || true
+  pf=$(( pa + 9 )); pr4=$(( pa + 10 ))
+  "$ARCLY" --rtmp 127.0.0.1:$pr4 --http 127.0.0.1:$pf --log warn &
+  arcly_pid=$!
+  sleep 1
+  for server in ${SERVERS:-arcly nms}; do
+    [ $server = nginx ] && continue # nginx-rtmp serves no HTTP-FLV
+    rtmp_port=$pr4; http_port=$pf
+    [ $server = nms ] && { rtmp_port=$pm; http_port=$(( pa + 8 )); }
+    ffmpeg -v error -re -stream_loop -1 -i "$in" -c copy -f flv "rtmp://127.0.0.1:$rtmp_port/live/cap" &
+    pub=$!
+    sleep 16
+    ramp flv $server "http://127.0.0.1:$http_port/live/cap.flv" 12
+    kill $pub 2>/dev/null || true
+    wait $pub 2>/dev/null || true
+  done
 fi
 
 if [[ " $kinds " == *" hls "* ]]; then

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 #[command(after_help = AFTER_HELP)]
 pub struct BenchArgs {
     /// rtmp://HOST:PORT/APP/STREAM (RTMP players), rtsp://HOST:PORT/PATH (RTSP
-    /// over TCP), http://HOST:PORT/APP/STREAM/whep (WebRTC), or any other
-    /// http:// URL (HLS clients); repeat to mix them: players take the URLs in turn
+    /// over TCP), http://HOST:PORT/APP/STREAM/whep (WebRTC),
+    /// http://HOST:PORT/APP/STREAM.flv (HTTP-FLV), or any other http:// URL
+    /// (HLS clients); repeat to mix them: players take the URLs in turn
     #[arg(long, required = true, value_name = "URL")]
     pub url: Vec<String>,
     /// Players to run
@@ -39,7 +40,8 @@ pub struct BenchArgs {
 }
 
 const AFTER_HELP: &str = "\
-A WHEP player sends the offer over HTTP, then runs ICE, DTLS and SRTP on a UDP
+An HTTP-FLV player reads one chunked (or close-delimited) FLV response, as
+flv.js does. A WHEP player sends the offer over HTTP, then runs ICE, DTLS and SRTP on a UDP
 socket of its own. An HLS client runs on one keep-alive connection: the
 playlist, then every new segment from three before the live edge, with playback
 modelled so that running dry is a stall; its join time is the time to the first
@@ -107,6 +109,9 @@ pub fn run(args: BenchArgs) -> Result<String, String> {
                         Target::Whep { addr, host, path } => {
                             tasks.spawn(whep_player(addr.clone(), host.clone(), path.clone(), clock, end, totals));
                         }
+                        Target::Flv { addr, host, path } => {
+                            tasks.spawn(flv_player(addr.clone(), host.clone(), path.clone(), clock, end, totals, reconnect));
+                        }
                         Target::Hls { addr, host, path } => {
                             tasks.spawn(hls_client(addr.clone(), host.clone(), path.clone(), low_latency, clock, end, totals));
                         }
@@ -146,7 +151,8 @@ pub fn run(args: BenchArgs) -> Result<String, String> {
 }
 
 /// An rtmp:// URL for RTMP players, an rtsp:// one for RTSP players
-/// (media interleaved on TCP), or an http:// one for HLS clients.
+/// (media interleaved on TCP), an http:// one ending in `.flv` for HTTP-FLV
+/// players, `/whep` for WebRTC, any other for HLS clients.
 fn parse_target(url: &str) -> Result<Target, String> {
     if let Some(u) = arcly_rtsp::url::RtspUrl::parse(url) {
         return Ok(Target::Rtsp {
@@ -155,6 +161,13 @@ fn parse_target(url: &str) -> Result<Target, String> {
         });
     }
     if let Some((host, port, path)) = arcly_http::client::split_http_url(url) {
+        if path.split('?').next().is_some_and(|p| p.ends_with(".flv")) {
+            return Ok(Target::Flv {
+                addr: format!("{host}:{port}"),
+                host,
+                path,
+            });
+        }
         if path.trim_end_matches('/').ends_with("/whep") {
             return Ok(Target::Whep {
                 addr: format!("{host}:{port}"),
@@ -196,6 +209,101 @@ enum Target {
         host: String,
         path: String,
     },
+    Flv {
+        addr: String,
+        host: String,
+        path: String,
+    },
+}
+
+/// One HTTP-FLV player until `end`: joined at its first video key frame; a
+/// second without video once joined is a stall. A stream that ends or is
+/// not there yet (404) is played again after half a second with
+/// `--reconnect`, as real players retry.
+async fn flv_player(
+    addr: String,
+    host: String,
+    path: String,
+    clock: Clock,
+    end: Instant,
+    totals: Arc<Totals>,
+    reconnect: bool,
+) {
+    use arcly_http::client::ClientError;
+    use arcly_http::flv_client::{FlvClient, FlvEvent};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t0 = Instant::now();
+    let mut joined = false;
+    let mut first = true;
+    let mut buf = vec![0u8; 64 * 1024];
+    'conn: while Instant::now() < end {
+        if !first {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            totals.rejoins.fetch_add(1, Ordering::Relaxed);
+        }
+        first = false;
+        let Ok(mut sock) = tokio::net::TcpStream::connect(&addr).await else {
+            totals.errors.fetch_add(1, Ordering::Relaxed);
+            break;
+        };
+        let _ = sock.set_nodelay(true);
+        let mut c = FlvClient::new(&host, &path, Duration::from_secs(10), clock.now());
+        let mut last_video: Option<Instant> = None;
+        loop {
+            while let Some(t) = c.poll_transmit() {
+                if sock.write_all(&t).await.is_err() {
+                    c.handle_eof();
+                }
+            }
+            while let Some(e) = c.poll_event() {
+                match e {
+                    FlvEvent::Media { video, key, bytes } => {
+                        totals.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+                        if !video {
+                            continue;
+                        }
+                        let now = Instant::now();
+                        if !joined && key {
+                            joined = true;
+                            let us = t0.elapsed().as_micros() as u64;
+                            totals.joined.fetch_add(1, Ordering::Relaxed);
+                            totals.join_us_sum.fetch_add(us, Ordering::Relaxed);
+                            totals.join_us_max.fetch_max(us, Ordering::Relaxed);
+                        }
+                        if last_video.is_some_and(|prev| now - prev > Duration::from_secs(1)) {
+                            totals.stalls.fetch_add(1, Ordering::Relaxed);
+                        }
+                        last_video = Some(now);
+                    }
+                    FlvEvent::Ended if reconnect => continue 'conn,
+                    FlvEvent::Failed(ClientError::Status { status: 404, .. }) if reconnect => {
+                        continue 'conn
+                    }
+                    FlvEvent::Ended | FlvEvent::Failed(_) => {
+                        if Instant::now() < end {
+                            totals.errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                        break 'conn;
+                    }
+                }
+            }
+            if Instant::now() >= end {
+                break 'conn;
+            }
+            let wake = c
+                .poll_timeout()
+                .map_or(end.into(), |t| clock.to_tokio(t))
+                .min(end.into());
+            tokio::select! {
+                r = sock.read(&mut buf) => match r {
+                    Ok(n) if n > 0 => c.handle_input(&buf[..n]),
+                    _ => c.handle_eof(),
+                },
+                _ = tokio::time::sleep_until(wake) => c.handle_timeout(clock.now()),
+            }
+        }
+    }
+    totals.ended.fetch_add(1, Ordering::Relaxed);
 }
 
 /// One HLS client, reconnecting when the server ends a keep-alive

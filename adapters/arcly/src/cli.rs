@@ -23,15 +23,16 @@ Examples (STREAM is any name; APP/STREAM is how streams are named):
   Player   http://127.0.0.1:8888/live/STREAM/ (LL-HLS or WebRTC in a browser)
   Camera   http://127.0.0.1:8888/live/STREAM/publish (WHIP from a browser)
   HLS      http://127.0.0.1:8888/live/STREAM/index.m3u8
+  HTTP-FLV ffplay http://127.0.0.1:8888/live/STREAM.flv (or flv.js in a browser)
   Streams  http://127.0.0.1:8888/ and /api/streams; metrics at /metrics";
 
 /// `arcly`: a live-media streaming gateway (RTMP, RTSP, SRT and WebRTC in;
-/// RTMP, RTSP, SRT, WebRTC, HLS and LL-HLS out).
+/// RTMP, RTSP, SRT, WebRTC, HLS, LL-HLS and HTTP-FLV out).
 #[derive(Debug, Parser)]
 #[command(
     name = "arcly",
     version,
-    about = "arcly: a live-media streaming gateway (RTMP, RTSP, SRT and WebRTC in; RTMP, RTSP, SRT, WebRTC, HLS and LL-HLS out)",
+    about = "arcly: a live-media streaming gateway (RTMP, RTSP, SRT and WebRTC in; RTMP, RTSP, SRT, WebRTC, HLS, LL-HLS and HTTP-FLV out)",
     after_help = EXAMPLES,
     args_conflicts_with_subcommands = true,
     args_override_self = true,
@@ -63,7 +64,7 @@ pub enum Command {
     },
     /// Convert FLV / MPEG-TS to MPEG-TS, fMP4 or HLS, without re-encoding.
     Remux(remux::RemuxArgs),
-    /// Run N RTMP, RTSP, HLS or WebRTC players against a server.
+    /// Run N RTMP, RTSP, HLS, HTTP-FLV or WebRTC players against a server.
     Bench(bench::BenchArgs),
     /// Mint an HMAC token for --auth-secret.
     Token(TokenArgs),
@@ -104,7 +105,7 @@ pub struct RunFlags {
     /// RTMP listen address [default: 0.0.0.0:1935]
     #[arg(long, value_name = "ADDR|off", value_parser = listen)]
     pub rtmp: Option<Listen>,
-    /// HTTP listen address (HLS, pages, WHIP/WHEP, API) [default: 0.0.0.0:8888]
+    /// HTTP listen address (HLS, HTTP-FLV, pages, WHIP/WHEP, API) [default: 0.0.0.0:8888]
     #[arg(long, value_name = "ADDR|off", value_parser = listen)]
     pub http: Option<Listen>,
     /// RTSP listen address (TCP; media over TCP or UDP) [default: 0.0.0.0:8554]

@@ -1185,7 +1185,8 @@ async fn run(o: Options) -> Result<(), String> {
         log(
             Level::Info,
             &format!(
-                "HTTP listening on {} (HLS at /APP/STREAM/index.m3u8, {} segments of {} s{})",
+                "HTTP listening on {} (HLS at /APP/STREAM/index.m3u8, {} segments of {} s{}; \
+                 HTTP-FLV at /APP/STREAM.flv)",
                 listener.local_addr().unwrap_or(addr),
                 if o.ts { "MPEG-TS" } else { "fMP4" },
                 o.segment,

@@ -73,6 +73,89 @@ pub enum Framing {
     Close,
 }
 
+/// What [`Dechunker::step`] found at the front of the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chunk {
+    /// The next `n` bytes of the input are body data: the caller takes
+    /// them (they are not consumed by the decoder).
+    Data(usize),
+    /// Chunk framing was consumed; step again.
+    Framing,
+    /// More input is needed.
+    More,
+    /// The last chunk (and the empty trailer section) was consumed: the
+    /// body is over.
+    End,
+}
+
+/// Decodes a chunked body (RFC 9112 7.1) as it arrives: chunk sizes and
+/// their line ends are consumed, data is handed to the caller in place.
+/// Chunk extensions are skipped; trailers are refused.
+#[derive(Debug, Default)]
+pub struct Dechunker {
+    /// Bytes left of the current chunk, or `None` when a size line is next.
+    left: Option<u64>,
+}
+
+impl Dechunker {
+    /// One step over the front of `input`. `room`: how many more body bytes
+    /// are allowed; a chunk past it is [`ClientError::BodyTooLarge`].
+    pub fn step(&mut self, input: &mut BytesMut, room: u64) -> Result<Chunk, ClientError> {
+        match self.left {
+            Some(0) => {
+                // The CRLF after a chunk's data.
+                if input.len() < 2 {
+                    return Ok(Chunk::More);
+                }
+                if &input[..2] != b"\r\n" {
+                    return Err(ClientError::Malformed("chunk not ended by CRLF".into()));
+                }
+                input.advance(2);
+                self.left = None;
+                Ok(Chunk::Framing)
+            }
+            Some(left) => {
+                let n = left.min(input.len() as u64);
+                if n == 0 {
+                    return Ok(Chunk::More);
+                }
+                self.left = Some(left - n);
+                Ok(Chunk::Data(n as usize))
+            }
+            None => {
+                let Some(eol) = input.windows(2).position(|w| w == b"\r\n") else {
+                    if input.len() > 1024 {
+                        return Err(ClientError::Malformed("chunk size line".into()));
+                    }
+                    return Ok(Chunk::More);
+                };
+                let line = std::str::from_utf8(&input[..eol])
+                    .map_err(|_| ClientError::Malformed("chunk size line".into()))?;
+                let hex = line.split(';').next().unwrap_or("").trim();
+                let size = u64::from_str_radix(hex, 16)
+                    .map_err(|_| ClientError::Malformed(format!("chunk size {hex:?}")))?;
+                if size > room {
+                    return Err(ClientError::BodyTooLarge(size));
+                }
+                if size == 0 {
+                    // Trailers end with an empty line; none are expected.
+                    if input.len() < eol + 4 {
+                        return Ok(Chunk::More);
+                    }
+                    if &input[eol + 2..eol + 4] != b"\r\n" {
+                        return Err(ClientError::Malformed("chunked trailers".into()));
+                    }
+                    input.advance(eol + 4);
+                    return Ok(Chunk::End);
+                }
+                input.advance(eol + 2);
+                self.left = Some(size);
+                Ok(Chunk::Framing)
+            }
+        }
+    }
+}
+
 /// A parsed response head.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResponseHead {
@@ -467,9 +550,8 @@ enum Want {
 enum Body {
     /// Bytes of a `Content-Length` body still to come.
     Length(u64),
-    /// In a chunked body: bytes left of the current chunk, or `None` when a
-    /// chunk-size line is next.
-    Chunked(Option<u64>),
+    /// A chunked body.
+    Chunked(Dechunker),
     /// Until the server closes.
     Close,
 }
@@ -645,7 +727,7 @@ impl HlsClient {
             f.body = Some(match head.framing {
                 Framing::Length(n) if n > limit => return Err(ClientError::BodyTooLarge(n)),
                 Framing::Length(n) => Body::Length(n),
-                Framing::Chunked => Body::Chunked(None),
+                Framing::Chunked => Body::Chunked(Dechunker::default()),
                 Framing::Close => Body::Close,
             });
         }
@@ -681,61 +763,20 @@ impl HlsClient {
                 }
                 Ok(false)
             }
-            Some(Body::Chunked(state)) => match *state {
-                Some(0) => {
-                    // The CRLF after a chunk's data.
-                    if self.input.len() < 2 {
-                        return Ok(false);
+            Some(Body::Chunked(d)) => {
+                match d.step(&mut self.input, limit.saturating_sub(f.received))? {
+                    Chunk::Data(n) => {
+                        take(f, &mut self.input, n);
+                        Ok(true)
                     }
-                    if &self.input[..2] != b"\r\n" {
-                        return Err(ClientError::Malformed("chunk not ended by CRLF".into()));
-                    }
-                    self.input.advance(2);
-                    *state = None;
-                    Ok(true)
-                }
-                Some(left) => {
-                    let n = left.min(self.input.len() as u64) as usize;
-                    *state = Some(left - n as u64);
-                    take(f, &mut self.input, n);
-                    Ok(n > 0)
-                }
-                None => {
-                    let Some(eol) = self.input.windows(2).position(|w| w == b"\r\n") else {
-                        if self.input.len() > 1024 {
-                            return Err(ClientError::Malformed("chunk size line".into()));
-                        }
-                        return Ok(false);
-                    };
-                    let line = std::str::from_utf8(&self.input[..eol])
-                        .map_err(|_| ClientError::Malformed("chunk size line".into()))?;
-                    let hex = line.split(';').next().unwrap_or("").trim();
-                    let size = u64::from_str_radix(hex, 16)
-                        .map_err(|_| ClientError::Malformed(format!("chunk size {hex:?}")))?;
-                    if f.received.saturating_add(size) > limit {
-                        return Err(ClientError::BodyTooLarge(f.received.saturating_add(size)));
-                    }
-                    self.input.advance(eol + 2);
-                    if size == 0 {
-                        // Trailers end with an empty line; none are expected.
-                        if self.input.len() < 2 {
-                            // Put the zero chunk back until the CRLF arrives.
-                            let mut back = BytesMut::from(&b"0\r\n"[..]);
-                            back.extend_from_slice(&self.input);
-                            self.input = back;
-                            return Ok(false);
-                        }
-                        if &self.input[..2] != b"\r\n" {
-                            return Err(ClientError::Malformed("chunked trailers".into()));
-                        }
-                        self.input.advance(2);
+                    Chunk::More => Ok(false),
+                    Chunk::Framing => Ok(true),
+                    Chunk::End => {
                         self.finish(now);
-                        return Ok(true);
+                        Ok(true)
                     }
-                    *state = Some(size);
-                    Ok(true)
                 }
-            },
+            }
             None => Ok(false),
         }
     }

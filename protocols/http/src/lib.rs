@@ -15,6 +15,7 @@
 
 pub mod client;
 mod flv;
+pub mod flv_client;
 pub mod hls;
 pub mod message;
 mod router;
