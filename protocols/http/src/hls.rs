@@ -50,7 +50,7 @@ use crate::router::path_segment;
 use arcly_core::bus::{DeliveryRef, RecvError};
 use arcly_core::engine::{Consumer, ConsumerFactory, StreamKey};
 use arcly_core::media::hls::{
-    BlockingAnswer, HlsConfig, HlsEvent, HlsSegmenter, MultivariantPlaylist, RenditionReport,
+    BlockingCheck, HlsConfig, HlsEvent, HlsSegmenter, MultivariantPlaylist, RenditionReport,
     Variant,
 };
 use arcly_core::time::Instant;
@@ -120,7 +120,13 @@ struct State {
     finished_at: Option<Instant>,
     /// Bumped on every change; a held request rechecks when it moves.
     version: u64,
-    waiters: Vec<Waker>,
+    /// Held requests' wakers, one per connection (keyed by the waker's
+    /// identity, so registering is a lookup, not a scan of them all).
+    waiters: HashMap<(usize, usize), Waker>,
+    /// The media playlist as rendered for this version, by `_HLS_skip` and
+    /// the query carried to URIs: rendered once per update, shared by every
+    /// client that asks (its blocking directives only decide when).
+    rendered: HashMap<(bool, Option<String>), Bytes>,
     /// Frames the segmenter refused (for logs and stats).
     errors: u64,
     /// Clients that asked for a playlist lately, by address and a hash of
@@ -297,7 +303,7 @@ impl HlsOrigin {
                     true
                 }
                 Some(t) if now - t >= ENDED_KEPT.max(linger) => {
-                    for w in st.waiters.drain(..) {
+                    for (_, w) in st.waiters.drain() {
                         w.wake();
                     }
                     false
@@ -353,10 +359,15 @@ impl HlsOrigin {
         }
         let reports = (name == MEDIA_PLAYLIST).then(|| self.rendition_reports(key));
         let mut st = stream.lock();
-        if let (Some(reports), Some(seg)) = (reports, st.segmenter.as_mut()) {
-            seg.set_rendition_reports(reports);
+        // Where a ladder's other streams stand changes between this
+        // stream's updates: such a playlist is rendered fresh each time.
+        let shared = reports.as_ref().is_none_or(Vec::is_empty);
+        if let Some(reports) = reports {
+            if let Some(seg) = st.segmenter.as_mut() {
+                seg.set_rendition_reports(reports);
+            }
         }
-        let answer = answer(&st, name, req);
+        let answer = answer(&mut st, name, req, shared);
         match answer {
             Answer::Ready(r) => Poll::Ready(r),
             Answer::Wait => {
@@ -364,9 +375,10 @@ impl HlsOrigin {
                     return Poll::Ready(uncached(404, "the stream has ended"));
                 }
                 // One entry per waiting connection, however often it polls.
-                if !st.waiters.iter().any(|w| w.will_wake(cx.waker())) {
-                    st.waiters.push(cx.waker().clone());
-                }
+                let w = cx.waker();
+                st.waiters
+                    .entry((w.data() as usize, w.vtable() as *const _ as usize))
+                    .or_insert_with(|| w.clone());
                 Poll::Pending
             }
         }
@@ -439,7 +451,7 @@ impl HlsOrigin {
             }
         }
         Some(playlist_response(
-            MultivariantPlaylist { variants }.render(),
+            MultivariantPlaylist { variants }.render().into(),
             false,
         ))
     }
@@ -498,7 +510,7 @@ fn parse_num(v: Option<&str>) -> Result<Option<u64>, ()> {
     }
 }
 
-fn playlist_response(body: String, blocking: bool) -> Response {
+fn playlist_response(body: Bytes, blocking: bool) -> Response {
     // RFC 8216bis §6.2.5: a blocking response may be cached for a while
     // (its URL names the update); a plain reload must not be.
     let cache = if blocking { "max-age=60" } else { "no-cache" };
@@ -527,7 +539,13 @@ fn variant(st: &State, uri: String) -> Option<Variant> {
     Some(Variant::for_tracks(uri, seg.tracks(), bw, avg))
 }
 
-fn answer(st: &State, name: &str, req: &Request) -> Answer {
+/// The most renderings of one playlist version kept (each token a client
+/// sends is one; beyond this they are rendered and not kept).
+const MAX_RENDERED: usize = 64;
+
+/// The answer to `GET name`; `shared`: a rendered media playlist may be
+/// taken from (and kept in) the version's renderings.
+fn answer(st: &mut State, name: &str, req: &Request, shared: bool) -> Answer {
     let Some(seg) = st.segmenter.as_ref() else {
         // Published but no configuration yet: wait for the first segment.
         return Answer::Wait;
@@ -542,7 +560,7 @@ fn answer(st: &State, name: &str, req: &Request) -> Answer {
             }
             match variant(st, uri) {
                 Some(v) => Answer::Ready(playlist_response(
-                    MultivariantPlaylist { variants: vec![v] }.render(),
+                    MultivariantPlaylist { variants: vec![v] }.render().into(),
                     false,
                 )),
                 None => Answer::Wait,
@@ -559,15 +577,24 @@ fn answer(st: &State, name: &str, req: &Request) -> Answer {
             if msn.is_none() && part.is_none() && seg.playlist().segments().next().is_none() {
                 return Answer::Wait;
             }
-            match seg
-                .playlist()
-                .blocking_request_with(msn, part, skip, token.as_deref())
-            {
-                BlockingAnswer::Ready(body) => {
+            match seg.playlist().blocking_check(msn, part) {
+                BlockingCheck::Ready => {
+                    let key = (skip, token);
+                    let body = match st.rendered.get(&key).filter(|_| shared) {
+                        Some(body) => body.clone(),
+                        None => {
+                            let body =
+                                Bytes::from(seg.playlist().render_with(skip, key.1.as_deref()));
+                            if shared && st.rendered.len() < MAX_RENDERED {
+                                st.rendered.insert(key, body.clone());
+                            }
+                            body
+                        }
+                    };
                     Answer::Ready(playlist_response(body, msn.is_some()))
                 }
-                BlockingAnswer::Wait => Answer::Wait,
-                BlockingAnswer::BadRequest => Answer::Ready(Response::text(
+                BlockingCheck::Wait => Answer::Wait,
+                BlockingCheck::BadRequest => Answer::Ready(Response::text(
                     400,
                     "_HLS_msn/_HLS_part ask for more than two segments ahead",
                 )),
@@ -741,7 +768,8 @@ fn drain(st: &mut State) {
     }
     if changed {
         st.version += 1;
-        for w in st.waiters.drain(..) {
+        st.rendered.clear();
+        for (_, w) in st.waiters.drain() {
             w.wake();
         }
     }

@@ -505,3 +505,69 @@ fn a_ladders_multivariant_playlist_lists_each_rendition_once_it_has_a_segment() 
     let source = body(&get(&router, "/live/s/media.m3u8").unwrap());
     assert!(!source.contains("RENDITION-REPORT"), "{source}");
 }
+
+/// One rendering per playlist update, shared: every client asking for the
+/// same version (whatever `_HLS_msn`/`_HLS_part` it waited on) gets the
+/// same bytes, a client with another token its own, and the next update a
+/// new one. Held requests register once per connection however often they
+/// are polled, and all are woken by the update.
+#[test]
+fn a_playlist_version_is_rendered_once_and_held_requests_register_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+    let origin = HlsOrigin::new(ll_hls(), Duration::from_secs(10));
+    let router = Router::new(Engine::default(), origin.clone(), 0);
+    let (tracks, frames) = demux(H264_OPUS);
+    let mut p = origin.packager(key());
+    let half = frames.len() * 3 / 4;
+    feed(&mut p, &tracks, &frames[..half]);
+    let a = get(&router, "/live/s/media.m3u8").unwrap();
+    let b = get(&router, "/live/s/media.m3u8?_HLS_msn=0&_HLS_part=0").unwrap();
+    assert_eq!(a.status, 200);
+    assert_eq!(a.body.as_ptr(), b.body.as_ptr(), "one rendering, shared");
+    let t = get(&router, "/live/s/media.m3u8?token=x").unwrap();
+    assert!(body(&t).contains("?token=x"));
+    assert_ne!(a.body, t.body);
+    // A request for the next part waits; polled three times by each of two
+    // connections, it is registered twice.
+    let text = body(&a);
+    let msn: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let segments = text.lines().filter(|l| l.starts_with("#EXTINF")).count() as u64;
+    let next = format!("/live/s/media.m3u8?_HLS_msn={}&_HLS_part=9", msn + segments);
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let wakes = [
+        Arc::new(Count(AtomicUsize::new(0))),
+        Arc::new(Count(AtomicUsize::new(0))),
+    ];
+    let mut b = BytesMut::from(format!("GET {next} HTTP/1.1\r\n\r\n").as_bytes());
+    let req = parse_request(&mut b, 8192, 0).unwrap().unwrap();
+    for _ in 0..3 {
+        for w in &wakes {
+            let waker = Waker::from(w.clone());
+            let mut cx = Context::from_waker(&waker);
+            assert!(router
+                .poll_response(Instant::from_millis(1), &req, &mut cx)
+                .is_pending());
+        }
+    }
+    feed(&mut p, &tracks, &frames[half..]);
+    assert_eq!(
+        wakes
+            .iter()
+            .map(|w| w.0.load(Ordering::SeqCst))
+            .collect::<Vec<_>>(),
+        [1, 1]
+    );
+    let c = get(&router, "/live/s/media.m3u8").unwrap();
+    assert_ne!(c.body, a.body, "the update renders anew");
+}

@@ -10,6 +10,7 @@ pub mod segmenter;
 
 pub use multivariant::{MultivariantPlaylist, Variant};
 pub use playlist::{
-    BlockingAnswer, MediaPlaylist, PlaylistPart, PlaylistSegment, PlaylistType, RenditionReport,
+    BlockingAnswer, BlockingCheck, MediaPlaylist, PlaylistPart, PlaylistSegment, PlaylistType,
+    RenditionReport,
 };
 pub use segmenter::{HlsConfig, HlsEvent, HlsSegmenter, SegmentFormat};

@@ -84,6 +84,18 @@ pub enum BlockingAnswer {
     BadRequest,
 }
 
+/// [`MediaPlaylist::blocking_check`]'s answer: [`BlockingAnswer`] without
+/// the body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockingCheck {
+    /// Render the playlist and send it.
+    Ready,
+    /// Hold the request until the playlist changes.
+    Wait,
+    /// Answer 400.
+    BadRequest,
+}
+
 /// A live media playlist with a sliding window.
 #[derive(Clone, Debug)]
 pub struct MediaPlaylist {
@@ -415,21 +427,33 @@ impl MediaPlaylist {
         skip: bool,
         uri_query: Option<&str>,
     ) -> BlockingAnswer {
-        let render = |p: &Self| p.render_with(skip, uri_query);
+        match self.blocking_check(msn, part) {
+            BlockingCheck::Ready => BlockingAnswer::Ready(self.render_with(skip, uri_query)),
+            BlockingCheck::Wait => BlockingAnswer::Wait,
+            BlockingCheck::BadRequest => BlockingAnswer::BadRequest,
+        }
+    }
+
+    /// Whether a request for `_HLS_msn` / `_HLS_part` can be answered now,
+    /// without rendering: the body is the same for every such request of
+    /// one version of the playlist (it depends only on `_HLS_skip` and the
+    /// query carried to URIs), so a server renders it once per update and
+    /// shares it.
+    pub fn blocking_check(&self, msn: Option<u64>, part: Option<u64>) -> BlockingCheck {
         let Some(msn) = msn else {
             return if part.is_some() {
-                BlockingAnswer::BadRequest
+                BlockingCheck::BadRequest
             } else {
-                BlockingAnswer::Ready(render(self))
+                BlockingCheck::Ready
             };
         };
         if self.ended {
-            return BlockingAnswer::Ready(render(self));
+            return BlockingCheck::Ready;
         }
         // More than two segments ahead of the last one listed (whose number
         // is next_msn - 1, even before there is one): 400.
         if msn > self.next_msn + 1 {
-            return BlockingAnswer::BadRequest;
+            return BlockingCheck::BadRequest;
         }
         let ready = match part {
             None => msn < self.next_msn,
@@ -439,9 +463,9 @@ impl MediaPlaylist {
             }
         };
         if ready {
-            BlockingAnswer::Ready(render(self))
+            BlockingCheck::Ready
         } else {
-            BlockingAnswer::Wait
+            BlockingCheck::Wait
         }
     }
 }
