@@ -48,12 +48,35 @@ static GLOBAL: Counting = Counting;
 const FRAMES: usize = 512;
 const SUBSCRIBERS: [usize; 4] = [1, 16, 256, 4096];
 
+/// Deliveries an owned subscriber takes per call (from `ARCLY_OWNED_BATCH`,
+/// default 16): with thousands of subscribers each one's batch buffer has
+/// to stay in cache (256 deliveries each, 4096 subscribers hold 84 MB of
+/// buffers, and the owned path ran a third slower).
+static OWNED_BATCH_CELL: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
 /// One 4 KiB payload per frame, as an ingest produces them: every frame has
 /// its own buffer (and its own reference count).
 fn payloads() -> Vec<Bytes> {
     (0..FRAMES)
         .map(|i| Bytes::from(vec![i as u8; 4096]))
         .collect()
+}
+
+/// The same payloads with no reference count: `Bytes::from_static` clones
+/// and drops without touching shared memory. Only for measuring what the
+/// owned path's reference counting costs (an ingest never makes these).
+fn static_payloads() -> Vec<Bytes> {
+    static BLOCK: [u8; 4096] = [0x5a; 4096];
+    (0..FRAMES).map(|_| Bytes::from_static(&BLOCK)).collect()
+}
+
+fn owned_batch() -> usize {
+    *OWNED_BATCH_CELL.get_or_init(|| {
+        std::env::var("ARCLY_OWNED_BATCH")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(16)
+    })
 }
 
 fn payload() -> Bytes {
@@ -98,15 +121,14 @@ fn arcly_cfg(subs: usize) -> BusConfig {
 
 /// One measured round: subscribers are attached and parked before the clock
 /// starts; the clock stops when the last one has counted every frame.
-async fn round_arcly(subs: usize, borrowed: bool) -> Duration {
-    let p = payloads();
+async fn round_arcly(subs: usize, borrowed: bool, p: Vec<Bytes>) -> Duration {
     let (mut tx, bus) = bus::channel(arcly_cfg(subs));
     let mut tasks = Vec::with_capacity(subs);
     for _ in 0..subs {
         let mut sub = bus.subscribe().expect("subscribe");
         tasks.push(tokio::spawn(async move {
             let mut n = 0;
-            let mut buf: Vec<Delivery> = Vec::with_capacity(256);
+            let mut buf: Vec<Delivery> = Vec::with_capacity(owned_batch());
             while n < FRAMES {
                 if borrowed {
                     let r = poll_fn(|cx| {
@@ -122,7 +144,7 @@ async fn round_arcly(subs: usize, borrowed: bool) -> Duration {
                     }
                 } else {
                     buf.clear();
-                    let r = poll_fn(|cx| sub.poll_recv_batch(cx, &mut buf, 256)).await;
+                    let r = poll_fn(|cx| sub.poll_recv_batch(cx, &mut buf, owned_batch())).await;
                     n += buf
                         .iter()
                         .filter(|d| matches!(d, Delivery::Frame(_)))
@@ -241,13 +263,34 @@ fn fanout(c: &mut Criterion) {
     for subs in SUBSCRIBERS {
         g.throughput(Throughput::Elements((FRAMES * subs) as u64));
         g.bench_with_input(BenchmarkId::new("arcly-core", subs), &subs, |b, &s| {
-            b.iter_custom(|iters| (0..iters).map(|_| rt.block_on(round_arcly(s, false))).sum())
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| rt.block_on(round_arcly(s, false, payloads())))
+                    .sum()
+            })
         });
+        // The owned path with payloads that have no reference count: the
+        // gap to the line above is what counting costs.
+        g.bench_with_input(
+            BenchmarkId::new("arcly-core-owned-uncounted", subs),
+            &subs,
+            |b, &s| {
+                b.iter_custom(|iters| {
+                    (0..iters)
+                        .map(|_| rt.block_on(round_arcly(s, false, static_payloads())))
+                        .sum()
+                })
+            },
+        );
         g.bench_with_input(
             BenchmarkId::new("arcly-core-borrowed", subs),
             &subs,
             |b, &s| {
-                b.iter_custom(|iters| (0..iters).map(|_| rt.block_on(round_arcly(s, true))).sum())
+                b.iter_custom(|iters| {
+                    (0..iters)
+                        .map(|_| rt.block_on(round_arcly(s, true, payloads())))
+                        .sum()
+                })
             },
         );
         g.bench_with_input(

@@ -660,6 +660,11 @@ impl Subscription {
     /// Appends up to `max` ready deliveries to `out`. `Ready(Ok(n))` with
     /// `n >= 1`, `Ready(Err)` once the subscription ended and everything
     /// before the end was delivered, or `Pending`.
+    ///
+    /// Each delivery is a clone (a reference count on the payload). With
+    /// thousands of subscribers keep `max` small (16 to 64): every
+    /// subscriber's `out` should stay in cache (the `fanout` bench ran a
+    /// third slower at 4096 subscribers with batches of 256).
     pub fn poll_recv_batch(
         &mut self,
         cx: &mut Context<'_>,
