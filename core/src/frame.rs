@@ -107,6 +107,75 @@ pub struct MediaFrame {
     /// Time stamps do not continue from the track's previous frame (the
     /// publisher restarted, or its clock jumped and was repaired).
     pub discontinuity: bool,
+    /// The frame as one protocol writes it for every receiver (RTMP's
+    /// chunked message body), built by the first receiver that needs it and
+    /// shared by the rest. Not part of the frame's identity: a clone starts
+    /// empty and comparisons ignore it.
+    pub wire: WireCache,
+}
+
+/// A write-once cell for a frame's bytes on the wire, in the one form
+/// (named by an opaque `format` number that the writing protocol chooses)
+/// that every receiver of a stream shares. Reading it is one atomic load;
+/// the first receiver to build the form stores it, and a receiver that
+/// built it at the same moment keeps its own copy for itself and drops it.
+/// Without `std` nothing is stored and every receiver builds its own.
+#[derive(Default)]
+pub struct WireCache {
+    #[cfg(feature = "std")]
+    cell: std::sync::OnceLock<alloc::boxed::Box<(u64, Bytes)>>,
+}
+
+impl WireCache {
+    /// The stored bytes, if they are in `format`.
+    pub fn get(&self, format: u64) -> Option<&Bytes> {
+        #[cfg(feature = "std")]
+        {
+            self.cell.get().filter(|w| w.0 == format).map(|w| &w.1)
+        }
+        #[cfg(not(feature = "std"))]
+        {
+            let _ = format;
+            None
+        }
+    }
+
+    /// Stores `wire` in `format` unless something is stored already;
+    /// whether it was.
+    pub fn set(&self, format: u64, wire: Bytes) -> bool {
+        #[cfg(feature = "std")]
+        {
+            self.cell
+                .set(alloc::boxed::Box::new((format, wire)))
+                .is_ok()
+        }
+        #[cfg(not(feature = "std"))]
+        {
+            let _ = (format, wire);
+            false
+        }
+    }
+}
+
+impl Clone for WireCache {
+    /// Empty: the copy is built again if a receiver of the clone needs it.
+    fn clone(&self) -> Self {
+        WireCache::default()
+    }
+}
+
+impl PartialEq for WireCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for WireCache {}
+
+impl core::fmt::Debug for WireCache {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("WireCache")
+    }
 }
 
 impl MediaFrame {
@@ -124,6 +193,7 @@ impl MediaFrame {
             dts: t,
             payload,
             discontinuity: false,
+            wire: WireCache::default(),
         }
     }
 
@@ -137,6 +207,7 @@ impl MediaFrame {
             dts: t,
             payload,
             discontinuity: false,
+            wire: WireCache::default(),
         }
     }
 

@@ -398,6 +398,25 @@ impl ChunkEncoder {
         parts: &[&[u8]],
     ) {
         let total: usize = parts.iter().map(|p| p.len()).sum();
+        let cs = self.chunk_size as usize;
+        out.reserve(total + 18 + (total / cs) * 8);
+        let ext = self.first_header(out, csid, stream_id, timestamp, type_id, total);
+        Self::body(out, cs, csid, ext, parts);
+    }
+
+    /// Writes the first chunk's header of a message of `total` bytes,
+    /// compressed against the chunk stream's previous message, and records
+    /// it. Returns the extended time stamp field the message's continuation
+    /// headers repeat, if it has one.
+    pub fn first_header(
+        &mut self,
+        out: &mut BytesMut,
+        csid: u32,
+        stream_id: u32,
+        timestamp: u32,
+        type_id: u8,
+        total: usize,
+    ) -> Option<u32> {
         let length = u32::try_from(total).unwrap_or(u32::MAX).min(0x00FF_FFFF);
         let prev = self.streams.iter().position(|s| s.csid == csid);
         let (fmt, field) = match prev.map(|i| self.streams[i]) {
@@ -434,8 +453,6 @@ impl ChunkEncoder {
         }
         let extended = field >= EXTENDED;
         let field24 = field.min(EXTENDED);
-        let cs = self.chunk_size as usize;
-        out.reserve(total + 18 + (total / cs) * 8);
         Self::basic_header(out, fmt, csid);
         if fmt <= 2 {
             out.put_slice(&field24.to_be_bytes()[1..]);
@@ -449,20 +466,35 @@ impl ChunkEncoder {
         }
         if extended {
             out.put_u32(field);
+            Some(field)
+        } else {
+            None
         }
+    }
+
+    /// Writes what follows a message's first header: its bytes, `cs` at a
+    /// time, with a continuation header (type 3, repeating the extended time
+    /// stamp `ext` if there is one) before each chunk after the first. Past
+    /// 16 MiB - 1 bytes nothing is written, as the length field says.
+    pub fn body(out: &mut BytesMut, cs: usize, csid: u32, ext: Option<u32>, parts: &[&[u8]]) {
+        let length = parts
+            .iter()
+            .map(|p| p.len())
+            .sum::<usize>()
+            .min(0x00FF_FFFF);
         let mut in_chunk = 0usize;
         let mut written = 0usize;
         for part in parts {
             let mut p = *part;
-            while !p.is_empty() && written < length as usize {
+            while !p.is_empty() && written < length {
                 if in_chunk == cs {
                     Self::basic_header(out, 3, csid);
-                    if extended {
+                    if let Some(field) = ext {
                         out.put_u32(field);
                     }
                     in_chunk = 0;
                 }
-                let n = (cs - in_chunk).min(p.len()).min(length as usize - written);
+                let n = (cs - in_chunk).min(p.len()).min(length - written);
                 out.put_slice(&p[..n]);
                 p = &p[n..];
                 in_chunk += n;

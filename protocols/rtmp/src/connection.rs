@@ -8,8 +8,10 @@ use crate::config::RtmpConfig;
 use crate::error::{Result, RtmpError};
 use crate::handshake::Handshake;
 use crate::message::{RtmpMessage, UserControl};
+use arcly_core::frame::WireCache;
 use arcly_core::media::flv::{Tag, TagType};
 use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
 
 /// Chunk stream for protocol control messages.
 pub const CSID_CONTROL: u32 = 2;
@@ -21,6 +23,14 @@ pub const CSID_AUDIO: u32 = 4;
 pub const CSID_STREAM: u32 = 5;
 /// Chunk stream for video.
 pub const CSID_VIDEO: u32 = 6;
+
+/// Messages at least this long share their chunked body between players;
+/// shorter ones (most audio) are cheaper to copy than to queue apart.
+const SHARED_MIN: usize = 1024;
+
+/// The top bits of the [`WireCache`] format numbers RTMP uses (`RTMP`'s
+/// first two letters), so no other protocol's form is taken for it.
+const FORMAT_RTMP: u16 = 0x5254;
 
 /// The chunk-level state of one RTMP connection.
 #[derive(Debug)]
@@ -36,7 +46,12 @@ pub struct Connection {
     /// moved from here only as far as that chunk needs, then this buffer
     /// becomes `input` without a copy.
     next: BytesMut,
+    /// Output being written: headers, control and command messages, small
+    /// media messages.
     output: BytesMut,
+    /// Output ready for the socket ahead of `output`: finished pieces and
+    /// the chunked bodies shared with other players, in order.
+    queue: VecDeque<Bytes>,
     received: u64,
     acked: u64,
     peer_window: u32,
@@ -56,6 +71,7 @@ impl Connection {
             input: BytesMut::new(),
             next: BytesMut::new(),
             output: BytesMut::new(),
+            queue: VecDeque::new(),
             received: 0,
             acked: 0,
             peer_window: 0,
@@ -219,6 +235,60 @@ impl Connection {
         );
     }
 
+    /// Queues a frame's tag like [`send_tag`](Self::send_tag), sharing its
+    /// chunked body with every other player of the frame through `wire`:
+    /// the first player to send the frame in this chunking (chunk size and
+    /// chunk stream) builds the body once, the others queue the same
+    /// buffer after their own first header. The bytes are those `send_tag`
+    /// writes. A small message, or one whose time stamp needs the extended
+    /// field (repeated in every continuation header), is written as before.
+    pub fn send_frame_tag(&mut self, stream_id: u32, tag: &Tag, wire: &WireCache) {
+        let total = tag.len();
+        if total < SHARED_MIN {
+            return self.send_tag(stream_id, tag);
+        }
+        let csid = match tag.kind {
+            TagType::Video => CSID_VIDEO,
+            TagType::Audio => CSID_AUDIO,
+            TagType::Script => CSID_STREAM,
+        };
+        let cs = self.encoder.chunk_size();
+        let ext = self.encoder.first_header(
+            &mut self.output,
+            csid,
+            stream_id,
+            tag.timestamp,
+            tag.kind.id(),
+            total,
+        );
+        if ext.is_some() {
+            ChunkEncoder::body(
+                &mut self.output,
+                cs as usize,
+                csid,
+                ext,
+                &[&tag.head, &tag.payload],
+            );
+            return;
+        }
+        // RTMP's chunking in one number: the chunk size and chunk stream.
+        let format = (u64::from(FORMAT_RTMP) << 48) | (u64::from(cs) << 16) | u64::from(csid);
+        let body = match wire.get(format) {
+            Some(b) => b.clone(),
+            None => {
+                let mut b = BytesMut::with_capacity(total + total / cs as usize + 4);
+                ChunkEncoder::body(&mut b, cs as usize, csid, None, &[&tag.head, &tag.payload]);
+                let b = b.freeze();
+                // A player that built it at the same moment keeps its own.
+                let _ = wire.set(format, b.clone());
+                b
+            }
+        };
+        self.queue
+            .push_back(std::mem::take(&mut self.output).freeze());
+        self.queue.push_back(body);
+    }
+
     /// Sends Window Acknowledgement Size.
     pub fn announce_window(&mut self, size: u32) {
         self.announced_window = Some(size);
@@ -232,9 +302,15 @@ impl Connection {
         self.encoder.set_chunk_size(size);
     }
 
-    /// Takes everything queued for the socket. The buffer goes with it, so
-    /// an idle player holds no output memory once its last write is done.
+    /// Takes the next piece queued for the socket, in order (a shared
+    /// chunked body is its own piece). Buffers go with their pieces, so an
+    /// idle player holds no output memory once its last write is done.
     pub fn take_output(&mut self) -> Option<Bytes> {
+        while let Some(b) = self.queue.pop_front() {
+            if !b.is_empty() {
+                return Some(b);
+            }
+        }
         if self.output.is_empty() {
             None
         } else {
@@ -244,7 +320,7 @@ impl Connection {
 
     /// Whether output is queued.
     pub fn has_output(&self) -> bool {
-        !self.output.is_empty()
+        !self.output.is_empty() || self.queue.iter().any(|b| !b.is_empty())
     }
 
     /// Drops unparsed input (after a fatal error).

@@ -40,7 +40,7 @@ impl Egress {
     /// Sends a frame.
     pub fn frame(&mut self, f: &MediaFrame, conn: &mut Connection, stream_id: u32) {
         if let Some(tag) = self.mux.frame(f) {
-            conn.send_tag(stream_id, &tag);
+            conn.send_frame_tag(stream_id, &tag, &f.wire);
         }
     }
 

@@ -181,6 +181,7 @@ impl Ingest {
                     dts: MediaTime::from_millis(dts),
                     payload: data,
                     discontinuity,
+                    wire: Default::default(),
                 }));
             }
             TagPacket::SequenceEnd | TagPacket::Ignored => {}

@@ -63,6 +63,16 @@ fn published(capture: &[u8]) -> (Arc<TrackSet>, Vec<MediaFrame>) {
 /// Everything a server session sends `player` while it plays `publish`.
 fn sent_to_player(player: &[u8], publish: &[u8]) -> Vec<u8> {
     let (tracks, frames) = published(publish);
+    pieces_to_player(player, &tracks, &frames).concat()
+}
+
+/// The transmits a server session makes for `player` while it plays
+/// `tracks` and `frames` (from the first key frame).
+fn pieces_to_player(
+    player: &[u8],
+    tracks: &Arc<TrackSet>,
+    frames: &[MediaFrame],
+) -> Vec<bytes::Bytes> {
     let mut s = ServerSession::new(RtmpConfig::default(), Instant::ZERO);
     let mut out = Vec::new();
     let mut now = 0u64;
@@ -76,7 +86,7 @@ fn sent_to_player(player: &[u8], publish: &[u8]) -> Vec<u8> {
         s.handle_input(t, Input::Stream(BytesMut::from(&player[fed..fed + 1])));
         fed += 1;
         while let Some(x) = s.poll_transmit() {
-            out.extend_from_slice(&x.data);
+            out.push(x.data);
         }
         while let Some(e) = s.poll_event() {
             if let SessionEvent::Request(r) = e {
@@ -87,19 +97,19 @@ fn sent_to_player(player: &[u8], publish: &[u8]) -> Vec<u8> {
     }
     assert!(accepted, "the capture plays");
     let t = Instant::from_millis(now);
-    s.handle_delivery(t, DeliveryRef::Tracks(&tracks));
+    s.handle_delivery(t, DeliveryRef::Tracks(tracks));
     let start = frames.iter().position(MediaFrame::is_key).unwrap();
     for f in &frames[start..] {
         s.handle_delivery(t, DeliveryRef::Frame(f));
         while let Some(x) = s.poll_transmit() {
-            out.extend_from_slice(&x.data);
+            out.push(x.data);
         }
     }
     s.handle_stream_end(t, RecvError::Closed(CloseReason::PublisherEnded));
     s.handle_input(t, Input::Stream(BytesMut::from(&player[fed..])));
     s.handle_input(t, Input::Eof);
     while let Some(x) = s.poll_transmit() {
-        out.extend_from_slice(&x.data);
+        out.push(x.data);
     }
     out
 }
@@ -166,6 +176,31 @@ fn ffmpeg9_player_of_enhanced_av1_and_opus() {
         "ffmpeg9_play_av1_opus",
         FFMPEG9_PLAY,
         include_bytes!("../testdata/ffmpeg9_av1_opus_publish.c2s"),
+    );
+}
+
+/// Players of the same frames share each big frame's chunked body (the
+/// same buffer goes to every socket) and still get exactly the golden
+/// bytes, whether they come first or later.
+#[test]
+fn later_players_share_the_chunked_bodies_and_get_the_same_bytes() {
+    let (tracks, frames) = published(include_bytes!("../testdata/ffmpeg5_h264_aac_publish.c2s"));
+    let first = pieces_to_player(FFMPEG5_PLAY, &tracks, &frames);
+    let second = pieces_to_player(FFMPEG5_PLAY, &tracks, &frames);
+    let golden = std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/golden/ffmpeg5_play_h264_aac.s2c"),
+    )
+    .unwrap();
+    assert_eq!(first.concat(), golden);
+    assert_eq!(second.concat(), golden);
+    let shared = second
+        .iter()
+        .filter(|b| b.len() >= 1024 && first.iter().any(|a| a.as_ptr() == b.as_ptr()))
+        .count();
+    let big = frames.iter().filter(|f| f.payload.len() >= 1024).count();
+    assert!(
+        shared > 0 && shared + 2 >= big,
+        "{shared} bodies shared, {big} big frames"
     );
 }
 

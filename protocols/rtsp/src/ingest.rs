@@ -561,6 +561,7 @@ impl Ingest {
                 dts: MediaTime::new(dts, ts),
                 payload: au.data,
                 discontinuity: false,
+                wire: Default::default(),
             });
         }
         changed |= t.depack.take_config_changed();

@@ -620,6 +620,7 @@ impl TsDemuxer {
             dts: MediaTime::new(dts, Timescale::MPEG),
             payload,
             discontinuity: core::mem::take(&mut s.discontinuity),
+            wire: Default::default(),
         };
         self.events.push_back(TsEvent::Frame(frame));
     }
