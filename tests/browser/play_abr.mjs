@@ -4,31 +4,14 @@
 //   node play_abr.mjs URL OPEN_SECONDS THROTTLED_SECONDS KBPS SHOT_PREFIX
 // Screenshots SHOT_PREFIX-open.png and SHOT_PREFIX-throttled.png are kept.
 // The caller decides what passes.
-import { chromium } from 'playwright-core';
-import { fileURLToPath } from 'node:url';
-import path from 'node:path';
+import { openPlayerPage } from './player_page.mjs';
 
 const [url, open = '12', throttled = '25', kbps = '700', shot = 'abr'] = process.argv.slice(2);
 if (!url) {
   console.error('usage: node play_abr.mjs URL [OPEN_SECONDS] [THROTTLED_SECONDS] [KBPS] [SHOT_PREFIX]');
   process.exit(2);
 }
-const here = path.dirname(fileURLToPath(import.meta.url));
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--autoplay-policy=no-user-gesture-required',
-  ],
-});
-const page = await browser.newPage({ viewport: { width: 640, height: 400 } });
-const pageErrors = [];
-page.on('pageerror', (e) => pageErrors.push(String(e)));
-await page.setContent(`<!doctype html><html><body style="margin:0;background:#111;color:#eee;font:14px sans-serif">
-  <video id="v" muted autoplay playsinline style="width:640px;height:360px;background:#000"></video>
-  <div id="s">starting</div></body></html>`);
-await page.addScriptTag({ path: path.join(here, 'node_modules/hls.js/dist/hls.min.js') });
+const { browser, page, pageErrors } = await openPlayerPage('hls.js/dist/hls.min.js');
 await page.evaluate((src) => {
   const v = document.getElementById('v');
   const s = document.getElementById('s');

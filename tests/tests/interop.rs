@@ -26,6 +26,18 @@ fn run(cmd: &mut Command, what: &str) {
     );
 }
 
+/// H.264 High with 3 B-frames and AAC: the test media most tests publish.
+const H264_HIGH_BF3_AAC: &[&str] = &[
+    "-c:v",
+    "libx264",
+    "-profile:v",
+    "high",
+    "-bf",
+    "3",
+    "-c:a",
+    "aac",
+];
+
 /// Makes a 6-second deterministic test file: 320x240 30 fps, GOP of 60.
 fn make_media(ffmpeg: &Path, dir: &Path, name: &str, codecs: &[&str]) -> PathBuf {
     make_media_for(ffmpeg, dir, name, codecs, 6)
@@ -209,21 +221,7 @@ fn publish_and_play(adapter: Adapter, publisher: &Path, player: &Path, input: &P
 fn ffmpeg5_h264_bframes_aac_on_tokio() {
     let f = ffmpeg5();
     let dir = tmpdir("h264-tokio");
-    let input = make_media(
-        &f,
-        &dir,
-        "in.flv",
-        &[
-            "-c:v",
-            "libx264",
-            "-profile:v",
-            "high",
-            "-bf",
-            "3",
-            "-c:a",
-            "aac",
-        ],
-    );
+    let input = make_media(&f, &dir, "in.flv", H264_HIGH_BF3_AAC);
     publish_and_play(Adapter::Tokio, &f, &f, &input, &dir.join("out.flv"));
 }
 
@@ -231,21 +229,7 @@ fn ffmpeg5_h264_bframes_aac_on_tokio() {
 fn ffmpeg5_h264_aac_on_smol() {
     let f = ffmpeg5();
     let dir = tmpdir("h264-smol");
-    let input = make_media(
-        &f,
-        &dir,
-        "in.flv",
-        &[
-            "-c:v",
-            "libx264",
-            "-profile:v",
-            "high",
-            "-bf",
-            "3",
-            "-c:a",
-            "aac",
-        ],
-    );
+    let input = make_media(&f, &dir, "in.flv", H264_HIGH_BF3_AAC);
     publish_and_play(Adapter::Smol, &f, &f, &input, &dir.join("out.flv"));
 }
 
@@ -253,21 +237,7 @@ fn ffmpeg5_h264_aac_on_smol() {
 fn ffmpeg5_h264_aac_on_blocking() {
     let f = ffmpeg5();
     let dir = tmpdir("h264-blocking");
-    let input = make_media(
-        &f,
-        &dir,
-        "in.flv",
-        &[
-            "-c:v",
-            "libx264",
-            "-profile:v",
-            "high",
-            "-bf",
-            "3",
-            "-c:a",
-            "aac",
-        ],
-    );
+    let input = make_media(&f, &dir, "in.flv", H264_HIGH_BF3_AAC);
     publish_and_play(Adapter::Blocking, &f, &f, &input, &dir.join("out.flv"));
 }
 
@@ -1030,22 +1000,7 @@ fn wait_flv(addr: std::net::SocketAddr, path: &str) {
 fn http_flv_plays_in_ffmpeg_5_and_9_frame_exact_and_in_flv_js() {
     let (f5, f9) = (ffmpeg5(), ffmpeg9());
     let dir = tmpdir("http-flv");
-    let h264 = make_media_for(
-        &f5,
-        &dir,
-        "in.flv",
-        &[
-            "-c:v",
-            "libx264",
-            "-profile:v",
-            "high",
-            "-bf",
-            "3",
-            "-c:a",
-            "aac",
-        ],
-        12,
-    );
+    let h264 = make_media_for(&f5, &dir, "in.flv", H264_HIGH_BF3_AAC, 12);
     // Matroska: Debian's ffprobe cannot read enhanced FLV.
     let hevc = make_media(
         &f9,
@@ -1396,24 +1351,7 @@ fn remux_outputs_decode_strictly_with_every_frame() {
     );
     let dir = tmpdir("remux");
     let inputs = [
-        (
-            "h264-aac",
-            make_media(
-                &f,
-                &dir,
-                "a.flv",
-                &[
-                    "-c:v",
-                    "libx264",
-                    "-profile:v",
-                    "high",
-                    "-bf",
-                    "3",
-                    "-c:a",
-                    "aac",
-                ],
-            ),
-        ),
+        ("h264-aac", make_media(&f, &dir, "a.flv", H264_HIGH_BF3_AAC)),
         (
             "h264-only",
             make_media(&f, &dir, "v.flv", &["-c:v", "libx264", "-an"]),

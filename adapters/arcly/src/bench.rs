@@ -52,6 +52,46 @@ and a summary: joins, mean and worst join time (to the first key frame for
 RTMP, to the first whole segment for HLS), stalls (RTMP: a second without
 video for a joined player; HLS: modelled playback ran dry), and errors.";
 
+/// A player's join and stalls: joined at its first video key frame (the
+/// join time counted once); a second without video once joined is a stall.
+struct Watch {
+    t0: Instant,
+    joined: bool,
+    last_video: Option<Instant>,
+}
+
+impl Watch {
+    /// Started at `t0`; `joined`: a player that joined before (a rejoin
+    /// counts no second join).
+    fn new(t0: Instant, joined: bool) -> Self {
+        Watch {
+            t0,
+            joined,
+            last_video: None,
+        }
+    }
+
+    /// A video frame arrived.
+    fn video(&mut self, key: bool, totals: &Totals) {
+        let now = Instant::now();
+        if !self.joined && key {
+            self.joined = true;
+            let us = self.t0.elapsed().as_micros() as u64;
+            totals.joined.fetch_add(1, Ordering::Relaxed);
+            totals.join_us_sum.fetch_add(us, Ordering::Relaxed);
+            totals.join_us_max.fetch_max(us, Ordering::Relaxed);
+        }
+        if self.joined
+            && self
+                .last_video
+                .is_some_and(|prev| now - prev > Duration::from_secs(1))
+        {
+            totals.stalls.fetch_add(1, Ordering::Relaxed);
+        }
+        self.last_video = Some(now);
+    }
+}
+
 #[derive(Default)]
 struct Totals {
     bytes: AtomicU64,
@@ -232,8 +272,7 @@ async fn flv_player(
     use arcly_http::client::ClientError;
     use arcly_http::flv_client::{FlvClient, FlvEvent};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let t0 = Instant::now();
-    let mut joined = false;
+    let mut watch = Watch::new(Instant::now(), false);
     let mut first = true;
     let mut buf = vec![0u8; 64 * 1024];
     'conn: while Instant::now() < end {
@@ -248,7 +287,7 @@ async fn flv_player(
         };
         let _ = sock.set_nodelay(true);
         let mut c = FlvClient::new(&host, &path, Duration::from_secs(10), clock.now());
-        let mut last_video: Option<Instant> = None;
+        watch.last_video = None;
         loop {
             while let Some(t) = c.poll_transmit() {
                 if sock.write_all(&t).await.is_err() {
@@ -259,21 +298,9 @@ async fn flv_player(
                 match e {
                     FlvEvent::Media { video, key, bytes } => {
                         totals.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
-                        if !video {
-                            continue;
+                        if video {
+                            watch.video(key, &totals);
                         }
-                        let now = Instant::now();
-                        if !joined && key {
-                            joined = true;
-                            let us = t0.elapsed().as_micros() as u64;
-                            totals.joined.fetch_add(1, Ordering::Relaxed);
-                            totals.join_us_sum.fetch_add(us, Ordering::Relaxed);
-                            totals.join_us_max.fetch_max(us, Ordering::Relaxed);
-                        }
-                        if last_video.is_some_and(|prev| now - prev > Duration::from_secs(1)) {
-                            totals.stalls.fetch_add(1, Ordering::Relaxed);
-                        }
-                        last_video = Some(now);
                     }
                     FlvEvent::Ended if reconnect => continue 'conn,
                     FlvEvent::Failed(ClientError::Status { status: 404, .. }) if reconnect => {
@@ -447,8 +474,7 @@ async fn connection(
         ..RtmpConfig::default()
     };
     let session = ClientSession::new(cfg, ClientMode::Play, target.clone(), clock.now());
-    let mut joined = !first;
-    let mut last_video: Option<Instant> = None;
+    let mut watch = Watch::new(t0, !first);
     let mut outcome = Outcome::Done;
     let stream_ended = tokio::sync::Notify::new();
     let stop = async {
@@ -463,20 +489,7 @@ async fn connection(
                 .bytes
                 .fetch_add(f.payload.len() as u64, Ordering::Relaxed);
             if f.codec.is_video() {
-                let now = Instant::now();
-                if !joined && f.is_key() {
-                    joined = true;
-                    let us = t0.elapsed().as_micros() as u64;
-                    totals.joined.fetch_add(1, Ordering::Relaxed);
-                    totals.join_us_sum.fetch_add(us, Ordering::Relaxed);
-                    totals.join_us_max.fetch_max(us, Ordering::Relaxed);
-                }
-                if let Some(prev) = last_video {
-                    if now - prev > Duration::from_secs(1) {
-                        totals.stalls.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                last_video = Some(now);
+                watch.video(f.is_key(), totals);
             }
         }
         SessionEvent::PublishStopped => {
@@ -523,8 +536,7 @@ async fn rtsp_player(addr: String, url: String, clock: Clock, end: Instant, tota
         totals.errors.fetch_add(1, Ordering::Relaxed);
         return;
     };
-    let mut joined = false;
-    let mut last_video: Option<Instant> = None;
+    let mut watch = Watch::new(t0, false);
     let stop = tokio::time::sleep_until(end.into());
     let r = drive_client(sock, session, clock, stop, |_, ev| match ev {
         SessionEvent::Frame(f) => {
@@ -532,20 +544,7 @@ async fn rtsp_player(addr: String, url: String, clock: Clock, end: Instant, tota
                 .bytes
                 .fetch_add(f.payload.len() as u64, Ordering::Relaxed);
             if f.codec.is_video() {
-                let now = Instant::now();
-                if !joined && f.is_key() {
-                    joined = true;
-                    let us = t0.elapsed().as_micros() as u64;
-                    totals.joined.fetch_add(1, Ordering::Relaxed);
-                    totals.join_us_sum.fetch_add(us, Ordering::Relaxed);
-                    totals.join_us_max.fetch_max(us, Ordering::Relaxed);
-                }
-                if let Some(prev) = last_video {
-                    if joined && now - prev > Duration::from_secs(1) {
-                        totals.stalls.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                last_video = Some(now);
+                watch.video(f.is_key(), &totals);
             }
         }
         SessionEvent::Closed(SessionEnd::Protocol(_)) => {
@@ -638,8 +637,7 @@ async fn whep_player(
         }
         _ => return error(),
     };
-    let mut joined = false;
-    let mut last_video: Option<Instant> = None;
+    let mut watch = Watch::new(t0, false);
     let mut buf = vec![0u8; 2048];
     'run: loop {
         while let Some((to, d)) = c.poll_transmit() {
@@ -649,23 +647,9 @@ async fn whep_player(
             match ev {
                 arcly_webrtc::WhepEvent::Media { video, key, len } => {
                     totals.bytes.fetch_add(len as u64, Ordering::Relaxed);
-                    if !video {
-                        continue;
+                    if video {
+                        watch.video(key, &totals);
                     }
-                    let now = Instant::now();
-                    if !joined && key {
-                        joined = true;
-                        let us = t0.elapsed().as_micros() as u64;
-                        totals.joined.fetch_add(1, Ordering::Relaxed);
-                        totals.join_us_sum.fetch_add(us, Ordering::Relaxed);
-                        totals.join_us_max.fetch_max(us, Ordering::Relaxed);
-                    }
-                    if let Some(prev) = last_video {
-                        if joined && now - prev > Duration::from_secs(1) {
-                            totals.stalls.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    last_video = Some(now);
                 }
                 arcly_webrtc::WhepEvent::Disconnected => {
                     error();

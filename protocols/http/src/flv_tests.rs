@@ -210,17 +210,24 @@ fn refusals_are_answered_with_their_status_and_the_connection_goes_on() {
     assert!(!c.is_playing() && !c.is_closed());
 }
 
-#[test]
-fn head_answers_without_a_body_and_a_closing_player_ends_the_play() {
+/// A stream with a key frame published, and a connection that sent
+/// `request` at 1 ms.
+fn asked(request: &[u8]) -> (Publisher, Conductor<HttpSession<Plain>>) {
     let engine = Engine::default();
     let mut p = publisher(&engine);
     p.publish(Instant::ZERO, video(0, true, 10)).unwrap();
     let mut c = conductor(&engine);
-    let now = Instant::from_millis(1);
     c.handle_input(
-        now,
-        Input::Stream(BytesMut::from(&b"HEAD /live/cam.flv HTTP/1.1\r\n\r\n"[..])),
+        Instant::from_millis(1),
+        Input::Stream(BytesMut::from(request)),
     );
+    (p, c)
+}
+
+#[test]
+fn head_answers_without_a_body_and_a_closing_player_ends_the_play() {
+    let (p, mut c) = asked(b"HEAD /live/cam.flv HTTP/1.1\r\n\r\n");
+    let now = Instant::from_millis(1);
     let out = drain(&mut c, now);
     let text = String::from_utf8_lossy(&out);
     assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
@@ -246,15 +253,8 @@ fn head_answers_without_a_body_and_a_closing_player_ends_the_play() {
 
 #[test]
 fn a_host_shutdown_ends_the_body() {
-    let engine = Engine::default();
-    let mut p = publisher(&engine);
-    p.publish(Instant::ZERO, video(0, true, 10)).unwrap();
-    let mut c = conductor(&engine);
+    let (_p, mut c) = asked(b"GET /live/cam.flv HTTP/1.1\r\n\r\n");
     let now = Instant::from_millis(1);
-    c.handle_input(
-        now,
-        Input::Stream(BytesMut::from(&b"GET /live/cam.flv HTTP/1.1\r\n\r\n"[..])),
-    );
     let _ = drain(&mut c, now);
     c.close(now, CloseReason::Shutdown);
     let out = drain(&mut c, now);
