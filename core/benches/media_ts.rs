@@ -7,7 +7,7 @@ use arcly_core::frame::{CodecId, MediaFrame, TrackSet};
 use arcly_core::media::codec::aac::{AdtsHeader, AudioSpecificConfig};
 use arcly_core::media::codec::nal::length_prefixed_to_annex_b;
 use arcly_core::media::fmp4::{Fmp4Config, Fmp4Muxer};
-use arcly_core::media::ts::{TsDemuxer, TsDemuxerConfig, TsEvent, TsMuxer, TsMuxerConfig};
+use arcly_core::media::ts::{TsDemuxer, TsMuxer, TsMuxerConfig};
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
@@ -15,19 +15,7 @@ use std::hint::black_box;
 const INPUT: &[u8] = include_bytes!("../testdata/h264_aac.ts");
 
 fn demux(data: &[u8]) -> (TrackSet, Vec<MediaFrame>) {
-    let mut d = TsDemuxer::new(TsDemuxerConfig::default());
-    d.push(data);
-    d.flush();
-    let mut tracks = TrackSet::new();
-    let mut frames = Vec::new();
-    while let Some(e) = d.poll_event() {
-        match e {
-            TsEvent::Track(t) => tracks.upsert(t).expect("two tracks"),
-            TsEvent::Frame(f) => frames.push(f),
-            _ => {}
-        }
-    }
-    (tracks, frames)
+    TsDemuxer::read_all(data)
 }
 
 fn bench(c: &mut Criterion) {

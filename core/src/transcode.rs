@@ -409,18 +409,7 @@ mod tests {
 
     /// The tracks and frames of a capture.
     fn capture(data: &[u8]) -> (TrackSet, Vec<MediaFrame>) {
-        let mut d = TsDemuxer::new(TsDemuxerConfig::default());
-        let (mut tracks, mut frames) = (TrackSet::new(), Vec::new());
-        d.push(data);
-        d.flush();
-        while let Some(e) = d.poll_event() {
-            match e {
-                TsEvent::Track(t) => tracks.upsert(t).unwrap(),
-                TsEvent::Frame(f) => frames.push(f),
-                _ => {}
-            }
-        }
-        (tracks, frames)
+        TsDemuxer::read_all(data)
     }
 
     #[test]

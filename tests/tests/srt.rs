@@ -873,7 +873,7 @@ fn drive_caller(
 fn our_caller_pushes_to_and_pulls_from_srt_live_transmit() {
     use arcly_core::bus::Delivery;
     use arcly_core::engine::{Engine, Request, StreamKey};
-    use arcly_core::media::ts::{TsDemuxer, TsDemuxerConfig, TsEvent};
+    use arcly_core::media::ts::TsDemuxer;
     use arcly_srt::crypto::KeyLen;
     use arcly_srt::{CallerConfig, CallerMode, SrtCaller};
     let dir = tmpdir("srt-caller");
@@ -906,18 +906,7 @@ fn our_caller_pushes_to_and_pulls_from_srt_live_transmit() {
         let mut server = spawn(Command::new(slt()).args(["-q", &end(pa, a), &end(pb, b)]));
         std::thread::sleep(Duration::from_millis(300));
         // The input's frames, published into a local engine at their pace.
-        let mut d = TsDemuxer::new(TsDemuxerConfig::default());
-        d.push(&std::fs::read(&input).expect("input"));
-        d.flush();
-        let mut tracks = arcly_core::frame::TrackSet::new();
-        let mut frames = Vec::new();
-        while let Some(ev) = d.poll_event() {
-            match ev {
-                TsEvent::Track(t) => tracks.upsert(t).expect("track"),
-                TsEvent::Frame(f) => frames.push(f),
-                _ => {}
-            }
-        }
+        let (tracks, frames) = TsDemuxer::read_all(&std::fs::read(&input).expect("input"));
         let (src, dst) = (Engine::default(), Engine::default());
         let key = |s: &str| StreamKey::new("live", s).expect("key");
         let clock = std::time::Instant::now();

@@ -98,9 +98,17 @@ pub struct Dechunker {
 }
 
 impl Dechunker {
-    /// One step over the front of `input`. `room`: how many more body bytes
-    /// are allowed; a chunk past it is [`ClientError::BodyTooLarge`].
-    pub fn step(&mut self, input: &mut BytesMut, room: u64) -> Result<Chunk, ClientError> {
+    /// One step over the front of `input`. `received`: body bytes taken so
+    /// far; a chunk that would take the body past `limit` is
+    /// [`ClientError::BodyTooLarge`] with the size it would reach. A size
+    /// is hexadecimal digits only (no sign, at most 15 past leading zeros).
+    pub fn step(
+        &mut self,
+        input: &mut BytesMut,
+        received: u64,
+        limit: u64,
+    ) -> Result<Chunk, ClientError> {
+        let bad = |why: &str| ClientError::Malformed(why.to_string());
         match self.left {
             Some(0) => {
                 // The CRLF after a chunk's data.
@@ -108,7 +116,7 @@ impl Dechunker {
                     return Ok(Chunk::More);
                 }
                 if &input[..2] != b"\r\n" {
-                    return Err(ClientError::Malformed("chunk not ended by CRLF".into()));
+                    return Err(bad("a chunk not ended by CRLF"));
                 }
                 input.advance(2);
                 self.left = None;
@@ -125,28 +133,39 @@ impl Dechunker {
             None => {
                 let Some(eol) = input.windows(2).position(|w| w == b"\r\n") else {
                     if input.len() > 1024 {
-                        return Err(ClientError::Malformed("chunk size line".into()));
+                        return Err(bad("a chunk size line that does not end"));
                     }
                     return Ok(Chunk::More);
                 };
-                let line = std::str::from_utf8(&input[..eol])
-                    .map_err(|_| ClientError::Malformed("chunk size line".into()))?;
-                let hex = line.split(';').next().unwrap_or("").trim();
-                let size = u64::from_str_radix(hex, 16)
-                    .map_err(|_| ClientError::Malformed(format!("chunk size {hex:?}")))?;
-                if size > room {
-                    return Err(ClientError::BodyTooLarge(size));
+                let size_text = input[..eol]
+                    .split(|&b| b == b';')
+                    .next()
+                    .unwrap_or_default();
+                let digits = std::str::from_utf8(size_text)
+                    .ok()
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_hexdigit()))
+                    .ok_or_else(|| bad("a chunk size that is not hexadecimal"))?
+                    .trim_start_matches('0');
+                if digits.is_empty() {
+                    // The last chunk; trailers end with an empty line and
+                    // none are taken.
+                    return match input.get(eol + 2..eol + 4) {
+                        None => Ok(Chunk::More),
+                        Some(b"\r\n") => {
+                            input.advance(eol + 4);
+                            Ok(Chunk::End)
+                        }
+                        Some(_) => Err(bad("chunked trailers")),
+                    };
                 }
-                if size == 0 {
-                    // Trailers end with an empty line; none are expected.
-                    if input.len() < eol + 4 {
-                        return Ok(Chunk::More);
-                    }
-                    if &input[eol + 2..eol + 4] != b"\r\n" {
-                        return Err(ClientError::Malformed("chunked trailers".into()));
-                    }
-                    input.advance(eol + 4);
-                    return Ok(Chunk::End);
+                // Sixteen hex digits could overflow; far fewer pass any limit.
+                let size = match u64::from_str_radix(digits, 16) {
+                    Ok(size) if digits.len() <= 15 => size,
+                    _ => return Err(ClientError::BodyTooLarge(u64::MAX)),
+                };
+                if received.saturating_add(size) > limit {
+                    return Err(ClientError::BodyTooLarge(received.saturating_add(size)));
                 }
                 input.advance(eol + 2);
                 self.left = Some(size);
@@ -196,50 +215,19 @@ pub fn response_body(
 
 /// A chunked body decoded, when all of it is in `raw`.
 fn dechunk(raw: &[u8], limit: usize) -> Result<Option<Vec<u8>>, ClientError> {
-    let bad = |why: &str| ClientError::Malformed(why.to_string());
+    let mut input = BytesMut::from(raw);
+    let mut d = Dechunker::default();
     let mut out = Vec::new();
-    let mut at = 0;
     loop {
-        let rest = &raw[at..];
-        let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else {
-            return if rest.len() > 1024 {
-                Err(bad("a chunk size line that does not end"))
-            } else {
-                Ok(None)
-            };
-        };
-        let size_text = rest[..eol].split(|&b| b == b';').next().unwrap_or_default();
-        let digits = std::str::from_utf8(size_text)
-            .ok()
-            .map(str::trim)
-            .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_hexdigit()))
-            .ok_or_else(|| bad("a chunk size that is not hexadecimal"))?
-            .trim_start_matches('0');
-        at += eol + 2;
-        if digits.is_empty() {
-            // The last chunk; no trailers are taken.
-            return match raw.get(at..at + 2) {
-                None => Ok(None),
-                Some(b"\r\n") => Ok(Some(out)),
-                Some(_) => Err(bad("chunked trailers")),
-            };
-        }
-        // Sixteen hex digits could overflow; far fewer pass any limit.
-        let size = match usize::from_str_radix(digits, 16) {
-            Ok(size) if digits.len() <= 15 && size <= limit - out.len() => size,
-            Ok(size) if digits.len() <= 15 => {
-                return Err(ClientError::BodyTooLarge((out.len() + size) as u64))
+        match d.step(&mut input, out.len() as u64, limit as u64)? {
+            Chunk::Data(n) => {
+                out.extend_from_slice(&input[..n]);
+                input.advance(n);
             }
-            _ => return Err(ClientError::BodyTooLarge(u64::MAX)),
-        };
-        let Some(chunk) = raw.get(at..at + size + 2) else {
-            return Ok(None);
-        };
-        if !chunk.ends_with(b"\r\n") {
-            return Err(bad("a chunk not ended by CRLF"));
+            Chunk::Framing => {}
+            Chunk::More => return Ok(None),
+            Chunk::End => return Ok(Some(out)),
         }
-        out.extend_from_slice(&chunk[..size]);
-        at += size + 2;
     }
 }
 
@@ -763,20 +751,18 @@ impl HlsClient {
                 }
                 Ok(false)
             }
-            Some(Body::Chunked(d)) => {
-                match d.step(&mut self.input, limit.saturating_sub(f.received))? {
-                    Chunk::Data(n) => {
-                        take(f, &mut self.input, n);
-                        Ok(true)
-                    }
-                    Chunk::More => Ok(false),
-                    Chunk::Framing => Ok(true),
-                    Chunk::End => {
-                        self.finish(now);
-                        Ok(true)
-                    }
+            Some(Body::Chunked(d)) => match d.step(&mut self.input, f.received, limit)? {
+                Chunk::Data(n) => {
+                    take(f, &mut self.input, n);
+                    Ok(true)
                 }
-            }
+                Chunk::More => Ok(false),
+                Chunk::Framing => Ok(true),
+                Chunk::End => {
+                    self.finish(now);
+                    Ok(true)
+                }
+            },
             None => Ok(false),
         }
     }

@@ -71,21 +71,7 @@ impl FlvPlay {
 
     /// The answer to a refusal.
     pub fn refusal(why: &Rejection) -> Response {
-        let status = match why {
-            Rejection::BadName => 400,
-            Rejection::Unauthorized => 401,
-            Rejection::Forbidden => 403,
-            Rejection::NotFound => 404,
-            Rejection::AlreadyPublishing | Rejection::Unavailable => 503,
-            _ => 503,
-        };
-        let resp = Response::text(status, &why.to_string());
-        if status == 401 {
-            // Players holding a user and password send them when asked.
-            resp.with_header("WWW-Authenticate", "Basic realm=\"arcly\"")
-        } else {
-            resp
-        }
+        crate::router::refusal(why, &why.to_string())
     }
 
     /// The chunks for a track set: the FLV header first time, then the

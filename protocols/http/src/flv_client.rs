@@ -157,7 +157,7 @@ impl FlvClient {
         }
         loop {
             match &mut self.body {
-                Some(Body::Chunked(d)) => match d.step(&mut self.input, u64::MAX)? {
+                Some(Body::Chunked(d)) => match d.step(&mut self.input, 0, u64::MAX)? {
                     Chunk::Data(n) => {
                         self.reader.push(&self.input[..n]);
                         self.input.advance(n);

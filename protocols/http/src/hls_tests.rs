@@ -7,7 +7,7 @@ use arcly_core::bus::DeliveryRef;
 use arcly_core::engine::{Action, AuthError, AuthRequest, Engine, StreamAuthenticator, StreamKey};
 use arcly_core::frame::{MediaFrame, TrackSet};
 use arcly_core::media::hls::{HlsConfig, SegmentFormat};
-use arcly_core::media::ts::{TsDemuxer, TsDemuxerConfig, TsEvent};
+use arcly_core::media::ts::TsDemuxer;
 use arcly_core::time::Instant;
 use bytes::BytesMut;
 use std::sync::Arc;
@@ -19,18 +19,7 @@ const H265_AAC: &[u8] = include_bytes!("../../../core/testdata/h265_aac.ts");
 
 /// A capture's tracks and frames.
 fn demux(data: &[u8]) -> (Arc<TrackSet>, Vec<MediaFrame>) {
-    let mut d = TsDemuxer::new(TsDemuxerConfig::default());
-    let mut tracks = TrackSet::new();
-    let mut frames = Vec::new();
-    d.push(data);
-    d.flush();
-    while let Some(e) = d.poll_event() {
-        match e {
-            TsEvent::Track(t) => tracks.upsert(t).unwrap(),
-            TsEvent::Frame(f) => frames.push(f),
-            _ => {}
-        }
-    }
+    let (tracks, frames) = TsDemuxer::read_all(data);
     (Arc::new(tracks), frames)
 }
 

@@ -200,6 +200,26 @@ pub(crate) fn basic_credentials(req: &Request) -> Option<(String, String)> {
     Some((user.to_string(), pass.to_string()))
 }
 
+/// The answer to a play the engine refused (an HLS request, an HTTP-FLV
+/// play), saying `text`.
+pub(crate) fn refusal(why: &Rejection, text: &str) -> Response {
+    let status = match why {
+        Rejection::BadName => 400,
+        Rejection::Unauthorized => 401,
+        Rejection::Forbidden => 403,
+        Rejection::NotFound => 404,
+        _ => 503,
+    };
+    let resp = Response::text(status, text);
+    if status == 401 {
+        // Players that hold a user and password (ffmpeg with
+        // http://USER:PASS@..., browsers) send them when asked.
+        resp.with_header("WWW-Authenticate", "Basic realm=\"arcly\"")
+    } else {
+        resp
+    }
+}
+
 /// Whether `path` is the API's or the metrics'.
 fn is_api(path: &str) -> bool {
     path == "/metrics" || path == "/api" || path.starts_with("/api/")
@@ -600,14 +620,7 @@ impl Router {
             unix_time: self.unix_base + now.as_micros() / 1_000_000,
         };
         if let Err(e) = self.engine.authorize(&ereq, Action::Play) {
-            return Poll::Ready(match Rejection::from(&e) {
-                // Players that hold a user and password (ffmpeg with
-                // http://USER:PASS@..., browsers) send them when asked.
-                Rejection::Unauthorized => Response::text(401, &e.to_string())
-                    .with_header("WWW-Authenticate", "Basic realm=\"arcly\""),
-                Rejection::Forbidden => Response::text(403, &e.to_string()),
-                _ => Response::text(503, &e.to_string()),
-            });
+            return Poll::Ready(refusal(&Rejection::from(&e), &e.to_string()));
         }
         if !self.hls.has(&key) {
             return Poll::Ready(Response::text(

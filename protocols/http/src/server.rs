@@ -397,18 +397,17 @@ impl<H: Handler> Session for HttpSession<H> {
         let Some(play) = self.flv.as_mut().filter(|p| p.playing && !p.head_only()) else {
             return;
         };
-        let mut pieces: heapless::Vec<bytes::Bytes, 12> = heapless::Vec::new();
+        // `queue`, on the fields `play` does not borrow.
+        let (out, queued) = (&mut self.out, &mut self.queued);
         let mut push = |b: bytes::Bytes| {
-            let _ = pieces.push(b);
+            *queued += b.len();
+            out.push_back(Transmit::stream(b));
         };
         match delivery {
             DeliveryRef::Tracks(t) => play.tracks(t, &mut push),
             DeliveryRef::Frame(f) => play.frame(f, &mut push),
             // The bus sends the tracks again and resumes at a key frame.
             DeliveryRef::Lagged { .. } => {}
-        }
-        for b in pieces {
-            self.queue(b);
         }
     }
 

@@ -32,6 +32,16 @@ const SHARED_MIN: usize = 1024;
 /// first two letters), so no other protocol's form is taken for it.
 const FORMAT_RTMP: u16 = 0x5254;
 
+/// The chunk stream a tag's message goes on: script data on the stream's,
+/// audio and video on their own.
+fn csid_of(kind: TagType) -> u32 {
+    match kind {
+        TagType::Video => CSID_VIDEO,
+        TagType::Audio => CSID_AUDIO,
+        TagType::Script => CSID_STREAM,
+    }
+}
+
 /// The chunk-level state of one RTMP connection.
 #[derive(Debug)]
 pub struct Connection {
@@ -220,14 +230,9 @@ impl Connection {
     /// Queues an FLV tag as the message of its type: script data on the
     /// stream's chunk stream, audio and video on their own.
     pub fn send_tag(&mut self, stream_id: u32, tag: &Tag) {
-        let csid = match tag.kind {
-            TagType::Video => CSID_VIDEO,
-            TagType::Audio => CSID_AUDIO,
-            TagType::Script => CSID_STREAM,
-        };
         self.encoder.write(
             &mut self.output,
-            csid,
+            csid_of(tag.kind),
             stream_id,
             tag.timestamp,
             tag.kind.id(),
@@ -247,11 +252,7 @@ impl Connection {
         if total < SHARED_MIN {
             return self.send_tag(stream_id, tag);
         }
-        let csid = match tag.kind {
-            TagType::Video => CSID_VIDEO,
-            TagType::Audio => CSID_AUDIO,
-            TagType::Script => CSID_STREAM,
-        };
+        let csid = csid_of(tag.kind);
         let cs = self.encoder.chunk_size();
         let ext = self.encoder.first_header(
             &mut self.output,
@@ -284,8 +285,10 @@ impl Connection {
                 b
             }
         };
-        self.queue
-            .push_back(std::mem::take(&mut self.output).freeze());
+        if !self.output.is_empty() {
+            self.queue
+                .push_back(std::mem::take(&mut self.output).freeze());
+        }
         self.queue.push_back(body);
     }
 
@@ -306,10 +309,8 @@ impl Connection {
     /// chunked body is its own piece). Buffers go with their pieces, so an
     /// idle player holds no output memory once its last write is done.
     pub fn take_output(&mut self) -> Option<Bytes> {
-        while let Some(b) = self.queue.pop_front() {
-            if !b.is_empty() {
-                return Some(b);
-            }
+        if let Some(b) = self.queue.pop_front() {
+            return Some(b);
         }
         if self.output.is_empty() {
             None
@@ -320,7 +321,7 @@ impl Connection {
 
     /// Whether output is queued.
     pub fn has_output(&self) -> bool {
-        !self.output.is_empty() || self.queue.iter().any(|b| !b.is_empty())
+        !self.output.is_empty() || !self.queue.is_empty()
     }
 
     /// Drops unparsed input (after a fatal error).

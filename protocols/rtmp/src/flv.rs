@@ -12,7 +12,7 @@ use arcly_core::frame::CodecId;
 use bytes::Bytes;
 
 // The tags made for players are built in core, shared with HTTP-FLV.
-pub use arcly_core::media::flv::{fourcc, frame_head, sequence_header, TagHead};
+pub use arcly_core::media::flv::{fourcc, frame_head, sequence_header, TagHead, AUDIO_EX_HEADER};
 
 /// The legacy video codec id of H.264 (AVC).
 pub const VIDEO_AVC: u8 = 7;
@@ -24,8 +24,6 @@ pub const AUDIO_AAC: u8 = 10;
 pub const AUDIO_MP3: u8 = 2;
 /// The legacy sound format of 8 kHz MP3.
 pub const AUDIO_MP3_8K: u8 = 14;
-/// The sound format that announces an enhanced audio header.
-pub const AUDIO_EX_HEADER: u8 = 9;
 
 /// A video tag's frame type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

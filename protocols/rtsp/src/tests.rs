@@ -12,7 +12,7 @@ use std::time::Duration;
 use arcly_core::bus::Delivery;
 use arcly_core::engine::{Engine, Request, StreamKey};
 use arcly_core::frame::{MediaFrame, TrackSet};
-use arcly_core::media::ts::{TsDemuxer, TsDemuxerConfig, TsEvent};
+use arcly_core::media::ts::TsDemuxer;
 use arcly_core::session::{Conductor, ConnContext, Input, SessionEnd};
 use arcly_core::sim::{LinkConfig, Network};
 use arcly_core::time::Instant;
@@ -28,19 +28,7 @@ pub(crate) fn sample() -> (TrackSet, Vec<MediaFrame>) {
         "/../../core/testdata/h264_aac.ts"
     ))
     .expect("core/testdata/h264_aac.ts");
-    let mut d = TsDemuxer::new(TsDemuxerConfig::default());
-    d.push(&data);
-    d.flush();
-    let mut tracks = TrackSet::new();
-    let mut frames = Vec::new();
-    while let Some(ev) = d.poll_event() {
-        match ev {
-            TsEvent::Track(t) => tracks.upsert(t).expect("tracks"),
-            TsEvent::Frame(f) => frames.push(f),
-            _ => {}
-        }
-    }
-    (tracks, frames)
+    TsDemuxer::read_all(&data)
 }
 
 /// The NAL units of an H.264 access unit other than parameter sets and

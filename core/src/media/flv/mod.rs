@@ -37,8 +37,12 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use bytes::{BufMut, Bytes, BytesMut};
 
+/// The largest tag body FLV can carry: its size field (and RTMP's message
+/// length) is 24 bits.
+pub const MAX_TAG_BODY: usize = 0x00FF_FFFF;
+
 /// The sound format that announces an enhanced audio header.
-const AUDIO_EX_HEADER: u8 = 9;
+pub const AUDIO_EX_HEADER: u8 = 9;
 
 /// The few bytes that precede a payload in a tag body.
 pub type TagHead = heapless::Vec<u8, 16>;
@@ -345,6 +349,11 @@ impl FlvMux {
         // FLV's clock is 32 bits and wraps; truncation is the format's rule.
         let ts = (dts - base).max(0) as u32;
         let cts = i32::try_from(f.pts.as_millis() - dts).unwrap_or(0);
+        let head = frame_head(f, cts);
+        if head.len() + f.payload.len() > MAX_TAG_BODY {
+            // A tag's size field is 24 bits: a frame past it cannot be sent.
+            return None;
+        }
         self.last_ts = ts;
         self.frames += 1;
         Some(Tag {
@@ -354,7 +363,7 @@ impl FlvMux {
                 TagType::Audio
             },
             timestamp: ts,
-            head: frame_head(f, cts),
+            head,
             payload: f.payload.clone(),
         })
     }
@@ -612,6 +621,26 @@ mod tests {
             }
             proptest::prop_assert_eq!(read, sent.len());
         }
+    }
+
+    #[test]
+    fn a_frame_past_the_24_bit_size_is_not_sent() {
+        let mut m = FlvMux::new();
+        m.tracks(&set(&[(0, CodecId::H264, b"v")]), false, |_| {});
+        let big = MediaFrame::video(
+            TrackId(0),
+            CodecId::H264,
+            true,
+            MediaTime::from_millis(0),
+            Bytes::from(vec![0u8; MAX_TAG_BODY]),
+        );
+        assert!(m.frame(&big).is_none());
+        assert_eq!(m.frames, 0);
+        let fits = MediaFrame {
+            payload: Bytes::from(vec![0u8; MAX_TAG_BODY - 5]),
+            ..big
+        };
+        assert_eq!(m.frame(&fits).unwrap().len(), MAX_TAG_BODY);
     }
 
     #[test]

@@ -31,7 +31,7 @@ use super::{
     STREAM_TYPE_H265, STREAM_TYPE_MPEG1_AUDIO, STREAM_TYPE_MPEG2_AUDIO, STREAM_TYPE_PRIVATE_PES,
     SYNC_BYTE,
 };
-use crate::frame::{CodecId, FrameKind, MediaFrame, TrackId, TrackInfo, MAX_TRACKS};
+use crate::frame::{CodecId, FrameKind, MediaFrame, TrackId, TrackInfo, TrackSet, MAX_TRACKS};
 use crate::media::codec::aac::AdtsHeader;
 use crate::media::codec::nal::AnnexBNals;
 use crate::media::codec::opus::{packet_samples, OpusHead};
@@ -185,6 +185,28 @@ pub struct TsDemuxer {
 }
 
 impl TsDemuxer {
+    /// Reads a whole MPEG-TS buffer (a file, a capture) with the default
+    /// configuration: the track set as it stands at the end, and every
+    /// frame in order.
+    pub fn read_all(data: &[u8]) -> (TrackSet, Vec<MediaFrame>) {
+        let mut d = TsDemuxer::new(TsDemuxerConfig::default());
+        d.push(data);
+        d.flush();
+        let mut tracks = TrackSet::new();
+        let mut frames = Vec::new();
+        while let Some(e) = d.poll_event() {
+            match e {
+                // The demuxer holds at most as many streams as a set can.
+                TsEvent::Track(t) => {
+                    let _ = tracks.upsert(t);
+                }
+                TsEvent::Frame(f) => frames.push(f),
+                _ => {}
+            }
+        }
+        (tracks, frames)
+    }
+
     /// A demuxer that has seen nothing.
     pub fn new(config: TsDemuxerConfig) -> Self {
         TsDemuxer {
