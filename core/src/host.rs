@@ -179,6 +179,18 @@ impl<T> OwnedSockets<T> {
 /// closed.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Room a drained queue of buffers keeps for the next writes.
+pub const QUEUE_KEPT: usize = 8;
+
+/// Gives back what an empty queue grew to past [`QUEUE_KEPT`] (a player's
+/// join at the GOP cache is one burst of pieces): thousands of idle
+/// connections should not each keep room for their largest burst.
+pub fn shrink_drained<T>(queue: &mut VecDeque<T>) {
+    if queue.is_empty() && queue.capacity() > QUEUE_KEPT {
+        queue.shrink_to(QUEUE_KEPT);
+    }
+}
+
 /// A connection's queued output, written as it fits, with the time it last
 /// made progress.
 #[derive(Debug, Default)]
@@ -327,6 +339,7 @@ impl Outbox {
                 self.queue.pop_front();
             }
         }
+        shrink_drained(&mut self.queue);
     }
 
     /// When the write timeout runs out if the peer takes nothing more.
@@ -500,6 +513,21 @@ mod tests {
         o.advance(3, Instant::from_millis(16_000));
         assert!(o.is_empty());
         assert!(!o.stalled(Instant::from_millis(99_000), timeout));
+    }
+
+    #[test]
+    fn a_drained_outbox_gives_back_its_burst() {
+        let mut o = Outbox::new();
+        let t = Instant::from_millis(1_000);
+        for _ in 0..40 {
+            o.push(Bytes::from_static(b"piece"), t);
+        }
+        assert!(o.queue.capacity() >= 40);
+        o.advance(5 * 39, t);
+        assert!(o.queue.capacity() >= 40, "kept while a piece is queued");
+        o.advance(5, t);
+        assert!(o.is_empty());
+        assert!(o.queue.capacity() <= QUEUE_KEPT, "{}", o.queue.capacity());
     }
 
     #[test]

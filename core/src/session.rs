@@ -622,7 +622,9 @@ struct Parts<S> {
     engine: Engine,
     session: S,
     ctx: ConnContext,
-    publisher: Option<Publisher>,
+    // Boxed: a connection is a publisher or a player, and thousands of
+    // players should not each hold room for a publisher's state.
+    publisher: Option<Box<Publisher>>,
     player: Option<Player>,
     closed: Option<SessionEnd>,
     /// Whether the connection ever published or played.
@@ -636,7 +638,7 @@ struct Parts<S> {
     /// on (set when it starts publishing).
     key_requests_seen: Option<u64>,
     /// A play whose stream's source is starting.
-    waiting: Option<WaitingPlay>,
+    waiting: Option<Box<WaitingPlay>>,
 }
 
 impl<S: Session> core::fmt::Debug for Conductor<S> {
@@ -1061,15 +1063,15 @@ impl<S: Session> Conductor<S> {
         } else {
             match r.action {
                 Action::Publish => self.p.engine.publish(&req, now).map(|p| {
-                    self.p.publisher = Some(p);
+                    self.p.publisher = Some(Box::new(p));
                 }),
                 Action::Play => match self.p.engine.play(&req) {
                     Err(EngineError::Starting(_)) if now < until => {
-                        self.p.waiting = Some(WaitingPlay {
+                        self.p.waiting = Some(Box::new(WaitingPlay {
                             req: r,
                             until,
                             next: now + ON_DEMAND_RETRY,
-                        });
+                        }));
                         return;
                     }
                     Err(EngineError::Starting(_)) => {

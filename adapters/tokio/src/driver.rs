@@ -339,7 +339,9 @@ pub(crate) async fn drive_tracked<S: Session>(
                     write_out(&sock, &mut out, &clock, sent).await?;
                     sock.shutdown().await
                 };
-                let _ = tokio::time::timeout(cfg.close_grace, goodbye).await;
+                // Boxed: only a closing connection needs this state, and the
+                // future of every open one would otherwise hold room for it.
+                let _ = Box::pin(tokio::time::timeout(cfg.close_grace, goodbye)).await;
                 while let Some(line) = conductor.poll_log() {
                     log(line);
                 }

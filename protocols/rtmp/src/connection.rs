@@ -24,8 +24,9 @@ pub const CSID_STREAM: u32 = 5;
 /// Chunk stream for video.
 pub const CSID_VIDEO: u32 = 6;
 
-/// Messages at least this long share their chunked body between players;
-/// shorter ones (most audio) are cheaper to copy than to queue apart.
+/// Messages at least this long share their body between players (a message
+/// of one chunk its frame's payload, a longer one its chunked body); shorter
+/// ones (most audio) are cheaper to copy than to queue apart.
 const SHARED_MIN: usize = 1024;
 
 /// The top bits of the [`WireCache`] format numbers RTMP uses (`RTMP`'s
@@ -241,10 +242,12 @@ impl Connection {
     }
 
     /// Queues a frame's tag like [`send_tag`](Self::send_tag), sharing its
-    /// chunked body with every other player of the frame through `wire`:
-    /// the first player to send the frame in this chunking (chunk size and
-    /// chunk stream) builds the body once, the others queue the same
-    /// buffer after their own first header. The bytes are those `send_tag`
+    /// body with every other player of the frame. A message that fits in
+    /// one chunk is queued as the frame's own payload after the player's
+    /// header and the tag's head; for a longer one the first player to send
+    /// the frame in this chunking (chunk size and chunk stream) builds the
+    /// chunked body once into `wire`, the others queue the same buffer after
+    /// their own first header. The bytes are those `send_tag`
     /// writes. A small message, or one whose time stamp needs the extended
     /// field (repeated in every continuation header), is written as before.
     pub fn send_frame_tag(&mut self, stream_id: u32, tag: &Tag, wire: &WireCache) {
@@ -270,6 +273,15 @@ impl Connection {
                 ext,
                 &[&tag.head, &tag.payload],
             );
+            return;
+        }
+        if total <= cs as usize {
+            // One chunk: the body is the tag's head and then the frame's own
+            // payload, queued as it is (nothing to build, nothing kept).
+            self.output.extend_from_slice(&tag.head);
+            self.queue
+                .push_back(std::mem::take(&mut self.output).freeze());
+            self.queue.push_back(tag.payload.clone());
             return;
         }
         // RTMP's chunking in one number: the chunk size and chunk stream.
@@ -310,6 +322,7 @@ impl Connection {
     /// idle player holds no output memory once its last write is done.
     pub fn take_output(&mut self) -> Option<Bytes> {
         if let Some(b) = self.queue.pop_front() {
+            arcly_core::host::shrink_drained(&mut self.queue);
             return Some(b);
         }
         if self.output.is_empty() {

@@ -65,7 +65,9 @@ pub struct ServerSession {
     app: Option<String>,
     /// Credentials on `connect`'s application or `tcUrl` (a publish or
     /// play's own come first).
-    app_query: command::NameQuery,
+    /// (Boxed, and only when there are any, like the other rarely used
+    /// fields below: a player's session should stay small.)
+    app_query: Option<Box<command::NameQuery>>,
     next_stream_id: u32,
     open_streams: u32,
     next_request: u32,
@@ -74,11 +76,11 @@ pub struct ServerSession {
     // session should stay small (thousands of them per process).
     publishing: Option<Box<Publishing>>,
     playing: Option<Box<Playing>>,
-    metadata: Option<Amf0Value>,
+    metadata: Option<Box<Amf0Value>>,
     last_input: Instant,
     last_ping: Option<Instant>,
     closed: bool,
-    error: Option<RtmpError>,
+    error: Option<Box<RtmpError>>,
 }
 
 impl ServerSession {
@@ -89,7 +91,7 @@ impl ServerSession {
             conn: Connection::new(cfg, hs),
             events: VecDeque::new(),
             app: None,
-            app_query: command::NameQuery::default(),
+            app_query: None,
             next_stream_id: 1,
             open_streams: 0,
             next_request: 1,
@@ -111,12 +113,12 @@ impl ServerSession {
 
     /// The publisher's last `onMetaData`, kept for players and stats.
     pub fn metadata(&self) -> Option<&Amf0Value> {
-        self.metadata.as_ref()
+        self.metadata.as_deref()
     }
 
     /// The error that ended the session, if one did.
     pub fn error(&self) -> Option<&RtmpError> {
-        self.error.as_ref()
+        self.error.as_deref()
     }
 
     /// Which handshake the client used.
@@ -148,7 +150,7 @@ impl ServerSession {
         let end = e.clone().into_end(self.conn.consumed());
         self.conn.discard_input();
         self.events.push_back(SessionEvent::Closed(end));
-        self.error = Some(e);
+        self.error = Some(Box::new(e));
     }
 
     fn end(&mut self, why: SessionEnd) {
@@ -251,7 +253,7 @@ impl ServerSession {
         }
         if let Some(meta) = it.next() {
             let pairs = p.ingest.metadata(&meta);
-            self.metadata = Some(meta);
+            self.metadata = Some(Box::new(meta));
             self.events.push_back(SessionEvent::Metadata(pairs));
         }
     }
@@ -342,12 +344,14 @@ impl ServerSession {
         // The application name is URI text too; with a bad escape there is
         // none, and a publish or play is refused as a bad name.
         self.app = arcly_core::engine::percent_decode(q.name.trim_matches('/'));
-        self.app_query = command::NameQuery {
+        let creds = command::NameQuery {
             name: String::new(),
             token: q.token.or(tc.token),
             user: q.user.or(tc.user),
             pass: q.pass.or(tc.pass),
         };
+        self.app_query = (creds.token.is_some() || creds.user.is_some() || creds.pass.is_some())
+            .then(|| Box::new(creds));
         let encoding = c
             .object
             .get("objectEncoding")
@@ -374,9 +378,10 @@ impl ServerSession {
         let id = RequestId(self.next_request);
         self.next_request = self.next_request.wrapping_add(1);
         // A user and password come as a pair, from one place.
-        let (user, password) = match (&q.user, &self.app_query.user) {
+        let app_query = self.app_query.as_deref();
+        let (user, password) = match (&q.user, app_query.and_then(|a| a.user.as_ref())) {
             (Some(_), _) => (q.user.clone(), q.pass.clone()),
-            (None, Some(_)) => (self.app_query.user.clone(), self.app_query.pass.clone()),
+            (None, Some(u)) => (Some(u.clone()), app_query.and_then(|a| a.pass.clone())),
             (None, None) => (None, None),
         };
         self.events.push_back(SessionEvent::Request(StreamRequest {
@@ -384,7 +389,10 @@ impl ServerSession {
             action,
             app: self.app.clone().unwrap_or_default(),
             stream: q.name.clone(),
-            token: q.token.clone().or_else(|| self.app_query.token.clone()),
+            token: q
+                .token
+                .clone()
+                .or_else(|| app_query.and_then(|a| a.token.clone())),
             user,
             password,
             digest: None,

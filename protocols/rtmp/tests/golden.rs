@@ -179,9 +179,10 @@ fn ffmpeg9_player_of_enhanced_av1_and_opus() {
     );
 }
 
-/// Players of the same frames share each big frame's chunked body (the
-/// same buffer goes to every socket) and still get exactly the golden
-/// bytes, whether they come first or later.
+/// Players of the same frames share each big frame's body (the same buffer
+/// goes to every socket: a one-chunk frame's own payload, a longer frame's
+/// chunked body built once) and still get exactly the golden bytes, whether
+/// they come first or later.
 #[test]
 fn later_players_share_the_chunked_bodies_and_get_the_same_bytes() {
     let (tracks, frames) = published(include_bytes!("../testdata/ffmpeg5_h264_aac_publish.c2s"));
@@ -201,6 +202,23 @@ fn later_players_share_the_chunked_bodies_and_get_the_same_bytes() {
     assert!(
         shared > 0 && shared + 2 >= big,
         "{shared} bodies shared, {big} big frames"
+    );
+    // A frame that fits in one chunk goes out as its own payload, uncopied.
+    let own = second
+        .iter()
+        .filter(|b| {
+            frames
+                .iter()
+                .any(|f| f.payload.as_ptr() == b.as_ptr() && f.payload.len() == b.len())
+        })
+        .count();
+    let one_chunk = frames
+        .iter()
+        .filter(|f| (1024..4000).contains(&f.payload.len()))
+        .count();
+    assert!(
+        one_chunk > 0 && own >= one_chunk,
+        "{own} payloads queued uncopied, {one_chunk} one-chunk frames"
     );
 }
 
