@@ -3,31 +3,20 @@
 //! demuxer reads from arbitrary bytes, and blocking requests always get an
 //! answer.
 
-use arcly_core::frame::TrackSet;
 use arcly_core::media::hls::{HlsConfig, HlsSegmenter, SegmentFormat};
-use arcly_core::media::ts::{TsDemuxer, TsDemuxerConfig, TsEvent};
+use arcly_core::media::ts::{TsDemuxer, TsDemuxerConfig};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&knobs, data)) = data.split_first() else {
         return;
     };
-    let mut d = TsDemuxer::new(TsDemuxerConfig {
-        max_pes_size: 1 << 16,
-    });
-    d.push(data);
-    d.flush();
-    let mut tracks = TrackSet::new();
-    let mut frames = Vec::new();
-    while let Some(e) = d.poll_event() {
-        match e {
-            TsEvent::Track(t) => {
-                let _ = tracks.upsert(t);
-            }
-            TsEvent::Frame(f) => frames.push(f),
-            _ => {}
-        }
-    }
+    let (tracks, frames) = TsDemuxer::read_all_with(
+        TsDemuxerConfig {
+            max_pes_size: 1 << 16,
+        },
+        data,
+    );
     let config = HlsConfig {
         format: if knobs & 1 == 0 {
             SegmentFormat::Ts

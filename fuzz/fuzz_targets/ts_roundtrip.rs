@@ -4,28 +4,17 @@
 
 use arcly_core::frame::{MediaFrame, TrackSet};
 use arcly_core::media::fmp4::{Fmp4Config, Fmp4Muxer};
-use arcly_core::media::ts::{TsDemuxer, TsDemuxerConfig, TsEvent, TsMuxer, TsMuxerConfig};
+use arcly_core::media::ts::{TsDemuxer, TsDemuxerConfig, TsMuxer, TsMuxerConfig};
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 
 fn demux(data: &[u8]) -> (TrackSet, Vec<MediaFrame>) {
-    let mut d = TsDemuxer::new(TsDemuxerConfig {
-        max_pes_size: 1 << 16,
-    });
-    d.push(data);
-    d.flush();
-    let mut tracks = TrackSet::new();
-    let mut frames = Vec::new();
-    while let Some(e) = d.poll_event() {
-        match e {
-            TsEvent::Track(t) => {
-                let _ = tracks.upsert(t);
-            }
-            TsEvent::Frame(f) => frames.push(f),
-            _ => {}
-        }
-    }
-    (tracks, frames)
+    TsDemuxer::read_all_with(
+        TsDemuxerConfig {
+            max_pes_size: 1 << 16,
+        },
+        data,
+    )
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -13,7 +13,7 @@ use arcly_core::bus::Delivery;
 use arcly_core::endpoint::EndpointHost;
 use arcly_core::engine::{Engine, Player, Publisher, Request, StreamKey};
 use arcly_core::frame::{MediaFrame, TrackSet};
-use arcly_core::media::ts::{TsDemuxer, TsDemuxerConfig, TsEvent};
+use arcly_core::media::ts::TsDemuxer;
 use arcly_core::session::ConnContext;
 use arcly_core::time::Instant;
 use bytes::{Bytes, BytesMut};
@@ -82,21 +82,7 @@ fn payloads<'a>(packets: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
 
 /// The tracks and frames of an MPEG-TS stream.
 pub(crate) fn demux(ts: &[u8]) -> (TrackSet, Vec<MediaFrame>) {
-    let mut d = TsDemuxer::new(TsDemuxerConfig::default());
-    d.push(ts);
-    d.flush();
-    let mut tracks = TrackSet::new();
-    let mut frames = Vec::new();
-    while let Some(ev) = d.poll_event() {
-        match ev {
-            TsEvent::Track(t) => {
-                tracks.upsert(t).expect("tracks");
-            }
-            TsEvent::Frame(f) => frames.push(f),
-            _ => {}
-        }
-    }
-    (tracks, frames)
+    TsDemuxer::read_all(ts)
 }
 
 const CALLER: u16 = 50_000;

@@ -189,7 +189,12 @@ impl TsDemuxer {
     /// configuration: the track set as it stands at the end, and every
     /// frame in order.
     pub fn read_all(data: &[u8]) -> (TrackSet, Vec<MediaFrame>) {
-        let mut d = TsDemuxer::new(TsDemuxerConfig::default());
+        Self::read_all_with(TsDemuxerConfig::default(), data)
+    }
+
+    /// [`read_all`](Self::read_all) with a configuration of the caller's.
+    pub fn read_all_with(config: TsDemuxerConfig, data: &[u8]) -> (TrackSet, Vec<MediaFrame>) {
+        let mut d = TsDemuxer::new(config);
         d.push(data);
         d.flush();
         let mut tracks = TrackSet::new();
