@@ -19,7 +19,10 @@
 //! * **Deliveries** from the bus are taken only when the outbox is empty, so
 //!   a slow reader lags on the bus and resumes at a key frame; one past the
 //!   lag limit is evicted even while a write to it is pending
-//!   ([`Conductor::check_lag`]).
+//!   ([`Conductor::check_lag`]). An outbox built with a merge window
+//!   ([`Outbox::merging`]) takes them at most once per window, so the frames
+//!   that came meanwhile go out in one vectored write: fewer, larger writes
+//!   for a player in return for up to that much more latency.
 //! * **End.** A connection is over when its session closed, or its peer
 //!   half-closed and it is not playing, and everything queued was written.
 //!
@@ -205,12 +208,31 @@ pub struct Outbox {
     /// When bytes were last taken by the peer, or the queue last filled from
     /// empty.
     progress: Option<Instant>,
+    /// Deliveries are taken at most once per this many milliseconds (0:
+    /// whenever they come).
+    merge_ms: u32,
+    /// Until when deliveries wait, after the last ones were taken.
+    held: Option<Instant>,
+    /// The last poll took deliveries: more may be taken at once (a window
+    /// may bring more than one batch).
+    draining: bool,
 }
 
 impl Outbox {
     /// An empty outbox.
     pub fn new() -> Self {
         Outbox::default()
+    }
+
+    /// An empty outbox that takes bus deliveries at most once per `window`
+    /// (whole milliseconds; zero is [`new`](Self::new)): what came during
+    /// the window is written together, in one vectored write where it
+    /// fits, instead of one write per frame.
+    pub fn merging(window: Duration) -> Self {
+        Outbox {
+            merge_ms: u32::try_from(window.as_millis()).unwrap_or(u32::MAX),
+            ..Outbox::default()
+        }
     }
 
     /// Takes the conductor's transmits until [`READ_PAUSE`] bytes are
@@ -360,9 +382,49 @@ impl Outbox {
         !eof && self.queued < READ_PAUSE && conductor.wants_input()
     }
 
-    /// Whether the driver should take bus deliveries now.
+    /// Whether the driver should take bus deliveries now (the merge window
+    /// aside: [`poll_deliveries`](Self::poll_deliveries) keeps that).
     pub fn may_deliver<S: Session>(&self, conductor: &Conductor<S>) -> bool {
         self.queue.is_empty() && conductor.is_playing()
+    }
+
+    /// Hands the conductor's ready deliveries to its session
+    /// ([`Conductor::poll_deliveries`]) when [`may_deliver`](Self::may_deliver)
+    /// says so and the merge window since the last ones has passed.
+    /// `Pending` otherwise. Within the window nothing is registered with
+    /// `cx` (a player is not woken for each frame only to wait), and
+    /// [`next_wake`](Self::next_wake) names the window's end.
+    pub fn poll_deliveries<S: Session>(
+        &mut self,
+        conductor: &mut Conductor<S>,
+        cx: &mut std::task::Context<'_>,
+        now: Instant,
+    ) -> std::task::Poll<()> {
+        let holding = self.held.is_some_and(|t| now < t);
+        if !self.may_deliver(conductor) || (holding && !self.draining) {
+            return std::task::Poll::Pending;
+        }
+        let r = if holding {
+            // Taking the rest of this window's frames: what comes after
+            // waits for the window's end, which `next_wake` names, so
+            // nothing is registered to wake the driver before it.
+            let mut quiet = std::task::Context::from_waker(std::task::Waker::noop());
+            conductor.poll_deliveries(&mut quiet, now)
+        } else {
+            conductor.poll_deliveries(cx, now)
+        };
+        if r.is_ready() {
+            if !holding && self.merge_ms > 0 {
+                self.held = Some(now + Duration::from_millis(u64::from(self.merge_ms)));
+            }
+            self.draining = true;
+        } else {
+            self.draining = false;
+            if !holding {
+                self.held = None;
+            }
+        }
+        r
     }
 
     /// Whether the connection is over: its session closed (or its peer
@@ -371,17 +433,23 @@ impl Outbox {
         self.queue.is_empty() && (conductor.is_closed() || (eof && !conductor.is_playing()))
     }
 
-    /// When the driver must wake next: the conductor's timers or the write
-    /// deadline, whichever is first.
+    /// When the driver must wake next: the conductor's timers, the write
+    /// deadline, or the end of the merge window once everything before it
+    /// was written, whichever is first.
     pub fn next_wake<S: Session>(
         &self,
         conductor: &Conductor<S>,
         write_timeout: Duration,
     ) -> Option<Instant> {
-        match (conductor.poll_timeout(), self.write_deadline(write_timeout)) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let merge = self.held.filter(|_| self.may_deliver(conductor));
+        [
+            conductor.poll_timeout(),
+            self.write_deadline(write_timeout),
+            merge,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }
 

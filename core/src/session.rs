@@ -1258,6 +1258,85 @@ mod tests {
     }
 
     #[test]
+    fn a_merging_outbox_takes_deliveries_once_per_window() {
+        use crate::host::Outbox;
+        let written = |out: &mut Outbox, c: &mut Conductor<Lines>, now: Instant| {
+            out.fill(c, now);
+            let mut s = String::new();
+            let mut slices = [std::io::IoSlice::new(&[]); crate::host::WRITE_SLICES];
+            let n = out.slices(&mut slices);
+            for b in &slices[..n] {
+                s.push_str(&String::from_utf8_lossy(b));
+            }
+            out.advance(out.queued(), now);
+            s
+        };
+        // What a driver does when woken at `now`: takes deliveries and
+        // writes them for as long as there are some it may take.
+        let turn = |out: &mut Outbox, c: &mut Conductor<Lines>, now: Instant| {
+            let mut s = String::new();
+            while out.poll_deliveries(c, &mut noop_cx(), now).is_ready() {
+                s.push_str(&written(out, c, now));
+            }
+            s
+        };
+        let window = Duration::from_millis(100);
+        let never = Duration::from_secs(10);
+        for merge in [false, true] {
+            let engine = Engine::default();
+            let mut publisher =
+                Conductor::new(engine.clone(), Lines::default(), ConnContext::default());
+            let mut player =
+                Conductor::new(engine.clone(), Lines::default(), ConnContext::default());
+            let mut out = if merge {
+                Outbox::merging(window)
+            } else {
+                Outbox::new()
+            };
+            let t0 = Instant::from_millis(1_000);
+            publisher.handle_input(t0, input("publish cam\nframe\n"));
+            player.handle_input(t0, input("play cam\n"));
+            assert_eq!(written(&mut out, &mut player, t0), "ok\n");
+            // The first deliveries (the GOP cache) are not held back.
+            assert_eq!(turn(&mut out, &mut player, t0), "F1\n");
+            let t1 = Instant::from_millis(1_010);
+            publisher.handle_input(t1, input("frame\n"));
+            if !merge {
+                assert_eq!(turn(&mut out, &mut player, t1), "F2\n");
+                assert_eq!(out.next_wake(&player, never), None);
+                continue;
+            }
+            // Within the window: nothing taken, and the driver is told when
+            // to come back.
+            assert_eq!(turn(&mut out, &mut player, t1), "");
+            assert_eq!(out.next_wake(&player, never), Some(t0 + window));
+            // More than one batch comes in the window: all of it is taken
+            // at its end, not one batch per window.
+            let t2 = Instant::from_millis(1_050);
+            let many = "frame\n".repeat(DELIVERY_BATCH + 3);
+            publisher.handle_input(t2, input(&many));
+            assert_eq!(turn(&mut out, &mut player, t2), "");
+            let t3 = t0 + window;
+            let all: String = (2..DELIVERY_BATCH as u64 + 6)
+                .map(|n| format!("F{n}\n"))
+                .collect();
+            assert_eq!(turn(&mut out, &mut player, t3), all);
+            assert_eq!(out.next_wake(&player, never), Some(t3 + window));
+            // Nothing came in the next window: no more wakes for it.
+            let t4 = t3 + window;
+            assert_eq!(turn(&mut out, &mut player, t4), "");
+            assert_eq!(out.next_wake(&player, never), None);
+            // A frame after a quiet window goes out at once.
+            let t5 = t4 + Duration::from_millis(30);
+            publisher.handle_input(t5, input("frame\n"));
+            assert_eq!(
+                turn(&mut out, &mut player, t5),
+                format!("F{}\n", DELIVERY_BATCH + 6)
+            );
+        }
+    }
+
+    #[test]
     fn publish_and_play_through_the_engine() {
         let engine = Engine::default();
         let mut publisher =

@@ -294,6 +294,50 @@ fn http_api(adapter: Adapter) {
     server.shutdown();
 }
 
+/// With a merge window, a player still gets every frame, in order and
+/// unchanged, but in a few large writes: frames published 10 ms apart
+/// reach it in about one read per window, not one per frame.
+fn merged_writes_carry_every_frame(adapter: Adapter) {
+    let server = start_rtmp_merging(adapter, Engine::default(), Duration::from_millis(100));
+    let mut p = publisher(&server, "m");
+    let mut c = player(&server, "m");
+    let media = frames(40, 30, 800);
+    p.publish_all(tracks(), &media[..1]);
+    // Reads that brought frames.
+    let mut arrivals = 0;
+    let mut turn = |c: &mut Client| {
+        let before = c.seen.frames.len();
+        c.turn();
+        if c.seen.frames.len() > before {
+            arrivals += 1;
+        }
+    };
+    for f in &media[1..] {
+        p.publish_frame(f);
+        std::thread::sleep(Duration::from_millis(10));
+        turn(&mut c);
+    }
+    let n = media.len();
+    let end = std::time::Instant::now() + T;
+    while c.seen.frames.len() < n && std::time::Instant::now() < end {
+        turn(&mut c);
+    }
+    let got: Vec<u32> = c.seen.frames.iter().map(frame_index).collect();
+    let want: Vec<u32> = media.iter().map(frame_index).collect();
+    assert_eq!(got, want, "{adapter:?}: frames differ");
+    for (g, w) in c.seen.frames.iter().zip(&media) {
+        assert_eq!(g.payload, w.payload, "{adapter:?}: a payload differs");
+    }
+    // 79 frames over at least 790 ms: 8 windows or so, each read in one or
+    // two pieces; one read per frame (no merging) would be 79.
+    assert!(
+        arrivals <= 30,
+        "{adapter:?}: {arrivals} reads brought the {n} frames"
+    );
+    drop(p);
+    server.shutdown();
+}
+
 macro_rules! suite {
     ($m:ident, $a:expr) => {
         mod $m {
@@ -337,6 +381,10 @@ macro_rules! suite {
             #[test]
             fn hls_ll_parts_and_blocking_reload() {
                 super::hls_ll_parts_and_blocking_reload($a)
+            }
+            #[test]
+            fn merged_writes_carry_every_frame() {
+                super::merged_writes_carry_every_frame($a)
             }
         }
     };

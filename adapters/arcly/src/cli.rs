@@ -238,6 +238,11 @@ pub struct RunFlags {
     /// Close a peer that takes no bytes this long; fractions allowed [default: 10]
     #[arg(long, value_name = "SECS", value_parser = write_timeout)]
     pub write_timeout: Option<f64>,
+    /// Write an RTMP or HTTP-FLV player's frames at most this often, merged
+    /// into one write: less CPU per player for up to this much latency; 0:
+    /// each frame as it comes [default: 100]
+    #[arg(long, value_name = "MS", value_parser = merge_ms)]
+    pub merge_writes: Option<u64>,
     /// Require HMAC tokens (?token=...) to publish
     #[arg(long, value_name = "SECRET")]
     pub auth_secret: Option<String>,
@@ -295,6 +300,13 @@ fn positive(v: &str) -> Result<usize, String> {
     match whole::<usize>(v)? {
         0 => Err("a positive number is needed (leave the flag out for no limit)".into()),
         n => Ok(n),
+    }
+}
+
+fn merge_ms(v: &str) -> Result<u64, String> {
+    match v.parse::<u64>() {
+        Ok(ms) if ms <= 1000 => Ok(ms),
+        _ => Err("a whole number of milliseconds from 0 to 1000 is needed".into()),
     }
 }
 

@@ -124,6 +124,7 @@ struct Limits {
     max_connections: Option<usize>,
     max_connections_per_ip: Option<usize>,
     write_timeout: Option<f64>,
+    merge_writes_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -788,6 +789,14 @@ impl Loaded {
             }
             o.write_timeout = v;
         }
+        if let Some(v) = f.limits.merge_writes_ms {
+            if v > 1000 {
+                return Err(format!(
+                    "{file_name}: limits.merge_writes_ms: takes milliseconds from 0 to 1000, not {v}"
+                ));
+            }
+            o.merge_writes_ms = v;
+        }
         if let Some(s) = &f.auth.secret {
             o.auth_secret = Some(s.clone());
         }
@@ -963,6 +972,22 @@ mod tests {
             d.from_file = o.from_file.clone();
             format!("{d:?}").replace("from_file", "")
         });
+    }
+
+    #[test]
+    fn merge_writes_takes_up_to_a_second() {
+        let apply = |text: &str| {
+            let mut o = crate::defaults();
+            parse(text)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .apply("f.toml", &mut o)
+                .map(|()| o.merge_writes_ms)
+        };
+        assert_eq!(crate::defaults().merge_writes_ms, 100);
+        assert_eq!(apply("[limits]\nmerge_writes_ms = 0\n"), Ok(0));
+        assert_eq!(apply("[limits]\nmerge_writes_ms = 1000\n"), Ok(1000));
+        let e = apply("[limits]\nmerge_writes_ms = 1001\n").expect_err("refused");
+        assert!(e.contains("limits.merge_writes_ms"), "{e}");
     }
 
     #[test]

@@ -207,6 +207,8 @@ struct Options {
     max_connections: usize,
     max_connections_per_ip: Option<usize>,
     write_timeout: f64,
+    /// RTMP and HTTP-FLV players' frames are written at most this often.
+    merge_writes_ms: u64,
     auth_secret: Option<String>,
     auth_callback: Option<String>,
     auth_callback_timeout_ms: u64,
@@ -256,6 +258,13 @@ pub(crate) fn transcode_setting(v: &str) -> Result<Option<String>, String> {
 }
 
 /// Every setting at its default.
+/// How often an RTMP or HTTP-FLV player's frames are written at most, in
+/// milliseconds, unless told otherwise (`--merge-writes`): at 1,600 players
+/// of a 1 Mb/s stream, 100 ms halved the server's CPU against writing each
+/// frame as it comes (93 % to 48 % of one core); 200 and 350 ms cut no
+/// further. Players buffer seconds; 100 ms more is not seen.
+const MERGE_WRITES_MS: u64 = 100;
+
 fn defaults() -> Options {
     Options {
         from_file: Vec::new(),
@@ -302,6 +311,7 @@ fn defaults() -> Options {
         max_connections: 10_000,
         max_connections_per_ip: None,
         write_timeout: 10.0,
+        merge_writes_ms: MERGE_WRITES_MS,
         auth_secret: None,
         auth_callback: None,
         auth_callback_timeout_ms: 1000,
@@ -388,6 +398,7 @@ fn options(f: cli::RunFlags) -> Result<Options, String> {
         max_connections_per_ip
     );
     set!("--write-timeout", f.write_timeout, write_timeout);
+    set!("--merge-writes", f.merge_writes, merge_writes_ms);
     set!("--auth-secret", f.auth_secret.map(Some), auth_secret);
     set!(
         "--protect-play",
@@ -745,6 +756,16 @@ async fn run(o: Options) -> Result<(), String> {
         .collect();
     // Every TCP connection and SRT and WebRTC peer, for /api/sessions.
     let sessions = Arc::new(arcly_tokio::Sessions::default());
+    // RTMP and HTTP-FLV players take their frames in merged writes; RTSP
+    // does not (its RTP may go over UDP, where a burst is a loss).
+    let merge_writes = Duration::from_millis(o.merge_writes_ms);
+    let merged = |cfg: ListenerConfig| ListenerConfig {
+        driver: arcly_tokio::DriverConfig {
+            merge_writes,
+            ..cfg.driver.clone()
+        },
+        ..cfg
+    };
     let listener_cfg = |cfg: &ListenerConfig, protocol: &str| ListenerConfig {
         sessions: Some(sessions.clone()),
         stats: conn_stats
@@ -1023,7 +1044,7 @@ async fn run(o: Options) -> Result<(), String> {
                 };
                 arcly_rtmp::ServerSession::new(cfg, now)
             },
-            listener_cfg(&cfg, "rtmp"),
+            merged(listener_cfg(&cfg, "rtmp")),
             clock,
             shutdown.signal(),
             conn_log.clone(),
@@ -1220,7 +1241,7 @@ async fn run(o: Options) -> Result<(), String> {
         };
         let http_cfg = ListenerConfig {
             handshake_timeout: None,
-            ..listener_cfg(&cfg, "http")
+            ..merged(listener_cfg(&cfg, "http"))
         };
         servers.spawn(serve(
             listener,

@@ -45,6 +45,11 @@ pub struct ListenerConfig {
     /// A peer that takes no bytes for this long while output is queued is
     /// closed (its idle, handshake and lag limits keep running meanwhile).
     pub write_timeout: Duration,
+    /// A player's bus deliveries are taken at most once per this long and
+    /// written together (zero: each as it comes). Fewer, larger writes
+    /// for up to this much more latency; see
+    /// [`Outbox::merging`](arcly_core::host::Outbox::merging).
+    pub merge_writes: Duration,
     /// A connection must publish or play within this time (`None`: no limit).
     pub handshake_timeout: Option<Duration>,
     /// A connection that is not playing and sends nothing for this long is
@@ -61,6 +66,7 @@ impl Default for ListenerConfig {
             max_connections: 10_000,
             max_connections_per_ip: None,
             write_timeout: WRITE_TIMEOUT,
+            merge_writes: Duration::ZERO,
             handshake_timeout: Some(Duration::from_secs(10)),
             idle_timeout: Duration::from_secs(30),
             shutdown_deadline: Duration::from_secs(5),
@@ -377,7 +383,7 @@ fn run_worker<S, F>(
                 Conn {
                     sock,
                     conductor: Conductor::new(engine.clone(), make(now), ctx),
-                    out: Outbox::new(),
+                    out: Outbox::merging(cfg.merge_writes),
                     _slot: slot,
                     woken,
                     waker,
@@ -571,13 +577,11 @@ fn turn<S: Session>(
         return true;
     }
     // Deliveries only when the previous ones were written.
-    while c.out.may_deliver(&c.conductor) {
-        if c.conductor
-            .poll_deliveries(&mut cx, clock.now())
-            .is_pending()
-        {
-            break;
-        }
+    while c
+        .out
+        .poll_deliveries(&mut c.conductor, &mut cx, clock.now())
+        .is_ready()
+    {
         if pump(c, clock).is_err() {
             return true;
         }

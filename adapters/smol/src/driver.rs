@@ -25,6 +25,11 @@ pub struct DriverConfig {
     /// A peer that takes no bytes for this long while output is queued is
     /// closed (its idle, handshake and lag limits keep running meanwhile).
     pub write_timeout: Duration,
+    /// A player's bus deliveries are taken at most once per this long and
+    /// written together (zero: each as it comes). Fewer, larger writes
+    /// for up to this much more latency; see
+    /// [`Outbox::merging`](arcly_core::host::Outbox::merging).
+    pub merge_writes: Duration,
 }
 
 impl Default for DriverConfig {
@@ -33,6 +38,7 @@ impl Default for DriverConfig {
             read_chunk: 16 * 1024,
             close_grace: Duration::from_secs(2),
             write_timeout: WRITE_TIMEOUT,
+            merge_writes: Duration::ZERO,
         }
     }
 }
@@ -105,7 +111,7 @@ pub async fn drive_stream<S: Session>(
     let mut want = SMALL_READ.min(cfg.read_chunk);
     let mut shutdown = pin!(shutdown.wait());
     let mut timer = Timer::never();
-    let mut out = Outbox::new();
+    let mut out = Outbox::merging(cfg.merge_writes);
     let mut eof = false;
     // The session's own UDP sockets (RTSP's RTP/RTCP pairs), bound on the
     // interface of this connection when it asks, and a buffer to read them.
@@ -156,7 +162,9 @@ pub async fn drive_stream<S: Session>(
             if conductor.poll_session(cx, clock.now()).is_ready() {
                 return Poll::Ready(Wake::Delivered);
             }
-            if out.may_deliver(&conductor) && conductor.poll_deliveries(cx, clock.now()).is_ready()
+            if out
+                .poll_deliveries(&mut conductor, cx, clock.now())
+                .is_ready()
             {
                 return Poll::Ready(Wake::Delivered);
             }

@@ -28,6 +28,11 @@ pub struct DriverConfig {
     /// A peer that takes no bytes for this long while output is queued is
     /// closed (its idle, handshake and lag limits keep running meanwhile).
     pub write_timeout: std::time::Duration,
+    /// A player's bus deliveries are taken at most once per this long and
+    /// written together (zero: each as it comes). Fewer, larger writes
+    /// for up to this much more latency; see
+    /// [`Outbox::merging`](arcly_core::host::Outbox::merging).
+    pub merge_writes: std::time::Duration,
 }
 
 impl Default for DriverConfig {
@@ -36,6 +41,7 @@ impl Default for DriverConfig {
             read_chunk: 64 * 1024,
             close_grace: std::time::Duration::from_secs(2),
             write_timeout: WRITE_TIMEOUT,
+            merge_writes: std::time::Duration::ZERO,
         }
     }
 }
@@ -170,7 +176,7 @@ pub(crate) async fn drive_tracked<S: Session>(
     // `read_chunk`.
     let mut rbuf = BytesMut::new();
     let mut want = SMALL_READ.min(cfg.read_chunk);
-    let mut out = Outbox::new();
+    let mut out = Outbox::merging(cfg.merge_writes);
     let mut shutdown = pin!(shutdown.wait());
     let mut sleep = pin!(tokio::time::sleep(std::time::Duration::from_secs(3600)));
     let mut eof = false;
@@ -234,7 +240,9 @@ pub(crate) async fn drive_tracked<S: Session>(
             if conductor.poll_session(cx, clock.now()).is_ready() {
                 return Poll::Ready(Wake::Delivered);
             }
-            if out.may_deliver(&conductor) && conductor.poll_deliveries(cx, clock.now()).is_ready()
+            if out
+                .poll_deliveries(&mut conductor, cx, clock.now())
+                .is_ready()
             {
                 return Poll::Ready(Wake::Delivered);
             }

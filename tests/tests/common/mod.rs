@@ -129,6 +129,33 @@ where
     S: Session + Send + 'static,
     F: Fn(Instant) -> S + Send + Sync + 'static,
 {
+    start_server_merging(adapter, engine, make, handshake, Duration::ZERO)
+}
+
+/// Starts an RTMP server whose players take their frames in writes merged
+/// over `merge`.
+pub fn start_rtmp_merging(adapter: Adapter, engine: Engine, merge: Duration) -> Server {
+    start_server_merging(
+        adapter,
+        engine,
+        rtmp_session,
+        Some(Duration::from_secs(10)),
+        merge,
+    )
+}
+
+/// [`start_server`] with players' writes merged over `merge`.
+pub fn start_server_merging<S, F>(
+    adapter: Adapter,
+    engine: Engine,
+    make: F,
+    handshake: Option<Duration>,
+    merge: Duration,
+) -> Server
+where
+    S: Session + Send + 'static,
+    F: Fn(Instant) -> S + Send + Sync + 'static,
+{
     let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = std_listener.local_addr().expect("addr");
     let e = engine.clone();
@@ -150,6 +177,10 @@ where
                     let cfg = arcly_tokio::ListenerConfig {
                         shutdown_deadline: Duration::from_secs(2),
                         handshake_timeout: handshake,
+                        driver: arcly_tokio::DriverConfig {
+                            merge_writes: merge,
+                            ..Default::default()
+                        },
                         ..Default::default()
                     };
                     arcly_tokio::serve(l, e, make, cfg, arcly_tokio::Clock::new(), signal, quiet())
@@ -170,6 +201,10 @@ where
                 let cfg = arcly_smol::ListenerConfig {
                     shutdown_deadline: Duration::from_secs(2),
                     handshake_timeout: handshake,
+                    driver: arcly_smol::DriverConfig {
+                        merge_writes: merge,
+                        ..Default::default()
+                    },
                     ..Default::default()
                 };
                 smol::block_on(arcly_smol::serve(
@@ -192,6 +227,7 @@ where
                 let cfg = arcly_blocking::ListenerConfig {
                     shutdown_deadline: Duration::from_secs(2),
                     handshake_timeout: handshake,
+                    merge_writes: merge,
                     ..Default::default()
                 };
                 arcly_blocking::serve(
@@ -422,6 +458,15 @@ impl Client {
     /// The client end's address (to find the connection in /proc/net/tcp).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.sock.local_addr()
+    }
+
+    /// Publishes one frame through the client session (after
+    /// [`publish_all`](Self::publish_all) sent the tracks).
+    pub fn publish_frame(&mut self, frame: &MediaFrame) {
+        use arcly_core::bus::DeliveryRef;
+        let now = self.now();
+        self.session.handle_delivery(now, DeliveryRef::Frame(frame));
+        self.turn();
     }
 
     /// Publishes `frames` (with `tracks` first) through the client session,
