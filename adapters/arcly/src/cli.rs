@@ -305,8 +305,11 @@ fn positive(v: &str) -> Result<usize, String> {
 
 fn merge_ms(v: &str) -> Result<u64, String> {
     match v.parse::<u64>() {
-        Ok(ms) if ms <= 1000 => Ok(ms),
-        _ => Err("a whole number of milliseconds from 0 to 1000 is needed".into()),
+        Ok(ms) if ms <= crate::MAX_MERGE_WRITES_MS => Ok(ms),
+        _ => Err(format!(
+            "a whole number of milliseconds from 0 to {} is needed",
+            crate::MAX_MERGE_WRITES_MS
+        )),
     }
 }
 

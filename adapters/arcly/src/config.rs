@@ -790,9 +790,10 @@ impl Loaded {
             o.write_timeout = v;
         }
         if let Some(v) = f.limits.merge_writes_ms {
-            if v > 1000 {
+            if v > crate::MAX_MERGE_WRITES_MS {
                 return Err(format!(
-                    "{file_name}: limits.merge_writes_ms: takes milliseconds from 0 to 1000, not {v}"
+                    "{file_name}: limits.merge_writes_ms: takes milliseconds from 0 to {}, not {v}",
+                    crate::MAX_MERGE_WRITES_MS
                 ));
             }
             o.merge_writes_ms = v;

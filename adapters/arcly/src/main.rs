@@ -257,14 +257,17 @@ pub(crate) fn transcode_setting(v: &str) -> Result<Option<String>, String> {
     })
 }
 
-/// Every setting at its default.
 /// How often an RTMP or HTTP-FLV player's frames are written at most, in
 /// milliseconds, unless told otherwise (`--merge-writes`): at 1,600 players
 /// of a 1 Mb/s stream, 100 ms halved the server's CPU against writing each
 /// frame as it comes (93 % to 48 % of one core); 200 and 350 ms cut no
-/// further. Players buffer seconds; 100 ms more is not seen.
+/// further. It adds at most that much to a player's latency.
 const MERGE_WRITES_MS: u64 = 100;
 
+/// The longest merge window `--merge-writes` and the file take.
+pub(crate) const MAX_MERGE_WRITES_MS: u64 = 1000;
+
+/// Every setting at its default.
 fn defaults() -> Options {
     Options {
         from_file: Vec::new(),
