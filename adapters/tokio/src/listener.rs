@@ -156,17 +156,14 @@ where
         };
         let conductor = Conductor::new(engine.clone(), session, ctx);
         let (signal, driver, log) = (shutdown.clone(), cfg.driver.clone(), log.clone());
-        conns.spawn(async move {
-            // Counted out however the task ends (aborted at shutdown too).
-            let _open = Open(stats);
-            let tracked = registered.as_ref().map(|r| r.tracked.clone());
-            let _ = crate::driver::drive_tracked(
-                sock, conductor, clock, signal, driver, &*log, tracked,
-            )
-            .await;
-            drop(registered);
-            drop(slot);
-        });
+        let tracked = registered.as_ref().map(|r| r.tracked.clone());
+        // Counted out, listed out and its address's slot given back however
+        // the task ends (aborted at shutdown too): they go with the future.
+        let keep = (Open(stats), registered, slot);
+        let drive = crate::driver::drive_tracked(
+            sock, conductor, clock, signal, driver, log, tracked, keep,
+        );
+        conns.spawn(drive);
     }
     drop(listener);
     let drain = async { while conns.join_next().await.is_some() {} };

@@ -248,6 +248,10 @@ impl ChunkDecoder {
                     remaining: 0,
                     partial: BytesMut::new(),
                 };
+                // Room for one more at a time: a player uses two or three
+                // chunk streams, and thousands of players should not each
+                // keep room for four.
+                self.streams.reserve_exact(1);
                 self.streams.push(s);
                 self.streams.len() - 1
             }
@@ -447,6 +451,8 @@ impl ChunkEncoder {
             None => {
                 // Past 16 streams, a new one only costs header compression.
                 if self.streams.len() < MAX_SEND_STREAMS {
+                    // One more at a time, as in the decoder's table.
+                    self.streams.reserve_exact(1);
                     self.streams.push(state);
                 }
             }
