@@ -192,6 +192,51 @@ fn a_late_joiner_gets_the_stream_as_chunked_flv_and_the_connection_goes_on() {
 }
 
 #[test]
+fn a_player_keeps_no_room_for_its_join_burst_once_written() {
+    let engine = Engine::default();
+    let mut p = publisher(&engine);
+    p.publish(Instant::ZERO, video(1000, true, 2000)).unwrap();
+    for i in 1..60 {
+        p.publish(Instant::ZERO, audio(1000 + i * 21)).unwrap();
+        p.publish(Instant::ZERO, video(1000 + i * 33, false, 300))
+            .unwrap();
+    }
+    let mut c = conductor(&engine);
+    let now = Instant::from_millis(5);
+    c.handle_input(
+        now,
+        Input::Stream(BytesMut::from(
+            &b"GET /live/cam.flv HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        )),
+    );
+    assert!(c.is_playing());
+    // Taken one transmit at a time, as a host does: a batch of deliveries
+    // is queued at once, and the queue is given back once empty.
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut most = 0;
+    let mut bytes = 0;
+    loop {
+        while let Some(t) = c.poll_transmit() {
+            most = most.max(c.session().out_room());
+            bytes += t.data.len();
+        }
+        if c.poll_deliveries(&mut cx, now).is_pending() {
+            break;
+        }
+    }
+    assert!(bytes > 60 * 300, "the burst came: {bytes} bytes");
+    assert!(
+        most > crate::server::OUT_KEPT,
+        "the burst was queued at once: room for {most}"
+    );
+    assert!(
+        c.session().out_room() <= crate::server::OUT_KEPT,
+        "room for {} pieces kept",
+        c.session().out_room()
+    );
+}
+
+#[test]
 fn refusals_are_answered_with_their_status_and_the_connection_goes_on() {
     let engine = Engine::default();
     let mut c = conductor(&engine);

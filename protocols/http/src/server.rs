@@ -140,6 +140,9 @@ pub struct HttpSession<H> {
     closed: bool,
 }
 
+/// Answer pieces a drained output queue keeps room for.
+pub(crate) const OUT_KEPT: usize = 4;
+
 impl<H: Handler> HttpSession<H> {
     /// A session for a new connection.
     pub fn new(cfg: HttpConfig, handler: Arc<H>) -> Self {
@@ -160,6 +163,12 @@ impl<H: Handler> HttpSession<H> {
             closing: false,
             closed: false,
         }
+    }
+
+    /// Room in the queue of answers, in pieces.
+    #[cfg(test)]
+    pub(crate) fn out_room(&self) -> usize {
+        self.out.capacity()
     }
 
     /// Bytes of answers queued for `poll_transmit`.
@@ -217,6 +226,13 @@ impl<H: Handler> HttpSession<H> {
     fn pop(&mut self) -> Option<Transmit> {
         let t = self.out.pop_front()?;
         self.queued -= t.data.len();
+        // An HTTP-FLV play's start (the GOP cache, a piece or two a frame)
+        // grows the queue to dozens of pieces: thousands of players should
+        // not each keep that room once it is written. An answer's head and
+        // body fit in the room kept.
+        if self.out.is_empty() && self.out.capacity() > OUT_KEPT {
+            self.out.shrink_to(OUT_KEPT);
+        }
         Some(t)
     }
 
@@ -515,6 +531,7 @@ impl<H: Handler> Session for HttpSession<H> {
         let ev = self.events.pop_front();
         if self.events.is_empty() {
             self.late_events = false;
+            arcly_core::host::shrink_drained(&mut self.events);
         }
         ev
     }
