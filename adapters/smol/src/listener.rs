@@ -1,6 +1,6 @@
 //! Listeners on async-io: accept with a limit, shut down gracefully.
 
-use crate::{drive_stream, Clock, DriverConfig, ShutdownSignal};
+use crate::{Clock, DriverConfig, ShutdownSignal};
 use arcly_core::engine::Engine;
 use arcly_core::host::{AddrLimit, LogLimit};
 use arcly_core::session::{Conductor, ConnContext, Session};
@@ -66,7 +66,7 @@ where
 {
     let per_ip = AddrLimit::new(cfg.max_connections_per_ip);
     let malformed_log = Arc::new(LogLimit::new(Duration::from_secs(1)));
-    let mut conns: Vec<smol::Task<()>> = Vec::new();
+    let mut conns: Vec<smol::Task<io::Result<()>>> = Vec::new();
     let mut stop = pin!(shutdown.clone().wait());
     loop {
         conns.retain(|t| !t.is_finished());
@@ -105,10 +105,11 @@ where
         };
         let conductor = Conductor::new(engine.clone(), make(now), ctx);
         let (signal, driver, log) = (shutdown.clone(), cfg.driver.clone(), log.clone());
-        conns.push(smol::spawn(async move {
-            let _ = drive_stream(sock, conductor, clock, signal, driver, &*log).await;
-            drop(slot);
-        }));
+        // Made here and spawned whole, with the address's slot in it: a
+        // task wrapping it would keep room for its arguments beside it.
+        conns.push(smol::spawn(crate::driver::drive(
+            sock, conductor, clock, signal, driver, log, slot,
+        )));
     }
     drop(listener);
     let deadline = std::time::Instant::now() + cfg.shutdown_deadline;
