@@ -6,41 +6,11 @@
 //! `cargo run --release -p arcly-blocking --example timer_cost -- 10000`
 
 use arcly_blocking::{serve, Clock, ListenerConfig, ShutdownHandle};
-use arcly_core::bus::{CloseReason, DeliveryRef, RecvError};
 use arcly_core::engine::Engine;
-use arcly_core::session::{Input, Rejection, RequestId, Session, SessionEvent, Transmit};
-use arcly_core::time::Instant;
+use arcly_core::sim::toy::Inert;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Takes bytes and answers nothing; never publishes or plays.
-struct Sink;
-
-impl Session for Sink {
-    fn protocol(&self) -> &'static str {
-        "sink"
-    }
-    fn handle_input(&mut self, _: Instant, _: Input) {}
-    fn handle_delivery(&mut self, _: Instant, _: DeliveryRef<'_>) {}
-    fn handle_stream_end(&mut self, _: Instant, _: RecvError) {}
-    fn handle_timeout(&mut self, _: Instant) {}
-    fn accept(&mut self, _: Instant, _: RequestId) {}
-    fn reject(&mut self, _: Instant, _: RequestId, _: Rejection) {}
-    fn close(&mut self, _: Instant, _: CloseReason) {}
-    fn poll_transmit(&mut self) -> Option<Transmit> {
-        None
-    }
-    fn poll_event(&mut self) -> Option<SessionEvent> {
-        None
-    }
-    fn poll_timeout(&self) -> Option<Instant> {
-        None
-    }
-    fn is_closed(&self) -> bool {
-        false
-    }
-}
 
 /// This process's user + system CPU time.
 fn cpu() -> Duration {
@@ -77,7 +47,7 @@ fn main() {
         serve(
             listener,
             Engine::default(),
-            |_| Sink,
+            |_| Inert,
             cfg,
             Clock::new(),
             s2,

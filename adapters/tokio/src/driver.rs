@@ -382,45 +382,16 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arcly_core::bus::{DeliveryRef, RecvError};
     use arcly_core::engine::Engine;
-    use arcly_core::session::{ConnContext, Rejection, RequestId, SessionEvent, Transmit};
-    use arcly_core::time::Instant;
-
-    /// A session that does nothing: the driver's own state is measured.
-    struct Quiet;
-
-    impl Session for Quiet {
-        fn protocol(&self) -> &'static str {
-            "quiet"
-        }
-        fn handle_input(&mut self, _: Instant, _: Input) {}
-        fn handle_delivery(&mut self, _: Instant, _: DeliveryRef<'_>) {}
-        fn handle_stream_end(&mut self, _: Instant, _: RecvError) {}
-        fn handle_timeout(&mut self, _: Instant) {}
-        fn accept(&mut self, _: Instant, _: RequestId) {}
-        fn reject(&mut self, _: Instant, _: RequestId, _: Rejection) {}
-        fn close(&mut self, _: Instant, _: CloseReason) {}
-        fn poll_transmit(&mut self) -> Option<Transmit> {
-            None
-        }
-        fn poll_event(&mut self) -> Option<SessionEvent> {
-            None
-        }
-        fn poll_timeout(&self) -> Option<Instant> {
-            None
-        }
-        fn is_closed(&self) -> bool {
-            false
-        }
-    }
+    use arcly_core::session::ConnContext;
+    use arcly_core::sim::toy::Inert;
 
     #[tokio::test]
     async fn a_connections_task_keeps_its_state_once() {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let _peer = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
         let (sock, _) = l.accept().await.unwrap();
-        let conductor = Conductor::new(Engine::default(), Quiet, ConnContext::default());
+        let conductor = Conductor::new(Engine::default(), Inert, ConnContext::default());
         let log = |_: String| {};
         let drive = drive_tracked(
             sock,

@@ -218,3 +218,34 @@ pub fn frame_pts(data: &[u8]) -> Option<i64> {
         .and_then(|b| b.try_into().ok())
         .map(i64::from_be_bytes)
 }
+
+/// A session that takes bytes and answers nothing, never publishing or
+/// playing: what a host costs on its own (its task, timers and sockets),
+/// measured without a protocol.
+#[derive(Debug, Default)]
+pub struct Inert;
+
+impl Session for Inert {
+    fn protocol(&self) -> &'static str {
+        "inert"
+    }
+    fn handle_input(&mut self, _: Instant, _: Input) {}
+    fn handle_delivery(&mut self, _: Instant, _: DeliveryRef<'_>) {}
+    fn handle_stream_end(&mut self, _: Instant, _: RecvError) {}
+    fn handle_timeout(&mut self, _: Instant) {}
+    fn accept(&mut self, _: Instant, _: RequestId) {}
+    fn reject(&mut self, _: Instant, _: RequestId, _: Rejection) {}
+    fn close(&mut self, _: Instant, _: CloseReason) {}
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        None
+    }
+    fn poll_event(&mut self) -> Option<SessionEvent> {
+        None
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    fn is_closed(&self) -> bool {
+        false
+    }
+}
